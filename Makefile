@@ -1,0 +1,52 @@
+# llmagents — developer entry points. `make test` and `make demo` work on a fresh machine:
+# they create the virtualenv and build the local control plane when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Parallel pytest workers; the cluster tests share one control plane per worker.
+PYTEST_WORKERS ?= 2
+
+.PHONY: help venv test test-unit test-cluster bench crds k8s-bins cluster-up cluster-down demo demo-down e2e-kind clean
+
+help:
+	@echo "make test         install everything needed and run the whole suite"
+	@echo "make test-unit    only the tests that need no cluster"
+	@echo "make bench        run the benchmarks in bench/"
+	@echo "make k8s-bins     build the local control plane binaries (cached outside the repo)"
+	@echo "make cluster-up   start a local control plane; cluster-down stops it"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+k8s-bins:
+	hack/build-k8s.sh
+
+# The Go build of the control plane is the long pole on a fresh machine, so it runs
+# beside the Python install and the unit tests rather than before them.
+test:
+	$(MAKE) --no-print-directory -j2 venv k8s-bins
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup tests
+
+test-unit: venv
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not cluster" tests
+
+test-cluster: venv k8s-bins
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m cluster tests
+
+bench: venv
+	$(PY) bench/engine.py
+
+cluster-up: venv k8s-bins
+	hack/cluster-up.sh
+
+cluster-down:
+	hack/cluster-down.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

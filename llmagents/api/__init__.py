@@ -1,0 +1,1 @@
+"""The llmagents API: spec and status models of ProviderPool and LLMAgent (group llmagents.dev)."""

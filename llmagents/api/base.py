@@ -1,0 +1,83 @@
+"""Shared building blocks of the API models: camelCase wire names and Kubernetes durations.
+
+Every spec and status model derives from ``ApiModel`` so that Python code reads snake_case
+while the resources, the CRD schema and the rendered configuration use camelCase.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+
+class ApiModel(BaseModel):
+    """Base of the API models: camelCase aliases, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The model as the API server stores it: camelCase keys, unset optionals left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Read a Go-style duration ("500ms", "1m30s"), a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration is a string like '30s' or a number of seconds")
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(DURATION_PATTERN, text):
+            seconds = sum(
+                float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text)
+            )
+            return timedelta(seconds=seconds)
+    raise ValueError(
+        f"invalid duration {value!r}: use a number with a unit, like '500ms', '30s', '5m' or '1h30m'"
+    )
+
+
+def format_duration(value: timedelta) -> str:
+    """Write a duration the way Go and CEL's ``duration()`` read it."""
+    total_ms = round(value.total_seconds() * 1000)
+    if total_ms == 0:
+        return "0s"
+    hours, rest = divmod(total_ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    out = ""
+    if hours:
+        out += f"{hours}h"
+    if minutes:
+        out += f"{minutes}m"
+    if millis and not (hours or minutes or seconds):
+        return f"{millis}ms"
+    if seconds or millis:
+        out += f"{seconds}.{millis:03d}".rstrip("0") + "s" if millis else f"{seconds}s"
+    return out
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+"""A length of time written as in Kubernetes and Go: "30s", "5m", "1h30m", "250ms"."""

@@ -1,0 +1,294 @@
+"""ProviderPool: the providers an agent may call and how the engine chooses among them.
+
+These models are both the CRD schema of ``ProviderPool.spec`` and the engine's configuration:
+the runner receives the pool spec rendered into its ConfigMap and builds the engine from it,
+so one model states every default and bound once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from llmagents.api.base import ApiModel, Duration
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ProviderType(StrEnum):
+    """The wire protocol a provider speaks."""
+
+    ANTHROPIC = "anthropic"
+    """Anthropic's Messages API."""
+    GEMINI = "gemini"
+    """Google's Gemini generateContent API."""
+    OPENAI = "openai"
+    """OpenAI-compatible chat completions: OpenAI, OpenRouter, vLLM, Ollama."""
+    ONNX = "onnx"
+    """The agent's local ONNX sidecar: free, always last to run out."""
+
+
+class Tier(StrEnum):
+    """How capable a provider's model is, for matching task complexity."""
+
+    FAST = "fast"
+    """Small, quick and cheap; preferred for simple tasks."""
+    BALANCED = "balanced"
+    """The everyday middle."""
+    QUALITY = "quality"
+    """The strongest model; preferred for complex tasks."""
+
+
+class Strategy(StrEnum):
+    """How the engine orders healthy providers for a call."""
+
+    PRIORITY = "priority"
+    """Lowest ``priority`` number first."""
+    COST_OPTIMIZED = "cost-optimized"
+    """Lowest expected cost for the task's estimated tokens first."""
+    PERFORMANCE_OPTIMIZED = "performance-optimized"
+    """Best recent latency and success rate first."""
+    ROUND_ROBIN = "round-robin"
+    """Spread calls evenly over healthy providers."""
+
+
+class BackoffKind(StrEnum):
+    """How the wait between retries grows."""
+
+    EXPONENTIAL = "exponential"
+    """initialDelay × multiplier^attempt, capped at maxDelay."""
+    LINEAR = "linear"
+    """initialDelay × (attempt + 1), capped at maxDelay."""
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the pool's namespace that holds a provider's API key."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(
+        default="apiKey", min_length=1, max_length=253, description="Key inside the Secret."
+    )
+
+
+class Pricing(ApiModel):
+    """What a provider charges, in US dollars per million tokens."""
+
+    input_per_million: float = Field(
+        default=0.0, ge=0, description="Price in USD per million input (prompt) tokens."
+    )
+    output_per_million: float = Field(
+        default=0.0, ge=0, description="Price in USD per million output (completion) tokens."
+    )
+
+    @property
+    def free(self) -> bool:
+        return self.input_per_million == 0 and self.output_per_million == 0
+
+
+class ProviderSpec(ApiModel):
+    """One model endpoint the pool may call."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name of the provider, unique in the pool; used in status, metrics and logs.",
+    )
+    type: ProviderType = Field(description="The wire protocol the provider speaks.")
+    model: str = Field(
+        min_length=1, max_length=256, description="Model name sent to the provider."
+    )
+    base_url: str | None = Field(
+        default=None,
+        alias="baseURL",
+        max_length=2048,
+        pattern=r"^https?://",
+        description=(
+            "Base URL of the API. Defaults to the provider's public endpoint; required for "
+            "self-hosted OpenAI-compatible servers. The onnx type defaults to the sidecar."
+        ),
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the API key. Required for every type except onnx.",
+    )
+    priority: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="Order under the priority strategy and tie-breaker elsewhere: lower first.",
+    )
+    tier: Tier = Field(default=Tier.BALANCED, description="Capability tier of the model.")
+    pricing: Pricing = Field(
+        default_factory=Pricing, description="Prices used to compute cost from real usage."
+    )
+    timeout: Duration = Field(
+        default=timedelta(seconds=60), description="Time allowed for one attempt."
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries at this provider before falling back."
+    )
+
+    @property
+    def free(self) -> bool:
+        return self.pricing.free
+
+
+class FailureRateWindow(ApiModel):
+    """Open the breaker when too large a share of recent calls failed."""
+
+    window: Duration = Field(
+        default=timedelta(seconds=60), description="Length of the sliding window."
+    )
+    threshold: float = Field(
+        default=0.5, gt=0, le=1, description="Failure share (0-1] at which the breaker opens."
+    )
+    min_calls: int = Field(
+        default=10, ge=1, description="Calls needed in the window before the rate counts."
+    )
+
+
+class CircuitBreakerSpec(ApiModel):
+    """When to stop calling a failing provider and how to test it again."""
+
+    max_failures: int = Field(
+        default=5, ge=1, le=1000, description="Consecutive failures that open the breaker."
+    )
+    recovery_time: Duration = Field(
+        default=timedelta(seconds=30),
+        description="How long the breaker stays open before admitting probe calls.",
+    )
+    recovery_multiplier: float = Field(
+        default=2.0,
+        ge=1,
+        le=10,
+        description="Growth of the open time each time the breaker reopens without recovering.",
+    )
+    max_recovery_time: Duration = Field(
+        default=timedelta(minutes=10), description="Cap on the growing open time."
+    )
+    half_open_probes: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Calls admitted at once while half-open; the rest go to other providers.",
+    )
+    failure_rate: FailureRateWindow | None = Field(
+        default=None, description="Optional failure-rate rule in addition to maxFailures."
+    )
+
+    @model_validator(mode="after")
+    def _recovery_bounds(self) -> CircuitBreakerSpec:
+        if self.recovery_time <= timedelta(0):
+            raise ValueError("recoveryTime must be greater than zero")
+        if self.max_recovery_time < self.recovery_time:
+            raise ValueError("maxRecoveryTime must be at least recoveryTime")
+        return self
+
+
+class RetryByKind(ApiModel):
+    """Retries per kind of error, overriding a provider's maxRetries for that kind."""
+
+    rate_limited: int | None = Field(default=None, ge=0, le=20, description="On HTTP 429.")
+    overloaded: int | None = Field(default=None, ge=0, le=20, description="On overload (529).")
+    server_error: int | None = Field(default=None, ge=0, le=20, description="On 5xx errors.")
+    timeout: int | None = Field(default=None, ge=0, le=20, description="On timeouts.")
+    connection_failed: int | None = Field(
+        default=None, ge=0, le=20, description="On failed or broken connections."
+    )
+    malformed_response: int | None = Field(
+        default=None, ge=0, le=20, description="On answers that do not parse."
+    )
+
+
+class RetrySpec(ApiModel):
+    """How to wait between retries at one provider."""
+
+    backoff: BackoffKind = Field(default=BackoffKind.EXPONENTIAL, description="Growth rule.")
+    initial_delay: Duration = Field(
+        default=timedelta(milliseconds=500), description="Wait before the first retry."
+    )
+    multiplier: float = Field(
+        default=2.0, ge=1, le=10, description="Growth factor of exponential backoff."
+    )
+    max_delay: Duration = Field(
+        default=timedelta(seconds=20), description="Cap on any single wait."
+    )
+    jitter: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Random share of each wait, so that many agents do not retry in step.",
+    )
+    respect_retry_after: bool = Field(
+        default=True, description="Wait at least as long as a provider's Retry-After asks."
+    )
+    per_error_kind: RetryByKind | None = Field(
+        default=None, description="Retry counts by kind of error."
+    )
+
+
+class HealthSpec(ApiModel):
+    """How provider health is measured."""
+
+    window: Duration = Field(
+        default=timedelta(minutes=5),
+        description="Sliding window for success rate and latency figures.",
+    )
+    probe_interval: Duration | None = Field(
+        default=None,
+        description="Interval of active probe calls to providers; unset means no probes.",
+    )
+    probe_paid_providers: bool = Field(
+        default=False, description="Also probe providers that charge; probes cost tokens."
+    )
+
+
+class ProviderPoolSpec(ApiModel):
+    """Desired state of a ProviderPool: its providers and how calls are routed among them."""
+
+    providers: Annotated[list[ProviderSpec], Field(min_length=1, max_length=32)] = Field(
+        description="The providers, at least one; names must be unique."
+    )
+    strategy: Strategy = Field(
+        default=Strategy.PRIORITY, description="How healthy providers are ordered for a call."
+    )
+    circuit_breaker: CircuitBreakerSpec = Field(
+        default_factory=CircuitBreakerSpec, description="Per-provider circuit breaker."
+    )
+    retry: RetrySpec = Field(default_factory=RetrySpec, description="Backoff between retries.")
+    health: HealthSpec = Field(default_factory=HealthSpec, description="Health measurement.")
+    call_deadline: Duration = Field(
+        default=timedelta(seconds=120),
+        description=(
+            "Bound on one call's retries and fallbacks together; a provider whose timeout "
+            "cannot fit in what is left is skipped."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ProviderPoolSpec:
+        seen: set[str] = set()
+        for provider in self.providers:
+            if provider.name in seen:
+                raise ValueError(f"providers: duplicate provider name {provider.name!r}")
+            seen.add(provider.name)
+        return self
+
+    @model_validator(mode="after")
+    def _remote_needs_secret(self) -> ProviderPoolSpec:
+        for provider in self.providers:
+            if provider.type is not ProviderType.ONNX and provider.secret_ref is None:
+                raise ValueError(
+                    f"providers: {provider.name!r} of type {provider.type.value} needs a secretRef"
+                )
+        return self
+
+    def provider(self, name: str) -> ProviderSpec:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        raise KeyError(name)

@@ -1,0 +1,165 @@
+"""The project's error types, and the taxonomy every provider failure maps into.
+
+Each external failure has exactly one name here and the engine reacts to the name, not to
+HTTP details: retryable kinds are retried with backoff (honouring ``retry_after``), the
+misconfiguration kinds move to the next provider at once and mark the provider misconfigured.
+Messages never carry a credential.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+
+class LLMAgentsError(Exception):
+    """Base of every error llmagents raises on purpose."""
+
+
+class ConfigError(LLMAgentsError):
+    """A configuration that validated structurally still cannot be used."""
+
+
+class ErrorKind(StrEnum):
+    """What went wrong with a provider call, as far as the engine's reaction is concerned."""
+
+    RATE_LIMITED = "rate_limited"
+    """The provider asked us to slow down (HTTP 429), possibly saying for how long."""
+    OVERLOADED = "overloaded"
+    """The provider is temporarily over capacity (Anthropic's 529)."""
+    SERVER_ERROR = "server_error"
+    """The provider failed on its side (5xx)."""
+    TIMEOUT = "timeout"
+    """No answer within the provider's timeout or the call's deadline."""
+    CONNECTION_FAILED = "connection_failed"
+    """The connection could not be made or broke before a full answer arrived."""
+    AUTH = "auth"
+    """The credential was missing, wrong or not allowed (401/403)."""
+    BAD_REQUEST = "bad_request"
+    """The provider rejected the request itself (400/422)."""
+    MODEL_NOT_FOUND = "model_not_found"
+    """The configured model does not exist at this provider (404)."""
+    MALFORMED_RESPONSE = "malformed_response"
+    """The provider answered, but not in its documented shape."""
+
+
+RETRYABLE_KINDS: frozenset[ErrorKind] = frozenset(
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.OVERLOADED,
+        ErrorKind.SERVER_ERROR,
+        ErrorKind.TIMEOUT,
+        ErrorKind.CONNECTION_FAILED,
+        ErrorKind.MALFORMED_RESPONSE,
+    }
+)
+"""Kinds worth another try at the same provider."""
+
+MISCONFIGURATION_KINDS: frozenset[ErrorKind] = frozenset(
+    {ErrorKind.AUTH, ErrorKind.BAD_REQUEST, ErrorKind.MODEL_NOT_FOUND}
+)
+"""Kinds that no retry can fix: the engine moves on and marks the provider misconfigured."""
+
+
+class ProviderError(LLMAgentsError):
+    """A provider call failed; ``kind`` decides what the engine does next."""
+
+    kind: ClassVar[ErrorKind]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE_KINDS
+
+    @property
+    def misconfiguration(self) -> bool:
+        return self.kind in MISCONFIGURATION_KINDS
+
+    def __str__(self) -> str:
+        where = f"{self.provider}: " if self.provider else ""
+        status = f" (HTTP {self.status_code})" if self.status_code is not None else ""
+        return f"{where}{self.kind.value}{status}: {self.message}"
+
+
+class RateLimited(ProviderError):
+    """The provider rate-limited the call; ``retry_after`` holds its hint in seconds."""
+
+    kind = ErrorKind.RATE_LIMITED
+
+
+class Overloaded(ProviderError):
+    """The provider is overloaded and asked for the call again later."""
+
+    kind = ErrorKind.OVERLOADED
+
+
+class ServerError(ProviderError):
+    """The provider failed with a server-side error."""
+
+    kind = ErrorKind.SERVER_ERROR
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time."""
+
+    kind = ErrorKind.TIMEOUT
+
+
+class ConnectionFailed(ProviderError):
+    """The connection to the provider failed or broke off."""
+
+    kind = ErrorKind.CONNECTION_FAILED
+
+
+class AuthFailed(ProviderError):
+    """The provider refused the credential; fix the Secret the pool references."""
+
+    kind = ErrorKind.AUTH
+
+
+class BadRequest(ProviderError):
+    """The provider refused the request as invalid."""
+
+    kind = ErrorKind.BAD_REQUEST
+
+
+class ModelNotFound(ProviderError):
+    """The configured model is unknown to the provider; fix the pool's ``model``."""
+
+    kind = ErrorKind.MODEL_NOT_FOUND
+
+
+class MalformedResponse(ProviderError):
+    """The provider's answer did not match its documented format."""
+
+    kind = ErrorKind.MALFORMED_RESPONSE
+
+
+ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
+    cls.kind: cls
+    for cls in (
+        RateLimited,
+        Overloaded,
+        ServerError,
+        ProviderTimeout,
+        ConnectionFailed,
+        AuthFailed,
+        BadRequest,
+        ModelNotFound,
+        MalformedResponse,
+    )
+}
+"""One class per kind, for code that has a kind and needs the exception."""
