@@ -1,0 +1,78 @@
+"""Provider adapters: one async HTTP client per provider, one error taxonomy for all of them.
+
+``build_adapter`` turns a pool's ``ProviderSpec`` and its resolved API key into the adapter
+for the provider's wire protocol. The engine calls ``complete``/``stream`` with the attempt's
+timeout and reacts to the ``llmagents.errors`` type it may raise.
+"""
+
+from __future__ import annotations
+
+from llmagents.api.pool import ProviderSpec, ProviderType
+from llmagents.errors import ConfigError
+from llmagents.providers.anthropic import AnthropicAdapter
+from llmagents.providers.base import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    ProviderAdapter,
+)
+from llmagents.providers.gemini import GeminiAdapter
+from llmagents.providers.openai import OpenAIAdapter
+
+ONNX_SIDECAR_DEFAULT_PORT = 8090
+"""Port of the ONNX sidecar's OpenAI-compatible server inside the agent's pod."""
+
+DEFAULT_BASE_URLS: dict[ProviderType, str] = {
+    ProviderType.ANTHROPIC: "https://api.anthropic.com",
+    ProviderType.GEMINI: "https://generativelanguage.googleapis.com",
+    ProviderType.OPENAI: "https://api.openai.com/v1",
+    ProviderType.ONNX: f"http://127.0.0.1:{ONNX_SIDECAR_DEFAULT_PORT}/v1",
+}
+"""Where each provider type lives when its spec names no ``baseURL``."""
+
+ADAPTER_TYPES: dict[ProviderType, type[ProviderAdapter]] = {
+    ProviderType.ANTHROPIC: AnthropicAdapter,
+    ProviderType.GEMINI: GeminiAdapter,
+    ProviderType.OPENAI: OpenAIAdapter,
+    ProviderType.ONNX: OpenAIAdapter,
+}
+
+
+def build_adapter(
+    spec: ProviderSpec,
+    *,
+    api_key: str | None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> ProviderAdapter:
+    """The adapter for ``spec``; ``api_key`` is the value its ``secretRef`` resolved to.
+
+    Every type except ``onnx`` needs a key: failing here names the provider to fix instead
+    of letting every call come back 401.
+    """
+    if api_key is None and spec.type is not ProviderType.ONNX:
+        raise ConfigError(
+            f"provider {spec.name!r} ({spec.type.value}) has no API key: "
+            "check the Secret its secretRef names"
+        )
+    return ADAPTER_TYPES[spec.type](
+        name=spec.name,
+        model=spec.model,
+        base_url=spec.base_url or DEFAULT_BASE_URLS[spec.type],
+        api_key=api_key,
+        connect_timeout=connect_timeout,
+        max_connections=max_connections,
+    )
+
+
+__all__ = [
+    "ADAPTER_TYPES",
+    "AnthropicAdapter",
+    "DEFAULT_BASE_URLS",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "GeminiAdapter",
+    "ONNX_SIDECAR_DEFAULT_PORT",
+    "OpenAIAdapter",
+    "ProviderAdapter",
+    "build_adapter",
+]

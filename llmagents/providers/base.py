@@ -1,0 +1,214 @@
+"""The adapter contract and the HTTP machinery every provider protocol shares.
+
+An adapter turns a provider-neutral ``ChatRequest`` into one HTTP call and the answer back into
+a ``ChatResponse`` (or a stream of ``StreamChunk``), and every way that can fail into exactly
+one error of ``llmagents.errors``. Subclasses only describe their wire format: endpoint,
+headers, payload, answer parsing, stream decoding and error bodies. Timeouts, pooling and the
+translation of transport failures live here, once.
+
+Timeouts: the pooled client has its own connect timeout; the ``timeout`` of each call bounds
+the whole attempt, enforced by an asyncio deadline as well as httpx's per-read timeouts, so a
+server that trickles bytes cannot stretch an attempt past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
+from llmagents.errors import ProviderError
+from llmagents.providers.mapping import decode_json, transport_error
+from llmagents.providers.sse import SseEvent, iter_sse
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+"""Seconds to establish a connection; a provider that cannot be reached fails fast."""
+DEFAULT_MAX_CONNECTIONS = 32
+"""Connections one adapter keeps open to its provider at most."""
+
+
+class StreamDecoder(Protocol):
+    """Per-stream state that turns one protocol's events into chunks."""
+
+    done: bool
+    """True once the protocol's terminal event arrived; nothing after it is read."""
+
+    def feed(self, event: SseEvent) -> StreamChunk | None:
+        """A chunk for the caller, ``None`` for bookkeeping events; raises ``ProviderError``."""
+        ...
+
+    def finish(self) -> StreamChunk:
+        """The final chunk (usage, finish reason); ``MalformedResponse`` if the answer was cut."""
+        ...
+
+
+class ProviderAdapter(ABC):
+    """Calls one model at one provider over a pooled HTTP client.
+
+    Use as an async context manager or call ``aclose()``. ``stream()`` is an async generator:
+    its first chunk comes only after the HTTP status was checked, so a refused call raises the
+    taxonomy error from the first ``__anext__``; a stream that breaks mid-answer raises from
+    the iterator after the chunks already yielded; the last chunk has no text and carries
+    ``usage`` and ``finish_reason``. Close it early with ``contextlib.aclosing``.
+    Finish reasons are normalised to OpenAI's words (``stop``, ``length``,
+    ``content_filter``, ``tool_calls``) so that every consumer reads one vocabulary.
+    """
+
+    protocol: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        model: str,
+        base_url: str,
+        api_key: str | None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self._auth_headers(api_key),
+            timeout=httpx.Timeout(60.0, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+        )
+
+    # -- the wire format, per protocol -------------------------------------------------
+
+    @abstractmethod
+    def _auth_headers(self, api_key: str | None) -> dict[str, str]:
+        """Headers sent with every request: credential, API version."""
+
+    @abstractmethod
+    def _endpoint(self, *, stream: bool) -> str:
+        """Path of the chat call, relative to the base URL."""
+
+    @abstractmethod
+    def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body of the chat call."""
+
+    @abstractmethod
+    def _parse_answer(self, data: Any) -> ChatResponse:
+        """A complete answer from its JSON; ``MalformedResponse`` when the shape is wrong."""
+
+    @abstractmethod
+    def _stream_decoder(self) -> StreamDecoder:
+        """Fresh state for decoding one stream."""
+
+    @abstractmethod
+    def _map_error(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+        """The taxonomy error for a non-2xx answer, read from the protocol's error body."""
+
+    @abstractmethod
+    def _models_endpoint(self) -> str:
+        """Path of the model listing."""
+
+    @abstractmethod
+    def _parse_models(self, data: Any) -> list[str]:
+        """Model names from the listing's JSON."""
+
+    # -- calls ------------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest, *, timeout: float) -> ChatResponse:
+        """One non-streaming chat call, bounded by ``timeout`` seconds in total."""
+        response = await self._send("POST", self._endpoint(stream=False), timeout=timeout,
+                                    json=self._payload(request, stream=False))
+        return self._parse_answer(decode_json(response.content, provider=self.name))
+
+    async def stream(self, request: ChatRequest, *, timeout: float) -> AsyncIterator[StreamChunk]:
+        """One streaming chat call; ``timeout`` bounds the whole stream, not each read."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        payload = self._payload(request, stream=True)
+        decoder = self._stream_decoder()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                async with asyncio.timeout_at(deadline):
+                    response = await stack.enter_async_context(
+                        self._client.stream(
+                            "POST",
+                            self._endpoint(stream=True),
+                            json=payload,
+                            timeout=self._httpx_timeout(timeout),
+                        )
+                    )
+                    if not response.is_success:
+                        body = await response.aread()
+                        raise self._map_error(response.status_code, response.headers, body)
+                events = await stack.enter_async_context(
+                    contextlib.aclosing(iter_sse(response.aiter_lines()))
+                )
+                while not decoder.done:
+                    # The deadline never spans a yield: a slow consumer is not the provider.
+                    async with asyncio.timeout_at(deadline):
+                        event = await anext(events, None)
+                    if event is None:
+                        break
+                    chunk = decoder.feed(event)
+                    if chunk is not None:
+                        yield chunk
+                yield decoder.finish()
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise transport_error(exc, provider=self.name) from None
+
+    async def list_models(self, *, timeout: float = 10.0) -> list[str]:
+        """Names of the models the credential may use: a cheap check of URL and key."""
+        response = await self._send("GET", self._models_endpoint(), timeout=timeout)
+        return self._parse_models(decode_json(response.content, provider=self.name))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> ProviderAdapter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- machinery --------------------------------------------------------------------
+
+    async def _send(
+        self, method: str, path: str, *, timeout: float, json: Any = None
+    ) -> httpx.Response:
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._client.request(
+                    method, path, json=json, timeout=self._httpx_timeout(timeout)
+                )
+        except (httpx.HTTPError, TimeoutError) as exc:
+            error = transport_error(exc, provider=self.name)
+            logger.debug("provider %s: %s", self.name, error)
+            raise error from None
+        if not response.is_success:
+            error = self._map_error(response.status_code, response.headers, response.content)
+            logger.debug("provider %s: %s", self.name, error)
+            raise error
+        return response
+
+    def _httpx_timeout(self, timeout: float) -> httpx.Timeout:
+        return httpx.Timeout(timeout, connect=min(self.connect_timeout, timeout))

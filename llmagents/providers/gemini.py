@@ -1,0 +1,237 @@
+"""Google's Gemini API: ``models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``.
+
+Assistant turns are role ``model``; system messages become ``systemInstruction``; sampling
+settings sit in ``generationConfig``. Usage comes from ``usageMetadata`` (prompt tokens; output
+is candidates plus thinking tokens, both billed as output). A stream is a series of whole
+``GenerateContentResponse`` objects with no terminal sentinel: the answer is complete when a
+candidate carried a ``finishReason``. Errors follow Google's RPC shape
+``{"error": {"code", "message", "status", "details"}}``; an invalid key is a 400 whose
+details give ``API_KEY_INVALID``, and a 429 may say how long to wait in ``RetryInfo``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from llmagents.chat import ChatRequest, ChatResponse, Role, StreamChunk, Usage
+from llmagents.errors import (
+    AuthFailed,
+    BadRequest,
+    MalformedResponse,
+    ModelNotFound,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+)
+from llmagents.providers.base import ProviderAdapter
+from llmagents.providers.mapping import (
+    body_excerpt,
+    body_json,
+    decode_json,
+    error_for_status,
+    google_duration_seconds,
+    missing,
+    retry_after_seconds,
+    short,
+)
+from llmagents.providers.sse import SseEvent
+
+_FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+
+_STATUS_ERRORS: dict[str, type[ProviderError]] = {
+    "RESOURCE_EXHAUSTED": RateLimited,
+    "INVALID_ARGUMENT": BadRequest,
+    "FAILED_PRECONDITION": BadRequest,
+    "OUT_OF_RANGE": BadRequest,
+    "UNAUTHENTICATED": AuthFailed,
+    "PERMISSION_DENIED": AuthFailed,
+    "NOT_FOUND": ModelNotFound,
+    "INTERNAL": ServerError,
+    "UNKNOWN": ServerError,
+    "UNAVAILABLE": ServerError,
+    "DEADLINE_EXCEEDED": ProviderTimeout,
+}
+
+
+class GeminiAdapter(ProviderAdapter):
+    """Gemini models through the Generative Language API."""
+
+    protocol = "gemini"
+
+    def _auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"x-goog-api-key": api_key} if api_key else {}
+
+    def _versioned(self, path: str) -> str:
+        # A base URL may or may not name the API version; the public default does not.
+        tail = self.base_url.rsplit("/", 1)[-1]
+        return path if tail.startswith("v1") else "/v1beta" + path
+
+    def _endpoint(self, *, stream: bool) -> str:
+        model = self.model.removeprefix("models/")
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return self._versioned(f"/models/{model}:{method}")
+
+    def _models_endpoint(self) -> str:
+        return self._versioned("/models")
+
+    def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        system = [m.content for m in request.messages if m.role is Role.SYSTEM]
+        payload: dict[str, Any] = {
+            "contents": [
+                {
+                    "role": "model" if m.role is Role.ASSISTANT else "user",
+                    "parts": [{"text": m.content}],
+                }
+                for m in request.messages
+                if m.role is not Role.SYSTEM
+            ]
+        }
+        if system:
+            payload["systemInstruction"] = {"parts": [{"text": text} for text in system]}
+        config: dict[str, Any] = {}
+        if request.max_tokens is not None:
+            config["maxOutputTokens"] = request.max_tokens
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if request.top_p is not None:
+            config["topP"] = request.top_p
+        if request.stop:
+            config["stopSequences"] = request.stop
+        if config:
+            payload["generationConfig"] = config
+        return payload
+
+    def _parse_answer(self, data: Any) -> ChatResponse:
+        try:
+            text, finish = _candidate(data)
+            usage = _usage(data["usageMetadata"])
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise missing("candidates or usageMetadata", provider=self.name) from None
+        return ChatResponse(
+            text=text,
+            usage=usage,
+            model=str(data.get("modelVersion") or self.model),
+            finish_reason=finish,
+            provider=self.name,
+        )
+
+    def _parse_models(self, data: Any) -> list[str]:
+        try:
+            return [str(m["name"]).removeprefix("models/") for m in data.get("models", [])]
+        except (KeyError, TypeError, AttributeError):
+            raise missing("models[].name", provider=self.name) from None
+
+    def _stream_decoder(self) -> _GeminiStream:
+        return _GeminiStream(self.name)
+
+    def _map_error(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+        data = body_json(body)
+        if isinstance(data, list) and data:
+            data = data[0]
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            return error_for_status(
+                status,
+                body_excerpt(body),
+                provider=self.name,
+                retry_after=retry_after_seconds(headers),
+            )
+        return _error_from_body(error, status=status, headers=headers, provider=self.name)
+
+
+def _error_from_body(
+    error: dict[str, Any], *, status: int | None, headers: httpx.Headers | None, provider: str
+) -> ProviderError:
+    code = str(error.get("status", ""))
+    message = f"{code or error.get('code')}: {short(error.get('message', ''))}"
+    details = error.get("details") if isinstance(error.get("details"), list) else []
+    retry_after = retry_after_seconds(headers) if headers is not None else None
+    reasons = set()
+    for detail in details:
+        if not isinstance(detail, dict):
+            continue
+        reasons.add(detail.get("reason"))
+        if retry_after is None and str(detail.get("@type", "")).endswith("RetryInfo"):
+            retry_after = google_duration_seconds(detail.get("retryDelay"))
+    if status is None and isinstance(error.get("code"), int):
+        status = error["code"]
+    if "API_KEY_INVALID" in reasons:
+        return AuthFailed(message, provider=provider, status_code=status)
+    cls = _STATUS_ERRORS.get(code)
+    if cls is None:
+        return error_for_status(status or 500, message, provider=provider, retry_after=retry_after)
+    return cls(message, provider=provider, status_code=status, retry_after=retry_after)
+
+
+def _candidate(data: dict[str, Any]) -> tuple[str, str | None]:
+    """Text and normalised finish reason of the first candidate; a blocked prompt has none."""
+    candidates = data.get("candidates")
+    if not candidates:
+        if data["promptFeedback"].get("blockReason"):
+            return "", "content_filter"
+        raise ValueError("no candidates")
+    first = candidates[0]
+    parts = (first.get("content") or {}).get("parts") or []
+    text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+    return text, _finish(first.get("finishReason"))
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    output = int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0)
+    return Usage(input_tokens=int(raw["promptTokenCount"]), output_tokens=output)
+
+
+def _finish(reason: object) -> str | None:
+    if not reason or reason == "FINISH_REASON_UNSPECIFIED":
+        return None
+    return _FINISH.get(str(reason), str(reason).lower())
+
+
+class _GeminiStream:
+    """Each event is a partial GenerateContentResponse; usage totals arrive with the last."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.done = False
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+
+    def feed(self, event: SseEvent) -> StreamChunk | None:
+        data = decode_json(event.data, provider=self.provider, what="stream event")
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            raise _error_from_body(data["error"], status=None, headers=None,
+                                   provider=self.provider)
+        try:
+            if data.get("usageMetadata") is not None:
+                self.usage = _usage(data["usageMetadata"])
+            if not data.get("candidates") and self.usage is not None:
+                return None
+            text, finish = _candidate(data)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise MalformedResponse(
+                "stream event lacks candidates or usageMetadata", provider=self.provider
+            ) from None
+        if finish is not None:
+            self.finish_reason = finish
+        return StreamChunk(text=text) if text else None
+
+    def finish(self) -> StreamChunk:
+        if self.finish_reason is None:
+            raise MalformedResponse(
+                "stream ended before any candidate finished", provider=self.provider
+            )
+        if self.usage is None:
+            raise missing("usageMetadata", provider=self.provider)
+        return StreamChunk(usage=self.usage, finish_reason=self.finish_reason)
