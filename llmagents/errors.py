@@ -9,7 +9,11 @@ Messages never carry a credential.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from llmagents.routing.calls import AttemptRecord
 
 
 class LLMAgentsError(Exception):
@@ -163,3 +167,38 @@ ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
     )
 }
 """One class per kind, for code that has a kind and needs the exception."""
+
+
+class CallFailed(LLMAgentsError):
+    """No provider of the pool answered a call; ``attempts`` and ``reasons`` say why."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: Sequence[AttemptRecord] = (),
+        last_errors: Mapping[str, ProviderError] | None = None,
+        reasons: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = list(attempts)
+        self.last_errors = dict(last_errors or {})
+        self.reasons = dict(reasons or {})
+
+
+class AllProvidersFailed(CallFailed):
+    """Every provider the call could use failed, was misconfigured or had its breaker open."""
+
+
+class DeadlineExceeded(CallFailed):
+    """The call's deadline passed before any provider answered."""
+
+
+class BudgetExhausted(LLMAgentsError):
+    """The budget of the current period is spent; no further paid call is made."""
+
+    def __init__(self, message: str, *, period: str, spent: float, limit: float) -> None:
+        super().__init__(message)
+        self.period = period
+        self.spent = spent
+        self.limit = limit
