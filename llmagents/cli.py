@@ -15,6 +15,10 @@ from collections.abc import Sequence
 
 # name -> (module, help). Each module defines ``add_arguments(parser)`` and ``main(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "fake-provider": (
+        "llmagents.testing.fake_providers.cli",
+        "run a fake model provider that injects faults, to rehearse fallback settings",
+    ),
 }
 
 

@@ -19,7 +19,13 @@ from typing import Any
 import httpx
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
-from llmagents.errors import AuthFailed, MalformedResponse, ModelNotFound, ProviderError
+from llmagents.errors import (
+    AuthFailed,
+    MalformedResponse,
+    ModelNotFound,
+    ProviderError,
+    ServerError,
+)
 from llmagents.providers.base import ProviderAdapter
 from llmagents.providers.mapping import (
     body_excerpt,
@@ -117,8 +123,8 @@ def _error_from_body(
 ) -> ProviderError:
     error = _error_of(data) or {}
     code = error.get("code")
-    if status is None:
-        status = code if isinstance(code, int) else 500
+    if status is None and isinstance(code, int):
+        status = code
     label = error.get("type") or code or "error"
     message = f"{label}: {short(error.get('message', ''))}"
     if code == "insufficient_quota":
@@ -128,6 +134,9 @@ def _error_from_body(
         return AuthFailed(message, provider=provider, status_code=status)
     if code == "model_not_found":
         return ModelNotFound(message, provider=provider, status_code=status)
+    if status is None:
+        # An error inside a 200 stream or body without a status: the server failed mid-answer.
+        return ServerError(message, provider=provider)
     return error_for_status(status, message, provider=provider, retry_after=retry_after)
 
 
