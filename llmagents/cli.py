@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "llmagents.testing.fake_providers.cli",
         "run a fake model provider that injects faults, to rehearse fallback settings",
     ),
+    "crds": ("llmagents.api.crd", "write the CRD manifests generated from the API models"),
+    "operator": ("llmagents.operator.main", "run the operator that turns LLMAgents into runner pods"),
 }
 
 

@@ -81,3 +81,18 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
 ]
 """A length of time written as in Kubernetes and Go: "30s", "5m", "1h30m", "250ms"."""
+
+
+def cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    """JSON-schema extras carrying CEL rules ``(rule, message)`` into the CRD.
+
+    For what an OpenAPI schema cannot say (one field depending on another); the API server
+    evaluates them on every write, and the message is what the user reads on rejection.
+    """
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+def list_map(*keys: str) -> dict[str, Any]:
+    """JSON-schema extras that make a list a map keyed by ``keys``: unique keys, and
+    server-side apply merges items by key instead of replacing the whole list."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}

@@ -11,9 +11,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from llmagents.api.base import ApiModel, Duration
+from llmagents.api.base import ApiModel, Duration, cel, list_map
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -91,6 +91,20 @@ class Pricing(ApiModel):
 class ProviderSpec(ApiModel):
     """One model endpoint the pool may call."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.type == 'onnx' || has(self.secretRef)",
+                "providers of type anthropic, gemini and openai need a secretRef naming the "
+                "Secret key that holds the API key",
+            ),
+            (
+                "duration(self.timeout) > duration('0s')",
+                "timeout must be greater than zero, like '30s'",
+            ),
+        )
+    )
+
     name: str = Field(
         min_length=1,
         max_length=63,
@@ -140,6 +154,15 @@ class ProviderSpec(ApiModel):
 class FailureRateWindow(ApiModel):
     """Open the breaker when too large a share of recent calls failed."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "duration(self.window) > duration('0s')",
+                "failureRate.window must be greater than zero, like '60s'",
+            )
+        )
+    )
+
     window: Duration = Field(
         default=timedelta(seconds=60), description="Length of the sliding window."
     )
@@ -153,6 +176,19 @@ class FailureRateWindow(ApiModel):
 
 class CircuitBreakerSpec(ApiModel):
     """When to stop calling a failing provider and how to test it again."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "duration(self.recoveryTime) > duration('0s')",
+                "circuitBreaker.recoveryTime must be greater than zero, like '30s'",
+            ),
+            (
+                "duration(self.maxRecoveryTime) >= duration(self.recoveryTime)",
+                "circuitBreaker.maxRecoveryTime must be at least recoveryTime",
+            ),
+        )
+    )
 
     max_failures: int = Field(
         default=5, ge=1, le=1000, description="Consecutive failures that open the breaker."
@@ -234,6 +270,15 @@ class RetrySpec(ApiModel):
 class HealthSpec(ApiModel):
     """How provider health is measured."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.probeInterval) || duration(self.probeInterval) > duration('0s')",
+                "health.probeInterval must be greater than zero; leave it out for no probes",
+            )
+        )
+    )
+
     window: Duration = Field(
         default=timedelta(minutes=5),
         description="Sliding window for success rate and latency figures.",
@@ -250,8 +295,22 @@ class HealthSpec(ApiModel):
 class ProviderPoolSpec(ApiModel):
     """Desired state of a ProviderPool: its providers and how calls are routed among them."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.providers.all(p, self.providers.exists_one(q, q.name == p.name))",
+                "provider names must be unique within the pool",
+            ),
+            (
+                "duration(self.callDeadline) > duration('0s')",
+                "callDeadline must be greater than zero, like '120s'",
+            ),
+        )
+    )
+
     providers: Annotated[list[ProviderSpec], Field(min_length=1, max_length=32)] = Field(
-        description="The providers, at least one; names must be unique."
+        description="The providers, at least one; names must be unique.",
+        json_schema_extra=list_map("name"),
     )
     strategy: Strategy = Field(
         default=Strategy.PRIORITY, description="How healthy providers are ordered for a call."

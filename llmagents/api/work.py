@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from llmagents.api.base import ApiModel
+from llmagents.api.base import ApiModel, cel
 from llmagents.api.pool import DNS_LABEL
 from llmagents.chat import Role
 
@@ -48,6 +48,16 @@ class OnExhausted(StrEnum):
 class BudgetSpec(ApiModel):
     """A hard spending limit in US dollars."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.limit > 0.0",
+                "budget.limit must be a positive amount of USD for the budget period; "
+                "leave budget out for no limit",
+            )
+        )
+    )
+
     limit: float = Field(gt=0, description="Maximum spend in USD per period.")
     period: BudgetPeriod = Field(
         default=BudgetPeriod.TOTAL, description="The span the limit applies to."
@@ -66,6 +76,12 @@ class ChatMessage(ApiModel):
 
 class TaskSpec(ApiModel):
     """One unit of work: a prompt or a conversation sent through the engine."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("has(self.prompt) != has(self.messages)", "set exactly one of prompt or messages")
+        )
+    )
 
     name: str = Field(
         min_length=1,

@@ -1,0 +1,129 @@
+"""The runner's configuration: the one document the operator renders and the runner reads.
+
+The operator resolves an LLMAgent and its ProviderPool into a ``RunnerConfig`` and stores it
+as ``runner.yaml`` in the ConfigMap ``<agent>-config``; the runner reads it through the API
+(its Role allows exactly that ConfigMap). It never holds a credential: for each remote
+provider it names the environment variable that carries the key, and the pod fills that
+variable from the pool's Secret reference.
+
+Ports are in the document and in the pod's environment; on a shared test host the process
+kubelet may remap them, so the runner takes the environment's value when present
+(``RunnerPorts.from_env``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+
+import yaml
+from pydantic import Field
+
+from llmagents.api.base import ApiModel, Duration
+from llmagents.api.pool import ProviderPoolSpec
+from llmagents.api.work import BudgetSpec, TaskSpec
+
+CONFIG_KEY = "runner.yaml"
+"""Key of the document inside the ConfigMap."""
+
+ENV_AGENT = "LLMAGENTS_AGENT"
+ENV_NAMESPACE = "LLMAGENTS_NAMESPACE"
+ENV_POD_NAME = "LLMAGENTS_POD_NAME"
+ENV_CONFIG_MAP = "LLMAGENTS_CONFIG_MAP"
+ENV_METRICS_PORT = "LLMAGENTS_METRICS_PORT"
+ENV_GATEWAY_PORT = "LLMAGENTS_GATEWAY_PORT"
+ENV_ONNX_PORT = "LLMAGENTS_ONNX_PORT"
+ENV_ONNX_MODEL_DIR = "LLMAGENTS_ONNX_MODEL_DIR"
+API_KEY_ENV_PREFIX = "LLMAGENTS_API_KEY_"
+
+DEFAULT_METRICS_PORT = 9100
+DEFAULT_GATEWAY_PORT = 8080
+DEFAULT_ONNX_PORT = 8090
+
+
+def api_key_env(provider_name: str) -> str:
+    """Name of the environment variable carrying a provider's API key in the runner pod."""
+    return API_KEY_ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", provider_name.upper())
+
+
+def config_map_name(agent: str) -> str:
+    """The ConfigMap holding an agent's ``runner.yaml``."""
+    return f"{agent}-config"
+
+
+def checkpoint_config_map_name(agent: str) -> str:
+    """The ConfigMap the runner saves checkpoints to; the operator creates it empty."""
+    return f"{agent}-checkpoint"
+
+
+class WorkMode(StrEnum):
+    """How the runner works."""
+
+    TASKS = "tasks"
+    """Run the task list through the engine."""
+    GATEWAY = "gateway"
+    """Serve the local OpenAI-compatible gateway to the agent container."""
+
+
+class AgentIdentity(ApiModel):
+    """Which LLMAgent the runner works for."""
+
+    name: str = Field(description="Name of the LLMAgent.")
+    namespace: str = Field(description="Namespace of the LLMAgent.")
+    uid: str = Field(description="UID of the LLMAgent; a recreated agent starts afresh.")
+
+
+class RunnerPorts(ApiModel):
+    """Ports the pod's processes listen on, all on the pod's loopback or network."""
+
+    metrics: int = Field(default=DEFAULT_METRICS_PORT, ge=1, le=65535, description="/metrics.")
+    gateway: int = Field(
+        default=DEFAULT_GATEWAY_PORT, ge=1, le=65535, description="Local gateway (gateway mode)."
+    )
+    onnx: int = Field(default=DEFAULT_ONNX_PORT, ge=1, le=65535, description="ONNX sidecar.")
+
+    def from_env(self, environ: Mapping[str, str] | None = None) -> RunnerPorts:
+        """These ports with any the pod's environment overrides."""
+        env = os.environ if environ is None else environ
+        values = {
+            "metrics": env.get(ENV_METRICS_PORT, self.metrics),
+            "gateway": env.get(ENV_GATEWAY_PORT, self.gateway),
+            "onnx": env.get(ENV_ONNX_PORT, self.onnx),
+        }
+        return RunnerPorts.model_validate(values)
+
+
+class RunnerConfig(ApiModel):
+    """Everything a runner needs, resolved by the operator from its LLMAgent and ProviderPool."""
+
+    agent: AgentIdentity = Field(description="The LLMAgent served.")
+    pool_name: str = Field(description="Name of the ProviderPool the providers come from.")
+    pool: ProviderPoolSpec = Field(
+        description=(
+            "The pool's spec with the agent's strategy override applied and onnx providers' "
+            "baseURL pointing at the sidecar."
+        )
+    )
+    mode: WorkMode = Field(description="Task list or gateway.")
+    tasks: list[TaskSpec] | None = Field(default=None, description="The tasks (tasks mode).")
+    budget: BudgetSpec | None = Field(default=None, description="Spending limit; unset = none.")
+    max_runtime: Duration | None = Field(default=None, description="Wall-time limit.")
+    checkpoint_interval: Duration = Field(description="How often to checkpoint.")
+    checkpoint_config_map: str = Field(description="ConfigMap to write checkpoints to.")
+    ports: RunnerPorts = Field(default_factory=RunnerPorts, description="Listening ports.")
+    onnx_url: str | None = Field(
+        default=None, description="Base URL of the ONNX sidecar, when the pod has one."
+    )
+    api_key_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Provider name -> environment variable holding its API key.",
+    )
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_wire(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> RunnerConfig:
+        return cls.model_validate(yaml.safe_load(text))

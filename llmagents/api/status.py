@@ -1,0 +1,296 @@
+"""Status of both resources, and who writes which part of it.
+
+Two processes write ``LLMAgent.status``: the runner (what it observes: providers, cost,
+tokens, tasks, checkpoints) and the operator (its verdict: phase, conditions). Each applies
+only its own fields by server-side apply on the status subresource under its own field
+manager, so neither can clobber the other. ``RunnerAgentStatus`` and ``OperatorAgentStatus``
+are those two halves; ``LLMAgentStatus`` is their union and the CRD schema.
+
+The printer columns read runner fields directly where JSONPath allows; the two summaries it
+cannot compute (``healthy`` "2/3", ``tasks.summary`` "5/10") are derived inside the runner's
+half by validators, so they are written in the same patch as the numbers they summarise.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
+
+from llmagents.api.base import ApiModel, list_map
+from llmagents.api.work import BudgetPeriod
+
+GROUP = "llmagents.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+OPERATOR_FIELD_MANAGER = "llmagents-operator"
+"""Field manager of everything the operator applies, status included."""
+RUNNER_FIELD_MANAGER = "llmagents-runner"
+"""Field manager of the runner's status and checkpoint writes."""
+
+_MAX_PROVIDERS = 32
+_MAX_CONDITIONS = 16
+
+
+class ConditionStatus(StrEnum):
+    """Whether a condition holds."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """One aspect of the resource's state, in Kubernetes' standard condition shape."""
+
+    type: str = Field(
+        min_length=1,
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Type of the condition in CamelCase, like Ready.",
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="Why the condition has its status, in CamelCase.",
+    )
+    message: str = Field(default="", max_length=32_768, description="Details for humans.")
+    last_transition_time: datetime = Field(
+        description="When the status last changed; unchanged while the status stays."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the condition was set from."
+    )
+
+
+class Phase(StrEnum):
+    """The agent's state at a glance; the conditions carry the details."""
+
+    PENDING = "Pending"
+    """Waiting for its pool, a Secret or the runner's first report."""
+    RUNNING = "Running"
+    """Working, with every provider healthy."""
+    DEGRADED = "Degraded"
+    """Working, but some providers are unhealthy or misconfigured."""
+    BUDGET_EXHAUSTED = "BudgetExhausted"
+    """Spent its budget with onExhausted=stop; scaled to zero."""
+    COMPLETED = "Completed"
+    """Finished its tasks or reached maxRuntime; scaled to zero."""
+    SUSPENDED = "Suspended"
+    """spec.suspend is true; scaled to zero."""
+    FAILED = "Failed"
+    """The runner reported an error it cannot recover from."""
+
+
+class BreakerState(StrEnum):
+    """State of a provider's circuit breaker."""
+
+    CLOSED = "closed"
+    """Calls flow."""
+    OPEN = "open"
+    """Calls are skipped until the recovery time passes."""
+    HALF_OPEN = "half-open"
+    """A few probe calls test whether the provider recovered."""
+
+
+class RunnerPhase(StrEnum):
+    """What the runner process says it is doing."""
+
+    STARTING = "Starting"
+    """Loading configuration and checkpoint."""
+    RUNNING = "Running"
+    """Working through tasks or serving the gateway."""
+    COMPLETED = "Completed"
+    """Every task reached an end (done or failed)."""
+    FAILED = "Failed"
+    """Stopped on an error it cannot recover from; see message."""
+
+
+class ProviderStatus(ApiModel):
+    """One provider as the agent's engine sees it."""
+
+    name: str = Field(max_length=63, description="Name of the provider in the pool.")
+    healthy: bool = Field(description="Whether calls may go to the provider now.")
+    breaker_state: BreakerState = Field(
+        default=BreakerState.CLOSED, description="State of its circuit breaker."
+    )
+    success_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Share of successful calls in the health window."
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, ge=0, description="95th percentile latency in the health window, in ms."
+    )
+    misconfigured: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Why the provider is skipped for good (bad key, unknown model); unset if not.",
+    )
+    last_success: datetime | None = Field(default=None, description="Last successful call.")
+
+
+class CostStatus(ApiModel):
+    """Money spent, from the providers' reported usage and the pool's prices."""
+
+    spent_usd: float = Field(
+        default=0.0, ge=0, alias="spentUSD", description="USD spent in the current budget period."
+    )
+    total_usd: float = Field(
+        default=0.0, ge=0, alias="totalUSD", description="USD spent over the agent's life."
+    )
+    period: BudgetPeriod | None = Field(default=None, description="The budget period counted.")
+    period_start: datetime | None = Field(
+        default=None, description="Start of the current budget period."
+    )
+
+
+class TokenStatus(ApiModel):
+    """Tokens consumed over the agent's life, as the providers reported them."""
+
+    input: int = Field(default=0, ge=0, description="Prompt tokens.")
+    output: int = Field(default=0, ge=0, description="Completion tokens.")
+
+
+class TaskProgress(ApiModel):
+    """Progress through the task list."""
+
+    done: int = Field(default=0, ge=0, description="Tasks that completed.")
+    failed: int = Field(default=0, ge=0, description="Tasks that failed for good.")
+    total: int = Field(default=0, ge=0, description="Tasks in the list.")
+    summary: str = Field(default="", description="done/total, for kubectl get.")
+
+    @model_validator(mode="after")
+    def _summarise(self) -> TaskProgress:
+        self.summary = f"{self.done}/{self.total}"
+        return self
+
+    @property
+    def finished(self) -> bool:
+        return self.total > 0 and self.done + self.failed >= self.total
+
+
+class RunnerAgentStatus(ApiModel):
+    """The part of an LLMAgent's status the runner writes (field manager llmagents-runner)."""
+
+    runner_phase: RunnerPhase | None = Field(default=None, description="The runner's own state.")
+    message: str | None = Field(
+        default=None, max_length=4096, description="The runner's latest notable event or error."
+    )
+    started_at: datetime | None = Field(
+        default=None, description="When the runner first started; maxRuntime counts from here."
+    )
+    current_provider: str | None = Field(
+        default=None, max_length=63, description="Provider that served the latest call."
+    )
+    providers: Annotated[list[ProviderStatus], Field(max_length=_MAX_PROVIDERS)] | None = Field(
+        default=None, description="Every provider of the pool as the engine sees it.",
+        json_schema_extra=list_map("name"),
+    )
+    healthy: str | None = Field(
+        default=None, description="Healthy providers out of all, like 2/3; derived from providers."
+    )
+    cost: CostStatus | None = Field(default=None, description="Money spent.")
+    tokens: TokenStatus | None = Field(default=None, description="Tokens consumed.")
+    tasks: TaskProgress | None = Field(default=None, description="Task list progress.")
+    last_checkpoint: datetime | None = Field(
+        default=None, description="When progress was last saved to the checkpoint ConfigMap."
+    )
+    budget_exhausted: bool | None = Field(
+        default=None, description="Whether the current period's budget is spent."
+    )
+
+    @model_validator(mode="after")
+    def _summarise(self) -> RunnerAgentStatus:
+        if self.providers is not None:
+            up = sum(1 for p in self.providers if p.healthy)
+            self.healthy = f"{up}/{len(self.providers)}"
+        return self
+
+
+class OperatorAgentStatus(ApiModel):
+    """The part of an LLMAgent's status the operator writes (field manager llmagents-operator)."""
+
+    phase: Phase | None = Field(default=None, description="The agent's state at a glance.")
+    conditions: Annotated[list[Condition], Field(max_length=_MAX_CONDITIONS)] | None = Field(
+        default=None,
+        description="Ready, PoolResolved, ProvidersHealthy and BudgetAvailable.",
+        json_schema_extra=list_map("type"),
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the operator last acted on."
+    )
+    strategy: str | None = Field(
+        default=None, description="The strategy in effect: the agent's override or the pool's."
+    )
+
+
+class LLMAgentStatus(OperatorAgentStatus, RunnerAgentStatus):
+    """Observed state of an LLMAgent, written by its runner and the operator."""
+
+
+class PoolProviderStatus(ApiModel):
+    """One provider of a pool, folded from the agents that use it."""
+
+    name: str = Field(max_length=63, description="Name of the provider.")
+    healthy: bool = Field(description="Whether most agents reporting it see it healthy.")
+    agents: int = Field(default=0, ge=0, description="Agents reporting this provider.")
+    agents_healthy: int = Field(default=0, ge=0, description="Of those, agents seeing it healthy.")
+    open_breakers: int = Field(default=0, ge=0, description="Agents whose breaker for it is open.")
+    success_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Mean success rate over the reporting agents."
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, ge=0, description="Worst p95 latency over the reporting agents, in ms."
+    )
+    last_seen: datetime | None = Field(
+        default=None, description="Latest successful call by any agent."
+    )
+
+
+class ProviderPoolStatus(ApiModel):
+    """Observed state of a ProviderPool, folded by the operator from its agents."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the operator last acted on."
+    )
+    agents: int | None = Field(default=None, ge=0, description="Agents using the pool.")
+    provider_count: int | None = Field(
+        default=None, ge=0, description="Providers in the pool."
+    )
+    healthy: str | None = Field(
+        default=None, description="Providers healthy out of all, like 2/3."
+    )
+    open_breakers: int | None = Field(
+        default=None, ge=0, description="Open breakers summed over agents and providers."
+    )
+    providers: Annotated[list[PoolProviderStatus], Field(max_length=_MAX_PROVIDERS)] | None = (
+        Field(
+            default=None,
+            description="Per provider health folded from the agents.",
+            json_schema_extra=list_map("name"),
+        )
+    )
+    conditions: Annotated[list[Condition], Field(max_length=_MAX_CONDITIONS)] | None = Field(
+        default=None, description="Ready and ProvidersHealthy.", json_schema_extra=list_map("type")
+    )
+
+
+def status_apply_body(
+    *, kind: str, name: str, namespace: str, status: ApiModel
+) -> dict[str, Any]:
+    """The body of a server-side apply to a resource's status subresource.
+
+    Only the fields set in ``status`` are claimed by the applying field manager; a field it
+    claimed before and leaves out now is removed, so each writer always sends its whole half.
+    """
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "status": status.to_wire(),
+    }
