@@ -24,6 +24,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The CRDs are generated from the pydantic models in llmagents/api; a unit test fails when stale.
+crds: venv
+	$(VENV)/bin/llmagents crds --out crds/
+
 k8s-bins:
 	hack/build-k8s.sh
 
