@@ -8,8 +8,8 @@ Messages never carry a credential.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:

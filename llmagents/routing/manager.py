@@ -125,7 +125,8 @@ class ProviderManager:
         last_errors: dict[str, ProviderError] = {}
         left: list[tuple[str, str, str]] = []  # providers passed over, until the next attempt
         number = 0
-        out_of_time = False
+        out_of_time = False  # the deadline passed: nothing more can be tried
+        deadline_hit = False  # the deadline cut a retry or passed a provider over
         over_budget = 0
         for position, state in enumerate(order):
             breaker = state.breaker
@@ -161,6 +162,7 @@ class ProviderManager:
                         breaker.release(admission)
                         detail = f"timeout {timeout:g}s, {remaining:g}s left"
                         self._pass_over(state, SkipReason.DEADLINE, detail, left, reasons)
+                        deadline_hit = True
                         break
                     timeout = remaining
                 if left:
@@ -220,6 +222,7 @@ class ProviderManager:
                     and _later_fits(order, position, remaining, ended)
                 ):
                     self._pass_over(state, kind.value, error.message, left, reasons)
+                    deadline_hit = True
                     break
                 await self._sleep(wait)
                 waited = wait
@@ -228,7 +231,7 @@ class ProviderManager:
                 break
         if self.budget is not None and order and over_budget == len(order):
             raise self.budget.error("has no room for this call's estimated cost")
-        raise self._no_answer(order, attempts, last_errors, reasons, out_of_time)
+        raise self._no_answer(order, attempts, last_errors, reasons, out_of_time or deadline_hit)
 
     def _order(self, task: CallTask, free_only: bool) -> list[ProviderState]:
         members = self._by_priority
@@ -306,7 +309,7 @@ class ProviderManager:
         attempts: list[AttemptRecord],
         last_errors: dict[str, ProviderError],
         reasons: dict[str, str],
-        out_of_time: bool,
+        deadline_hit: bool,
     ) -> Exception:
         if not order:
             return AllProvidersFailed(
@@ -314,7 +317,7 @@ class ProviderManager:
                 "add a matching provider to the pool"
             )
         summary = "; ".join(f"{name}: {why}" for name, why in reasons.items()) or "none tried"
-        if out_of_time or any(why.startswith(SkipReason.DEADLINE) for why in reasons.values()):
+        if deadline_hit:
             return DeadlineExceeded(
                 f"no answer within the call deadline ({summary}); raise spec.callDeadline or "
                 "lower provider timeouts",

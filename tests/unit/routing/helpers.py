@@ -11,6 +11,7 @@ from typing import Any
 from llmagents.api.pool import ProviderPoolSpec, ProviderSpec
 from llmagents.api.work import BudgetSpec
 from llmagents.chat import Usage
+from llmagents.errors import ProviderTimeout
 from llmagents.routing import Attempt, EngineListener, ProviderManager
 from llmagents.routing.breaker import Transition
 from llmagents.routing.calls import AttemptRecord, Fallback
@@ -93,7 +94,8 @@ class Slow:
 class Scripted:
     """A provider call whose outcomes per provider are scripted; unscripted attempts succeed.
 
-    Every attempt advances the clock by ``latency`` so that latencies are non-zero and exact.
+    Every attempt advances the clock by ``latency`` so that latencies are non-zero and exact;
+    an outcome slower than the attempt's timeout becomes a timeout, as in a real adapter.
     """
 
     def __init__(
@@ -121,6 +123,8 @@ class Scripted:
         delay = self.latency
         if isinstance(outcome, Slow):
             delay, outcome = outcome.seconds, outcome.outcome
+        if delay > attempt.timeout:  # as a real adapter does: give up at the timeout
+            delay, outcome = attempt.timeout, ProviderTimeout("no answer in time")
         self.clock.advance(delay)
         await asyncio.sleep(0)
         if isinstance(outcome, BaseException):
