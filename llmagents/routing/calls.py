@@ -176,7 +176,7 @@ class CallResult(Generic[R]):
 
     ``cost`` is in US dollars from the answer's real usage. When the answer carried no usage
     yet (a stream that has just started), ``settled`` is False and the caller owes the engine
-    one ``ProviderManager.record_usage`` once the usage is known.
+    exactly one ``ProviderManager.record_usage`` or ``record_stream_failure`` when it ends.
     """
 
     provider: str

@@ -184,16 +184,20 @@ class ProviderManager:
                 else:
                     ended = clock()
                     latency = ended - began
-                    state.health.record(ended, ok=True, latency=latency)
-                    breaker.record_success(ended, admission)
+                    if budget is not None:
+                        budget.release(estimate)
                     if state.misconfigured is not None:
                         logger.info("agent %s: provider %s answered again; no longer marked "
                                     "misconfigured", self._agent, state.name)
                         state.misconfigured = None
-                    if budget is not None:
-                        budget.release(estimate)
                     usage = value.usage
-                    cost = self._charge(state.spec, usage) if usage is not None else 0.0
+                    cost = 0.0
+                    # Without usage the answer is a stream that has only begun: its health
+                    # sample and breaker verdict wait for record_usage/record_stream_failure.
+                    if usage is not None:
+                        state.health.record(ended, ok=True, latency=latency)
+                        breaker.record_success(ended, admission)
+                        cost = self._charge(state.spec, usage)
                     self._attempted(attempts, AttemptRecord(
                         state.name, number, retry, latency, waited, attempt.probe))
                     self.current_provider = state.name
@@ -331,24 +335,41 @@ class ProviderManager:
     # -- settling streams -------------------------------------------------------------------
 
     def record_usage(self, result: CallResult[Any], usage: Usage) -> float:
-        """Charge the usage of a call that returned before its usage was known; returns its cost.
+        """Settle a stream that ended well: charge its usage and count the success; returns the cost.
 
-        Each result is settled once: a second call raises ``ValueError``, so that a stream's
-        cost can never be counted twice.
+        A result whose answer came without usage must be settled exactly once, by this or by
+        ``record_stream_failure``; until then it holds its probe slot if it was a probe. A
+        second settlement raises ``ValueError``, so that no cost is ever counted twice. When
+        the client goes away mid-stream, settle with the usage so far: the provider did fine.
         """
-        if result.settled:
-            raise ValueError(f"usage of this call to {result.provider} was already recorded")
-        cost = self._charge(self._states[result.provider].spec, usage)
-        result.usage = usage
-        result.cost = cost
-        result.settled = True
-        return cost
-
-    def record_stream_failure(self, result: CallResult[Any], error: ProviderError) -> None:
-        """Count a failure after the first byte (a broken stream) against the provider."""
-        state = self._states[result.provider]
+        state = self._settle(result)
         now = self._clock()
-        self._failed(state, Admission.CALL, error, now, 0.0)
+        state.health.record(now, ok=True, latency=result.attempts[-1].latency)
+        state.breaker.record_success(now, _admission_of(result))
+        result.usage = usage
+        result.cost = self._charge(state.spec, usage)
+        return result.cost
+
+    def record_stream_failure(
+        self, result: CallResult[Any], error: ProviderError, usage: Usage | None = None
+    ) -> float:
+        """Settle a stream that broke after its first byte: a failure of the provider.
+
+        ``usage``, when the provider reported any before breaking, is charged; returns the cost.
+        """
+        state = self._settle(result)
+        now = self._clock()
+        self._failed(state, _admission_of(result), error, now, result.attempts[-1].latency)
+        if usage is not None:
+            result.usage = usage
+            result.cost = self._charge(state.spec, usage)
+        return result.cost
+
+    def _settle(self, result: CallResult[Any]) -> ProviderState:
+        if result.settled:
+            raise ValueError(f"the call to {result.provider} was already settled")
+        result.settled = True
+        return self._states[result.provider]
 
     # -- fleet view, probes, status and checkpoints -------------------------------------------
 
@@ -437,6 +458,10 @@ class ProviderManager:
     def _transitioned(self, provider: str, transition: Transition) -> None:
         if self._listener is not None:
             self._listener.on_breaker_transition(provider, transition)
+
+
+def _admission_of(result: CallResult[Any]) -> Admission:
+    return Admission.PROBE if result.attempts[-1].probe else Admission.CALL
 
 
 def _later_fits(order: list[ProviderState], position: int, remaining: float, now: float) -> bool:
