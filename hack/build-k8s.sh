@@ -25,6 +25,9 @@ k8s_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$m
 cache_root="${LLMAGENTS_CACHE:-$HOME/.cache/llmagents}"
 bin="${LLMAGENTS_K8S_BIN:-$cache_root/k8s-$k8s_version/bin}"
 mkdir -p "$bin"
+# Parallel callers (pytest workers, make -j) wait for one build instead of racing it.
+exec 9>"$bin/.lock"
+flock 9
 
 # A stamp of the module files: binaries built from other pins are stale.
 stamp="$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-16)"

@@ -1,0 +1,587 @@
+"""A real Kubernetes control plane on loopback, started and stopped from Python.
+
+Tests and ``make demo`` need an API server they can trust: the real ``kube-apiserver``
+on a real ``etcd``, with ``kube-controller-manager`` (Deployments, ReplicaSets, garbage
+collection, service accounts, namespaces), ``kube-scheduler``, and ``kwok`` keeping fake
+nodes whose pods go to Running. ``hack/build-k8s.sh`` builds the binaries from pinned Go
+modules; this module runs them.
+
+Every listener binds 127.0.0.1. The service CIDR is allocated by the API server but
+never dialled; kwok hands out pod IPs from a /16 inside 127.0.0.0/8 so that even a
+client that does dial a pod IP stays on this machine (the process kubelet binds pods'
+processes to exactly those addresses). A cluster is named: its state (certificates,
+etcd data, logs, kubeconfig, pid file) lives in ``$LLMAGENTS_CLUSTER_DIR/<name>``
+(default ``~/.cache/llmagents/cluster/<name>``), so a demo cluster and test clusters
+run side by side. Only the standard library is used, so ``hack/cluster-up.sh`` runs on
+any ``python3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from llmagents.testing import _proc
+from llmagents.testing._pki import Pki, ensure_pki
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NODE_NAME = "kwok-node-0"
+SERVICE_CIDR = "10.96.0.0/16"  # allocated, never connected to
+# Controllers a workload needs here. Node-IPAM, node lifecycle, cloud and CSR signing
+# controllers are left out: kwok keeps the nodes, and nothing here issues certificates.
+CONTROLLERS = (
+    "deployment-controller,replicaset-controller,garbage-collector-controller,"
+    "serviceaccount-controller,serviceaccount-token-controller,namespace-controller,"
+    "root-ca-certificate-publisher-controller,job-controller,cronjob-controller,"
+    "statefulset-controller,daemonset-controller,pod-garbage-collector-controller,"
+    "ttl-after-finished-controller,resourcequota-controller,disruption-controller,"
+    "endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller"
+)
+
+
+class ClusterError(RuntimeError):
+    """The local control plane could not be built, started or reached."""
+
+
+def default_state_root() -> Path:
+    """Where named clusters keep their state: ``$LLMAGENTS_CLUSTER_DIR`` or the user cache."""
+    env = os.environ.get("LLMAGENTS_CLUSTER_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "llmagents" / "cluster"
+
+
+def find_bin_dir(*, build: bool = True) -> Path:
+    """The directory holding the control-plane binaries, building them if allowed.
+
+    ``$LLMAGENTS_K8S_BIN`` wins; otherwise ``hack/build-k8s.sh`` (idempotent, fast when
+    cached) is asked, which needs the Go toolchain only when something is missing.
+    """
+    env = os.environ.get("LLMAGENTS_K8S_BIN")
+    if env and (Path(env) / "kube-apiserver").exists():
+        return Path(env)
+    script = REPO_ROOT / "hack" / "build-k8s.sh"
+    if not script.exists():
+        raise ClusterError("set LLMAGENTS_K8S_BIN: hack/build-k8s.sh is not beside this package")
+    if not build:
+        raise ClusterError("control-plane binaries are not built (run `make k8s-bins`)")
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"hack/build-k8s.sh failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def kubectl_path(bin_dir: Path | None) -> str:
+    """The kubectl to use: the one built beside the control plane, else the one on PATH."""
+    if bin_dir is not None and (bin_dir / "kubectl").exists():
+        return str(bin_dir / "kubectl")
+    found = shutil.which("kubectl")
+    if found is None:
+        raise ClusterError("no kubectl: run LLMAGENTS_BUILD_KUBECTL=1 hack/build-k8s.sh")
+    return found
+
+
+@dataclass
+class Ports:
+    """The loopback ports one cluster listens on."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def pod_cidr_for(name: str) -> str:
+    """A /16 of 127.0.0.0/8 for this cluster's pod IPs, derived from its name."""
+    octet = 100 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % 150
+    return f"127.{octet}.0.0/16"
+
+
+class LocalCluster:
+    """One named control plane: ``start()`` blocks until it is usable, ``stop()`` ends it.
+
+    ``ephemeral`` clusters delete their state directory on stop (tests); named long-lived
+    ones keep certificates and ports (``make cluster-up``). ``die_with_parent`` makes the
+    kernel kill the components if the starting thread dies, so a crashed test session
+    leaves nothing behind.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        state_root: Path | None = None,
+        bin_dir: Path | None = None,
+        ephemeral: bool = False,
+        die_with_parent: bool = False,
+        pki_dir: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.dir = (state_root or default_state_root()) / name
+        self._bin_dir = bin_dir
+        self.ephemeral = ephemeral
+        self.die_with_parent = die_with_parent
+        self.pod_cidr = pod_cidr_for(name)
+        self.ports: Ports | None = None
+        # Test clusters may share one PKI: making keys costs seconds, reusing them nothing.
+        self._pki_dir = pki_dir or self.dir / "pki"
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (``O=system:masters``)."""
+        return self.dir / "kubeconfig"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "pids"
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self._pki_dir)
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = find_bin_dir()
+        return self._bin_dir
+
+    @property
+    def kubectl(self) -> str:
+        return kubectl_path(self.bin_dir)
+
+    @property
+    def server(self) -> str:
+        assert self.ports is not None, "cluster not started"
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def running(self) -> bool:
+        """Whether this cluster's recorded processes are alive and its API server answers."""
+        if not _proc.read_pids(self.pidfile) or not (self.dir / "ports.json").exists():
+            return False
+        self.ports = Ports(**json.loads((self.dir / "ports.json").read_text()))
+        return self._get("/readyz", timeout=2) is not None
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every component and wait until a pod could be scheduled and run."""
+        started = time.monotonic()
+        deadline = started + timeout
+        bins = self.bin_dir
+        # Leftovers of an earlier run of the same name would hold the ports and data.
+        _proc.kill_recorded(self.pidfile)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+        self.logs.mkdir(exist_ok=True)
+        pki = ensure_pki(self._pki_dir)
+        self.ports = self._choose_ports()
+        self._write_kubeconfigs(pki)
+        try:
+            self._spawn("etcd", self._etcd_args(bins))
+            self._wait("etcd", deadline, lambda: self._etcd_healthy())
+            self._spawn("kube-apiserver", self._apiserver_args(bins, pki))
+            self._wait("kube-apiserver", deadline, lambda: self._get("/readyz") is not None)
+            self._spawn("kube-controller-manager", self._controller_manager_args(bins, pki))
+            self._spawn("kube-scheduler", self._scheduler_args(bins))
+            self._spawn("kwok", self._kwok_args(bins))
+            self._create_node()
+            self._wait("kwok node Ready", deadline, self._node_ready)
+            self._wait("default service account", deadline, self._default_sa_exists)
+            self._wait("kube-scheduler", deadline, lambda: self._healthz(self.ports.scheduler))
+            self._wait(
+                "kube-controller-manager",
+                deadline,
+                lambda: self._healthz(self.ports.controller_manager),
+            )
+        except BaseException:
+            self.stop()
+            raise
+        logger.info(
+            "cluster %s ready in %.1f s at %s (kubeconfig %s)",
+            self.name, time.monotonic() - started, self.server, self.kubeconfig,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop every component (process groups, SIGTERM then SIGKILL)."""
+        stopped = _proc.kill_recorded(self.pidfile)
+        logger.info("cluster %s: stopped %d processes", self.name, stopped)
+        if self.ephemeral:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- processes -------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        proc = _proc.spawn(
+            argv, log_path=self.logs / f"{name}.log", die_with_parent=self.die_with_parent
+        )
+        _proc.record_pid(self.pidfile, proc.pid, name)
+        logger.debug("started %s (pid %d)", name, proc.pid)
+
+    def _wait(self, what: str, deadline: float, ready: Callable[[], bool]) -> None:
+        """Poll ``ready`` until it holds; fail with the component's log tail at the deadline."""
+        while True:
+            try:
+                if ready():
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{what} not ready in time\n{self._log_tails()}")
+            dead = [n for pid, n in self._recorded() if not _proc.alive(pid)]
+            if dead:
+                raise ClusterError(f"{', '.join(dead)} exited\n{self._log_tails()}")
+            time.sleep(0.2)
+
+    def _recorded(self) -> list[tuple[int, str]]:
+        lines = self.pidfile.read_text().splitlines() if self.pidfile.exists() else []
+        return [(int(line.split()[0]), line.split()[-1]) for line in lines if line.strip()]
+
+    def _log_tails(self, lines: int = 15) -> str:
+        out = []
+        for log in sorted(self.logs.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    # -- configuration ---------------------------------------------------------------------
+    def _choose_ports(self) -> Ports:
+        """Reuse the ports a named cluster had (stable URLs), else pick free ones."""
+        saved = self.dir / "ports.json"
+        if saved.exists():
+            ports = Ports(**json.loads(saved.read_text()))
+            if all(_port_free(p) for p in asdict(ports).values()):
+                return ports
+        chosen: set[int] = set()
+        while len(chosen) < 6:
+            chosen.add(_free_port())
+        ports = Ports(*sorted(chosen))
+        saved.write_text(json.dumps(asdict(ports)))
+        return ports
+
+    def _write_kubeconfigs(self, pki: Pki) -> None:
+        for user, path in (
+            ("admin", self.kubeconfig),
+            ("controller-manager", self.dir / "controller-manager.kubeconfig"),
+            ("scheduler", self.dir / "scheduler.kubeconfig"),
+        ):
+            cert = pki.client(user)
+            path.write_text(
+                kubeconfig_text(
+                    server=self.server,
+                    ca_pem=pki.ca_cert.read_bytes(),
+                    name=f"llmagents-{self.name}",
+                    user={
+                        "client-certificate-data": _b64(cert.cert.read_bytes()),
+                        "client-key-data": _b64(cert.key.read_bytes()),
+                    },
+                )
+            )
+            path.chmod(0o600)
+
+    def _etcd_args(self, bins: Path) -> list[str]:
+        p = self.ports
+        assert p is not None
+        peer = f"http://127.0.0.1:{p.etcd_peer}"
+        client = f"http://127.0.0.1:{p.etcd_client}"
+        return [
+            str(bins / "etcd"),
+            f"--name={self.name}",
+            f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster={self.name}={peer}",
+            # Test data is thrown away at every start; fsync would only slow the suite.
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self, bins: Path, pki: Pki) -> list[str]:
+        p = self.ports
+        assert p is not None
+        return [
+            str(bins / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={p.apiserver}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # The `kubernetes` Service would list 127.0.0.1 as an endpoint; nobody should
+            # reach the API through a Service here, so it gets none.
+            "--endpoint-reconciler-type=none",
+            "--authorization-mode=RBAC",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=0",
+        ]
+
+    def _controller_manager_args(self, bins: Path, pki: Pki) -> list[str]:
+        p = self.ports
+        assert p is not None
+        kubeconfig = self.dir / "controller-manager.kubeconfig"
+        return [
+            str(bins / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p.controller_manager}",
+            "--leader-elect=false",
+            f"--controllers={CONTROLLERS}",
+            # Each controller acts as its own service account, so RBAC is exercised for real.
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            "--profiling=false",
+            "--v=0",
+        ]
+
+    def _scheduler_args(self, bins: Path) -> list[str]:
+        p = self.ports
+        assert p is not None
+        kubeconfig = self.dir / "scheduler.kubeconfig"
+        return [
+            str(bins / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p.scheduler}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=0",
+        ]
+
+    def _kwok_args(self, bins: Path) -> list[str]:
+        p = self.ports
+        assert p is not None
+        return [
+            str(bins / "kwok"),
+            f"--kubeconfig={self.kubeconfig}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--cidr={self.pod_cidr}",
+            # Node addresses are loopback too: a stray `kubectl logs` dials this machine.
+            "--node-ip=127.0.0.1",
+            f"--server-address=127.0.0.1:{p.kwok}",
+        ]
+
+    def _create_node(self) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": NODE_NAME,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/arch": "amd64",
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/hostname": NODE_NAME,
+                    "type": "kwok",
+                },
+            },
+            "status": {
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "250"},
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "250"},
+                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"},
+            },
+        }
+        self._request("POST", "/api/v1/nodes", node)
+
+    # -- API access (stdlib only) ------------------------------------------------------------
+    def _ssl_context(self) -> ssl.SSLContext:
+        pki = self.pki
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        admin = pki.client("admin")
+        ctx.load_cert_chain(str(admin.cert), str(admin.key))
+        return ctx
+
+    def _request(self, method: str, path: str, body: Any = None, timeout: float = 10) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.server + path, data=data, method=method,
+            headers={"Content-Type": "application/json"} if data else {},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, context=self._ssl_context(), timeout=timeout) as resp:
+            raw = resp.read()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode()
+
+    def _get(self, path: str, timeout: float = 5) -> Any:
+        """GET ``path``; ``None`` when the server does not answer or answers with an error."""
+        try:
+            return self._request("GET", path, timeout=timeout)
+        except (OSError, urllib.error.URLError, ssl.SSLError):
+            return None
+
+    def _etcd_healthy(self) -> bool:
+        assert self.ports is not None
+        url = f"http://127.0.0.1:{self.ports.etcd_client}/health"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(json.loads(resp.read()).get("health") == "true")
+
+    def _healthz(self, port: int) -> bool:
+        # The components serve a self-signed certificate; the port is ours on loopback.
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=2) as r:
+            return r.status == 200
+
+    def _node_ready(self) -> bool:
+        node = self._get(f"/api/v1/nodes/{NODE_NAME}")
+        conditions = (node or {}).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def _default_sa_exists(self) -> bool:
+        return self._get("/api/v1/namespaces/default/serviceaccounts/default") is not None
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What a client needs to reach a cluster."""
+
+    kubeconfig: Path
+    kubectl: str  # path of the kubectl binary
+
+
+class Kubectl:
+    """kubectl bound to the cluster's kubeconfig and a namespace."""
+
+    def __init__(self, exe: str, kubeconfig: Path, namespace: str) -> None:
+        self.exe = exe
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``kubectl ARGS -n NAMESPACE``; raise with its stderr when ``check`` and it fails."""
+        argv = [self.exe, f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, *args]
+        result = subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str) -> Any:
+        """Run kubectl with ``-o json`` and parse the output."""
+        return json.loads(self(*args, "-o", "json").stdout)
+
+    def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
+        """``kubectl apply -f -`` of a YAML or JSON manifest."""
+        return self("apply", "-f", "-", input=manifest)
+
+
+def _b64(data: bytes) -> str:
+    return b64encode(data).decode()
+
+
+def kubeconfig_text(*, server: str, ca_pem: bytes, name: str, user: dict[str, str]) -> str:
+    """A one-context kubeconfig (JSON, which every YAML loader reads)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": name, "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)}}
+        ],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m llmagents.testing.cluster", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("--name", default=os.environ.get("LLMAGENTS_CLUSTER_NAME", "default"))
+    parser.add_argument("--timeout", type=float, default=180.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cluster = LocalCluster(args.name)
+    if args.action == "kubeconfig":
+        print(cluster.kubeconfig)
+        return 0
+    if args.action == "status":
+        up = cluster.running()
+        print(f"cluster {args.name}: {'running at ' + cluster.server if up else 'not running'}")
+        return 0 if up else 1
+    if args.action == "down":
+        cluster.stop()
+        return 0
+    if cluster.running():
+        print(f"cluster {args.name} already running at {cluster.server}")
+    else:
+        try:
+            cluster.start(timeout=args.timeout)
+        except ClusterError as exc:
+            print(f"cluster-up failed: {exc}", file=sys.stderr)
+            return 1
+    print(
+        f"\nexport KUBECONFIG={cluster.kubeconfig}\n{cluster.kubectl} get nodes\n"
+        f"(logs: {cluster.logs}; stop with `make cluster-down`)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
