@@ -85,7 +85,9 @@ class AnthropicAdapter(ProviderAdapter):
         system = [m.content for m in request.messages if m.role is Role.SYSTEM]
         payload: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_tokens": (
+                DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
+            ),
             "messages": [
                 {"role": m.role.value, "content": m.content}
                 for m in request.messages

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -183,9 +184,9 @@ class FakeProviderServer(ABC):
         )
         self._closing = asyncio.Event()
         kwargs: dict[str, Any] = {} if self._access_log else {"access_log": None}
-        self._runner = web.AppRunner(app, **kwargs)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0, **kwargs)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
         logger.info("fake %s provider listening on %s", self.protocol, self.base_url)
@@ -219,15 +220,15 @@ class FakeProviderServer(ABC):
         return self._ids
 
     def _make_answer(self, call: ChatCall) -> Answer:
-        words = call.prompt.split()[:_ANSWER_PROMPT_WORDS] or ["(empty", "prompt)"]
-        tokens = [f"[fake-{self.protocol}:{call.model}]", "answer", "to:", *words]
-        pieces = [w + " " for w in tokens[:-1]] + [tokens[-1]]
-        hit = False
-        if call.max_tokens is not None:
-            while len(pieces) > 1 and count_tokens("".join(pieces)) > call.max_tokens:
-                pieces.pop()
-                hit = True
-        return Answer(pieces, count_tokens("".join(pieces)), hit)
+        words = call.prompt.split()[:_ANSWER_PROMPT_WORDS] or ["(empty prompt)"]
+        text = " ".join([f"[fake-{self.protocol}:{call.model}] answer to:", *words])
+        hit = call.max_tokens is not None and count_tokens(text) > call.max_tokens
+        if hit:
+            assert call.max_tokens is not None
+            text = text[: call.max_tokens * 4]
+        # A stream sends one word (with its trailing space) per chunk.
+        pieces = re.findall(r"\S+\s*", text)
+        return Answer(pieces, count_tokens(text), hit)
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
         """Run one chat call, the route handler of every protocol's chat endpoint."""
