@@ -1,0 +1,206 @@
+"""Error bodies of servers the fakes do not imitate, Retry-After forms, SSE framing, build_adapter."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from email.utils import formatdate
+
+import httpx
+import pytest
+
+from llmagents.api.pool import ProviderSpec, ProviderType
+from llmagents.errors import (
+    AuthFailed,
+    ConfigError,
+    ModelNotFound,
+    Overloaded,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+)
+from llmagents.providers import (
+    DEFAULT_BASE_URLS,
+    ONNX_SIDECAR_DEFAULT_PORT,
+    AnthropicAdapter,
+    GeminiAdapter,
+    OpenAIAdapter,
+    build_adapter,
+)
+from llmagents.providers.mapping import google_duration_seconds, retry_after_seconds
+from llmagents.providers.sse import SseEvent, iter_sse
+
+
+def headers(**values: str) -> httpx.Headers:
+    return httpx.Headers({k.replace("_", "-"): v for k, v in values.items()})
+
+
+def test_retry_after_reads_seconds_milliseconds_and_http_dates() -> None:
+    assert retry_after_seconds(headers(retry_after="7")) == 7.0
+    assert retry_after_seconds(headers(retry_after_ms="1500", retry_after="9")) == 1.5
+    in_ten = formatdate(time.time() + 10, usegmt=True)
+    assert 8.5 <= (retry_after_seconds(headers(retry_after=in_ten)) or 0) <= 10.0
+
+
+def test_retry_after_ignores_garbage_and_never_goes_negative() -> None:
+    assert retry_after_seconds(headers(retry_after="soon")) is None
+    assert retry_after_seconds(headers()) is None
+    assert retry_after_seconds(headers(retry_after="-3")) == 0.0
+    past = formatdate(time.time() - 60, usegmt=True)
+    assert retry_after_seconds(headers(retry_after=past)) == 0.0
+
+
+def test_google_durations_are_read_in_seconds() -> None:
+    assert google_duration_seconds("37s") == 37.0
+    assert google_duration_seconds("1.5s") == 1.5
+    assert google_duration_seconds("5m") is None
+    assert google_duration_seconds(None) is None
+
+
+@pytest.fixture
+async def openai() -> AsyncIterator[OpenAIAdapter]:
+    async with OpenAIAdapter(
+        name="compat", model="m", base_url="http://127.0.0.1:9/v1", api_key="k"
+    ) as adapter:
+        yield adapter
+
+
+def body(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+async def test_openai_quota_exhaustion_is_not_retried_as_a_rate_limit(
+    openai: OpenAIAdapter,
+) -> None:
+    error = openai._map_error(
+        429,
+        headers(),
+        body({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
+                        "param": None, "code": "insufficient_quota"}}),
+    )
+
+    assert isinstance(error, AuthFailed) and error.misconfiguration
+
+
+async def test_vllm_top_level_error_objects_are_understood(openai: OpenAIAdapter) -> None:
+    error = openai._map_error(
+        404,
+        headers(),
+        body({"object": "error", "message": "The model `x` does not exist.",
+              "type": "NotFoundError", "param": None, "code": 404}),
+    )
+
+    assert isinstance(error, ModelNotFound) and "does not exist" in str(error)
+
+
+async def test_openrouter_numeric_error_codes_fall_back_to_the_status(
+    openai: OpenAIAdapter,
+) -> None:
+    error = openai._map_error(
+        429, headers(retry_after="4"), body({"error": {"code": 429, "message": "slow down"}})
+    )
+
+    assert isinstance(error, RateLimited) and error.retry_after == 4.0
+
+
+async def test_a_proxy_html_page_maps_by_status(openai: OpenAIAdapter) -> None:
+    error = openai._map_error(502, headers(), b"<html><body>502 Bad Gateway</body></html>")
+
+    assert isinstance(error, ServerError) and "Bad Gateway" in str(error)
+
+
+async def test_anthropic_error_types_outrank_the_status() -> None:
+    async with AnthropicAdapter(
+        name="claude", model="m", base_url="https://api.anthropic.com", api_key="k"
+    ) as adapter:
+        overloaded = adapter._map_error(
+            529, headers(), body({"type": "error", "error": {"type": "overloaded_error",
+                                                               "message": "Overloaded"}})
+        )
+        timeout = adapter._map_error(
+            504, headers(), body({"type": "error", "error": {"type": "timeout_error",
+                                                               "message": "Request timed out"}})
+        )
+
+    assert isinstance(overloaded, Overloaded)
+    assert isinstance(timeout, ProviderTimeout)
+
+
+async def test_gemini_reads_errors_wrapped_in_a_list() -> None:
+    async with GeminiAdapter(
+        name="g", model="m", base_url="https://generativelanguage.googleapis.com", api_key="k"
+    ) as adapter:
+        error = adapter._map_error(
+            429,
+            headers(),
+            body([{"error": {"code": 429, "message": "Resource exhausted.",
+                             "status": "RESOURCE_EXHAUSTED",
+                             "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                          "retryDelay": "12s"}]}}]),
+        )
+
+    assert isinstance(error, RateLimited) and error.retry_after == 12.0
+
+
+async def lines(*items: str) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+async def test_sse_joins_data_lines_and_skips_comments() -> None:
+    events = [
+        e
+        async for e in iter_sse(
+            lines(": keep-alive", "event: ping", "data: {}", "", "data: a", "data: b", "")
+        )
+    ]
+
+    assert events == [SseEvent("ping", "{}"), SseEvent("message", "a\nb")]
+
+
+async def test_sse_handles_crlf_and_drops_an_unterminated_event() -> None:
+    events = [e async for e in iter_sse(lines("data: x\r", "\r", "data: {\"cut"))]
+
+    assert events == [SseEvent("message", "x")]
+
+
+def spec(kind: ProviderType, **extra: object) -> ProviderSpec:
+    fields: dict[str, object] = {"name": "p", "type": kind, "model": "m"}
+    if kind is not ProviderType.ONNX:
+        fields["secretRef"] = {"name": "keys"}
+    return ProviderSpec.model_validate(fields | extra)
+
+
+@pytest.mark.parametrize(
+    ("kind", "adapter_type"),
+    [
+        (ProviderType.ANTHROPIC, AnthropicAdapter),
+        (ProviderType.GEMINI, GeminiAdapter),
+        (ProviderType.OPENAI, OpenAIAdapter),
+        (ProviderType.ONNX, OpenAIAdapter),
+    ],
+)
+async def test_build_adapter_picks_the_protocol_and_default_url(
+    kind: ProviderType, adapter_type: type
+) -> None:
+    async with build_adapter(spec(kind), api_key="k") as adapter:
+        assert type(adapter) is adapter_type
+        assert adapter.base_url == DEFAULT_BASE_URLS[kind]
+        assert adapter.name == "p" and adapter.model == "m"
+
+
+async def test_build_adapter_points_onnx_at_the_sidecar_and_needs_no_key() -> None:
+    async with build_adapter(spec(ProviderType.ONNX), api_key=None) as adapter:
+        assert adapter.base_url == f"http://127.0.0.1:{ONNX_SIDECAR_DEFAULT_PORT}/v1"
+
+
+async def test_build_adapter_honours_a_base_url() -> None:
+    custom = spec(ProviderType.OPENAI, baseURL="http://vllm.internal:8000/v1/")
+    async with build_adapter(custom, api_key="k") as adapter:
+        assert adapter.base_url == "http://vllm.internal:8000/v1"
+
+
+def test_build_adapter_refuses_a_remote_provider_without_a_key() -> None:
+    with pytest.raises(ConfigError, match="'p'"):
+        build_adapter(spec(ProviderType.ANTHROPIC), api_key=None)
