@@ -6,9 +6,10 @@ as ``runner.yaml`` in the ConfigMap ``<agent>-config``; the runner reads it thro
 provider it names the environment variable that carries the key, and the pod fills that
 variable from the pool's Secret reference.
 
-Ports are in the document and in the pod's environment; on a shared test host the process
-kubelet may remap them, so the runner takes the environment's value when present
-(``RunnerPorts.from_env``).
+Ports and the sidecar's URL are in the document and in the pod's environment. The runner
+takes the environment's values (``RunnerConfig.with_env``): on the shared test host the
+process kubelet gives each pod its own loopback address and rewrites loopback URLs in the
+environment (never in a ConfigMap read through the API) to it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ ENV_CONFIG_MAP = "LLMAGENTS_CONFIG_MAP"
 ENV_METRICS_PORT = "LLMAGENTS_METRICS_PORT"
 ENV_GATEWAY_PORT = "LLMAGENTS_GATEWAY_PORT"
 ENV_ONNX_PORT = "LLMAGENTS_ONNX_PORT"
+ENV_ONNX_URL = "LLMAGENTS_ONNX_URL"
 ENV_ONNX_MODEL_DIR = "LLMAGENTS_ONNX_MODEL_DIR"
 API_KEY_ENV_PREFIX = "LLMAGENTS_API_KEY_"
 
@@ -102,8 +104,8 @@ class RunnerConfig(ApiModel):
     pool_name: str = Field(description="Name of the ProviderPool the providers come from.")
     pool: ProviderPoolSpec = Field(
         description=(
-            "The pool's spec with the agent's strategy override applied and onnx providers' "
-            "baseURL pointing at the sidecar."
+            "The pool's spec with the agent's strategy override applied; an onnx provider "
+            "without baseURL means the sidecar at onnxUrl."
         )
     )
     mode: WorkMode = Field(description="Task list or gateway.")
@@ -120,6 +122,16 @@ class RunnerConfig(ApiModel):
         default_factory=dict,
         description="Provider name -> environment variable holding its API key.",
     )
+
+    def with_env(self, environ: Mapping[str, str] | None = None) -> RunnerConfig:
+        """This configuration with the ports and sidecar URL the pod's environment sets."""
+        env = os.environ if environ is None else environ
+        return self.model_copy(
+            update={
+                "ports": self.ports.from_env(env),
+                "onnx_url": env.get(ENV_ONNX_URL, self.onnx_url),
+            }
+        )
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_wire(), sort_keys=False)

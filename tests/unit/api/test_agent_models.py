@@ -87,8 +87,8 @@ def test_runner_ports_take_the_environment_over_the_document():
     assert (ports.metrics, ports.gateway, ports.onnx) == (19100, 8080, 8090)
 
 
-def test_runner_config_round_trips_through_yaml():
-    config = RunnerConfig.model_validate(
+def _config() -> RunnerConfig:
+    return RunnerConfig.model_validate(
         {
             "agent": {"name": "a", "namespace": "ns", "uid": "u-1"},
             "poolName": "pool",
@@ -103,8 +103,13 @@ def test_runner_config_round_trips_through_yaml():
             "checkpointInterval": "30s",
             "checkpointConfigMap": "a-checkpoint",
             "apiKeyEnv": {"claude": "LLMAGENTS_API_KEY_CLAUDE"},
+            "onnxUrl": "http://127.0.0.1:8090",
         }
     )
+
+
+def test_runner_config_round_trips_through_yaml():
+    config = _config()
     assert RunnerConfig.from_yaml(config.to_yaml()) == config
     assert "apiKey:" not in config.to_yaml().replace("apiKeyEnv", "")
 
@@ -143,3 +148,11 @@ def test_status_apply_body_carries_only_the_writers_fields():
     )
     assert body["apiVersion"] == "llmagents.dev/v1alpha1"
     assert body["status"] == {"phase": "Running", "observedGeneration": 3}
+
+
+def test_runner_config_takes_ports_and_sidecar_url_from_the_pod_environment():
+    config = _config().with_env(
+        {"LLMAGENTS_ONNX_URL": "http://127.0.5.9:8090", "LLMAGENTS_GATEWAY_PORT": "18080"}
+    )
+    assert config.onnx_url == "http://127.0.5.9:8090"
+    assert config.ports.gateway == 18080

@@ -1,0 +1,317 @@
+"""Pure builders: an LLMAgent and its ProviderPool in, the manifests that run it out.
+
+Nothing here talks to the API server or reads the clock, so every manifest can be tested
+by value. ``children`` returns everything one agent owns, each manifest stamped with the
+hash of its own content (``ANNOTATION_HASH``): the reconciler writes a child only when that
+hash differs from what it applied last, which is what keeps a converged operator silent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmagents.api.pool import ProviderType
+from llmagents.api.runner_config import (
+    CONFIG_KEY,
+    ENV_AGENT,
+    ENV_CONFIG_MAP,
+    ENV_GATEWAY_PORT,
+    ENV_METRICS_PORT,
+    ENV_NAMESPACE,
+    ENV_ONNX_MODEL_DIR,
+    ENV_ONNX_PORT,
+    ENV_ONNX_URL,
+    ENV_POD_NAME,
+    AgentIdentity,
+    RunnerConfig,
+    RunnerPorts,
+    WorkMode,
+    api_key_env,
+    checkpoint_config_map_name,
+    config_map_name,
+)
+from llmagents.operator.meta import content_hash, labels, metadata, selector
+from llmagents.operator.objects import AgentObject, PoolObject
+from llmagents.operator.rbac import role, role_binding, service_account, service_account_name
+from llmagents.operator.settings import (
+    ANNOTATION_CONFIG_HASH,
+    ANNOTATION_HASH,
+    MODEL_MOUNT,
+    OperatorSettings,
+)
+
+GATEWAY_API_KEY = "llmagents-gateway"
+"""What the agent container sends as its OpenAI key; the gateway ignores it."""
+
+
+def has_onnx(pool: PoolObject) -> bool:
+    return pool.spec is not None and any(
+        p.type is ProviderType.ONNX for p in pool.spec.providers
+    )
+
+
+def runner_config(
+    agent: AgentObject, pool: PoolObject, settings: OperatorSettings
+) -> RunnerConfig:
+    """The runner's configuration: the agent resolved against its pool; never a secret."""
+    assert agent.spec is not None and pool.spec is not None
+    spec = agent.spec
+    pool_spec = pool.spec
+    if spec.strategy is not None:
+        pool_spec = pool_spec.model_copy(update={"strategy": spec.strategy})
+    tasks = spec.work.tasks
+    return RunnerConfig(
+        agent=AgentIdentity(name=agent.name, namespace=agent.namespace, uid=agent.uid),
+        pool_name=pool.name,
+        pool=pool_spec,
+        mode=WorkMode.TASKS if tasks is not None else WorkMode.GATEWAY,
+        tasks=tasks,
+        budget=spec.budget,
+        max_runtime=spec.max_runtime,
+        checkpoint_interval=spec.checkpoint_interval,
+        checkpoint_config_map=checkpoint_config_map_name(agent.name),
+        ports=RunnerPorts(
+            metrics=settings.metrics_port,
+            gateway=settings.gateway_port,
+            onnx=settings.onnx_port,
+        ),
+        onnx_url=_onnx_url(settings) if has_onnx(pool) else None,
+        api_key_env={
+            p.name: api_key_env(p.name) for p in pool_spec.providers if p.secret_ref is not None
+        },
+    )
+
+
+def _onnx_url(settings: OperatorSettings) -> str:
+    return f"http://127.0.0.1:{settings.onnx_port}"
+
+
+def config_map(agent: AgentObject, config: RunnerConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(agent, config_map_name(agent.name)),
+        "data": {CONFIG_KEY: config.to_yaml()},
+    }
+
+
+def checkpoint_config_map(agent: AgentObject) -> dict[str, Any]:
+    """Created empty so that the runner needs no ``create`` right; its data is the runner's."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(agent, checkpoint_config_map_name(agent.name)),
+    }
+
+
+def metrics_service(agent: AgentObject, settings: OperatorSettings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(agent, f"{agent.name}-metrics"),
+        "spec": {
+            "selector": selector(agent),
+            "ports": [
+                {
+                    "name": "metrics",
+                    "port": settings.metrics_port,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def _env(name: str, value: str) -> dict[str, Any]:
+    return {"name": name, "value": value}
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _tcp_probes(port_name: str) -> dict[str, Any]:
+    # TCP probes: the processes' HTTP routes belong to other modules; an open port is the
+    # contract both sides can keep.
+    return {
+        "livenessProbe": {
+            "tcpSocket": {"port": port_name},
+            "periodSeconds": 20,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {"tcpSocket": {"port": port_name}, "periodSeconds": 10},
+    }
+
+
+_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _resources(value: Any) -> dict[str, Any]:
+    return {"resources": value.to_wire()} if value is not None else {}
+
+
+def runner_container(
+    agent: AgentObject, pool: PoolObject, config: RunnerConfig, settings: OperatorSettings
+) -> dict[str, Any]:
+    assert agent.spec is not None and pool.spec is not None
+    env = [
+        _env(ENV_AGENT, agent.name),
+        _field_env(ENV_NAMESPACE, "metadata.namespace"),
+        _field_env(ENV_POD_NAME, "metadata.name"),
+        _env(ENV_CONFIG_MAP, config_map_name(agent.name)),
+        _env(ENV_METRICS_PORT, str(settings.metrics_port)),
+        _env(ENV_GATEWAY_PORT, str(settings.gateway_port)),
+    ]
+    if config.onnx_url is not None:
+        env.append(_env(ENV_ONNX_URL, config.onnx_url))
+    for provider in pool.spec.providers:
+        if provider.secret_ref is not None:
+            env.append(
+                {
+                    "name": api_key_env(provider.name),
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": provider.secret_ref.name,
+                            "key": provider.secret_ref.key,
+                        }
+                    },
+                }
+            )
+    ports = [{"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"}]
+    if config.mode is WorkMode.GATEWAY:
+        ports.append(
+            {"name": "gateway", "containerPort": settings.gateway_port, "protocol": "TCP"}
+        )
+    return {
+        "name": "runner",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": ["runner"],
+        "env": env,
+        "ports": ports,
+        **_tcp_probes("metrics"),
+        **_resources(agent.spec.resources),
+        "securityContext": _SECURITY,
+    }
+
+
+def onnx_container(agent: AgentObject, settings: OperatorSettings) -> dict[str, Any]:
+    assert agent.spec is not None
+    sidecar = agent.spec.onnx
+    env = [_env(ENV_ONNX_PORT, str(settings.onnx_port))]
+    mounts = []
+    if sidecar is not None and sidecar.model_volume is not None:
+        sub = sidecar.model_volume.sub_path
+        env.append(_env(ENV_ONNX_MODEL_DIR, f"{MODEL_MOUNT}/{sub}" if sub else MODEL_MOUNT))
+        mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
+    container: dict[str, Any] = {
+        "name": "onnx",
+        "image": (sidecar.image if sidecar and sidecar.image else settings.image),
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": ["onnx-server"],
+        "env": env,
+        "ports": [{"name": "onnx", "containerPort": settings.onnx_port, "protocol": "TCP"}],
+        **_tcp_probes("onnx"),
+        **_resources(sidecar.resources if sidecar else None),
+        "securityContext": _SECURITY,
+    }
+    if mounts:
+        container["volumeMounts"] = mounts
+    return container
+
+
+def agent_container(agent: AgentObject, settings: OperatorSettings) -> dict[str, Any]:
+    """The user's agent, pointed at the runner's gateway on the pod's loopback."""
+    assert agent.spec is not None and agent.spec.work.agent is not None
+    spec = agent.spec.work.agent
+    base = f"http://127.0.0.1:{settings.gateway_port}/v1"
+    env = [
+        _env("OPENAI_BASE_URL", base),
+        _env("OPENAI_API_BASE", base),
+        _env("OPENAI_API_KEY", GATEWAY_API_KEY),
+        _env("LLMAGENTS_GATEWAY_URL", base),
+    ]
+    ours = {e["name"] for e in env}
+    env += [_env(e.name, e.value) for e in spec.env or [] if e.name not in ours]
+    container: dict[str, Any] = {"name": "agent", "image": spec.image, "env": env}
+    if spec.command:
+        container["command"] = spec.command
+    if spec.args:
+        container["args"] = spec.args
+    return {**container, **_resources(spec.resources), "securityContext": _SECURITY}
+
+
+def _model_volume(agent: AgentObject) -> list[dict[str, Any]]:
+    sidecar = agent.spec.onnx if agent.spec else None
+    if sidecar is None or sidecar.model_volume is None:
+        return []
+    volume = sidecar.model_volume
+    if volume.claim_name:
+        source = {"persistentVolumeClaim": {"claimName": volume.claim_name, "readOnly": True}}
+    else:
+        source = {"hostPath": {"path": volume.host_path, "type": "Directory"}}
+    return [{"name": "model", **source}]
+
+
+def deployment(
+    agent: AgentObject,
+    pool: PoolObject,
+    config: RunnerConfig,
+    settings: OperatorSettings,
+    *,
+    replicas: int,
+) -> dict[str, Any]:
+    """One replica, Recreate: two runners of one agent must never overlap."""
+    assert agent.spec is not None
+    containers = [runner_container(agent, pool, config, settings)]
+    if has_onnx(pool):
+        containers.append(onnx_container(agent, settings))
+    if config.mode is WorkMode.GATEWAY:
+        containers.append(agent_container(agent, settings))
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": service_account_name(agent.name),
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "containers": containers,
+    }
+    volumes = _model_volume(agent) if has_onnx(pool) else []
+    if volumes:
+        pod_spec["volumes"] = volumes
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(agent, agent.name),
+        "spec": {
+            "replicas": replicas,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector(agent)},
+            "template": {
+                "metadata": {
+                    "labels": labels(agent),
+                    "annotations": {ANNOTATION_CONFIG_HASH: content_hash(config.to_wire())},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def children(
+    agent: AgentObject, pool: PoolObject, settings: OperatorSettings, *, replicas: int
+) -> list[dict[str, Any]]:
+    """Everything the agent owns, in apply order (the Deployment last), hash-stamped."""
+    config = runner_config(agent, pool, settings)
+    manifests = [
+        service_account(agent),
+        role(agent),
+        role_binding(agent),
+        config_map(agent, config),
+        checkpoint_config_map(agent),
+        metrics_service(agent, settings),
+        deployment(agent, pool, config, settings, replicas=replicas),
+    ]
+    for manifest in manifests:
+        annotations = manifest["metadata"].setdefault("annotations", {})
+        annotations[ANNOTATION_HASH] = content_hash(manifest)
+    return manifests

@@ -1,0 +1,186 @@
+"""kopf wiring: indexes of what is watched, and thin event handlers that call the reconciler.
+
+Every handler is an *event* handler (level-triggered), not a create/update handler: kopf
+then keeps no progress annotations and adds no finalizers, so it writes nothing of its own
+to the objects, and the reconciler alone decides what to write. The indexes are filled by
+kopf before the first handler runs; that is what lets a restarted operator see that every
+child is already right and stay silent.
+
+Children are found by the label ``app.kubernetes.io/managed-by=llmagents-operator`` and
+indexed by the hash of the manifest that was applied to them; their events are how a
+deleted or edited Deployment (drift) gets repaired.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from llmagents.api.status import GROUP, VERSION
+from llmagents.operator.kube import KopfApi
+from llmagents.operator.objects import AgentKey, PoolKey
+from llmagents.operator.reconcile import ChildKey, Reconciler
+from llmagents.operator.settings import (
+    ANNOTATION_HASH,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    OperatorSettings,
+)
+
+logger = logging.getLogger(__name__)
+
+CHILD_RESOURCES: dict[str, tuple[str, str, str]] = {
+    # kind -> (group, version, plural)
+    "ServiceAccount": ("", "v1", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    "ConfigMap": ("", "v1", "configmaps"),
+    "Service": ("", "v1", "services"),
+    "Deployment": ("apps", "v1", "deployments"),
+}
+_OURS = {LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def _index_id(kind: str) -> str:
+    return f"children_{kind.lower()}"
+
+
+def _first(index: Any, key: Any) -> Any:
+    store = index.get(key) if index is not None else None
+    return next(iter(store), None) if store else None
+
+
+@dataclass(slots=True)
+class KopfViews:
+    """``reconcile.Views`` over kopf's indexes, which handlers receive as keyword args."""
+
+    indexes: dict[str, Any] = field(default_factory=dict)
+
+    def bind(self, kwargs: Mapping[str, Any]) -> None:
+        # The index objects live as long as the operator; remembering them lets scheduled
+        # work (outside any handler) read them too.
+        if not self.indexes:
+            ids = ["agents", "pools", "pool_agents", *map(_index_id, CHILD_RESOURCES)]
+            self.indexes = {i: kwargs[i] for i in ids}
+
+    def agent(self, key: AgentKey) -> Mapping[str, Any] | None:
+        return _first(self.indexes.get("agents"), key)
+
+    def pool(self, key: PoolKey) -> Mapping[str, Any] | None:
+        return _first(self.indexes.get("pools"), key)
+
+    def agents_of_pool(self, key: PoolKey) -> list[AgentKey]:
+        index = self.indexes.get("pool_agents")
+        return sorted(index.get(key) or []) if index is not None else []
+
+    def child_hash(self, key: ChildKey) -> str | None:
+        return _first(self.indexes.get(_index_id(key[0])), key)
+
+
+def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of what the reconciler reads; kopf's body views must not be kept."""
+    return {
+        "metadata": copy.deepcopy(dict(body.get("metadata", {}))),
+        "spec": copy.deepcopy(dict(body.get("spec") or {})),
+        "status": copy.deepcopy(dict(body.get("status") or {})),
+    }
+
+
+@dataclass(slots=True)
+class OperatorState:
+    """What the handlers share; the reconciler is made at startup, once kopf's settings
+    (and so its API session) exist."""
+
+    settings: OperatorSettings
+    views: KopfViews = field(default_factory=KopfViews)
+    reconciler: Reconciler | None = None
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings for this operator: our names, quiet posting, no kopf peering."""
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Kubernetes Events only for warnings: routine handling must not cost API writes.
+    settings.posting.level = logging.WARNING
+    # High availability is a Lease (leader.py), not kopf's peering resources.
+    settings.peering.standalone = True
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
+    """Register the operator's handlers and indexes on ``registry``."""
+
+    def reconciler(kwargs: Mapping[str, Any]) -> Reconciler:
+        state.views.bind(kwargs)
+        assert state.reconciler is not None
+        return state.reconciler
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+        state.reconciler = Reconciler(KopfApi(settings), state.views, state.settings)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        if state.reconciler is not None:
+            await state.reconciler.close()
+
+    @kopf.index(GROUP, VERSION, "llmagents", id="agents", registry=registry)
+    def agents(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+        return {(namespace, name): _snapshot(body)}
+
+    @kopf.index(GROUP, VERSION, "providerpools", id="pools", registry=registry)
+    def pools(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+        return {(namespace, name): _snapshot(body)}
+
+    @kopf.index(GROUP, VERSION, "llmagents", id="pool_agents", registry=registry)
+    def pool_agents(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict:
+        pool = (spec.get("poolRef") or {}).get("name")
+        return {(namespace, pool): (namespace, name)} if pool else {}
+
+    for kind, (group, version, plural) in CHILD_RESOURCES.items():
+
+        def child_hash(
+            namespace: str, name: str, annotations: kopf.Annotations, *, _kind: str = kind, **_: Any
+        ) -> dict:
+            return {(_kind, namespace, name): annotations.get(ANNOTATION_HASH)}
+
+        kopf.index(group, version, plural, id=_index_id(kind), labels=_OURS, registry=registry)(
+            child_hash
+        )
+
+        async def child_event(
+            type: str | None, body: kopf.Body, *, _kind: str = kind, **kwargs: Any
+        ) -> None:
+            await reconciler(kwargs).child_changed({**body, "kind": _kind}, type)
+
+        kopf.on.event(
+            group, version, plural, id=f"{plural}-event", labels=_OURS, registry=registry
+        )(child_event)
+
+    @kopf.on.event(GROUP, VERSION, "llmagents", id="agent-event", registry=registry)
+    async def agent_event(
+        type: str | None, namespace: str, name: str, spec: kopf.Spec, **kwargs: Any
+    ) -> None:
+        if type == "DELETED":
+            pool = (spec.get("poolRef") or {}).get("name")
+            reconciler(kwargs).agent_gone((namespace, name), pool)
+            return
+        await reconciler(kwargs).reconcile_agent((namespace, name))
+
+    @kopf.on.event(GROUP, VERSION, "providerpools", id="pool-event", registry=registry)
+    async def pool_event(
+        type: str | None, namespace: str, name: str, meta: kopf.Meta, **kwargs: Any
+    ) -> None:
+        generation = None if type == "DELETED" else int(meta.get("generation") or 0)
+        reconciler(kwargs).pool_changed((namespace, name), generation)

@@ -1,0 +1,102 @@
+"""The operator's few API calls: server-side apply, and reading a Secret's key names.
+
+kopf has no server-side apply, so the operator sends it through kopf's own authenticated
+request function: the same credentials, session, re-login and retry/backoff on 5xx and 429
+as kopf's watches. That function is kopf-internal (``kopf._cogs``); this module is the
+only place that touches it, so a kopf upgrade that moves it breaks here and nowhere else.
+
+Every write is counted (``llmagents_operator_api_writes_total``): a converged operator
+must write nothing, and the benchmark reads that counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+import kopf
+from kopf._cogs.clients import api as kopf_api
+from kopf._cogs.clients import errors as kopf_errors
+from prometheus_client import Counter
+
+from llmagents.api.status import OPERATOR_FIELD_MANAGER
+
+logger = logging.getLogger(__name__)
+
+WRITES = Counter(
+    "llmagents_operator_api_writes",
+    "Write requests the operator sent to the API server.",
+    ["kind", "subresource"],
+)
+
+_PLURALS = {
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "Deployment": "deployments",
+    "LLMAgent": "llmagents",
+    "ProviderPool": "providerpools",
+}
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
+    """The API path of a namespaced object."""
+    root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{root}/namespaces/{namespace}/{_PLURALS[kind]}/{name}"
+
+
+class Api(Protocol):
+    """What the reconciler needs from the API server."""
+
+    async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None) -> None:
+        """Server-side apply ``manifest`` as the operator's field manager, taking over
+        conflicting fields."""
+        ...
+
+    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        """The data keys of a Secret, or None when it does not exist. Never the values."""
+        ...
+
+
+class KopfApi:
+    """``Api`` over kopf's authenticated session; usable only inside a running operator."""
+
+    def __init__(self, settings: kopf.OperatorSettings, *, concurrency: int = 32) -> None:
+        self._settings = settings
+        # kopf's connection pool is unbounded; a burst of thousands of agents must queue
+        # here rather than flood the API server into 429s.
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None) -> None:
+        meta = manifest["metadata"]
+        path = object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+        if subresource:
+            path += f"/{subresource}"
+        url = f"{path}?fieldManager={OPERATOR_FIELD_MANAGER}&force=true"
+        async with self._slots:
+            WRITES.labels(manifest["kind"], subresource or "").inc()
+            response = await kopf_api.request(
+                "patch",
+                url,
+                payload=manifest,  # JSON is YAML, which apply-patch+yaml accepts
+                headers={"Content-Type": "application/apply-patch+yaml"},
+                settings=self._settings,
+                logger=logger,
+            )
+            response.release()
+
+    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        async with self._slots:
+            try:
+                body = await kopf_api.get(
+                    object_path("v1", "Secret", namespace, name),
+                    settings=self._settings,
+                    logger=logger,
+                )
+            except kopf_errors.APINotFoundError:
+                return None
+        return set((body.get("data") or {}).keys()) | set((body.get("stringData") or {}).keys())

@@ -1,0 +1,177 @@
+"""``llmagents operator``: run the operator, optionally as one of several replicas.
+
+The process serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``--liveness PORT`` from
+its start, leader or not: a standby replica is alive and ready (ready to take over), the
+leader is ready once kopf has listed everything and its handlers run. With leader
+election (the default) only the Lease holder runs kopf; see ``leader``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+import kopf
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from llmagents.operator.handlers import OperatorState, register
+from llmagents.operator.leader import LeadershipLost, LeaseElector
+from llmagents.operator.settings import DEFAULT_IMAGE, ENV_IMAGE, OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+LEASE_NAME = "llmagents-operator"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[],
+        help="Namespace to watch (repeatable; globs allowed). Default: all namespaces.",
+    )  # fmt: skip
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="Watch every namespace (default)."
+    )
+    parser.add_argument(
+        "--image",
+        default=os.environ.get(ENV_IMAGE, DEFAULT_IMAGE),
+        help=f"Runner image for agent pods (env {ENV_IMAGE}; default {DEFAULT_IMAGE}).",
+    )
+    parser.add_argument(
+        "--image-pull-policy", default="IfNotPresent", help="Pull policy of runner containers."
+    )
+    parser.add_argument(
+        "--liveness", type=int, default=8081, metavar="PORT",
+        help="Port of /healthz, /readyz and /metrics (0 = none).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--liveness-host", default="0.0.0.0", help="Address the probe port binds to."
+    )
+    parser.add_argument(
+        "--leader-election", action=argparse.BooleanOptionalAction, default=True,
+        help="Run only while holding a Lease, so that several replicas are safe.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="Namespace of the Lease (env POD_NAMESPACE).",
+    )
+    parser.add_argument(
+        "--log-format", choices=["plain", "json"], default="plain", help="Log line format."
+    )
+
+
+class Probes:
+    """Liveness, readiness and metrics over HTTP."""
+
+    def __init__(self) -> None:
+        self.kopf_ready: asyncio.Event | None = None
+        self.leading = False
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"alive": True, "leading": self.leading})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        ready = not self.leading or (self.kopf_ready is not None and self.kopf_ready.is_set())
+        return web.json_response({"ready": ready, "leading": self.leading}, status=200 if ready else 503)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _lease_api() -> Any:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CoordinationV1Api()
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = OperatorSettings(image=args.image, image_pull_policy=args.image_pull_policy)
+    probes = Probes()
+    if args.liveness:
+        await probes.start(args.liveness_host, args.liveness)
+    elector: LeaseElector | None = None
+    if args.leader_election:
+        identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        elector = LeaseElector(
+            _lease_api(), namespace=args.lease_namespace, name=LEASE_NAME, identity=identity
+        )
+    try:
+        if elector is not None:
+            await elector.acquire()
+        probes.leading = True
+        return await _run_kopf(args, settings, probes, elector)
+    finally:
+        if elector is not None:
+            await elector.release()
+        await probes.stop()
+
+
+async def _run_kopf(
+    args: argparse.Namespace,
+    settings: OperatorSettings,
+    probes: Probes,
+    elector: LeaseElector | None,
+) -> int:
+    registry = kopf.OperatorRegistry()
+    register(registry, OperatorState(settings=settings))
+    ready = asyncio.Event()
+    stop = asyncio.Event()
+    probes.kopf_ready = ready
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=registry,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=True,
+            ready_flag=ready,
+            stop_flag=stop,
+        )
+    )
+    keeper = asyncio.create_task(elector.keep()) if elector is not None else None
+    waiting = {operator} | ({keeper} if keeper else set())
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if keeper is not None and keeper in done:
+        stop.set()  # lost the Lease: stop handling at once, let the Deployment restart us
+        with contextlib.suppress(Exception):
+            await operator
+        exc = keeper.exception()
+        logger.error("%s; exiting", exc if isinstance(exc, LeadershipLost) else "leader loop ended")
+        return 1
+    if keeper is not None:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+    operator.result()
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.log_format == "json":
+        kopf.configure(log_format=kopf.LogFormat.JSON, log_refkey="k8s")
+    return asyncio.run(run(args))

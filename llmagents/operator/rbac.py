@@ -1,0 +1,78 @@
+"""The runner's identity and rights: exactly its own agent's status and its own ConfigMaps.
+
+Every rule names its objects (``resourceNames``), so a runner that is compromised or buggy
+cannot read another agent, touch Secrets, or create anything: the operator creates the
+checkpoint ConfigMap empty beforehand precisely so that the runner needs no ``create``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmagents.api.runner_config import checkpoint_config_map_name, config_map_name
+from llmagents.api.status import GROUP
+from llmagents.operator.meta import metadata
+from llmagents.operator.objects import AgentObject
+
+
+def service_account_name(agent: str) -> str:
+    return f"{agent}-runner"
+
+
+def runner_rules(agent: str) -> list[dict[str, Any]]:
+    """The runner's rights, named object by named object."""
+    return [
+        {
+            # Its own LLMAgent: read the spec (watch needs list with a name field selector).
+            "apiGroups": [GROUP],
+            "resources": ["llmagents"],
+            "resourceNames": [agent],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": [GROUP],
+            "resources": ["llmagents/status"],
+            "resourceNames": [agent],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [config_map_name(agent)],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [checkpoint_config_map_name(agent)],
+            "verbs": ["get", "list", "watch", "update", "patch"],
+        },
+    ]
+
+
+def service_account(agent: AgentObject) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(agent, service_account_name(agent.name)),
+    }
+
+
+def role(agent: AgentObject) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(agent, service_account_name(agent.name)),
+        "rules": runner_rules(agent.name),
+    }
+
+
+def role_binding(agent: AgentObject) -> dict[str, Any]:
+    name = service_account_name(agent.name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(agent, name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": agent.namespace}],
+    }

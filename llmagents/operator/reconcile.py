@@ -1,0 +1,363 @@
+"""Level-triggered reconciliation of LLMAgents, and folding of ProviderPool status.
+
+Whatever event arrives (an agent's spec or runner status, a pool change, a child edited
+or deleted, a deadline), the reconciler recomputes the whole desired state of the agent
+from what is known now and writes only the difference:
+
+- children are compared by the hash stamped on each manifest (builders.children) against
+  what this process applied and what the watch of children last saw, so a converged agent
+  costs no request at all, and a restarted operator writes nothing that is already right;
+- the operator's half of the status is compared with the live one, ignoring transition
+  times, and with what this process last wrote (the watch event may still be on its way).
+
+All reads come from kopf's indexes (``Views``), which kopf fills completely before the
+first handler runs; the only GET is a Secret's key names, cached briefly. Per-agent locks
+serialise the several triggers of one agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from llmagents.api.status import (
+    OperatorAgentStatus,
+    ProviderPoolStatus,
+    ProviderStatus,
+    status_apply_body,
+)
+from llmagents.operator.builders import children
+from llmagents.operator.kube import Api
+from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject
+from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide
+from llmagents.operator.pool_status import pool_status
+from llmagents.operator.scheduler import Scheduler
+from llmagents.operator.settings import ANNOTATION_HASH, LABEL_AGENT, OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+ChildKey = tuple[str, str, str]
+"""(kind, namespace, name) of an object an agent owns."""
+
+SECRET_RETRY = 15.0
+POOL_FOLD_DELAY = 1.0
+_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class Views(Protocol):
+    """Read access to the watched objects, as kopf's indexes hold them."""
+
+    def agent(self, key: AgentKey) -> Mapping[str, Any] | None: ...
+
+    def pool(self, key: PoolKey) -> Mapping[str, Any] | None: ...
+
+    def agents_of_pool(self, key: PoolKey) -> list[AgentKey]: ...
+
+    def child_hash(self, key: ChildKey) -> str | None: ...
+
+
+def child_key(manifest: Mapping[str, Any]) -> ChildKey:
+    meta = manifest["metadata"]
+    return (manifest["kind"], meta["namespace"], meta["name"])
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether every field of ``desired`` has the same value in ``live``; fields the API
+    server adds (defaults, status) do not matter."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            k in live and is_subset(v, live[k]) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+        )
+    return desired == live or str(desired) == str(live)
+
+
+class Reconciler:
+    """Turns the known state of agents and pools into the fewest writes that realise it."""
+
+    def __init__(
+        self,
+        api: Api,
+        views: Views,
+        settings: OperatorSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        secret_ttl: float = 10.0,
+    ) -> None:
+        self.api = api
+        self.views = views
+        self.settings = settings
+        self.clock = clock
+        self.secret_ttl = secret_ttl
+        self._locks: dict[AgentKey, asyncio.Lock] = {}
+        self._applied: dict[ChildKey, str] = {}
+        self._desired: dict[AgentKey, dict[ChildKey, dict[str, Any]]] = {}
+        self._status_written: dict[Hashable, Any] = {}
+        self._failures: dict[AgentKey, int] = {}
+        self._secrets: dict[tuple[str, str], tuple[float, asyncio.Future[set[str] | None]]] = {}
+        self._pool_generations: dict[PoolKey, int] = {}
+        self._agents = Scheduler(self._scheduled_agent)
+        self._pools = Scheduler(self._scheduled_pool)
+
+    # -- agents ---------------------------------------------------------------------------
+
+    async def reconcile_agent(self, key: AgentKey) -> None:
+        """Bring one agent's children and status in line; reschedules itself on failure."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            body = self.views.agent(key)
+            if body is None:
+                self.forget_agent(key)
+                return
+            agent = AgentObject.from_body(body)
+            try:
+                delay = await self._reconcile(agent)
+            except Exception as exc:
+                failures = self._failures.get(key, 0)
+                self._failures[key] = failures + 1
+                delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
+                logger.warning(
+                    "agent %s/%s: reconcile failed, retrying in %.0fs: %s",
+                    key[0], key[1], delay, exc,
+                )  # fmt: skip
+            else:
+                self._failures.pop(key, None)
+            if delay is not None:
+                self._agents.schedule(key, delay)
+            if agent.pool_name:
+                self._pools.schedule((agent.namespace, agent.pool_name), POOL_FOLD_DELAY)
+
+    async def _reconcile(self, agent: AgentObject) -> float | None:
+        pool = self._pool_object(agent)
+        resolution = await self._resolve(agent, pool) if agent.spec else RESOLVED
+        now = self.clock()
+        verdict = decide(agent, resolution, now)
+        if verdict.replicas is not None and pool is not None:
+            manifests = children(agent, pool, self.settings, replicas=verdict.replicas)
+            self._desired[agent.key] = {child_key(m): m for m in manifests}
+            for manifest in manifests:
+                await self._apply_child(agent, manifest)
+        await self._write_agent_status(agent, pool, verdict, now)
+        if resolution.reason in ("SecretNotFound", "SecretKeyMissing"):
+            return SECRET_RETRY
+        return verdict.requeue_after
+
+    def _pool_object(self, agent: AgentObject) -> PoolObject | None:
+        if agent.pool_name is None:
+            return None
+        body = self.views.pool((agent.namespace, agent.pool_name))
+        return PoolObject.from_body(body) if body is not None else None
+
+    async def _resolve(self, agent: AgentObject, pool: PoolObject | None) -> Resolution:
+        if pool is None:
+            return Resolution(
+                "PoolNotFound", f"ProviderPool {agent.pool_name!r} does not exist in this namespace"
+            )
+        if pool.spec is None:
+            return Resolution("PoolInvalid", f"ProviderPool {pool.name!r}: {pool.error}")
+        for provider in pool.spec.providers:
+            ref = provider.secret_ref
+            if ref is None:
+                continue
+            keys = await self._secret_keys(agent.namespace, ref.name)
+            if keys is None:
+                return Resolution(
+                    "SecretNotFound",
+                    f"Secret {ref.name!r} for provider {provider.name!r} does not exist",
+                )
+            if ref.key not in keys:
+                return Resolution(
+                    "SecretKeyMissing",
+                    f"Secret {ref.name!r} has no key {ref.key!r} for provider {provider.name!r}",
+                )
+        return RESOLVED
+
+    async def _secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        # One request per Secret per TTL, however many agents ask at once.
+        loop = asyncio.get_running_loop()
+        cached = self._secrets.get((namespace, name))
+        if cached is not None and cached[0] > loop.time():
+            return await asyncio.shield(cached[1])
+        future: asyncio.Future[set[str] | None] = loop.create_future()
+        self._secrets[(namespace, name)] = (loop.time() + self.secret_ttl, future)
+        try:
+            result = await self.api.secret_keys(namespace, name)
+        except Exception as exc:
+            self._secrets.pop((namespace, name), None)
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it, nobody else must
+            raise
+        future.set_result(result)
+        return result
+
+    async def _apply_child(self, agent: AgentObject, manifest: dict[str, Any]) -> None:
+        key = child_key(manifest)
+        wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
+        if self._applied.get(key) == wanted or self.views.child_hash(key) == wanted:
+            self._applied[key] = wanted
+            return
+        await self.api.apply(manifest)
+        self._applied[key] = wanted
+        logger.info("agent %s/%s: applied %s %s", agent.namespace, agent.name, key[0], key[2])
+
+    async def _write_agent_status(
+        self, agent: AgentObject, pool: PoolObject | None, verdict: Verdict, now: datetime
+    ) -> None:
+        live = agent.status
+        strategy = None
+        if agent.spec is not None and agent.spec.strategy is not None:
+            strategy = agent.spec.strategy.value
+        elif pool is not None and pool.spec is not None:
+            strategy = pool.spec.strategy.value
+        desired = OperatorAgentStatus(
+            phase=verdict.phase,
+            conditions=conditions(
+                verdict.conditions, live.conditions, generation=agent.generation, now=now
+            ),
+            observed_generation=agent.generation,
+            strategy=strategy,
+        )
+        current = OperatorAgentStatus(
+            phase=live.phase,
+            conditions=live.conditions,
+            observed_generation=live.observed_generation,
+            strategy=live.strategy,
+        )
+        if await self._write_status("LLMAgent", agent.key, desired, current):
+            logger.info(
+                "agent %s/%s: phase %s", agent.namespace, agent.name, verdict.phase.value
+            )
+
+    async def _write_status(
+        self,
+        kind: str,
+        key: tuple[str, str],
+        desired: OperatorAgentStatus | ProviderPoolStatus,
+        current: OperatorAgentStatus | ProviderPoolStatus,
+    ) -> bool:
+        """Apply ``desired`` unless live or last written already says the same."""
+        fingerprint = _fingerprint(desired)
+        if fingerprint == _fingerprint(current) or self._status_written.get((kind, key)) == (
+            fingerprint
+        ):
+            return False
+        body = status_apply_body(kind=kind, name=key[1], namespace=key[0], status=desired)
+        await self.api.apply(body, subresource="status")
+        self._status_written[(kind, key)] = fingerprint
+        return True
+
+    def forget_agent(self, key: AgentKey) -> None:
+        """Drop what is remembered of a deleted agent; its children go by garbage collection."""
+        self._agents.cancel(key)
+        self._locks.pop(key, None)
+        self._failures.pop(key, None)
+        self._status_written.pop(("LLMAgent", key), None)
+        for child in self._desired.pop(key, {}):
+            self._applied.pop(child, None)
+
+    async def _scheduled_agent(self, key: Hashable) -> None:
+        await self.reconcile_agent(key)  # type: ignore[arg-type]
+
+    # -- children -------------------------------------------------------------------------
+
+    async def child_changed(self, body: Mapping[str, Any], event_type: str | None) -> None:
+        """A watched child changed or went away: repair it if it drifted from the desired."""
+        meta = body.get("metadata", {})
+        owner = (meta.get("namespace", ""), (meta.get("labels") or {}).get(LABEL_AGENT, ""))
+        key = child_key(body)
+        if event_type == "DELETED":
+            self._applied.pop(key, None)
+            if self.views.agent(owner) is not None:
+                logger.info("agent %s/%s: %s %s was deleted", *owner, key[0], key[2])
+                await self.reconcile_agent(owner)
+            return
+        if self.views.agent(owner) is None:
+            return
+        if owner not in self._desired:
+            await self.reconcile_agent(owner)
+        desired = self._desired.get(owner, {}).get(key)
+        if desired is not None and not is_subset(desired, body):
+            logger.info("agent %s/%s: %s %s drifted; repairing", *owner, key[0], key[2])
+            self._applied.pop(key, None)
+            await self.reconcile_agent(owner)
+
+    # -- pools ----------------------------------------------------------------------------
+
+    def pool_changed(self, key: PoolKey, generation: int | None) -> None:
+        """A pool appeared, changed or went away: re-reconcile its agents if its spec did."""
+        if self._pool_generations.get(key) != generation:
+            if generation is None:
+                self._pool_generations.pop(key, None)
+            else:
+                self._pool_generations[key] = generation
+            for agent in self.views.agents_of_pool(key):
+                self._agents.schedule(agent, 0)
+        if generation is not None:
+            self._pools.schedule(key, POOL_FOLD_DELAY)
+
+    def agent_gone(self, key: AgentKey, pool: str | None) -> None:
+        self.forget_agent(key)
+        if pool:
+            self._pools.schedule((key[0], pool), POOL_FOLD_DELAY)
+
+    async def fold_pool(self, key: PoolKey) -> None:
+        body = self.views.pool(key)
+        if body is None:
+            self._status_written.pop(("ProviderPool", key), None)
+            return
+        pool = PoolObject.from_body(body)
+        agents = self.views.agents_of_pool(key)
+        reports = [self._providers_report(a) for a in agents]
+        try:
+            live = ProviderPoolStatus.model_validate(pool.raw_status)
+        except ValidationError:
+            live = ProviderPoolStatus()
+        desired = pool_status(
+            pool.spec,
+            pool.error,
+            generation=pool.generation,
+            agents=len(agents),
+            reports=reports,
+            previous=live.conditions,
+            now=self.clock(),
+        )
+        await self._write_status("ProviderPool", key, desired, live)
+
+    def _providers_report(self, key: AgentKey) -> list[ProviderStatus] | None:
+        body = self.views.agent(key)
+        raw = ((body or {}).get("status") or {}).get("providers")
+        if not raw:
+            return None
+        try:
+            return [ProviderStatus.model_validate(p) for p in raw]
+        except ValidationError:
+            return None
+
+    async def _scheduled_pool(self, key: Hashable) -> None:
+        try:
+            await self.fold_pool(key)  # type: ignore[arg-type]
+        except Exception as exc:
+            logger.warning("pool %s/%s: status update failed, retrying: %s", *key, exc)  # type: ignore[misc]
+            self._pools.schedule(key, 5.0)
+
+    async def close(self) -> None:
+        await self._agents.close()
+        await self._pools.close()
+
+
+def _fingerprint(status: OperatorAgentStatus | ProviderPoolStatus) -> Any:
+    """The status without transition times, which follow from everything else."""
+    wire = status.to_wire()
+    for condition in wire.get("conditions", []):
+        condition.pop("lastTransitionTime", None)
+    return wire

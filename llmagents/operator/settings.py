@@ -1,0 +1,42 @@
+"""What the operator is configured with, and the names and labels its objects carry.
+
+Kept apart from the builders so that the builders stay pure functions of (agent, pool,
+settings), and tests build manifests with any settings they like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmagents import __version__
+from llmagents.api.runner_config import (
+    DEFAULT_GATEWAY_PORT,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_ONNX_PORT,
+)
+
+DEFAULT_IMAGE = f"ghcr.io/llmagents/llmagents:{__version__}"
+ENV_IMAGE = "LLMAGENTS_IMAGE"
+"""The operator's environment variable naming the runner image (``--image`` wins)."""
+
+MANAGED_BY = "llmagents-operator"
+LABEL_AGENT = "llmagents.dev/agent"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+ANNOTATION_HASH = "llmagents.dev/applied-hash"
+"""Hash of the manifest the operator last applied to a child; unchanged hash = no write."""
+ANNOTATION_CONFIG_HASH = "llmagents.dev/config-hash"
+"""On the pod template: a new runner configuration rolls the Deployment."""
+MODEL_MOUNT = "/models"
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSettings:
+    """Knobs of the manifests the operator builds."""
+
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    metrics_port: int = DEFAULT_METRICS_PORT
+    gateway_port: int = DEFAULT_GATEWAY_PORT
+    onnx_port: int = DEFAULT_ONNX_PORT
+    termination_grace_seconds: int = 30
+    """Time the runner gets on SIGTERM to write a final checkpoint."""

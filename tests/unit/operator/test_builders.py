@@ -1,0 +1,187 @@
+"""The manifests an agent becomes: built from agent + pool + settings, nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmagents.api.runner_config import RunnerConfig
+from llmagents.operator.builders import children
+from llmagents.operator.objects import AgentObject, PoolObject
+from llmagents.operator.rbac import runner_rules
+from llmagents.operator.settings import ANNOTATION_CONFIG_HASH, ANNOTATION_HASH, OperatorSettings
+
+from operator_samples import agent_body, pool_body
+
+SETTINGS = OperatorSettings(image="example.test/llmagents:dev")
+
+
+def _build(agent: dict | None = None, pool: dict | None = None, *, replicas: int = 1) -> dict:
+    manifests = children(
+        AgentObject.from_body(agent or agent_body()),
+        PoolObject.from_body(pool or pool_body()),
+        SETTINGS,
+        replicas=replicas,
+    )
+    return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+
+def _deployment(built: dict) -> dict:
+    return built[("Deployment", "writer")]
+
+
+def _containers(built: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in _deployment(built)["spec"]["template"]["spec"]["containers"]}
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_an_agent_owns_exactly_seven_objects_all_owned_and_labelled():
+    built = _build()
+    assert sorted(built) == [
+        ("ConfigMap", "writer-checkpoint"),
+        ("ConfigMap", "writer-config"),
+        ("Deployment", "writer"),
+        ("Role", "writer-runner"),
+        ("RoleBinding", "writer-runner"),
+        ("Service", "writer-metrics"),
+        ("ServiceAccount", "writer-runner"),
+    ]
+    for manifest in built.values():
+        meta = manifest["metadata"]
+        assert meta["namespace"] == "team-a"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "llmagents.dev/v1alpha1",
+                "kind": "LLMAgent",
+                "name": "writer",
+                "uid": "agent-uid",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "llmagents-operator"
+        assert meta["labels"]["llmagents.dev/agent"] == "writer"
+        assert len(meta["annotations"][ANNOTATION_HASH]) == 16
+
+
+def test_config_map_holds_the_resolved_configuration_and_no_secret():
+    agent = agent_body(strategy="cost-optimized", budget={"limit": 2.5})
+    text = _build(agent)[("ConfigMap", "writer-config")]["data"]["runner.yaml"]
+    config = RunnerConfig.from_yaml(text)
+    assert config.agent.name == "writer" and config.agent.uid == "agent-uid"
+    assert config.pool_name == "pool"
+    assert config.pool.strategy.value == "cost-optimized"  # the override, not the pool's
+    assert config.mode.value == "tasks" and [t.name for t in config.tasks] == ["t1", "t2"]
+    assert config.budget is not None and config.budget.limit == 2.5
+    assert config.api_key_env == {
+        "claude": "LLMAGENTS_API_KEY_CLAUDE",
+        "router": "LLMAGENTS_API_KEY_ROUTER",
+    }
+    assert config.onnx_url == "http://127.0.0.1:8090"
+    assert config.checkpoint_config_map == "writer-checkpoint"
+    assert "llm-keys" in text and "anthropic" in text  # references only
+
+
+def test_checkpoint_config_map_is_created_without_data_for_the_runner_to_fill():
+    assert "data" not in _build()[("ConfigMap", "writer-checkpoint")]
+
+
+def test_deployment_runs_one_runner_recreated_never_overlapping():
+    deployment = _deployment(_build())
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "writer-runner"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_runner_container_gets_identity_ports_and_keys_by_reference():
+    runner = _containers(_build())["runner"]
+    assert runner["image"] == "example.test/llmagents:dev"
+    assert runner["args"] == ["runner"]
+    env = _env(runner)
+    assert env["LLMAGENTS_AGENT"]["value"] == "writer"
+    assert env["LLMAGENTS_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["LLMAGENTS_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["LLMAGENTS_CONFIG_MAP"]["value"] == "writer-config"
+    assert env["LLMAGENTS_METRICS_PORT"]["value"] == "9100"
+    assert env["LLMAGENTS_ONNX_URL"]["value"] == "http://127.0.0.1:8090"
+    assert env["LLMAGENTS_API_KEY_CLAUDE"]["valueFrom"] == {
+        "secretKeyRef": {"name": "llm-keys", "key": "anthropic"}
+    }
+    assert "LLMAGENTS_API_KEY_LOCAL" not in env
+    assert [p["containerPort"] for p in runner["ports"]] == [9100]
+    assert runner["livenessProbe"]["tcpSocket"]["port"] == "metrics"
+
+
+def test_onnx_sidecar_only_when_the_pool_has_an_onnx_provider():
+    with_onnx = _containers(_build())
+    assert with_onnx["onnx"]["args"] == ["onnx-server"]
+    assert with_onnx["onnx"]["ports"][0]["containerPort"] == 8090
+    without = _containers(_build(pool=pool_body(onnx=False)))
+    assert set(without) == {"runner"}
+    assert "LLMAGENTS_ONNX_URL" not in _env(without["runner"])
+
+
+def test_onnx_model_volume_is_mounted_read_only_for_the_sidecar():
+    agent = agent_body(
+        onnx={"image": "example.test/onnx:1", "modelVolume": {"claimName": "models", "subPath": "smol"}}
+    )
+    built = _build(agent)
+    sidecar = _containers(built)["onnx"]
+    assert sidecar["image"] == "example.test/onnx:1"
+    assert _env(sidecar)["LLMAGENTS_ONNX_MODEL_DIR"]["value"] == "/models/smol"
+    assert sidecar["volumeMounts"] == [{"name": "model", "mountPath": "/models", "readOnly": True}]
+    volumes = _deployment(built)["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [
+        {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
+    ]
+
+
+def test_gateway_mode_adds_the_agent_container_pointed_at_the_local_gateway():
+    agent = agent_body(
+        work={"agent": {"image": "example.test/agent:1", "env": [{"name": "GOAL", "value": "x"}]}}
+    )
+    containers = _containers(_build(agent))
+    env = _env(containers["agent"])
+    assert env["OPENAI_BASE_URL"]["value"] == "http://127.0.0.1:8080/v1"
+    assert env["GOAL"]["value"] == "x"
+    assert {"name": "gateway", "containerPort": 8080, "protocol": "TCP"} in containers["runner"][
+        "ports"
+    ]
+
+
+def _template_hash(built: dict) -> str:
+    return _deployment(built)["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH]
+
+
+def test_a_pool_change_rolls_the_deployment_but_scaling_does_not():
+    base = _build()
+    assert _template_hash(_build(pool=pool_body(strategy="round-robin"))) != _template_hash(base)
+    scaled = _build(replicas=0)
+    assert _template_hash(scaled) == _template_hash(base)
+    assert _deployment(scaled)["metadata"]["annotations"][ANNOTATION_HASH] != _deployment(base)[
+        "metadata"
+    ]["annotations"][ANNOTATION_HASH]
+
+
+def test_building_twice_gives_identical_manifests():
+    assert _build() == _build()
+
+
+@pytest.mark.parametrize("rule", runner_rules("writer"), ids=lambda r: r["resources"][0])
+def test_every_runner_right_names_its_objects_and_none_creates_or_deletes(rule):
+    assert rule["resourceNames"]
+    assert not {"create", "delete", "deletecollection"} & set(rule["verbs"])
+    assert "secrets" not in rule["resources"]
+
+
+def test_role_binding_binds_the_runner_service_account_to_its_role():
+    binding = _build()[("RoleBinding", "writer-runner")]
+    assert binding["roleRef"]["name"] == "writer-runner"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "writer-runner", "namespace": "team-a"}
+    ]
