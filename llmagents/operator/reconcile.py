@@ -101,6 +101,7 @@ class Reconciler:
         self.secret_ttl = secret_ttl
         self._locks: dict[AgentKey, asyncio.Lock] = {}
         self._applied: dict[ChildKey, str] = {}
+        self._drifted: set[ChildKey] = set()  # edited behind our back: hashes still match
         self._desired: dict[AgentKey, dict[ChildKey, dict[str, Any]]] = {}
         self._status_written: dict[Hashable, Any] = {}
         self._failures: dict[AgentKey, int] = {}
@@ -203,11 +204,13 @@ class Reconciler:
     async def _apply_child(self, agent: AgentObject, manifest: dict[str, Any]) -> None:
         key = child_key(manifest)
         wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
-        if self._applied.get(key) == wanted or self.views.child_hash(key) == wanted:
+        known = (self._applied.get(key), self.views.child_hash(key))
+        if key not in self._drifted and wanted in known:
             self._applied[key] = wanted
             return
         await self.api.apply(manifest)
         self._applied[key] = wanted
+        self._drifted.discard(key)
         logger.info("agent %s/%s: applied %s %s", agent.namespace, agent.name, key[0], key[2])
 
     async def _write_agent_status(
@@ -264,6 +267,7 @@ class Reconciler:
         self._status_written.pop(("LLMAgent", key), None)
         for child in self._desired.pop(key, {}):
             self._applied.pop(child, None)
+            self._drifted.discard(child)
 
     async def _scheduled_agent(self, key: Hashable) -> None:
         await self.reconcile_agent(key)  # type: ignore[arg-type]
@@ -288,7 +292,7 @@ class Reconciler:
         desired = self._desired.get(owner, {}).get(key)
         if desired is not None and not is_subset(desired, body):
             logger.info("agent %s/%s: %s %s drifted; repairing", *owner, key[0], key[2])
-            self._applied.pop(key, None)
+            self._drifted.add(key)
             await self.reconcile_agent(owner)
 
     # -- pools ----------------------------------------------------------------------------

@@ -1,0 +1,252 @@
+"""The reconciler against an in-memory object store: what it writes, and when it keeps quiet.
+
+The store plays both the API server (``Api``: apply, Secret keys) and kopf's indexes
+(``Views``) reading the same objects, as the watch would deliver them. The real API
+server's behaviour is covered by tests/cluster; here the subject is which writes happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from operator_samples import NAMESPACE, agent_body, pool_body
+
+from llmagents.operator.reconcile import Reconciler, is_subset
+from llmagents.operator.settings import ANNOTATION_HASH, OperatorSettings
+
+NOW = datetime(2030, 1, 1, 0, 10, tzinfo=UTC)
+AGENT = (NAMESPACE, "writer")
+POOL = (NAMESPACE, "pool")
+
+
+class Store:
+    """Objects by (kind, namespace, name), written by apply, read as the indexes would."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.secrets: dict[str, set[str]] = {"llm-keys": {"anthropic", "openrouter"}}
+        self.writes: list[tuple[str, str, str | None]] = []
+        self.secret_reads = 0
+        self.fail_next = 0
+
+    def put(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        self.objects[(body["kind"], meta["namespace"], meta["name"])] = copy.deepcopy(body)
+
+    async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("API server unavailable")
+        meta = manifest["metadata"]
+        key = (manifest["kind"], meta["namespace"], meta["name"])
+        self.writes.append((manifest["kind"], meta["name"], subresource))
+        if subresource == "status":
+            self.objects[key].setdefault("status", {}).update(copy.deepcopy(manifest["status"]))
+        else:
+            self.objects[key] = copy.deepcopy(manifest)
+
+    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        self.secret_reads += 1
+        await asyncio.sleep(0)
+        return self.secrets.get(name)
+
+    # Views
+    def agent(self, key):
+        return self.objects.get(("LLMAgent", *key))
+
+    def pool(self, key):
+        return self.objects.get(("ProviderPool", *key))
+
+    def agents_of_pool(self, key):
+        return sorted(
+            (k[1], k[2])
+            for k, body in self.objects.items()
+            if k[0] == "LLMAgent" and k[1] == key[0] and body["spec"]["poolRef"]["name"] == key[1]
+        )
+
+    def child_hash(self, key):
+        body = self.objects.get(key)
+        return (body["metadata"].get("annotations") or {}).get(ANNOTATION_HASH) if body else None
+
+    def children(self) -> dict[tuple[str, str], dict]:
+        return {(k[0], k[2]): v for k, v in self.objects.items() if k[0] not in ("LLMAgent", "ProviderPool")}
+
+
+@pytest.fixture
+def store() -> Store:
+    s = Store()
+    s.put(pool_body())
+    s.put(agent_body())
+    return s
+
+
+def _reconciler(store: Store) -> Reconciler:
+    return Reconciler(store, store, OperatorSettings(), clock=lambda: NOW)
+
+
+async def _eventually(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_first_reconcile_creates_every_child_and_sets_status(store):
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    assert len(store.children()) == 7
+    status = store.agent(AGENT)["status"]
+    assert status["phase"] == "Pending"
+    assert status["observedGeneration"] == 1
+    assert status["strategy"] == "priority"
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Ready"] == "RunnerStarting"
+    await reconciler.close()
+
+
+async def test_a_converged_agent_costs_no_write_even_after_a_restart(store):
+    first = _reconciler(store)
+    await first.reconcile_agent(AGENT)
+    writes = len(store.writes)
+    await first.reconcile_agent(AGENT)
+    restarted = _reconciler(store)
+    await restarted.reconcile_agent(AGENT)
+    assert len(store.writes) == writes
+    await first.close()
+    await restarted.close()
+
+
+async def test_operator_status_writes_carry_only_operator_fields(store):
+    body = store.agent(AGENT)
+    body["status"] = {"currentProvider": "claude", "providers": [{"name": "claude", "healthy": True}]}
+    reconciler = _reconciler(store)
+    sent: list[dict] = []
+    original = store.apply
+
+    async def spy(manifest, *, subresource=None):
+        if subresource == "status":
+            sent.append(manifest["status"])
+        await original(manifest, subresource=subresource)
+
+    store.apply = spy  # type: ignore[method-assign]
+    await reconciler.reconcile_agent(AGENT)
+    assert sent and set(sent[0]) == {"phase", "conditions", "observedGeneration", "strategy"}
+    assert store.agent(AGENT)["status"]["currentProvider"] == "claude"
+    assert store.agent(AGENT)["status"]["phase"] == "Running"
+    await reconciler.close()
+
+
+async def test_a_missing_pool_builds_nothing_until_the_pool_appears(store):
+    pool = store.objects.pop(("ProviderPool", *POOL))
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    assert store.children() == {}
+    ready = {c["type"]: c for c in store.agent(AGENT)["status"]["conditions"]}["PoolResolved"]
+    assert (ready["status"], ready["reason"]) == ("False", "PoolNotFound")
+    store.put(pool)
+    reconciler.pool_changed(POOL, generation=1)
+    await _eventually(lambda: len(store.children()) == 7)
+    await reconciler.close()
+
+
+async def test_a_missing_secret_key_is_reported_and_retried(store):
+    store.secrets["llm-keys"] = {"anthropic"}
+    reconciler = _reconciler(store)
+    reconciler.secret_ttl = 0.0
+    await reconciler.reconcile_agent(AGENT)
+    cond = {c["type"]: c for c in store.agent(AGENT)["status"]["conditions"]}["PoolResolved"]
+    assert cond["reason"] == "SecretKeyMissing"
+    assert "openrouter" in cond["message"] and "router" in cond["message"]
+    assert store.children() == {}
+    assert reconciler._agents.pending(AGENT)
+    await reconciler.close()
+
+
+async def test_many_agents_share_one_secret_lookup(store):
+    for i in range(20):
+        body = agent_body()
+        body["metadata"].update(name=f"a{i}", uid=f"uid-{i}")
+        store.put(body)
+    reconciler = _reconciler(store)
+    await asyncio.gather(*(reconciler.reconcile_agent((NAMESPACE, f"a{i}")) for i in range(20)))
+    assert store.secret_reads == 1
+    await reconciler.close()
+
+
+async def test_suspending_scales_the_deployment_to_zero(store):
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    store.agent(AGENT)["spec"]["suspend"] = True
+    store.agent(AGENT)["metadata"]["generation"] = 2
+    await reconciler.reconcile_agent(AGENT)
+    assert store.children()[("Deployment", "writer")]["spec"]["replicas"] == 0
+    assert store.agent(AGENT)["status"]["phase"] == "Suspended"
+    await reconciler.close()
+
+
+async def test_a_deleted_child_is_recreated(store):
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    gone = store.objects.pop(("Deployment", NAMESPACE, "writer"))
+    await reconciler.child_changed(gone, "DELETED")
+    assert ("Deployment", "writer") in store.children()
+    await reconciler.close()
+
+
+async def test_an_edited_child_is_repaired_and_an_untouched_one_is_left_alone(store):
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    writes = len(store.writes)
+    deployment = store.objects[("Deployment", NAMESPACE, "writer")]
+    deployment["status"] = {"replicas": 1}  # what controllers add is no drift
+    await reconciler.child_changed(deployment, "MODIFIED")
+    assert len(store.writes) == writes
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
+    await reconciler.child_changed(deployment, "MODIFIED")
+    repaired = store.objects[("Deployment", NAMESPACE, "writer")]
+    assert repaired["spec"]["template"]["spec"]["containers"][0]["image"] != "evil:latest"
+    await reconciler.close()
+
+
+async def test_a_pool_change_rolls_the_agents_that_use_it(store):
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    before = store.children()[("ConfigMap", "writer-config")]["data"]["runner.yaml"]
+    store.put(pool_body(strategy="round-robin", generation=2))
+    reconciler.pool_changed(POOL, generation=2)
+    await _eventually(
+        lambda: store.children()[("ConfigMap", "writer-config")]["data"]["runner.yaml"] != before
+    )
+    assert "round-robin" in store.children()[("ConfigMap", "writer-config")]["data"]["runner.yaml"]
+    await reconciler.close()
+
+
+async def test_pool_status_is_written_once_per_change(store):
+    store.agent(AGENT)["status"] = {"providers": [{"name": "claude", "healthy": True}]}
+    reconciler = _reconciler(store)
+    await reconciler.fold_pool(POOL)
+    await reconciler.fold_pool(POOL)
+    pool_writes = [w for w in store.writes if w[0] == "ProviderPool"]
+    assert pool_writes == [("ProviderPool", "pool", "status")]
+    assert store.pool(POOL)["status"]["agents"] == 1
+    await reconciler.close()
+
+
+async def test_a_failed_write_is_retried_later(store):
+    store.fail_next = 1
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    assert reconciler._agents.pending(AGENT)
+    await _eventually(lambda: len(store.children()) == 7)
+    await reconciler.close()
+
+
+def test_subset_ignores_what_the_server_adds_but_not_what_it_changes():
+    desired = {"spec": {"ports": [{"port": 9100}], "replicas": 1}}
+    assert is_subset(desired, {"spec": {"ports": [{"port": 9100, "protocol": "TCP"}], "replicas": 1}})
+    assert not is_subset(desired, {"spec": {"ports": [{"port": 9100}], "replicas": 0}})
+    assert not is_subset(desired, {"spec": {"ports": [], "replicas": 1}})
+    assert is_subset({"limits": {"cpu": 1}}, {"limits": {"cpu": "1"}})
