@@ -89,8 +89,12 @@ class ProviderAdapter(ABC):
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = connect_timeout
+        # Absolute URLs built once: httpx re-parses and merges a relative URL on every request.
+        self._chat_urls = {
+            stream: httpx.URL(self.base_url + self._endpoint(stream=stream))
+            for stream in (False, True)
+        }
         self._client = httpx.AsyncClient(
-            base_url=self.base_url,
             headers=self._auth_headers(api_key),
             timeout=httpx.Timeout(60.0, connect=connect_timeout),
             limits=httpx.Limits(
@@ -138,8 +142,10 @@ class ProviderAdapter(ABC):
 
     async def complete(self, request: ChatRequest, *, timeout: float) -> ChatResponse:
         """One non-streaming chat call, bounded by ``timeout`` seconds in total."""
-        response = await self._send("POST", self._endpoint(stream=False), timeout=timeout,
-                                    json=self._payload(request, stream=False))
+        response = await self._send(
+            "POST", self._chat_urls[False], timeout=timeout,
+            json=self._payload(request, stream=False),
+        )
         return self._parse_answer(decode_json(response.content, provider=self.name))
 
     async def stream(self, request: ChatRequest, *, timeout: float) -> AsyncIterator[StreamChunk]:
@@ -154,7 +160,7 @@ class ProviderAdapter(ABC):
                     response = await stack.enter_async_context(
                         self._client.stream(
                             "POST",
-                            self._endpoint(stream=True),
+                            self._chat_urls[True],
                             json=payload,
                             timeout=self._httpx_timeout(timeout),
                         )
@@ -180,7 +186,8 @@ class ProviderAdapter(ABC):
 
     async def list_models(self, *, timeout: float = 10.0) -> list[str]:
         """Names of the models the credential may use: a cheap check of URL and key."""
-        response = await self._send("GET", self._models_endpoint(), timeout=timeout)
+        url = httpx.URL(self.base_url + self._models_endpoint())
+        response = await self._send("GET", url, timeout=timeout)
         return self._parse_models(decode_json(response.content, provider=self.name))
 
     async def aclose(self) -> None:
@@ -203,12 +210,12 @@ class ProviderAdapter(ABC):
     # -- machinery --------------------------------------------------------------------
 
     async def _send(
-        self, method: str, path: str, *, timeout: float, json: Any = None
+        self, method: str, url: httpx.URL, *, timeout: float, json: Any = None
     ) -> httpx.Response:
         try:
             async with asyncio.timeout(timeout):
                 response = await self._client.request(
-                    method, path, json=json, timeout=self._httpx_timeout(timeout)
+                    method, url, json=json, timeout=self._httpx_timeout(timeout)
                 )
         except (httpx.HTTPError, TimeoutError) as exc:
             error = transport_error(exc, provider=self.name)
