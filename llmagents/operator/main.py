@@ -64,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Namespace of the Lease (env POD_NAMESPACE).",
     )
     parser.add_argument(
+        "--lease-seconds", type=int, default=30,
+        help="How long a silent leader keeps the Lease before a standby takes over.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--renew-seconds", type=float, default=10.0, help="How often the leader renews."
+    )
+    parser.add_argument(
         "--log-format", choices=["plain", "json"], default="plain", help="Log line format."
     )
 
@@ -94,7 +101,8 @@ class Probes:
 
     async def _readyz(self, _: web.Request) -> web.Response:
         ready = not self.leading or (self.kopf_ready is not None and self.kopf_ready.is_set())
-        return web.json_response({"ready": ready, "leading": self.leading}, status=200 if ready else 503)
+        body = {"ready": ready, "leading": self.leading}
+        return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -119,7 +127,13 @@ async def run(args: argparse.Namespace) -> int:
     if args.leader_election:
         identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         elector = LeaseElector(
-            _lease_api(), namespace=args.lease_namespace, name=LEASE_NAME, identity=identity
+            _lease_api(),
+            namespace=args.lease_namespace,
+            name=LEASE_NAME,
+            identity=identity,
+            lease_seconds=args.lease_seconds,
+            renew_seconds=args.renew_seconds,
+            retry_seconds=min(2.0, args.renew_seconds),
         )
     try:
         if elector is not None:

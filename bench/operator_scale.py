@@ -1,0 +1,220 @@
+"""Operator at scale: 1000 LLMAgents applied at once on the local control plane.
+
+Measures, on this machine:
+
+- time from the first create until every agent is reconciled: its Deployment and its
+  ``-config`` ConfigMap exist and its status carries a phase (target: 60 s);
+- the operator's peak RSS (VmHWM of its process; target: 300 MB);
+- the operator's write rate once converged, by its own counter of API writes and, as a
+  cross-check, by the API server's request counters for the kinds only the operator
+  writes here (target: zero).
+
+Run: ``.venv/bin/python bench/operator_scale.py [--agents 1000] [--quiet-seconds 30]``
+(starts and stops its own ephemeral cluster; ``--kubeconfig`` reuses a running one).
+The operator runs with leader election, as deployed; its Lease renewals (one write per
+renew interval) are reported on their own line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from llmagents.testing.cluster import Kubectl, LocalCluster, kubectl_path  # noqa: E402
+
+NAMESPACE = "bench"
+OPERATOR_KINDS = ("llmagents", "providerpools", "configmaps", "serviceaccounts", "roles",
+                  "rolebindings", "services")  # fmt: skip
+WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
+
+POOL = {
+    "apiVersion": "llmagents.dev/v1alpha1",
+    "kind": "ProviderPool",
+    "metadata": {"name": "pool", "namespace": NAMESPACE},
+    "spec": {
+        "providers": [
+            {"name": "claude", "type": "anthropic", "model": "m",
+             "secretRef": {"name": "llm-keys", "key": "anthropic"}},
+            {"name": "gpt", "type": "openai", "model": "m",
+             "secretRef": {"name": "llm-keys", "key": "openai"}},
+            {"name": "local", "type": "onnx", "model": "smollm2"},
+        ]
+    },
+}  # fmt: skip
+
+
+def agent(i: int) -> dict:
+    return {
+        "apiVersion": "llmagents.dev/v1alpha1",
+        "kind": "LLMAgent",
+        "metadata": {"name": f"agent-{i:04d}", "namespace": NAMESPACE},
+        "spec": {
+            "poolRef": {"name": "pool"},
+            "budget": {"limit": 1.0},
+            "work": {"tasks": [{"name": "t1", "prompt": f"task of agent {i}"}]},
+        },
+    }
+
+
+@contextmanager
+def cluster(kubeconfig: str | None) -> Iterator[tuple[Path, str]]:
+    if kubeconfig:
+        yield Path(kubeconfig), kubectl_path(None)
+        return
+    local = LocalCluster(f"bench-operator-{os.getpid()}", ephemeral=True, die_with_parent=True)
+    local.start()
+    try:
+        yield local.kubeconfig, local.kubectl
+    finally:
+        local.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _http(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode()
+
+
+def operator_writes(port: int) -> float:
+    text = _http(f"http://127.0.0.1:{port}/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("llmagents_operator_api_writes_total")
+    )
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def apiserver_writes(kubectl: Kubectl) -> dict[str, float]:
+    """Write requests the API server counted, by resource, for the operator's kinds."""
+    text = kubectl("get", "--raw", "/metrics", timeout=60).stdout
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in OPERATOR_KINDS:
+            if labels["resource"] == "configmaps" and labels.get("scope") != "resource":
+                continue
+            key = labels["resource"] + ("/" + labels["subresource"] if labels.get("subresource") else "")
+            out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def converged(kubectl: Kubectl, n: int) -> tuple[int, int, int]:
+    """(Deployments, config ConfigMaps, agents with a phase) present now."""
+    deployments = kubectl.json("get", "deployments", "-l", "app.kubernetes.io/managed-by=llmagents-operator")
+    configs = kubectl("get", "configmaps", "-o", "name").stdout.split()
+    agents = kubectl.json("get", "llmagents")
+    return (
+        len(deployments["items"]),
+        sum(1 for c in configs if c.endswith("-config")),
+        sum(1 for a in agents["items"] if (a.get("status") or {}).get("phase")),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--quiet-seconds", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--kubeconfig", default=None, help="Use a running cluster.")
+    args = parser.parse_args()
+
+    with cluster(args.kubeconfig) as (kubeconfig, kubectl_exe), tempfile.TemporaryDirectory() as tmp:
+        kubectl = Kubectl(kubectl_exe, kubeconfig, NAMESPACE)
+        kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        kubectl("create", "namespace", NAMESPACE)
+        kubectl("create", "secret", "generic", "llm-keys",
+                "--from-literal=anthropic=k", "--from-literal=openai=k")  # fmt: skip
+        kubectl.apply(json.dumps(POOL))
+
+        port = _free_port()
+        log = Path(tmp) / "operator.log"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        with log.open("wb") as out:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "llmagents.cli", "operator", "--liveness", str(port),
+                 "--liveness-host", "127.0.0.1", "--lease-namespace", NAMESPACE],
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if json.loads(_http(f"http://127.0.0.1:{port}/readyz")).get("leading"):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or operator.poll() is not None:
+                    print(log.read_text()[-3000:], file=sys.stderr)
+                    return 1
+                time.sleep(0.2)
+
+            manifest = json.dumps({"apiVersion": "v1", "kind": "List",
+                                   "items": [agent(i) for i in range(args.agents)]})  # fmt: skip
+            start = time.monotonic()
+            kubectl("create", "-f", "-", input=manifest, timeout=300)
+            created = time.monotonic() - start
+            progress = (0, 0, 0)
+            while progress != (args.agents,) * 3:
+                if time.monotonic() - start > args.timeout:
+                    print(f"not converged after {args.timeout:.0f} s: {progress}", file=sys.stderr)
+                    return 1
+                time.sleep(1.0)
+                progress = converged(kubectl, args.agents)
+            elapsed = time.monotonic() - start
+            rss_converged = peak_rss_mb(operator.pid)
+
+            # Pool status and late events settle within a few seconds; then count writes.
+            time.sleep(5)
+            ours_before = operator_writes(port)
+            server_before = apiserver_writes(kubectl)
+            time.sleep(args.quiet_seconds)
+            ours = operator_writes(port) - ours_before
+            server_after = apiserver_writes(kubectl)
+            server = {k: v - server_before.get(k, 0.0) for k, v in server_after.items()}
+            server = {k: v for k, v in server.items() if v}
+            leases = Kubectl(kubectl_exe, kubeconfig, NAMESPACE).json("get", "lease", "llmagents-operator")
+
+            print(f"agents:                     {args.agents}")
+            print(f"create requests took:       {created:.1f} s")
+            print(f"all reconciled after:       {elapsed:.1f} s (Deployment, ConfigMap, status phase)")
+            print(f"operator peak RSS:          {peak_rss_mb(operator.pid):.0f} MB "
+                  f"({rss_converged:.0f} MB at convergence)")  # fmt: skip
+            print(f"operator writes, {args.quiet_seconds:.0f} s quiet: {ours:.0f} (its own counter)")
+            print(f"API server writes to operator kinds in that window: {server or 0}")
+            print(f"Lease renewals: every {10:.0f} s (holder {leases['spec']['holderIdentity']})")
+            print(f"operator writes in total:   {operator_writes(port):.0f}")
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
