@@ -76,3 +76,41 @@ def role_binding(agent: AgentObject) -> dict[str, Any]:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": agent.namespace}],
     }
+
+
+_WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+
+
+def operator_rules() -> list[dict[str, Any]]:
+    """The operator's own rights (a ClusterRole): the Helm chart grants exactly these.
+
+    It must hold every right it grants runners (RBAC forbids escalation), reads Secrets
+    only to check that referenced keys exist, and keeps its leader Lease.
+    """
+    return [
+        {"apiGroups": [GROUP], "resources": ["llmagents", "providerpools"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [GROUP], "resources": ["llmagents/status", "providerpools/status"],
+         "verbs": ["get", "patch", "update"]},
+        # Owner references with blockOwnerDeletion need this where the admission plugin
+        # OwnerReferencesPermissionEnforcement is on.
+        {"apiGroups": [GROUP], "resources": ["llmagents/finalizers"], "verbs": ["update"]},
+        {"apiGroups": [""], "resources": ["configmaps", "services", "serviceaccounts"],
+         "verbs": _WRITE},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _WRITE},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+         "verbs": _WRITE},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]  # fmt: skip
+
+
+def operator_cluster_role(name: str = "llmagents-operator") -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "llmagents"}},
+        "rules": operator_rules(),
+    }

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from test_crds import install_crds
 
+from llmagents.operator.rbac import operator_cluster_role
 from llmagents.testing.cluster import ClusterInfo, Kubectl
 
 pytestmark = pytest.mark.cluster
@@ -53,8 +54,10 @@ def _free_port() -> int:
 class OperatorProcess:
     """``llmagents operator`` as a child process, with its probe/metrics port."""
 
-    def __init__(self, cluster: ClusterInfo, namespace: str, log: Path, *extra: str) -> None:
-        self.cluster = cluster
+    def __init__(
+        self, kubeconfig: Path, namespace: str, log: Path, *extra: str
+    ) -> None:
+        self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log = log
         self.extra = extra
@@ -66,7 +69,7 @@ class OperatorProcess:
             sys.executable, "-m", "llmagents.cli", "operator", "-n", self.namespace,
             "--liveness", str(self.port), "--liveness-host", "127.0.0.1", *self.extra,
         ]  # fmt: skip
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
         eventually(lambda: self.probe("/healthz"), timeout=30, what="operator alive")
@@ -119,9 +122,11 @@ def start_operator(
 ) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
-    def start(*extra: str, wait_leading: bool = True) -> OperatorProcess:
+    def start(
+        *extra: str, wait_leading: bool = True, kubeconfig: Path | None = None
+    ) -> OperatorProcess:
         log = tmp_path / f"operator-{len(started)}.log"
-        op = OperatorProcess(cluster, namespace, log, *extra)
+        op = OperatorProcess(kubeconfig or cluster.kubeconfig, namespace, log, *extra)
         started.append(op)
         return op.start(wait_leading=wait_leading)
 
@@ -472,3 +477,35 @@ def test_two_replicas_lead_one_at_a_time_and_fail_over(
     deployed(kubectl, "a2")
     lease = kubectl.json("get", "lease", "llmagents-operator")
     assert lease["spec"]["leaseTransitions"] >= 1
+
+
+def test_the_operator_needs_no_more_than_its_cluster_role(
+    kubectl: Kubectl,
+    cluster: ClusterInfo,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    name = f"llmagents-operator-{namespace}"
+    kubectl.apply(json.dumps(operator_cluster_role(name)))
+    try:
+        kubectl("create", "serviceaccount", "operator")
+        kubectl(
+            "create", "clusterrolebinding", name, f"--clusterrole={name}",
+            f"--serviceaccount={namespace}:operator",
+        )  # fmt: skip
+        token = kubectl("create", "token", "operator", "--duration=1h").stdout.strip()
+        config = yaml.safe_load(cluster.kubeconfig.read_text())
+        config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
+        restricted = tmp_path / "operator.kubeconfig"
+        restricted.write_text(json.dumps(config))
+        start_operator("--lease-namespace", namespace, kubeconfig=restricted)
+        secret(kubectl)
+        kubectl.apply(POOL)
+        kubectl.apply(agent())
+        eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
+        eventually(lambda: get(kubectl, "llmagent", "writer")["status"].get("phase") == "Pending")
+        eventually(lambda: (get(kubectl, "providerpool", "pool").get("status") or {}).get("agents") == 1)
+    finally:
+        kubectl("delete", "clusterrolebinding", name, "--ignore-not-found")
+        kubectl("delete", "clusterrole", name, "--ignore-not-found")

@@ -7,7 +7,7 @@ import pytest
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.operator.builders import children
 from llmagents.operator.objects import AgentObject, PoolObject
-from llmagents.operator.rbac import runner_rules
+from llmagents.operator.rbac import operator_rules, runner_rules
 from llmagents.operator.settings import ANNOTATION_CONFIG_HASH, ANNOTATION_HASH, OperatorSettings
 
 from operator_samples import agent_body, pool_body
@@ -185,3 +185,23 @@ def test_role_binding_binds_the_runner_service_account_to_its_role():
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "writer-runner", "namespace": "team-a"}
     ]
+
+
+def test_the_operator_holds_every_right_it_grants_runners():
+    # RBAC refuses to let anyone grant rights it does not have itself.
+    granted = {
+        (group, resource, verb)
+        for rule in operator_rules()
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    missing = [
+        (group, resource, verb)
+        for rule in runner_rules("writer")
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        if (group, resource, verb) not in granted
+    ]
+    assert missing == []
