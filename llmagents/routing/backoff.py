@@ -19,8 +19,15 @@ from llmagents.errors import ErrorKind
 class RetryPolicy:
     """A pool's retry settings, precomputed for the hot path."""
 
-    __slots__ = ("_by_kind", "_cap", "_exponential", "_initial", "_jitter", "_multiplier",
-                 "respect_retry_after")
+    __slots__ = (
+        "_by_kind",
+        "_cap",
+        "_exponential",
+        "_initial",
+        "_jitter",
+        "_multiplier",
+        "respect_retry_after",
+    )
 
     def __init__(self, spec: RetrySpec) -> None:
         self._exponential = spec.backoff is BackoffKind.EXPONENTIAL

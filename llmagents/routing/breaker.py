@@ -193,7 +193,10 @@ class CircuitBreaker:
         if self._window is not None:
             self._observe(now, failed=True)
             calls = len(self._window)
-            if calls >= self._rate_min_calls and self._failure_count >= self._rate_threshold * calls:
+            if (
+                calls >= self._rate_min_calls
+                and self._failure_count >= self._rate_threshold * calls
+            ):
                 self._open(
                     now,
                     f"{self._failure_count} of {calls} calls failed within "
@@ -274,7 +277,12 @@ class CircuitBreaker:
         self.state = to_state
         self.transitions.append(transition)
         log = logger.warning if to_state is BreakerState.OPEN else logger.info
-        log("provider %s: breaker %s -> %s: %s", self.name, transition.from_state.value,
-            to_state.value, reason)
+        log(
+            "provider %s: breaker %s -> %s: %s",
+            self.name,
+            transition.from_state.value,
+            to_state.value,
+            reason,
+        )
         if self._on_transition is not None:
             self._on_transition(self.name, transition)

@@ -36,8 +36,17 @@ def period_bounds(period: BudgetPeriod, now: datetime) -> tuple[datetime | None,
 class Budget:
     """Spend against a ``BudgetSpec`` in its current period."""
 
-    __slots__ = ("_in_flight", "_period_end", "_wall_clock", "limit", "on_exhausted", "period",
-                 "period_start", "reserved", "spent")
+    __slots__ = (
+        "_in_flight",
+        "_period_end",
+        "_wall_clock",
+        "limit",
+        "on_exhausted",
+        "period",
+        "period_start",
+        "reserved",
+        "spent",
+    )
 
     def __init__(self, spec: BudgetSpec, *, wall_clock: WallClock) -> None:
         self.limit = spec.limit

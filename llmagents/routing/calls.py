@@ -16,7 +16,7 @@ from typing import Generic, Protocol, TypeVar
 from llmagents.api.pool import ProviderSpec
 from llmagents.api.work import Complexity, TaskSpec
 from llmagents.chat import Usage
-from llmagents.errors import ErrorKind, ProviderError
+from llmagents.errors import ProviderError
 from llmagents.routing.complexity import (
     MESSAGE_OVERHEAD_TOKENS,
     HasContent,
@@ -136,10 +136,6 @@ class AttemptRecord:
     waited: float
     probe: bool
     error: ProviderError | None = None
-
-    @property
-    def kind(self) -> ErrorKind | None:
-        return self.error.kind if self.error is not None else None
 
     @property
     def outcome(self) -> str:

@@ -117,7 +117,9 @@ class Health:
     @property
     def last_activity(self) -> float | None:
         """When the provider was last heard from, by a call or a probe."""
-        times = [t for t in (self.last_success, self.last_failure, self.last_probe) if t is not None]
+        times = [
+            t for t in (self.last_success, self.last_failure, self.last_probe) if t is not None
+        ]
         return max(times) if times else None
 
     def stats(self, now: float, wall_now: datetime) -> HealthStats:

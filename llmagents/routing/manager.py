@@ -22,30 +22,29 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from llmagents.api.pool import ProviderPoolSpec, ProviderSpec, Strategy
 from llmagents.api.work import BudgetSpec
 from llmagents.chat import Usage
-from llmagents.errors import AllProvidersFailed, DeadlineExceeded, ProviderError
+from llmagents.errors import ProviderError
 from llmagents.routing import clock as clocks
 from llmagents.routing import strategies
 from llmagents.routing.backoff import RetryPolicy
 from llmagents.routing.breaker import Admission, BreakerState, CircuitBreaker, Transition
 from llmagents.routing.budget import Budget
-from llmagents.routing.calls import (
-    Attempt,
-    AttemptRecord,
-    CallResult,
-    CallTask,
-    Fallback,
-    R,
-    SkipReason,
-)
+from llmagents.routing.calls import Attempt, AttemptRecord, CallResult, CallTask, R, SkipReason
 from llmagents.routing.costs import CostLedger, Spend
 from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health
-from llmagents.routing.snapshot import ProviderStatus, provider_status, restore_state, snapshot_state
+from llmagents.routing.run import Run, admission_of, later_fits
+from llmagents.routing.snapshot import (
+    ProviderStatus,
+    provider_status,
+    restore_state,
+    snapshot_state,
+)
 from llmagents.routing.state import ProviderState
 
 logger = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class ProviderManager:
                 spec.name, pool.circuit_breaker, wall_clock=wall_clock, on_transition=on_transition
             )
             self._states[spec.name] = ProviderState(
-                spec, index=index, breaker=breaker, health=Health(window)
+                spec, index=index, breaker=breaker, health=Health(window), agent=self._agent
             )
         self._by_priority = sorted(self._states.values(), key=lambda s: (s.priority, s.index))
         self._ledger = CostLedger()
@@ -108,9 +107,8 @@ class ProviderManager:
         (or when no provider's estimate fits), ``DeadlineExceeded`` when time ran out, and
         ``AllProvidersFailed`` otherwise.
         """
-        clock = self._clock
-        start = clock()
-        deadline = start + (task.deadline if task.deadline is not None else self._deadline)
+        start = self._clock()
+        run = Run(start, start + (task.deadline if task.deadline is not None else self._deadline))
         budget = self.budget
         free_only = task.free_only
         if budget is not None and budget.exhausted():
@@ -119,130 +117,181 @@ class ProviderManager:
             free_only = True
         order = self._order(task, free_only)
         self._turn += 1
-        attempts: list[AttemptRecord] = []
-        fallbacks: list[Fallback] = []
-        reasons: dict[str, str] = {}
-        last_errors: dict[str, ProviderError] = {}
-        left: list[tuple[str, str, str]] = []  # providers passed over, until the next attempt
-        number = 0
-        out_of_time = False  # the deadline passed: nothing more can be tried
-        deadline_hit = False  # the deadline cut a retry or passed a provider over
-        over_budget = 0
         for position, state in enumerate(order):
-            breaker = state.breaker
             retry = 0
             waited = 0.0
             while True:
-                now = clock()
-                remaining = deadline - now
-                if remaining <= 0:
-                    out_of_time = True
+                admitted = self._admit(run, state, task, order, position)
+                if admitted is None:
                     break
-                admission = breaker.admit(now)
-                if admission is Admission.REFUSED:
-                    reason = (
-                        SkipReason.BREAKER_OPEN
-                        if breaker.state is BreakerState.OPEN
-                        else SkipReason.HALF_OPEN_BUSY
-                    )
-                    self._pass_over(state, reason, "", left, reasons)
-                    break
-                estimate = 0.0
-                if budget is not None:
-                    estimate = state.estimate(task)
-                    if not budget.affordable(estimate):
-                        breaker.release(admission)
-                        detail = f"estimated ${estimate:.6f}, ${budget.remaining:.6f} left"
-                        self._pass_over(state, SkipReason.BUDGET, detail, left, reasons)
-                        over_budget += 1
-                        break
-                timeout = state.timeout
-                if timeout > remaining:
-                    if _later_fits(order, position, remaining, now):
-                        breaker.release(admission)
-                        detail = f"timeout {timeout:g}s, {remaining:g}s left"
-                        self._pass_over(state, SkipReason.DEADLINE, detail, left, reasons)
-                        deadline_hit = True
-                        break
-                    timeout = remaining
-                if left:
-                    self._fell_back(left, state.name, fallbacks)
-                number += 1
-                attempt = Attempt(state.spec, number, retry, timeout, admission is Admission.PROBE)
+                admission, estimate, timeout = admitted
+                run.number += 1
+                attempt = Attempt(
+                    state.spec, run.number, retry, timeout, admission is Admission.PROBE
+                )
                 if budget is not None:
                     budget.reserve(estimate)
-                began = clock()
+                began = self._clock()
                 try:
                     value = await call(attempt)
                 except ProviderError as caught:
                     error = caught
                 except BaseException:
-                    breaker.release(admission)
+                    state.breaker.release(admission)
                     if budget is not None:
                         budget.release(estimate)
                     raise
                 else:
-                    ended = clock()
-                    latency = ended - began
                     if budget is not None:
                         budget.release(estimate)
-                    if state.misconfigured is not None:
-                        logger.info("agent %s: provider %s answered again; no longer marked "
-                                    "misconfigured", self._agent, state.name)
-                        state.misconfigured = None
-                    usage = value.usage
-                    cost = 0.0
-                    # Without usage the answer is a stream that has only begun: its health
-                    # sample and breaker verdict wait for record_usage/record_stream_failure.
-                    if usage is not None:
-                        state.health.record(ended, ok=True, latency=latency)
-                        breaker.record_success(ended, admission)
-                        cost = self._charge(state.spec, usage)
-                    self._attempted(attempts, AttemptRecord(
-                        state.name, number, retry, latency, waited, attempt.probe))
-                    self.current_provider = state.name
-                    return CallResult(state.name, value, attempts, fallbacks, ended - start,
-                                      usage, cost, usage is not None)
-                ended = clock()
-                latency = ended - began
+                    return self._answered(run, state, attempt, admission, value, began, waited)
                 if budget is not None:
                     budget.release(estimate)
-                self._failed(state, admission, error, ended, latency)
-                self._attempted(attempts, AttemptRecord(
-                    state.name, number, retry, latency, waited, attempt.probe, error))
-                last_errors[state.name] = error
-                kind = error.kind
-                if (
-                    not error.retryable
-                    or breaker.state is not BreakerState.CLOSED
-                    or retry >= self._retry.retries_for(kind, state.spec.max_retries)
-                ):
-                    self._pass_over(state, kind.value, error.message, left, reasons)
-                    break
-                wait = self._retry.delay(retry, self._rng, error.retry_after)
-                remaining = deadline - ended
-                if wait >= remaining or (
-                    state.timeout > remaining - wait
-                    and _later_fits(order, position, remaining, ended)
-                ):
-                    self._pass_over(state, kind.value, error.message, left, reasons)
-                    deadline_hit = True
+                wait = self._failed_attempt(
+                    run, state, attempt, admission, error, began, waited, order, position
+                )
+                if wait is None:
                     break
                 await self._sleep(wait)
                 waited = wait
                 retry += 1
-            if out_of_time:
+            if run.out_of_time:
                 break
-        if self.budget is not None and order and over_budget == len(order):
-            raise self.budget.error("has no room for this call's estimated cost")
-        raise self._no_answer(order, attempts, last_errors, reasons, out_of_time or deadline_hit)
+        raise run.failure(order, budget)
+
+    def _admit(
+        self,
+        run: Run,
+        state: ProviderState,
+        task: CallTask,
+        order: list[ProviderState],
+        position: int,
+    ) -> tuple[Admission, float, float] | None:
+        """Admission, estimated cost and timeout of the next attempt at ``state``, or None."""
+        now = self._clock()
+        remaining = run.deadline - now
+        if remaining <= 0:
+            run.out_of_time = True
+            return None
+        breaker = state.breaker
+        admission = breaker.admit(now)
+        if admission is Admission.REFUSED:
+            reason = (
+                SkipReason.BREAKER_OPEN
+                if breaker.state is BreakerState.OPEN
+                else SkipReason.HALF_OPEN_BUSY
+            )
+            run.pass_over(state.name, reason, "")
+            return None
+        estimate = 0.0
+        budget = self.budget
+        if budget is not None:
+            estimate = state.estimate(task)
+            if not budget.affordable(estimate):
+                breaker.release(admission)
+                detail = f"estimated ${estimate:.6f}, ${budget.remaining:.6f} left"
+                run.pass_over(state.name, SkipReason.BUDGET, detail)
+                run.over_budget += 1
+                return None
+        timeout = state.timeout
+        if timeout > remaining:
+            if later_fits(order, position, remaining, now):
+                breaker.release(admission)
+                detail = f"timeout {timeout:g}s, {remaining:g}s left"
+                run.pass_over(state.name, SkipReason.DEADLINE, detail)
+                run.deadline_hit = True
+                return None
+            timeout = remaining
+        if run.left:
+            run.fall_back(state.name, self._listener, self._agent)
+        return admission, estimate, timeout
+
+    def _answered(
+        self,
+        run: Run,
+        state: ProviderState,
+        attempt: Attempt,
+        admission: Admission,
+        value: R,
+        began: float,
+        waited: float,
+    ) -> CallResult[R]:
+        ended = self._clock()
+        latency = ended - began
+        state.answered()
+        usage = value.usage
+        cost = 0.0
+        # Without usage the answer is a stream that has only begun: its health sample and
+        # breaker verdict wait for record_usage or record_stream_failure.
+        if usage is not None:
+            state.succeeded(ended, admission, latency)
+            cost = self._charge(state.spec, usage)
+        run.attempted(
+            AttemptRecord(
+                state.name, attempt.number, attempt.retry, latency, waited, attempt.probe
+            ),
+            self._listener,
+        )
+        self.current_provider = state.name
+        return CallResult(
+            state.name,
+            value,
+            run.attempts,
+            run.fallbacks,
+            ended - run.start,
+            usage,
+            cost,
+            usage is not None,
+        )
+
+    def _failed_attempt(
+        self,
+        run: Run,
+        state: ProviderState,
+        attempt: Attempt,
+        admission: Admission,
+        error: ProviderError,
+        began: float,
+        waited: float,
+        order: list[ProviderState],
+        position: int,
+    ) -> float | None:
+        """Record a failed attempt; returns the wait before retrying, or None to move on."""
+        ended = self._clock()
+        latency = ended - began
+        state.failed(ended, admission, error, latency)
+        run.attempted(
+            AttemptRecord(
+                state.name, attempt.number, attempt.retry, latency, waited, attempt.probe, error
+            ),
+            self._listener,
+        )
+        run.last_errors[state.name] = error
+        kind = error.kind
+        if (
+            not error.retryable
+            or state.breaker.state is not BreakerState.CLOSED
+            or attempt.retry >= self._retry.retries_for(kind, state.spec.max_retries)
+        ):
+            run.pass_over(state.name, kind.value, error.message)
+            return None
+        wait = self._retry.delay(attempt.retry, self._rng, error.retry_after)
+        remaining = run.deadline - ended
+        if wait >= remaining or (
+            state.timeout > remaining - wait and later_fits(order, position, remaining, ended)
+        ):
+            run.pass_over(state.name, kind.value, error.message)
+            run.deadline_hit = True
+            return None
+        return wait
 
     def _order(self, task: CallTask, free_only: bool) -> list[ProviderState]:
         members = self._by_priority
         allowed = task.providers
         if free_only or allowed is not None:
             members = [
-                m for m in members
+                m
+                for m in members
                 if (m.free or not free_only) and (allowed is None or m.name in allowed)
             ]
         return strategies.order(self.strategy, members, task, turn=self._turn)
@@ -254,51 +303,6 @@ class ProviderManager:
         )
         return [s.name for s in self._order(task, free_only)]
 
-    def _pass_over(
-        self,
-        state: ProviderState,
-        reason: str,
-        detail: str,
-        left: list[tuple[str, str, str]],
-        reasons: dict[str, str],
-    ) -> None:
-        left.append((state.name, reason, detail))
-        reasons[state.name] = f"{reason}: {detail}" if detail else reason
-
-    def _fell_back(
-        self, left: list[tuple[str, str, str]], to: str, fallbacks: list[Fallback]
-    ) -> None:
-        for name, reason, detail in left:
-            fallback = Fallback(name, to, reason, detail)
-            fallbacks.append(fallback)
-            logger.info("agent %s: fell back from %s to %s (%s)", self._agent, name, to, reason)
-            if self._listener is not None:
-                self._listener.on_fallback(fallback)
-        left.clear()
-
-    def _attempted(self, attempts: list[AttemptRecord], record: AttemptRecord) -> None:
-        attempts.append(record)
-        if self._listener is not None:
-            self._listener.on_attempt(record)
-
-    def _failed(
-        self,
-        state: ProviderState,
-        admission: Admission,
-        error: ProviderError,
-        now: float,
-        latency: float,
-    ) -> None:
-        state.health.record(now, ok=False, latency=latency)
-        if error.misconfiguration:
-            # Not a health problem of the provider: no retry or breaker opening can fix it.
-            state.breaker.release(admission)
-            state.misconfigured = f"{error.kind.value}: {error.message}"
-            logger.warning("agent %s: provider %s looks misconfigured: %s", self._agent,
-                           state.name, state.misconfigured)
-        else:
-            state.breaker.record_failure(now, admission, error.kind.value)
-
     def _charge(self, spec: ProviderSpec, usage: Usage) -> float:
         cost = self._ledger.add(spec.name, usage, spec.pricing)
         if self.budget is not None:
@@ -306,31 +310,6 @@ class ProviderManager:
         if self._listener is not None:
             self._listener.on_cost(spec.name, usage, cost)
         return cost
-
-    def _no_answer(
-        self,
-        order: list[ProviderState],
-        attempts: list[AttemptRecord],
-        last_errors: dict[str, ProviderError],
-        reasons: dict[str, str],
-        deadline_hit: bool,
-    ) -> Exception:
-        if not order:
-            return AllProvidersFailed(
-                "no provider of the pool may take this call (free-only or provider filter); "
-                "add a matching provider to the pool"
-            )
-        summary = "; ".join(f"{name}: {why}" for name, why in reasons.items()) or "none tried"
-        if deadline_hit:
-            return DeadlineExceeded(
-                f"no answer within the call deadline ({summary}); raise spec.callDeadline or "
-                "lower provider timeouts",
-                attempts=attempts, last_errors=last_errors, reasons=reasons,
-            )
-        return AllProvidersFailed(
-            f"all providers failed ({summary})",
-            attempts=attempts, last_errors=last_errors, reasons=reasons,
-        )
 
     # -- settling streams -------------------------------------------------------------------
 
@@ -343,9 +322,7 @@ class ProviderManager:
         the client goes away mid-stream, settle with the usage so far: the provider did fine.
         """
         state = self._settle(result)
-        now = self._clock()
-        state.health.record(now, ok=True, latency=result.attempts[-1].latency)
-        state.breaker.record_success(now, _admission_of(result))
+        state.succeeded(self._clock(), admission_of(result), result.attempts[-1].latency)
         result.usage = usage
         result.cost = self._charge(state.spec, usage)
         return result.cost
@@ -358,8 +335,7 @@ class ProviderManager:
         ``usage``, when the provider reported any before breaking, is charged; returns the cost.
         """
         state = self._settle(result)
-        now = self._clock()
-        self._failed(state, _admission_of(result), error, now, result.attempts[-1].latency)
+        state.failed(self._clock(), admission_of(result), error, result.attempts[-1].latency)
         if usage is not None:
             result.usage = usage
             result.cost = self._charge(state.spec, usage)
@@ -373,7 +349,7 @@ class ProviderManager:
 
     # -- fleet view, probes, status and checkpoints -------------------------------------------
 
-    def force_open(self, provider: str, *, reason: str, until: clocks.datetime) -> None:
+    def force_open(self, provider: str, *, reason: str, until: datetime) -> None:
         """Open a provider's breaker until the wall time ``until`` (another agent saw it fail)."""
         now = self._clock()
         until_mono = clocks.to_monotonic(until, now=now, wall_now=self._wall_clock())
@@ -389,28 +365,17 @@ class ProviderManager:
             return []
         now = self._clock() if now is None else now
         paid = self.pool.health.probe_paid_providers
-        due = []
-        for state in self._states.values():
-            if state.free or paid:
-                last = state.health.last_activity
-                if last is None or now - last >= interval:
-                    due.append(state.spec)
-        return due
+        return [
+            state.spec
+            for state in self._states.values()
+            if (state.free or paid) and state.probe_due(now, interval)
+        ]
 
     def record_probe(
         self, provider: str, *, ok: bool, latency: float, error: ProviderError | None = None
     ) -> None:
         """Take an active probe's outcome: health, breaker and misconfiguration mark."""
-        state = self._states[provider]
-        now = self._clock()
-        state.health.record_probe(now, ok=ok, latency=latency)
-        if ok:
-            state.misconfigured = None
-            state.breaker.on_probe(now, ok=True)
-        elif error is not None and error.misconfiguration:
-            state.misconfigured = f"{error.kind.value}: {error.message}"
-        else:
-            state.breaker.on_probe(now, ok=False, kind=error.kind.value if error else "failed")
+        self._states[provider].probed(self._clock(), ok=ok, latency=latency, error=error)
 
     @property
     def spend(self) -> Spend:
@@ -458,17 +423,3 @@ class ProviderManager:
     def _transitioned(self, provider: str, transition: Transition) -> None:
         if self._listener is not None:
             self._listener.on_breaker_transition(provider, transition)
-
-
-def _admission_of(result: CallResult[Any]) -> Admission:
-    return Admission.PROBE if result.attempts[-1].probe else Admission.CALL
-
-
-def _later_fits(order: list[ProviderState], position: int, remaining: float, now: float) -> bool:
-    """Whether a provider after ``position`` could still be tried with its full timeout."""
-    for state in order[position + 1 :]:
-        if state.timeout <= remaining and (
-            state.breaker.state is not BreakerState.OPEN or state.breaker.open_until <= now
-        ):
-            return True
-    return False

@@ -1,26 +1,54 @@
-"""Everything the engine keeps about one provider of the pool, precomputed for the hot path."""
+"""Everything the engine keeps about one provider of the pool, and how an outcome changes it.
+
+A provider's breaker, health and misconfiguration mark change together: a failure is a health
+sample plus either breaker evidence or, for errors no retry can fix, a misconfiguration mark
+that sends the provider to the back of every order until it answers again.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from llmagents.api.pool import ProviderSpec, Tier
-from llmagents.routing.breaker import CircuitBreaker
+from llmagents.errors import ProviderError
+from llmagents.routing.breaker import Admission, CircuitBreaker
 from llmagents.routing.calls import CallTask
 from llmagents.routing.costs import token_cost
 from llmagents.routing.health import Health
+
+logger = logging.getLogger(__name__)
 
 
 class ProviderState:
     """A pool member's spec, breaker, health and misconfiguration mark."""
 
-    __slots__ = ("breaker", "free", "health", "index", "misconfigured", "name", "priority",
-                 "spec", "tier", "timeout")
+    __slots__ = (
+        "agent",
+        "breaker",
+        "free",
+        "health",
+        "index",
+        "misconfigured",
+        "name",
+        "priority",
+        "spec",
+        "tier",
+        "timeout",
+    )
 
     def __init__(
-        self, spec: ProviderSpec, *, index: int, breaker: CircuitBreaker, health: Health
+        self,
+        spec: ProviderSpec,
+        *,
+        index: int,
+        breaker: CircuitBreaker,
+        health: Health,
+        agent: str = "-",
     ) -> None:
         self.spec = spec
         self.name = spec.name
         self.index = index
+        self.agent = agent
         self.priority = spec.priority
         self.tier: Tier = spec.tier
         self.free = spec.free
@@ -35,3 +63,52 @@ class ProviderState:
         if self.free:
             return 0.0
         return token_cost(task.input_tokens, task.output_tokens, self.spec.pricing)
+
+    def succeeded(self, now: float, admission: Admission, latency: float) -> None:
+        self.health.record(now, ok=True, latency=latency)
+        self.breaker.record_success(now, admission)
+
+    def answered(self) -> None:
+        """The provider answered: whatever looked misconfigured works now."""
+        if self.misconfigured is not None:
+            logger.info(
+                "agent %s: provider %s answered again; no longer marked misconfigured",
+                self.agent,
+                self.name,
+            )
+            self.misconfigured = None
+
+    def failed(
+        self, now: float, admission: Admission, error: ProviderError, latency: float
+    ) -> None:
+        self.health.record(now, ok=False, latency=latency)
+        if error.misconfiguration:
+            # Not a health problem of the provider: no retry or breaker opening can fix it.
+            self.breaker.release(admission)
+            self._mark(error)
+        else:
+            self.breaker.record_failure(now, admission, error.kind.value)
+
+    def probed(self, now: float, *, ok: bool, latency: float, error: ProviderError | None) -> None:
+        """Take an active probe's outcome."""
+        self.health.record_probe(now, ok=ok, latency=latency)
+        if ok:
+            self.answered()
+            self.breaker.on_probe(now, ok=True)
+        elif error is not None and error.misconfiguration:
+            self._mark(error)
+        else:
+            self.breaker.on_probe(now, ok=False, kind=error.kind.value if error else "failed")
+
+    def probe_due(self, now: float, interval: float) -> bool:
+        last = self.health.last_activity
+        return last is None or now - last >= interval
+
+    def _mark(self, error: ProviderError) -> None:
+        self.misconfigured = f"{error.kind.value}: {error.message}"
+        logger.warning(
+            "agent %s: provider %s looks misconfigured: %s",
+            self.agent,
+            self.name,
+            self.misconfigured,
+        )

@@ -14,7 +14,9 @@ def policy(**fields: object) -> RetryPolicy:
 
 
 def test_exponential_backoff_doubles_from_the_initial_delay_up_to_the_cap() -> None:
-    retry = policy(backoff="exponential", initialDelay="500ms", multiplier=2, maxDelay="5s", jitter=0)
+    retry = policy(
+        backoff="exponential", initialDelay="500ms", multiplier=2, maxDelay="5s", jitter=0
+    )
     assert [retry.base_delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
 
 

@@ -51,7 +51,7 @@ def test_invalid_budget_names_the_field(spec: dict[str, Any], field: str) -> Non
 
 
 def test_public_api_is_sorted_and_importable() -> None:
-    import llmagents.routing as routing
+    from llmagents import routing
 
     assert routing.__all__ == sorted(routing.__all__)
     for name in routing.__all__:

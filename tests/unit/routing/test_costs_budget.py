@@ -56,10 +56,12 @@ async def test_free_providers_cost_nothing_but_their_tokens_are_counted(
 def test_period_bounds_are_utc_days_and_months() -> None:
     moment = datetime(2024, 12, 31, 23, 59, tzinfo=UTC)
     assert period_bounds(BudgetPeriod.DAILY, moment) == (
-        datetime(2024, 12, 31, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+        datetime(2024, 12, 31, tzinfo=UTC),
+        datetime(2025, 1, 1, tzinfo=UTC),
     )
     assert period_bounds(BudgetPeriod.MONTHLY, moment) == (
-        datetime(2024, 12, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+        datetime(2024, 12, 1, tzinfo=UTC),
+        datetime(2025, 1, 1, tzinfo=UTC),
     )
     assert period_bounds(BudgetPeriod.TOTAL, moment) == (None, None)
 

@@ -61,7 +61,9 @@ async def test_retryable_errors_are_retried_with_backoff_then_fall_back(
     assert result.provider == "b"
     (fallback,) = result.fallbacks
     assert (fallback.from_provider, fallback.to_provider, fallback.reason) == (
-        "a", "b", "server_error"
+        "a",
+        "b",
+        "server_error",
     )
 
 
@@ -142,7 +144,9 @@ async def test_all_providers_failing_raises_with_every_attempt_and_last_error(
     error = caught.value
     assert len(error.attempts) == 7
     assert {name: e.kind.value for name, e in error.last_errors.items()} == {
-        "a": "server_error", "b": "auth", "c": "server_error"
+        "a": "server_error",
+        "b": "auth",
+        "c": "server_error",
     }
     assert error.reasons["b"] == "auth: key"
     assert "a: server_error: a down" in str(error)

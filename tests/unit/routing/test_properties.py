@@ -117,12 +117,18 @@ budgets = st.none() | st.fixed_dictionaries(
 
 outcomes = st.one_of(
     st.tuples(
-        st.just("ok"), st.integers(0, 5000), st.integers(0, 2000), st.floats(0.001, 40),
+        st.just("ok"),
+        st.integers(0, 5000),
+        st.integers(0, 2000),
+        st.floats(0.001, 40),
         st.sampled_from(["plain", "plain", "stream-ok", "stream-broken"]),
     ),
     st.tuples(
-        st.just("error"), st.sampled_from(list(ErrorKind)), st.none() | st.floats(0, 40),
-        st.floats(0.001, 40), st.just(""),
+        st.just("error"),
+        st.sampled_from(list(ErrorKind)),
+        st.none() | st.floats(0, 40),
+        st.floats(0.001, 40),
+        st.just(""),
     ),
 )
 
@@ -177,8 +183,13 @@ class Schedule:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pool_data=pools(), budget_data=budgets, script=st.lists(outcomes, max_size=40),
-       plan=calls, seed=st.integers(0, 2**16))
+@given(
+    pool_data=pools(),
+    budget_data=budgets,
+    script=st.lists(outcomes, max_size=40),
+    plan=calls,
+    seed=st.integers(0, 2**16),
+)
 def test_no_call_is_lost_or_counted_twice_and_breakers_stay_valid(
     pool_data: dict[str, Any],
     budget_data: dict[str, Any] | None,
@@ -200,7 +211,11 @@ async def _scenario(
     clock = FakeClock()
     budget = BudgetSpec.model_validate(budget_data) if budget_data else None
     engine = ProviderManager(
-        spec, budget=budget, clock=clock.monotonic, wall_clock=clock.wall, sleep=clock.sleep,
+        spec,
+        budget=budget,
+        clock=clock.monotonic,
+        wall_clock=clock.wall,
+        sleep=clock.sleep,
         rng=random.Random(seed),
     )
     schedule = Schedule(clock, engine, script)

@@ -54,7 +54,9 @@ async def test_restore_keeps_an_open_breaker_open_until_its_wall_time(clock: Fak
     assert (await restored.execute(CallTask(), call)).provider == "a"
     assert call.attempts[0].probe
     assert [t.to_state for t in restored.transitions("a")] == [
-        BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED
+        BreakerState.OPEN,
+        BreakerState.HALF_OPEN,
+        BreakerState.CLOSED,
     ]
 
 
@@ -97,7 +99,9 @@ async def test_spend_on_a_provider_removed_from_the_pool_still_counts(clock: Fak
 
 async def test_force_open_sends_calls_elsewhere_until_it_expires(clock: FakeClock) -> None:
     engine = manager(two(), clock)
-    engine.force_open("a", reason="fleet: 4 agents saw 503", until=clock.wall() + timedelta(minutes=2))
+    engine.force_open(
+        "a", reason="fleet: 4 agents saw 503", until=clock.wall() + timedelta(minutes=2)
+    )
     status = engine.status()["a"]
     assert (status.breaker, status.healthy) == (BreakerState.OPEN, False)
     assert status.open_until == clock.wall() + timedelta(minutes=2)

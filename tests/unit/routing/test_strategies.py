@@ -77,8 +77,11 @@ async def test_performance_optimized_prefers_fast_reliable_providers(clock: Fake
 
 async def test_round_robin_spreads_calls_evenly_over_healthy_providers(clock: FakeClock) -> None:
     spec = pool(
-        provider("a"), provider("b"), provider("c"),
-        strategy="round-robin", circuitBreaker={"maxFailures": 1, "recoveryTime": "1h", "maxRecoveryTime": "1h"},
+        provider("a"),
+        provider("b"),
+        provider("c"),
+        strategy="round-robin",
+        circuitBreaker={"maxFailures": 1, "recoveryTime": "1h", "maxRecoveryTime": "1h"},
     )
     engine = manager(spec, clock)
     task = CallTask(complexity=MEDIUM)
@@ -122,7 +125,9 @@ async def test_tier_preference_keeps_the_strategy_order_within_a_tier(clock: Fak
     )
     engine = manager(spec, clock)
     assert engine.plan(CallTask(complexity=Complexity.SIMPLE)) == [
-        "fast-cheap", "fast-dear", "quality-cheapest"
+        "fast-cheap",
+        "fast-dear",
+        "quality-cheapest",
     ]
 
 
@@ -133,7 +138,9 @@ def test_complexity_is_derived_from_the_prompt_size_when_not_given() -> None:
         [Message(Role.SYSTEM, "Be thorough."), Message(Role.USER, "x" * 20_000)]
     )
     assert (short.complexity, middle.complexity, long.complexity) == (
-        Complexity.SIMPLE, Complexity.MEDIUM, Complexity.COMPLEX
+        Complexity.SIMPLE,
+        Complexity.MEDIUM,
+        Complexity.COMPLEX,
     )
     assert long.input_tokens == 3 + 4 + 5000 + 4  # ~4 characters a token, 4 per message
     stated = CallTask.from_messages([Message(Role.USER, "hi")], complexity=Complexity.COMPLEX)
@@ -161,5 +168,6 @@ async def test_free_only_and_provider_filters_restrict_the_candidates(clock: Fak
     engine = manager(spec, clock)
     assert engine.plan(CallTask(complexity=MEDIUM, free_only=True)) == ["local"]
     assert engine.plan(CallTask(complexity=MEDIUM, providers=frozenset({"other", "paid"}))) == [
-        "paid", "other"
+        "paid",
+        "other",
     ]
