@@ -108,7 +108,11 @@ class ProviderManager:
         ``AllProvidersFailed`` otherwise.
         """
         start = self._clock()
-        run = Run(start, start + (task.deadline if task.deadline is not None else self._deadline))
+        run = Run(
+            task.name,
+            start,
+            start + (task.deadline if task.deadline is not None else self._deadline),
+        )
         budget = self.budget
         free_only = task.free_only
         if budget is not None and budget.exhausted():

@@ -35,9 +35,12 @@ class Run:
         "over_budget",
         "reasons",
         "start",
+        "task",
     )
 
-    def __init__(self, start: float, deadline: float) -> None:
+    def __init__(self, task: str, start: float, deadline: float) -> None:
+        self.task = task
+        """The task's name, for logs."""
         self.start = start
         self.deadline = deadline
         self.attempts: list[AttemptRecord] = []
@@ -63,7 +66,14 @@ class Run:
         for name, reason, detail in self.left:
             fallback = Fallback(name, to, reason, detail)
             self.fallbacks.append(fallback)
-            logger.info("agent %s: fell back from %s to %s (%s)", agent, name, to, reason)
+            logger.info(
+                "agent %s: task %s fell back from %s to %s (%s)",
+                agent,
+                self.task or "-",
+                name,
+                to,
+                reason,
+            )
             if listener is not None:
                 listener.on_fallback(fallback)
         self.left.clear()

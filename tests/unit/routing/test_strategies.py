@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from llmagents.api.work import Complexity
+from llmagents.api.pool import Strategy
+from llmagents.api.work import Complexity, TaskSpec
 from llmagents.chat import Message, Role
 from llmagents.errors import AllProvidersFailed, ServerError
 from llmagents.routing import CallTask
@@ -171,3 +172,31 @@ async def test_free_only_and_provider_filters_restrict_the_candidates(clock: Fak
         "paid",
         "other",
     ]
+
+
+def test_a_task_spec_uses_its_stated_estimates_or_counts_its_text() -> None:
+    stated = TaskSpec(
+        name="summarise",
+        prompt="x" * 40,
+        estimated_input_tokens=5000,
+        estimated_output_tokens=300,
+        max_output_tokens=900,
+    )
+    counted = TaskSpec(name="greet", system="Be kind.", prompt="Say hello to the team.")
+    task = CallTask.from_spec(stated, deadline=30)
+    assert (task.input_tokens, task.output_tokens, task.complexity, task.name) == (
+        5000,
+        300,
+        Complexity.COMPLEX,
+        "summarise",
+    )
+    assert task.deadline == 30
+    # "Be kind." is 2 tokens, the prompt 6, plus 4 per message
+    assert CallTask.from_spec(counted).input_tokens == 2 + 4 + 6 + 4
+
+
+async def test_an_agent_may_override_the_pool_strategy(clock: FakeClock) -> None:
+    spec = pool(priced("dear", 9, 9, priority=1), priced("cheap", 1, 1, priority=2))
+    assert manager(spec, clock).plan(CallTask(complexity=MEDIUM)) == ["dear", "cheap"]
+    engine = manager(spec, clock, strategy=Strategy.COST_OPTIMIZED)
+    assert engine.plan(CallTask(complexity=MEDIUM)) == ["cheap", "dear"]
