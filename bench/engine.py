@@ -32,6 +32,9 @@ from llmagents.api.work import BudgetSpec, Complexity
 from llmagents.chat import Usage
 from llmagents.routing import Attempt, CallTask, ProviderManager
 
+# Lives beside this file; its rows carry the same fields as Row.
+from adapter_latency import bench_adapter_latency  # noqa: E402
+
 TARGET_US = 20.0
 
 
@@ -165,6 +168,7 @@ def bench_engine_overhead(args: argparse.Namespace) -> list[Row]:
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "engine-overhead": bench_engine_overhead,
+    "adapter-latency": bench_adapter_latency,  # type: ignore[dict-item]
 }
 
 
