@@ -51,9 +51,25 @@ TARGET_US = 500.0
 
 def start_fake(protocol: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmagents.cli", "--log-level", "WARNING", "fake-provider",
-         "--protocol", protocol, "--port", "0", "--api-key", KEY, "--duration", "600"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "llmagents.cli",
+            "--log-level",
+            "WARNING",
+            "fake-provider",
+            "--protocol",
+            protocol,
+            "--port",
+            "0",
+            "--api-key",
+            KEY,
+            "--duration",
+            "600",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -96,8 +112,17 @@ class LatencyRow:
 async def sample(protocol: str, base_url: str, *, rounds: int, warmup: int) -> dict[str, Any]:
     """Per-call wall and CPU times in microseconds of each way, ``rounds`` calls each."""
     pool = ProviderPoolSpec.model_validate(
-        {"providers": [{"name": "fake", "type": protocol, "model": MODELS[protocol],
-                        "baseURL": base_url, "secretRef": {"name": "bench"}}]}
+        {
+            "providers": [
+                {
+                    "name": "fake",
+                    "type": protocol,
+                    "model": MODELS[protocol],
+                    "baseURL": base_url,
+                    "secretRef": {"name": "bench"},
+                }
+            ]
+        }
     )
     adapter = build_adapter(pool.providers[0], api_key=KEY)
     manager = ProviderManager(pool)
@@ -141,7 +166,7 @@ def to_rows(protocol: str, samples: dict[str, Any], *, groups: int) -> list[Late
             ]
         for name, values in series.items():
             size = max(1, len(values) // groups)
-            chunks = [values[i:i + size] for i in range(0, len(values), size)]
+            chunks = [values[i : i + size] for i in range(0, len(values), size)]
             cuts = statistics.quantiles(values, n=100)
             target = TARGET_US if name == "engine+adapter, added" and clock == "wall" else None
             rows.append(
@@ -181,8 +206,12 @@ def bench_adapter_latency(args: argparse.Namespace) -> list[LatencyRow]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="Calls per way and protocol.")
-    parser.add_argument("--protocol", action="append", choices=sorted(MODELS),
-                        help="Protocols to measure (default: all).")
+    parser.add_argument(
+        "--protocol",
+        action="append",
+        choices=sorted(MODELS),
+        help="Protocols to measure (default: all).",
+    )
     parser.add_argument("--json", action="store_true", help="Print rows as JSON lines.")
     args = parser.parse_args()
     rows = run(args.protocol or sorted(MODELS), rounds=args.calls, warmup=100, groups=10)
@@ -199,8 +228,10 @@ def main() -> int:
             ok = row.median_us <= row.target_us
             missed |= not ok
             verdict = f"<= {row.target_us:g} us: " + ("ok" if ok else "MISSED")
-        print(f"| {row.case} | {row.median_us:.0f} us | {row.best_round_median_us:.0f} us "
-              f"| {row.p90_us:.0f} us | {row.p99_us:.0f} us | {verdict} |")
+        print(
+            f"| {row.case} | {row.median_us:.0f} us | {row.best_round_median_us:.0f} us "
+            f"| {row.p90_us:.0f} us | {row.p99_us:.0f} us | {verdict} |"
+        )
     return 1 if missed else 0
 
 

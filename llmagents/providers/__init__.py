@@ -66,12 +66,12 @@ def build_adapter(
 
 __all__ = [
     "ADAPTER_TYPES",
-    "AnthropicAdapter",
     "DEFAULT_BASE_URLS",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
-    "GeminiAdapter",
     "ONNX_SIDECAR_DEFAULT_PORT",
+    "AnthropicAdapter",
+    "GeminiAdapter",
     "OpenAIAdapter",
     "ProviderAdapter",
     "build_adapter",

@@ -139,8 +139,9 @@ class AnthropicAdapter(ProviderAdapter):
             return error_for_status(
                 status, body_excerpt(body), provider=self.name, retry_after=retry_after
             )
-        return _error_from_body(error, data, status=status, retry_after=retry_after,
-                                provider=self.name)
+        return _error_from_body(
+            error, data, status=status, retry_after=retry_after, provider=self.name
+        )
 
 
 def _error_from_body(

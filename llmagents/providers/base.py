@@ -21,7 +21,7 @@ import ssl
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 import httpx
 
@@ -143,7 +143,9 @@ class ProviderAdapter(ABC):
     async def complete(self, request: ChatRequest, *, timeout: float) -> ChatResponse:
         """One non-streaming chat call, bounded by ``timeout`` seconds in total."""
         response = await self._send(
-            "POST", self._chat_urls[False], timeout=timeout,
+            "POST",
+            self._chat_urls[False],
+            timeout=timeout,
             json=self._payload(request, stream=False),
         )
         return self._parse_answer(decode_json(response.content, provider=self.name))
@@ -193,7 +195,7 @@ class ProviderAdapter(ABC):
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def __aenter__(self) -> ProviderAdapter:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -205,7 +207,10 @@ class ProviderAdapter(ABC):
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, base_url={self.base_url!r})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, "
+            f"base_url={self.base_url!r})"
+        )
 
     # -- machinery --------------------------------------------------------------------
 

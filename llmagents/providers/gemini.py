@@ -211,8 +211,7 @@ class _GeminiStream:
     def feed(self, event: SseEvent) -> StreamChunk | None:
         data = decode_json(event.data, provider=self.provider, what="stream event")
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            raise _error_from_body(data["error"], status=None, headers=None,
-                                   provider=self.provider)
+            raise _error_from_body(data["error"], status=None, headers=None, provider=self.provider)
         try:
             if data.get("usageMetadata") is not None:
                 self.usage = _usage(data["usageMetadata"])

@@ -22,9 +22,9 @@ from llmagents.testing.fake_providers.server import (
 )
 
 _ERROR_TYPES = {
-    400: ("invalid_request_error", "There was an issue with the format or content of your request."),
+    400: ("invalid_request_error", "There was an issue with the format of your request."),
     401: ("authentication_error", "invalid x-api-key"),
-    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    403: ("permission_error", "Your API key does not have permission to use this resource."),
     404: ("not_found_error", "The requested resource could not be found."),
     413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
     429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit."),

@@ -29,42 +29,85 @@ _FAULT_HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", required=True, choices=sorted(FAKE_TYPES),
-                        help="Wire protocol to speak (onnx sidecars speak openai).")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="Address to listen on; loopback unless --allow-remote.")
+    parser.add_argument(
+        "--protocol",
+        required=True,
+        choices=sorted(FAKE_TYPES),
+        help="Wire protocol to speak (onnx sidecars speak openai).",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="Address to listen on; loopback unless --allow-remote."
+    )
     parser.add_argument("--port", type=int, default=8081, help="Port to listen on (0: any free).")
-    parser.add_argument("--allow-remote", action="store_true",
-                        help="Allow a non-loopback --host.")
-    parser.add_argument("--api-key", default=None,
-                        help="Key the fake requires, checked like the real API; "
-                        "without it any key (or none) is accepted.")
-    parser.add_argument("--model", action="append", dest="models", metavar="NAME",
-                        help="A model name the fake knows (repeatable); others get 404.")
-    parser.add_argument("--fail-rate", type=float, default=0.0,
-                        help="Share of calls (0-1) that fail with a fault drawn from --status.")
-    parser.add_argument("--status", "--fail-with", dest="fail_with", default="500",
-                        help=f"Faults random failures draw from: {_FAULT_HELP}.")
-    parser.add_argument("--script", default="",
-                        help=f"Faults for the next calls, one each, in order: {_FAULT_HELP}; "
-                        "'ok' lets one call through.")
-    parser.add_argument("--latency-ms", default=None,
-                        help="Delay before each answer: 50 (fixed), 50:200 (uniform), "
-                        "100~20 (normal, mean~stddev).")
-    parser.add_argument("--chunk-delay-ms", type=float, default=0.0,
-                        help="Pause between stream chunks.")
-    parser.add_argument("--outage", action="append", default=[], metavar="START:END",
-                        help="Seconds since start during which every call fails "
-                        "(repeatable; END may be empty for open-ended).")
-    parser.add_argument("--outage-status", default="503",
-                        help="What calls get during an outage (one fault, as in --status).")
-    parser.add_argument("--stream-break-after", type=int, default=2,
-                        help="Chunks a stream delivers before break or stream_error.")
-    parser.add_argument("--hang-seconds", type=float, default=300.0,
-                        help="How long a hang lasts.")
+    parser.add_argument("--allow-remote", action="store_true", help="Allow a non-loopback --host.")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="Key the fake requires, checked like the real API; "
+        "without it any key (or none) is accepted.",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help="A model name the fake knows (repeatable); others get 404.",
+    )
+    parser.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        help="Share of calls (0-1) that fail with a fault drawn from --status.",
+    )
+    parser.add_argument(
+        "--status",
+        "--fail-with",
+        dest="fail_with",
+        default="500",
+        help=f"Faults random failures draw from: {_FAULT_HELP}.",
+    )
+    parser.add_argument(
+        "--script",
+        default="",
+        help=f"Faults for the next calls, one each, in order: {_FAULT_HELP}; "
+        "'ok' lets one call through.",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        default=None,
+        help="Delay before each answer: 50 (fixed), 50:200 (uniform), "
+        "100~20 (normal, mean~stddev).",
+    )
+    parser.add_argument(
+        "--chunk-delay-ms", type=float, default=0.0, help="Pause between stream chunks."
+    )
+    parser.add_argument(
+        "--outage",
+        action="append",
+        default=[],
+        metavar="START:END",
+        help="Seconds since start during which every call fails "
+        "(repeatable; END may be empty for open-ended).",
+    )
+    parser.add_argument(
+        "--outage-status",
+        default="503",
+        help="What calls get during an outage (one fault, as in --status).",
+    )
+    parser.add_argument(
+        "--stream-break-after",
+        type=int,
+        default=2,
+        help="Chunks a stream delivers before break or stream_error.",
+    )
+    parser.add_argument("--hang-seconds", type=float, default=300.0, help="How long a hang lasts.")
     parser.add_argument("--seed", type=int, default=None, help="Seed for repeatable faults.")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="Stop after this many seconds (default: until interrupted).")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="Stop after this many seconds (default: until interrupted).",
+    )
     parser.add_argument("--access-log", action="store_true", help="Log every request.")
 
 
@@ -121,9 +164,12 @@ async def _serve(server: Any, duration: float | None) -> None:
     await server.start()
     # One line on stdout that scripts can wait for and read the URL from.
     print(f"fake {server.protocol} provider ready at {server.base_url}", flush=True)
-    logger.info("models: %s; key required: %s; faults: %s", ", ".join(server.models),
-                "yes" if server.api_key else "no",
-                server.faults.model_dump_json(exclude_defaults=True))
+    logger.info(
+        "models: %s; key required: %s; faults: %s",
+        ", ".join(server.models),
+        "yes" if server.api_key else "no",
+        server.faults.model_dump_json(exclude_defaults=True),
+    )
     try:
         await asyncio.wait_for(stop.wait(), duration)
     except TimeoutError:

@@ -28,7 +28,7 @@ _STATUSES = {
     403: ("PERMISSION_DENIED", "The caller does not have permission"),
     404: ("NOT_FOUND", "Requested entity was not found."),
     429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-    500: ("INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
+    500: ("INTERNAL", "An internal error has occurred. Please retry or report it."),
     503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
 }
@@ -83,17 +83,21 @@ class FakeGemini(FakeProviderServer):
             texts.append(_parts_text(system, "system_instruction"))
         prompt = ""
         for i, content in enumerate(contents):
-            if not isinstance(content, dict) or content.get("role", "user") not in ("user", "model"):
+            role = content.get("role", "user") if isinstance(content, dict) else None
+            if role not in ("user", "model"):
                 raise Reject(400, f"* GenerateContentRequest.contents[{i}].role: invalid role")
             text = _parts_text(content, f"contents[{i}]")
             texts.append(text)
-            if content.get("role", "user") == "user":
+            if role == "user":
                 prompt = text
         config = body.get("generationConfig") or {}
         max_tokens = config.get("maxOutputTokens") if isinstance(config, dict) else None
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise Reject(400, "* GenerateContentRequest.generation_config.max_output_tokens: "
-                              "must be a positive integer\n")
+            raise Reject(
+                400,
+                "* GenerateContentRequest.generation_config.max_output_tokens: "
+                "must be a positive integer\n",
+            )
         if model not in self.models:
             raise Reject(
                 404,

@@ -13,6 +13,7 @@ synchronous code in its own thread (``fake.start_in_thread()``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -197,7 +198,7 @@ class FakeProviderServer(ABC):
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> FakeProviderServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -292,7 +293,10 @@ class FakeProviderServer(ABC):
         self, request: web.Request, call: ChatCall, answer: Answer, kind: FaultKind
     ) -> web.StreamResponse:
         response = web.StreamResponse(
-            headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+            headers={
+                "content-type": "text/event-stream; charset=utf-8",
+                "cache-control": "no-cache",
+            }
         )
         await response.prepare(request)
         pause = self.core.plan.chunk_delay_ms / 1000.0
@@ -320,10 +324,8 @@ class FakeProviderServer(ABC):
         return response
 
     async def _hang(self) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), self.core.plan.hang_seconds)
-        except TimeoutError:
-            pass
 
     def _abort(
         self, request: web.Request, response: web.StreamResponse | None = None
@@ -369,15 +371,18 @@ class FakeProviderServer(ABC):
         try:
             changes = await request.json()
             if not isinstance(changes, dict):
-                raise ValueError("the body must be a JSON object of FaultPlan fields")
+                raise TypeError("the body must be a JSON object of FaultPlan fields")
             if replace:
                 self.core.plan = FaultPlan.model_validate(changes)
             else:
                 self.core.update(changes)
-        except (ValueError, ValidationError) as exc:
+        except (TypeError, ValueError, ValidationError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        logger.info("fake %s provider: faults now %s", self.protocol,
-                    self.core.plan.model_dump_json(exclude_defaults=True))
+        logger.info(
+            "fake %s provider: faults now %s",
+            self.protocol,
+            self.core.plan.model_dump_json(exclude_defaults=True),
+        )
         return web.json_response(self.core.plan.model_dump(mode="json"))
 
     async def _admin_reset(self, request: web.Request) -> web.Response:
@@ -393,7 +398,7 @@ class ThreadedFake:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._error: Exception | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"fake-{server.protocol}", daemon=True
         )
@@ -425,7 +430,7 @@ class ThreadedFake:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
 
-    def __enter__(self) -> ThreadedFake:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -447,7 +452,7 @@ class ThreadedFake:
         self._stop = asyncio.Event()
         try:
             await self.server.start()
-        except BaseException as exc:  # reported to the starting thread, which re-raises
+        except Exception as exc:  # noqa: BLE001 - the starting thread re-raises it
             self._error = exc
             self._ready.set()
             return

@@ -51,8 +51,10 @@ class Pair:
 @pytest.fixture(params=sorted(PROTOCOLS))
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     fake_type, adapter_type, model = PROTOCOLS[request.param]
-    async with fake_type(api_key=API_KEY) as fake:
-        async with adapter_type(
+    async with (
+        fake_type(api_key=API_KEY) as fake,
+        adapter_type(
             name="primary", model=model, base_url=fake.base_url, api_key=API_KEY
-        ) as adapter:
-            yield Pair(request.param, fake, adapter)
+        ) as adapter,
+    ):
+        yield Pair(request.param, fake, adapter)

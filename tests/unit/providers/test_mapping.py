@@ -1,4 +1,4 @@
-"""Error bodies of servers the fakes do not imitate, Retry-After forms, SSE framing, build_adapter."""
+"""Error bodies the fakes do not imitate, Retry-After forms, SSE framing, build_adapter."""
 
 from __future__ import annotations
 
@@ -76,8 +76,16 @@ async def test_openai_quota_exhaustion_is_not_retried_as_a_rate_limit(
     error = openai._map_error(
         429,
         headers(),
-        body({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
-                        "param": None, "code": "insufficient_quota"}}),
+        body(
+            {
+                "error": {
+                    "message": "You exceeded your current quota",
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            }
+        ),
     )
 
     assert isinstance(error, AuthFailed) and error.misconfiguration
@@ -87,8 +95,15 @@ async def test_vllm_top_level_error_objects_are_understood(openai: OpenAIAdapter
     error = openai._map_error(
         404,
         headers(),
-        body({"object": "error", "message": "The model `x` does not exist.",
-              "type": "NotFoundError", "param": None, "code": 404}),
+        body(
+            {
+                "object": "error",
+                "message": "The model `x` does not exist.",
+                "type": "NotFoundError",
+                "param": None,
+                "code": 404,
+            }
+        ),
     )
 
     assert isinstance(error, ModelNotFound) and "does not exist" in str(error)
@@ -115,12 +130,19 @@ async def test_anthropic_error_types_outrank_the_status() -> None:
         name="claude", model="m", base_url="https://api.anthropic.com", api_key="k"
     ) as adapter:
         overloaded = adapter._map_error(
-            529, headers(), body({"type": "error", "error": {"type": "overloaded_error",
-                                                               "message": "Overloaded"}})
+            529,
+            headers(),
+            body({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         )
         timeout = adapter._map_error(
-            504, headers(), body({"type": "error", "error": {"type": "timeout_error",
-                                                               "message": "Request timed out"}})
+            504,
+            headers(),
+            body(
+                {
+                    "type": "error",
+                    "error": {"type": "timeout_error", "message": "Request timed out"},
+                }
+            ),
         )
 
     assert isinstance(overloaded, Overloaded)
@@ -134,10 +156,23 @@ async def test_gemini_reads_errors_wrapped_in_a_list() -> None:
         error = adapter._map_error(
             429,
             headers(),
-            body([{"error": {"code": 429, "message": "Resource exhausted.",
-                             "status": "RESOURCE_EXHAUSTED",
-                             "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                          "retryDelay": "12s"}]}}]),
+            body(
+                [
+                    {
+                        "error": {
+                            "code": 429,
+                            "message": "Resource exhausted.",
+                            "status": "RESOURCE_EXHAUSTED",
+                            "details": [
+                                {
+                                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                    "retryDelay": "12s",
+                                }
+                            ],
+                        }
+                    }
+                ]
+            ),
         )
 
     assert isinstance(error, RateLimited) and error.retry_after == 12.0
@@ -160,7 +195,7 @@ async def test_sse_joins_data_lines_and_skips_comments() -> None:
 
 
 async def test_sse_handles_crlf_and_drops_an_unterminated_event() -> None:
-    events = [e async for e in iter_sse(lines("data: x\r", "\r", "data: {\"cut"))]
+    events = [e async for e in iter_sse(lines("data: x\r", "\r", 'data: {"cut'))]
 
     assert events == [SseEvent("message", "x")]
 

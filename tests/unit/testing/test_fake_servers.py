@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from llmagents.testing.fake_providers import (
     FakeAnthropic,
@@ -21,8 +20,11 @@ from llmagents.testing.fake_providers import (
 from llmagents.testing.fake_providers.cli import add_arguments, build_plan, main
 
 REPO = Path(__file__).resolve().parents[3]
-CLAUDE = {"model": "claude-haiku-4-5", "max_tokens": 50,
-          "messages": [{"role": "user", "content": "hello there"}]}
+CLAUDE = {
+    "model": "claude-haiku-4-5",
+    "max_tokens": 50,
+    "messages": [{"role": "user", "content": "hello there"}],
+}
 GPT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 GEMINI = {"contents": [{"role": "user", "parts": [{"text": "hello there"}]}]}
 
@@ -46,8 +48,11 @@ async def test_anthropic_fake_streams_the_documented_event_sequence() -> None:
             headers={"anthropic-version": "2023-06-01"},
         )
 
-    names = [line.removeprefix("event: ") for line in response.text.splitlines()
-             if line.startswith("event: ")]
+    names = [
+        line.removeprefix("event: ")
+        for line in response.text.splitlines()
+        if line.startswith("event: ")
+    ]
     assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert set(names[3:-3]) == {"content_block_delta"}
     assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
@@ -97,11 +102,11 @@ async def test_openai_fake_sends_usage_only_when_asked() -> None:
 
 
 async def test_latency_delays_every_answer() -> None:
-    async with FakeOpenAI(api_key=None, faults=FaultPlan(latency="60")) as fake:
-        async with httpx.AsyncClient() as client:
-            started = time.monotonic()
-            await client.post(f"{fake.base_url}/chat/completions", json=GPT)
-            elapsed = time.monotonic() - started
+    fake = FakeOpenAI(api_key=None, faults=FaultPlan(latency="60"))
+    async with fake, httpx.AsyncClient() as client:
+        started = time.monotonic()
+        await client.post(f"{fake.base_url}/chat/completions", json=GPT)
+        elapsed = time.monotonic() - started
 
     assert elapsed >= 0.06
 
@@ -126,10 +131,10 @@ async def test_admin_endpoints_switch_an_outage_and_report_counters() -> None:
 
 
 async def test_admin_put_replaces_the_plan_and_rejects_nonsense() -> None:
-    async with FakeOpenAI(faults=FaultPlan(fail_rate=0.5)) as fake:
-        async with httpx.AsyncClient() as client:
-            replaced = await client.put(f"{fake.url}/_fake/faults", json={"script": ["429:1"]})
-            refused = await client.post(f"{fake.url}/_fake/faults", json={"fail_rate": 2})
+    fake = FakeOpenAI(faults=FaultPlan(fail_rate=0.5))
+    async with fake, httpx.AsyncClient() as client:
+        replaced = await client.put(f"{fake.url}/_fake/faults", json={"script": ["429:1"]})
+        refused = await client.post(f"{fake.url}/_fake/faults", json={"fail_rate": 2})
 
     assert replaced.json()["fail_rate"] == 0 and replaced.json()["script"][0]["status"] == 429
     assert refused.status_code == 400 and "fail_rate" in refused.json()["error"]
@@ -159,8 +164,22 @@ def parse(*argv: str) -> object:
 
 
 def test_cli_flags_become_a_fault_plan() -> None:
-    args = parse("--protocol", "gemini", "--fail-rate", "0.3", "--status", "429:2,500,reset",
-                 "--latency-ms", "50:200", "--outage", "30:60", "--outage", "90:", "--seed", "1")
+    args = parse(
+        "--protocol",
+        "gemini",
+        "--fail-rate",
+        "0.3",
+        "--status",
+        "429:2,500,reset",
+        "--latency-ms",
+        "50:200",
+        "--outage",
+        "30:60",
+        "--outage",
+        "90:",
+        "--seed",
+        "1",
+    )
 
     plan = build_plan(args)  # type: ignore[arg-type]
 
@@ -177,9 +196,27 @@ def test_cli_refuses_a_non_loopback_host_and_bad_faults() -> None:
 def test_cli_runs_a_fake_until_its_duration_ends() -> None:
     env = os.environ | {"PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmagents.cli", "fake-provider", "--protocol", "openai",
-         "--port", "0", "--api-key", "k", "--script", "429:1", "--duration", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "llmagents.cli",
+            "fake-provider",
+            "--protocol",
+            "openai",
+            "--port",
+            "0",
+            "--api-key",
+            "k",
+            "--script",
+            "429:1",
+            "--duration",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     try:
         assert process.stdout is not None
