@@ -65,13 +65,24 @@ if ((${#missing[@]})); then
   # `go build -o DIR/` with several main packages writes one binary per package.
   tmp="$(mktemp -d "$bin/.build.XXXXXX")"
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$mod" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--trimpath}" \
+  (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-trimpath ${GOFLAGS:-}" \
     go build -ldflags="$ldflags" -o "$tmp/" "${missing[@]}")
   mv "$tmp"/* "$bin/"
-  echo "$stamp" > "$bin/.stamp"
   echo "build-k8s: built in $((SECONDS - start)) s" >&2
-else
-  echo "$stamp" > "$bin/.stamp"
 fi
+
+# kwok alone has no built-in stages (kwokctl adds them). Take the "fast" node and pod
+# stages from the kwok module at the pinned version, so they match the binary.
+if [[ ! -s "$bin/kwok-stages.yaml" ]]; then
+  kwok_dir="$(cd "$mod" && go mod download sigs.k8s.io/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  stages="$kwok_dir/kustomize/stage"
+  for f in node/fast/node-initialize.yaml pod/fast/pod-ready.yaml \
+           pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"
+    cat "$stages/$f"
+  done > "$bin/kwok-stages.yaml.tmp"
+  mv "$bin/kwok-stages.yaml.tmp" "$bin/kwok-stages.yaml"
+fi
+echo "$stamp" > "$bin/.stamp"
 
 echo "$bin"

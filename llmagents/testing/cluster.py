@@ -53,7 +53,8 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller,job-controller,cronjob-controller,"
     "statefulset-controller,daemonset-controller,pod-garbage-collector-controller,"
     "ttl-after-finished-controller,resourcequota-controller,disruption-controller,"
-    "endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller"
+    "endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,"
+    "clusterrole-aggregation-controller,service-cidr-controller"
 )
 
 
@@ -159,6 +160,7 @@ class LocalCluster:
         self.ports: Ports | None = None
         # Test clusters may share one PKI: making keys costs seconds, reusing them nothing.
         self._pki_dir = pki_dir or self.dir / "pki"
+        self._procs: list[subprocess.Popen[bytes]] = []
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -242,6 +244,12 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop every component (process groups, SIGTERM then SIGKILL)."""
         stopped = _proc.kill_recorded(self.pidfile)
+        for proc in self._procs:  # reap our own children so no zombie is left
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                logger.warning("pid %d did not exit", proc.pid)
+        self._procs.clear()
         logger.info("cluster %s: stopped %d processes", self.name, stopped)
         if self.ephemeral:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -258,6 +266,7 @@ class LocalCluster:
         proc = _proc.spawn(
             argv, log_path=self.logs / f"{name}.log", die_with_parent=self.die_with_parent
         )
+        self._procs.append(proc)
         _proc.record_pid(self.pidfile, proc.pid, name)
         logger.debug("started %s (pid %d)", name, proc.pid)
 
@@ -409,6 +418,8 @@ class LocalCluster:
         return [
             str(bins / "kwok"),
             f"--kubeconfig={self.kubeconfig}",
+            # Stages (how nodes and pods progress) from the pinned kwok module; see build-k8s.sh.
+            f"--config={bins / 'kwok-stages.yaml'}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--cidr={self.pod_cidr}",
