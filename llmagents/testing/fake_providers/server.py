@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import re
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from llmagents.testing.fake_providers.faults import Fault, FaultCore, FaultKind, FaultPlan
+from llmagents.testing.fake_providers.threaded import ThreadedFake
 
 logger = logging.getLogger(__name__)
 
@@ -388,76 +388,3 @@ class FakeProviderServer(ABC):
     async def _admin_reset(self, request: web.Request) -> web.Response:
         self.core.reset_stats()
         return web.json_response(self.core.stats.to_dict())
-
-
-class ThreadedFake:
-    """A fake provider served from its own thread; stop it with ``stop()`` or ``with``."""
-
-    def __init__(self, server: FakeProviderServer, *, start_timeout: float = 10.0) -> None:
-        self.server = server
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: Exception | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"fake-{server.protocol}", daemon=True
-        )
-        self._thread.start()
-        if not self._ready.wait(start_timeout):
-            raise TimeoutError(f"fake {server.protocol} provider did not start")
-        if self._error is not None:
-            raise self._error
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def set_faults(self, plan: FaultPlan) -> None:
-        self._call(lambda: setattr(self.server, "faults", plan))
-
-    def update_faults(self, **changes: Any) -> FaultPlan:
-        return self._call(lambda: self.server.core.update(changes))
-
-    def stats(self) -> dict[str, Any]:
-        return self._call(lambda: self.server.core.stats.to_dict())
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _call(self, fn: Any) -> Any:
-        assert self._loop is not None
-
-        async def run() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
-
-    def _run(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            await self.server.start()
-        except Exception as exc:  # noqa: BLE001 - the starting thread re-raises it
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await self.server.stop()
