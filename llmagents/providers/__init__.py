@@ -49,7 +49,7 @@ def build_adapter(
     Every type except ``onnx`` needs a key: failing here names the provider to fix instead
     of letting every call come back 401.
     """
-    if api_key is None and spec.type is not ProviderType.ONNX:
+    if not api_key and spec.type is not ProviderType.ONNX:
         raise ConfigError(
             f"provider {spec.name!r} ({spec.type.value}) has no API key: "
             "check the Secret its secretRef names"

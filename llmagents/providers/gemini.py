@@ -215,8 +215,11 @@ class _GeminiStream:
         try:
             if data.get("usageMetadata") is not None:
                 self.usage = _usage(data["usageMetadata"])
-            if not data.get("candidates") and self.usage is not None:
-                return None
+            blocked = (data.get("promptFeedback") or {}).get("blockReason")
+            if not data.get("candidates") and not blocked:
+                if self.usage is None:
+                    raise ValueError("neither candidates nor usage")
+                return None  # a usage-only event
             text, finish = _candidate(data)
         except (KeyError, TypeError, AttributeError, ValueError):
             raise MalformedResponse(

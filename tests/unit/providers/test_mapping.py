@@ -178,6 +178,24 @@ async def test_gemini_reads_errors_wrapped_in_a_list() -> None:
     assert isinstance(error, RateLimited) and error.retry_after == 12.0
 
 
+async def test_gemini_reports_a_blocked_prompt_as_a_content_filter_stop() -> None:
+    blocked = {
+        "promptFeedback": {"blockReason": "SAFETY"},
+        "usageMetadata": {"promptTokenCount": 9},
+    }
+    async with GeminiAdapter(
+        name="g", model="m", base_url="https://generativelanguage.googleapis.com", api_key="k"
+    ) as adapter:
+        answer = adapter._parse_answer(blocked)
+        decoder = adapter._stream_decoder()
+        assert decoder.feed(SseEvent("message", json.dumps(blocked))) is None
+        final = decoder.finish()
+
+    assert (answer.text, answer.finish_reason) == ("", "content_filter")
+    assert answer.usage.input_tokens == 9
+    assert final.finish_reason == "content_filter"
+
+
 async def lines(*items: str) -> AsyncIterator[str]:
     for item in items:
         yield item
