@@ -102,6 +102,7 @@ class Reconciler:
         self._locks: dict[AgentKey, asyncio.Lock] = {}
         self._applied: dict[ChildKey, str] = {}
         self._drifted: set[ChildKey] = set()  # edited behind our back: hashes still match
+        self._built: dict[AgentKey, tuple[tuple, dict[ChildKey, dict[str, Any]]]] = {}
         self._desired: dict[AgentKey, dict[ChildKey, dict[str, Any]]] = {}
         self._status_written: dict[Hashable, Any] = {}
         self._failures: dict[AgentKey, int] = {}
@@ -144,14 +145,27 @@ class Reconciler:
         now = self.clock()
         verdict = decide(agent, resolution, now)
         if verdict.replicas is not None and pool is not None:
-            manifests = children(agent, pool, self.settings, replicas=verdict.replicas)
-            self._desired[agent.key] = {child_key(m): m for m in manifests}
-            for manifest in manifests:
+            for manifest in self._build(agent, pool, verdict.replicas).values():
                 await self._apply_child(agent, manifest)
         await self._write_agent_status(agent, pool, verdict, now)
         if resolution.reason in ("SecretNotFound", "SecretKeyMissing"):
             return SECRET_RETRY
         return verdict.requeue_after
+
+    def _build(
+        self, agent: AgentObject, pool: PoolObject, replicas: int
+    ) -> dict[ChildKey, dict[str, Any]]:
+        # Most events (runner reports, children's status) change nothing the manifests
+        # depend on; building them is the costliest step of a reconcile, so reuse them.
+        inputs = (agent.uid, agent.generation, pool.uid, pool.generation, replicas)
+        cached = self._built.get(agent.key)
+        if cached is not None and cached[0] == inputs:
+            return cached[1]
+        manifests = children(agent, pool, self.settings, replicas=replicas)
+        desired = {child_key(m): m for m in manifests}
+        self._built[agent.key] = (inputs, desired)
+        self._desired[agent.key] = desired
+        return desired
 
     def _pool_object(self, agent: AgentObject) -> PoolObject | None:
         if agent.pool_name is None:
@@ -265,6 +279,7 @@ class Reconciler:
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         self._status_written.pop(("LLMAgent", key), None)
+        self._built.pop(key, None)
         for child in self._desired.pop(key, {}):
             self._applied.pop(child, None)
             self._drifted.discard(child)
@@ -302,6 +317,7 @@ class Reconciler:
         if self._pool_generations.get(key) != generation:
             if generation is None:
                 self._pool_generations.pop(key, None)
+                self._status_written.pop(("ProviderPool", key), None)
             else:
                 self._pool_generations[key] = generation
             for agent in self.views.agents_of_pool(key):
