@@ -1,0 +1,235 @@
+"""The agent's one engine: the ``ProviderManager`` and an adapter per provider, built once.
+
+Task mode and gateway mode both call models through the ``AgentEngine`` of their process,
+so spend, budget, breakers and health are one whichever mode (or both) sends the call. The
+engine never calls an adapter itself: each call is an ``async (Attempt) -> answer`` function
+made here, and ``ProviderManager.execute`` decides who gets it.
+
+Streams: ``open_stream`` lets the manager fall back until one provider has produced its first
+chunk, so a client never receives a byte from a provider that then turns out to be down.
+The returned ``OpenStream`` owes the manager exactly one settlement, which it makes itself
+when the stream ends, breaks, or is closed early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from llmagents.api.pool import ProviderSpec, ProviderType
+from llmagents.api.runner_config import RunnerConfig
+from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
+from llmagents.errors import ProviderError
+from llmagents.providers import ProviderAdapter, build_adapter
+from llmagents.routing import (
+    Attempt,
+    CallResult,
+    CallTask,
+    EngineListener,
+    ProviderManager,
+)
+from llmagents.routing import clock as clocks
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 10.0
+"""Seconds an active health probe (a model listing) may take."""
+
+
+def resolve_pool_urls(config: RunnerConfig) -> RunnerConfig:
+    """The configuration with each onnx provider lacking a baseURL pointed at the sidecar.
+
+    The sidecar serves OpenAI's API under ``/v1`` of ``onnxUrl``; the pod's environment has
+    already set ``onnxUrl`` (``RunnerConfig.with_env``).
+    """
+    if config.onnx_url is None:
+        return config
+    base = config.onnx_url.rstrip("/") + "/v1"
+    providers = [
+        p.model_copy(update={"base_url": base})
+        if p.type is ProviderType.ONNX and p.base_url is None
+        else p
+        for p in config.pool.providers
+    ]
+    return config.model_copy(update={"pool": config.pool.model_copy(update={"providers": providers})})
+
+
+@dataclass(slots=True)
+class _FirstChunk:
+    """A stream one provider has started: its iterator and its first chunk, not yet settled."""
+
+    chunks: AsyncIterator[StreamChunk]
+    first: StreamChunk
+    usage: Usage | None = None
+
+
+class OpenStream:
+    """A started stream: iterate it for text chunks; it settles with the engine by itself.
+
+    Iteration yields the text chunks; a ``ProviderError`` raised from it means the provider
+    failed mid-answer (already recorded against the provider). ``usage`` and
+    ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
+    went away): the provider is counted as fine and charged for what it produced.
+    """
+
+    def __init__(
+        self,
+        manager: ProviderManager,
+        result: CallResult[_FirstChunk],
+        task: CallTask,
+        model: str,
+    ) -> None:
+        self.manager = manager
+        self.result = result
+        self.provider = result.provider
+        self.model = model
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.cost = 0.0
+        self._task = task
+        self._text_chars = 0
+        self._iterated = False
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        if self._iterated:
+            raise RuntimeError("an OpenStream can be iterated once")
+        self._iterated = True
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[StreamChunk]:
+        opened = self.result.value
+        chunk: StreamChunk | None = opened.first
+        try:
+            while chunk is not None:
+                if chunk.usage is not None:
+                    self.usage = chunk.usage
+                if chunk.finish_reason is not None:
+                    self.finish_reason = chunk.finish_reason
+                if chunk.text:
+                    self._text_chars += len(chunk.text)
+                    yield chunk
+                chunk = await anext(opened.chunks, None)
+        except ProviderError as error:
+            self.cost = self.manager.record_stream_failure(self.result, error)
+            raise
+        self._settle_ok()
+
+    def _settle_ok(self) -> None:
+        if self.result.settled:
+            return
+        usage = self.usage
+        if usage is None:
+            # A server that streams no usage: charge an estimate rather than nothing, so that
+            # the budget is never silently undercounted.
+            usage = Usage(self._task.input_tokens, max(1, self._text_chars // 4))
+            logger.warning("provider %s streamed no usage; charging an estimate of %d tokens",
+                           self.provider, usage.total_tokens)
+            self.usage = usage
+        self.cost = self.manager.record_usage(self.result, usage)
+
+    async def aclose(self) -> None:
+        """Stop reading; settle as a success with the tokens produced so far if not settled."""
+        with contextlib.suppress(ProviderError):
+            await self.result.value.chunks.aclose()  # type: ignore[attr-defined]
+        if not self.result.settled:
+            if self.usage is None:
+                self.usage = Usage(self._task.input_tokens, max(1, self._text_chars // 4))
+            self._settle_ok()
+
+
+@dataclass(slots=True)
+class AgentEngine:
+    """The manager and its adapters; ``complete`` and ``open_stream`` are the two calls."""
+
+    manager: ProviderManager
+    adapters: Mapping[str, ProviderAdapter]
+    _probing: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(
+        cls,
+        config: RunnerConfig,
+        *,
+        api_keys: Mapping[str, str | None],
+        listener: EngineListener | None = None,
+        clock: clocks.Clock = clocks.monotonic,
+        wall_clock: clocks.WallClock = clocks.utc_now,
+        sleep: clocks.Sleep = clocks.sleep,
+    ) -> AgentEngine:
+        """Adapters for every provider of the (URL-resolved) pool and a manager over them.
+
+        Raises ``ConfigError`` when a remote provider has no key in the environment.
+        """
+        config = resolve_pool_urls(config)
+        adapters = {
+            spec.name: build_adapter(spec, api_key=api_keys.get(spec.name))
+            for spec in config.pool.providers
+        }
+        manager = ProviderManager(
+            config.pool,
+            budget=config.budget,
+            clock=clock,
+            wall_clock=wall_clock,
+            sleep=sleep,
+            listener=listener,
+            agent=config.agent.name,
+        )
+        return cls(manager, adapters)
+
+    async def complete(self, request: ChatRequest, task: CallTask) -> CallResult[ChatResponse]:
+        """One complete answer through the pool (fallback, retries, breakers, budget)."""
+
+        async def call(attempt: Attempt) -> ChatResponse:
+            return await self._adapter(attempt.provider).complete(request, timeout=attempt.timeout)
+
+        return await self.manager.execute(task, call)
+
+    async def open_stream(self, request: ChatRequest, task: CallTask) -> OpenStream:
+        """A stream from the first provider that produces a first chunk."""
+
+        async def call(attempt: Attempt) -> _FirstChunk:
+            chunks = self._adapter(attempt.provider).stream(request, timeout=attempt.timeout)
+            try:
+                first = await anext(chunks)
+            except BaseException:
+                await chunks.aclose()  # type: ignore[attr-defined]
+                raise
+            return _FirstChunk(chunks, first)
+
+        result = await self.manager.execute(task, call)
+        return OpenStream(self.manager, result, task, self.adapters[result.provider].model)
+
+    async def run_due_probes(self) -> int:
+        """Probe the providers whose health is stale (``health.probeInterval``); returns how many.
+
+        A probe lists the provider's models: it proves URL, reachability and key without
+        spending tokens.
+        """
+        due = [s for s in self.manager.due_probes() if s.name not in self._probing]
+        if due:
+            await asyncio.gather(*(self._probe(spec) for spec in due))
+        return len(due)
+
+    async def _probe(self, spec: ProviderSpec) -> None:
+        self._probing.add(spec.name)
+        began = time.monotonic()
+        try:
+            await self._adapter(spec).list_models(timeout=min(PROBE_TIMEOUT, spec.timeout.total_seconds()))
+        except ProviderError as error:
+            self.manager.record_probe(spec.name, ok=False, latency=time.monotonic() - began,
+                                      error=error)
+        else:
+            self.manager.record_probe(spec.name, ok=True, latency=time.monotonic() - began)
+        finally:
+            self._probing.discard(spec.name)
+
+    def _adapter(self, spec: ProviderSpec) -> ProviderAdapter:
+        return self.adapters[spec.name]
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(a.aclose() for a in self.adapters.values()))
+

@@ -1,0 +1,363 @@
+"""One runner's life: claim and restore, work, keep checkpoint and status current, stop well.
+
+``Runner`` is the pod's main process without its edges: it is given a ``CheckpointStore``,
+a ``StatusSink`` and a ``ResultStore`` (ConfigMaps and the LLMAgent in a cluster, files and
+memory elsewhere) and owns the one ``AgentEngine`` that task mode and the gateway share.
+
+What is guaranteed about spend (the figure that must never be lost or reset):
+
+- On start, the newest checkpoint is restored exactly (spend by provider, tokens, the
+  budget's spend in its period) before any call, and claimed under a new epoch, so an old
+  runner still alive can no longer write. If the agent's status shows more spend than the
+  checkpoint (spent after the last checkpoint landed), the difference is charged to the
+  budget, so the budget is never under-counted.
+- Task mode: after each task its completion, result and spend are written and awaited
+  (bounded by ``task_save_timeout``) before the next task starts. A runner killed at any
+  moment therefore loses at most the spend of the call in flight; that call's task was
+  not marked done and runs again.
+- Gateway mode: every paid call requests a checkpoint; writes are coalesced to one per
+  ``checkpoint_spacing`` (1 s by default). A runner killed at any moment loses at most the
+  spend of calls in flight and of those that ended within the last ``checkpoint_spacing``.
+- While the API server is unreachable nothing can be saved: work continues, writes are
+  retried with the latest state, and the guarantees above resume once it is back.
+- SIGTERM (pod deletion, scale to zero): work stops, a final checkpoint and status are
+  written within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from llmagents.api.runner_config import RunnerConfig, WorkMode
+from llmagents.api.status import (
+    Condition,
+    ConditionStatus,
+    RunnerAgentStatus,
+    RunnerPhase,
+)
+from llmagents.chat import Usage
+from llmagents.routing import AttemptRecord, EngineListener, Fallback, Transition
+from llmagents.routing import clock as clocks
+from llmagents.runner.checkpoint import Checkpoint, CheckpointStore
+from llmagents.runner.checkpointer import Checkpointer
+from llmagents.runner.engine import AgentEngine
+from llmagents.runner.metrics import RunnerMetrics
+from llmagents.runner.results import ResultStore, TaskResult
+from llmagents.runner.secrets import Redactor
+from llmagents.runner.status import RunnerReport, StatusReporter, StatusSink, build_status
+from llmagents.runner.tasks import LoopEnd, Progress, TaskLoop
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
+HOUSEKEEPING_INTERVAL = 1.0
+
+
+class _Fanout(EngineListener):
+    """Passes the engine's events to several listeners."""
+
+    def __init__(self, *listeners: EngineListener) -> None:
+        self.listeners = listeners
+
+    def on_attempt(self, record: AttemptRecord) -> None:
+        for listener in self.listeners:
+            listener.on_attempt(record)
+
+    def on_fallback(self, fallback: Fallback) -> None:
+        for listener in self.listeners:
+            listener.on_fallback(fallback)
+
+    def on_breaker_transition(self, provider: str, transition: Transition) -> None:
+        for listener in self.listeners:
+            listener.on_breaker_transition(provider, transition)
+
+    def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
+        for listener in self.listeners:
+            listener.on_cost(provider, usage, cost)
+
+
+class _Hooks(EngineListener):
+    """What the runner itself does on engine events: save spend, report breaker moves."""
+
+    def __init__(self) -> None:
+        self.runner: Runner | None = None
+
+    def on_breaker_transition(self, provider: str, transition: Transition) -> None:
+        if self.runner is not None:
+            self.runner.reporter.changed(urgent=True)
+
+    def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
+        if self.runner is not None and cost > 0:
+            self.runner.checkpointer.request()
+
+
+class Runner:
+    """The runner of one agent; see the module docstring."""
+
+    def __init__(
+        self,
+        config: RunnerConfig,
+        *,
+        api_keys: Mapping[str, str | None],
+        store: CheckpointStore,
+        status_sink: StatusSink,
+        results: ResultStore,
+        metrics: RunnerMetrics | None = None,
+        redactor: Redactor | None = None,
+        status_interval: float = 5.0,
+        checkpoint_spacing: float = 1.0,
+        task_save_timeout: float = 10.0,
+        task_retry_delays: tuple[float, ...] | None = None,
+        clock: clocks.Clock = clocks.monotonic,
+        wall_clock: clocks.WallClock = clocks.utc_now,
+    ) -> None:
+        self.config = config
+        self.agent = config.agent.name
+        self.metrics = metrics if metrics is not None else RunnerMetrics(self.agent)
+        self.redact = redactor if redactor is not None else Redactor(api_keys.values())
+        hooks = _Hooks()
+        self.engine = AgentEngine.build(
+            config, api_keys=api_keys, listener=_Fanout(self.metrics, hooks),
+            clock=clock, wall_clock=wall_clock,
+        )  # fmt: skip
+        self.results = results
+        self.tasks = list(config.tasks or [])
+        self.progress = Progress()
+        self.started_at: datetime = wall_clock()
+        self.custom_state: Any = None
+        self.phase = RunnerPhase.STARTING
+        self.message: str | None = None
+        self.work_stop = asyncio.Event()
+        """Set when work must end: SIGTERM, maxRuntime, or a newer runner took over."""
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._task_save_timeout = task_save_timeout
+        self._task_retry_delays = task_retry_delays
+        self._background: list[asyncio.Task[None]] = []
+        self.checkpointer = Checkpointer(
+            store, self._checkpoint, interval=config.checkpoint_interval.total_seconds(),
+            min_spacing=checkpoint_spacing, clock=clock, wall_clock=wall_clock,
+            redact=self.redact, agent=self.agent,
+        )  # fmt: skip
+        self.checkpointer.on_change = self._checkpoint_changed
+        self.reporter = StatusReporter(
+            status_sink, self._report, min_interval=status_interval, clock=clock,
+            on_failure=self.metrics.status_write_failed, agent=self.agent,
+        )  # fmt: skip
+        hooks.runner = self
+        budget = self.engine.manager.budget
+        if budget is not None:
+            self.metrics.budget(budget.limit, lambda: budget.remaining)
+        self.metrics.checkpoint_source(self.checkpointer.age)
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def start(self, *, previous_status: RunnerAgentStatus | None = None) -> None:
+        """Restore and claim the checkpoint, then start checkpoint, status and housekeeping.
+
+        ``previous_status`` is the agent's status before this runner (for the spend check).
+        """
+        await self.checkpointer.claim(self._restore)
+        if previous_status is not None:
+            self._reconcile_spend(previous_status)
+        self._set_phase(RunnerPhase.RUNNING)
+        for job in (self.checkpointer.run(), self.reporter.run(), self._housekeeping()):
+            self._background.append(asyncio.create_task(job))
+
+    def _restore(self, checkpoint: Checkpoint | None) -> None:
+        if checkpoint is not None and checkpoint.agent_uid != self.config.agent.uid:
+            logger.warning("agent %s: the checkpoint belongs to an earlier agent of this name "
+                           "(uid %s); starting afresh", self.agent, checkpoint.agent_uid)
+            checkpoint = None
+        if checkpoint is None:
+            return
+        self.engine.manager.restore(checkpoint.engine)
+        self.progress = Progress(list(checkpoint.completed), dict(checkpoint.failed))
+        self.started_at = checkpoint.started_at
+        self.custom_state = checkpoint.custom_state
+        spend = self.engine.manager.spend
+        logger.info("agent %s: restored checkpoint %d: %d tasks done, %d failed, $%.6f spent",
+                    self.agent, checkpoint.sequence, len(checkpoint.completed),
+                    len(checkpoint.failed), spend.cost)
+
+    def _reconcile_spend(self, previous: RunnerAgentStatus) -> None:
+        budget = self.engine.manager.budget
+        reported = previous.cost
+        if budget is None or reported is None or reported.period_start != budget.period_start:
+            return
+        missing = reported.spent_usd - budget.spent
+        if missing > 1e-9:
+            logger.warning("agent %s: status shows $%.6f spent in this period, the checkpoint "
+                           "$%.6f; counting the difference against the budget", self.agent,
+                           reported.spent_usd, budget.spent)
+            budget.charge(missing)
+
+    # -- work -------------------------------------------------------------------------------
+
+    async def run_tasks(self) -> LoopEnd:
+        """Run the pending tasks; the runner phase says Completed when all ended."""
+        options = {}
+        if self._task_retry_delays is not None:
+            options["retry_delays"] = self._task_retry_delays
+        loop = TaskLoop(
+            self.engine, self.tasks, self.progress, self.results,
+            after_task=self._after_task, on_budget_wait=self._budget_wait,
+            redact=self.redact, wall_clock=self._wall_clock, **options,
+        )  # fmt: skip
+        try:
+            end = await loop.run(self.work_stop)
+        except Exception as exc:
+            self._set_phase(RunnerPhase.FAILED, f"task loop failed: {exc!r}")
+            raise
+        if end is LoopEnd.FINISHED:
+            summary = self.progress.summary(self.tasks)
+            self._set_phase(RunnerPhase.COMPLETED,
+                            f"{summary.done} task(s) done, {summary.failed} failed")
+            await self.checkpointer.save(self._task_save_timeout)
+        return end
+
+    async def _after_task(self, result: TaskResult) -> None:
+        self.metrics.task_ended(ok=result.ok)
+        await self.results.flush()
+        await self.checkpointer.save(self._task_save_timeout)
+        self.reporter.changed()
+
+    def _budget_wait(self, waiting: bool) -> None:
+        if waiting:
+            self.message = "budget exhausted: waiting for the next budget period"
+        elif self.message and self.message.startswith("budget exhausted"):
+            self.message = None
+        self.reporter.changed(urgent=True)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new calls may be taken (the gateway asks)."""
+        return self.phase is RunnerPhase.RUNNING and not self.work_stop.is_set()
+
+    def set_custom_state(self, state: Any) -> None:
+        self.custom_state = state
+        self.checkpointer.request()
+
+    def _max_runtime_reached(self) -> bool:
+        limit = self.config.max_runtime
+        return limit is not None and self._wall_clock() >= self.started_at + limit
+
+    async def _housekeeping(self) -> None:
+        probing: asyncio.Task[int] | None = None
+        while not self.work_stop.is_set():
+            if self._max_runtime_reached():
+                logger.info("agent %s: maxRuntime reached; stopping work", self.agent)
+                self.message = "maxRuntime reached"
+                self.work_stop.set()
+                self.reporter.changed(urgent=True)
+                break
+            if probing is None or probing.done():
+                probing = asyncio.create_task(self.engine.run_due_probes())
+            states = {n: (s.breaker, s.healthy) for n, s in self.engine.manager.status().items()}
+            self.metrics.providers(states)
+            if not await self.results.flush():
+                self.message = "results are pending: the results ConfigMaps cannot be written"
+            self.reporter.changed()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.work_stop.wait(), HOUSEKEEPING_INTERVAL)
+        if probing is not None:
+            probing.cancel()
+
+    # -- checkpoint and status ------------------------------------------------------------------
+
+    def _checkpoint(self, epoch: int, sequence: int, with_custom_state: bool) -> Checkpoint:
+        return Checkpoint(
+            agent_uid=self.config.agent.uid,
+            epoch=epoch,
+            sequence=sequence,
+            written_at=self._wall_clock(),
+            started_at=self.started_at,
+            engine=self.engine.manager.snapshot(),
+            total_tasks=len(self.tasks),
+            completed=list(self.progress.completed),
+            failed=dict(self.progress.failed),
+            custom_state=self.custom_state if with_custom_state else None,
+        )
+
+    def _checkpoint_changed(self) -> None:
+        checkpointer = self.checkpointer
+        if checkpointer.fenced is not None:
+            self.work_stop.set()
+            self.reporter.muted = True  # the newer runner reports now
+            return
+        if checkpointer.last_success is not None:
+            self.metrics.checkpoint_written(
+                unix_time=checkpointer.last_success.timestamp(), size=checkpointer.last_size
+            )
+        if checkpointer.too_large is not None:
+            self.metrics.checkpoint_failed("too_large")
+        self.reporter.changed(urgent=checkpointer.too_large is not None)
+
+    def _report(self) -> RunnerReport:
+        status = build_status(
+            self.engine.manager,
+            phase=self.phase,
+            message=self.message,
+            started_at=self.started_at,
+            tasks=self.progress.summary(self.tasks) if self.config.mode is WorkMode.TASKS else None,
+            last_checkpoint=self.checkpointer.last_success,
+            redact=self.redact,
+        )
+        conditions = []
+        too_large = self.checkpointer.too_large
+        if too_large is not None:
+            saved = (
+                "saved without custom state" if self.checkpointer.saved_partially else "not saved"
+            )
+            conditions.append(
+                Condition(
+                    type=CHECKPOINT_TOO_LARGE,
+                    status=ConditionStatus.TRUE,
+                    reason=CHECKPOINT_TOO_LARGE,
+                    message=f"{too_large}; {saved}",
+                    last_transition_time=self._wall_clock(),
+                )
+            )
+        return RunnerReport(status, conditions)
+
+    def _set_phase(self, phase: RunnerPhase, message: str | None = None) -> None:
+        if phase is not self.phase:
+            logger.info("agent %s: runner %s", self.agent, phase.value)
+        self.phase = phase
+        if message is not None:
+            self.message = message
+        self.reporter.changed(urgent=True)
+
+    # -- stop -----------------------------------------------------------------------------------
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop work and write the final checkpoint and status within ``grace`` seconds."""
+        self.work_stop.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(grace * 0.3):
+                await self.results.flush()
+        if self.checkpointer.fenced is None:
+            saved = await self.checkpointer.save(max(0.1, (deadline - loop.time()) * 0.6))
+            logger.info("agent %s: final checkpoint %s", self.agent,
+                        "saved" if saved else "NOT saved (store unreachable)")
+            await self.reporter.flush(max(0.1, deadline - loop.time() - 0.2))
+        await self.close()
+
+    async def close(self) -> None:
+        self.checkpointer.close()
+        self.reporter.close()
+        for job in self._background:
+            job.cancel()
+        for job in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job
+        self._background.clear()
+        await self.engine.aclose()
+

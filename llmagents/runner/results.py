@@ -1,0 +1,183 @@
+"""Task results: what each task produced (or why it failed), kept where users can read them.
+
+In a cluster, results go to a bounded set of ConfigMaps named ``<agent>-results-0`` …
+``<agent>-results-{RESULT_SHARDS - 1}``, which the operator creates empty and names one by
+one in the runner's Role (a Role cannot grant ``create`` for chosen names only). Each result
+is one key, the task's name, holding JSON; shards fill in order up to ``SHARD_LIMIT`` bytes,
+so ``kubectl get cm <agent>-results-0 -o jsonpath='{.data.<task>}'`` shows a result. Text
+longer than ``MAX_TEXT`` characters is cut (``truncated: true``). Without Kubernetes,
+results are appended to a JSON-lines file.
+
+Stores buffer: ``add`` never waits, ``flush`` writes what is pending and keeps it pending if
+the API server is unreachable, so the next flush catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from llmagents.runner.kube import KubeClient, KubeError, KubeNotFound, config_map_path
+
+logger = logging.getLogger(__name__)
+
+RESULT_SHARDS = 4
+"""Results ConfigMaps per agent."""
+SHARD_LIMIT = 900_000
+"""Bytes of results per ConfigMap, below the API server's 1 MiB with room for metadata."""
+MAX_TEXT = 64 * 1024
+"""Characters of an answer kept in its result."""
+
+
+def results_config_map_names(agent: str, shards: int = RESULT_SHARDS) -> list[str]:
+    """The ConfigMaps an agent's results go to, in filling order."""
+    return [f"{agent}-results-{index}" for index in range(shards)]
+
+
+@dataclass(slots=True)
+class TaskResult:
+    """The outcome of one task."""
+
+    task: str
+    ok: bool
+    ended_at: datetime
+    text: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_seconds: float = 0.0
+    attempts: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"task": self.task, "ok": self.ok, "endedAt": self.ended_at.isoformat()}
+        if self.ok:
+            text = self.text or ""
+            data.update(
+                {
+                    "text": text[:MAX_TEXT],
+                    "provider": self.provider,
+                    "model": self.model,
+                    "finishReason": self.finish_reason,
+                    "usage": {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens},
+                    "costUSD": self.cost_usd,
+                    "latencySeconds": round(self.latency_seconds, 4),
+                }
+            )
+            if len(text) > MAX_TEXT:
+                data["truncated"] = True
+        else:
+            data["error"] = self.error
+        data["attempts"] = self.attempts
+        if self.fallbacks:
+            data["fallbacks"] = self.fallbacks
+        return data
+
+
+class ResultStore(Protocol):
+    """Where results go; ``add`` buffers, ``flush`` writes (True when nothing is pending)."""
+
+    def add(self, result: TaskResult) -> None: ...
+
+    async def flush(self) -> bool: ...
+
+
+class FileResultStore:
+    """Results appended to a JSON-lines file, one object per task."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._pending: list[TaskResult] = []
+
+    def add(self, result: TaskResult) -> None:
+        self._pending.append(result)
+
+    async def flush(self) -> bool:
+        if not self._pending:
+            return True
+        lines = "".join(json.dumps(r.to_dict()) + "\n" for r in self._pending)
+        await asyncio.to_thread(self._append, lines)
+        self._pending.clear()
+        return True
+
+    def _append(self, lines: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as out:
+            out.write(lines)
+
+
+class ConfigMapResultStore:
+    """Results in the agent's results ConfigMaps; see the module docstring."""
+
+    def __init__(self, kube: KubeClient, *, namespace: str, names: Sequence[str]) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.names = list(names)
+        self._sizes: list[int] | None = None  # bytes used per shard; -1 = unusable
+        self._pending: dict[str, str] = {}  # task -> JSON
+        self._placed: dict[str, int] = {}  # task -> shard, once decided
+        self.dropped = 0
+
+    def add(self, result: TaskResult) -> None:
+        self._pending[result.task] = json.dumps(result.to_dict(), separators=(",", ":"))
+
+    async def flush(self) -> bool:
+        if not self._pending:
+            return True
+        try:
+            if self._sizes is None:
+                self._sizes = await self._measure()
+            by_shard: dict[int, dict[str, str]] = {}
+            for task, value in list(self._pending.items()):
+                shard = self._place(task, len(task) + len(value))
+                if shard is None:
+                    self.dropped += 1
+                    del self._pending[task]
+                    logger.error("results of task %s not stored: every results ConfigMap is "
+                                 "full or missing (%s)", task, ", ".join(self.names))
+                    continue
+                by_shard.setdefault(shard, {})[task] = value
+            for shard, entries in by_shard.items():
+                path = config_map_path(self.namespace, self.names[shard])
+                await self.kube.merge_patch(path, {"data": entries})
+                for task in entries:
+                    self._pending.pop(task, None)
+        except KubeError as error:
+            logger.warning("results not stored yet (%d pending): %s", len(self._pending), error)
+            return False
+        return not self._pending
+
+    async def _measure(self) -> list[int]:
+        sizes = []
+        for name in self.names:
+            try:
+                config_map = await self.kube.get(config_map_path(self.namespace, name))
+            except KubeNotFound:
+                logger.warning("results ConfigMap %s/%s does not exist; the operator creates "
+                               "it with the agent", self.namespace, name)
+                sizes.append(-1)
+                continue
+            data = config_map.get("data") or {}
+            sizes.append(sum(len(k) + len(v) for k, v in data.items()))
+        return sizes
+
+    def _place(self, task: str, size: int) -> int | None:
+        assert self._sizes is not None
+        if task in self._placed:
+            return self._placed[task]
+        for index, used in enumerate(self._sizes):
+            if used >= 0 and used + size <= SHARD_LIMIT:
+                self._sizes[index] = used + size
+                self._placed[task] = index
+                return index
+        return None

@@ -1,0 +1,103 @@
+"""Runners against real fake providers on loopback, with file and memory edges."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmagents.api.runner_config import RunnerConfig
+from llmagents.runner.checkpoint import FileCheckpointStore
+from llmagents.runner.lifecycle import Runner
+from llmagents.runner.results import FileResultStore
+from llmagents.runner.status import MemoryStatusSink
+from llmagents.testing.fake_providers import FakeOpenAI
+
+PRIMARY_KEY = "sk-primary-PLANTED-0123456789"
+FALLBACK_KEY = "sk-fallback-0123456789"
+PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
+
+
+@dataclass
+class Fakes:
+    primary: FakeOpenAI
+    fallback: FakeOpenAI
+    local: FakeOpenAI
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[Fakes]:
+    async with (
+        FakeOpenAI(api_key=PRIMARY_KEY) as primary,
+        FakeOpenAI(api_key=FALLBACK_KEY) as fallback,
+        FakeOpenAI(api_key=None, models=["smollm2"]) as local,
+    ):
+        yield Fakes(primary, fallback, local)
+
+
+def config(
+    fakes: Fakes,
+    *,
+    tasks: int | list[dict[str, Any]] | None = 3,
+    budget: dict[str, Any] | None = None,
+    local: bool = False,
+    pool: dict[str, Any] | None = None,
+    **fields: Any,
+) -> RunnerConfig:
+    """A runner configuration over the fakes: primary (priority 1), fallback, optionally a
+    free local provider of type onnx."""
+    providers: list[dict[str, Any]] = [
+        {"name": "primary", "type": "openai", "model": "gpt-4o-mini", "priority": 1,
+         "baseURL": fakes.primary.base_url, "secretRef": {"name": "keys"}, "pricing": PRICES,
+         "timeout": "5s", "maxRetries": 0},
+        {"name": "fallback", "type": "openai", "model": "gpt-4.1", "priority": 2,
+         "baseURL": fakes.fallback.base_url, "secretRef": {"name": "keys"}, "pricing": PRICES,
+         "timeout": "5s", "maxRetries": 0},
+    ]  # fmt: skip
+    if local:
+        providers.append({"name": "local", "type": "onnx", "model": "smollm2", "priority": 3,
+                          "timeout": "5s", "maxRetries": 0})  # fmt: skip
+    if isinstance(tasks, int):
+        tasks = [{"name": f"task-{i}", "prompt": f"Question number {i}?"} for i in range(tasks)]
+    document: dict[str, Any] = {
+        "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
+        "poolName": "pool",
+        "pool": {"providers": providers, "retry": {"initialDelay": "10ms", "jitter": 0},
+                 "circuitBreaker": {"maxFailures": 2, "recoveryTime": "30s"}, **(pool or {})},
+        "mode": "tasks" if tasks is not None else "gateway",
+        "tasks": tasks,
+        "budget": budget,
+        "checkpointInterval": "30s",
+        "checkpointConfigMap": "agent-a-checkpoint",
+        "onnxUrl": fakes.local.url if local else None,
+        "apiKeyEnv": {"primary": "KEY_PRIMARY", "fallback": "KEY_FALLBACK"},
+        **fields,
+    }  # fmt: skip
+    return RunnerConfig.model_validate({k: v for k, v in document.items() if v is not None})
+
+
+KEYS = {"primary": PRIMARY_KEY, "fallback": FALLBACK_KEY}
+
+
+@dataclass
+class Edges:
+    store: FileCheckpointStore
+    status: MemoryStatusSink
+    results: FileResultStore
+
+    def runner(self, cfg: RunnerConfig, **options: Any) -> Runner:
+        options.setdefault("task_retry_delays", (0.01,))
+        return Runner(cfg, api_keys=KEYS, store=self.store, status_sink=self.status,
+                      results=self.results, **options)  # fmt: skip
+
+
+@pytest.fixture
+def edges(tmp_path: Path) -> Edges:
+    return Edges(
+        FileCheckpointStore(tmp_path / "checkpoint.json"),
+        MemoryStatusSink(),
+        FileResultStore(tmp_path / "results.jsonl"),
+    )

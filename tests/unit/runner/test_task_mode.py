@@ -1,0 +1,161 @@
+"""Task mode end to end in one process: real fake providers, file checkpoint, memory status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from llmagents.api.status import BreakerState, RunnerPhase
+from llmagents.runner.lifecycle import Runner
+from llmagents.runner.tasks import LoopEnd
+
+from .conftest import Edges, Fakes, config
+
+
+def results(edges: Edges) -> dict[str, dict]:
+    lines = edges.results.path.read_text().splitlines()
+    return {r["task"]: r for r in map(json.loads, lines)}
+
+
+async def run(runner: Runner) -> LoopEnd:
+    await runner.start()
+    try:
+        return await runner.run_tasks()
+    finally:
+        await runner.shutdown(5.0)
+
+
+async def test_every_task_completes_on_the_fallback_when_the_primary_is_down(
+    fakes: Fakes, edges: Edges
+) -> None:
+    fakes.primary.core.update({"outage": True})
+    runner = edges.runner(config(fakes, tasks=4))
+
+    assert await run(runner) is LoopEnd.FINISHED
+
+    stored = results(edges)
+    assert sorted(stored) == ["task-0", "task-1", "task-2", "task-3"]
+    assert {r["provider"] for r in stored.values()} == {"fallback"}
+    assert all(r["ok"] and "answer to" in r["text"] for r in stored.values())
+    status = edges.status.latest.status
+    assert status.runner_phase is RunnerPhase.COMPLETED
+    assert status.current_provider == "fallback"
+    assert (status.tasks.done, status.tasks.failed, status.tasks.total) == (4, 0, 4)
+    primary = next(p for p in status.providers if p.name == "primary")
+    assert primary.breaker_state is BreakerState.OPEN and not primary.healthy
+    assert status.healthy == "1/2"
+    assert runner.engine.manager.spend.cost > 0
+    assert status.cost.total_usd == pytest.approx(runner.engine.manager.spend.cost)
+    assert fakes.fallback.stats.requests == 4
+
+
+async def test_a_killed_runner_resumes_without_redoing_tasks_or_losing_spend(
+    fakes: Fakes, edges: Edges
+) -> None:
+    first = edges.runner(config(fakes, tasks=2))
+    await first.start()
+    assert await first.run_tasks() is LoopEnd.FINISHED
+    spent = first.engine.manager.spend
+    await first.close()  # killed: no final checkpoint beyond the per-task ones
+
+    second = edges.runner(config(fakes, tasks=5))
+    assert await run(second) is LoopEnd.FINISHED
+
+    assert fakes.primary.stats.requests == 5  # 2 by the first runner, 3 by the second
+    restored = second.engine.manager.spend
+    assert restored.calls == 5
+    assert restored.cost == pytest.approx(spent.cost * 5 / 2, rel=0.2)
+    assert restored.cost > spent.cost
+    assert second.progress.completed == [f"task-{i}" for i in range(5)]
+    stored = await edges.store.read()
+    assert stored.epoch == 2 and stored.checkpoint is not None
+    assert stored.checkpoint.engine["spend"]["total"]["calls"] == 5
+
+
+async def test_a_failed_task_keeps_its_error_and_is_not_run_again(
+    fakes: Fakes, edges: Edges
+) -> None:
+    tasks = [
+        {"name": "good", "prompt": "fine"},
+        {"name": "huge", "prompt": "too long", "maxOutputTokens": 5},
+    ]
+    fakes.primary.core.update({"script": ["ok", "400"]})
+    fakes.fallback.core.update({"script": ["400"]})
+    first = edges.runner(config(fakes, tasks=tasks))
+    assert await run(first) is LoopEnd.FINISHED
+    assert "bad_request" in first.progress.failed["huge"]
+    assert results(edges)["huge"]["ok"] is False
+    assert edges.status.latest.status.tasks.failed == 1
+
+    requests = fakes.primary.stats.requests + fakes.fallback.stats.requests
+    second = edges.runner(config(fakes, tasks=tasks))
+    assert await run(second) is LoopEnd.FINISHED
+    assert fakes.primary.stats.requests + fakes.fallback.stats.requests == requests
+    assert "bad_request" in second.progress.failed["huge"]
+
+
+async def test_a_task_nobody_answers_is_retried_before_it_fails(
+    fakes: Fakes, edges: Edges
+) -> None:
+    fakes.primary.core.update({"script": ["500"]})
+    fakes.fallback.core.update({"script": ["500"]})
+    runner = edges.runner(config(fakes, tasks=1, pool={"circuitBreaker": {"maxFailures": 5}}))
+    assert await run(runner) is LoopEnd.FINISHED
+    assert runner.progress.completed == ["task-0"]
+    assert results(edges)["task-0"]["attempts"] == 3
+
+
+# Each call is estimated at $0.011 and really costs $0.015: the first fits a $0.012 budget
+# and spends it.
+SMALL_TASKS = [
+    {"name": f"task-{i}", "prompt": f"Question number {i}?", "maxOutputTokens": 5,
+     "estimatedOutputTokens": 1}
+    for i in range(3)
+]  # fmt: skip
+
+
+async def test_an_exhausted_budget_with_stop_pauses_the_task_list(
+    fakes: Fakes, edges: Edges
+) -> None:
+    budget = {"limit": 0.012, "onExhausted": "stop"}
+    runner = edges.runner(config(fakes, tasks=SMALL_TASKS, budget=budget))
+    await runner.start()
+    work = asyncio.create_task(runner.run_tasks())
+    async with asyncio.timeout(10):
+        while not (runner.message or "").startswith("budget exhausted"):
+            await asyncio.sleep(0.01)
+    assert runner.progress.completed == ["task-0"]
+    assert runner.engine.manager.budget.exhausted()
+    await runner.reporter.flush(5)
+    assert edges.status.latest.status.budget_exhausted is True
+    runner.work_stop.set()
+    assert await work is LoopEnd.STOPPED
+    await runner.shutdown(5)
+    assert fakes.primary.stats.requests == 1
+
+
+async def test_local_only_goes_on_with_the_free_provider_when_the_budget_is_spent(
+    fakes: Fakes, edges: Edges
+) -> None:
+    budget = {"limit": 0.012, "onExhausted": "local-only"}
+    cfg = config(fakes, tasks=SMALL_TASKS, local=True, budget=budget)
+    runner = edges.runner(cfg)
+    assert await run(runner) is LoopEnd.FINISHED
+    stored = results(edges)
+    assert stored["task-0"]["provider"] == "primary"
+    assert [stored[f"task-{i}"]["provider"] for i in (1, 2)] == ["local", "local"]
+    assert fakes.local.stats.requests == 2
+    assert edges.status.latest.status.budget_exhausted is True
+
+
+async def test_max_runtime_stops_the_work(fakes: Fakes, edges: Edges) -> None:
+    runner = edges.runner(config(fakes, tasks=3, maxRuntime="1ms"))
+    await runner.start()
+    async with asyncio.timeout(5):
+        await runner.work_stop.wait()
+    assert await runner.run_tasks() is LoopEnd.STOPPED
+    await runner.shutdown(5)
+    assert runner.message == "maxRuntime reached"
+    assert fakes.primary.stats.requests == 0
