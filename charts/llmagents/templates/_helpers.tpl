@@ -1,0 +1,73 @@
+{{/*
+Names and labels shared by every object of the chart. All helpers carry the chart prefix.
+*/}}
+
+{{/* The chart name, overridable. */}}
+{{- define "llmagents.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The objects' base name: "<release>-<chart>", or just the release name when it already
+contains the chart name. Kubernetes names are limited to 63 characters.
+*/}}
+{{- define "llmagents.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<chart>-<version>" for the helm.sh/chart label. */}}
+{{- define "llmagents.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select the operator's pods; never change them in an upgrade. */}}
+{{- define "llmagents.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llmagents.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* Labels of every object of the chart. */}}
+{{- define "llmagents.labels" -}}
+helm.sh/chart: {{ include "llmagents.chart" . }}
+{{ include "llmagents.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: llmagents
+{{- end -}}
+
+{{/* The operator's ServiceAccount. */}}
+{{- define "llmagents.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "llmagents.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image reference: a digest wins over a tag; the tag defaults to appVersion. */}}
+{{- define "llmagents.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image of agent pods. */}}
+{{- define "llmagents.runnerImage" -}}
+{{- default (include "llmagents.image" .) .Values.runner.image -}}
+{{- end -}}
+
+{{/* Job names the alerts match; the ServiceMonitors set them (see prometheus_rules/). */}}
+{{- define "llmagents.operatorJob" -}}llmagents-operator{{- end -}}
+{{- define "llmagents.runnerJob" -}}llmagents-runner{{- end -}}
