@@ -185,10 +185,18 @@ class FaultPlan(BaseModel):
     outage_windows: list[OutageWindow] = Field(default_factory=list)
     outage_fault: Fault = Field(
         default_factory=lambda: Fault(kind=FaultKind.STATUS, status=503),
-        description="What a call gets during an outage.",
+        description=(
+            "What a call gets during an outage: a status, hang or reset (faults that need "
+            "an answer to spoil get the protocol's overload status instead)."
+        ),
     )
     stream_break_after: int = Field(
-        default=2, ge=0, description="Chunks a stream delivers before break/stream_error."
+        default=2,
+        ge=0,
+        description=(
+            "Text chunks a stream delivers before a break, stream_error, malformed or "
+            "truncated fault strikes; a shorter answer completes normally."
+        ),
     )
     hang_seconds: float = Field(
         default=300.0, gt=0, description="How long a hang lasts unless the server stops first."

@@ -29,7 +29,13 @@ from typing import Any, ClassVar, Self
 from aiohttp import web
 from pydantic import ValidationError
 
-from llmagents.testing.fake_providers.faults import Fault, FaultCore, FaultKind, FaultPlan
+from llmagents.testing.fake_providers.faults import (
+    FakeStats,
+    Fault,
+    FaultCore,
+    FaultKind,
+    FaultPlan,
+)
 from llmagents.testing.fake_providers.threaded import ThreadedFake
 
 logger = logging.getLogger(__name__)
@@ -168,7 +174,7 @@ class FakeProviderServer(ABC):
         self.core.plan = plan
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> FakeStats:
         return self.core.stats
 
     async def start(self) -> None:
