@@ -1,0 +1,172 @@
+"""The gateway, spoken to by OpenAI's own client, with real fake providers behind it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+import pytest
+
+from llmagents.runner.gateway import Gateway
+from llmagents.runner.lifecycle import Runner
+
+from .conftest import Edges, Fakes, config
+
+
+@pytest.fixture
+async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
+    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
+    await runner.start()
+    gateway = Gateway(runner)
+    await gateway.start("127.0.0.1", 0)
+    try:
+        yield runner, f"http://127.0.0.1:{gateway.port}/v1"
+    finally:
+        await gateway.stop()
+        await runner.shutdown(5)
+
+
+def client(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base_url, api_key="llmagents-gateway", max_retries=0)
+
+
+MESSAGES = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Name three colours of the rainbow"}]  # fmt: skip
+
+
+async def test_a_plain_call_falls_back_and_is_charged(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"outage": True})
+    raw = await client(url).chat.completions.with_raw_response.create(
+        model="auto", messages=MESSAGES
+    )
+    answer = raw.parse()
+    assert raw.headers["x-llmagents-provider"] == "fallback"
+    assert answer.choices[0].message.content.startswith("[fake-openai:gpt-4.1] answer to:")
+    assert answer.usage.completion_tokens > 0
+    spend = runner.engine.manager.spend_by_provider["fallback"]
+    assert spend.output_tokens == answer.usage.completion_tokens
+    assert float(raw.headers["x-llmagents-cost-usd"]) == pytest.approx(spend.cost)
+
+
+async def test_a_stream_falls_back_before_its_first_byte(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"script": ["503"]})
+    stream = await client(url).chat.completions.create(
+        model="auto", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("[fake-openai:gpt-4.1] answer to: Name three colours")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert runner.engine.manager.spend_by_provider["fallback"].calls == 1
+    assert runner.engine.manager.current_provider == "fallback"
+
+
+async def test_a_provider_failing_mid_stream_ends_it_with_an_error_the_client_sees(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"script": ["stream_error"], "stream_break_after": 2})
+    stream = await client(url).chat.completions.create(model="auto", messages=MESSAGES,
+                                                       stream=True)  # fmt: skip
+    received = []
+    with pytest.raises(openai.APIError, match="failed mid-answer"):
+        async for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert len("".join(received).split()) == 2  # the two words that did arrive
+    failures = runner.metrics.failures.labels("agent-a", "primary", "server_error")
+    assert failures._value.get() == 1
+    assert runner.engine.manager.status()["primary"].success_rate == 0.0
+
+
+async def test_a_broken_connection_mid_stream_is_never_a_clean_end(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    _, url = served
+    fakes.primary.core.update({"script": ["break"], "stream_break_after": 1})
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/chat/completions",
+                                   json={"model": "x", "messages": MESSAGES, "stream": True})  # fmt: skip
+    assert response.status_code == 200
+    assert '"error"' in response.text and "[DONE]" not in response.text
+
+
+async def test_an_exhausted_budget_is_refused_without_retries(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    runner.engine.manager.budget.charge(100)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client(url).chat.completions.create(model="auto", messages=MESSAGES)
+    assert caught.value.code == "budget_exhausted"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert fakes.primary.stats.requests == 0
+
+
+async def test_no_provider_answering_is_a_503_naming_each_provider(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    _, url = served
+    fakes.primary.core.update({"outage": True})
+    fakes.fallback.core.update({"outage": True})
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client(url).chat.completions.create(model="auto", messages=MESSAGES)
+    assert caught.value.status_code == 503
+    assert "primary" in str(caught.value) and "fallback" in str(caught.value)
+
+
+async def test_requests_the_gateway_cannot_route_are_refused_clearly(
+    served: tuple[Runner, str],
+) -> None:
+    _, url = served
+    with pytest.raises(openai.BadRequestError, match="tools"):
+        await client(url).chat.completions.create(
+            model="auto", messages=MESSAGES,
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        )  # fmt: skip
+
+
+async def test_models_lists_the_pool(served: tuple[Runner, str]) -> None:
+    _, url = served
+    models = await client(url).models.list()
+    assert [(m.id, m.owned_by) for m in models.data] == [
+        ("gpt-4o-mini", "primary"), ("gpt-4.1", "fallback")
+    ]
+
+
+async def test_custom_state_is_saved_in_the_checkpoint_and_survives_a_restart(
+    served: tuple[Runner, str], fakes: Fakes, edges: Edges
+) -> None:
+    _, url = served
+    async with httpx.AsyncClient() as http:
+        put = await http.put(f"{url}/checkpoint/state", json={"state": {"step": 4}})
+        assert put.json()["saved"] is True
+        assert (await http.get(f"{url}/checkpoint/state")).json()["state"] == {"step": 4}
+        huge = await http.put(f"{url}/checkpoint/state", json={"state": "x" * 600_000})
+        assert huge.status_code == 413
+    stored = await edges.store.read()
+    assert stored.checkpoint.custom_state == {"step": 4}
+
+    successor = edges.runner(config(fakes, tasks=None))
+    await successor.start()
+    assert successor.custom_state == {"step": 4}
+    await successor.shutdown(5)
+
+
+async def test_health_and_readiness(served: tuple[Runner, str]) -> None:
+    runner, url = served
+    root = url.removesuffix("/v1")
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{root}/readyz")).status_code == 200
+        runner.work_stop.set()
+        assert (await http.get(f"{root}/readyz")).status_code == 503
+        refused = await http.post(f"{url}/chat/completions",
+                                  json={"model": "x", "messages": MESSAGES})  # fmt: skip
+        assert refused.status_code == 503
+        assert (await http.get(f"{root}/healthz")).status_code == 200
