@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "crds": ("llmagents.api.crd", "write the CRD manifests generated from the API models"),
     "operator": ("llmagents.operator.main", "run the operator that turns LLMAgents into runner pods"),
+    "runner": ("llmagents.runner.main", "run an agent's runner: its task list or its gateway"),
 }
 
 

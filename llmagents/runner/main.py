@@ -1,0 +1,241 @@
+"""``llmagents runner``: the main container of an agent's pod.
+
+Wires the ``Runner`` to the cluster: reads ``runner.yaml`` from the ConfigMap the operator
+rendered (``LLMAGENTS_CONFIG_MAP``), keys from the environment, checkpoints to
+``<agent>-checkpoint``, results to ``<agent>-results-N``, status to its LLMAgent, fleet health
+from its ProviderPool, metrics on the metrics port. Then it works until the task list ends
+(and waits there, reporting Completed, until the operator scales it to zero) or, in gateway
+mode, until it is stopped. SIGTERM writes a final checkpoint and status within ``--grace``.
+
+Addresses: on the project's shared test host the process kubelet gives each pod its own
+loopback address in ``LLMAGENTS_POD_IP``, and the runner binds there. In a real pod the
+gateway binds 127.0.0.1 (only the pod's own containers may call it) and the metrics port
+every address of the pod's network namespace, so that Prometheus can scrape it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+
+from llmagents.api.runner_config import (
+    CONFIG_KEY,
+    ENV_AGENT,
+    ENV_CONFIG_MAP,
+    ENV_NAMESPACE,
+    RunnerConfig,
+    WorkMode,
+    config_map_name,
+)
+from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus, RunnerPhase
+from llmagents.errors import ConfigError
+from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable
+from llmagents.runner.configmap_store import ConfigMapCheckpointStore
+from llmagents.runner.fleet import FleetBreaker, watch_pool
+from llmagents.runner.gateway import Gateway
+from llmagents.runner.kube import KubeClient, KubeError, config_map_path, custom_path
+from llmagents.runner.lifecycle import Runner
+from llmagents.runner.metrics import RunnerMetrics
+from llmagents.runner.results import ConfigMapResultStore, results_config_map_names
+from llmagents.runner.secrets import Redactor, api_keys, install_log_redaction
+from llmagents.runner.status import AgentStatusSink, RunnerReport
+
+logger = logging.getLogger(__name__)
+
+ENV_POD_IP = "LLMAGENTS_POD_IP"
+"""The pod's own loopback address, set by the process kubelet on the shared test host."""
+_START_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kubeconfig", default=None,
+        help="Kubeconfig to use; default: in-cluster credentials, else $KUBECONFIG.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--host", default=None,
+        help=f"Address of the gateway (default ${ENV_POD_IP}, else 127.0.0.1).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-host", default=None,
+        help=f"Address of /metrics, /healthz, /readyz (default ${ENV_POD_IP}, else 0.0.0.0).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--grace", type=float, default=20.0,
+        help="Seconds for the final checkpoint and status on SIGTERM (below the pod's grace).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--status-interval", type=float, default=5.0,
+        help="Least seconds between two status writes (urgent changes excepted).",
+    )  # fmt: skip
+
+
+async def _retry(what: str, action: Callable[[], object], stop: asyncio.Event) -> object:
+    """Run ``action`` (a coroutine factory) until it succeeds or ``stop`` is set."""
+    failures = 0
+    while True:
+        try:
+            return await action()  # type: ignore[misc]
+        except (KubeError, StoreUnavailable) as error:
+            delay = _START_DELAYS[min(failures, len(_START_DELAYS) - 1)]
+            failures += 1
+            logger.warning("%s failed (retrying in %gs): %s", what, delay, error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                raise
+
+
+async def _load_config(kube: KubeClient, namespace: str, name: str) -> RunnerConfig:
+    config_map = await kube.get(config_map_path(namespace, name))
+    text = (config_map.get("data") or {}).get(CONFIG_KEY)
+    if text is None:
+        raise ConfigError(f"ConfigMap {namespace}/{name} has no {CONFIG_KEY}")
+    return RunnerConfig.from_yaml(text)
+
+
+async def _previous_status(kube: KubeClient, namespace: str, name: str) -> LLMAgentStatus | None:
+    try:
+        agent = await kube.get(custom_path(API_VERSION, namespace, "llmagents", name))
+        return LLMAgentStatus.model_validate(agent.get("status") or {})
+    except (KubeError, ValueError) as error:
+        logger.info("agent %s: previous status not read (%s); trusting the checkpoint", name, error)
+        return None
+
+
+def _metrics_app(metrics: RunnerMetrics, ready: Callable[[], bool]) -> web.Application:
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})  # fmt: skip
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"alive": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = ready()
+        return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.add_routes([web.get("/metrics", scrape), web.get("/healthz", healthz),
+                    web.get("/readyz", readyz)])  # fmt: skip
+    return app
+
+
+async def run(args: argparse.Namespace) -> int:
+    env = os.environ
+    agent, namespace = env[ENV_AGENT], env[ENV_NAMESPACE]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    kube = KubeClient.from_environment(kubeconfig=args.kubeconfig)
+    status_sink = AgentStatusSink(kube, namespace=namespace, name=agent)
+    started: list[web.AppRunner] = []
+    try:
+        name = env.get(ENV_CONFIG_MAP) or config_map_name(agent)
+        config = await _retry(f"reading ConfigMap {name}",
+                              lambda: _load_config(kube, namespace, name), stop)  # fmt: skip
+        assert isinstance(config, RunnerConfig)
+        config = config.with_env(env)
+        keys = api_keys(config, env)
+        redactor = Redactor(keys.values())
+        install_log_redaction(redactor)
+        disable_created_metrics()
+        metrics = RunnerMetrics(agent)
+        try:
+            runner = Runner(
+                config, api_keys=keys, metrics=metrics, redactor=redactor,
+                store=ConfigMapCheckpointStore(kube, namespace=namespace,
+                                               name=config.checkpoint_config_map),
+                status_sink=status_sink,
+                results=ConfigMapResultStore(kube, namespace=namespace,
+                                             names=results_config_map_names(agent)),
+                status_interval=args.status_interval,
+            )  # fmt: skip
+        except ConfigError as error:
+            logger.error("agent %s: %s", agent, redactor(str(error)))
+            failed = RunnerAgentStatus(runner_phase=RunnerPhase.FAILED, message=redactor(str(error)))
+            with contextlib.suppress(KubeError):
+                await status_sink.write(RunnerReport(failed))
+            return 1
+        pod_ip = env.get(ENV_POD_IP)
+        site = web.AppRunner(_metrics_app(metrics, lambda: runner.accepting), access_log=None)
+        await site.setup()
+        started.append(site)
+        await web.TCPSite(site, args.metrics_host or pod_ip or "0.0.0.0", config.ports.metrics).start()
+        previous = await _previous_status(kube, namespace, agent)
+        await _retry("claiming the checkpoint",
+                     lambda: runner.start(previous_status=previous), stop)  # fmt: skip
+        return await _work(args, runner, kube, config, stop, pod_ip)
+    except (KubeError, StoreUnavailable, CheckpointError) as error:
+        if stop.is_set():
+            logger.info("agent %s: stopped before the runner started", agent)
+            return 0
+        logger.error("agent %s: cannot start: %s", agent, error)
+        return 1
+    finally:
+        for site in started:
+            await site.cleanup()
+        await kube.aclose()
+
+
+async def _work(
+    args: argparse.Namespace,
+    runner: Runner,
+    kube: KubeClient,
+    config: RunnerConfig,
+    stop: asyncio.Event,
+    pod_ip: str | None,
+) -> int:
+    fleet = FleetBreaker(runner.engine.manager, agent=runner.agent)
+    watcher = asyncio.create_task(
+        watch_pool(kube, namespace=config.agent.namespace, pool=config.pool_name, fleet=fleet,
+                   stop=runner.work_stop)
+    )  # fmt: skip
+    gateway: Gateway | None = None
+    code = 0
+    try:
+        if config.mode is WorkMode.GATEWAY:
+            gateway = Gateway(runner)
+            await gateway.start(args.host or pod_ip or "127.0.0.1", config.ports.gateway)
+        else:
+            work = asyncio.create_task(runner.run_tasks())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            runner.work_stop.set()
+            # A call in flight may take a provider's whole timeout: give it a moment, then
+            # cancel it (its spend was not charged, its task not marked done) to keep the
+            # grace period for the final checkpoint.
+            await asyncio.wait({work}, timeout=min(5.0, args.grace / 3))
+            work.cancel()
+            try:
+                await work
+            except asyncio.CancelledError:
+                logger.info("agent %s: the task in flight was cancelled", runner.agent)
+            except Exception:
+                logger.exception("agent %s: the task loop failed", runner.agent)
+                code = 1
+        # Done, stopped by maxRuntime or fenced: stay up, reporting, until the pod is stopped;
+        # exiting would only make the kubelet start the runner again.
+        await stop.wait()
+    finally:
+        if gateway is not None:
+            await gateway.stop()
+        await runner.shutdown(args.grace)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    return code
+
+
+def main(args: argparse.Namespace) -> int:
+    return asyncio.run(run(args))
