@@ -108,9 +108,11 @@ class StatusReporter:
         min_interval: float = 5.0,
         clock: clocks.Clock = clocks.monotonic,
         on_failure: Callable[[], None] | None = None,
+        retry_delays: tuple[float, ...] = _RETRY_DELAYS,
         agent: str = "-",
     ) -> None:
         self.sink = sink
+        self._retry_delays = retry_delays
         self._build = build
         self.min_interval = min_interval
         self._clock = clock
@@ -169,7 +171,7 @@ class StatusReporter:
                 self._last_sent = fingerprint
         except (KubeError, OSError) as error:
             self._urgent = self._urgent or urgent
-            delay = _RETRY_DELAYS[min(self._failures, len(_RETRY_DELAYS) - 1)]
+            delay = self._retry_delays[min(self._failures, len(self._retry_delays) - 1)]
             self._failures += 1
             self._retry_at = self._clock() + delay
             if self._on_failure is not None:

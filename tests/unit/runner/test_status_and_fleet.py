@@ -1,0 +1,176 @@
+"""The status reporter's coalescing and catch-up, and the fleet-wide breaker."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from llmagents.api.status import RunnerAgentStatus, RunnerPhase
+from llmagents.routing import BreakerState, CallTask
+from llmagents.runner.engine import AgentEngine
+from llmagents.runner.fleet import FleetBreaker
+from llmagents.runner.kube import KubeUnavailable
+from llmagents.runner.status import MemoryStatusSink, RunnerReport, StatusReporter
+from llmagents.runner.tasks import task_request
+
+from .conftest import KEYS, Fakes, config
+
+
+class Unreachable(MemoryStatusSink):
+    """A sink whose API server is down until ``up`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.refused = 0
+
+    async def write(self, report: RunnerReport) -> None:
+        if not self.up:
+            self.refused += 1
+            raise KubeUnavailable("connection refused")
+        await super().write(report)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def report(self) -> RunnerReport:
+        return RunnerReport(RunnerAgentStatus(runner_phase=RunnerPhase.RUNNING,
+                                              message=f"step {self.value}"))  # fmt: skip
+
+
+async def eventually(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_many_changes_make_few_writes_and_the_last_one_wins() -> None:
+    sink, state = MemoryStatusSink(), Counter()
+    reporter = StatusReporter(sink, state.report, min_interval=0.2)
+    job = asyncio.create_task(reporter.run())
+    for step in range(50):
+        state.value = step
+        reporter.changed()
+        await asyncio.sleep(0.004)
+    await eventually(lambda: reporter.up_to_date)
+    assert 1 <= len(sink.written) <= 3
+    assert sink.latest.status.message == "step 49"
+    reporter.close()
+    await job
+
+
+async def test_an_urgent_change_is_written_without_waiting_for_the_interval() -> None:
+    sink, state = MemoryStatusSink(), Counter()
+    reporter = StatusReporter(sink, state.report, min_interval=60)
+    job = asyncio.create_task(reporter.run())
+    reporter.changed()
+    await eventually(lambda: len(sink.written) == 1)
+    state.value = 1
+    reporter.changed(urgent=True)
+    await eventually(lambda: len(sink.written) == 2, timeout=2)
+    state.value = 2
+    reporter.changed()
+    await asyncio.sleep(0.05)
+    assert len(sink.written) == 2  # an ordinary change waits for the interval
+    reporter.close()
+    await job
+
+
+async def test_status_catches_up_once_the_api_server_is_back() -> None:
+    sink, state = Unreachable(), Counter()
+    reporter = StatusReporter(sink, state.report, min_interval=0.01, retry_delays=(0.01,))
+    job = asyncio.create_task(reporter.run())
+    reporter.changed(urgent=True)
+    await eventually(lambda: sink.refused >= 1)
+    state.value = 7
+    reporter.changed()  # returns at once even though writes fail
+    sink.up = True
+    await eventually(lambda: reporter.up_to_date)
+    assert sink.latest.status.message == "step 7"
+    reporter.close()
+    await job
+
+
+async def test_an_unchanged_status_is_not_written_again() -> None:
+    sink, state = MemoryStatusSink(), Counter()
+    reporter = StatusReporter(sink, state.report, min_interval=0.01)
+    job = asyncio.create_task(reporter.run())
+    for _ in range(5):
+        reporter.changed()
+        await eventually(lambda: reporter.up_to_date)
+        await asyncio.sleep(0.02)
+    assert len(sink.written) == 1
+    reporter.close()
+    await job
+
+
+def pool_status(provider: str, *, agents: int, open_breakers: int) -> dict:
+    return {"providers": [{"name": provider, "healthy": open_breakers == 0, "agents": agents,
+                           "openBreakers": open_breakers}]}  # fmt: skip
+
+
+class Clock:
+    """Monotonic and wall time that move only when the test moves them."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> datetime:
+        return datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=self.now)
+
+
+async def test_a_provider_the_fleet_has_open_starts_open_here(fakes: Fakes) -> None:
+    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    fleet = FleetBreaker(engine.manager)
+    assert fleet.apply(pool_status("primary", agents=3, open_breakers=1)) == []
+    assert fleet.apply(pool_status("primary", agents=3, open_breakers=2)) == ["primary"]
+    assert engine.manager.status()["primary"].breaker is BreakerState.OPEN
+    # The call goes to the fallback without a single attempt at the primary.
+    result = await engine.complete(task_request(config(fakes).tasks[0]), CallTask())
+    assert result.provider == "fallback" and fakes.primary.stats.requests == 0
+    reason = engine.manager.transitions("primary")[-1].reason
+    assert "forced open" in reason and "2 of 3 agents" in reason
+    await engine.aclose()
+
+
+async def test_after_the_recovery_time_a_probe_goes_through(fakes: Fakes) -> None:
+    clock = Clock()
+    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS,
+                               clock=clock.monotonic, wall_clock=clock.wall)  # fmt: skip
+    fleet = FleetBreaker(engine.manager, wall_clock=clock.wall)
+    fleet.apply(pool_status("primary", agents=1, open_breakers=1))
+    clock.now += 31  # the pool's recoveryTime is 30s
+    result = await engine.complete(task_request(config(fakes).tasks[0]), CallTask())
+    assert result.provider == "primary" and result.attempts[0].probe
+    assert engine.manager.status()["primary"].breaker is BreakerState.CLOSED
+    await engine.aclose()
+
+
+async def test_the_fleet_view_is_taken_on_change_not_reapplied(fakes: Fakes) -> None:
+    clock = Clock()
+    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS,
+                               clock=clock.monotonic, wall_clock=clock.wall)  # fmt: skip
+    fleet = FleetBreaker(engine.manager, wall_clock=clock.wall)
+    assert fleet.apply(pool_status("primary", agents=1, open_breakers=1)) == ["primary"]
+    clock.now += 31
+    engine.manager.record_probe("primary", ok=True, latency=0.01)  # recovered here
+    assert engine.manager.status()["primary"].breaker is BreakerState.CLOSED
+    # The pool's status has not caught up yet: the same view must not push it open again.
+    assert fleet.apply(pool_status("primary", agents=1, open_breakers=1)) == []
+    assert fleet.apply(pool_status("primary", agents=1, open_breakers=0)) == []
+    assert fleet.apply(pool_status("primary", agents=1, open_breakers=1)) == ["primary"]
+    await engine.aclose()
+
+
+async def test_a_pool_status_that_does_not_validate_is_ignored(fakes: Fakes) -> None:
+    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    fleet = FleetBreaker(engine.manager)
+    assert fleet.apply({"providers": [{"name": "primary"}]}) == []
+    assert fleet.apply(None) == []
+    assert engine.manager.status()["primary"].breaker is BreakerState.CLOSED
+    await engine.aclose()
