@@ -1,0 +1,152 @@
+"""Every metric and label the dashboard and the alerts query is one the code exports.
+
+A renamed metric or label would otherwise leave a panel empty and an alert silent, with
+nothing failing. The names come from ``llmagents.runner.metrics`` (``METRIC_NAMES`` and the
+label names of ``RunnerMetrics``); ``up`` is made by Prometheus for every scrape target.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from alert_rules import CHART, load_rules
+from prometheus_client.metrics import MetricWrapperBase
+
+from llmagents.runner.metrics import METRIC_NAMES, RunnerMetrics
+
+DASHBOARD = CHART / "dashboards" / "llmagents.json"
+PROMETHEUS_MADE = {"up"}
+# Labels the scrape adds to every series (ServiceMonitor target labels), and the
+# histogram bucket label.
+TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container", "le"}
+HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
+_METRIC = re.compile(r"\b(llmagents_[a-z0-9_]+|up)\b(?!\s*\()")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
+_MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
+
+
+def _dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    return exprs
+
+
+def _alert_exprs() -> list[str]:
+    return [rule["expr"] for rule in load_rules()]
+
+
+def _family(series: str) -> str:
+    for suffix in HISTOGRAM_SERIES:
+        base = series.removesuffix(suffix)
+        if base != series and base in METRIC_NAMES:
+            return base
+    return series
+
+
+def _exported_labels() -> dict[str, set[str]]:
+    """Label names per exported family, read from a RunnerMetrics instance."""
+    metrics = RunnerMetrics("probe")
+    labels: dict[str, set[str]] = {}
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            family = value._name + ("_total" if value._type == "counter" else "")
+            labels[family] = set(value._labelnames)
+    return labels
+
+
+def _metrics_in(expr: str) -> set[str]:
+    # Label values inside quotes are not metric names.
+    return {_family(m) for m in _METRIC.findall(re.sub(r'"[^"]*"', '""', expr))}
+
+
+def _labels_in(expr: str) -> set[str]:
+    names = set(_MATCHER.findall(expr))
+    for group in _GROUPING.findall(expr):
+        names |= {n.strip() for n in group.split(",") if n.strip()}
+    # label_values(metric, label) in dashboard variables.
+    names |= set(re.findall(r"label_values\([^,]*,\s*([a-zA-Z_]+)\)", expr))
+    return names
+
+
+EXPRS: list[tuple[str, str]] = [("dashboard", e) for e in _dashboard_exprs()] + [
+    ("alert", e) for e in _alert_exprs()
+]
+
+
+def test_the_runner_exports_every_family_it_lists():
+    assert set(_exported_labels()) == METRIC_NAMES
+
+
+def test_the_dashboard_and_alerts_query_something():
+    used = set().union(*(_metrics_in(e) for _, e in EXPRS))
+    # The issue's panels: requests, errors, fallbacks, latency, breakers, cost, budget,
+    # tokens and checkpoints.
+    assert {
+        "llmagents_requests_total",
+        "llmagents_provider_failures_total",
+        "llmagents_fallbacks_total",
+        "llmagents_request_duration_seconds",
+        "llmagents_breaker_state",
+        "llmagents_cost_usd_total",
+        "llmagents_budget_remaining_usd",
+        "llmagents_tokens_total",
+        "llmagents_checkpoint_age_seconds",
+    } <= used
+
+
+@pytest.mark.parametrize(("where", "expr"), EXPRS)
+def test_every_metric_queried_is_exported(where: str, expr: str):
+    unknown = _metrics_in(expr) - METRIC_NAMES - PROMETHEUS_MADE
+    assert not unknown, f"{where} queries {sorted(unknown)}, which no code exports: {expr}"
+
+
+@pytest.mark.parametrize(("where", "expr"), EXPRS)
+def test_every_label_queried_exists_on_a_metric_of_the_query(where: str, expr: str):
+    exported = _exported_labels()
+    available: set[str] = set(TARGET_LABELS)
+    for family in _metrics_in(expr):
+        available |= exported.get(family, set())
+    if "up" in _metrics_in(expr):
+        available.add("agent")  # the runners' ServiceMonitor copies it from the Service
+    missing = _labels_in(expr) - available
+    assert not missing, f"{where} uses labels {sorted(missing)} that its metrics lack: {expr}"
+
+
+def test_the_label_check_catches_a_misspelled_label():
+    # Guards the parser: a grouping label that no metric has must be found.
+    expr = "sum by (namespace, agnet) (rate(llmagents_requests_total[5m]))"
+    assert _labels_in(expr) - TARGET_LABELS - _exported_labels()["llmagents_requests_total"] == {
+        "agnet"
+    }
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def test_every_dashboard_panel_uses_the_datasource_variable_and_has_a_description():
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace", "agent", "provider"} <= variables
+    for panel in _panels(dashboard):
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["description"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert 'agent=~"$agent"' in target["expr"], panel["title"]
+
+
+def test_dashboard_panels_do_not_overlap():
+    cells: set[tuple[int, int]] = set()
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        g = panel["gridPos"]
+        assert g["x"] + g["w"] <= 24, panel["title"]
+        area = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not cells & area, f"panel {panel['title']!r} overlaps another"
+        cells |= area

@@ -1,0 +1,140 @@
+"""Run the real ``helm`` against the chart: find the binary, render, parse.
+
+``helm`` is built from the pinned Go module by ``hack/build-k8s.sh`` into the control
+plane's bin directory. Found, in order: ``$LLMAGENTS_HELM``, ``$LLMAGENTS_K8S_BIN/helm``,
+the default bin directory of that script, ``helm`` on PATH. Tests that need it skip when it
+is missing, except under CI=true, where that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+CHART = REPO / "charts" / "llmagents"
+RELEASE = "ops"
+NAMESPACE = "llmagents-system"
+MONITORING_API = "monitoring.coreos.com/v1"
+
+
+def _default_bin_dir() -> Path:
+    # The same path hack/build-k8s.sh builds into.
+    go_mod = (REPO / "hack" / "k8s" / "go.mod").read_text()
+    version = re.search(r"^\s*k8s\.io/kubernetes (v\S+)", go_mod, re.MULTILINE)
+    cache = Path(os.environ.get("LLMAGENTS_CACHE", Path.home() / ".cache" / "llmagents"))
+    return cache / f"k8s-{version.group(1) if version else 'unknown'}" / "bin"
+
+
+def find_helm() -> str | None:
+    candidates = [os.environ.get("LLMAGENTS_HELM")]
+    if os.environ.get("LLMAGENTS_K8S_BIN"):
+        candidates.append(str(Path(os.environ["LLMAGENTS_K8S_BIN"]) / "helm"))
+    candidates.append(str(_default_bin_dir() / "helm"))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("helm")
+
+
+def require_helm() -> str:
+    helm = find_helm()
+    if helm is None:
+        reason = "helm is not built (make k8s-bins builds it with the control plane)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI must run the chart tests", pytrace=False)
+        pytest.skip(reason)
+    return helm
+
+
+def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([helm, *args], capture_output=True, text=True, timeout=120, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def set_args(values: dict[str, Any]) -> list[str]:
+    """``--set-json`` arguments for dotted keys, so that types survive."""
+    return [a for k, v in values.items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
+
+
+def template(
+    helm: str,
+    values: dict[str, Any] | None = None,
+    *,
+    extra: Sequence[str] = (),
+    namespace: str = NAMESPACE,
+    release: str = RELEASE,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``helm template`` of the chart with the monitoring API declared available."""
+    return run_helm(
+        helm, "template", release, str(CHART), "--namespace", namespace,
+        "--api-versions", MONITORING_API, *set_args(values or {}), *extra, check=check,
+    )  # fmt: skip
+
+
+def render(helm: str, values: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """The rendered manifests, parsed (empty documents dropped)."""
+    out = template(helm, values, **kwargs).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "monitoring": {
+        "metrics.serviceMonitor.enabled": True,
+        "metrics.serviceMonitor.labels": {"release": "prometheus"},
+        "metrics.prometheusRule.enabled": True,
+        "metrics.prometheusRule.excludeRules": ["LLMAgentHighFallbackRate"],
+        "metrics.prometheusRule.alertLabels": {"team": "ml-platform"},
+        "metrics.grafanaDashboard.enabled": True,
+        "metrics.grafanaDashboard.annotations": {"grafana_folder": "LLM"},
+    },
+    "high-availability": {
+        "operator.replicas": 2,
+        "operator.leaderElection.leaseSeconds": 15,
+        "operator.leaderElection.renewSeconds": 5,
+        "image.digest": "sha256:" + "0" * 64,
+        "runner.image": "registry.example/llmagents-runner:1.2.3",
+        "imagePullSecrets": [{"name": "regcred"}],
+        "serviceAccount.annotations": {"iam.example/role": "llmagents"},
+        "operator.podAnnotations": {"example/scrape": "false"},
+        "operator.nodeSelector": {"kubernetes.io/os": "linux"},
+        "operator.tolerations": [
+            {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
+        ],
+        "operator.extraEnv": [{"name": "LLMAGENTS_EXTRA", "value": "1"}],
+        "operator.logFormat": "plain",
+    },
+    "minimal": {
+        "crds.enabled": False,
+        "operator.leaderElection.enabled": False,
+        "serviceAccount.create": False,
+        "serviceAccount.name": "default",
+        "metrics.enabled": False,
+        "metrics.serviceMonitor.enabled": True,
+        "tests.enabled": False,
+    },
+}
+"""Values the chart is rendered, linted and dry-run with (the cluster tests reuse them)."""

@@ -1,0 +1,285 @@
+"""The chart through the real ``helm``: lint, schema, and what each values set renders.
+
+Rendering is checked by value here; tests/cluster/test_chart.py sends the same renders to
+a real API server (server-side dry run) and installs the chart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helm_tool import (
+    CHART,
+    NAMESPACE,
+    REPO,
+    VALUE_SETS,
+    by_kind,
+    one,
+    render,
+    require_helm,
+    run_helm,
+    set_args,
+    template,
+)
+
+from llmagents.operator.rbac import operator_rules, runner_rules
+
+RULES = CHART / "prometheus_rules"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return require_helm()
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: str) -> dict[str, list[dict[str, Any]]]:
+    return {name: render(helm, values) for name, values in VALUE_SETS.items()}
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_helm_lint_passes_strictly(helm: str, name: str):
+    result = run_helm(
+        helm, "lint", "--strict", str(CHART), "--namespace", NAMESPACE,
+        *set_args(VALUE_SETS[name]), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("operator.replica", 2),  # misspelled
+        ("metrics.serviceMonitor.intervall", "30s"),  # misspelled
+        ("image.pullPolicy", "Sometimes"),
+        ("metrics.prometheusRule.excludeRules", ["LLMAgentDoesNotExist"]),
+        ("operator.logFormat", "xml"),
+    ],
+)
+def test_the_schema_rejects_a_wrong_value(helm: str, key: str, value: Any):
+    result = template(helm, {key: value}, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+
+
+def _crds(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in by_kind(docs, "CustomResourceDefinition")}
+
+
+def test_the_crds_rendered_are_the_generated_files_plus_labels_and_keep(rendered):
+    crds = _crds(rendered["defaults"])
+    generated = {
+        doc["metadata"]["name"]: doc
+        for path in sorted((REPO / "crds").glob("*.yaml"))
+        for doc in [yaml.safe_load(path.read_text())]
+    }
+    assert (
+        set(crds)
+        == set(generated)
+        == {
+            "llmagents.llmagents.dev",
+            "providerpools.llmagents.dev",
+        }
+    )
+    for name, crd in crds.items():
+        meta = crd.pop("metadata")
+        want = dict(generated[name])
+        want_meta = want.pop("metadata")
+        assert crd == want, f"{name}: the chart changed the generated CRD"
+        assert meta["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert want_meta["labels"].items() <= meta["labels"].items()
+
+
+def test_crds_can_be_left_out_or_left_to_garbage_collection(helm: str, rendered):
+    assert _crds(rendered["minimal"]) == {}
+    unkept = _crds(render(helm, {"crds.keep": False}))
+    assert len(unkept) == 2
+    assert all("annotations" not in crd["metadata"] for crd in unkept.values())
+
+
+def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_operator_s_rights_are_exactly_what_the_operator_code_declares(rendered):
+    docs = rendered["defaults"]
+    cluster_role = one(docs, "ClusterRole")
+    lease_role = one(docs, "Role")
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
+    chart = _grants(cluster_role["rules"]) | _grants(lease_role["rules"])
+    assert chart == _grants(operator_rules())
+    # Leases only in the release namespace, nothing else there.
+    assert {g[1] for g in _grants(lease_role["rules"])} == {"leases"}
+    assert not any(resource == "leases" for _, resource, _ in _grants(cluster_role["rules"]))
+
+
+def test_the_operator_holds_every_right_it_grants_a_runner(rendered):
+    chart = _grants(one(rendered["defaults"], "ClusterRole")["rules"])
+    assert _grants(runner_rules("any")) <= chart
+
+
+def test_bindings_name_the_operator_s_service_account(rendered):
+    docs = rendered["defaults"]
+    account = one(docs, "ServiceAccount")["metadata"]["name"]
+    for binding in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account
+
+
+def _operator(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container
+
+
+def test_the_operator_runs_under_the_restricted_pod_security_standard(rendered):
+    pod, container = _operator(rendered["defaults"])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_the_operator_is_probed_on_its_health_endpoints(rendered):
+    _, container = _operator(rendered["defaults"])
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["ports"] == [
+        {"name": "http-metrics", "containerPort": 8081, "protocol": "TCP"}
+    ]
+
+
+def test_leader_election_is_on_by_default_and_configurable(rendered):
+    _, container = _operator(rendered["defaults"])
+    assert container["args"][0] == "operator"
+    assert "--leader-election" in container["args"]
+    assert "--lease-namespace=$(POD_NAMESPACE)" in container["args"]
+    _, ha = _operator(rendered["high-availability"])
+    assert "--lease-seconds=15" in ha["args"] and "--renew-seconds=5" in ha["args"]
+    _, single = _operator(rendered["minimal"])
+    assert "--no-leader-election" in single["args"]
+    assert by_kind(rendered["minimal"], "Role") == []
+
+
+def test_the_runner_image_defaults_to_the_operator_s_image(rendered):
+    _, container = _operator(rendered["defaults"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["image"] == "ghcr.io/llmagents/llmagents:0.1.0"
+    assert env["LLMAGENTS_IMAGE"] == container["image"]
+    _, ha = _operator(rendered["high-availability"])
+    ha_env = {e["name"]: e.get("value") for e in ha["env"]}
+    assert ha["image"] == "ghcr.io/llmagents/llmagents@sha256:" + "0" * 64
+    assert ha_env["LLMAGENTS_IMAGE"] == "registry.example/llmagents-runner:1.2.3"
+    assert ha_env["LLMAGENTS_EXTRA"] == "1"
+
+
+def test_monitoring_objects_are_off_by_default_and_need_metrics_enabled(rendered):
+    kinds = {"ServiceMonitor", "PrometheusRule"}
+    assert not [d for d in rendered["defaults"] if d["kind"] in kinds]
+    # minimal turns serviceMonitor on but metrics off: the outer gate wins.
+    assert not [d for d in rendered["minimal"] if d["kind"] in kinds | {"Service"}]
+    dashboards = [d for d in rendered["defaults"] if d["kind"] == "ConfigMap"]
+    assert dashboards == []
+
+
+def test_the_service_monitors_set_the_job_names_the_alerts_match(rendered):
+    monitors = {d["metadata"]["name"]: d for d in by_kind(rendered["monitoring"], "ServiceMonitor")}
+    operator = monitors["ops-llmagents-operator"]["spec"]
+    runners = monitors["ops-llmagents-runners"]["spec"]
+    assert operator["endpoints"][0]["relabelings"][0]["replacement"] == "llmagents-operator"
+    assert runners["endpoints"][0]["relabelings"][0]["replacement"] == "llmagents-runner"
+    assert runners["namespaceSelector"] == {"any": True}
+    assert runners["selector"]["matchLabels"]["app.kubernetes.io/name"] == "llmagents-runner"
+    assert all(m["metadata"]["labels"]["release"] == "prometheus" for m in monitors.values())
+    alert_jobs = {
+        job
+        for path in RULES.glob("*.yaml")
+        for job in re.findall(r'job="([^"]+)"', yaml.safe_load(path.read_text())["expr"])
+    }
+    assert alert_jobs == {"llmagents-operator", "llmagents-runner"}
+
+
+def test_the_prometheus_rule_ships_the_alert_files_minus_the_excluded(rendered):
+    rule = one(rendered["monitoring"], "PrometheusRule")
+    (group,) = rule["spec"]["groups"]
+    shipped = {r["alert"]: r for r in group["rules"]}
+    files = {p.stem: yaml.safe_load(p.read_text()) for p in RULES.glob("*.yaml")}
+    assert set(shipped) == set(files) - {"LLMAgentHighFallbackRate"}
+    for name, rule_ in shipped.items():
+        want = files[name]
+        assert rule_["expr"] == want["expr"]
+        assert rule_.get("for") == want.get("for")
+        assert rule_["annotations"] == want["annotations"]
+        assert rule_["labels"] == {**want["labels"], "team": "ml-platform"}
+
+
+def test_the_dashboard_config_map_is_labelled_for_the_grafana_sidecar(rendered):
+    (config_map,) = [d for d in rendered["monitoring"] if d["kind"] == "ConfigMap"]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "LLM"}
+    shipped = json.loads(config_map["data"]["llmagents.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "llmagents.json").read_text())
+
+
+def test_names_are_truncated_to_63_characters(helm: str):
+    docs = render(helm, release="r" * 60)
+    for doc in docs:
+        assert len(doc["metadata"]["name"]) <= 63, doc["metadata"]["name"]
+
+
+def _notes(helm: str, values: dict[str, Any]) -> str:
+    result = run_helm(
+        helm, "install", "ops", str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+        *set_args(values),
+    )  # fmt: skip
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_warn_first_then_give_one_next_step(helm: str):
+    plain = _notes(helm, {})
+    assert "WARNING" not in plain
+    assert "kubectl apply -f" in plain and "kubectl get llmagents" in plain
+    warned = _notes(helm, {"crds.keep": False}).strip()
+    assert warned.startswith("WARNING: crds.keep=false")
+
+
+def test_the_helm_test_pod_checks_readiness_through_the_service(rendered):
+    (pod,) = [d for d in rendered["defaults"] if d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = pod["spec"]["containers"][0]["command"][-1]
+    assert "ops-llmagents-metrics.llmagents-system.svc:8081/readyz" in script
+
+
+def test_the_chart_packages_with_its_crds_rules_and_dashboard(helm: str, tmp_path: Path):
+    run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("llmagents-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    for path in [
+        "llmagents/files/crds/llmagents.dev_llmagents.yaml",
+        "llmagents/files/crds/llmagents.dev_providerpools.yaml",
+        "llmagents/dashboards/llmagents.json",
+        "llmagents/prometheus_rules/LLMAgentsOperatorDown.yaml",
+        "llmagents/values.schema.json",
+    ]:
+        assert path in names

