@@ -60,6 +60,16 @@ def checkpoint_config_map_name(agent: str) -> str:
     return f"{agent}-checkpoint"
 
 
+RESULT_SHARDS = 4
+"""Results ConfigMaps per agent: a bounded set, because a Role names objects one by one."""
+
+
+def results_config_map_names(agent: str) -> list[str]:
+    """The ConfigMaps the runner stores task results in, filled in order; the operator
+    creates them empty."""
+    return [f"{agent}-results-{index}" for index in range(RESULT_SHARDS)]
+
+
 class WorkMode(StrEnum):
     """How the runner works."""
 

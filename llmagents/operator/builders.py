@@ -29,6 +29,7 @@ from llmagents.api.runner_config import (
     api_key_env,
     checkpoint_config_map_name,
     config_map_name,
+    results_config_map_names,
 )
 from llmagents.operator.meta import content_hash, labels, metadata, selector
 from llmagents.operator.objects import AgentObject, PoolObject
@@ -102,6 +103,14 @@ def checkpoint_config_map(agent: AgentObject) -> dict[str, Any]:
         "kind": "ConfigMap",
         "metadata": metadata(agent, checkpoint_config_map_name(agent.name)),
     }
+
+
+def results_config_maps(agent: AgentObject) -> list[dict[str, Any]]:
+    """Created empty, like the checkpoint's: the runner fills them with task results."""
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(agent, name)}
+        for name in results_config_map_names(agent.name)
+    ]
 
 
 def metrics_service(agent: AgentObject, settings: OperatorSettings) -> dict[str, Any]:
@@ -308,6 +317,7 @@ def children(
         role_binding(agent),
         config_map(agent, config),
         checkpoint_config_map(agent),
+        *results_config_maps(agent),
         metrics_service(agent, settings),
         deployment(agent, pool, config, settings, replicas=replicas),
     ]

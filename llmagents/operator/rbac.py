@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmagents.api.runner_config import checkpoint_config_map_name, config_map_name
+from llmagents.api.runner_config import (
+    checkpoint_config_map_name,
+    config_map_name,
+    results_config_map_names,
+)
 from llmagents.api.status import GROUP
 from llmagents.operator.meta import metadata
 from llmagents.operator.objects import AgentObject
@@ -19,9 +23,9 @@ def service_account_name(agent: str) -> str:
     return f"{agent}-runner"
 
 
-def runner_rules(agent: str) -> list[dict[str, Any]]:
-    """The runner's rights, named object by named object."""
-    return [
+def runner_rules(agent: str, pool: str | None = None) -> list[dict[str, Any]]:
+    """The runner's rights, named object by named object (its pool's only when named)."""
+    rules = [
         {
             # Its own LLMAgent: read the spec (watch needs list with a name field selector).
             "apiGroups": [GROUP],
@@ -47,7 +51,25 @@ def runner_rules(agent: str) -> list[dict[str, Any]]:
             "resourceNames": [checkpoint_config_map_name(agent)],
             "verbs": ["get", "list", "watch", "update", "patch"],
         },
+        {
+            # Task results, in the shards the operator creates empty.
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": results_config_map_names(agent),
+            "verbs": ["get", "patch"],
+        },
     ]
+    if pool is not None:
+        # Its pool's status is the fleet's view of provider health (fleet-wide breaker).
+        rules.append(
+            {
+                "apiGroups": [GROUP],
+                "resources": ["providerpools"],
+                "resourceNames": [pool],
+                "verbs": ["get", "list", "watch"],
+            }
+        )
+    return rules
 
 
 def service_account(agent: AgentObject) -> dict[str, Any]:
@@ -63,7 +85,7 @@ def role(agent: AgentObject) -> dict[str, Any]:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": metadata(agent, service_account_name(agent.name)),
-        "rules": runner_rules(agent.name),
+        "rules": runner_rules(agent.name, agent.pool_name),
     }
 
 

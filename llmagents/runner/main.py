@@ -34,6 +34,7 @@ from llmagents.api.runner_config import (
     RunnerConfig,
     WorkMode,
     config_map_name,
+    results_config_map_names,
 )
 from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus, RunnerPhase
 from llmagents.errors import ConfigError
@@ -44,7 +45,7 @@ from llmagents.runner.gateway import Gateway
 from llmagents.runner.kube import KubeClient, KubeError, config_map_path, custom_path
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.metrics import RunnerMetrics
-from llmagents.runner.results import ConfigMapResultStore, results_config_map_names
+from llmagents.runner.results import ConfigMapResultStore
 from llmagents.runner.secrets import Redactor, api_keys, install_log_redaction
 from llmagents.runner.status import AgentStatusSink, RunnerReport
 

@@ -1,7 +1,7 @@
 """Task results: what each task produced (or why it failed), kept where users can read them.
 
 In a cluster, results go to a bounded set of ConfigMaps named ``<agent>-results-0`` …
-``<agent>-results-{RESULT_SHARDS - 1}``, which the operator creates empty and names one by
+(``api.runner_config.results_config_map_names``), which the operator creates empty and names one by
 one in the runner's Role (a Role cannot grant ``create`` for chosen names only). Each result
 is one key, the task's name, holding JSON; shards fill in order up to ``SHARD_LIMIT`` bytes,
 so ``kubectl get cm <agent>-results-0 -o jsonpath='{.data.<task>}'`` shows a result. Text
@@ -27,17 +27,10 @@ from llmagents.runner.kube import KubeClient, KubeError, KubeNotFound, config_ma
 
 logger = logging.getLogger(__name__)
 
-RESULT_SHARDS = 4
-"""Results ConfigMaps per agent."""
 SHARD_LIMIT = 900_000
 """Bytes of results per ConfigMap, below the API server's 1 MiB with room for metadata."""
 MAX_TEXT = 64 * 1024
 """Characters of an answer kept in its result."""
-
-
-def results_config_map_names(agent: str, shards: int = RESULT_SHARDS) -> list[str]:
-    """The ConfigMaps an agent's results go to, in filling order."""
-    return [f"{agent}-results-{index}" for index in range(shards)]
 
 
 @dataclass(slots=True)

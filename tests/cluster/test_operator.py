@@ -205,6 +205,7 @@ def expected_children(name: str) -> list[str]:
             f"deployment.apps/{name}",
             f"configmap/{name}-config",
             f"configmap/{name}-checkpoint",
+            *[f"configmap/{name}-results-{i}" for i in range(4)],
             f"serviceaccount/{name}-runner",
             f"role.rbac.authorization.k8s.io/{name}-runner",
             f"rolebinding.rbac.authorization.k8s.io/{name}-runner",

@@ -37,11 +37,12 @@ def _env(container: dict) -> dict[str, dict]:
     return {e["name"]: e for e in container["env"]}
 
 
-def test_an_agent_owns_exactly_seven_objects_all_owned_and_labelled():
+def test_an_agent_owns_exactly_eleven_objects_all_owned_and_labelled():
     built = _build()
     assert sorted(built) == [
         ("ConfigMap", "writer-checkpoint"),
         ("ConfigMap", "writer-config"),
+        *[("ConfigMap", f"writer-results-{i}") for i in range(4)],
         ("Deployment", "writer"),
         ("Role", "writer-runner"),
         ("RoleBinding", "writer-runner"),
