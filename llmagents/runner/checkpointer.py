@@ -98,6 +98,8 @@ class Checkpointer:
         self._landed = asyncio.Event()
         self._closed = False
         self._claimed = False
+        self._attempts = 0  # write attempts of the loop so far
+        self._last_failed = 0  # number of the latest attempt that failed
 
     # -- claim --------------------------------------------------------------------------
 
@@ -135,15 +137,26 @@ class Checkpointer:
         self._wake.set()
 
     async def save(self, timeout: float | None = None) -> bool:
-        """Write the current state now and wait until it landed; False on timeout or fencing."""
+        """Write the current state now and wait until it landed.
+
+        False when the attempt failed (the store is unreachable: the write stays pending and
+        is retried in the background, but the caller need not wait for that), on timeout,
+        and when fenced.
+        """
         self._requested += 1
         wanted = self._requested
+        first_attempt = self._attempts + 1
         self._last_attempt = -1e18  # a save does not wait for min_spacing
         self._retry_at = min(self._retry_at, self._clock())
         self._wake.set()
         try:
             async with asyncio.timeout(timeout):
-                while self._covered < wanted and self.fenced is None and not self._closed:
+                while (
+                    self._covered < wanted
+                    and self._last_failed < first_attempt
+                    and self.fenced is None
+                    and not self._closed
+                ):
                     self._landed.clear()
                     await self._landed.wait()
         except TimeoutError:
@@ -172,6 +185,8 @@ class Checkpointer:
 
     async def _attempt(self) -> None:
         self._last_attempt = self._clock()
+        self._attempts += 1
+        number = self._attempts
         try:
             await self._write_current()
         except CheckpointFenced as fenced:
@@ -182,6 +197,7 @@ class Checkpointer:
             delay = _RETRY_DELAYS[min(self.failures, len(_RETRY_DELAYS) - 1)]
             self.failures += 1
             self._retry_at = self._clock() + delay
+            self._last_failed = number
             logger.warning("agent %s: checkpoint write failed, retrying in %gs: %s",
                            self.agent, delay, error)
         finally:

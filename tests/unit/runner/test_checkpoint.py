@@ -15,6 +15,7 @@ from llmagents.runner.checkpoint import (
     CheckpointCorrupt,
     CheckpointTooLarge,
     FileCheckpointStore,
+    StoreUnavailable,
     VersionConflict,
     decode,
     encode,
@@ -159,5 +160,36 @@ async def test_requests_are_coalesced_into_few_writes(tmp_path: Path) -> None:
         await asyncio.sleep(0.001)
     assert await checkpointer.save(5)
     assert 2 <= checkpointer.sequence <= 6  # the claim, one or a few coalesced, the save
+    checkpointer.close()
+    await writer
+
+
+class Flaky(FileCheckpointStore):
+    """A file store whose backend is unreachable while ``down``."""
+
+    down = False
+
+    async def write(self, encoded, *, epoch, expected_version):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise StoreUnavailable("connection refused")
+        return await super().write(encoded, epoch=epoch, expected_version=expected_version)
+
+
+async def test_a_save_returns_at_once_when_the_store_is_down_and_catches_up_later(
+    tmp_path: Path,
+) -> None:
+    store = Flaky(tmp_path / "cp.json")
+    state = State("before")
+    checkpointer = Checkpointer(store, state.build, interval=60, min_spacing=0.01)
+    await checkpointer.claim(state.restored.append)
+    writer = asyncio.create_task(checkpointer.run())
+    store.down = True
+    state.custom = "during"
+    async with asyncio.timeout(2):  # far below the save timeout
+        assert not await checkpointer.save(30)
+    store.down = False
+    async with asyncio.timeout(5):
+        while (await store.read()).checkpoint.custom_state != "during":
+            await asyncio.sleep(0.01)
     checkpointer.close()
     await writer
