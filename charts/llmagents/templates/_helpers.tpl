@@ -29,6 +29,16 @@ contains the chart name. Kubernetes names are limited to 63 characters.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* Labels of every object of the chart, without a component. */}}
+{{- define "llmagents.baseLabels" -}}
+helm.sh/chart: {{ include "llmagents.chart" . }}
+app.kubernetes.io/name: {{ include "llmagents.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: llmagents
+{{- end -}}
+
 {{/* Labels that select the operator's pods; never change them in an upgrade. */}}
 {{- define "llmagents.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "llmagents.name" . }}
@@ -36,13 +46,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
-{{/* Labels of every object of the chart. */}}
+{{/* Labels of the operator's objects. */}}
 {{- define "llmagents.labels" -}}
-helm.sh/chart: {{ include "llmagents.chart" . }}
-{{ include "llmagents.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: llmagents
+{{ include "llmagents.baseLabels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* The metrics Service: a Service name is a DNS label, at most 63 characters. */}}
+{{- define "llmagents.metricsService" -}}
+{{- printf "%s-metrics" (include "llmagents.fullname" . | trunc 55 | trimSuffix "-") -}}
 {{- end -}}
 
 {{/* The operator's ServiceAccount. */}}

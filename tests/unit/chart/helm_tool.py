@@ -27,12 +27,23 @@ NAMESPACE = "llmagents-system"
 MONITORING_API = "monitoring.coreos.com/v1"
 
 
+def _kubernetes_version() -> str:
+    """The pinned Kubernetes version of hack/k8s (what the local control plane runs)."""
+    go_mod = (REPO / "hack" / "k8s" / "go.mod").read_text()
+    found = re.search(r"^\s*k8s\.io/kubernetes (v\S+)", go_mod, re.MULTILINE)
+    assert found, "hack/k8s/go.mod pins no k8s.io/kubernetes"
+    return found.group(1)
+
+
+KUBE_VERSION = _kubernetes_version()
+"""Passed to ``helm template/lint`` as ``--kube-version``: a helm built from source without
+release ldflags assumes Kubernetes 1.20, below the chart's kubeVersion."""
+
+
 def _default_bin_dir() -> Path:
     # The same path hack/build-k8s.sh builds into.
-    go_mod = (REPO / "hack" / "k8s" / "go.mod").read_text()
-    version = re.search(r"^\s*k8s\.io/kubernetes (v\S+)", go_mod, re.MULTILINE)
     cache = Path(os.environ.get("LLMAGENTS_CACHE", Path.home() / ".cache" / "llmagents"))
-    return cache / f"k8s-{version.group(1) if version else 'unknown'}" / "bin"
+    return cache / f"k8s-{KUBE_VERSION}" / "bin"
 
 
 def find_helm() -> str | None:
@@ -80,7 +91,7 @@ def template(
     """``helm template`` of the chart with the monitoring API declared available."""
     return run_helm(
         helm, "template", release, str(CHART), "--namespace", namespace,
-        "--api-versions", MONITORING_API, *set_args(values or {}), *extra, check=check,
+        "--kube-version", KUBE_VERSION, "--api-versions", MONITORING_API, *set_args(values or {}), *extra, check=check,
     )  # fmt: skip
 
 
@@ -126,6 +137,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         ],
         "operator.extraEnv": [{"name": "LLMAGENTS_EXTRA", "value": "1"}],
         "operator.logFormat": "plain",
+        "operator.watchNamespaces": ["team-a", "team-b"],
     },
     "minimal": {
         "crds.enabled": False,
