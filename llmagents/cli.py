@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "crds": ("llmagents.api.crd", "write the CRD manifests generated from the API models"),
     "operator": ("llmagents.operator.main", "run the operator that turns LLMAgents into runner pods"),
+    "onnx-convert": ("llmagents.onnx.convert", "convert a GGUF Llama model for the ONNX sidecar"),
+    "onnx-server": ("llmagents.onnx.serve", "serve a local ONNX model behind OpenAI's chat API"),
     "runner": ("llmagents.runner.main", "run an agent's runner: its task list or its gateway"),
 }
 

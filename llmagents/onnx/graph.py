@@ -1,0 +1,324 @@
+"""The Llama decoder as an ONNX graph, built node by node from plain numpy weights.
+
+Both the GGUF converter (the real SmolLM2 model) and the tiny test model go through
+``build_decoder``, so the fast unit tests exercise the very graph the sidecar serves.
+
+The graph is onnxruntime's usual decoder layout with a KV cache:
+
+- inputs ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, past + seq],
+  ``past_key_values.{i}.key`` / ``.value`` float32 [batch, kv_heads, past, head_dim];
+- outputs ``logits`` float32 [batch, 1, vocab] (the last position only: generation needs
+  nothing else, and projecting every prompt position onto a 49152-word vocabulary would
+  dominate prefill), ``present.{i}.key`` / ``.value`` [batch, kv_heads, past + seq, head_dim].
+
+Each layer is ``x += Attention(RMSNorm(x)); x += MLP(RMSNorm(x))`` with
+
+- attention: one fused QKV projection, then onnxruntime's ``GroupQueryAttention`` contrib op,
+  which applies the rotary embedding itself (interleaved pairs, the layout llama.cpp's
+  converter gives Llama's Q and K weights), keeps the KV cache in BNSH and masks causally;
+- MLP: SwiGLU, ``down(silu(gate(x)) * up(x))`` with gate and up fused in one projection.
+
+A projection is either a float matrix (``MatMul``) or 4/8-bit blocks (``MatMulNBits``). GGUF's
+Q4_1 stores ``w = d * q + m`` per block of 32; ``MatMulNBits`` computes ``(q - 8) * d``, so the
+missing ``(m + 8 d)`` per block becomes a second, tiny matmul over the input's block sums.
+That keeps the GGUF codes bit for bit instead of quantising a second time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+BLOCK_SIZE = 32
+"""Weights per quantisation block along the input dimension (GGUF's and MatMulNBits')."""
+
+OPSET = 17
+MS_DOMAIN = "com.microsoft"
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaConfig:
+    """Shape of a Llama-architecture decoder."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    rope_theta: float
+    rms_eps: float
+    max_positions: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+@dataclass(slots=True)
+class FloatLinear:
+    """``y = x @ weight.T`` with a float32 ``weight`` of shape (out, in)."""
+
+    weight: np.ndarray
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def dequantize(self) -> np.ndarray:
+        return self.weight
+
+
+@dataclass(slots=True)
+class BlockLinear:
+    """Block-quantised ``y = x @ W.T``: ``W[n, 32b + i] = (code - 2**(bits-1)) * scale + offset``.
+
+    ``codes`` is MatMulNBits' packed layout (out, in/32, 32*bits/8), low nibble first;
+    ``scales`` and the optional ``offsets`` are (out, in/32).
+    """
+
+    codes: np.ndarray
+    scales: np.ndarray
+    offsets: np.ndarray | None
+    bits: int
+
+    @property
+    def out_features(self) -> int:
+        return int(self.codes.shape[0])
+
+    def unpacked_codes(self) -> np.ndarray:
+        """Codes as one uint8 per weight, shape (out, in)."""
+        if self.bits == 8:
+            return self.codes.reshape(self.codes.shape[0], -1)
+        low, high = self.codes & 0x0F, self.codes >> 4
+        return np.stack([low, high], axis=-1).reshape(self.codes.shape[0], -1)
+
+    def dequantize(self) -> np.ndarray:
+        n, blocks = self.scales.shape
+        centred = self.unpacked_codes().astype(np.float32) - 2 ** (self.bits - 1)
+        w = centred.reshape(n, blocks, BLOCK_SIZE) * self.scales[..., None]
+        if self.offsets is not None:
+            w = w + self.offsets[..., None]
+        return w.reshape(n, blocks * BLOCK_SIZE)
+
+
+Linear = FloatLinear | BlockLinear
+
+
+@dataclass(slots=True)
+class LayerWeights:
+    attn_norm: np.ndarray
+    q: Linear
+    k: Linear
+    v: Linear
+    o: Linear
+    ffn_norm: np.ndarray
+    gate: Linear
+    up: Linear
+    down: Linear
+
+
+@dataclass(slots=True)
+class LlamaWeights:
+    """All weights; ``embedding`` is float32 (vocab, hidden), ``lm_head`` may share its values."""
+
+    embedding: np.ndarray
+    layers: list[LayerWeights]
+    final_norm: np.ndarray
+    lm_head: Linear
+
+
+def concat_linears(parts: list[Linear]) -> Linear:
+    """Stack projections that read the same input into one (along the output dimension)."""
+    first = parts[0]
+    if isinstance(first, FloatLinear):
+        return FloatLinear(np.concatenate([_as_float(p).weight for p in parts], axis=0))
+    blocks = [_as_block(p, first.bits) for p in parts]
+    offsets = None
+    if any(b.offsets is not None for b in blocks):
+        offsets = np.concatenate(
+            [b.offsets if b.offsets is not None else np.zeros_like(b.scales) for b in blocks]
+        )
+    return BlockLinear(
+        codes=np.concatenate([b.codes for b in blocks]),
+        scales=np.concatenate([b.scales for b in blocks]),
+        offsets=offsets,
+        bits=first.bits,
+    )
+
+
+def _as_float(part: Linear) -> FloatLinear:
+    if not isinstance(part, FloatLinear):
+        raise ValueError("cannot fuse float and block-quantised projections")
+    return part
+
+
+def _as_block(part: Linear, bits: int) -> BlockLinear:
+    if not isinstance(part, BlockLinear) or part.bits != bits:
+        raise ValueError("fused projections need the same quantisation")
+    return part
+
+
+def rope_tables(config: LlamaConfig) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin caches (max_positions, head_dim / 2) for ``GroupQueryAttention``."""
+    inv_freq = 1.0 / config.rope_theta ** (
+        np.arange(0, config.head_dim, 2, dtype=np.float64) / config.head_dim
+    )
+    angles = np.outer(np.arange(config.max_positions, dtype=np.float64), inv_freq)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+class _Graph:
+    """Collects nodes and initializers; every helper returns the name of its output."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+        self._count = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], *, name: str = "", domain: str = "",
+           outputs: int | list[str] = 1, **attrs: object) -> str | list[str]:
+        self._count += 1
+        base = name or f"{op_type.lower()}_{self._count}"
+        names = outputs if isinstance(outputs, list) else (
+            [base] if outputs == 1 else [f"{base}/out{i}" for i in range(outputs)]
+        )
+        self.nodes.append(
+            helper.make_node(op_type, inputs, names, name=base, domain=domain, **attrs)
+        )
+        return names[0] if len(names) == 1 else names
+
+    def linear(self, x: str, w: Linear, name: str, *, accuracy_level: int) -> str:
+        if isinstance(w, FloatLinear):
+            weight_t = self.const(f"{name}.weight_t", w.weight.T)
+            return self.op("MatMul", [x, weight_t], name=name)
+        n, blocks = w.scales.shape
+        y = self.op(
+            "MatMulNBits",
+            [x, self.const(f"{name}.codes", w.codes), self.const(f"{name}.scales", w.scales)],
+            name=name, domain=MS_DOMAIN, K=blocks * BLOCK_SIZE, N=n, bits=w.bits,
+            block_size=BLOCK_SIZE, accuracy_level=accuracy_level,
+        )
+        if w.offsets is None:
+            return y
+        # sum_i x_i * offset_b over each block b == (block sums of x) @ offsets.T
+        shape = self.const(f"{name}.block_shape", np.array([0, 0, blocks, BLOCK_SIZE], np.int64))
+        blocked = self.op("Reshape", [x, shape], name=f"{name}/blocked")
+        sums = self.op("ReduceSum", [blocked, "axes_last"], name=f"{name}/block_sums", keepdims=0)
+        offsets_t = self.const(f"{name}.offsets_t", w.offsets.T.astype(np.float32))
+        correction = self.op("MatMul", [sums, offsets_t], name=f"{name}/offset")
+        return self.op("Add", [y, correction], name=f"{name}/sum")
+
+    def rms_norm(self, x: str, weight: np.ndarray, name: str, eps: float) -> str:
+        scale = self.const(f"{name}.weight", weight.astype(np.float32))
+        return self.op("SimplifiedLayerNormalization", [x, scale], name=name,
+                       axis=-1, epsilon=eps, stash_type=1)
+
+
+def build_decoder(
+    config: LlamaConfig, weights: LlamaWeights, *, accuracy_level: int = 4,
+    kv_cache: bool = True,
+) -> onnx.ModelProto:
+    """The decoder graph; ``accuracy_level`` 4 lets MatMulNBits compute in int8 (as llama.cpp
+    does for quantised weights), 0 keeps float32 activations. Without ``kv_cache`` the
+    graph has no past inputs nor present outputs and must be fed the whole sequence."""
+    g = _Graph()
+    g.const("axes_last", np.array([-1], np.int64))
+    kv_hidden = config.num_kv_heads * config.head_dim
+    cos, sin = rope_tables(config)
+    g.const("rope.cos", cos)
+    g.const("rope.sin", sin)
+
+    # GroupQueryAttention wants each sequence's last index and the padded total length.
+    mask_sum = g.op("ReduceSum", ["attention_mask", "axes_last"], name="mask_sum", keepdims=0)
+    one = g.const("one_i64", np.array(1, np.int64))
+    last_index = g.op("Sub", [mask_sum, one], name="last_index")
+    seqlens_k = g.op("Cast", [last_index], name="seqlens_k", to=TensorProto.INT32)
+    mask_shape = g.op("Shape", ["attention_mask"], name="mask_shape")
+    total = g.op("Gather", [mask_shape, one], name="total_len_i64", axis=0)
+    total_len = g.op("Cast", [total], name="total_len", to=TensorProto.INT32)
+
+    x = g.op("Gather", [g.const("embed.weight", weights.embedding), "input_ids"],
+             name="embed", axis=0)
+    inputs, outputs = [], []
+    for i, layer in enumerate(weights.layers):
+        p = f"layers.{i}"
+        past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
+        present_k, present_v = f"present.{i}.key", f"present.{i}.value"
+        if kv_cache:
+            inputs += [past_k, past_v]
+            outputs += [present_k, present_v]
+        else:
+            past_k = past_v = ""  # GroupQueryAttention's past inputs are optional
+
+        h = g.rms_norm(x, layer.attn_norm, f"{p}.attn_norm", config.rms_eps)
+        qkv = g.linear(h, concat_linears([layer.q, layer.k, layer.v]), f"{p}.qkv",
+                       accuracy_level=accuracy_level)
+        q, k, v = g.op("Split", [qkv, g.const(f"{p}.qkv_split", np.array(
+            [config.hidden_size, kv_hidden, kv_hidden], np.int64))], name=f"{p}.qkv_split",
+            axis=-1, outputs=3)
+        attn, _, _ = g.op(
+            "GroupQueryAttention",
+            [q, k, v, past_k, past_v, seqlens_k, total_len, "rope.cos", "rope.sin"],
+            name=f"{p}.attn", domain=MS_DOMAIN, outputs=[f"{p}.attn", present_k, present_v],
+            num_heads=config.num_heads, kv_num_heads=config.num_kv_heads,
+            scale=1.0 / math.sqrt(config.head_dim), do_rotary=1, rotary_interleaved=1,
+        )
+        o = g.linear(attn, layer.o, f"{p}.o_proj", accuracy_level=accuracy_level)
+        x = g.op("Add", [x, o], name=f"{p}.attn_residual")
+
+        h = g.rms_norm(x, layer.ffn_norm, f"{p}.ffn_norm", config.rms_eps)
+        gate_up = g.linear(h, concat_linears([layer.gate, layer.up]), f"{p}.gate_up",
+                           accuracy_level=accuracy_level)
+        gate, up = g.op("Split", [gate_up], name=f"{p}.gate_up_split", axis=-1, outputs=2)
+        silu = g.op("Mul", [gate, g.op("Sigmoid", [gate], name=f"{p}.sigmoid")],
+                    name=f"{p}.silu")
+        down = g.linear(g.op("Mul", [silu, up], name=f"{p}.swiglu"), layer.down,
+                        f"{p}.down_proj", accuracy_level=accuracy_level)
+        x = g.op("Add", [x, down], name=f"{p}.ffn_residual")
+
+    last = g.op("Slice", [x, g.const("last_start", np.array([-1], np.int64)),
+                          g.const("last_end", np.array([np.iinfo(np.int64).max], np.int64)),
+                          g.const("seq_axis", np.array([1], np.int64))], name="last_position")
+    h = g.rms_norm(last, weights.final_norm, "final_norm", config.rms_eps)
+    logits = g.linear(h, weights.lm_head, "lm_head", accuracy_level=accuracy_level)
+    g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
+
+    return _model(g, config, inputs, outputs)
+
+
+def _model(g: _Graph, config: LlamaConfig, inputs: list[str],
+           outputs: list[str]) -> onnx.ModelProto:
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    kv = lambda name, seq: helper.make_tensor_value_info(  # noqa: E731
+        name, f32, ["batch", config.num_kv_heads, seq, config.head_dim]
+    )
+    graph = helper.make_graph(
+        g.nodes,
+        "llama_decoder",
+        [
+            helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("attention_mask", i64, ["batch", "total_sequence"]),
+            *[kv(name, "past_sequence") for name in inputs],
+        ],
+        [
+            helper.make_tensor_value_info("logits", f32, ["batch", 1, config.vocab_size]),
+            *[kv(name, "total_sequence") for name in outputs],
+        ],
+        g.initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+        producer_name="llmagents",
+    )
+    model.ir_version = 8
+    return model
