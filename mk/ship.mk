@@ -1,0 +1,33 @@
+# Shipping: the image, the Helm chart and alert tests, the kind end-to-end run.
+# Included by the Makefile (it provides venv, k8s-bins and PY).
+
+IMAGE_REPO ?= ghcr.io/llmagents/llmagents
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
+
+.PHONY: image image-with-model e2e-kind chart-test prometheus-tools
+
+# The image (operator, runner and onnx-server); needs a Docker engine.
+image:
+	@docker info >/dev/null 2>&1 || { echo "image: needs a Docker engine (docker info failed)" >&2; exit 1; }
+	docker build --target runtime -t $(IMAGE) .
+
+# The same image with SmolLM2 converted to ONNX under /models (for clusters without a model volume).
+image-with-model:
+	@docker info >/dev/null 2>&1 || { echo "image-with-model: needs a Docker engine (docker info failed)" >&2; exit 1; }
+	docker build --target with-model -t $(IMAGE)-model .
+
+# kind + the image + the chart + examples/quickstart.yaml to phase Completed; skips without Docker or kind.
+e2e-kind:
+	hack/e2e-kind.sh
+
+# promtool (alert unit tests) and prometheus (the scrape-and-alert cluster test), from Debian.
+# --no-install-recommends keeps node-exporter (port 9100, the runners' metrics port) out.
+prometheus-tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
+
+# The chart (helm lint/template, server-side dry runs, install), alerts (promtool) and the
+# real-Prometheus test.
+chart-test: venv k8s-bins prometheus-tools
+	$(PY) -m pytest -q tests/unit/chart tests/unit/alerts tests/cluster/test_chart.py tests/cluster/test_prometheus.py
