@@ -54,13 +54,16 @@ class _KubeJsonSchema(GenerateJsonSchema):
         return super().encode_default(dft)
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
-        # A nested model built by default_factory gets ``default: {}``, so that the API server
-        # fills in its fields' defaults when the user leaves the whole object out.
+        # A nested model built by default_factory gets its whole default value, so that the
+        # API server fills it in when the user leaves the object out (and CEL rules on it
+        # see every field, as they do on a user's value after defaulting).
         factory = schema.get("default_factory")
         if factory is not None and not schema.get("default_factory_takes_data"):
             json_schema = self.generate_inner(schema["schema"])
             if isinstance(factory, type) and issubclass(factory, BaseModel):
-                json_schema["default"] = {}
+                json_schema["default"] = factory().model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                )
             return json_schema
         return super().default_schema(schema)
 

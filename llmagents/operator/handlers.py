@@ -125,6 +125,11 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         assert state.reconciler is not None
         return state.reconciler
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster service account, else the kubeconfig: as the kubernetes client reads it.
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)

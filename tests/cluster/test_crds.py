@@ -75,7 +75,7 @@ _REMOTE = {"name": "gpt", "type": "openai", "model": "m", "secretRef": {"name": 
 INVALID = [
     # (id, manifest, what the user must read)
     ("duplicate-provider", _with(POOL, "spec.providers.1", {**_REMOTE, "name": "claude"}),
-     "claude"),
+     "provider names must be unique within the pool"),
     ("remote-without-secret", _with(POOL, "spec.providers.0.secretRef", None),
      "need a secretRef"),
     ("zero-recovery-time", _with(POOL, "spec.circuitBreaker", {"recoveryTime": "0s"}),
@@ -104,7 +104,8 @@ INVALID = [
      _with(AGENT, "spec.work.agent", {"image": "example.test/agent:1"}),
      "work needs exactly one of tasks"),
     ("no-work", _with(AGENT, "spec.work", {}), "work needs exactly one of tasks"),
-    ("zero-budget", _with(AGENT, "spec.budget", {"limit": 0}), "spec.budget.limit"),
+    ("zero-budget", _with(AGENT, "spec.budget", {"limit": 0}),
+     "budget.limit must be a positive amount of USD"),
     ("unknown-on-exhausted", _with(AGENT, "spec.budget", {"limit": 1, "onExhausted": "pause"}),
      'Unsupported value: "pause"'),
     ("zero-checkpoint-interval", _with(AGENT, "spec.checkpointInterval", "0s"),

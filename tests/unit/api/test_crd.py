@@ -84,10 +84,12 @@ def test_durations_default_as_users_write_them_and_are_bounded_for_cel():
     assert breaker["properties"]["maxRecoveryTime"]["default"] == "10m"
 
 
-def test_nested_objects_default_to_empty_so_the_server_fills_in_their_fields():
+def test_nested_objects_default_to_their_whole_default_value():
     spec = _schema(crd.PROVIDER_POOL)["properties"]["spec"]["properties"]
-    assert spec["circuitBreaker"]["default"] == {}
-    assert spec["retry"]["default"] == {}
+    breaker = spec["circuitBreaker"]["default"]
+    assert breaker["recoveryTime"] == "30s" and breaker["maxFailures"] == 5
+    assert "failureRate" not in breaker
+    assert spec["retry"]["default"]["initialDelay"] == "500ms"
     assert spec["circuitBreaker"]["properties"]["maxFailures"]["default"] == 5
 
 
