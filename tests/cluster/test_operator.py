@@ -334,6 +334,8 @@ CAN = [
     ("get", "configmaps/writer-checkpoint", ""),
     ("update", "configmaps/writer-checkpoint", ""),
     ("patch", "configmaps/writer-checkpoint", ""),
+    ("patch", "configmaps/writer-results-0", ""),
+    ("get", "providerpools.llmagents.dev/pool", ""),  # the fleet's view of provider health
 ]
 CANNOT = [
     ("patch", "llmagents.llmagents.dev/writer", ""),  # its spec is the user's
@@ -345,7 +347,8 @@ CANNOT = [
     ("delete", "configmaps/writer-checkpoint", ""),
     ("get", "secrets/llm-keys", ""),
     ("list", "secrets", ""),
-    ("get", "providerpools.llmagents.dev/pool", ""),
+    ("patch", "providerpools.llmagents.dev/pool", "status"),
+    ("get", "providerpools.llmagents.dev/other", ""),
     ("create", "pods", ""),
     ("list", "llmagents.llmagents.dev", ""),
 ]
@@ -431,10 +434,10 @@ def test_runner_fields_survive_the_operators_status_writes(
     eventually(lambda: get(kubectl, "llmagent", "writer")["status"].get("phase") == "Suspended")
     status = get(kubectl, "llmagent", "writer")["status"]
     assert {k: status[k] for k in report} == report
+    fields = kubectl.json("get", "llmagent", "writer", "--show-managed-fields")
     managers = {
-        m["manager"] for m in get(kubectl, "llmagent", "writer")["metadata"]["managedFields"]
-        if m.get("subresource") == "status"
-    }  # fmt: skip
+        m["manager"] for m in fields["metadata"]["managedFields"] if m.get("subresource") == "status"
+    }
     assert managers == {"llmagents-operator", "llmagents-runner"}
 
 

@@ -173,7 +173,7 @@ def test_building_twice_gives_identical_manifests():
     assert _build() == _build()
 
 
-@pytest.mark.parametrize("rule", runner_rules("writer"), ids=lambda r: r["resources"][0])
+@pytest.mark.parametrize("rule", runner_rules("writer", "pool"), ids=lambda r: r["resources"][0])
 def test_every_runner_right_names_its_objects_and_none_creates_or_deletes(rule):
     assert rule["resourceNames"]
     assert not {"create", "delete", "deletecollection"} & set(rule["verbs"])
@@ -199,7 +199,7 @@ def test_the_operator_holds_every_right_it_grants_runners():
     }
     missing = [
         (group, resource, verb)
-        for rule in runner_rules("writer")
+        for rule in runner_rules("writer", "pool")
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
