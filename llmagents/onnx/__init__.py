@@ -10,11 +10,12 @@ need the ``convert`` extra (gguf, onnx) and are imported by their users.
 
 from __future__ import annotations
 
-from llmagents.onnx.generation import Delta, SamplingParams, TextGenerator
+from llmagents.onnx.generation import ChatFormat, Delta, SamplingParams, TextGenerator
 from llmagents.onnx.model_dir import ModelInfo, read_model_dir
 from llmagents.onnx.server import ServerSettings, Sidecar
 
 __all__ = [
+    "ChatFormat",
     "Delta",
     "ModelInfo",
     "SamplingParams",

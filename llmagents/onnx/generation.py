@@ -68,32 +68,27 @@ def sample(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator)
     return int(rng.choice(len(probs), p=probs))
 
 
-class TextGenerator:
-    """A loaded model: tokenizer, template and decoder, ready to answer chats."""
+class ChatFormat:
+    """A model's tokenizer, chat template and stop tokens: text in, token ids out."""
 
-    def __init__(self, model_dir: Path, *, threads: int = 2) -> None:
-        self.info: ModelInfo = read_model_dir(model_dir)
+    def __init__(self, info: ModelInfo) -> None:
         try:
-            self.tokenizer = Tokenizer.from_file(str(self.info.tokenizer_file))
+            self.tokenizer = Tokenizer.from_file(str(info.tokenizer_file))
         except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
-            raise ConfigError(f"{self.info.tokenizer_file} is not a tokenizers file: {exc}") \
+            raise ConfigError(f"{info.tokenizer_file} is not a tokenizers file: {exc}") \
                 from None
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise_template_error
         try:
-            self._template = env.from_string(self.info.chat_template or _PLAIN_TEMPLATE)
+            self._template = env.from_string(info.chat_template or _PLAIN_TEMPLATE)
         except TemplateError as exc:
-            raise ConfigError(f"{model_dir}: chat template does not parse: {exc}") from None
-        self._stop_ids = set(self.info.eos_token_ids)
-        if self.info.eos_token is not None:
-            eos = self.tokenizer.token_to_id(self.info.eos_token)
-            if eos is not None:
-                self._stop_ids.add(eos)
-        self.decoder = Decoder(self.info.model_file, threads=threads)
-
-    @property
-    def stop_token_ids(self) -> frozenset[int]:
-        return frozenset(self._stop_ids)
+            raise ConfigError(f"{info.path}: chat template does not parse: {exc}") from None
+        self._info = info
+        stop_ids = set(info.eos_token_ids)
+        eos = self.tokenizer.token_to_id(info.eos_token) if info.eos_token else None
+        if eos is not None:
+            stop_ids.add(eos)
+        self.stop_token_ids = frozenset(stop_ids)
 
     def render(self, messages: Sequence[dict[str, str]]) -> str:
         """The prompt text for ``messages`` ({"role", "content"} dicts) per the template."""
@@ -101,14 +96,29 @@ class TextGenerator:
             return self._template.render(
                 messages=list(messages),
                 add_generation_prompt=True,
-                bos_token=self.info.bos_token or "",
-                eos_token=self.info.eos_token or "",
+                bos_token=self._info.bos_token or "",
+                eos_token=self._info.eos_token or "",
             )
         except TemplateError as exc:
             raise ValueError(f"chat template rejected the messages: {exc}") from None
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        return self.encode(self.render(messages))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+class TextGenerator:
+    """A loaded model: chat format and decoder, ready to answer chats."""
+
+    def __init__(self, model_dir: Path, *, threads: int = 2) -> None:
+        self.info: ModelInfo = read_model_dir(model_dir)
+        self.format = ChatFormat(self.info)
+        self.decoder = Decoder(self.info.model_file, threads=threads)
 
     def stream(self, prompt: list[int], params: SamplingParams) -> Iterator[Delta]:
         """Generate after ``prompt``; the last ``Delta`` carries ``stop`` or ``length``."""
@@ -120,10 +130,11 @@ class TextGenerator:
         while True:
             token = sample(logits, params, rng)
             generated.append(token)
-            if token in self._stop_ids:
-                yield Delta(self._rest(generated[:-1], emitted), len(generated), "stop")
+            if token in self.format.stop_token_ids:
+                rest = self.format.decode(generated[:-1])[len(emitted):]
+                yield Delta(rest, len(generated), "stop")
                 return
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            text = self.format.decode(generated)
             cut = _first_stop(text, params.stop)
             if cut is not None:
                 yield Delta(text[len(emitted):cut], len(generated), "stop")
@@ -136,10 +147,6 @@ class TextGenerator:
                 yield Delta(text[len(emitted):final], len(generated))
                 emitted = text[:final]
             logits = self.decoder.step(state, [token])
-
-    def _rest(self, generated: list[int], emitted: str) -> str:
-        return self.tokenizer.decode(generated, skip_special_tokens=True)[len(emitted):]
-
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
     found = [i for i in (text.find(s) for s in stops if s) if i >= 0]

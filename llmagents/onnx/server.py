@@ -137,7 +137,7 @@ class Sidecar:
         try:
             body = await request.json()
             call = parse_chat_request(body, served_model=self.model_name)
-            prompt = generator.encode(generator.render(call.messages))
+            prompt = generator.format.prompt(call.messages)
             params = self._params(generator, call, len(prompt))
         except RequestError as exc:
             return _error(exc.status, exc.message, exc.type, param=exc.param, code=exc.code)

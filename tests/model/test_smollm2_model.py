@@ -24,25 +24,25 @@ SEA = [{"role": "user", "content": "Write one sentence about the sea."}]
 
 def test_the_tokenizer_matches_smollm2s_vocabulary(smollm2: TextGenerator) -> None:
     # Digits split one by one, control tokens whole, GPT-2 byte-level spaces and newlines.
-    ids = smollm2.encode("Hello world! 2026 <|im_start|>user\nHi<|im_end|>\n")
+    ids = smollm2.format.encode("Hello world! 2026 <|im_start|>user\nHi<|im_end|>\n")
     assert ids == [19556, 905, 17, 216, 34, 32, 34, 38, 216, 1, 4093, 198, 26843, 2, 198]
-    assert smollm2.tokenizer.decode(ids, skip_special_tokens=False) == (
+    assert smollm2.format.tokenizer.decode(ids, skip_special_tokens=False) == (
         "Hello world! 2026 <|im_start|>user\nHi<|im_end|>\n"
     )
 
 
 def test_the_chat_template_adds_the_default_system_prompt(smollm2: TextGenerator) -> None:
-    prompt = smollm2.render(SEA)
+    prompt = smollm2.format.render(SEA)
     assert prompt.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
     assert prompt.endswith("<|im_start|>user\nWrite one sentence about the sea.<|im_end|>\n"
                            "<|im_start|>assistant\n")
-    assert smollm2.stop_token_ids == {2}  # <|im_end|>
+    assert smollm2.format.stop_token_ids == {2}  # <|im_end|>
 
 
 def test_a_greedy_answer_is_an_english_sentence_that_stops_by_itself(
     smollm2: TextGenerator,
 ) -> None:
-    prompt = smollm2.encode(smollm2.render(SEA))
+    prompt = smollm2.format.prompt(SEA)
     deltas = list(smollm2.stream(prompt, SamplingParams(max_tokens=96)))
     text = "".join(d.text for d in deltas)
     assert deltas[-1].finish_reason == "stop"
@@ -56,7 +56,7 @@ def test_onnx_logits_match_a_float64_numpy_llama_on_the_gguf_weights(
     smollm2: TextGenerator,
 ) -> None:
     source = read_gguf(find_smollm2_gguf())
-    tokens = smollm2.encode(smollm2.render(SEA))[:24]
+    tokens = smollm2.format.prompt(SEA)[:24]
     onnx_logits = smollm2.decoder.step(DecodeState(), tokens)
     expected = last_logits(source.config, source.weights, tokens)
     assert int(np.argmax(onnx_logits)) == int(np.argmax(expected))
@@ -81,7 +81,7 @@ async def test_the_sidecar_serves_smollm2_with_usage_and_stop(smollm2_dir: Path)
     finally:
         await runner.cleanup()
     answer = response.json()
-    prompt = sidecar.generator.encode(sidecar.generator.render(SEA))
+    prompt = sidecar.generator.format.prompt(SEA)
     assert response.status_code == 200
     assert answer["choices"][0]["finish_reason"] == "stop"
     assert answer["usage"]["prompt_tokens"] == len(prompt)

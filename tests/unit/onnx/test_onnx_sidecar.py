@@ -74,7 +74,7 @@ async def test_readiness_is_false_until_the_model_has_loaded(tiny_dir: Path) -> 
 
 async def test_greedy_answers_are_deterministic_and_count_usage(tiny_dir: Path) -> None:
     generator = TextGenerator(tiny_dir, threads=1)
-    prompt_tokens = len(generator.encode(generator.render(HELLO)))
+    prompt_tokens = len(generator.format.prompt(HELLO))
     async with ready(tiny_dir) as client:
         answers = [
             (await client.post("/v1/chat/completions", json=chat(max_tokens=12))).json()
