@@ -60,6 +60,13 @@ if ((${#missing[@]})); then
   vpkg=k8s.io/component-base/version
   ldflags="-s -w -X $vpkg.gitVersion=$k8s_version -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor"
   ldflags+=" -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z"
+  # Helm's Makefile stamps its version and the Kubernetes version `helm template` and
+  # `helm lint` assume (1.20 otherwise).
+  helm_version="$(awk '$1 == "helm.sh/helm/v3" {print $2; exit}' "$mod/go.mod")"
+  ldflags+=" -X helm.sh/helm/v3/internal/version.version=$helm_version"
+  for p in chartutil lint/rules; do
+    ldflags+=" -X helm.sh/helm/v3/pkg/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$p.k8sVersionMinor=$minor"
+  done
   echo "build-k8s: building ${#missing[@]} binaries into $bin (a cold build takes minutes)" >&2
   start=$SECONDS
   # `go build -o DIR/` with several main packages writes one binary per package.

@@ -77,6 +77,8 @@ CLIENTS: dict[str, str] = {
     "admin": "/O=system:masters/CN=llmagents-admin",
     "controller-manager": "/CN=system:kube-controller-manager",
     "scheduler": "/CN=system:kube-scheduler",
+    # The API server's identity towards aggregated API servers (request-header auth).
+    "front-proxy-client": "/CN=front-proxy-client",
 }
 
 

@@ -161,6 +161,7 @@ class LocalCluster:
         # Test clusters may share one PKI: making keys costs seconds, reusing them nothing.
         self._pki_dir = pki_dir or self.dir / "pki"
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._started = 0.0
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -205,7 +206,7 @@ class LocalCluster:
 
     def start(self, timeout: float = 120.0) -> None:
         """Start every component and wait until a pod could be scheduled and run."""
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         deadline = started + timeout
         bins = self.bin_dir
         # Leftovers of an earlier run of the same name would hold the ports and data.
@@ -275,6 +276,7 @@ class LocalCluster:
         while True:
             try:
                 if ready():
+                    logger.debug("%s ready after %.1f s", what, time.monotonic() - self._started)
                     return
             except (OSError, ValueError, KeyError):
                 pass
@@ -370,6 +372,15 @@ class LocalCluster:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
+            # Request-header authentication for aggregated API servers; without it every
+            # component logs that the extension-apiserver-authentication CA is missing.
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.client('front-proxy-client').cert}",
+            f"--proxy-client-key-file={pki.client('front-proxy-client').key}",
             "--allow-privileged=true",
             "--profiling=false",
             "--v=0",
@@ -449,6 +460,13 @@ class LocalCluster:
             },
         }
         self._request("POST", "/api/v1/nodes", node)
+        # Admission taints every new node not-ready; the node-lifecycle controller would
+        # lift it once the node reports Ready. kwok reports Ready at once and that
+        # controller (which needs kubelet heartbeats) does not run here, so lift it now.
+        self._request(
+            "PATCH", f"/api/v1/nodes/{NODE_NAME}", {"spec": {"taints": None}},
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
 
     # -- API access (stdlib only) ------------------------------------------------------------
     def _ssl_context(self) -> ssl.SSLContext:
@@ -458,11 +476,14 @@ class LocalCluster:
         ctx.load_cert_chain(str(admin.cert), str(admin.key))
         return ctx
 
-    def _request(self, method: str, path: str, body: Any = None, timeout: float = 10) -> Any:
+    def _request(
+        self, method: str, path: str, body: Any = None, *, timeout: float = 10,
+        content_type: str = "application/json",
+    ) -> Any:  # fmt: skip
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
             self.server + path, data=data, method=method,
-            headers={"Content-Type": "application/json"} if data else {},
+            headers={"Content-Type": content_type} if data else {},
         )  # fmt: skip
         with urllib.request.urlopen(req, context=self._ssl_context(), timeout=timeout) as resp:
             raw = resp.read()
