@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "onnx-convert": ("llmagents.onnx.convert", "convert a GGUF Llama model for the ONNX sidecar"),
     "onnx-server": ("llmagents.onnx.serve", "serve a local ONNX model behind OpenAI's chat API"),
     "runner": ("llmagents.runner.main", "run an agent's runner: its task list or its gateway"),
+    "run": ("llmagents.local_run", "run a manifest's agent on this machine, without Kubernetes"),
 }
 
 
