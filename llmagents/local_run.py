@@ -124,8 +124,9 @@ def load_manifest(text: str, *, agent_name: str | None = None) -> LocalAgent:
             f"LLMAgent {agent.name} uses ProviderPool {agent.pool_name!r}, which is not in "
             "the manifest; put both in one file (separated by ---)"
         )
-    pool = PoolObject.from_body({**pools[0], "metadata": {**pools[0]["metadata"],
-                                                          "namespace": namespace}})
+    pool = PoolObject.from_body(
+        {**pools[0], "metadata": {**pools[0]["metadata"], "namespace": namespace}}
+    )
     if pool.spec is None:
         raise ConfigError(f"ProviderPool {pool.name}: {pool.error}")
     secrets = {
@@ -214,13 +215,20 @@ class Sidecar:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             # Its own session: Ctrl-C reaches us only, and we stop it after the checkpoint.
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.log = log
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:
-            raise ConfigError(f"the ONNX sidecar exited with {self.proc.returncode}; see {self.log}")
+            raise ConfigError(
+                f"the ONNX sidecar exited with {self.proc.returncode}; see {self.log}"
+            )
         try:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
                 return response.status == 200
@@ -231,7 +239,9 @@ class Sidecar:
         deadline = time.monotonic() + timeout
         while not await asyncio.to_thread(self.ready):
             if time.monotonic() > deadline:
-                raise ConfigError(f"the ONNX sidecar was not ready in {timeout:.0f} s; see {self.log}")
+                raise ConfigError(
+                    f"the ONNX sidecar was not ready in {timeout:.0f} s; see {self.log}"
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
             if stop.is_set():
@@ -249,22 +259,42 @@ class Sidecar:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-f", "--filename", required=True, type=Path,
-                        help="Manifest with the LLMAgent, its ProviderPool and optionally Secrets.")
+    parser.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        type=Path,
+        help="Manifest with the LLMAgent, its ProviderPool and optionally Secrets.",
+    )
     parser.add_argument("--agent", default=None, help="Which LLMAgent, if the file has several.")
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="Checkpoint and results directory (default "
                         "~/.cache/llmagents/run/<namespace>/<agent>).")  # fmt: skip
-    parser.add_argument("--reset", action="store_true",
-                        help="Forget the checkpoint and results of earlier runs first.")
-    parser.add_argument("--once", action="store_true",
-                        help="Print the table once at the end instead of a row per change.")
-    parser.add_argument("--onnx-url", default=None,
-                        help="Use this ONNX sidecar instead of starting one.")
-    parser.add_argument("--onnx-model-dir", type=Path, default=None,
-                        help="Model directory for the sidecar started here (default SmolLM2).")
-    parser.add_argument("--gateway-port", type=int, default=None,
-                        help="Port of the local gateway (agents with their own container).")
+    parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="Forget the checkpoint and results of earlier runs first.",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="Print the table once at the end instead of a row per change.",
+    )
+    parser.add_argument(
+        "--onnx-url", default=None, help="Use this ONNX sidecar instead of starting one."
+    )
+    parser.add_argument(
+        "--onnx-model-dir",
+        type=Path,
+        default=None,
+        help="Model directory for the sidecar started here (default SmolLM2).",
+    )
+    parser.add_argument(
+        "--gateway-port",
+        type=int,
+        default=None,
+        help="Port of the local gateway (agents with their own container).",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -286,6 +316,16 @@ async def run(local: LocalAgent, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _run(local, args, state, stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(
+    local: LocalAgent, args: argparse.Namespace, state: Path, stop: asyncio.Event
+) -> int:
     config = runner_config(local.agent, local.pool, OperatorSettings())
     sidecar: Sidecar | None = None
     if needs_sidecar(config):
@@ -327,8 +367,9 @@ async def run(local: LocalAgent, args: argparse.Namespace) -> int:
     return code
 
 
-async def _work(runner: Runner, config: RunnerConfig, stop: asyncio.Event,
-                args: argparse.Namespace) -> int:
+async def _work(
+    runner: Runner, config: RunnerConfig, stop: asyncio.Event, args: argparse.Namespace
+) -> int:
     if config.mode is WorkMode.GATEWAY:
         gateway = Gateway(runner)
         await gateway.start("127.0.0.1", args.gateway_port or config.ports.gateway)
