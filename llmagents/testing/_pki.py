@@ -110,7 +110,11 @@ def _sign(pki: Pki, stem: str, subject: str, *, extensions: str) -> None:
 
 
 def ensure_pki(directory: Path) -> Pki:
-    """Create (once) the CA, serving, client and service-account credentials in ``directory``."""
+    """Create the CA, serving, client and service-account credentials that ``directory`` lacks.
+
+    Files already there are kept, so a PKI made by an older version of this module gains
+    only the credentials added since.
+    """
     if shutil.which("openssl") is None:
         raise RuntimeError("the openssl CLI is needed to make the control plane's certificates")
     pki = Pki(directory)
@@ -118,31 +122,35 @@ def ensure_pki(directory: Path) -> Pki:
     # Clusters of parallel test workers may share one PKI; one of them makes it.
     with open(directory / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (directory / ".complete").exists():
-            _make(pki)
+        _make_missing(pki)
     return pki
 
 
-def _make(pki: Pki) -> None:
+def _make_missing(pki: Pki) -> None:
     directory = pki.dir
-    done = directory / ".complete"
-    _ec_key(pki.ca_key)
-    _openssl(
-        "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=llmagents-local-ca",
-        "-days", "3650", "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        "-out", "ca.crt", cwd=directory,
-    )  # fmt: skip
-    _sign(
-        pki,
-        "apiserver",
-        "/CN=kube-apiserver",
-        extensions=(
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-            f"extendedKeyUsage=serverAuth\nsubjectAltName={','.join(_SERVING_SANS)}\n"
-        ),
-    )
+    if not pki.ca_cert.exists():
+        for old in directory.glob("*.crt"):  # certificates of a lost CA are worthless
+            old.unlink()
+        _ec_key(pki.ca_key)
+        _openssl(
+            "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=llmagents-local-ca",
+            "-days", "3650", "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            "-out", "ca.crt", cwd=directory,
+        )  # fmt: skip
+    if not pki.serving_cert.exists():
+        _sign(
+            pki,
+            "apiserver",
+            "/CN=kube-apiserver",
+            extensions=(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                f"extendedKeyUsage=serverAuth\nsubjectAltName={','.join(_SERVING_SANS)}\n"
+            ),
+        )
     for stem, subject in CLIENTS.items():
+        if pki.client(stem).cert.exists():
+            continue
         _sign(
             pki,
             stem,
@@ -152,8 +160,7 @@ def _make(pki: Pki) -> None:
                 "extendedKeyUsage=clientAuth\n"
             ),
         )
-    # Service-account tokens are signed RS256, the algorithm every token consumer accepts.
-    _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
-    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
-    done.touch()
-    logger.debug("made certificates in %s", directory)
+    if not pki.sa_pub.exists():
+        # Service-account tokens are signed RS256, the algorithm every consumer accepts.
+        _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
+        _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)

@@ -273,4 +273,5 @@ def plan_pod(
 
 def describe(plan: ContainerPlan) -> str:
     """A shell-like one-liner for logs (environment values left out: they may be secret)."""
-    return f"{plan.name}: {shlex.join(plan.argv)} (cwd {plan.cwd})"
+    command = shlex.join(plan.argv).replace("\n", "\\n")  # one line per start in the log
+    return f"{plan.name}: {command} (cwd {plan.cwd})"
