@@ -35,7 +35,7 @@ k8s-bins:
 # The Go build of the control plane is the long pole on a fresh machine, so it runs
 # beside the Python install and the unit tests rather than before them.
 test:
-	$(MAKE) --no-print-directory -j2 venv k8s-bins
+	$(MAKE) --no-print-directory -j3 venv k8s-bins prometheus-tools
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup tests
 
 test-unit: venv
@@ -52,6 +52,8 @@ cluster-up: venv k8s-bins
 
 cluster-down:
 	hack/cluster-down.sh
+
+include $(wildcard mk/*.mk)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
