@@ -144,3 +144,13 @@ def kill_recorded(path: Path, *, grace: float = 5.0) -> int:
         terminate_group(pid, grace=grace)
     path.unlink(missing_ok=True)
     return len(pids)
+
+
+def forget_pid(path: Path, pid: int) -> None:
+    """Drop ``pid`` from a pid file (after it was stopped on purpose)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return
+    kept = [line for line in lines if line.split() and int(line.split()[0]) != pid]
+    path.write_text("".join(f"{line}\n" for line in kept))

@@ -161,6 +161,8 @@ class LocalCluster:
         # Test clusters may share one PKI: making keys costs seconds, reusing them nothing.
         self._pki_dir = pki_dir or self.dir / "pki"
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._running: dict[str, subprocess.Popen[bytes]] = {}
+        self._argv: dict[str, list[str]] = {}
         self._started = 0.0
 
     # -- paths -----------------------------------------------------------------------------
@@ -251,6 +253,7 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 logger.warning("pid %d did not exit", proc.pid)
         self._procs.clear()
+        self._running.clear()
         logger.info("cluster %s: stopped %d processes", self.name, stopped)
         if self.ephemeral:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -263,11 +266,38 @@ class LocalCluster:
         self.stop()
 
     # -- processes -------------------------------------------------------------------------
+    # -- one component at a time (for tests of outages) ---------------------------------------
+    COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+    def stop_component(self, name: str, *, kill: bool = False) -> None:
+        """Stop one component: SIGKILL (a crash) when ``kill``, else SIGTERM and a grace period."""
+        proc = self._running.pop(name, None)
+        if proc is None:
+            raise ClusterError(f"{name} is not running in cluster {self.name}")
+        _proc.terminate_group(proc.pid, grace=0.0 if kill else 10.0, proc=proc)
+        _proc.forget_pid(self.pidfile, proc.pid)
+
+    def start_component(self, name: str, *, timeout: float = 60.0) -> None:
+        """Start a stopped component again, exactly as before, and wait until it is healthy."""
+        if name in self._running:
+            raise ClusterError(f"{name} is already running in cluster {self.name}")
+        self._spawn(name, self._argv[name])
+        checks: dict[str, Callable[[], bool]] = {
+            "etcd": self._etcd_healthy,
+            "kube-apiserver": lambda: self._get("/readyz") is not None,
+            "kube-controller-manager": lambda: self._healthz(self.ports.controller_manager),
+            "kube-scheduler": lambda: self._healthz(self.ports.scheduler),
+            "kwok": self._node_ready,
+        }  # fmt: skip
+        self._wait(name, time.monotonic() + timeout, checks[name])
+
     def _spawn(self, name: str, argv: list[str]) -> None:
         proc = _proc.spawn(
             argv, log_path=self.logs / f"{name}.log", die_with_parent=self.die_with_parent
         )
         self._procs.append(proc)
+        self._running[name] = proc
+        self._argv[name] = argv
         _proc.record_pid(self.pidfile, proc.pid, name)
         logger.debug("started %s (pid %d)", name, proc.pid)
 
@@ -282,14 +312,10 @@ class LocalCluster:
                 pass
             if time.monotonic() > deadline:
                 raise ClusterError(f"{what} not ready in time\n{self._log_tails()}")
-            dead = [n for pid, n in self._recorded() if not _proc.alive(pid)]
+            dead = [n for n, proc in self._running.items() if proc.poll() is not None]
             if dead:
                 raise ClusterError(f"{', '.join(dead)} exited\n{self._log_tails()}")
             time.sleep(0.2)
-
-    def _recorded(self) -> list[tuple[int, str]]:
-        lines = self.pidfile.read_text().splitlines() if self.pidfile.exists() else []
-        return [(int(line.split()[0]), line.split()[-1]) for line in lines if line.strip()]
 
     def _log_tails(self, lines: int = 15) -> str:
         out = []
@@ -528,6 +554,9 @@ class ClusterInfo:
 
     kubeconfig: Path
     kubectl: str  # path of the kubectl binary
+    # The control plane when this process started it (None for LLMAGENTS_TEST_KUBECONFIG):
+    # tests of outages stop and start its components.
+    local: LocalCluster | None = None
 
 
 class Kubectl:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +82,7 @@ def cluster() -> Iterator[ClusterInfo]:
     )
     local.start()
     try:
-        yield ClusterInfo(local.kubeconfig, local.kubectl)
+        yield ClusterInfo(local.kubeconfig, local.kubectl, local)
     finally:
         local.stop()
 
@@ -103,6 +104,12 @@ def namespace(request: pytest.FixtureRequest, kube_client: client.ApiClient) -> 
     api = client.CoreV1Api(kube_client)
     name = _namespace_name(request.node.name.removeprefix("test_"))
     api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # Pods are refused until the serviceaccount controller made the "default" account.
+    deadline = time.monotonic() + 30
+    while not api.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no default service account in {name} after 30 s")
+        time.sleep(0.05)
     yield name
     # The namespace controller finishes the deletion; nobody needs to wait for it.
     api.delete_namespace(name)
