@@ -10,16 +10,12 @@
 #   LLMAGENTS_CACHE          cache root            (default ~/.cache/llmagents)
 #   LLMAGENTS_K8S_BIN        bin dir override      (default $LLMAGENTS_CACHE/k8s-<version>/bin)
 #   LLMAGENTS_BUILD_KUBECTL  1 = build kubectl even if one is on PATH
+#   LLMAGENTS_K8S_NO_BUILD   1 = never build: exit 3 naming what is missing
 #   GOCACHE / GOMODCACHE     honoured as usual (keep them outside the repo)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mod="$here/k8s"
-
-if ! command -v go >/dev/null 2>&1; then
-  echo "build-k8s: the Go toolchain (go) is not on PATH" >&2
-  exit 2
-fi
 
 k8s_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$mod/go.mod")"
 cache_root="${LLMAGENTS_CACHE:-$HOME/.cache/llmagents}"
@@ -52,6 +48,18 @@ missing=()
 for name in "${!pkgs[@]}"; do
   [[ -x "$bin/$name" ]] || missing+=("${pkgs[$name]}")
 done
+
+[[ -s "$bin/kwok-stages.yaml" ]] || missing_stages=1
+if ((${#missing[@]})) || [[ -n "${missing_stages:-}" ]]; then
+  if [[ "${LLMAGENTS_K8S_NO_BUILD:-0}" == 1 ]]; then
+    echo "build-k8s: not built in $bin: ${missing[*]} ${missing_stages:+kwok-stages.yaml}" >&2
+    exit 3
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    echo "build-k8s: the Go toolchain (go) is not on PATH and $bin lacks: ${missing[*]}" >&2
+    exit 2
+  fi
+fi
 
 if ((${#missing[@]})); then
   minor="${k8s_version#v1.}"; minor="${minor%%.*}"

@@ -69,10 +69,10 @@ def default_state_root() -> Path:
 
 
 def find_bin_dir(*, build: bool = True) -> Path:
-    """The directory holding the control-plane binaries, building them if allowed.
+    """The directory holding the control-plane binaries, building missing ones if allowed.
 
     ``$LLMAGENTS_K8S_BIN`` wins; otherwise ``hack/build-k8s.sh`` (idempotent, fast when
-    cached) is asked, which needs the Go toolchain only when something is missing.
+    cached, needs the Go toolchain only when something is missing) is asked.
     """
     env = os.environ.get("LLMAGENTS_K8S_BIN")
     if env and (Path(env) / "kube-apiserver").exists():
@@ -80,11 +80,15 @@ def find_bin_dir(*, build: bool = True) -> Path:
     script = REPO_ROOT / "hack" / "build-k8s.sh"
     if not script.exists():
         raise ClusterError("set LLMAGENTS_K8S_BIN: hack/build-k8s.sh is not beside this package")
-    if not build:
-        raise ClusterError("control-plane binaries are not built (run `make k8s-bins`)")
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LLMAGENTS_K8S_NO_BUILD": "0" if build else "1"},
+    )
     if result.returncode != 0:
-        raise ClusterError(f"hack/build-k8s.sh failed:\n{result.stderr[-4000:]}")
+        raise ClusterError(result.stderr.strip()[-4000:] or "hack/build-k8s.sh failed")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
