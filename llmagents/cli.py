@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "llmagents.testing.fake_providers.cli",
         "run a fake model provider that injects faults, to rehearse fallback settings",
     ),
+    "demo": ("llmagents.demo", "start (up) or stop (down) the local demo that `make demo` runs"),
     "crds": ("llmagents.api.crd", "write the CRD manifests generated from the API models"),
     "operator": ("llmagents.operator.main", "run the operator that turns LLMAgents into runner pods"),
     "onnx-convert": ("llmagents.onnx.convert", "convert a GGUF Llama model for the ONNX sidecar"),

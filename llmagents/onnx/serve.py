@@ -33,8 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "cached SmolLM2 conversion).")
     parser.add_argument("--model-name", help="Name clients must send as `model` "
                         "(default: the model directory's config.json _name_or_path).")
-    parser.add_argument("--host", default=env.get(ENV_ONNX_HOST, "127.0.0.1"),
-                        help=f"Address to bind (default ${ENV_ONNX_HOST} or 127.0.0.1).")
+    # LLMAGENTS_POD_IP: the pod's own loopback address on the shared test host (see
+    # hack/README.md, "The process kubelet"), where the runner looks for the sidecar.
+    parser.add_argument("--host",
+                        default=env.get(ENV_ONNX_HOST) or env.get("LLMAGENTS_POD_IP") or "127.0.0.1",
+                        help=f"Address to bind (default ${ENV_ONNX_HOST}, else "
+                        "$LLMAGENTS_POD_IP, else 127.0.0.1).")
     parser.add_argument("--port", type=int, default=int(env.get(ENV_ONNX_PORT, DEFAULT_ONNX_PORT)),
                         help=f"Port (default ${ENV_ONNX_PORT} or {DEFAULT_ONNX_PORT}).")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads.")
