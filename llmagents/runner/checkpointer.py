@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 BuildCheckpoint = Callable[[int, int, bool], Checkpoint]
 """(epoch, sequence, with custom state) -> the runner's current state as a checkpoint."""
 
-_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 _CLAIM_ATTEMPTS = 20
 
 
@@ -198,8 +198,9 @@ class Checkpointer:
             self.failures += 1
             self._retry_at = self._clock() + delay
             self._last_failed = number
-            logger.warning("agent %s: checkpoint write failed, retrying in %gs: %s",
-                           self.agent, delay, error)
+            if self.failures == 1 or self.failures % 20 == 0:
+                logger.warning("agent %s: checkpoint write failed (%d in a row), retrying in "
+                               "%gs: %s", self.agent, self.failures, delay, error)
         finally:
             self._landed.set()
 
@@ -225,6 +226,9 @@ class Checkpointer:
             )
         self.sequence = sequence
         self._covered = max(self._covered, covered)
+        if self.failures:
+            logger.info("agent %s: checkpoint written again after %d failed attempts",
+                        self.agent, self.failures)
         self.failures = 0
         self._retry_at = -1e18
         self._last_write = self._clock()

@@ -131,6 +131,8 @@ def _metrics_app(metrics: RunnerMetrics, ready: Callable[[], bool]) -> web.Appli
 
 
 async def run(args: argparse.Namespace) -> int:
+    # One line per API and provider request would drown what the runner itself says.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     env = os.environ
     agent, namespace = env[ENV_AGENT], env[ENV_NAMESPACE]
     stop = asyncio.Event()

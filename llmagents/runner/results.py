@@ -120,6 +120,7 @@ class ConfigMapResultStore:
         self._pending: dict[str, str] = {}  # task -> JSON
         self._placed: dict[str, int] = {}  # task -> shard, once decided
         self.dropped = 0
+        self._failing = False
 
     def add(self, result: TaskResult) -> None:
         self._pending[result.task] = json.dumps(result.to_dict(), separators=(",", ":"))
@@ -146,8 +147,14 @@ class ConfigMapResultStore:
                 for task in entries:
                     self._pending.pop(task, None)
         except KubeError as error:
-            logger.warning("results not stored yet (%d pending): %s", len(self._pending), error)
+            if not self._failing:
+                logger.warning("results not stored yet (%d pending; retrying): %s",
+                               len(self._pending), error)
+            self._failing = True
             return False
+        if self._failing:
+            logger.info("results stored again")
+            self._failing = False
         return not self._pending
 
     async def _measure(self) -> list[int]:

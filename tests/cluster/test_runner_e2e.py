@@ -1,0 +1,371 @@
+"""The runner end to end on the real control plane: operator, process kubelet, fake providers.
+
+Each test applies a ProviderPool and an LLMAgent, runs the operator (``llmagents operator``)
+for its namespace, and lets the process kubelet run the runner pods as local processes;
+the fake providers are loopback servers in this process. What is checked is what a user
+would see: ``kubectl get llmagents``, the agent's status, its checkpoint and results
+ConfigMaps, the runner's ``/metrics`` and logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_crds import install_crds
+from test_operator import OperatorProcess, eventually, get
+
+from llmagents.testing import _proc
+from llmagents.testing.cluster import ClusterInfo, Kubectl
+from llmagents.testing.fake_providers import FakeOpenAI, ThreadedFake
+from llmagents.testing.kubelet import ProcessKubelet
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+PLANTED_KEY = "sk-planted-e2e-7f3a9c1d5b2e8f40"
+FALLBACK_KEY = "sk-fallback-e2e-0123456789"
+PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def crds(cluster: ClusterInfo) -> None:
+    install_crds(cluster)
+
+
+@pytest.fixture
+def operator(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log",
+                         "--no-leader-election")  # fmt: skip
+    op.start()
+    yield op
+    op.stop()
+
+
+class Fakes:
+    """The providers: primary and fallback (paid), local (free, the ONNX sidecar's stand-in)."""
+
+    def __init__(self, *, primary_key: str = PLANTED_KEY) -> None:
+        self.primary = FakeOpenAI(api_key=primary_key).start_in_thread()
+        self.fallback = FakeOpenAI(api_key=FALLBACK_KEY).start_in_thread()
+        self.local = FakeOpenAI(api_key=None, models=["smollm2"]).start_in_thread()
+
+    def stop(self) -> None:
+        for fake in (self.primary, self.fallback, self.local):
+            fake.stop()
+
+
+@pytest.fixture
+def fakes() -> Iterator[Fakes]:
+    started = Fakes()
+    yield started
+    started.stop()
+
+
+def setup(kubectl: Kubectl, fakes: Fakes, *, local: bool = False, **pool: Any) -> None:
+    """The Secret with the planted key and the pool ``pool`` over the fakes."""
+    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={PLANTED_KEY}",
+            f"--from-literal=fallback={FALLBACK_KEY}")  # fmt: skip
+    providers: list[dict[str, Any]] = [
+        {"name": "primary", "type": "openai", "model": "gpt-4o-mini", "priority": 1,
+         "baseURL": fakes.primary.base_url, "secretRef": {"name": "keys", "key": "primary"},
+         "pricing": PRICES, "timeout": "5s", "maxRetries": 0},
+        {"name": "fallback", "type": "openai", "model": "gpt-4.1", "priority": 2,
+         "baseURL": fakes.fallback.base_url, "secretRef": {"name": "keys", "key": "fallback"},
+         "pricing": PRICES, "timeout": "5s", "maxRetries": 0},
+    ]  # fmt: skip
+    if local:
+        providers.append({"name": "local", "type": "onnx", "model": "smollm2", "priority": 3,
+                          "baseURL": fakes.local.base_url, "timeout": "5s"})  # fmt: skip
+    spec = {"providers": providers, "retry": {"initialDelay": "50ms", "jitter": 0},
+            "circuitBreaker": {"maxFailures": 2, "recoveryTime": "5m"}, **pool}  # fmt: skip
+    kubectl.apply(json.dumps({"apiVersion": "llmagents.dev/v1alpha1", "kind": "ProviderPool",
+                              "metadata": {"name": "pool"}, "spec": spec}))  # fmt: skip
+
+
+def apply_agent(kubectl: Kubectl, name: str, *, tasks: int | None = None, **spec: Any) -> None:
+    work = spec.pop("work", None) or {
+        "tasks": [{"name": f"task-{i}", "prompt": f"Question number {i}?", "maxOutputTokens": 8,
+                   "estimatedOutputTokens": 1} for i in range(tasks or 0)]
+    }  # fmt: skip
+    body = {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent", "metadata": {"name": name},
+            "spec": {"poolRef": {"name": "pool"}, "work": work, "checkpointInterval": "5s",
+                     **spec}}  # fmt: skip
+    kubectl.apply(json.dumps(body))
+
+
+def status(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    return (get(kubectl, "llmagent", name) or {}).get("status") or {}
+
+
+def checkpoint(kubectl: Kubectl, name: str) -> dict[str, Any] | None:
+    config_map = get(kubectl, "configmap", f"{name}-checkpoint") or {}
+    text = (config_map.get("data") or {}).get("checkpoint.json")
+    return json.loads(text) if text else None
+
+
+def results(kubectl: Kubectl, name: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for index in range(4):
+        data = (get(kubectl, "configmap", f"{name}-results-{index}") or {}).get("data") or {}
+        found.update({task: json.loads(value) for task, value in data.items()})
+    return found
+
+
+def table_row(kubectl: Kubectl, name: str) -> dict[str, str]:
+    lines = kubectl("get", "llmagents").stdout.splitlines()
+    header = lines[0].split()
+    for line in lines[1:]:
+        cells = line.split()
+        if cells[0] == name:
+            return dict(zip(header, cells, strict=False))
+    return {}
+
+
+def runner_status(kubelet: ProcessKubelet, namespace: str) -> Any:
+    for container in kubelet.statuses(namespace):
+        if container.container == "runner" and container.running:
+            return container
+    return None
+
+
+def spent(fake: ThreadedFake) -> float:
+    stats = fake.stats()
+    return (stats["input_tokens"] * PRICES["inputPerMillion"]
+            + stats["output_tokens"] * PRICES["outputPerMillion"]) / 1e6  # fmt: skip
+
+
+def test_primary_down_every_task_completes_on_the_fallback_and_kubectl_shows_it(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes,
+) -> None:  # fmt: skip
+    fakes.primary.update_faults(outage=True)
+    setup(kubectl, fakes)
+    apply_agent(kubectl, "writer", tasks=5, budget={"limit": 10})
+
+    def finished() -> dict[str, str] | None:
+        row = table_row(kubectl, "writer")
+        return row if row.get("TASKS") == "5/5" and row.get("PROVIDER") == "fallback" else None
+
+    row = eventually(finished, timeout=120, what="5/5 tasks on the fallback")
+    assert row["HEALTHY"] == "1/2"
+    assert 0 < float(row["COST"]) == pytest.approx(spent(fakes.fallback), rel=1e-6)
+    stored = results(kubectl, "writer")
+    assert sorted(stored) == [f"task-{i}" for i in range(5)]
+    assert {r["provider"] for r in stored.values()} == {"fallback"}
+    current = status(kubectl, "writer")
+    assert current["runnerPhase"] == "Completed"
+    primary = next(p for p in current["providers"] if p["name"] == "primary")
+    assert primary["breakerState"] == "open"
+    assert fakes.fallback.stats()["requests"] == 5
+    eventually(lambda: status(kubectl, "writer").get("phase") == "Completed", timeout=60,
+               what="the operator's verdict")  # fmt: skip
+
+
+def test_a_killed_runner_resumes_from_its_checkpoint_with_nothing_lost_or_done_twice(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes,
+) -> None:  # fmt: skip
+    fakes.primary.update_faults(latency="300")
+    setup(kubectl, fakes)
+    apply_agent(kubectl, "worker", tasks=12)
+    eventually(lambda: len((checkpoint(kubectl, "worker") or {}).get("completed", [])) >= 3,
+               timeout=120, what="three tasks checkpointed")  # fmt: skip
+    victim = runner_status(process_kubelet, namespace)
+    assert victim is not None and victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)
+
+    eventually(lambda: (status(kubectl, "worker").get("tasks") or {}).get("done") == 12,
+               timeout=180, what="all tasks done after the restart")  # fmt: skip
+    assert victim.restart_count >= 1
+    requests = fakes.primary.stats()["requests"]
+    assert 12 <= requests <= 13  # at most the call in flight at the kill ran again
+    stored = results(kubectl, "worker")
+    assert sorted(stored) == sorted(f"task-{i}" for i in range(12))
+    cost = eventually(lambda: (status(kubectl, "worker").get("cost") or {}).get("totalUSD"),
+                      what="cost in status")  # fmt: skip
+    # The fake counted every answer it sent; the runner lost at most the one in flight.
+    one_call = spent(fakes.primary) / requests
+    assert spent(fakes.primary) - 1.5 * one_call <= cost <= spent(fakes.primary) + 1e-9
+    saved = checkpoint(kubectl, "worker")
+    assert saved is not None and saved["epoch"] >= 2
+    assert sorted(saved["completed"]) == sorted(stored)
+
+
+def _apiserver_pid(cluster: ClusterInfo) -> int:
+    port = json.loads(Kubectl(cluster.kubectl, cluster.kubeconfig, "default")(
+        "config", "view", "--minify", "-o", "json").stdout)["clusters"][0]["cluster"]["server"]
+    flag = f"--secure-port={port.rsplit(':', 1)[1]}"
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"kube-apiserver") and flag.encode() in argv:
+            return int(proc.name)
+    pytest.skip("the API server is not a local process of this test session")
+    raise AssertionError
+
+
+def _restart_later(cluster: ClusterInfo, pid: int) -> Callable[[], None]:
+    """Kill the API server; return how to start it again exactly as it was."""
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    environ = dict(
+        item.decode().split("=", 1)
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
+    )  # fmt: skip
+    state = cluster.kubeconfig.parent
+    os.kill(pid, signal.SIGKILL)
+    while _proc.alive(pid):
+        time.sleep(0.05)
+
+    def start() -> None:
+        proc = _proc.spawn(argv, env=environ, log_path=state / "logs" / "kube-apiserver.log")
+        _proc.record_pid(state / "pids", proc.pid, "kube-apiserver")
+
+    return start
+
+
+def test_the_runner_keeps_working_while_the_api_server_is_stopped_and_status_catches_up(
+    cluster: ClusterInfo, kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes,
+) -> None:  # fmt: skip
+    if os.environ.get("LLMAGENTS_TEST_KUBECONFIG"):
+        pytest.skip("the API server of an external cluster is not ours to stop")
+    fakes.primary.update_faults(latency="500")
+    setup(kubectl, fakes)
+    apply_agent(kubectl, "steady", tasks=60)
+    eventually(lambda: (status(kubectl, "steady").get("tasks") or {}).get("done", 0) >= 2,
+               timeout=120, what="the runner at work")  # fmt: skip
+    before = fakes.primary.stats()["requests"]
+    start_again = _restart_later(cluster, _apiserver_pid(cluster))
+    time.sleep(20)  # the outage itself is what is being tested
+    during = fakes.primary.stats()["requests"] - before
+    start_again()
+    assert during >= 15  # about 40 calls fit in 20 s at 500 ms each; work never waited
+    eventually(lambda: (status(kubectl, "steady").get("tasks") or {}).get("done") == 60,
+               timeout=180, what="status caught up with all 60 tasks")  # fmt: skip
+    assert fakes.primary.stats()["requests"] == 60
+    assert len(results(kubectl, "steady")) == 60
+
+
+def test_budget_stop_stops_and_local_only_continues_on_the_local_model(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes,
+) -> None:  # fmt: skip
+    setup(kubectl, fakes, local=True)
+    # Each call is estimated below $0.012 and costs more: the first call spends the budget.
+    apply_agent(kubectl, "thrifty", tasks=4, budget={"limit": 0.012, "onExhausted": "stop"})
+    apply_agent(kubectl, "frugal", tasks=4, budget={"limit": 0.012, "onExhausted": "local-only"})
+
+    eventually(lambda: status(kubectl, "thrifty").get("phase") == "BudgetExhausted",
+               timeout=120, what="thrifty stopped for budget")  # fmt: skip
+    eventually(lambda: get(kubectl, "deployment", "thrifty")["spec"]["replicas"] == 0,
+               what="thrifty scaled to zero")  # fmt: skip
+    assert (status(kubectl, "thrifty").get("tasks") or {}).get("done") == 1
+
+    eventually(lambda: (status(kubectl, "frugal").get("tasks") or {}).get("done") == 4,
+               timeout=120, what="frugal finished on the local model")  # fmt: skip
+    frugal = results(kubectl, "frugal")
+    assert frugal["task-0"]["provider"] == "primary"
+    assert {frugal[f"task-{i}"]["provider"] for i in (1, 2, 3)} == {"local"}
+    assert status(kubectl, "frugal")["budgetExhausted"] is True
+    assert fakes.local.stats()["requests"] == 3
+    assert fakes.primary.stats()["requests"] == 2  # one call by each agent
+
+
+AGENT_SCRIPT = textwrap.dedent(
+    """
+    import json, time
+    import openai
+    client = openai.OpenAI(max_retries=0, timeout=30)
+    for _ in range(120):
+        try:
+            client.models.list()
+            break
+        except openai.APIConnectionError:
+            time.sleep(0.5)
+    messages = [{"role": "user", "content": "hello from the agent container"}]
+    plain = client.chat.completions.with_raw_response.create(model="auto", messages=messages)
+    chunks = client.chat.completions.create(model="auto", messages=messages, stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    print(json.dumps({"provider": plain.headers.get("x-llmagents-provider"),
+                      "plain": plain.parse().choices[0].message.content,
+                      "stream": streamed}), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallback(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,
+) -> None:  # fmt: skip
+    fakes.primary.update_faults(outage=True)
+    setup(kubectl, fakes)
+    agent = {"image": "example.com/llmagents-e2e-agent:1", "command": ["python", "-c", AGENT_SCRIPT]}
+    apply_agent(kubectl, "chatty", work={"agent": agent})
+
+    def answer() -> dict[str, Any] | None:
+        for log in (tmp_path / "kubelet").rglob("agent.log"):
+            for line in log.read_text().splitlines():
+                if line.startswith("{"):
+                    return json.loads(line)  # type: ignore[no-any-return]
+        return None
+
+    got = eventually(answer, timeout=120, what="the agent container's answer")
+    assert got["provider"] == "fallback"
+    assert got["plain"].startswith("[fake-openai:gpt-4.1] answer to: hello from the agent")
+    assert got["stream"] == got["plain"]
+    assert fakes.fallback.stats()["requests"] == 2
+    eventually(lambda: status(kubectl, "chatty").get("currentProvider") == "fallback",
+               timeout=60, what="status shows the fallback")  # fmt: skip
+
+
+def test_a_planted_api_key_never_appears_in_logs_status_checkpoints_metrics_or_events(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, tmp_path: Path,
+) -> None:  # fmt: skip
+    fakes = Fakes(primary_key="sk-the-real-one-differs")  # the planted key is refused: 401
+    try:
+        fakes.fallback.update_faults(latency="300")
+        setup(kubectl, fakes)
+        apply_agent(kubectl, "secretive", tasks=20)
+        eventually(lambda: len((checkpoint(kubectl, "secretive") or {}).get("completed", [])) >= 2,
+                   timeout=120, what="the runner at work")  # fmt: skip
+        pod = json.loads(kubectl("get", "pods", "-o", "json").stdout)["items"][0]
+        url = f"http://{pod['status']['podIP']}:9100/metrics"  # the operator's metrics port
+        with urllib.request.urlopen(url, timeout=5) as response:
+            metrics = response.read().decode()
+        assert 'llmagents_requests_total{agent="secretive",outcome="auth",provider="primary"}' in metrics
+
+        # Once done, the operator scales the agent to zero: the runner's logs are complete.
+        eventually(lambda: status(kubectl, "secretive").get("phase") == "Completed",
+                   timeout=120, what="the agent completed")  # fmt: skip
+        eventually(lambda: runner_status(process_kubelet, namespace) is None, timeout=60,
+                   what="the runner stopped")  # fmt: skip
+        current = status(kubectl, "secretive")
+        primary = next(p for p in current["providers"] if p["name"] == "primary")
+        assert primary["misconfigured"].startswith("auth")
+        texts = {
+            "status": json.dumps(get(kubectl, "llmagent", "secretive")),
+            "configmaps": kubectl("get", "configmaps", "-o", "json").stdout,
+            "events": kubectl("get", "events", "-o", "json").stdout,
+            "metrics": metrics,
+            "operator log": operator.log.read_text(),
+        }
+        logs = list((tmp_path / "kubelet").rglob("*.log"))
+        assert any(p.name == "runner.log" and "final checkpoint saved" in p.read_text()
+                   for p in logs)  # fmt: skip
+        texts.update({str(p): p.read_text() for p in logs})
+        leaks = [where for where, text in texts.items() if PLANTED_KEY in text]
+        assert leaks == []
+    finally:
+        fakes.stop()
