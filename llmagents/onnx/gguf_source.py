@@ -155,8 +155,11 @@ def _weights(tensors: dict[str, ReaderTensor], config: LlamaConfig, fmt: WeightF
     embedding = tensor("token_embd.weight")
     # Without output.weight the LM head is the embedding (tied), as in SmolLM2.
     head = tensors.get("output.weight", embedding)
+    # An 8-bit table stays 8-bit (GatherBlockQuantized): a quarter of float32's memory.
+    table = _linear(embedding, fmt)
     return LlamaWeights(
-        embedding=_dequantized(embedding),
+        embedding=table if isinstance(table, BlockLinear) and table.bits == 8
+        and table.offsets is None else _dequantized(embedding),
         layers=layers,
         final_norm=norm("output_norm.weight"),
         lm_head=_linear(head, fmt),

@@ -124,9 +124,10 @@ class LayerWeights:
 
 @dataclass(slots=True)
 class LlamaWeights:
-    """All weights; ``embedding`` is float32 (vocab, hidden), ``lm_head`` may share its values."""
+    """All weights; ``embedding`` is (vocab, hidden), float32 or 8-bit blocks, and the
+    ``lm_head`` may hold the same values (tied)."""
 
-    embedding: np.ndarray
+    embedding: np.ndarray | BlockLinear
     layers: list[LayerWeights]
     final_norm: np.ndarray
     lm_head: Linear
@@ -217,6 +218,18 @@ class _Graph:
         correction = self.op("MatMul", [sums, offsets_t], name=f"{name}/offset")
         return self.op("Add", [y, correction], name=f"{name}/sum")
 
+    def embed(self, ids: str, table: np.ndarray | BlockLinear) -> str:
+        if isinstance(table, np.ndarray):
+            return self.op("Gather", [self.const("embed.weight", table), ids], name="embed",
+                           axis=0)
+        if table.bits != 8 or table.offsets is not None:
+            raise ValueError("a block-quantised embedding must be 8-bit without offsets")
+        # The same codes as an 8-bit MatMulNBits weight, one row per token.
+        codes = self.const("embed.codes", table.unpacked_codes())
+        return self.op("GatherBlockQuantized", [codes, ids, self.const("embed.scales",
+                       table.scales)], name="embed", domain=MS_DOMAIN, bits=8,
+                       block_size=BLOCK_SIZE, gather_axis=0, quantize_axis=1)
+
     def rms_norm(self, x: str, weight: np.ndarray, name: str, eps: float) -> str:
         scale = self.const(f"{name}.weight", weight.astype(np.float32))
         return self.op("SimplifiedLayerNormalization", [x, scale], name=name,
@@ -246,8 +259,7 @@ def build_decoder(
     total = g.op("Gather", [mask_shape, one], name="total_len_i64", axis=0)
     total_len = g.op("Cast", [total], name="total_len", to=TensorProto.INT32)
 
-    x = g.op("Gather", [g.const("embed.weight", weights.embedding), "input_ids"],
-             name="embed", axis=0)
+    x = g.embed("input_ids", weights.embedding)
     inputs, outputs = [], []
     for i, layer in enumerate(weights.layers):
         p = f"layers.{i}"

@@ -118,5 +118,5 @@ def tiny_weights(config: LlamaConfig, *, seed: int) -> LlamaWeights:
         bits=8,
     )
     return LlamaWeights(
-        embedding=head.dequantize(), layers=layers, final_norm=norm(), lm_head=head
+        embedding=head, layers=layers, final_norm=norm(), lm_head=head
     )

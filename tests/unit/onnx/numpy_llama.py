@@ -30,7 +30,9 @@ def _rotate(x: np.ndarray, theta: float) -> np.ndarray:
 def last_logits(config: LlamaConfig, weights: LlamaWeights, tokens: list[int]) -> np.ndarray:
     """Logits after the last of ``tokens``, computed in float64."""
     seq, heads, kv_heads, dim = len(tokens), config.num_heads, config.num_kv_heads, config.head_dim
-    x = weights.embedding[np.asarray(tokens)].astype(np.float64)
+    table = weights.embedding
+    table = table if isinstance(table, np.ndarray) else table.dequantize()
+    x = table[np.asarray(tokens)].astype(np.float64)
     causal = np.triu(np.full((seq, seq), -np.inf), k=1)
     for layer in weights.layers:
         h = _rms(x, layer.attn_norm, config.rms_eps)
