@@ -1,7 +1,7 @@
 """The Helm chart on the real control plane: every values set passes a server-side dry run,
 and an installed operator reconciles an agent with nothing but the chart's RBAC.
 
-The release's operator pod runs as a local process through the process kubelet, with the
+The release's operator pod runs as a local process through a process kubelet, with the
 ServiceAccount token the chart's RBAC applies to; the agent's runner pod runs the same way,
 against a fake provider on loopback. CRDs are cluster-wide and shared by every test of the
 control plane, so the install leaves them to ``install_crds`` (``crds.enabled=false``); the
@@ -11,8 +11,10 @@ dry runs cover the chart's CRD templates.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -45,7 +47,9 @@ RELEASE = "ops"
 API_KEY = "sk-chart-test-0123456789"
 
 
-def eventually(probe: Callable[[], T], *, timeout: float, what: str) -> T:
+def eventually(
+    probe: Callable[[], T], *, timeout: float, what: str, details: Callable[[], str] = str
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -53,7 +57,7 @@ def eventually(probe: Callable[[], T], *, timeout: float, what: str) -> T:
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{details()}")
         time.sleep(0.2)
 
 
@@ -103,11 +107,33 @@ def test_every_values_set_passes_a_server_side_dry_run_under_restricted_pod_secu
 def test_the_pod_security_check_sees_a_privileged_operator(
     helm: str, kubectl: Kubectl, namespace: str
 ):
-    # Guards the test above: without the chart's security context the API server warns.
+    # Guards the test above: a container allowed to escalate privileges makes the API warn.
     kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted")
-    values = {"operator.securityContext": {}, "operator.podSecurityContext": {}}
+    values = {"operator.securityContext.allowPrivilegeEscalation": True}
     docs = [d for d in render(helm, values, namespace=namespace) if d["kind"] == "Deployment"]
     assert "would violate PodSecurity" in _dry_run(kubectl, docs)
+
+
+@pytest.fixture
+def chart_kubelet(cluster: ClusterInfo, namespace: str) -> Iterator[ProcessKubelet]:
+    """``process_kubelet`` with its state outside /tmp.
+
+    The chart mounts an emptyDir at /tmp, and the process kubelet rewrites every path under
+    a pod's mount paths in its environment, the kubeconfig path it sets itself included; a
+    state directory under /tmp (pytest's tmp_path) would send the operator a kubeconfig path
+    that does not exist.
+    """
+    state = Path(tempfile.mkdtemp(prefix="llmagents-chart-kubelet-", dir="/var/tmp"))
+    kubelet = ProcessKubelet(
+        cluster.kubeconfig, namespace=namespace, state_dir=state,
+        backoff_initial=0.5, backoff_max=5.0, max_stop_grace=10.0,
+    )  # fmt: skip
+    kubelet.start()
+    try:
+        yield kubelet
+    finally:
+        kubelet.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
@@ -161,7 +187,7 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
     cluster: ClusterInfo,
     kubectl: Kubectl,
     namespace: str,
-    process_kubelet: ProcessKubelet,
+    chart_kubelet: ProcessKubelet,
     fake_provider: ThreadedFake,
 ):
     port = _free_port()
@@ -185,10 +211,13 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
         assert "kubectl get llmagents" in notes
 
         base = f"http://127.0.0.1:{port}"
+
+        def operator_log() -> str:
+            return _operator_log(chart_kubelet, namespace)[-4000:]
+
         eventually(
             lambda: (r := _get(f"{base}/readyz")) and r["ready"] and r["leading"],
-            timeout=90, what=f"the installed operator to lead and be ready:\n"
-            f"{_operator_log(process_kubelet, namespace)[-3000:]}",
+            timeout=90, what="the installed operator to lead and be ready", details=operator_log,
         )  # fmt: skip
         lease = kubectl.json("get", "lease", "llmagents-operator")
         assert lease["spec"]["holderIdentity"]
@@ -204,7 +233,7 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
                 lambda kind=kind, name=name: kubectl(
                     "get", kind, name, check=False
                 ).returncode == 0,
-                timeout=60, what=f"the operator to create {kind} {name}",
+                timeout=60, what=f"the operator to create {kind} {name}", details=operator_log,
             )  # fmt: skip
 
         def phase() -> str | None:
@@ -214,6 +243,8 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
         eventually(
             phase, timeout=120,
             what="the runner pod to work through the tasks and the agent to complete",
+            details=lambda: f"{kubectl('get', 'llmagent', 'writer', '-o', 'yaml').stdout}\n"
+            f"{operator_log()}",
         )  # fmt: skip
         status = kubectl.json("get", "llmagent", "writer")["status"]
         assert status["tasks"]["done"] == 2
@@ -221,7 +252,7 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
 
         metrics = _get(f"{base}/metrics")
         assert isinstance(metrics, str) and "llmagents_operator_api_writes_total" in metrics
-        log = _operator_log(process_kubelet, namespace)
+        log = _operator_log(chart_kubelet, namespace)
         assert "Forbidden" not in log and " 403" not in log, log[-3000:]
     finally:
         run_helm(helm, "uninstall", RELEASE, "--namespace", namespace, *kubeconfig, check=False)
