@@ -227,9 +227,21 @@ class LocalCluster:
             self._spawn("etcd", self._etcd_args(bins))
             self._wait("etcd", deadline, lambda: self._etcd_healthy())
             self._spawn("kube-apiserver", self._apiserver_args(bins, pki))
-            self._wait("kube-apiserver", deadline, lambda: self._get("/readyz") is not None)
+            # The controller manager and scheduler start while the API server bootstraps
+            # (RBAC roles and the like take seconds), so their own start-up overlaps it.
+            self._wait("kube-apiserver serving", deadline, self._apiserver_answers)
             self._spawn("kube-controller-manager", self._controller_manager_args(bins, pki))
             self._spawn("kube-scheduler", self._scheduler_args(bins))
+            self._wait(
+                "kube-apiserver", deadline, lambda: self._get("/readyz") is not None,
+                tolerate={"kube-controller-manager"},
+            )  # fmt: skip
+            # It gives up when the API server is not healthy within 10 s of its start.
+            if self._running["kube-controller-manager"].poll() is not None:
+                logger.info("kube-controller-manager gave up waiting; starting it again")
+                self._running.pop("kube-controller-manager")
+                self._spawn("kube-controller-manager", self._argv["kube-controller-manager"])
+            # kwok backs off exponentially while the API server is away: start it now.
             self._spawn("kwok", self._kwok_args(bins))
             self._create_node()
             self._wait("kwok node Ready", deadline, self._node_ready)
@@ -305,7 +317,10 @@ class LocalCluster:
         _proc.record_pid(self.pidfile, proc.pid, name)
         logger.debug("started %s (pid %d)", name, proc.pid)
 
-    def _wait(self, what: str, deadline: float, ready: Callable[[], bool]) -> None:
+    def _wait(
+        self, what: str, deadline: float, ready: Callable[[], bool], *,
+        tolerate: frozenset[str] | set[str] = frozenset(),
+    ) -> None:  # fmt: skip
         """Poll ``ready`` until it holds; fail with the component's log tail at the deadline."""
         while True:
             try:
@@ -316,7 +331,10 @@ class LocalCluster:
                 pass
             if time.monotonic() > deadline:
                 raise ClusterError(f"{what} not ready in time\n{self._log_tails()}")
-            dead = [n for n, proc in self._running.items() if proc.poll() is not None]
+            dead = [
+                n for n, proc in self._running.items()
+                if proc.poll() is not None and n not in tolerate
+            ]  # fmt: skip
             if dead:
                 raise ClusterError(f"{', '.join(dead)} exited\n{self._log_tails()}")
             time.sleep(0.2)
@@ -528,6 +546,14 @@ class LocalCluster:
             return self._request("GET", path, timeout=timeout)
         except (OSError, urllib.error.URLError, ssl.SSLError):
             return None
+
+    def _apiserver_answers(self) -> bool:
+        """The API server answers HTTP at all (``/readyz`` may still say 500)."""
+        try:
+            self._request("GET", "/readyz", timeout=2)
+        except urllib.error.HTTPError:
+            return True
+        return True
 
     def _etcd_healthy(self) -> bool:
         assert self.ports is not None
