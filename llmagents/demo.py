@@ -185,6 +185,8 @@ class Demo:
         shown = ""
         flipped = "openai" not in self.fakes
         while time.monotonic() < deadline:
+            # Status first: the tables printed are then at least as new as the phase seen.
+            status = _agent(kubectl).get("status", {})
             tables = "\n".join(
                 kubectl("get", kind, check=False).stdout for kind in ("llmagents", "providerpools")
             )
@@ -192,6 +194,8 @@ class Demo:
             if key != shown:
                 print(tables, flush=True)
                 shown = key
+            if status.get("phase") == "Completed":
+                return not status.get("tasks", {}).get("failed")
             if not flipped and _results(kubectl):
                 _outage(self.fakes["openai"])
                 print(
@@ -199,9 +203,6 @@ class Demo:
                     "of the paid providers): the rest falls to the local ONNX model\n"
                 )
                 flipped = True
-            status = _agent(kubectl).get("status", {})
-            if status.get("phase") == "Completed":
-                return not status.get("tasks", {}).get("failed")
             time.sleep(2)
         return False
 
@@ -219,14 +220,22 @@ class Demo:
         exe = self.cluster.kubectl
         exe = "kubectl" if shutil.which("kubectl") == exe else exe
         _say("where to look next")
-        print(f"""  export KUBECONFIG={self.cluster.kubeconfig}
-  {exe} get llm                                  # agents and pools
-  {exe} describe llmagent {AGENT}                # conditions, providers, cost
-  {exe} get configmap {AGENT}-results-0 -o yaml  # every answer, with provider and cost
-  curl {operator_url}/metrics                   # the operator's metrics
-  logs: {self.state / "kubelet"} (pods), {self.logs} (fakes, kubelet), {self.cluster.logs}
-  llmagents run -f examples/quickstart.yaml     # the same agent without Kubernetes
-  make demo-down                                 # stop everything""")
+        steps = [
+            (f"export KUBECONFIG={self.cluster.kubeconfig}", ""),
+            (f"{exe} get llm", "agents and pools"),
+            (f"{exe} describe llmagent {AGENT}", "conditions, providers, cost"),
+            (
+                f"{exe} get configmap {AGENT}-results-0 -o yaml",
+                "every answer, its provider and cost",
+            ),
+            (f"curl {operator_url}/metrics", "the operator's metrics"),
+            ("llmagents run -f examples/quickstart.yaml", "the same agent without Kubernetes"),
+            ("make demo-down", "stop everything"),
+        ]
+        width = max(len(command) for command, _ in steps)
+        for command, comment in steps:
+            print(f"  {command.ljust(width)}  # {comment}" if comment else f"  {command}")
+        print(f"  logs: {self.state / 'kubelet'} (pods), {self.logs}, {self.cluster.logs}")
 
 
 def _ready_line(log: Path) -> str | None:
@@ -294,7 +303,9 @@ def quickstart_docs(
 
 def up(args: argparse.Namespace) -> int:
     demo = Demo(state_dir())
-    demo.down()  # a fresh start: nothing of an earlier demo may linger
+    demo.down()  # a fresh start: nothing of an earlier demo may linger, not even its logs
+    for stale in (demo.logs, demo.state / "kubelet"):
+        shutil.rmtree(stale, ignore_errors=True)
     real = {kind: os.environ[var] for kind, var in REAL_KEYS.items() if os.environ.get(var)}
     if real:
         print("real providers from the environment: " + ", ".join(sorted(real)))
@@ -306,7 +317,7 @@ def up(args: argparse.Namespace) -> int:
         operator_url = demo.install_operator()
         demo.apply_quickstart(real)
         completed = demo.watch(timeout=args.timeout)
-    except (ClusterError, subprocess.CalledProcessError, AssertionError) as error:
+    except (ClusterError, subprocess.CalledProcessError, AssertionError, OSError) as error:
         detail = getattr(error, "stderr", None) or ""
         print(f"\ndemo failed: {error}\n{detail}", file=sys.stderr)
         _diagnostics(demo)
