@@ -29,7 +29,11 @@ import pytest
 import yaml
 from test_crds import install_crds
 
-from llmagents.api.runner_config import RunnerConfig
+from llmagents.api.runner_config import (
+    RunnerConfig,
+    checkpoint_config_map_name,
+    results_config_map_names,
+)
 from llmagents.testing.cluster import ClusterInfo, Kubectl
 from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
 
@@ -124,7 +128,10 @@ def _agent_objects(kubectl: Kubectl, namespace: str, pool: dict[str, Any]) -> No
             {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
              "metadata": {"name": AGENT},
              "spec": {"poolRef": {"name": "pool"}, "work": {"tasks": TASKS}}},
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{AGENT}-checkpoint"}},
+        ] + [
+            # Created empty, as the operator does, so that the runner needs no `create`.
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+            for name in [checkpoint_config_map_name(AGENT), *results_config_map_names(AGENT)]
         ])
     )  # fmt: skip
     uid = kubectl.json("get", "llmagent", AGENT)["metadata"]["uid"]
@@ -135,7 +142,7 @@ def _agent_objects(kubectl: Kubectl, namespace: str, pool: dict[str, Any]) -> No
         "mode": "tasks",
         "tasks": TASKS,
         "checkpointInterval": "5s",
-        "checkpointConfigMap": f"{AGENT}-checkpoint",
+        "checkpointConfigMap": checkpoint_config_map_name(AGENT),
         "apiKeyEnv": {"primary": "KEY_PRIMARY", "fallback": "KEY_FALLBACK"},
     })  # fmt: skip
     kubectl.apply(yaml.safe_dump({
