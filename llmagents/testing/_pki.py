@@ -92,7 +92,9 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def _ec_key(path: Path) -> None:
     # P-256 keys are made in milliseconds, unlike RSA; every component accepts them.
-    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", path.name, cwd=path.parent)
+    _openssl(
+        "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", path.name, cwd=path.parent
+    )
 
 
 def _sign(pki: Pki, stem: str, subject: str, *, extensions: str) -> None:

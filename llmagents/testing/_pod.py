@@ -84,6 +84,11 @@ class Translation:
     server: str
     ca_pem: bytes
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # The image's own ENV (our Dockerfile's); without PYTHONUNBUFFERED a Python
+    # container's output would reach its log file only in 8 KiB blocks.
+    image_env: Mapping[str, str] = field(
+        default_factory=lambda: {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    )
 
 
 _VAR_REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
@@ -182,7 +187,9 @@ def _env(
             if data is None or ref["key"] not in data:
                 if ref.get("optional"):
                     continue
-                raise NotReady(f"{'ConfigMap' if is_cm else 'Secret'} {ref['name']} key {ref['key']}")
+                raise NotReady(
+                    f"{'ConfigMap' if is_cm else 'Secret'} {ref['name']} key {ref['key']}"
+                )
             env[name] = data[ref["key"]].decode()
     return env
 
@@ -251,6 +258,7 @@ def plan_pod(
             kind = "sidecar"
         root, mounts = mount_container(container, volumes=volumes, pod_dir=pod_dir)
         base = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        base.update(t.image_env)
         base.update(t.extra_env)
         base["HOSTNAME"] = meta["name"]
         base["LLMAGENTS_POD_IP"] = pod_ip

@@ -191,4 +191,3 @@ def write_kubeconfig(
     path = d / "kubeconfig"
     _write(path, (json.dumps(config, indent=2) + "\n").encode(), 0o600)
     return path
-

@@ -21,12 +21,14 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# Loaded here, not in the child: between fork and exec only the prctl call itself runs,
+# which takes no lock another thread could have held at fork time.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _die_with_parent() -> None:
     """Runs in the child between fork and exec: ask the kernel for SIGKILL when the parent goes."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def spawn(
@@ -52,7 +54,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509 - see _LIBC
         )
 
 
@@ -84,9 +86,7 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
             pass
 
 
-def terminate_group(
-    pid: int, *, grace: float, proc: subprocess.Popen[bytes] | None = None
-) -> None:
+def terminate_group(pid: int, *, grace: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     """SIGTERM the process group led by ``pid``, wait up to ``grace`` s, then SIGKILL it.
 
     ``proc`` is reaped when given, so no zombie is left behind.

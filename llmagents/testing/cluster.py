@@ -19,43 +19,43 @@ any ``python3``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from llmagents.testing import _proc
+from llmagents.testing._components import (
+    NODE_NAME,
+    Layout,
+    Ports,
+    apiserver_args,
+    b64,
+    controller_manager_args,
+    etcd_args,
+    free_port,
+    kubeconfig_text,
+    kwok_args,
+    node_manifest,
+    pod_cidr_for,
+    port_free,
+    scheduler_args,
+)
 from llmagents.testing._pki import Pki, ensure_pki
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-NODE_NAME = "kwok-node-0"
-SERVICE_CIDR = "10.96.0.0/16"  # allocated, never connected to
-# Controllers a workload needs here. Node-IPAM, node lifecycle, cloud and CSR signing
-# controllers are left out: kwok keeps the nodes, and nothing here issues certificates.
-CONTROLLERS = (
-    "deployment-controller,replicaset-controller,garbage-collector-controller,"
-    "serviceaccount-controller,serviceaccount-token-controller,namespace-controller,"
-    "root-ca-certificate-publisher-controller,job-controller,cronjob-controller,"
-    "statefulset-controller,daemonset-controller,pod-garbage-collector-controller,"
-    "ttl-after-finished-controller,resourcequota-controller,disruption-controller,"
-    "endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,"
-    "clusterrole-aggregation-controller,service-cidr-controller"
-)
 
 
 class ClusterError(RuntimeError):
@@ -100,40 +100,6 @@ def kubectl_path(bin_dir: Path | None) -> str:
     if found is None:
         raise ClusterError("no kubectl: run LLMAGENTS_BUILD_KUBECTL=1 hack/build-k8s.sh")
     return found
-
-
-@dataclass
-class Ports:
-    """The loopback ports one cluster listens on."""
-
-    etcd_client: int
-    etcd_peer: int
-    apiserver: int
-    controller_manager: int
-    scheduler: int
-    kwok: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def pod_cidr_for(name: str) -> str:
-    """A /16 of 127.0.0.0/8 for this cluster's pod IPs, derived from its name."""
-    octet = 100 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % 150
-    return f"127.{octet}.0.0/16"
 
 
 class LocalCluster:
@@ -223,15 +189,16 @@ class LocalCluster:
         pki = ensure_pki(self._pki_dir)
         self.ports = self._choose_ports()
         self._write_kubeconfigs(pki)
+        layout = Layout(self.name, self.dir, bins, pki, self.ports, self.pod_cidr)
         try:
-            self._spawn("etcd", self._etcd_args(bins))
+            self._spawn("etcd", etcd_args(layout))
             self._wait("etcd", deadline, lambda: self._etcd_healthy())
-            self._spawn("kube-apiserver", self._apiserver_args(bins, pki))
+            self._spawn("kube-apiserver", apiserver_args(layout))
             # The controller manager and scheduler start while the API server bootstraps
             # (RBAC roles and the like take seconds), so their own start-up overlaps it.
             self._wait("kube-apiserver serving", deadline, self._apiserver_answers)
-            self._spawn("kube-controller-manager", self._controller_manager_args(bins, pki))
-            self._spawn("kube-scheduler", self._scheduler_args(bins))
+            self._spawn("kube-controller-manager", controller_manager_args(layout))
+            self._spawn("kube-scheduler", scheduler_args(layout))
             self._wait(
                 "kube-apiserver", deadline, lambda: self._get("/readyz") is not None,
                 tolerate={"kube-controller-manager"},
@@ -242,7 +209,7 @@ class LocalCluster:
                 self._running.pop("kube-controller-manager")
                 self._spawn("kube-controller-manager", self._argv["kube-controller-manager"])
             # kwok backs off exponentially while the API server is away: start it now.
-            self._spawn("kwok", self._kwok_args(bins))
+            self._spawn("kwok", kwok_args(layout))
             self._create_node()
             self._wait("kwok node Ready", deadline, self._node_ready)
             self._wait("default service account", deadline, self._default_sa_exists)
@@ -274,7 +241,7 @@ class LocalCluster:
         if self.ephemeral:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> LocalCluster:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -352,11 +319,11 @@ class LocalCluster:
         saved = self.dir / "ports.json"
         if saved.exists():
             ports = Ports(**json.loads(saved.read_text()))
-            if all(_port_free(p) for p in asdict(ports).values()):
+            if all(port_free(p) for p in asdict(ports).values()):
                 return ports
         chosen: set[int] = set()
         while len(chosen) < 6:
-            chosen.add(_free_port())
+            chosen.add(free_port())
         ports = Ports(*sorted(chosen))
         saved.write_text(json.dumps(asdict(ports)))
         return ports
@@ -374,140 +341,15 @@ class LocalCluster:
                     ca_pem=pki.ca_cert.read_bytes(),
                     name=f"llmagents-{self.name}",
                     user={
-                        "client-certificate-data": _b64(cert.cert.read_bytes()),
-                        "client-key-data": _b64(cert.key.read_bytes()),
+                        "client-certificate-data": b64(cert.cert.read_bytes()),
+                        "client-key-data": b64(cert.key.read_bytes()),
                     },
                 )
             )
             path.chmod(0o600)
 
-    def _etcd_args(self, bins: Path) -> list[str]:
-        p = self.ports
-        assert p is not None
-        peer = f"http://127.0.0.1:{p.etcd_peer}"
-        client = f"http://127.0.0.1:{p.etcd_client}"
-        return [
-            str(bins / "etcd"),
-            f"--name={self.name}",
-            f"--data-dir={self.dir / 'etcd'}",
-            f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster={self.name}={peer}",
-            # Test data is thrown away at every start; fsync would only slow the suite.
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ]
-
-    def _apiserver_args(self, bins: Path, pki: Pki) -> list[str]:
-        p = self.ports
-        assert p is not None
-        return [
-            str(bins / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={p.apiserver}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # The `kubernetes` Service would list 127.0.0.1 as an endpoint; nobody should
-            # reach the API through a Service here, so it gets none.
-            "--endpoint-reconciler-type=none",
-            "--authorization-mode=RBAC",
-            f"--client-ca-file={pki.ca_cert}",
-            f"--tls-cert-file={pki.serving_cert}",
-            f"--tls-private-key-file={pki.serving_key}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            # Request-header authentication for aggregated API servers; without it every
-            # component logs that the extension-apiserver-authentication CA is missing.
-            f"--requestheader-client-ca-file={pki.ca_cert}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={pki.client('front-proxy-client').cert}",
-            f"--proxy-client-key-file={pki.client('front-proxy-client').key}",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v=0",
-        ]
-
-    def _controller_manager_args(self, bins: Path, pki: Pki) -> list[str]:
-        p = self.ports
-        assert p is not None
-        kubeconfig = self.dir / "controller-manager.kubeconfig"
-        return [
-            str(bins / "kube-controller-manager"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p.controller_manager}",
-            "--leader-elect=false",
-            f"--controllers={CONTROLLERS}",
-            # Each controller acts as its own service account, so RBAC is exercised for real.
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--root-ca-file={pki.ca_cert}",
-            "--profiling=false",
-            "--v=0",
-        ]
-
-    def _scheduler_args(self, bins: Path) -> list[str]:
-        p = self.ports
-        assert p is not None
-        kubeconfig = self.dir / "scheduler.kubeconfig"
-        return [
-            str(bins / "kube-scheduler"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p.scheduler}",
-            "--leader-elect=false",
-            "--profiling=false",
-            "--v=0",
-        ]
-
-    def _kwok_args(self, bins: Path) -> list[str]:
-        p = self.ports
-        assert p is not None
-        return [
-            str(bins / "kwok"),
-            f"--kubeconfig={self.kubeconfig}",
-            # Stages (how nodes and pods progress) from the pinned kwok module; see build-k8s.sh.
-            f"--config={bins / 'kwok-stages.yaml'}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--cidr={self.pod_cidr}",
-            # Node addresses are loopback too: a stray `kubectl logs` dials this machine.
-            "--node-ip=127.0.0.1",
-            f"--server-address=127.0.0.1:{p.kwok}",
-        ]
-
     def _create_node(self) -> None:
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": NODE_NAME,
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {
-                    "kubernetes.io/arch": "amd64",
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/hostname": NODE_NAME,
-                    "type": "kwok",
-                },
-            },
-            "status": {
-                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "250"},
-                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "250"},
-                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"},
-            },
-        }
-        self._request("POST", "/api/v1/nodes", node)
+        self._request("POST", "/api/v1/nodes", node_manifest())
         # Admission taints every new node not-ready; the node-lifecycle controller would
         # lift it once the node reports Ready. kwok reports Ready at once and that
         # controller (which needs kubelet heartbeats) does not run here, so lift it now.
@@ -566,7 +408,9 @@ class LocalCluster:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=2) as r:
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=2
+        ) as r:
             return r.status == 200
 
     def _node_ready(self) -> bool:
@@ -618,25 +462,6 @@ class Kubectl:
     def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
         """``kubectl apply -f -`` of a YAML or JSON manifest."""
         return self("apply", "-f", "-", input=manifest)
-
-
-def _b64(data: bytes) -> str:
-    return b64encode(data).decode()
-
-
-def kubeconfig_text(*, server: str, ca_pem: bytes, name: str, user: dict[str, str]) -> str:
-    """A one-context kubeconfig (JSON, which every YAML loader reads)."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": name, "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)}}
-        ],
-        "users": [{"name": name, "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-        "current-context": name,
-    }
-    return json.dumps(config, indent=2) + "\n"
 
 
 def _main(argv: list[str] | None = None) -> int:

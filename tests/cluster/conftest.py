@@ -109,7 +109,9 @@ def namespace(request: pytest.FixtureRequest, kube_client: client.ApiClient) -> 
     api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     # Pods are refused until the serviceaccount controller made the "default" account.
     deadline = time.monotonic() + 30
-    while not api.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+    while not api.list_namespaced_service_account(
+        name, field_selector="metadata.name=default"
+    ).items:
         if time.monotonic() > deadline:
             pytest.fail(f"no default service account in {name} after 30 s")
         time.sleep(0.05)

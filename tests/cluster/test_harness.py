@@ -114,9 +114,7 @@ def test_crd_with_status_subresource_shows_printer_columns_and_accepts_a_status_
 def test_deployment_becomes_a_replicaset_and_a_running_pod_on_a_kwok_node(
     kubectl: Kubectl, kube_client: client.ApiClient, namespace: str
 ) -> None:
-    kubectl(
-        "create", "deployment", "web", "--image=registry.invalid/nothing:1", "--replicas=1"
-    )
+    kubectl("create", "deployment", "web", "--image=registry.invalid/nothing:1", "--replicas=1")
     apps, core = client.AppsV1Api(kube_client), client.CoreV1Api(kube_client)
 
     def running_pod() -> client.V1Pod | None:

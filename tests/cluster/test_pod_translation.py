@@ -44,10 +44,16 @@ TRANSLATION = Translation(
 )
 
 
-def _pod(*containers: dict[str, Any], volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _pod(
+    *containers: dict[str, Any], volumes: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "metadata": {"name": "agent-0", "namespace": "team", "uid": "0123456789abcdef"},
-        "spec": {"nodeName": "kwok-node-0", "containers": list(containers), "volumes": volumes or []},
+        "spec": {
+            "nodeName": "kwok-node-0",
+            "containers": list(containers),
+            "volumes": volumes or [],
+        },
     }
 
 
@@ -88,9 +94,13 @@ def test_environment_comes_from_configmaps_secrets_and_the_downward_api(tmp_path
             {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "x", "optional": True}}},
         ],
     )  # fmt: skip
-    env = plan_pod(
-        _pod(runner), source=FakeSource(), pod_dir=tmp_path, pod_ip="127.100.0.7", t=TRANSLATION
-    ).containers[0].env
+    env = (
+        plan_pod(
+            _pod(runner), source=FakeSource(), pod_dir=tmp_path, pod_ip="127.100.0.7", t=TRANSLATION
+        )
+        .containers[0]
+        .env
+    )
     assert env["CFG_greeting"] == "hello"
     assert env["KEY"] == "k-123"
     assert env["NS"] == "team"

@@ -1,0 +1,230 @@
+"""The control-plane components' command lines, and the objects a fresh cluster needs.
+
+Pure functions of a :class:`Layout` (where a cluster's files live, which ports it owns):
+``LocalCluster`` decides when to run what, this module says how each component is
+configured and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from base64 import b64encode
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmagents.testing._pki import Pki
+
+NODE_NAME = "kwok-node-0"
+SERVICE_CIDR = "10.96.0.0/16"  # allocated, never connected to
+# Controllers a workload needs here. Node-IPAM, node lifecycle, cloud and CSR signing
+# controllers are left out: kwok keeps the nodes, and nothing here issues certificates.
+CONTROLLERS = (
+    "deployment-controller,replicaset-controller,garbage-collector-controller,"
+    "serviceaccount-controller,serviceaccount-token-controller,namespace-controller,"
+    "root-ca-certificate-publisher-controller,job-controller,cronjob-controller,"
+    "statefulset-controller,daemonset-controller,pod-garbage-collector-controller,"
+    "ttl-after-finished-controller,resourcequota-controller,disruption-controller,"
+    "endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,"
+    "clusterrole-aggregation-controller,service-cidr-controller"
+)
+
+
+@dataclass
+class Ports:
+    """The loopback ports one cluster listens on."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def pod_cidr_for(name: str) -> str:
+    """A /16 of 127.0.0.0/8 for this cluster's pod IPs, derived from its name."""
+    octet = 100 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % 150
+    return f"127.{octet}.0.0/16"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One cluster's name, files, binaries, credentials and ports."""
+
+    name: str
+    dir: Path
+    bins: Path
+    pki: Pki
+    ports: Ports
+    pod_cidr: str
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+
+def etcd_args(c: Layout) -> list[str]:
+    p, bins = c.ports, c.bins
+    peer = f"http://127.0.0.1:{p.etcd_peer}"
+    client = f"http://127.0.0.1:{p.etcd_client}"
+    return [
+        str(bins / "etcd"),
+        f"--name={c.name}",
+        f"--data-dir={c.dir / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster={c.name}={peer}",
+        # Test data is thrown away at every start; fsync would only slow the suite.
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+    ]
+
+
+def apiserver_args(c: Layout) -> list[str]:
+    p, bins, pki = c.ports, c.bins, c.pki
+    return [
+        str(bins / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={p.apiserver}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        # The `kubernetes` Service would list 127.0.0.1 as an endpoint; nobody should
+        # reach the API through a Service here, so it gets none.
+        "--endpoint-reconciler-type=none",
+        "--authorization-mode=RBAC",
+        f"--client-ca-file={pki.ca_cert}",
+        f"--tls-cert-file={pki.serving_cert}",
+        f"--tls-private-key-file={pki.serving_key}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki.sa_pub}",
+        f"--service-account-signing-key-file={pki.sa_key}",
+        # Request-header authentication for aggregated API servers; without it every
+        # component logs that the extension-apiserver-authentication CA is missing.
+        f"--requestheader-client-ca-file={pki.ca_cert}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.client('front-proxy-client').cert}",
+        f"--proxy-client-key-file={pki.client('front-proxy-client').key}",
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--v=0",
+    ]
+
+
+def controller_manager_args(c: Layout) -> list[str]:
+    p, bins, pki = c.ports, c.bins, c.pki
+    kubeconfig = c.dir / "controller-manager.kubeconfig"
+    return [
+        str(bins / "kube-controller-manager"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={p.controller_manager}",
+        "--leader-elect=false",
+        f"--controllers={CONTROLLERS}",
+        # Each controller acts as its own service account, so RBAC is exercised for real.
+        "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={pki.sa_key}",
+        f"--root-ca-file={pki.ca_cert}",
+        "--profiling=false",
+        "--v=0",
+    ]
+
+
+def scheduler_args(c: Layout) -> list[str]:
+    p, bins = c.ports, c.bins
+    kubeconfig = c.dir / "scheduler.kubeconfig"
+    return [
+        str(bins / "kube-scheduler"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={p.scheduler}",
+        "--leader-elect=false",
+        "--profiling=false",
+        "--v=0",
+    ]
+
+
+def kwok_args(c: Layout) -> list[str]:
+    p, bins = c.ports, c.bins
+    return [
+        str(bins / "kwok"),
+        f"--kubeconfig={c.kubeconfig}",
+        # Stages (how nodes and pods progress) from the pinned kwok module; see build-k8s.sh.
+        f"--config={bins / 'kwok-stages.yaml'}",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        f"--cidr={c.pod_cidr}",
+        # Node addresses are loopback too: a stray `kubectl logs` dials this machine.
+        "--node-ip=127.0.0.1",
+        f"--server-address=127.0.0.1:{p.kwok}",
+    ]
+
+
+def node_manifest() -> dict[str, Any]:
+    """The fake node kwok keeps: no taint, so any workload lands there."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE_NAME,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/hostname": NODE_NAME,
+                "type": "kwok",
+            },
+        },
+        "status": {
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "250"},
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "250"},
+            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"},
+        },
+    }
+
+
+def b64(data: bytes) -> str:
+    return b64encode(data).decode()
+
+
+def kubeconfig_text(*, server: str, ca_pem: bytes, name: str, user: dict[str, str]) -> str:
+    """A one-context kubeconfig (JSON, which every YAML loader reads)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}
+        ],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    return json.dumps(config, indent=2) + "\n"
