@@ -5,7 +5,7 @@ IMAGE_REPO ?= ghcr.io/llmagents/llmagents
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
 
-.PHONY: image image-with-model e2e-kind chart-test prometheus-tools
+.PHONY: image image-with-model e2e-kind chart-test chart-crds prometheus-tools
 
 # The image (operator, runner and onnx-server); needs a Docker engine.
 image:
@@ -31,3 +31,9 @@ prometheus-tools:
 # real-Prometheus test.
 chart-test: venv k8s-bins prometheus-tools
 	$(PY) -m pytest -q tests/unit/chart tests/unit/alerts tests/cluster/test_chart.py tests/cluster/test_prometheus.py
+
+# The chart ships the generated CRDs byte for byte (tests/unit/chart checks it); `make crds`
+# runs this after regenerating crds/.
+chart-crds:
+	rm -f charts/llmagents/files/crds/*.yaml
+	cp crds/*.yaml charts/llmagents/files/crds/
