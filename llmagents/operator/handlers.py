@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from kopf._cogs.structs.references import Selector  # kopf exports no public name for it
 
 from llmagents.api.status import GROUP, VERSION
 from llmagents.operator.kube import KopfApi
@@ -115,6 +116,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Children are watched through a server-side label selector: only ours, never every
+    # ConfigMap of the cluster.
+    for group, version, plural in CHILD_RESOURCES.values():
+        settings.watching.label_selectors[Selector(group, version, plural)] = (
+            f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+        )
 
 
 def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:

@@ -188,4 +188,7 @@ async def _run_kopf(
 def main(args: argparse.Namespace) -> int:
     if args.log_format == "json":
         kopf.configure(log_format=kopf.LogFormat.JSON, log_refkey="k8s")
+    # kopf logs every handled event at INFO ("Handler ... succeeded"): thousands of lines
+    # per minute at scale, and no news. Its warnings and errors still show.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     return asyncio.run(run(args))

@@ -145,8 +145,16 @@ class Reconciler:
         now = self.clock()
         verdict = decide(agent, resolution, now)
         if verdict.replicas is not None and pool is not None:
-            for manifest in self._build(agent, pool, verdict.replicas).values():
-                await self._apply_child(agent, manifest)
+            manifests = list(self._build(agent, pool, verdict.replicas).values())
+            # Everything but the Deployment at once; the Deployment last, so that its pod
+            # never starts before its ServiceAccount, Role and ConfigMaps exist.
+            results = await asyncio.gather(
+                *(self._apply_child(agent, m) for m in manifests[:-1]), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            await self._apply_child(agent, manifests[-1])
         await self._write_agent_status(agent, pool, verdict, now)
         if resolution.reason in ("SecretNotFound", "SecretKeyMissing"):
             return SECRET_RETRY
@@ -225,7 +233,7 @@ class Reconciler:
         await self.api.apply(manifest)
         self._applied[key] = wanted
         self._drifted.discard(key)
-        logger.info("agent %s/%s: applied %s %s", agent.namespace, agent.name, key[0], key[2])
+        logger.debug("agent %s/%s: applied %s %s", agent.namespace, agent.name, key[0], key[2])
 
     async def _write_agent_status(
         self, agent: AgentObject, pool: PoolObject | None, verdict: Verdict, now: datetime
