@@ -6,6 +6,7 @@ a real API server (server-side dry run) and installs the chart.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import tarfile
@@ -29,6 +30,7 @@ from helm_tool import (
     template,
 )
 
+from llmagents.operator import main as operator_main
 from llmagents.operator.rbac import operator_rules, runner_rules
 
 RULES = CHART / "prometheus_rules"
@@ -181,6 +183,18 @@ def test_leader_election_is_on_by_default_and_configurable(rendered):
     _, single = _operator(rendered["minimal"])
     assert "--no-leader-election" in single["args"]
     assert by_kind(rendered["minimal"], "Role") == []
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_the_operator_command_line_parses_as_the_operator_s_own(rendered, name: str):
+    _, container = _operator(rendered[name])
+    assert container["args"][0] == "operator"
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    operator_main.add_arguments(parser)
+    args = parser.parse_args(container["args"][1:])
+    values = {**VALUE_SETS["defaults"], **VALUE_SETS[name]}
+    assert args.liveness == values.get("operator.port", 8081)
+    assert args.leader_election is values.get("operator.leaderElection.enabled", True)
 
 
 def test_the_operator_watches_all_namespaces_unless_told_which(rendered):
