@@ -128,8 +128,9 @@ class LocalCluster:
         self.die_with_parent = die_with_parent
         self.pod_cidr = pod_cidr_for(name)
         self.ports: Ports | None = None
-        # Test clusters may share one PKI: making keys costs seconds, reusing them nothing.
-        self._pki_dir = pki_dir or self.dir / "pki"
+        # Clusters share one PKI by default: making keys costs seconds, reusing them nothing,
+        # and a local CA has nothing to isolate.
+        self._pki_dir = pki_dir or (state_root or default_state_root()) / "pki"
         self._procs: list[subprocess.Popen[bytes]] = []
         self._running: dict[str, subprocess.Popen[bytes]] = {}
         self._argv: dict[str, list[str]] = {}

@@ -81,7 +81,6 @@ def cluster() -> Iterator[ClusterInfo]:
         bin_dir=bins,
         ephemeral=True,
         die_with_parent=True,
-        pki_dir=default_state_root() / "pytest-pki",
     )
     local.start()
     try:
