@@ -493,10 +493,10 @@ def _main(argv: list[str] | None = None) -> int:
         except ClusterError as exc:
             print(f"cluster-up failed: {exc}", file=sys.stderr)
             return 1
-    print(
-        f"\nexport KUBECONFIG={cluster.kubeconfig}\n{cluster.kubectl} get nodes\n"
-        f"(logs: {cluster.logs}; stop with `make cluster-down`)"
-    )
+    kubectl = cluster.kubectl
+    kubectl = "kubectl" if shutil.which("kubectl") == kubectl else kubectl
+    print(f"\nexport KUBECONFIG={cluster.kubeconfig}; {kubectl} get nodes")
+    print(f"(logs in {cluster.logs}; stop with `make cluster-down`)")
     return 0
 
 
