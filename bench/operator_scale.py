@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from llmagents.testing.cluster import Kubectl, LocalCluster, kubectl_path  # noqa: E402
+from llmagents.testing.cluster import Kubectl, LocalCluster, kubectl_path
 
 NAMESPACE = "bench"
 OPERATOR_KINDS = ("llmagents", "providerpools", "configmaps", "serviceaccounts", "roles",
@@ -120,7 +120,9 @@ def apiserver_writes(kubectl: Kubectl) -> dict[str, float]:
         if labels.get("verb") in WRITE_VERBS and labels.get("resource") in OPERATOR_KINDS:
             if labels["resource"] == "configmaps" and labels.get("scope") != "resource":
                 continue
-            key = labels["resource"] + ("/" + labels["subresource"] if labels.get("subresource") else "")
+            key = labels["resource"] + (
+                "/" + labels["subresource"] if labels.get("subresource") else ""
+            )
             out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
 
@@ -142,7 +144,9 @@ def create_agents(kubeconfig: Path, n: int) -> None:
 
 def converged(kubectl: Kubectl, n: int) -> tuple[int, int, int]:
     """(Deployments, config ConfigMaps, agents with a phase) present now."""
-    deployments = kubectl.json("get", "deployments", "-l", "app.kubernetes.io/managed-by=llmagents-operator")
+    deployments = kubectl.json(
+        "get", "deployments", "-l", "app.kubernetes.io/managed-by=llmagents-operator"
+    )
     configs = kubectl("get", "configmaps", "-o", "name").stdout.split()
     agents = kubectl.json("get", "llmagents")
     return (
@@ -160,7 +164,10 @@ def main() -> int:
     parser.add_argument("--kubeconfig", default=None, help="Use a running cluster.")
     args = parser.parse_args()
 
-    with cluster(args.kubeconfig) as (kubeconfig, kubectl_exe), tempfile.TemporaryDirectory() as tmp:
+    with (
+        cluster(args.kubeconfig) as (kubeconfig, kubectl_exe),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         kubectl = Kubectl(kubectl_exe, kubeconfig, NAMESPACE)
         kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
@@ -213,14 +220,20 @@ def main() -> int:
             server_after = apiserver_writes(kubectl)
             server = {k: v - server_before.get(k, 0.0) for k, v in server_after.items()}
             server = {k: v for k, v in server.items() if v}
-            leases = Kubectl(kubectl_exe, kubeconfig, NAMESPACE).json("get", "lease", "llmagents-operator")
+            leases = Kubectl(kubectl_exe, kubeconfig, NAMESPACE).json(
+                "get", "lease", "llmagents-operator"
+            )
 
             print(f"agents:                     {args.agents}")
             print(f"create requests took:       {created:.1f} s")
-            print(f"all reconciled after:       {elapsed:.1f} s (Deployment, ConfigMap, status phase)")
+            print(
+                f"all reconciled after:       {elapsed:.1f} s (Deployment, ConfigMap, status phase)"
+            )
             print(f"operator peak RSS:          {peak_rss_mb(operator.pid):.0f} MB "
                   f"({rss_converged:.0f} MB at convergence)")  # fmt: skip
-            print(f"operator writes, {args.quiet_seconds:.0f} s quiet: {ours:.0f} (its own counter)")
+            print(
+                f"operator writes, {args.quiet_seconds:.0f} s quiet: {ours:.0f} (its own counter)"
+            )
             print(f"API server writes to operator kinds in that window: {server or 0}")
             print(f"Lease renewals: every {10:.0f} s (holder {leases['spec']['holderIdentity']})")
             print(f"operator writes in total:   {operator_writes(port):.0f}")

@@ -99,8 +99,10 @@ class WorkSpec(ApiModel):
         json_schema_extra=cel(
             (
                 "has(self.tasks) != has(self.agent)",
-                "work needs exactly one of tasks (a task list) or agent (a container that "
-                "calls the runner's gateway)",
+                (
+                    "work needs exactly one of tasks (a task list) or agent (a container "
+                    "that calls the runner's gateway)"
+                ),
             ),
         )
     )
@@ -199,7 +201,9 @@ class LLMAgentSpec(ApiModel):
     )
     max_runtime: Duration | None = Field(
         default=None,
-        description="Wall time after which the agent stops (phase Completed); unset means no limit.",
+        description=(
+            "Wall time after which the agent stops (phase Completed); unset means no limit."
+        ),
     )
     checkpoint_interval: Duration = Field(
         default=timedelta(seconds=30),
@@ -209,7 +213,8 @@ class LLMAgentSpec(ApiModel):
         default=None, description="Compute resources of the runner container."
     )
     onnx: OnnxSidecarSpec | None = Field(
-        default=None, description="Settings of the ONNX sidecar, when the pool has an onnx provider."
+        default=None,
+        description="Settings of the ONNX sidecar, when the pool has an onnx provider.",
     )
     suspend: bool = Field(
         default=False, description="Scale the agent to zero without deleting it (phase Suspended)."

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import textwrap
 from datetime import timedelta
 from enum import Enum
@@ -98,11 +99,14 @@ def enum_classes(*models: type[BaseModel]) -> dict[str, type[Enum]]:
     def visit(annotation: Any) -> None:
         if isinstance(annotation, type) and issubclass(annotation, Enum):
             found[annotation.__name__] = annotation
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            if annotation not in seen:
-                seen.add(annotation)
-                for field in annotation.model_fields.values():
-                    visit(field.annotation)
+        elif (
+            isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+            and annotation not in seen
+        ):
+            seen.add(annotation)
+            for field in annotation.model_fields.values():
+                visit(field.annotation)
         for arg in getattr(annotation, "__args__", ()) or ():
             visit(arg)
         for arg in getattr(annotation, "__metadata__", ()) or ():
@@ -124,7 +128,7 @@ def member_docs(enum_cls: type[Enum]) -> dict[str, str]:
         return {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     docs: dict[str, str] = {}
-    for stmt, following in zip(body, body[1:], strict=False):
+    for stmt, following in itertools.pairwise(body):
         if (
             isinstance(stmt, ast.Assign)
             and isinstance(stmt.targets[0], ast.Name)
@@ -163,9 +167,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], enums: dict[str, type[E
             out[key] = [{"type": b["type"]} for b in value]
         elif key == "properties":
             out[key] = {name: _convert(sub, defs, enums) for name, sub in value.items()}
-        elif key == "items":
-            out[key] = _convert(value, defs, enums)
-        elif key == "additionalProperties" and isinstance(value, dict):
+        elif key == "items" or key == "additionalProperties" and isinstance(value, dict):
             out[key] = _convert(value, defs, enums)
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
             bound = "minimum" if key == "exclusiveMinimum" else "maximum"
@@ -173,7 +175,11 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], enums: dict[str, type[E
             out[key] = True
     if "properties" in out:
         out["type"] = "object"
-    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+    if (
+        out.get("type") == "object"
+        and "properties" not in out
+        and "additionalProperties" not in out
+    ):
         out["x-kubernetes-preserve-unknown-fields"] = True
     if out.get("pattern") == DURATION_PATTERN:
         out.setdefault("maxLength", DURATION_MAX_LENGTH)

@@ -188,7 +188,8 @@ class RunnerAgentStatus(ApiModel):
         default=None, max_length=63, description="Provider that served the latest call."
     )
     providers: Annotated[list[ProviderStatus], Field(max_length=_MAX_PROVIDERS)] | None = Field(
-        default=None, description="Every provider of the pool as the engine sees it.",
+        default=None,
+        description="Every provider of the pool as the engine sees it.",
         json_schema_extra=list_map("name"),
     )
     healthy: str | None = Field(
@@ -259,30 +260,22 @@ class ProviderPoolStatus(ApiModel):
         default=None, ge=0, description="The .metadata.generation the operator last acted on."
     )
     agents: int | None = Field(default=None, ge=0, description="Agents using the pool.")
-    provider_count: int | None = Field(
-        default=None, ge=0, description="Providers in the pool."
-    )
-    healthy: str | None = Field(
-        default=None, description="Providers healthy out of all, like 2/3."
-    )
+    provider_count: int | None = Field(default=None, ge=0, description="Providers in the pool.")
+    healthy: str | None = Field(default=None, description="Providers healthy out of all, like 2/3.")
     open_breakers: int | None = Field(
         default=None, ge=0, description="Open breakers summed over agents and providers."
     )
-    providers: Annotated[list[PoolProviderStatus], Field(max_length=_MAX_PROVIDERS)] | None = (
-        Field(
-            default=None,
-            description="Per provider health folded from the agents.",
-            json_schema_extra=list_map("name"),
-        )
+    providers: Annotated[list[PoolProviderStatus], Field(max_length=_MAX_PROVIDERS)] | None = Field(
+        default=None,
+        description="Per provider health folded from the agents.",
+        json_schema_extra=list_map("name"),
     )
     conditions: Annotated[list[Condition], Field(max_length=_MAX_CONDITIONS)] | None = Field(
         default=None, description="Ready and ProvidersHealthy.", json_schema_extra=list_map("type")
     )
 
 
-def status_apply_body(
-    *, kind: str, name: str, namespace: str, status: ApiModel
-) -> dict[str, Any]:
+def status_apply_body(*, kind: str, name: str, namespace: str, status: ApiModel) -> dict[str, Any]:
     """The body of a server-side apply to a resource's status subresource.
 
     Only the fields set in ``status`` are claimed by the applying field manager; a field it

@@ -46,14 +46,10 @@ GATEWAY_API_KEY = "llmagents-gateway"
 
 
 def has_onnx(pool: PoolObject) -> bool:
-    return pool.spec is not None and any(
-        p.type is ProviderType.ONNX for p in pool.spec.providers
-    )
+    return pool.spec is not None and any(p.type is ProviderType.ONNX for p in pool.spec.providers)
 
 
-def runner_config(
-    agent: AgentObject, pool: PoolObject, settings: OperatorSettings
-) -> RunnerConfig:
+def runner_config(agent: AgentObject, pool: PoolObject, settings: OperatorSettings) -> RunnerConfig:
     """The runner's configuration: the agent resolved against its pool; never a secret."""
     assert agent.spec is not None and pool.spec is not None
     spec = agent.spec
@@ -189,9 +185,7 @@ def runner_container(
             )
     ports = [{"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"}]
     if config.mode is WorkMode.GATEWAY:
-        ports.append(
-            {"name": "gateway", "containerPort": settings.gateway_port, "protocol": "TCP"}
-        )
+        ports.append({"name": "gateway", "containerPort": settings.gateway_port, "protocol": "TCP"})
     return {
         "name": "runner",
         "image": settings.image,

@@ -73,7 +73,9 @@ class KopfApi:
 
     async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None) -> None:
         meta = manifest["metadata"]
-        path = object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+        path = object_path(
+            manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
+        )
         if subresource:
             path += f"/{subresource}"
         url = f"{path}?fieldManager={OPERATOR_FIELD_MANAGER}&force=true"

@@ -36,7 +36,7 @@ def _error_text(exc: ValidationError) -> str:
 def _timestamp(value: str | None) -> datetime:
     if not value:
         return datetime.now(UTC)
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ from datetime import datetime
 from llmagents.api.pool import ProviderPoolSpec
 from llmagents.api.status import (
     BreakerState,
-    ConditionStatus,
     Condition,
+    ConditionStatus,
     PoolProviderStatus,
     ProviderPoolStatus,
     ProviderStatus,

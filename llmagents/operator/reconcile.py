@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import ValidationError
 
@@ -259,9 +259,7 @@ class Reconciler:
             strategy=live.strategy,
         )
         if await self._write_status("LLMAgent", agent.key, desired, current):
-            logger.info(
-                "agent %s/%s: phase %s", agent.namespace, agent.name, verdict.phase.value
-            )
+            logger.info("agent %s/%s: phase %s", agent.namespace, agent.name, verdict.phase.value)
 
     async def _write_status(
         self,
@@ -293,7 +291,7 @@ class Reconciler:
             self._drifted.discard(child)
 
     async def _scheduled_agent(self, key: Hashable) -> None:
-        await self.reconcile_agent(key)  # type: ignore[arg-type]
+        await self.reconcile_agent(cast(AgentKey, key))
 
     # -- children -------------------------------------------------------------------------
 
@@ -372,11 +370,12 @@ class Reconciler:
             return None
 
     async def _scheduled_pool(self, key: Hashable) -> None:
+        pool = cast(PoolKey, key)
         try:
-            await self.fold_pool(key)  # type: ignore[arg-type]
+            await self.fold_pool(pool)
         except Exception as exc:
-            logger.warning("pool %s/%s: status update failed, retrying: %s", *key, exc)  # type: ignore[misc]
-            self._pools.schedule(key, 5.0)
+            logger.warning("pool %s/%s: status update failed, retrying: %s", *pool, exc)
+            self._pools.schedule(pool, 5.0)
 
     async def close(self) -> None:
         await self._agents.close()

@@ -129,7 +129,9 @@ INVALID = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("manifest", "message"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(
+    ("manifest", "message"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
 def test_invalid_manifest_is_rejected_with_a_message_the_user_can_act_on(
     kubectl: Kubectl, manifest: dict, message: str
 ) -> None:

@@ -54,9 +54,7 @@ def _free_port() -> int:
 class OperatorProcess:
     """``llmagents operator`` as a child process, with its probe/metrics port."""
 
-    def __init__(
-        self, kubeconfig: Path, namespace: str, log: Path, *extra: str
-    ) -> None:
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, *extra: str) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log = log
@@ -80,7 +78,9 @@ class OperatorProcess:
     def probe(self, path: str) -> dict[str, Any] | None:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            pytest.fail(f"operator exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            pytest.fail(
+                f"operator exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
                 return json.loads(r.read())
@@ -235,7 +235,9 @@ def test_every_example_applies_and_produces_exactly_the_expected_resources(
         secret(kubectl)
     kubectl.apply(text)
     for name, containers in EXAMPLE_CONTAINERS[example].items():
-        eventually(lambda n=name: owned(kubectl, n) == expected_children(n), what=f"{name}'s children")
+        eventually(
+            lambda n=name: owned(kubectl, n) == expected_children(n), what=f"{name}'s children"
+        )
         deployment = deployed(kubectl, name)
         pod = deployment["spec"]["template"]["spec"]
         assert [c["name"] for c in pod["containers"]] == containers
@@ -252,16 +254,23 @@ def test_pool_change_reaches_every_agent_and_rolls_its_deployment(
     kubectl.apply(POOL)
     kubectl.apply(agent("a1"))
     kubectl.apply(agent("a2"))
-    before = {n: deployed(kubectl, n)["spec"]["template"]["metadata"]["annotations"] for n in ("a1", "a2")}
-    kubectl("patch", "providerpool", "pool", "--type=merge", "-p", '{"spec":{"strategy":"round-robin"}}')
+    before = {
+        n: deployed(kubectl, n)["spec"]["template"]["metadata"]["annotations"] for n in ("a1", "a2")
+    }
+    kubectl(
+        "patch", "providerpool", "pool", "--type=merge", "-p", '{"spec":{"strategy":"round-robin"}}'
+    )
+
+    def config(name: str) -> str:
+        return get(kubectl, "configmap", f"{name}-config")["data"]["runner.yaml"]
+
     for name in ("a1", "a2"):
-        eventually(
-            lambda n=name: "round-robin" in get(kubectl, "configmap", f"{n}-config")["data"]["runner.yaml"],
-            what=f"{name}'s configuration",
-        )  # fmt: skip
+        eventually(lambda n=name: "round-robin" in config(n), what=f"{name}'s configuration")
         after = deployed(kubectl, name)["spec"]["template"]["metadata"]["annotations"]
         assert after != before[name]
-        eventually(lambda n=name: get(kubectl, "llmagent", n)["status"].get("strategy") == "round-robin")
+        eventually(
+            lambda n=name: get(kubectl, "llmagent", n)["status"].get("strategy") == "round-robin"
+        )
 
 
 def test_a_missing_pool_or_secret_is_a_condition_and_no_deployment_until_it_exists(
@@ -279,30 +288,43 @@ def test_a_missing_pool_or_secret_is_a_condition_and_no_deployment_until_it_exis
     assert conditions(kubectl, "writer")["PoolResolved"]["status"] == "True"
 
 
-def test_a_deleted_or_edited_deployment_is_repaired(kubectl: Kubectl, operator: OperatorProcess) -> None:
+def test_a_deleted_or_edited_deployment_is_repaired(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
     secret(kubectl)
     kubectl.apply(POOL)
     kubectl.apply(agent())
     first = deployed(kubectl, "writer")
     kubectl("delete", "deployment", "writer")
     again = eventually(
-        lambda: (d := get(kubectl, "deployment", "writer")) and d["metadata"]["uid"] != first["metadata"]["uid"] and d
+        lambda: (
+            (d := get(kubectl, "deployment", "writer"))
+            and d["metadata"]["uid"] != first["metadata"]["uid"]
+            and d
+        )
     )
     image = again["spec"]["template"]["spec"]["containers"][0]["image"]
-    kubectl(
-        "set", "image", "deployment/writer", "runner=example.test/evil:1",
-    )  # fmt: skip
-    eventually(
-        lambda: get(kubectl, "deployment", "writer")["spec"]["template"]["spec"]["containers"][0]["image"] == image,
-        what="image restored",
-    )  # fmt: skip
+    kubectl("set", "image", "deployment/writer", "runner=example.test/evil:1")
+
+    def runner_image() -> str:
+        return get(kubectl, "deployment", "writer")["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+
+    eventually(lambda: runner_image() == image, what="image restored")
     kubectl("scale", "deployment/writer", "--replicas=3")
-    eventually(lambda: get(kubectl, "deployment", "writer")["spec"]["replicas"] == 1, what="replicas restored")
+    eventually(
+        lambda: get(kubectl, "deployment", "writer")["spec"]["replicas"] == 1,
+        what="replicas restored",
+    )
 
 
 def _versions(kubectl: Kubectl, name: str) -> dict[str, str]:
     out = kubectl.json("get", f"{CHILD_KINDS},llmagent,providerpool")
-    return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in out["items"]}
+    return {
+        f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"]
+        for i in out["items"]
+    }
 
 
 def test_an_operator_restart_duplicates_nothing_and_writes_nothing(
@@ -436,12 +458,16 @@ def test_runner_fields_survive_the_operators_status_writes(
     assert {k: status[k] for k in report} == report
     fields = kubectl.json("get", "llmagent", "writer", "--show-managed-fields")
     managers = {
-        m["manager"] for m in fields["metadata"]["managedFields"] if m.get("subresource") == "status"
+        m["manager"]
+        for m in fields["metadata"]["managedFields"]
+        if m.get("subresource") == "status"
     }
     assert managers == {"llmagents-operator", "llmagents-runner"}
 
 
-def test_pool_status_folds_what_its_agents_report(kubectl: Kubectl, operator: OperatorProcess) -> None:
+def test_pool_status_folds_what_its_agents_report(
+    kubectl: Kubectl, operator: OperatorProcess
+) -> None:
     secret(kubectl)
     kubectl.apply(POOL)
     for name in ("a1", "a2"):
@@ -509,7 +535,9 @@ def test_the_operator_needs_no_more_than_its_cluster_role(
         kubectl.apply(agent())
         eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
         eventually(lambda: get(kubectl, "llmagent", "writer")["status"].get("phase") == "Pending")
-        eventually(lambda: (get(kubectl, "providerpool", "pool").get("status") or {}).get("agents") == 1)
+        eventually(
+            lambda: (get(kubectl, "providerpool", "pool").get("status") or {}).get("agents") == 1
+        )
     finally:
         kubectl("delete", "clusterrolebinding", name, "--ignore-not-found")
         kubectl("delete", "clusterrole", name, "--ignore-not-found")

@@ -95,7 +95,12 @@ def _config() -> RunnerConfig:
             "pool": {
                 "providers": [
                     {"name": "local", "type": "onnx", "model": "smollm2"},
-                    {"name": "claude", "type": "anthropic", "model": "m", "secretRef": {"name": "s"}},
+                    {
+                        "name": "claude",
+                        "type": "anthropic",
+                        "model": "m",
+                        "secretRef": {"name": "s"},
+                    },
                 ]
             },
             "mode": "tasks",

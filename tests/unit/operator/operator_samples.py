@@ -59,4 +59,3 @@ def agent_body(**spec: Any) -> dict:
         "spec": base,
         "status": {},
     }
-

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from operator_samples import agent_body, pool_body
 
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.operator.builders import children
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.rbac import operator_rules, runner_rules
 from llmagents.operator.settings import ANNOTATION_CONFIG_HASH, ANNOTATION_HASH, OperatorSettings
-
-from operator_samples import agent_body, pool_body
 
 SETTINGS = OperatorSettings(image="example.test/llmagents:dev")
 
@@ -129,7 +128,10 @@ def test_onnx_sidecar_only_when_the_pool_has_an_onnx_provider():
 
 def test_onnx_model_volume_is_mounted_read_only_for_the_sidecar():
     agent = agent_body(
-        onnx={"image": "example.test/onnx:1", "modelVolume": {"claimName": "models", "subPath": "smol"}}
+        onnx={
+            "image": "example.test/onnx:1",
+            "modelVolume": {"claimName": "models", "subPath": "smol"},
+        }
     )
     built = _build(agent)
     sidecar = _containers(built)["onnx"]
@@ -164,9 +166,10 @@ def test_a_pool_change_rolls_the_deployment_but_scaling_does_not():
     assert _template_hash(_build(pool=pool_body(strategy="round-robin"))) != _template_hash(base)
     scaled = _build(replicas=0)
     assert _template_hash(scaled) == _template_hash(base)
-    assert _deployment(scaled)["metadata"]["annotations"][ANNOTATION_HASH] != _deployment(base)[
-        "metadata"
-    ]["annotations"][ANNOTATION_HASH]
+    assert (
+        _deployment(scaled)["metadata"]["annotations"][ANNOTATION_HASH]
+        != _deployment(base)["metadata"]["annotations"][ANNOTATION_HASH]
+    )
 
 
 def test_building_twice_gives_identical_manifests():

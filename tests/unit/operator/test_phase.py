@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from operator_samples import agent_body
 
 from llmagents.api.status import Condition, ConditionStatus, Phase
+from llmagents.api.work import BudgetPeriod
 from llmagents.operator.objects import AgentObject
 from llmagents.operator.phase import (
     RESOLVED,
@@ -16,7 +17,6 @@ from llmagents.operator.phase import (
     next_period_start,
     same_conditions,
 )
-from llmagents.api.work import BudgetPeriod
 
 CREATED = datetime(2030, 1, 1, tzinfo=UTC)
 NOW = CREATED + timedelta(minutes=10)

@@ -56,7 +56,10 @@ def test_pool_counts_agents_breakers_and_health_per_provider():
 def test_a_pool_no_agent_reports_on_has_unknown_health():
     status = _fold([])
     conditions = {c.type: (c.status.value, c.reason) for c in status.conditions}
-    assert conditions == {"Ready": ("True", "Accepted"), "ProvidersHealthy": ("Unknown", "NoReports")}
+    assert conditions == {
+        "Ready": ("True", "Accepted"),
+        "ProvidersHealthy": ("Unknown", "NoReports"),
+    }
     assert status.healthy == "0/3"
 
 

@@ -73,7 +73,11 @@ class Store:
         return (body["metadata"].get("annotations") or {}).get(ANNOTATION_HASH) if body else None
 
     def children(self) -> dict[tuple[str, str], dict]:
-        return {(k[0], k[2]): v for k, v in self.objects.items() if k[0] not in ("LLMAgent", "ProviderPool")}
+        return {
+            (k[0], k[2]): v
+            for k, v in self.objects.items()
+            if k[0] not in ("LLMAgent", "ProviderPool")
+        }
 
 
 @pytest.fixture
@@ -121,7 +125,10 @@ async def test_a_converged_agent_costs_no_write_even_after_a_restart(store):
 
 async def test_operator_status_writes_carry_only_operator_fields(store):
     body = store.agent(AGENT)
-    body["status"] = {"currentProvider": "claude", "providers": [{"name": "claude", "healthy": True}]}
+    body["status"] = {
+        "currentProvider": "claude",
+        "providers": [{"name": "claude", "healthy": True}],
+    }
     reconciler = _reconciler(store)
     sent: list[dict] = []
     original = store.apply
@@ -246,7 +253,9 @@ async def test_a_failed_write_is_retried_later(store):
 
 def test_subset_ignores_what_the_server_adds_but_not_what_it_changes():
     desired = {"spec": {"ports": [{"port": 9100}], "replicas": 1}}
-    assert is_subset(desired, {"spec": {"ports": [{"port": 9100, "protocol": "TCP"}], "replicas": 1}})
+    assert is_subset(
+        desired, {"spec": {"ports": [{"port": 9100, "protocol": "TCP"}], "replicas": 1}}
+    )
     assert not is_subset(desired, {"spec": {"ports": [{"port": 9100}], "replicas": 0}})
     assert not is_subset(desired, {"spec": {"ports": [], "replicas": 1}})
     assert is_subset({"limits": {"cpu": 1}}, {"limits": {"cpu": "1"}})
