@@ -1,6 +1,6 @@
 """The chart through the real ``helm``: lint, schema, and what each values set renders.
 
-Rendering is checked by value here; tests/cluster/test_chart.py sends the same renders to
+Rendering is checked by value here; tests/cluster/test_chart_install.py sends the same renders to
 a real API server (server-side dry run) and installs the chart.
 """
 
