@@ -30,7 +30,7 @@ prometheus-tools:
 # The chart (helm lint/template, server-side dry runs, install), alerts (promtool) and the
 # real-Prometheus test.
 chart-test: venv k8s-bins prometheus-tools
-	$(PY) -m pytest -q tests/unit/chart tests/unit/alerts tests/cluster/test_chart.py tests/cluster/test_prometheus.py
+	$(PY) -m pytest -q tests/unit/chart tests/unit/alerts tests/cluster/test_chart_install.py tests/cluster/test_prometheus.py
 
 # The chart ships the generated CRDs byte for byte (tests/unit/chart checks it); `make crds`
 # runs this after regenerating crds/.
