@@ -10,6 +10,7 @@ PYTEST_WORKERS ?= 2
 .PHONY: help venv test test-unit test-cluster bench crds k8s-bins cluster-up cluster-down demo demo-down e2e-kind clean
 
 help:
+	@echo "make demo         the whole product locally (make demo-down stops it)"
 	@echo "make test         install everything needed and run the whole suite"
 	@echo "make test-unit    only the tests that need no cluster"
 	@echo "make bench        run the benchmarks in bench/"
@@ -28,6 +29,7 @@ venv: $(VENV)/.installed
 # The CRDs are generated from the pydantic models in llmagents/api; a unit test fails when stale.
 crds: venv
 	$(VENV)/bin/llmagents crds --out crds/
+	$(MAKE) --no-print-directory chart-crds
 
 k8s-bins:
 	hack/build-k8s.sh
