@@ -1,0 +1,230 @@
+"""Latency the runner's gateway adds to a chat call, at a steady 200 requests a second.
+
+Three processes on loopback, as in a pod: the fake provider (``llmagents fake-provider``,
+answering at once), the gateway (a gateway-mode ``Runner`` with its ``Gateway``, the fake
+as its one paid provider, checkpoints to a local file so that every paid call requests one,
+as in a cluster), and this load generator. The generator sends non-streaming chat calls
+open-loop at ``--rate`` per second (each at its scheduled time, whether or not earlier ones
+returned), alternating every ``--phase`` seconds between calling the fake directly and
+calling it through the gateway, for ``--rounds`` rounds, so that load from elsewhere falls on
+both alike. "Added" is the gateway's percentile minus the direct percentile.
+
+Targets (issue 5): median added at most 1 ms, p99 added at most 5 ms. On a machine whose
+cores are busy with other work, wall-clock latency mostly measures waiting for a core; the
+gateway process's CPU time per call (from ``/proc``) is reported beside it, as the cost that
+does not depend on what else runs.
+
+Run: ``.venv/bin/python bench/gateway.py [--rate 200] [--phase 5] [--rounds 3] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from adapter_latency import KEY, start_fake
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "gpt-4o-mini"
+BODY = {
+    "model": MODEL,
+    "messages": [{"role": "system", "content": "Be brief."},
+                 {"role": "user", "content": "Name three prime numbers."}],
+    "max_tokens": 64,
+}  # fmt: skip
+TARGET_MEDIAN_MS = 1.0
+TARGET_P99_MS = 5.0
+
+
+# -- the gateway process ----------------------------------------------------------------------
+
+
+async def serve(upstream: str, state: Path, seconds: float) -> None:
+    from llmagents.api.runner_config import RunnerConfig
+    from llmagents.runner import FileCheckpointStore, FileResultStore, MemoryStatusSink, Runner
+    from llmagents.runner.gateway import Gateway
+
+    config = RunnerConfig.model_validate({
+        "agent": {"name": "bench", "namespace": "bench", "uid": "bench"},
+        "poolName": "bench",
+        "pool": {"providers": [{
+            "name": "fake", "type": "openai", "model": MODEL, "baseURL": upstream,
+            "secretRef": {"name": "k"}, "timeout": "10s",
+            "pricing": {"inputPerMillion": 0.15, "outputPerMillion": 0.6},
+        }]},
+        "mode": "gateway",
+        "budget": {"limit": 1000},
+        "checkpointInterval": "30s",
+        "checkpointConfigMap": "bench-checkpoint",
+        "apiKeyEnv": {"fake": "KEY"},
+    })  # fmt: skip
+    runner = Runner(
+        config, api_keys={"fake": KEY}, store=FileCheckpointStore(state / "checkpoint.json"),
+        status_sink=MemoryStatusSink(), results=FileResultStore(state / "results.jsonl"),
+    )  # fmt: skip
+    await runner.start()
+    gateway = Gateway(runner)
+    await gateway.start("127.0.0.1", 0)
+    print(f"ready at http://127.0.0.1:{gateway.port}/v1", flush=True)
+    await asyncio.sleep(seconds)
+    await gateway.stop()
+    await runner.shutdown(5)
+
+
+def start_gateway(upstream: str, state: Path, seconds: float) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", upstream, "--state", str(state),
+         "--seconds", str(seconds)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "ready at" not in line:
+        process.kill()
+        raise RuntimeError(f"gateway did not start: {line!r}")
+    return process, line.rsplit(" ", 1)[-1].strip()
+
+
+# -- the load generator -----------------------------------------------------------------------
+
+
+async def _phase(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Open-loop calls at ``rate``/s for ``seconds``; latencies in ms, and failures."""
+    latencies: list[float] = []
+    failures = 0
+    body = json.dumps(BODY).encode()
+
+    async def one() -> None:
+        nonlocal failures
+        began = time.perf_counter()
+        try:
+            response = await client.post(url, content=body, headers=headers)
+        except httpx.HTTPError:  # the server fell so far behind that the client gave up
+            failures += 1
+            return
+        if response.status_code != 200:
+            failures += 1
+            return
+        latencies.append((time.perf_counter() - began) * 1000)
+
+    count = int(rate * seconds)
+    start = time.perf_counter()
+    tasks = []
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    return latencies, failures
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    quantiles = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"median": statistics.median(ordered), "p90": quantiles[89], "p99": quantiles[98],
+            "calls": len(ordered)}  # fmt: skip
+
+
+async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
+    fake, fake_url = start_fake("openai")
+    with tempfile.TemporaryDirectory() as state:
+        seconds = rounds * phase * 2 + 30
+        gateway, gateway_url = start_gateway(fake_url, Path(state), seconds)
+        try:
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+            async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+                paths = {
+                    "direct": (f"{fake_url}/chat/completions",
+                               {"authorization": f"Bearer {KEY}", "content-type": "application/json"}),
+                    "gateway": (f"{gateway_url}/chat/completions",
+                                {"authorization": "Bearer llmagents-gateway",
+                                 "content-type": "application/json"}),
+                }  # fmt: skip
+                for url, headers in paths.values():  # warm up connections and code paths
+                    await _phase(client, url, headers, rate, 1.0)
+                samples: dict[str, list[float]] = {name: [] for name in paths}
+                failed = dict.fromkeys(paths, 0)
+                cpu = dict.fromkeys(paths, 0.0)  # of the gateway and of the fake, by phase
+                for _ in range(rounds):
+                    for name, (url, headers) in paths.items():
+                        pid = gateway.pid if name == "gateway" else fake.pid
+                        before = _cpu_seconds(pid)
+                        latencies, failures = await _phase(client, url, headers, rate, phase)
+                        cpu[name] += _cpu_seconds(pid) - before
+                        samples[name] += latencies
+                        failed[name] += failures
+        finally:
+            gateway.terminate()
+            fake.terminate()
+            gateway.wait(10)
+            fake.wait(10)
+    direct, through = _percentiles(samples["direct"]), _percentiles(samples["gateway"])
+    added = {k: through[k] - direct[k] for k in ("median", "p90", "p99")}
+    calls = int(rate * phase) * rounds
+    return {"rate": rate, "phase_seconds": phase, "rounds": rounds, "direct": direct,
+            "gateway_cpu_ms_per_call": cpu["gateway"] * 1000 / calls,
+            "fake_cpu_ms_per_call": cpu["direct"] * 1000 / calls,
+            "load_average": os.getloadavg()[0],
+            "gateway": through, "added": added, "failures": failed,
+            "ok": added["median"] <= TARGET_MEDIAN_MS and added["p99"] <= TARGET_P99_MS}  # fmt: skip
+
+
+def _table(result: dict[str, Any]) -> str:
+    rows = ["| path | calls | median | p90 | p99 |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name in ("direct", "gateway"):
+        r = result[name]
+        rows.append(f"| {name} | {r['calls']} | {r['median']:.2f} ms | {r['p90']:.2f} ms | "
+                    f"{r['p99']:.2f} ms |")  # fmt: skip
+    a = result["added"]
+    rows.append(f"| added by the gateway | | {a['median']:.2f} ms | {a['p90']:.2f} ms | "
+                f"{a['p99']:.2f} ms |")  # fmt: skip
+    rows.append(f"\nCPU per call: gateway process {result['gateway_cpu_ms_per_call']:.2f} ms, "
+                f"fake provider (one served HTTP call, for scale) "
+                f"{result['fake_cpu_ms_per_call']:.2f} ms; load average at the end: "
+                f"{result['load_average']:.1f}")
+    rows.append(f"targets: median <= {TARGET_MEDIAN_MS} ms, p99 <= {TARGET_P99_MS} ms: "
+                f"{'met' if result['ok'] else 'NOT met'}; failures {result['failures']}")  # fmt: skip
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="Calls per second.")
+    parser.add_argument("--phase", type=float, default=5.0, help="Seconds per phase.")
+    parser.add_argument("--rounds", type=int, default=3, help="Direct/gateway phase pairs.")
+    parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    parser.add_argument("--serve", metavar="UPSTREAM", help=argparse.SUPPRESS)
+    parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=60.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve, args.state, args.seconds))
+        return 0
+    result = asyncio.run(measure(args.rate, args.phase, args.rounds))
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
