@@ -115,6 +115,9 @@ def metrics_service(agent: AgentObject, settings: OperatorSettings) -> dict[str,
         "kind": "Service",
         "metadata": metadata(agent, f"{agent.name}-metrics"),
         "spec": {
+            # Headless: Prometheus scrapes the pod's endpoint; a cluster IP would only cost an
+            # allocation per agent.
+            "clusterIP": "None",
             "selector": selector(agent),
             "ports": [
                 {

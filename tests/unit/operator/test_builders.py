@@ -209,3 +209,14 @@ def test_the_operator_holds_every_right_it_grants_runners():
         if (group, resource, verb) not in granted
     ]
     assert missing == []
+
+
+def test_metrics_service_is_headless_and_selects_the_runner_pod():
+    built = _build()
+    service = built[("Service", "writer-metrics")]["spec"]
+    assert service["clusterIP"] == "None"
+    assert service["ports"] == [
+        {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = _deployment(built)["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= pod_labels.items()
