@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -86,12 +86,12 @@ class KubeClient:
         server: str,
         *,
         verify: ssl.SSLContext | bool,
-        token: Any = None,
+        token: Callable[[], str | None] | None = None,
         cert: tuple[str, str] | None = None,
         timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.server = server.rstrip("/")
-        self._token = token  # a callable returning the current "Bearer ..." header, or None
+        self._token = token  # the current "Bearer ..." header; tokens rotate in a real pod
         self.timeout = timeout
         if cert is not None and isinstance(verify, ssl.SSLContext):
             verify.load_cert_chain(*cert)

@@ -55,6 +55,7 @@ from llmagents.runner.tasks import LoopEnd, Progress, TaskLoop
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
+RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
 HOUSEKEEPING_INTERVAL = 1.0
 
 
@@ -261,7 +262,9 @@ class Runner:
             states = {n: (s.breaker, s.healthy) for n, s in self.engine.manager.status().items()}
             self.metrics.providers(states)
             if not await self.results.flush():
-                self.message = "results are pending: the results ConfigMaps cannot be written"
+                self.message = RESULTS_PENDING
+            elif self.message == RESULTS_PENDING:
+                self.message = None
             self.reporter.changed()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.work_stop.wait(), HOUSEKEEPING_INTERVAL)

@@ -183,6 +183,9 @@ async def run(args: argparse.Namespace) -> int:
             logger.info("agent %s: stopped before the runner started", agent)
             return 0
         logger.error("agent %s: cannot start: %s", agent, error)
+        failed = RunnerAgentStatus(runner_phase=RunnerPhase.FAILED, message=f"cannot start: {error}")
+        with contextlib.suppress(KubeError):
+            await status_sink.write(RunnerReport(failed))
         return 1
     finally:
         for site in started:

@@ -176,7 +176,8 @@ class StatusReporter:
             self._retry_at = self._clock() + delay
             if self._on_failure is not None:
                 self._on_failure()
-            log = logger.warning if self._failures in (1, 5) or self._failures % 50 == 0 else logger.debug
+            noisy = self._failures in (1, 5) or self._failures % 50 == 0
+            log = logger.warning if noisy else logger.debug
             log("agent %s: status write failed (%d in a row), keeping it pending: %s",
                 self.agent, self._failures, error)
         else:
