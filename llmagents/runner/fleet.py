@@ -81,6 +81,25 @@ class FleetBreaker:
         return opened
 
 
+async def read_pool(
+    kube: KubeClient, *, namespace: str, pool: str, fleet: FleetBreaker, timeout: float = 5.0
+) -> bool:
+    """Apply the pool's current status once, before the first call; False if unreadable.
+
+    The watch that follows starts concurrently with the work, so without this a restarted
+    runner's first calls could still go to a provider the fleet knows is down.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            body = await kube.get(custom_path(API_VERSION, namespace, "providerpools", pool))
+    except (KubeError, TimeoutError) as error:
+        logger.info("agent %s: pool %s not read before starting (%s); the watch catches up",
+                    fleet.agent, pool, error)
+        return False
+    fleet.apply(body.get("status"))
+    return True
+
+
 async def watch_pool(
     kube: KubeClient,
     *,

@@ -40,7 +40,7 @@ from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus,
 from llmagents.errors import ConfigError
 from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
-from llmagents.runner.fleet import FleetBreaker, watch_pool
+from llmagents.runner.fleet import FleetBreaker, read_pool, watch_pool
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.kube import KubeClient, KubeError, config_map_path, custom_path
 from llmagents.runner.lifecycle import Runner
@@ -202,6 +202,7 @@ async def _work(
     pod_ip: str | None,
 ) -> int:
     fleet = FleetBreaker(runner.engine.manager, agent=runner.agent)
+    await read_pool(kube, namespace=config.agent.namespace, pool=config.pool_name, fleet=fleet)
     watcher = asyncio.create_task(
         watch_pool(kube, namespace=config.agent.namespace, pool=config.pool_name, fleet=fleet,
                    stop=runner.work_stop)

@@ -199,6 +199,32 @@ def test_a_killed_runner_resumes_from_its_checkpoint_with_nothing_lost_or_done_t
     assert sorted(saved["completed"]) == sorted(stored)
 
 
+def test_a_new_agent_skips_a_provider_the_fleet_already_found_down(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes,
+) -> None:  # fmt: skip
+    fakes.primary.update_faults(outage=True)
+    setup(kubectl, fakes)
+    apply_agent(kubectl, "pioneer", tasks=3)
+
+    def pool_sees_it_open() -> bool:
+        providers = ((get(kubectl, "providerpool", "pool") or {}).get("status") or {}).get(
+            "providers") or []  # fmt: skip
+        return any(p["name"] == "primary" and p.get("openBreakers", 0) >= 1 for p in providers)
+
+    eventually(pool_sees_it_open, timeout=120, what="the pool reporting primary open")
+    failed_calls = fakes.primary.stats()["requests"]
+    assert failed_calls == 2  # maxFailures of the pioneer
+
+    apply_agent(kubectl, "follower", tasks=3)
+    eventually(lambda: (status(kubectl, "follower").get("tasks") or {}).get("done") == 3,
+               timeout=120, what="the follower done on the fallback")  # fmt: skip
+    assert fakes.primary.stats()["requests"] == failed_calls  # not one attempt by the follower
+    follower = {p["name"]: p for p in status(kubectl, "follower")["providers"]}
+    assert follower["primary"]["breakerState"] == "open"
+    assert {r["provider"] for r in results(kubectl, "follower").values()} == {"fallback"}
+
+
 def _apiserver_pid(cluster: ClusterInfo) -> int:
     port = json.loads(Kubectl(cluster.kubectl, cluster.kubeconfig, "default")(
         "config", "view", "--minify", "-o", "json").stdout)["clusters"][0]["cluster"]["server"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
 from llmagents.api.status import BreakerState, RunnerPhase
+from llmagents.runner.checkpoint import FileCheckpointStore
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.tasks import LoopEnd
 
@@ -159,3 +161,25 @@ async def test_max_runtime_stops_the_work(fakes: Fakes, edges: Edges) -> None:
     await runner.shutdown(5)
     assert runner.message == "maxRuntime reached"
     assert fakes.primary.stats.requests == 0
+
+
+async def test_an_oversize_checkpoint_shows_as_a_condition_and_spend_is_still_saved(
+    fakes: Fakes, edges: Edges, tmp_path: Path
+) -> None:
+    edges.store = FileCheckpointStore(tmp_path / "small.json", limit=20_000)
+    runner = edges.runner(config(fakes, tasks=None))
+    await runner.start()
+    runner.set_custom_state("".join(f"{i * 7919 % 104729:x}" for i in range(50_000)))
+    assert await runner.checkpointer.save(5)
+    await runner.reporter.flush(5)
+    (condition,) = edges.status.latest.conditions
+    assert (condition.type, condition.status.value) == ("CheckpointTooLarge", "True")
+    assert "saved without custom state" in condition.message
+    stored = await edges.store.read()
+    assert stored.checkpoint.custom_state is None and "spend" in stored.checkpoint.engine
+
+    runner.set_custom_state({"small": True})
+    assert await runner.checkpointer.save(5)
+    await runner.reporter.flush(5)
+    assert edges.status.latest.conditions == []
+    await runner.shutdown(5)
