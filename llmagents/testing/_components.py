@@ -11,6 +11,7 @@ import hashlib
 import json
 import socket
 from base64 import b64encode
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,18 @@ def port_free(port: int) -> bool:
         return True
 
 
-def pod_cidr_for(name: str) -> str:
-    """A /16 of 127.0.0.0/8 for this cluster's pod IPs, derived from its name."""
-    octet = 100 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % 150
-    return f"127.{octet}.0.0/16"
+def pod_cidr_for(name: str, taken: AbstractSet[str] = frozenset()) -> str:
+    """A /16 of 127.0.0.0/8 for this cluster's pod IPs: derived from its name, not ``taken``.
+
+    Clusters running at once must not hand out the same pod IPs, or their pods' processes
+    would bind the same addresses.
+    """
+    first = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 150
+    for step in range(150):
+        cidr = f"127.{100 + (first + step) % 150}.0.0/16"
+        if cidr not in taken:
+            return cidr
+    raise RuntimeError("no free pod CIDR in 127.100.0.0-127.249.255.255")
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,8 @@ class LocalCluster:
         pki = ensure_pki(self._pki_dir)
         self.ports = self._choose_ports()
         self._write_kubeconfigs(pki)
+        self.pod_cidr = pod_cidr_for(self.name, self._cidrs_in_use())
+        (self.dir / "pod-cidr").write_text(self.pod_cidr)
         layout = Layout(self.name, self.dir, bins, pki, self.ports, self.pod_cidr)
         try:
             self._spawn("etcd", etcd_args(layout))
@@ -315,6 +317,14 @@ class LocalCluster:
         return "\n".join(out)
 
     # -- configuration ---------------------------------------------------------------------
+    def _cidrs_in_use(self) -> set[str]:
+        """Pod CIDRs of the other clusters under the same state root that are running."""
+        used = set()
+        for other in self.dir.parent.glob("*/pod-cidr"):
+            if other.parent != self.dir and _proc.read_pids(other.parent / "pids"):
+                used.add(other.read_text().strip())
+        return used
+
     def _choose_ports(self) -> Ports:
         """Reuse the ports a named cluster had (stable URLs), else pick free ones."""
         saved = self.dir / "ports.json"
