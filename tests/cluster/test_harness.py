@@ -13,6 +13,7 @@ import json
 import re
 import textwrap
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -289,3 +290,39 @@ def test_process_kubelet_restarts_a_crashing_container_with_back_off(
     status = process_kubelet.wait_for(restarted, timeout=30)
     assert status.exit_codes[:2] == [3, 3]
     assert status.log_path.read_text().count("boom") >= 2
+
+
+def test_pods_listen_on_the_same_port_each_at_its_own_loopback_address(
+    kubectl: Kubectl, process_kubelet: ProcessKubelet
+) -> None:
+    server = {
+        "name": "web",
+        "image": "ghcr.io/llmagents/llmagents:test",
+        "command": ["python3", "-m", "http.server", "8080", "--bind", "$(LLMAGENTS_POD_IP)"],
+        "ports": [{"containerPort": 8080}],
+    }
+    for name in ("first", "second"):
+        kubectl.apply(
+            json.dumps(
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                 "spec": {"containers": [server]}}
+            )
+        )  # fmt: skip
+
+    def pod_ips() -> set[str] | None:
+        found = {kubectl.json("get", "pod", n)["status"].get("podIP") for n in ("first", "second")}
+        return None if None in found else found
+
+    ips = eventually(pod_ips, what="both pods to get their IPs")
+    assert len(ips) == 2 and all(ipaddress.ip_address(ip).is_loopback for ip in ips)
+
+    def answers(ip: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{ip}:8080/", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    for ip in ips:
+        eventually(lambda ip=ip: answers(ip), timeout=30, what=f"the server at {ip}:8080")
+    assert all(s.running and s.restart_count == 0 for s in process_kubelet.statuses())
