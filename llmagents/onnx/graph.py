@@ -13,7 +13,7 @@ The graph is onnxruntime's usual decoder layout with a KV cache:
 
 Each layer is ``x += Attention(RMSNorm(x)); x += MLP(RMSNorm(x))`` with
 
-- attention: one fused QKV projection, then onnxruntime's ``GroupQueryAttention`` contrib op,
+- attention: one fused QKV projection, packed into onnxruntime's ``GroupQueryAttention``,
   which applies the rotary embedding itself (interleaved pairs, the layout llama.cpp's
   converter gives Llama's Q and K weights), keeps the KV cache in BNSH and masks causally;
 - MLP: SwiGLU, ``down(silu(gate(x)) * up(x))`` with gate and up fused in one projection.
@@ -180,6 +180,7 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
         self._count = 0
+        self._shared: dict[str, str] = {}
 
     def const(self, name: str, value: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
@@ -210,10 +211,9 @@ class _Graph:
         )
         if w.offsets is None:
             return y
-        # sum_i x_i * offset_b over each block b == (block sums of x) @ offsets.T
-        shape = self.const(f"{name}.block_shape", np.array([0, 0, blocks, BLOCK_SIZE], np.int64))
-        blocked = self.op("Reshape", [x, shape], name=f"{name}/blocked")
-        sums = self.op("ReduceSum", [blocked, "axes_last"], name=f"{name}/block_sums", keepdims=0)
+        # sum_i x_i * offset_b over each block b == (block sums of x) @ offsets.T, and the
+        # block sums are x @ a 0/1 matrix (one MatMul is cheaper than Reshape + ReduceSum).
+        sums = self.op("MatMul", [x, self._block_summer(blocks)], name=f"{name}/block_sums")
         offsets_t = self.const(f"{name}.offsets_t", w.offsets.T.astype(np.float32))
         correction = self.op("MatMul", [sums, offsets_t], name=f"{name}/offset")
         return self.op("Add", [y, correction], name=f"{name}/sum")
@@ -230,6 +230,13 @@ class _Graph:
                        table.scales)], name="embed", domain=MS_DOMAIN, bits=8,
                        block_size=BLOCK_SIZE, gather_axis=0, quantize_axis=1)
 
+    def _block_summer(self, blocks: int) -> str:
+        name = f"block_sums.{blocks}"
+        if name not in self._shared:
+            summer = np.repeat(np.eye(blocks, dtype=np.float32), BLOCK_SIZE, axis=0)
+            self._shared[name] = self.const(name, summer)
+        return self._shared[name]
+
     def rms_norm(self, x: str, weight: np.ndarray, name: str, eps: float) -> str:
         scale = self.const(f"{name}.weight", weight.astype(np.float32))
         return self.op("SimplifiedLayerNormalization", [x, scale], name=name,
@@ -245,7 +252,6 @@ def build_decoder(
     graph has no past inputs nor present outputs and must be fed the whole sequence."""
     g = _Graph()
     g.const("axes_last", np.array([-1], np.int64))
-    kv_hidden = config.num_kv_heads * config.head_dim
     cos, sin = rope_tables(config)
     g.const("rope.cos", cos)
     g.const("rope.sin", sin)
@@ -274,12 +280,10 @@ def build_decoder(
         h = g.rms_norm(x, layer.attn_norm, f"{p}.attn_norm", config.rms_eps)
         qkv = g.linear(h, concat_linears([layer.q, layer.k, layer.v]), f"{p}.qkv",
                        accuracy_level=accuracy_level)
-        q, k, v = g.op("Split", [qkv, g.const(f"{p}.qkv_split", np.array(
-            [config.hidden_size, kv_hidden, kv_hidden], np.int64))], name=f"{p}.qkv_split",
-            axis=-1, outputs=3)
+        # Packed QKV: GroupQueryAttention splits it itself (key and value inputs left empty).
         attn, _, _ = g.op(
             "GroupQueryAttention",
-            [q, k, v, past_k, past_v, seqlens_k, total_len, "rope.cos", "rope.sin"],
+            [qkv, "", "", past_k, past_v, seqlens_k, total_len, "rope.cos", "rope.sin"],
             name=f"{p}.attn", domain=MS_DOMAIN, outputs=[f"{p}.attn", present_k, present_v],
             num_heads=config.num_heads, kv_num_heads=config.num_kv_heads,
             scale=1.0 / math.sqrt(config.head_dim), do_rotary=1, rotary_interleaved=1,
