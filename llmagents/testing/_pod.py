@@ -267,7 +267,10 @@ def plan_pod(
             base["KUBECONFIG"] = str(kubeconfig)
         env = _env(pod, container, source=source, pod_ip=pod_ip, base=base)
         rewrite = _Rewriter(pod_ip=pod_ip, ports=ports, mounts=mounts)
-        env = {k: rewrite(v) for k, v in env.items()}
+        # Only what the pod spec sets is the container's view of paths and ports; the
+        # kubelet's own values (KUBECONFIG, LLMAGENTS_ROOT, the inherited host environment)
+        # are host paths already, and may sit under a mount path such as /tmp.
+        env = {k: v if base.get(k) == v else rewrite(v) for k, v in env.items()}
         argv = [rewrite(a) for a in _argv(container, env, t)]
         cwd = root
         if container.get("workingDir"):

@@ -164,3 +164,20 @@ def test_a_pod_that_opts_out_of_a_token_gets_no_kubeconfig(tmp_path: Path) -> No
     env = plan_pod(pod, source=FakeSource(), pod_dir=tmp_path, pod_ip="127.1.0.1",
                    t=TRANSLATION).containers[0].env  # fmt: skip
     assert "KUBECONFIG" not in env
+
+
+def test_kubelet_paths_are_not_rewritten_under_a_mount_that_covers_them(tmp_path: Path) -> None:
+    # The chart mounts an emptyDir at /tmp while the kubelet's own state (kubeconfig, pod
+    # root) may live under the host's /tmp: those host paths must reach the process as is.
+    runner = _runner(
+        args=["runner"],
+        env=[{"name": "SCRATCH", "value": "/tmp/work"}],
+        volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}],
+    )
+    volumes = [{"name": "tmp", "emptyDir": {}}]
+    plan = plan_pod(_pod(runner, volumes=volumes), source=FakeSource(), pod_dir=tmp_path,
+                    pod_ip="127.100.0.7", t=TRANSLATION)  # fmt: skip
+    env = plan.containers[0].env
+    assert str(tmp_path).startswith("/tmp")
+    assert Path(env["KUBECONFIG"]).is_file()
+    assert env["SCRATCH"] == f"{env['LLMAGENTS_ROOT']}/tmp/work"
