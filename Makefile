@@ -29,6 +29,7 @@ venv: $(VENV)/.installed
 # The CRDs are generated from the pydantic models in llmagents/api; a unit test fails when stale.
 crds: venv
 	$(VENV)/bin/llmagents crds --out crds/
+	$(PY) -m llmagents.api.reference --out docs/reference.md
 	$(MAKE) --no-print-directory chart-crds
 
 k8s-bins:
