@@ -14,7 +14,9 @@ cores are busy with other work, wall-clock latency mostly measures waiting for a
 gateway process's CPU time per call (from ``/proc``) is reported beside it, as the cost that
 does not depend on what else runs.
 
-Run: ``.venv/bin/python bench/gateway.py [--rate 200] [--phase 5] [--rounds 3] [--json]``.
+Run: ``.venv/bin/python bench/gateway.py [--rate 200] [--phase 5] [--rounds 3] [--json]``;
+``--split 400`` instead measures, sequentially in one process, the CPU per call of each part
+of a gateway call (engine and adapter, the gateway's server side, an aiohttp client call).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adapter_latency import KEY, start_fake
@@ -51,10 +53,9 @@ TARGET_P99_MS = 5.0
 # -- the gateway process ----------------------------------------------------------------------
 
 
-async def serve(upstream: str, state: Path, seconds: float) -> None:
+def _runner(upstream: str, state: Path) -> Any:
     from llmagents.api.runner_config import RunnerConfig
     from llmagents.runner import FileCheckpointStore, FileResultStore, MemoryStatusSink, Runner
-    from llmagents.runner.gateway import Gateway
 
     config = RunnerConfig.model_validate({
         "agent": {"name": "bench", "namespace": "bench", "uid": "bench"},
@@ -70,10 +71,16 @@ async def serve(upstream: str, state: Path, seconds: float) -> None:
         "checkpointConfigMap": "bench-checkpoint",
         "apiKeyEnv": {"fake": "KEY"},
     })  # fmt: skip
-    runner = Runner(
+    return Runner(
         config, api_keys={"fake": KEY}, store=FileCheckpointStore(state / "checkpoint.json"),
         status_sink=MemoryStatusSink(), results=FileResultStore(state / "results.jsonl"),
     )  # fmt: skip
+
+
+async def serve(upstream: str, state: Path, seconds: float) -> None:
+    from llmagents.runner.gateway import Gateway
+
+    runner = _runner(upstream, state)
     await runner.start()
     gateway = Gateway(runner)
     await gateway.start("127.0.0.1", 0)
@@ -101,7 +108,7 @@ def start_gateway(upstream: str, state: Path, seconds: float) -> tuple[subproces
 
 
 async def _phase(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], rate: float, seconds: float
+    client: aiohttp.ClientSession, url: str, headers: dict[str, str], rate: float, seconds: float
 ) -> tuple[list[float], int]:
     """Open-loop calls at ``rate``/s for ``seconds``; latencies in ms, and failures."""
     latencies: list[float] = []
@@ -112,11 +119,12 @@ async def _phase(
         nonlocal failures
         began = time.perf_counter()
         try:
-            response = await client.post(url, content=body, headers=headers)
-        except httpx.HTTPError:  # the server fell so far behind that the client gave up
-            failures += 1
-            return
-        if response.status_code != 200:
+            async with client.post(url, data=body, headers=headers) as response:
+                await response.read()
+                ok = response.status == 200
+        except (aiohttp.ClientError, TimeoutError):  # the server fell too far behind
+            ok = False
+        if not ok:
             failures += 1
             return
         latencies.append((time.perf_counter() - began) * 1000)
@@ -152,8 +160,11 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
         seconds = rounds * phase * 2 + 30
         gateway, gateway_url = start_gateway(fake_url, Path(state), seconds)
         try:
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-            async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            # aiohttp's client costs less CPU per call than httpx: the generator must not be
+            # what falls behind. Both paths use the same client, so the difference is fair.
+            connector = aiohttp.TCPConnector(limit=256)
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
                 paths = {
                     "direct": (f"{fake_url}/chat/completions",
                                {"authorization": f"Bearer {KEY}", "content-type": "application/json"}),
@@ -190,6 +201,58 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
             "ok": added["median"] <= TARGET_MEDIAN_MS and added["p99"] <= TARGET_P99_MS}  # fmt: skip
 
 
+async def split(calls: int) -> dict[str, float]:
+    """CPU per call, sequentially in this one process, of each part of a gateway call."""
+    from llmagents.routing import CallTask
+    from llmagents.runner.gateway import Gateway
+    from llmagents.runner.openai_wire import parse_chat
+
+    fake, url = start_fake("openai")
+    body = json.dumps(BODY).encode()
+    request = parse_chat(body).request
+    headers = {"content-type": "application/json"}
+    result: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as state:
+        runner = _runner(url, Path(state))
+        await runner.start()
+        gateway = Gateway(runner)
+        await gateway.start("127.0.0.1", 0)
+
+        async def engine_call() -> None:
+            await runner.engine.complete(request, CallTask.from_messages(request.messages))
+
+        async with aiohttp.ClientSession() as session:
+
+            def post(target: str, extra: dict[str, str]) -> Any:
+                async def call() -> None:
+                    async with session.post(target, data=body, headers={**headers, **extra}) as r:
+                        await r.read()
+
+                return call
+
+            ways = {
+                "engine + adapter (httpx)": engine_call,
+                "aiohttp client + gateway + engine + adapter": post(
+                    f"http://127.0.0.1:{gateway.port}/v1/chat/completions", {}),
+                "aiohttp client alone, to the fake": post(
+                    f"{url}/chat/completions", {"authorization": f"Bearer {KEY}"}),
+            }  # fmt: skip
+            for name, call in ways.items():
+                for _ in range(50):
+                    await call()
+                began = time.process_time()
+                for _ in range(calls):
+                    await call()
+                result[name] = (time.process_time() - began) * 1000 / calls
+        await gateway.stop()
+        await runner.shutdown(5)
+    fake.terminate()
+    fake.wait(10)
+    ways = list(result)
+    result["gateway server side (the rest)"] = result[ways[1]] - result[ways[0]] - result[ways[2]]
+    return result
+
+
 def _table(result: dict[str, Any]) -> str:
     rows = ["| path | calls | median | p90 | p99 |", "| --- | ---: | ---: | ---: | ---: |"]
     for name in ("direct", "gateway"):
@@ -214,12 +277,19 @@ def main() -> int:
     parser.add_argument("--phase", type=float, default=5.0, help="Seconds per phase.")
     parser.add_argument("--rounds", type=int, default=3, help="Direct/gateway phase pairs.")
     parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    parser.add_argument("--split", type=int, metavar="CALLS",
+                        help="Instead: CPU per call of each part, CALLS sequential calls each.")
     parser.add_argument("--serve", metavar="UPSTREAM", help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve, args.state, args.seconds))
+        return 0
+    if args.split:
+        parts = asyncio.run(split(args.split))
+        print(json.dumps(parts, indent=2) if args.json else "\n".join(
+            f"| {name} | {ms:.2f} ms |" for name, ms in parts.items()))
         return 0
     result = asyncio.run(measure(args.rate, args.phase, args.rounds))
     print(json.dumps(result, indent=2) if args.json else _table(result))
