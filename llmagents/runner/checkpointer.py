@@ -79,7 +79,6 @@ class Checkpointer:
         self.last_success: datetime | None = None
         """Wall time of the last checkpoint that landed."""
         self.last_size = 0
-        self.compressed = False
         self.too_large: CheckpointTooLarge | None = None
         """Set while the full checkpoint does not fit (custom state dropped or nothing saved)."""
         self.saved_partially = False
@@ -89,6 +88,8 @@ class Checkpointer:
         self.failures = 0
         self.on_change: Callable[[], None] | None = None
         """Called after each landed write and each change of ``too_large`` or ``fenced``."""
+        self.on_failure: Callable[[], None] | None = None
+        """Called after each write attempt that failed (the store unreachable or refusing)."""
         self._requested = 0  # generation of the latest request
         self._covered = 0  # generation the latest landed write included
         self._last_attempt = -1e18
@@ -198,6 +199,8 @@ class Checkpointer:
             self.failures += 1
             self._retry_at = self._clock() + delay
             self._last_failed = number
+            if self.on_failure is not None:
+                self.on_failure()
             if self.failures == 1 or self.failures % 20 == 0:
                 logger.warning("agent %s: checkpoint write failed (%d in a row), retrying in "
                                "%gs: %s", self.agent, self.failures, delay, error)
@@ -234,7 +237,6 @@ class Checkpointer:
         self._last_write = self._clock()
         self.last_success = self._wall_clock()
         self.last_size = encoded.size
-        self.compressed = encoded.compressed
         self._notify()
 
     def _encode(self, sequence: int) -> Encoded | None:

@@ -146,6 +146,7 @@ class Runner:
             redact=self.redact, agent=self.agent,
         )  # fmt: skip
         self.checkpointer.on_change = self._checkpoint_changed
+        self.checkpointer.on_failure = lambda: self.metrics.checkpoint_failed("unavailable")
         self.reporter = StatusReporter(
             status_sink, self._report, min_interval=status_interval, clock=clock,
             on_failure=self.metrics.status_write_failed, agent=self.agent,

@@ -115,7 +115,7 @@ class RunnerMetrics(EngineListener):
         )  # fmt: skip
         self.checkpoint_failures = Counter(
             "llmagents_checkpoint_failures",
-            "Checkpoints not written, by reason (unavailable, too_large).",
+            "Checkpoint writes that failed (unavailable) or did not fit (too_large).",
             ["agent", "reason"], registry=r,
         )  # fmt: skip
         self.tasks = Counter(

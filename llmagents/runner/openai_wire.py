@@ -54,7 +54,6 @@ class ChatCall:
     """A parsed chat request."""
 
     request: ChatRequest
-    model: str
     stream: bool
     include_usage: bool
     complexity: Complexity | None
@@ -132,7 +131,6 @@ def parse_chat(raw: bytes, complexity_header: str | None = None) -> ChatCall:
     )
     return ChatCall(
         request=request,
-        model=str(body.get("model") or "auto"),
         stream=bool(body.get("stream")),
         include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
         complexity=complexity,

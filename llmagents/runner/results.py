@@ -119,7 +119,6 @@ class ConfigMapResultStore:
         self._sizes: list[int] | None = None  # bytes used per shard; -1 = unusable
         self._pending: dict[str, str] = {}  # task -> JSON
         self._placed: dict[str, int] = {}  # task -> shard, once decided
-        self.dropped = 0
         self._failing = False
 
     def add(self, result: TaskResult) -> None:
@@ -135,7 +134,6 @@ class ConfigMapResultStore:
             for task, value in list(self._pending.items()):
                 shard = self._place(task, len(task) + len(value))
                 if shard is None:
-                    self.dropped += 1
                     del self._pending[task]
                     logger.error("results of task %s not stored: every results ConfigMap is "
                                  "full or missing (%s)", task, ", ".join(self.names))

@@ -119,7 +119,6 @@ class TaskLoop:
         self._wall_clock = wall_clock
         self._retry_delays = tuple(retry_delays)
         self._budget_poll = budget_poll
-        self.current: str | None = None
 
     async def run(self, stop: asyncio.Event) -> LoopEnd:
         for spec in self.tasks:
@@ -127,9 +126,7 @@ class TaskLoop:
                 continue
             if stop.is_set():
                 return LoopEnd.STOPPED
-            self.current = spec.name
             result = await self._run_task(spec, stop)
-            self.current = None
             if result is None:
                 return LoopEnd.STOPPED
             if result.ok:

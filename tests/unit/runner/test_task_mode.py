@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmagents.api.status import BreakerState, RunnerPhase
+from llmagents.api.status import BreakerState, CostStatus, RunnerAgentStatus, RunnerPhase
 from llmagents.runner.checkpoint import FileCheckpointStore
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.tasks import LoopEnd
@@ -183,3 +183,19 @@ async def test_an_oversize_checkpoint_shows_as_a_condition_and_spend_is_still_sa
     await runner.reporter.flush(5)
     assert edges.status.latest.conditions == []
     await runner.shutdown(5)
+
+
+async def test_spend_the_status_shows_beyond_the_checkpoint_still_counts_against_the_budget(
+    fakes: Fakes, edges: Edges
+) -> None:
+    first = edges.runner(config(fakes, tasks=1, budget={"limit": 10}))
+    assert await run(first) is LoopEnd.FINISHED
+    saved = first.engine.manager.budget.spent
+    # The status was written after a call whose checkpoint never landed.
+    previous = RunnerAgentStatus(cost=CostStatus(spent_usd=saved + 0.5, total_usd=saved + 0.5))
+
+    second = edges.runner(config(fakes, tasks=1, budget={"limit": 10}))
+    await second.start(previous_status=previous)
+    assert second.engine.manager.budget.spent == pytest.approx(saved + 0.5)
+    assert second.engine.manager.spend.cost == pytest.approx(saved)  # per provider: exact
+    await second.shutdown(5)
