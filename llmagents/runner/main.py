@@ -134,6 +134,11 @@ async def run(args: argparse.Namespace) -> int:
     # One line per API and provider request would drown what the runner itself says.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     env = os.environ
+    missing = [name for name in (ENV_AGENT, ENV_NAMESPACE) if not env.get(name)]
+    if missing:
+        logger.error("the runner needs %s in its environment (the operator's pod spec sets "
+                     "them); is it running outside its pod?", " and ".join(missing))
+        return 2
     agent, namespace = env[ENV_AGENT], env[ENV_NAMESPACE]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
