@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -170,3 +171,26 @@ async def test_health_and_readiness(served: tuple[Runner, str]) -> None:
                                   json={"model": "x", "messages": MESSAGES})  # fmt: skip
         assert refused.status_code == 503
         assert (await http.get(f"{root}/healthz")).status_code == 200
+
+
+async def test_a_client_leaving_mid_stream_settles_the_call_as_a_success(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"chunk_delay_ms": 50})
+    body = {"model": "x", "messages": MESSAGES, "stream": True}
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream("POST", f"{url}/chat/completions", json=body) as response,
+    ):
+        async for line in response.aiter_lines():
+            if '"content":"[fake' in line:
+                break  # leave after the first words
+    manager = runner.engine.manager
+
+    async with asyncio.timeout(5):
+        while manager.spend_by_provider.get("primary") is None:
+            await asyncio.sleep(0.01)
+    assert manager.spend_by_provider["primary"].calls == 1
+    assert manager.status()["primary"].healthy
+    assert manager.status()["primary"].success_rate == 1.0
