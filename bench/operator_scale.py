@@ -72,16 +72,28 @@ def agent(i: int) -> dict:
 
 
 @contextmanager
-def cluster(kubeconfig: str | None) -> Iterator[tuple[Path, str]]:
+def cluster(kubeconfig: str | None) -> Iterator[tuple[Path, str, dict[str, int]]]:
+    """(kubeconfig, kubectl, control-plane pids by component; empty for a given cluster)."""
     if kubeconfig:
-        yield Path(kubeconfig), kubectl_path(None)
+        yield Path(kubeconfig), kubectl_path(None), {}
         return
     local = LocalCluster(f"bench-operator-{os.getpid()}", ephemeral=True, die_with_parent=True)
     local.start()
     try:
-        yield local.kubeconfig, local.kubectl
+        pids = {
+            line.split()[2]: int(line.split()[0])
+            for line in local.pidfile.read_text().splitlines()
+            if len(line.split()) >= 3
+        }
+        yield local.kubeconfig, local.kubectl, pids
     finally:
         local.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (not its children) has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -165,7 +177,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with (
-        cluster(args.kubeconfig) as (kubeconfig, kubectl_exe),
+        cluster(args.kubeconfig) as (kubeconfig, kubectl_exe, component_pids),
         tempfile.TemporaryDirectory() as tmp,
     ):
         kubectl = Kubectl(kubectl_exe, kubeconfig, NAMESPACE)
@@ -198,6 +210,9 @@ def main() -> int:
                     return 1
                 time.sleep(0.2)
 
+            processes = {"operator": operator.pid, **component_pids}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+            load_before = os.getloadavg()[0]
             start = time.monotonic()
             create_agents(kubeconfig, args.agents)
             created = time.monotonic() - start
@@ -210,6 +225,8 @@ def main() -> int:
                 progress = converged(kubectl, args.agents)
             elapsed = time.monotonic() - start
             rss_converged = peak_rss_mb(operator.pid)
+            cpu = {n: cpu_seconds(p) - cpu_before[n] for n, p in processes.items()}
+            load_after = os.getloadavg()[0]
 
             # Pool status and late events settle within a few seconds; then count writes.
             time.sleep(5)
@@ -228,6 +245,12 @@ def main() -> int:
             print(f"create requests took:       {created:.1f} s")
             print(
                 f"all reconciled after:       {elapsed:.1f} s (Deployment, ConfigMap, status phase)"
+            )
+            print(
+                f"load average (1 min):       {load_before:.1f} at start, {load_after:.1f} at end"
+            )
+            print(
+                "CPU seconds until converged: " + ", ".join(f"{n} {s:.0f}" for n, s in cpu.items())
             )
             print(f"operator peak RSS:          {peak_rss_mb(operator.pid):.0f} MB "
                   f"({rss_converged:.0f} MB at convergence)")  # fmt: skip
