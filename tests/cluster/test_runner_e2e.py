@@ -23,6 +23,10 @@ import pytest
 from test_crds import install_crds
 from test_operator import OperatorProcess, eventually, get
 
+from llmagents.api.runner_config import ENV_ONNX_MODEL_DIR
+from llmagents.onnx.generation import SamplingParams, TextGenerator
+from llmagents.onnx.model_dir import GENERATION_CONFIG_FILE
+from llmagents.onnx.tiny import TINY_MODEL_NAME, build_tiny_model
 from llmagents.testing import _proc
 from llmagents.testing.cluster import ClusterInfo, Kubectl
 from llmagents.testing.fake_providers import FakeOpenAI, ThreadedFake
@@ -50,15 +54,14 @@ def operator(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Iterator[O
 
 
 class Fakes:
-    """The providers: primary and fallback (paid), local (free, the ONNX sidecar's stand-in)."""
+    """The paid providers: primary and fallback. The free one is the real ONNX sidecar."""
 
     def __init__(self, *, primary_key: str = PLANTED_KEY) -> None:
         self.primary = FakeOpenAI(api_key=primary_key).start_in_thread()
         self.fallback = FakeOpenAI(api_key=FALLBACK_KEY).start_in_thread()
-        self.local = FakeOpenAI(api_key=None, models=["smollm2"]).start_in_thread()
 
     def stop(self) -> None:
-        for fake in (self.primary, self.fallback, self.local):
+        for fake in (self.primary, self.fallback):
             fake.stop()
 
 
@@ -82,8 +85,9 @@ def setup(kubectl: Kubectl, fakes: Fakes, *, local: bool = False, **pool: Any) -
          "pricing": PRICES, "timeout": "5s", "maxRetries": 0},
     ]  # fmt: skip
     if local:
-        providers.append({"name": "local", "type": "onnx", "model": "smollm2", "priority": 3,
-                          "baseURL": fakes.local.base_url, "timeout": "5s"})  # fmt: skip
+        # No baseURL: the runner calls the sidecar the operator adds to the pod.
+        providers.append({"name": "local", "type": "onnx", "model": TINY_MODEL_NAME,
+                          "priority": 3, "timeout": "30s"})  # fmt: skip
     spec = {"providers": providers, "retry": {"initialDelay": "50ms", "jitter": 0},
             "circuitBreaker": {"maxFailures": 2, "recoveryTime": "5m"}, **pool}  # fmt: skip
     kubectl.apply(json.dumps({"apiVersion": "llmagents.dev/v1alpha1", "kind": "ProviderPool",
@@ -282,14 +286,57 @@ def test_the_runner_keeps_working_while_the_api_server_is_stopped_and_status_cat
     assert len(results(kubectl, "steady")) == 60
 
 
-def test_budget_stop_stops_and_local_only_continues_on_the_local_model(
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny test model, greedy (its generation config samples otherwise), so that every
+    answer it gives is known in advance."""
+    directory = build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+    generation = directory / GENERATION_CONFIG_FILE
+    generation.write_text(json.dumps({**json.loads(generation.read_text()), "temperature": 0.0}))
+    return directory
+
+
+def tiny_answer(model_dir: Path, prompt: str, max_tokens: int) -> str:
+    generator = TextGenerator(model_dir, threads=1)
+    tokens = generator.format.prompt([{"role": "user", "content": prompt}])
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    return "".join(d.text for d in generator.stream(tokens, params))
+
+
+@pytest.fixture
+def model_kubelet(
+    cluster: ClusterInfo, namespace: str, tmp_path: Path, tiny_model: Path
+) -> Iterator[ProcessKubelet]:
+    """The process kubelet running our image as its ``with-model`` build: the Dockerfile's
+    ``ENV LLMAGENTS_ONNX_MODEL_DIR`` there names the baked model, here the tiny one. The
+    agent mounts no model volume, so the operator's onnx container serves the image's."""
+    kubelet = ProcessKubelet(
+        cluster.kubeconfig, namespace=namespace, state_dir=tmp_path / "kubelet",
+        backoff_initial=0.5, backoff_max=5.0, max_stop_grace=10.0,
+        extra_env={ENV_ONNX_MODEL_DIR: str(tiny_model)},
+    )  # fmt: skip
+    kubelet.start()
+    try:
+        yield kubelet
+    finally:
+        kubelet.stop()
+
+
+def test_budget_stop_stops_and_local_only_continues_on_the_onnx_sidecar(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess,
-    process_kubelet: ProcessKubelet, fakes: Fakes,
+    model_kubelet: ProcessKubelet, fakes: Fakes, tiny_model: Path,
 ) -> None:  # fmt: skip
     setup(kubectl, fakes, local=True)
     # Each call is estimated below $0.012 and costs more: the first call spends the budget.
     apply_agent(kubectl, "thrifty", tasks=4, budget={"limit": 0.012, "onExhausted": "stop"})
     apply_agent(kubectl, "frugal", tasks=4, budget={"limit": 0.012, "onExhausted": "local-only"})
+
+    def frugal_sidecar() -> Any:
+        return next((c for c in model_kubelet.statuses(namespace)
+                     if c.container == "onnx" and c.pod.startswith("frugal-")
+                     and c.running), None)  # fmt: skip
+
+    sidecar = eventually(frugal_sidecar, timeout=120, what="frugal's onnx container running")
 
     eventually(lambda: status(kubectl, "thrifty").get("phase") == "BudgetExhausted",
                timeout=120, what="thrifty stopped for budget")  # fmt: skip
@@ -298,13 +345,24 @@ def test_budget_stop_stops_and_local_only_continues_on_the_local_model(
     assert (status(kubectl, "thrifty").get("tasks") or {}).get("done") == 1
 
     eventually(lambda: (status(kubectl, "frugal").get("tasks") or {}).get("done") == 4,
-               timeout=120, what="frugal finished on the local model")  # fmt: skip
+               timeout=120, what="frugal finished on the onnx sidecar")  # fmt: skip
     frugal = results(kubectl, "frugal")
     assert frugal["task-0"]["provider"] == "primary"
-    assert {frugal[f"task-{i}"]["provider"] for i in (1, 2, 3)} == {"local"}
-    assert status(kubectl, "frugal")["budgetExhausted"] is True
-    assert fakes.local.stats()["requests"] == 3
+    for i in (1, 2, 3):
+        answer = frugal[f"task-{i}"]
+        assert (answer["provider"], answer["model"], answer["costUSD"]) == (
+            "local", TINY_MODEL_NAME, 0.0)  # fmt: skip
+        assert answer["text"] == tiny_answer(tiny_model, f"Question number {i}?", 8)
+    current = status(kubectl, "frugal")
+    assert current["budgetExhausted"] is True
+    # Spend stopped at the one paid call: what the primary charged frugal, nothing more.
+    assert current["cost"]["totalUSD"] == pytest.approx(frugal["task-0"]["costUSD"], rel=1e-9)
     assert fakes.primary.stats()["requests"] == 2  # one call by each agent
+    assert fakes.fallback.stats()["requests"] == 0
+    # The sidecar served from its first start: no crash loop (it may since have been
+    # stopped with the pod, as the operator scales a finished agent to zero).
+    assert sidecar.restart_count == 0
+    assert f"as '{TINY_MODEL_NAME}'" in sidecar.log_path.read_text()
 
 
 AGENT_SCRIPT = textwrap.dedent(
