@@ -78,14 +78,20 @@ def _worker(engine: str, args: argparse.Namespace) -> dict[str, Any]:
         llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=args.threads,
                     n_threads_batch=args.threads, n_batch=512, verbose=False)
 
+        import llama_cpp
+
+        def logits() -> np.ndarray:
+            row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+            return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),))
+
         def prefill() -> tuple[Any, np.ndarray]:
             llm.reset()
             llm.eval(prompt)
-            return llm, np.asarray(llm.scores[llm.n_tokens - 1])
+            return llm, logits()
 
         def step(state: Any, token: int) -> np.ndarray:
             llm.eval([token])
-            return np.asarray(llm.scores[llm.n_tokens - 1])
+            return logits()
     load_s = time.perf_counter() - started
     prefill()  # warm-up: first-run allocations and kernel selection
     rounds = []
