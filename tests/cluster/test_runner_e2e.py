@@ -15,7 +15,7 @@ import signal
 import textwrap
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from llmagents.api.runner_config import ENV_ONNX_MODEL_DIR
 from llmagents.onnx.generation import SamplingParams, TextGenerator
 from llmagents.onnx.model_dir import GENERATION_CONFIG_FILE
 from llmagents.onnx.tiny import TINY_MODEL_NAME, build_tiny_model
-from llmagents.testing import _proc
 from llmagents.testing.cluster import ClusterInfo, Kubectl
 from llmagents.testing.fake_providers import FakeOpenAI, ThreadedFake
 from llmagents.testing.kubelet import ProcessKubelet
@@ -229,45 +228,12 @@ def test_a_new_agent_skips_a_provider_the_fleet_already_found_down(
     assert {r["provider"] for r in results(kubectl, "follower").values()} == {"fallback"}
 
 
-def _apiserver_pid(cluster: ClusterInfo) -> int:
-    port = json.loads(Kubectl(cluster.kubectl, cluster.kubeconfig, "default")(
-        "config", "view", "--minify", "-o", "json").stdout)["clusters"][0]["cluster"]["server"]
-    flag = f"--secure-port={port.rsplit(':', 1)[1]}"
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"kube-apiserver") and flag.encode() in argv:
-            return int(proc.name)
-    pytest.skip("the API server is not a local process of this test session")
-    raise AssertionError
-
-
-def _restart_later(cluster: ClusterInfo, pid: int) -> Callable[[], None]:
-    """Kill the API server; return how to start it again exactly as it was."""
-    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    environ = dict(
-        item.decode().split("=", 1)
-        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
-    )  # fmt: skip
-    state = cluster.kubeconfig.parent
-    os.kill(pid, signal.SIGKILL)
-    while _proc.alive(pid):
-        time.sleep(0.05)
-
-    def start() -> None:
-        proc = _proc.spawn(argv, env=environ, log_path=state / "logs" / "kube-apiserver.log")
-        _proc.record_pid(state / "pids", proc.pid, "kube-apiserver")
-
-    return start
-
-
 def test_the_runner_keeps_working_while_the_api_server_is_stopped_and_status_catches_up(
     cluster: ClusterInfo, kubectl: Kubectl, namespace: str, operator: OperatorProcess,
     process_kubelet: ProcessKubelet, fakes: Fakes,
 ) -> None:  # fmt: skip
-    if os.environ.get("LLMAGENTS_TEST_KUBECONFIG"):
+    control_plane = cluster.local
+    if control_plane is None:
         pytest.skip("the API server of an external cluster is not ours to stop")
     fakes.primary.update_faults(latency="500")
     setup(kubectl, fakes)
@@ -275,10 +241,12 @@ def test_the_runner_keeps_working_while_the_api_server_is_stopped_and_status_cat
     eventually(lambda: (status(kubectl, "steady").get("tasks") or {}).get("done", 0) >= 2,
                timeout=120, what="the runner at work")  # fmt: skip
     before = fakes.primary.stats()["requests"]
-    start_again = _restart_later(cluster, _apiserver_pid(cluster))
-    time.sleep(20)  # the outage itself is what is being tested
-    during = fakes.primary.stats()["requests"] - before
-    start_again()
+    control_plane.stop_component("kube-apiserver", kill=True)
+    try:
+        time.sleep(20)  # the outage itself is what is being tested
+        during = fakes.primary.stats()["requests"] - before
+    finally:
+        control_plane.start_component("kube-apiserver")
     assert during >= 15  # about 40 calls fit in 20 s at 500 ms each; work never waited
     eventually(lambda: (status(kubectl, "steady").get("tasks") or {}).get("done") == 60,
                timeout=180, what="status caught up with all 60 tasks")  # fmt: skip
