@@ -144,8 +144,14 @@ class RunnerConfig(ApiModel):
         )
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_wire(), sort_keys=False)
+        return yaml.dump(self.to_wire(), Dumper=_DUMPER, sort_keys=False)
 
     @classmethod
     def from_yaml(cls, text: str) -> RunnerConfig:
-        return cls.model_validate(yaml.safe_load(text))
+        return cls.model_validate(yaml.load(text, Loader=_LOADER))
+
+
+# libyaml when present: the operator renders a configuration per agent, and the pure-Python
+# emitter is the costliest step of building an agent's manifests.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
