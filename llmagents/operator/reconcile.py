@@ -102,8 +102,8 @@ class Reconciler:
         self._locks: dict[AgentKey, asyncio.Lock] = {}
         self._applied: dict[ChildKey, str] = {}
         self._drifted: set[ChildKey] = set()  # edited behind our back: hashes still match
+        # Per agent: the inputs its manifests were built from, and the manifests.
         self._built: dict[AgentKey, tuple[tuple, dict[ChildKey, dict[str, Any]]]] = {}
-        self._desired: dict[AgentKey, dict[ChildKey, dict[str, Any]]] = {}
         self._status_written: dict[Hashable, Any] = {}
         self._failures: dict[AgentKey, int] = {}
         self._secrets: dict[tuple[str, str], tuple[float, asyncio.Future[set[str] | None]]] = {}
@@ -172,7 +172,6 @@ class Reconciler:
         manifests = children(agent, pool, self.settings, replicas=replicas)
         desired = {child_key(m): m for m in manifests}
         self._built[agent.key] = (inputs, desired)
-        self._desired[agent.key] = desired
         return desired
 
     def _pool_object(self, agent: AgentObject) -> PoolObject | None:
@@ -285,8 +284,8 @@ class Reconciler:
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         self._status_written.pop(("LLMAgent", key), None)
-        self._built.pop(key, None)
-        for child in self._desired.pop(key, {}):
+        _, desired = self._built.pop(key, ((), {}))
+        for child in desired:
             self._applied.pop(child, None)
             self._drifted.discard(child)
 
@@ -308,9 +307,9 @@ class Reconciler:
             return
         if self.views.agent(owner) is None:
             return
-        if owner not in self._desired:
+        if owner not in self._built:
             await self.reconcile_agent(owner)
-        desired = self._desired.get(owner, {}).get(key)
+        desired = self._built[owner][1].get(key) if owner in self._built else None
         if desired is not None and not is_subset(desired, body):
             logger.info("agent %s/%s: %s %s drifted; repairing", *owner, key[0], key[2])
             self._drifted.add(key)
