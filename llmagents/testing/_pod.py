@@ -194,12 +194,15 @@ def _env(
     return env
 
 
-def _argv(container: dict[str, Any], env: Mapping[str, str], t: Translation) -> list[str]:
+def _argv(
+    container: dict[str, Any], env: Mapping[str, str], t: Translation, rewrite: _Rewriter
+) -> list[str]:
+    """The pod's command line in local terms; the entrypoint mapping is a host path as is."""
     if container.get("command"):
         words = [*container["command"], *container.get("args", [])]
     else:
         words = [*t.image_entrypoint, *(container.get("args") or t.image_cmd)]
-    words = [expand(w, env) for w in words]
+    words = [rewrite(expand(w, env)) for w in words]
     if not words:
         raise ValueError(f"container {container['name']} has no command")
     head = words[0]
@@ -271,7 +274,7 @@ def plan_pod(
         # kubelet's own values (KUBECONFIG, LLMAGENTS_ROOT, the inherited host environment)
         # are host paths already, and may sit under a mount path such as /tmp.
         env = {k: v if base.get(k) == v else rewrite(v) for k, v in env.items()}
-        argv = [rewrite(a) for a in _argv(container, env, t)]
+        argv = _argv(container, env, t, rewrite)
         cwd = root
         if container.get("workingDir"):
             cwd = Path(rewrite(container["workingDir"]))

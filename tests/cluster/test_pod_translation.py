@@ -7,6 +7,7 @@ paths under ``LLMAGENTS_ROOT``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,21 @@ def test_kubelet_paths_are_not_rewritten_under_a_mount_that_covers_them(tmp_path
     assert str(tmp_path).startswith("/tmp")
     assert Path(env["KUBECONFIG"]).is_file()
     assert env["SCRATCH"] == f"{env['LLMAGENTS_ROOT']}/tmp/work"
+
+
+def test_the_local_entrypoint_is_not_rewritten_under_a_mount_that_covers_it(
+    tmp_path: Path,
+) -> None:
+    # A checkout under /tmp runs its console script from /tmp/...; a pod mounting /tmp must
+    # still start that script, while its own /tmp arguments move under LLMAGENTS_ROOT.
+    translation = dataclasses.replace(
+        TRANSLATION, entrypoints={"llmagents": ["/tmp/checkout/.venv/bin/llmagents"]}
+    )
+    runner = _runner(args=["runner", "--scratch=/tmp/work"],
+                     volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}])  # fmt: skip
+    plan = plan_pod(_pod(runner, volumes=[{"name": "tmp", "emptyDir": {}}]),
+                    source=FakeSource(), pod_dir=tmp_path, pod_ip="127.100.0.7",
+                    t=translation)  # fmt: skip
+    container = plan.containers[0]
+    assert container.argv[0] == "/tmp/checkout/.venv/bin/llmagents"
+    assert container.argv[-1] == f"--scratch={container.env['LLMAGENTS_ROOT']}/tmp/work"
