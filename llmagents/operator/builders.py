@@ -139,17 +139,15 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def _tcp_probes(port_name: str) -> dict[str, Any]:
-    # TCP probes: the processes' HTTP routes belong to other modules; an open port is the
-    # contract both sides can keep.
-    return {
-        "livenessProbe": {
-            "tcpSocket": {"port": port_name},
-            "periodSeconds": 20,
-            "failureThreshold": 3,
-        },
-        "readinessProbe": {"tcpSocket": {"port": port_name}, "periodSeconds": 10},
-    }
+_RUNNER_PROBES = {
+    # The runner serves both on its metrics port, which listens on every pod address.
+    "livenessProbe": {
+        "httpGet": {"path": "/healthz", "port": "metrics"},
+        "periodSeconds": 20,
+        "failureThreshold": 3,
+    },
+    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 10},
+}
 
 
 _SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
@@ -196,7 +194,7 @@ def runner_container(
         "args": ["runner"],
         "env": env,
         "ports": ports,
-        **_tcp_probes("metrics"),
+        **_RUNNER_PROBES,
         **_resources(agent.spec.resources),
         "securityContext": _SECURITY,
     }
@@ -217,8 +215,10 @@ def onnx_container(agent: AgentObject, settings: OperatorSettings) -> dict[str, 
         "imagePullPolicy": settings.image_pull_policy,
         "args": ["onnx-server"],
         "env": env,
+        # No probes: the sidecar listens on the pod's loopback only (the local model is for
+        # this pod's runner), where the kubelet's probes cannot reach; the runner's breaker
+        # notices a dead sidecar, and a crashed one restarts like any container.
         "ports": [{"name": "onnx", "containerPort": settings.onnx_port, "protocol": "TCP"}],
-        **_tcp_probes("onnx"),
         **_resources(sidecar.resources if sidecar else None),
         "securityContext": _SECURITY,
     }

@@ -114,7 +114,8 @@ def test_runner_container_gets_identity_ports_and_keys_by_reference():
     }
     assert "LLMAGENTS_API_KEY_LOCAL" not in env
     assert [p["containerPort"] for p in runner["ports"]] == [9100]
-    assert runner["livenessProbe"]["tcpSocket"]["port"] == "metrics"
+    assert runner["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert runner["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
 
 def test_onnx_sidecar_only_when_the_pool_has_an_onnx_provider():
