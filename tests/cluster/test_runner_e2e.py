@@ -238,23 +238,24 @@ def test_the_runner_keeps_working_while_the_api_server_is_stopped_and_status_cat
         pytest.skip("the API server of an external cluster is not ours to stop")
     fakes.primary.update_faults(latency="400")
     setup(kubectl, fakes)
-    apply_agent(kubectl, "steady", tasks=40)
+    tasks, outage = 64, 20.0  # 64 calls of 400 ms outlast the 20 s outage
+    apply_agent(kubectl, "steady", tasks=tasks)
     eventually(lambda: (status(kubectl, "steady").get("tasks") or {}).get("done", 0) >= 2,
                timeout=120, what="the runner at work")  # fmt: skip
     before = fakes.primary.stats()["requests"]
     control_plane.stop_component("kube-apiserver", kill=True)
     try:
-        time.sleep(12)  # the outage itself is what is being tested
+        time.sleep(outage)  # the outage itself is what is being tested
         during = fakes.primary.stats()["requests"] - before
     finally:
         control_plane.start_component("kube-apiserver")
-    assert during >= 10  # about 30 calls fit in 12 s at 400 ms each; work never waited
-    eventually(lambda: (status(kubectl, "steady").get("tasks") or {}).get("done") == 40,
-               timeout=120, what="status caught up with all 40 tasks")  # fmt: skip
+    assert during >= 20  # about 45 calls fit in 20 s at 400 ms each; work never waited
+    eventually(lambda: (status(kubectl, "steady").get("tasks") or {}).get("done") == tasks,
+               timeout=120, what=f"status caught up with all {tasks} tasks")  # fmt: skip
     # Results the outage kept from the API are written after status (with the next save).
-    eventually(lambda: len(results(kubectl, "steady")) == 40, timeout=60,
-               what="all 40 results stored")  # fmt: skip
-    assert fakes.primary.stats()["requests"] == 40
+    eventually(lambda: len(results(kubectl, "steady")) == tasks, timeout=60,
+               what=f"all {tasks} results stored")  # fmt: skip
+    assert fakes.primary.stats()["requests"] == tasks
     # Leave the control plane as found: the controller manager's informers reconnect with
     # back-off, and the next test's namespace needs its default service account in time.
     core = client.CoreV1Api(kube_client)
