@@ -27,7 +27,7 @@ import httpx
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
 from llmagents.errors import ProviderError
-from llmagents.providers.mapping import decode_json, transport_error
+from llmagents.providers.mapping import decode_json, missing, transport_error
 from llmagents.providers.sse import SseEvent, iter_sse
 
 logger = logging.getLogger(__name__)
@@ -134,9 +134,12 @@ class ProviderAdapter(ABC):
     def _models_endpoint(self) -> str:
         """Path of the model listing."""
 
-    @abstractmethod
     def _parse_models(self, data: Any) -> list[str]:
-        """Model names from the listing's JSON."""
+        """Model names from the listing's JSON: ``data[].id`` in OpenAI's and Anthropic's."""
+        try:
+            return [str(m["id"]) for m in data["data"]]
+        except (KeyError, TypeError):
+            raise missing("data[].id", provider=self.name) from None
 
     # -- calls ------------------------------------------------------------------------
 

@@ -91,12 +91,6 @@ class OpenAIAdapter(ProviderAdapter):
             provider=self.name,
         )
 
-    def _parse_models(self, data: Any) -> list[str]:
-        try:
-            return [str(m["id"]) for m in data["data"]]
-        except (KeyError, TypeError):
-            raise missing("data[].id", provider=self.name) from None
-
     def _stream_decoder(self) -> _OpenAIStream:
         return _OpenAIStream(self.name)
 
