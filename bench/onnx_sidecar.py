@@ -36,13 +36,18 @@ from typing import Any
 
 import numpy as np
 
-PROMPT = [{"role": "user", "content": (
-    "Here are some notes from a team meeting. The build of the control plane takes twenty "
-    "minutes on a fresh machine, the unit tests take two, and the local model answers when "
-    "every paid provider is down. The budget for this month is two hundred dollars and "
-    "forty have been spent. Summarise the notes in two sentences for a manager who was "
-    "not there, and say what the biggest risk is."
-)}]
+PROMPT = [
+    {
+        "role": "user",
+        "content": (
+            "Here are some notes from a team meeting. The build of the control plane takes twenty "
+            "minutes on a fresh machine, the unit tests take two, and the local model answers when "
+            "every paid provider is down. The budget for this month is two hundred dollars and "
+            "forty have been spent. Summarise the notes in two sentences for a manager who was "
+            "not there, and say what the biggest risk is."
+        ),
+    }
+]
 
 
 def _rss_mb() -> float:
@@ -52,10 +57,10 @@ def _rss_mb() -> float:
 def _worker(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     """Runs in a subprocess: load one engine, then time ``args.rounds`` generations."""
     from llmagents.onnx import TextGenerator
-    from llmagents.onnx.generation import ChatFormat
-    from llmagents.onnx.model_dir import read_model_dir
     from llmagents.onnx.convert import ensure_smollm2, find_smollm2_gguf
     from llmagents.onnx.decoder import DecodeState
+    from llmagents.onnx.generation import ChatFormat
+    from llmagents.onnx.model_dir import read_model_dir
 
     gguf = find_smollm2_gguf()
     model_dir = ensure_smollm2(weights="fp32" if engine == "onnx-fp32" else "q4")
@@ -75,23 +80,30 @@ def _worker(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         from llama_cpp import Llama
 
-        llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=args.threads,
-                    n_threads_batch=args.threads, n_batch=512, verbose=False)
+        llm = Llama(
+            model_path=str(gguf),
+            n_ctx=2048,
+            n_threads=args.threads,
+            n_threads_batch=args.threads,
+            n_batch=512,
+            verbose=False,
+        )
 
         import llama_cpp
 
-        def logits() -> np.ndarray:
+        def last_logits() -> np.ndarray:
             row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
             return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),))
 
         def prefill() -> tuple[Any, np.ndarray]:
             llm.reset()
             llm.eval(prompt)
-            return llm, logits()
+            return llm, last_logits()
 
         def step(state: Any, token: int) -> np.ndarray:
             llm.eval([token])
-            return logits()
+            return last_logits()
+
     load_s = time.perf_counter() - started
     prefill()  # warm-up: first-run allocations and kernel selection
     rounds = []
@@ -105,19 +117,42 @@ def _worker(engine: str, args: argparse.Namespace) -> dict[str, Any]:
             token = int(np.argmax(step(state, token)))
             tokens.append(token)
         t2 = time.perf_counter()
-        rounds.append({"prefill_tps": len(prompt) / (t1 - t0), "ttft_ms": (t1 - t0) * 1000,
-                       "decode_tps": args.tokens / (t2 - t1), "tokens": tokens})
-    return {"engine": engine, "prompt_tokens": len(prompt), "load_s": load_s,
-            "rss_before_load_mb": before, "peak_rss_mb": _rss_mb(), "rounds": rounds}
+        rounds.append(
+            {
+                "prefill_tps": len(prompt) / (t1 - t0),
+                "ttft_ms": (t1 - t0) * 1000,
+                "decode_tps": args.tokens / (t2 - t1),
+                "tokens": tokens,
+            }
+        )
+    return {
+        "engine": engine,
+        "prompt_tokens": len(prompt),
+        "load_s": load_s,
+        "rss_before_load_mb": before,
+        "peak_rss_mb": _rss_mb(),
+        "rounds": rounds,
+    }
 
 
 def _run_engine(engine: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    cmd = [sys.executable, __file__, "--worker", engine, "--rounds", "1",
-           "--tokens", str(args.tokens), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        engine,
+        "--rounds",
+        "1",
+        "--tokens",
+        str(args.tokens),
+        "--threads",
+        str(args.threads),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        print(f"{engine}: failed ({done.returncode}): {done.stderr.strip()[-400:]}",
-              file=sys.stderr)
+        print(
+            f"{engine}: failed ({done.returncode}): {done.stderr.strip()[-400:]}", file=sys.stderr
+        )
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -126,6 +161,7 @@ def _engines(args: argparse.Namespace) -> list[dict[str, Any]]:
     engines = ["onnx-q4", "onnx-fp32"]
     try:
         import llama_cpp  # noqa: F401
+
         engines.append("llama.cpp")
     except ImportError:
         print("llama.cpp: llama-cpp-python is not installed; skipped", file=sys.stderr)
@@ -137,8 +173,9 @@ def _engines(args: argparse.Namespace) -> list[dict[str, Any]]:
                 continue
             if engine in results:
                 results[engine]["rounds"] += result["rounds"]
-                results[engine]["peak_rss_mb"] = max(results[engine]["peak_rss_mb"],
-                                                     result["peak_rss_mb"])
+                results[engine]["peak_rss_mb"] = max(
+                    results[engine]["peak_rss_mb"], result["peak_rss_mb"]
+                )
             else:
                 results[engine] = result
     return list(results.values())
@@ -169,46 +206,64 @@ async def _sidecar(model_dir: Path, name: str, requests: int, tokens: int) -> di
             first_chunks = []
             for _ in range(requests):
                 t0 = time.perf_counter()
-                async with client.stream("POST", "/v1/chat/completions",
-                                         json={**body, "stream": True}) as response:
+                async with client.stream(
+                    "POST", "/v1/chat/completions", json={**body, "stream": True}
+                ) as response:
                     async for line in response.aiter_lines():
                         if '"content":' in line and '"content": ""' not in line:
                             first_chunks.append((time.perf_counter() - t0) * 1000)
                             break
     finally:
         await runner.cleanup()
-    return {"model": name, "requests": requests, "completion_tokens": completion,
-            "tokens_per_s": completion / elapsed,
-            "first_chunk_ms": statistics.median(first_chunks)}
+    return {
+        "model": name,
+        "requests": requests,
+        "completion_tokens": completion,
+        "tokens_per_s": completion / elapsed,
+        "first_chunk_ms": statistics.median(first_chunks),
+    }
 
 
-def _report(engines: list[dict[str, Any]], sidecars: list[dict[str, Any]]) -> None:
-    print(f"python {platform.python_version()}, {platform.machine()}, "
-          f"{len(engines[0]['rounds']) if engines else 0} rounds")
+def _report(
+    engines: list[dict[str, Any]], sidecars: list[dict[str, Any]], args_tokens: int
+) -> None:
+    print(
+        f"python {platform.python_version()}, {platform.machine()}, "
+        f"{len(engines[0]['rounds']) if engines else 0} rounds"
+    )
     reference = next((e for e in engines if e["engine"] == "llama.cpp"), None)
-    print("| engine | prompt tok | prefill tok/s | TTFT ms | decode tok/s | vs llama.cpp "
-          "| load s | peak RSS MB (before load) |")
+    print(
+        "| engine | prompt tok | prefill tok/s | TTFT ms | decode tok/s | vs llama.cpp "
+        "| load s | peak RSS MB (before load) |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    ref_decode = statistics.median(r["decode_tps"] for r in reference["rounds"]) \
-        if reference else None
+    ref_decode = (
+        statistics.median(r["decode_tps"] for r in reference["rounds"]) if reference else None
+    )
     for e in engines:
-        med = {k: statistics.median(r[k] for r in e["rounds"])
-               for k in ("prefill_tps", "ttft_ms", "decode_tps")}
+        med = {
+            k: statistics.median(r[k] for r in e["rounds"])
+            for k in ("prefill_tps", "ttft_ms", "decode_tps")
+        }
         ratio = f"{med['decode_tps'] / ref_decode:.0%}" if ref_decode else "n/a"
-        print(f"| {e['engine']} | {e['prompt_tokens']} | {med['prefill_tps']:.0f} | "
-              f"{med['ttft_ms']:.0f} | {med['decode_tps']:.1f} | {ratio} | {e['load_s']:.1f} | "
-              f"{e['peak_rss_mb']:.0f} ({e['rss_before_load_mb']:.0f}) |")
+        print(
+            f"| {e['engine']} | {e['prompt_tokens']} | {med['prefill_tps']:.0f} | "
+            f"{med['ttft_ms']:.0f} | {med['decode_tps']:.1f} | {ratio} | {e['load_s']:.1f} | "
+            f"{e['peak_rss_mb']:.0f} ({e['rss_before_load_mb']:.0f}) |"
+        )
     if reference:
         ours = next((e for e in engines if e["engine"] == "onnx-q4"), None)
         if ours:
-            same = sum(a["tokens"] == reference["rounds"][0]["tokens"] for a in ours["rounds"])
-            print(f"\nonnx-q4 greedy tokens identical to llama.cpp's in {same} of "
-                  f"{len(ours['rounds'])} rounds")
+            pairs = zip(ours["rounds"][0]["tokens"], reference["rounds"][0]["tokens"])
+            same = next((i for i, (a, b) in enumerate(pairs) if a != b), args_tokens + 1)
+            print(f"\nonnx-q4 and llama.cpp greedy tokens identical for the first {same}")
     print("\n| sidecar model | requests | completion tokens | tokens/s | first chunk ms |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for s in sidecars:
-        print(f"| {s['model']} | {s['requests']} | {s['completion_tokens']} | "
-              f"{s['tokens_per_s']:.1f} | {s['first_chunk_ms']:.0f} |")
+        print(
+            f"| {s['model']} | {s['requests']} | {s['completion_tokens']} | "
+            f"{s['tokens_per_s']:.1f} | {s['first_chunk_ms']:.0f} |"
+        )
 
 
 def main() -> int:
@@ -230,10 +285,11 @@ def main() -> int:
         tiny = build_tiny_model(Path(tmp))
         sidecars = [
             asyncio.run(_sidecar(tiny, TINY_MODEL_NAME, args.requests, 64)),
-            asyncio.run(_sidecar(ensure_smollm2(), "smollm2-135m-instruct (q4)",
-                                 args.requests, 64)),
+            asyncio.run(
+                _sidecar(ensure_smollm2(), "smollm2-135m-instruct (q4)", args.requests, 64)
+            ),
         ]
-    _report(engines, sidecars)
+    _report(engines, sidecars, args.tokens)
     return 0
 
 

@@ -19,8 +19,15 @@ MAX_STOP_SEQUENCES = 4
 class RequestError(LLMAgentsError):
     """A request the sidecar refuses, with its HTTP status and OpenAI error fields."""
 
-    def __init__(self, message: str, *, status: int = 400, param: str | None = None,
-                 code: str | None = None, type: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -49,7 +56,9 @@ def parse_chat_request(body: Any, *, served_model: str) -> ChatCall:
     if model is not None and model != served_model:
         raise RequestError(
             f"the model {model!r} does not exist here; this sidecar serves {served_model!r}",
-            status=404, param="model", code="model_not_found",
+            status=404,
+            param="model",
+            code="model_not_found",
         )
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
@@ -89,23 +98,35 @@ def _content(content: Any, where: str) -> str:
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text":
-                raise RequestError(f"{where}.content: only text parts are supported",
-                                   param=f"{where}.content")
+                raise RequestError(
+                    f"{where}.content: only text parts are supported", param=f"{where}.content"
+                )
             texts.append(str(part.get("text", "")))
         return "".join(texts)
-    raise RequestError(f"{where}.content must be a string or a list of text parts",
-                       param=f"{where}.content")
+    raise RequestError(
+        f"{where}.content must be a string or a list of text parts", param=f"{where}.content"
+    )
 
 
-def _number(value: Any, name: str, kind: type, *, low: float | None = None,
-            high: float | None = None, open_low: bool = False) -> Any:
+def _number(
+    value: Any,
+    name: str,
+    kind: type,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+) -> Any:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        kind is int and not float(value).is_integer()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and not float(value).is_integer())
     ):
-        raise RequestError(f"{name} must be a{'n integer' if kind is int else ' number'}",
-                           param=name)
+        raise RequestError(
+            f"{name} must be a{'n integer' if kind is int else ' number'}", param=name
+        )
     too_low = low is not None and (value <= low if open_low else value < low)
     if too_low or (high is not None and value > high):
         bounds = f"{'(' if open_low else '['}{low}, {high if high is not None else 'inf'}]"

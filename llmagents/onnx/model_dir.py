@@ -107,22 +107,31 @@ def write_metadata(
 ) -> None:
     """Write the three JSON files beside ``model.onnx`` and ``tokenizer.json``."""
     path.mkdir(parents=True, exist_ok=True)
-    _write(path / TOKENIZER_CONFIG_FILE, {
-        "chat_template": chat_template,
-        "bos_token": bos_token,
-        "eos_token": eos_token,
-        "add_bos_token": False,
-    })
-    _write(path / GENERATION_CONFIG_FILE, {
-        "eos_token_id": eos_token_ids,
-        "temperature": temperature,
-        "top_p": top_p,
-    })
-    _write(path / CONFIG_FILE, {
-        "_name_or_path": name,
-        "max_position_embeddings": context_length,
-        **architecture,
-    })
+    _write(
+        path / TOKENIZER_CONFIG_FILE,
+        {
+            "chat_template": chat_template,
+            "bos_token": bos_token,
+            "eos_token": eos_token,
+            "add_bos_token": False,
+        },
+    )
+    _write(
+        path / GENERATION_CONFIG_FILE,
+        {
+            "eos_token_id": eos_token_ids,
+            "temperature": temperature,
+            "top_p": top_p,
+        },
+    )
+    _write(
+        path / CONFIG_FILE,
+        {
+            "_name_or_path": name,
+            "max_position_embeddings": context_length,
+            **architecture,
+        },
+    )
 
 
 def _json(file: Path) -> dict[str, Any]:

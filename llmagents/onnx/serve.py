@@ -28,26 +28,44 @@ ENV_ONNX_HOST = "LLMAGENTS_ONNX_HOST"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ
-    parser.add_argument("--model-dir", type=Path, default=env.get(ENV_ONNX_MODEL_DIR),
-                        help=f"Model directory (default ${ENV_ONNX_MODEL_DIR}, else the "
-                        "cached SmolLM2 conversion).")
-    parser.add_argument("--model-name", help="Name clients must send as `model` "
-                        "(default: the model directory's config.json _name_or_path).")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=env.get(ENV_ONNX_MODEL_DIR),
+        help=f"Model directory (default ${ENV_ONNX_MODEL_DIR}, else the "
+        "cached SmolLM2 conversion).",
+    )
+    parser.add_argument(
+        "--model-name",
+        help="Name clients must send as `model` "
+        "(default: the model directory's config.json _name_or_path).",
+    )
     # LLMAGENTS_POD_IP: the pod's own loopback address on the shared test host (see
     # hack/README.md, "The process kubelet"), where the runner looks for the sidecar.
-    parser.add_argument("--host",
-                        default=env.get(ENV_ONNX_HOST) or env.get("LLMAGENTS_POD_IP") or "127.0.0.1",
-                        help=f"Address to bind (default ${ENV_ONNX_HOST}, else "
-                        "$LLMAGENTS_POD_IP, else 127.0.0.1).")
-    parser.add_argument("--port", type=int, default=int(env.get(ENV_ONNX_PORT, DEFAULT_ONNX_PORT)),
-                        help=f"Port (default ${ENV_ONNX_PORT} or {DEFAULT_ONNX_PORT}).")
+    parser.add_argument(
+        "--host",
+        default=env.get(ENV_ONNX_HOST) or env.get("LLMAGENTS_POD_IP") or "127.0.0.1",
+        help=f"Address to bind (default ${ENV_ONNX_HOST}, else $LLMAGENTS_POD_IP, else 127.0.0.1).",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env.get(ENV_ONNX_PORT, DEFAULT_ONNX_PORT)),
+        help=f"Port (default ${ENV_ONNX_PORT} or {DEFAULT_ONNX_PORT}).",
+    )
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads.")
-    parser.add_argument("--max-concurrency", type=int, default=1,
-                        help="Requests decoded at the same time.")
-    parser.add_argument("--max-queue", type=int, default=16,
-                        help="Requests waiting beyond those; more get 503.")
-    parser.add_argument("--max-tokens", type=int, default=512,
-                        help="Completion tokens when a request sets no max_tokens.")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=1, help="Requests decoded at the same time."
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=16, help="Requests waiting beyond those; more get 503."
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=512,
+        help="Completion tokens when a request sets no max_tokens.",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

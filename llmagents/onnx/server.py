@@ -27,8 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from llmagents.onnx.generation import Delta, SamplingParams, TextGenerator
 from llmagents.onnx.chat_request import ChatCall, RequestError, parse_chat_request
+from llmagents.onnx.generation import Delta, SamplingParams, TextGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +90,16 @@ class Sidecar:
             self.generator = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._loader
             )
-        except Exception as exc:  # reported on /readyz and by the CLI's exit status
+        except Exception as exc:  # noqa: BLE001 - reported on /readyz and by the exit status
             self.load_error = str(exc)
             logger.error("model %s failed to load: %s", self.settings.model_dir, exc)
         else:
-            logger.info("model %s ready in %.1f s as %r", self.settings.model_dir,
-                        time.perf_counter() - started, self.model_name)
+            logger.info(
+                "model %s ready in %.1f s as %r",
+                self.settings.model_dir,
+                time.perf_counter() - started,
+                self.model_name,
+            )
         self.loaded.set()
 
     def _load_generator(self) -> TextGenerator:
@@ -124,15 +128,28 @@ class Sidecar:
         return web.json_response({"status": status, "error": self.load_error}, status=503)
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": self.model_name, "object": "model", "created": 0, "owned_by": "llmagents"}
-        ]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": self.model_name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "llmagents",
+                    }
+                ],
+            }
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         generator = self.generator
         if generator is None:
-            message = (f"model failed to load: {self.load_error}" if self.load_error
-                       else "model is still loading")
+            message = (
+                f"model failed to load: {self.load_error}"
+                if self.load_error
+                else "model is still loading"
+            )
             return _error(503, message, "server_error", code="model_not_ready", retry=True)
         try:
             body = await request.json()
@@ -144,8 +161,13 @@ class Sidecar:
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"invalid request: {exc}", "invalid_request_error")
         if self._slots.locked() and self._waiting >= self.settings.max_queue:
-            return _error(503, "the local model is busy and its queue is full; retry later",
-                          "server_error", code="queue_full", retry=True)
+            return _error(
+                503,
+                "the local model is busy and its queue is full; retry later",
+                "server_error",
+                code="queue_full",
+                retry=True,
+            )
         self._waiting += 1
         try:
             await self._slots.acquire()
@@ -163,78 +185,108 @@ class Sidecar:
         if room <= 0:
             raise RequestError(
                 f"the prompt has {prompt_len} tokens; this model's context is "
-                f"{generator.info.context_length}", param="messages",
+                f"{generator.info.context_length}",
+                param="messages",
                 code="context_length_exceeded",
             )
         wanted = call.max_tokens or self.settings.max_tokens
         return SamplingParams(
             max_tokens=min(wanted, room),
-            temperature=generator.info.temperature if call.temperature is None
+            temperature=generator.info.temperature
+            if call.temperature is None
             else call.temperature,
             top_p=generator.info.top_p if call.top_p is None else call.top_p,
             seed=call.seed,
             stop=call.stop,
         )
 
-    async def _complete(self, generator: TextGenerator, call: ChatCall, prompt: list[int],
-                        params: SamplingParams) -> web.Response:
+    async def _complete(
+        self, generator: TextGenerator, call: ChatCall, prompt: list[int], params: SamplingParams
+    ) -> web.Response:
         deltas = await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: list(generator.stream(prompt, params))
         )
         last = deltas[-1]
-        return web.json_response({
-            "id": _completion_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model_name,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(d.text for d in deltas)},
-                "finish_reason": last.finish_reason,
-            }],
-            "usage": _usage(len(prompt), last.completion_tokens),
-        })
+        return web.json_response(
+            {
+                "id": _completion_id(),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model_name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": "".join(d.text for d in deltas),
+                        },
+                        "finish_reason": last.finish_reason,
+                    }
+                ],
+                "usage": _usage(len(prompt), last.completion_tokens),
+            }
+        )
 
-    async def _stream(self, request: web.Request, generator: TextGenerator, call: ChatCall,
-                      prompt: list[int], params: SamplingParams) -> web.StreamResponse:
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-        })
+    async def _stream(
+        self,
+        request: web.Request,
+        generator: TextGenerator,
+        call: ChatCall,
+        prompt: list[int],
+        params: SamplingParams,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+            }
+        )
         await response.prepare(request)
         chunk_id, created = _completion_id(), int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-            return {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                    "model": self.model_name,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.model_name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
 
         await _send(response, chunk({"role": "assistant", "content": ""}, None))
         cancelled = threading.Event()
         last: Delta | None = None
         try:
-            async for delta in _in_thread(self._executor, generator.stream(prompt, params),
-                                          cancelled):
+            async for delta in _in_thread(
+                self._executor, generator.stream(prompt, params), cancelled
+            ):
                 last = delta
                 if delta.text:
                     await _send(response, chunk({"content": delta.text}, None))
             assert last is not None
             await _send(response, chunk({}, last.finish_reason))
             if call.include_usage:
-                usage = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                         "model": self.model_name, "choices": [],
-                         "usage": _usage(len(prompt), last.completion_tokens)}
+                usage = {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": self.model_name,
+                    "choices": [],
+                    "usage": _usage(len(prompt), last.completion_tokens),
+                }
                 await _send(response, usage)
             await response.write(b"data: [DONE]\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            # The client left; the decode thread stops at its next token.
             logger.info("client of model %s went away mid-stream", self.model_name)
-            raise
         finally:
             cancelled.set()
         return response
 
 
-async def _in_thread(executor: ThreadPoolExecutor, source: Iterator[Delta],
-                     cancelled: threading.Event):
+async def _in_thread(
+    executor: ThreadPoolExecutor, source: Iterator[Delta], cancelled: threading.Event
+):
     """Drive a blocking iterator in ``executor``, yielding its items on the event loop."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Delta | BaseException | None] = asyncio.Queue()
@@ -245,7 +297,7 @@ async def _in_thread(executor: ThreadPoolExecutor, source: Iterator[Delta],
                 loop.call_soon_threadsafe(queue.put_nowait, item)
                 if cancelled.is_set():
                     break
-        except BaseException as exc:  # handed to the event loop, re-raised there
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the event loop
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
@@ -266,16 +318,26 @@ async def _send(response: web.StreamResponse, data: dict[str, Any]) -> None:
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def _error(status: int, message: str, kind: str, *, param: str | None = None,
-           code: str | None = None, retry: bool = False) -> web.Response:
+def _error(
+    status: int,
+    message: str,
+    kind: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    retry: bool = False,
+) -> web.Response:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return web.json_response(body, status=status, headers=headers)

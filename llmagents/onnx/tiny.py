@@ -103,20 +103,26 @@ def tiny_weights(config: LlamaConfig, *, seed: int) -> LlamaWeights:
 
     layers = [
         LayerWeights(
-            attn_norm=norm(), q=q4(h, h), k=q4(kv, h), v=q4(kv, h), o=q4(h, h),
-            ffn_norm=norm(), gate=q4(config.intermediate_size, h),
-            up=q4(config.intermediate_size, h), down=q4(h, config.intermediate_size),
+            attn_norm=norm(),
+            q=q4(h, h),
+            k=q4(kv, h),
+            v=q4(kv, h),
+            o=q4(h, h),
+            ffn_norm=norm(),
+            gate=q4(config.intermediate_size, h),
+            up=q4(config.intermediate_size, h),
+            down=q4(h, config.intermediate_size),
         )
         for _ in range(config.num_layers)
     ]
     head = BlockLinear(
-        codes=rng.integers(0, 256, size=(config.vocab_size, h // BLOCK_SIZE, BLOCK_SIZE),
-                           dtype=np.uint8),
-        scales=rng.uniform(0.005, 0.02, size=(config.vocab_size, h // BLOCK_SIZE))
-        .astype(np.float32),
+        codes=rng.integers(
+            0, 256, size=(config.vocab_size, h // BLOCK_SIZE, BLOCK_SIZE), dtype=np.uint8
+        ),
+        scales=rng.uniform(0.005, 0.02, size=(config.vocab_size, h // BLOCK_SIZE)).astype(
+            np.float32
+        ),
         offsets=None,
         bits=8,
     )
-    return LlamaWeights(
-        embedding=head, layers=layers, final_norm=norm(), lm_head=head
-    )
+    return LlamaWeights(embedding=head, layers=layers, final_norm=norm(), lm_head=head)

@@ -10,12 +10,12 @@ import httpx
 import numpy as np
 import pytest
 from aiohttp import web
+from numpy_llama import last_logits
 
 from llmagents.onnx import SamplingParams, ServerSettings, Sidecar, TextGenerator
 from llmagents.onnx.convert import SMOLLM2_NAME, find_smollm2_gguf
 from llmagents.onnx.decoder import DecodeState
 from llmagents.onnx.gguf_source import read_gguf
-from numpy_llama import last_logits
 
 pytestmark = pytest.mark.model
 
@@ -34,8 +34,9 @@ def test_the_tokenizer_matches_smollm2s_vocabulary(smollm2: TextGenerator) -> No
 def test_the_chat_template_adds_the_default_system_prompt(smollm2: TextGenerator) -> None:
     prompt = smollm2.format.render(SEA)
     assert prompt.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
-    assert prompt.endswith("<|im_start|>user\nWrite one sentence about the sea.<|im_end|>\n"
-                           "<|im_start|>assistant\n")
+    assert prompt.endswith(
+        "<|im_start|>user\nWrite one sentence about the sea.<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert smollm2.format.stop_token_ids == {2}  # <|im_end|>
 
 
@@ -75,9 +76,15 @@ async def test_the_sidecar_serves_smollm2_with_usage_and_stop(smollm2_dir: Path)
         assert sidecar.generator is not None
         url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-            response = await client.post("/v1/chat/completions", json={
-                "model": SMOLLM2_NAME, "messages": SEA, "temperature": 0, "max_tokens": 96,
-            })
+            response = await client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": SMOLLM2_NAME,
+                    "messages": SEA,
+                    "temperature": 0,
+                    "max_tokens": 96,
+                },
+            )
     finally:
         await runner.cleanup()
     answer = response.json()

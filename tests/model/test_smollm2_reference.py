@@ -35,8 +35,14 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def llama() -> object:
-    return llama_cpp.Llama(model_path=str(find_smollm2_gguf()), n_ctx=1024, n_threads=2,
-                           n_threads_batch=2, n_batch=512, verbose=False)
+    return llama_cpp.Llama(
+        model_path=str(find_smollm2_gguf()),
+        n_ctx=1024,
+        n_threads=2,
+        n_threads_batch=2,
+        n_batch=512,
+        verbose=False,
+    )
 
 
 def last_logits(llama: object) -> np.ndarray:
@@ -82,9 +88,7 @@ def test_prompts_tokenize_exactly_as_llama_cpp_does(
     smollm2: TextGenerator, llama: object, question: str
 ) -> None:
     text = smollm2.format.render([{"role": "user", "content": question}])
-    assert smollm2.format.encode(text) == llama.tokenize(
-        text.encode(), add_bos=False, special=True
-    )
+    assert smollm2.format.encode(text) == llama.tokenize(text.encode(), add_bos=False, special=True)
 
 
 @pytest.mark.parametrize("question", PROMPTS)
@@ -107,8 +111,10 @@ def test_greedy_choices_agree_with_llama_cpp_except_at_near_ties(
     rms = float(np.sqrt(np.mean([np.mean((o - r) ** 2) for o, r in zip(ours, reference)])))
     greedy = onnx_greedy(smollm2, prompt)
     same = next((i for i, (a, b) in enumerate(zip(greedy, expected)) if a != b), GREEDY_TOKENS)
-    print(f"\n{question!r}: top-1 agreement {agreement:.3f}, largest gap {max(gaps):.3f}, "
-          f"logits RMS error {rms:.3f}, identical greedy prefix {same}/{GREEDY_TOKENS}")
+    print(
+        f"\n{question!r}: top-1 agreement {agreement:.3f}, largest gap {max(gaps):.3f}, "
+        f"logits RMS error {rms:.3f}, identical greedy prefix {same}/{GREEDY_TOKENS}"
+    )
     assert max(gaps) < TIE_LOGITS
     assert agreement >= 0.9
     assert rms < MAX_RMS

@@ -63,9 +63,14 @@ def test_a_stop_token_ends_the_answer_and_is_counted(tmp_path: Path) -> None:
     tokens = greedy_tokens(TextGenerator(model, threads=1), 20)
     first_new = next(i for i in range(1, 20) if tokens[i] not in tokens[:i])
     config = model / GENERATION_CONFIG_FILE
-    config.write_text(json.dumps({
-        **json.loads(config.read_text()), "eos_token_id": [tokens[first_new]],
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                **json.loads(config.read_text()),
+                "eos_token_id": [tokens[first_new]],
+            }
+        )
+    )
     generator = TextGenerator(model, threads=1)
     text, finish, count = run(generator, SamplingParams(max_tokens=50))
     assert (finish, count) == ("stop", first_new + 1)
@@ -74,7 +79,7 @@ def test_a_stop_token_ends_the_answer_and_is_counted(tmp_path: Path) -> None:
 
 def test_a_stop_string_cuts_the_text_before_it(generator: TextGenerator) -> None:
     full, _, _ = run(generator, SamplingParams(max_tokens=24))
-    stop = full[len(full) // 2: len(full) // 2 + 3]
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
     text, finish, _ = run(generator, SamplingParams(max_tokens=24, stop=(stop,)))
     assert finish == "stop"
     assert text == full[: full.index(stop)]
@@ -85,8 +90,11 @@ def test_streamed_text_never_contains_a_stop_string_prefix_it_later_retracts(
 ) -> None:
     full, _, _ = run(generator, SamplingParams(max_tokens=24))
     stop = full[-4:] + "never generated"
-    deltas = list(generator.stream(generator.format.prompt(HELLO),
-                                   SamplingParams(max_tokens=24, stop=(stop,))))
+    deltas = list(
+        generator.stream(
+            generator.format.prompt(HELLO), SamplingParams(max_tokens=24, stop=(stop,))
+        )
+    )
     assert "".join(d.text for d in deltas) == full
     assert deltas[-1].finish_reason == "length"
 

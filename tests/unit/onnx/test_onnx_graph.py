@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from numpy_llama import last_logits
 
-from llmagents.onnx.decoder import DecodeState, Decoder
+from llmagents.onnx.decoder import Decoder, DecodeState
 from llmagents.onnx.graph import BlockLinear, FloatLinear, build_decoder, concat_linears
 from llmagents.onnx.tiny import tiny_config, tiny_weights
-from numpy_llama import last_logits
 
 TOKENS = [1, 40, 7, 99, 250, 3, 17, 64, 2, 120]
 
@@ -29,17 +29,25 @@ def test_block_linear_dequantizes_like_q4_1() -> None:
     # One block of 32 weights: w = (code - 8) * scale + offset, low nibble first.
     codes = np.arange(32, dtype=np.uint8) % 16
     packed = (codes[0::2] | (codes[1::2] << 4)).reshape(1, 1, 16)
-    linear = BlockLinear(codes=packed, scales=np.array([[0.5]], np.float32),
-                         offsets=np.array([[1.0]], np.float32), bits=4)
+    linear = BlockLinear(
+        codes=packed,
+        scales=np.array([[0.5]], np.float32),
+        offsets=np.array([[1.0]], np.float32),
+        bits=4,
+    )
     np.testing.assert_allclose(linear.dequantize()[0], (codes.astype(np.float32) - 8) * 0.5 + 1.0)
 
 
 def test_concat_linears_stacks_outputs_and_refuses_mixed_kinds() -> None:
     a, b = FloatLinear(np.ones((2, 4), np.float32)), FloatLinear(np.zeros((3, 4), np.float32))
     assert concat_linears([a, b]).out_features == 5
-    block = BlockLinear(codes=np.zeros((1, 1, 16), np.uint8), scales=np.ones((1, 1), np.float32),
-                        offsets=None, bits=4)
-    with pytest.raises(ValueError):
+    block = BlockLinear(
+        codes=np.zeros((1, 1, 16), np.uint8),
+        scales=np.ones((1, 1), np.float32),
+        offsets=None,
+        bits=4,
+    )
+    with pytest.raises(TypeError):
         concat_linears([a, block])
 
 

@@ -86,19 +86,26 @@ async def test_greedy_answers_are_deterministic_and_count_usage(tiny_dir: Path) 
     assert first["object"] == "chat.completion" and first["model"] == TINY_MODEL_NAME
     assert first["choices"][0]["finish_reason"] == "length"
     assert first["usage"] == {
-        "prompt_tokens": prompt_tokens, "completion_tokens": 12, "total_tokens": prompt_tokens + 12
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 12,
+        "total_tokens": prompt_tokens + 12,
     }
 
 
 async def test_streamed_chunks_add_up_to_the_plain_answer(tiny_dir: Path) -> None:
     async with ready(tiny_dir) as client:
         plain = (await client.post("/v1/chat/completions", json=chat(max_tokens=10))).json()
-        async with client.stream("POST", "/v1/chat/completions", json=chat(
-            max_tokens=10, stream=True, stream_options={"include_usage": True}
-        )) as response:
+        async with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=chat(max_tokens=10, stream=True, stream_options={"include_usage": True}),
+        ) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
-            events = [line.removeprefix("data: ") async for line in response.aiter_lines()
-                      if line.startswith("data: ")]
+            events = [
+                line.removeprefix("data: ")
+                async for line in response.aiter_lines()
+                if line.startswith("data: ")
+            ]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
@@ -115,10 +122,16 @@ async def test_streamed_chunks_add_up_to_the_plain_answer(tiny_dir: Path) -> Non
         ({"model": TINY_MODEL_NAME}, 400, "messages"),
         (chat(temperature="hot"), 400, "temperature"),
         (chat(max_tokens=0), 400, "max_tokens"),
-        (chat(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), 400,
-         "messages[0].content"),
-        (chat(messages=[{"role": "user", "content": "word " * 600}]), 400,
-         "context_length_exceeded"),
+        (
+            chat(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
+            400,
+            "messages[0].content",
+        ),
+        (
+            chat(messages=[{"role": "user", "content": "word " * 600}]),
+            400,
+            "context_length_exceeded",
+        ),
     ],
 )
 async def test_bad_requests_get_openai_shaped_errors(
@@ -166,7 +179,7 @@ async def test_a_full_queue_answers_503_with_retry_after(tiny_dir: Path) -> None
         await asyncio.to_thread(GatedGenerator.started.wait, 30)
         queued = asyncio.create_task(client.post("/v1/chat/completions", json=chat(max_tokens=3)))
         deadline = asyncio.get_running_loop().time() + 10
-        while sidecar._waiting < 1:  # noqa: SLF001 - the queue's length is the condition
+        while sidecar._waiting < 1:
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.01)
         refused = await client.post("/v1/chat/completions", json=chat(max_tokens=3))
