@@ -158,6 +158,10 @@ def _run_engine(engine: str, args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _engines(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from llmagents.onnx.convert import ensure_smollm2
+
+    for weights in ("q4", "fp32"):  # convert here, so no worker's memory includes it
+        ensure_smollm2(weights=weights)
     engines = ["onnx-q4", "onnx-fp32"]
     try:
         import llama_cpp  # noqa: F401
