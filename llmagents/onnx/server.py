@@ -92,11 +92,12 @@ class Sidecar:
             )
         except Exception as exc:  # noqa: BLE001 - reported on /readyz and by the exit status
             self.load_error = str(exc)
-            logger.error("model %s failed to load: %s", self.settings.model_dir, exc)
+            where = self.settings.model_dir or "SmolLM2 (cached conversion)"
+            logger.error("model %s failed to load: %s", where, exc)
         else:
             logger.info(
                 "model %s ready in %.1f s as %r",
-                self.settings.model_dir,
+                self.generator.info.path,
                 time.perf_counter() - started,
                 self.model_name,
             )
