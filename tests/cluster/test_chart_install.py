@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
+from polling import eventually, free_port
 from test_crds import install_crds
 
 from llmagents.testing.cluster import ClusterInfo, Kubectl
@@ -42,29 +41,8 @@ from helm_tool import (
 
 pytestmark = pytest.mark.cluster
 
-T = TypeVar("T")
 RELEASE = "ops"
 API_KEY = "sk-chart-test-0123456789"
-
-
-def eventually(
-    probe: Callable[[], T], *, timeout: float, what: str, details: Callable[[], str] = str
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{details()}")
-        time.sleep(0.2)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -190,7 +168,7 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
     chart_kubelet: ProcessKubelet,
     fake_provider: ThreadedFake,
 ):
-    port = _free_port()
+    port = free_port()
     values = {
         "crds.enabled": False,
         "operator.watchNamespaces": [namespace],

@@ -12,15 +12,14 @@ import ipaddress
 import json
 import re
 import textwrap
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client
+from polling import eventually
 
 from llmagents.testing import _proc
 from llmagents.testing.cluster import ClusterInfo, Kubectl
@@ -28,19 +27,6 @@ from llmagents.testing.kubelet import ContainerStatus, ProcessKubelet
 
 pytestmark = pytest.mark.cluster
 
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float = 60.0, what: str = "") -> T:
-    """Poll ``probe`` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or probe}")
-        time.sleep(0.1)
 
 
 def test_crd_with_status_subresource_shows_printer_columns_and_accepts_a_status_patch(

@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
+from polling import eventually, free_port
 from test_crds import install_crds
 
 from llmagents.operator.rbac import operator_cluster_role
@@ -29,26 +29,7 @@ from llmagents.testing.cluster import ClusterInfo, Kubectl
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 CHILD_KINDS = "deployment,configmap,serviceaccount,role,rolebinding,service"
-
-
-def eventually(probe: Callable[[], T], *, timeout: float = 60.0, what: str = "") -> T:
-    """Poll ``probe`` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or probe}")
-        time.sleep(0.2)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OperatorProcess:
@@ -59,7 +40,7 @@ class OperatorProcess:
         self.namespace = namespace
         self.log = log
         self.extra = extra
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait_leading: bool = True) -> OperatorProcess:

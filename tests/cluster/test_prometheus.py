@@ -16,17 +16,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
+from polling import eventually, free_port
 from test_crds import install_crds
 
 from llmagents.api.runner_config import (
@@ -43,28 +42,9 @@ from alert_rules import GROUP, load_rules, require_tool
 
 pytestmark = pytest.mark.cluster
 
-T = TypeVar("T")
 ALERT = "LLMAgentProviderCircuitOpen"
 AGENT = "writer"
 KEYS = {"primary": "sk-primary-0123456789", "fallback": "sk-fallback-0123456789"}
-
-
-def eventually(probe: Callable[[], T], *, timeout: float, what: Callable[[], str]) -> T:
-    """Poll ``probe`` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what()}")
-        time.sleep(0.2)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get_json(url: str) -> Any:
@@ -157,14 +137,14 @@ def runner(
     tmp_path: Path,
 ) -> Iterator[tuple[int, Path]]:  # fmt: skip
     _agent_objects(kubectl, namespace, _pool(fakes))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LLMAGENTS_AGENT": AGENT,
         "LLMAGENTS_NAMESPACE": namespace,
         "LLMAGENTS_CONFIG_MAP": f"{AGENT}-config",
         "LLMAGENTS_METRICS_PORT": str(port),
-        "LLMAGENTS_GATEWAY_PORT": str(_free_port()),
+        "LLMAGENTS_GATEWAY_PORT": str(free_port()),
         "KEY_PRIMARY": KEYS["primary"],
         "KEY_FALLBACK": KEYS["fallback"],
     }
@@ -198,7 +178,7 @@ def prometheus(
 ) -> Iterator[tuple[str, Path]]:
     binary = require_tool("prometheus")
     runner_port, _ = runner
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from polling import eventually
 from test_crds import install_crds
-from test_operator import OperatorProcess, eventually, get
+from test_operator import OperatorProcess, get
 
 from llmagents.api.runner_config import ENV_ONNX_MODEL_DIR
 from llmagents.onnx.generation import SamplingParams, TextGenerator
