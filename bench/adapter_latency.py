@@ -28,11 +28,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
+from results import Row, print_table
 
 from llmagents.api.pool import ProviderPoolSpec
 from llmagents.chat import ChatRequest, Message, Role
@@ -95,20 +96,6 @@ def bare_call(
     return call
 
 
-@dataclass
-class LatencyRow:
-    """One result line, with the fields of ``bench/engine.py``'s rows so it can list them."""
-
-    benchmark: str
-    case: str
-    calls: int
-    median_us: float
-    best_round_median_us: float
-    p90_us: float
-    p99_us: float
-    target_us: float | None = None
-
-
 async def sample(protocol: str, base_url: str, *, rounds: int, warmup: int) -> dict[str, Any]:
     """Per-call wall and CPU times in microseconds of each way, ``rounds`` calls each."""
     pool = ProviderPoolSpec.model_validate(
@@ -154,7 +141,7 @@ async def sample(protocol: str, base_url: str, *, rounds: int, warmup: int) -> d
     return {"wall": wall, "cpu": cpu}
 
 
-def to_rows(protocol: str, samples: dict[str, Any], *, groups: int) -> list[LatencyRow]:
+def to_rows(protocol: str, samples: dict[str, Any], *, groups: int) -> list[Row]:
     """The bare call's time, and what the adapter and engine add: per-round differences."""
     rows = []
     for clock in ("wall", "cpu"):
@@ -170,7 +157,7 @@ def to_rows(protocol: str, samples: dict[str, Any], *, groups: int) -> list[Late
             cuts = statistics.quantiles(values, n=100)
             target = TARGET_US if name == "engine+adapter, added" and clock == "wall" else None
             rows.append(
-                LatencyRow(
+                Row(
                     benchmark="adapter-latency",
                     case=f"{protocol}: {name} ({clock} clock)",
                     calls=len(values),
@@ -184,8 +171,8 @@ def to_rows(protocol: str, samples: dict[str, Any], *, groups: int) -> list[Late
     return rows
 
 
-def run(protocols: list[str], *, rounds: int, warmup: int, groups: int) -> list[LatencyRow]:
-    rows: list[LatencyRow] = []
+def run(protocols: list[str], *, rounds: int, warmup: int, groups: int) -> list[Row]:
+    rows: list[Row] = []
     for protocol in protocols:
         process, base_url = start_fake(protocol)
         try:
@@ -197,7 +184,7 @@ def run(protocols: list[str], *, rounds: int, warmup: int, groups: int) -> list[
     return rows
 
 
-def bench_adapter_latency(args: argparse.Namespace) -> list[LatencyRow]:
+def bench_adapter_latency(args: argparse.Namespace) -> list[Row]:
     """Entry for ``bench/engine.py``: its ``--calls`` and ``--rounds``, scaled to real calls."""
     rounds = max(200, min(args.calls // 10, 2000))
     return run(sorted(MODELS), rounds=rounds, warmup=min(args.warmup, 100), groups=args.rounds)
@@ -219,20 +206,7 @@ def main() -> int:
         for row in rows:
             print(json.dumps(asdict(row)))
         return 0
-    print("| case | median | best round median | p90 | p99 | target |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
-    missed = False
-    for row in rows:
-        verdict = ""
-        if row.target_us is not None:
-            ok = row.median_us <= row.target_us
-            missed |= not ok
-            verdict = f"<= {row.target_us:g} us: " + ("ok" if ok else "MISSED")
-        print(
-            f"| {row.case} | {row.median_us:.0f} us | {row.best_round_median_us:.0f} us "
-            f"| {row.p90_us:.0f} us | {row.p99_us:.0f} us | {verdict} |"
-        )
-    return 1 if missed else 0
+    return 1 if print_table(rows, decimals=0) else 0
 
 
 if __name__ == "__main__":

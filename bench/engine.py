@@ -27,27 +27,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
+# Both live beside this file (bench/ is on sys.path when a script here runs).
+from adapter_latency import bench_adapter_latency
+from results import Row, print_table
+
 from llmagents.api.pool import ProviderPoolSpec
 from llmagents.api.work import BudgetSpec, Complexity
 from llmagents.chat import Usage
 from llmagents.routing import Attempt, CallTask, ProviderManager
 
-# Lives beside this file; its rows carry the same fields as Row.
-from adapter_latency import bench_adapter_latency  # noqa: E402
-
 TARGET_US = 20.0
-
-
-@dataclass
-class Row:
-    benchmark: str
-    case: str
-    calls: int
-    median_us: float
-    best_round_median_us: float
-    p90_us: float
-    p99_us: float
-    target_us: float | None = None
 
 
 @dataclass(slots=True)
@@ -194,22 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in args.only or list(BENCHMARKS):
         rows = BENCHMARKS[name](args)
-        if not args.json:
-            print(f"\n{name}\n\n| case | median | best round median | p90 | p99 | target |")
-            print("| --- | ---: | ---: | ---: | ---: | --- |")
-        for row in rows:
-            if args.json:
+        if args.json:
+            for row in rows:
                 print(json.dumps(asdict(row)))
-                continue
-            verdict = ""
-            if row.target_us is not None:
-                ok = row.median_us <= row.target_us
-                failed |= not ok
-                verdict = f"<= {row.target_us:g} us: " + ("ok" if ok else "MISSED")
-            print(
-                f"| {row.case} | {row.median_us:.2f} us | {row.best_round_median_us:.2f} us "
-                f"| {row.p90_us:.2f} us | {row.p99_us:.2f} us | {verdict} |"
-            )
+            continue
+        print(f"\n{name}\n")
+        failed |= print_table(rows, decimals=2)
     return 1 if failed else 0
 
 
