@@ -99,6 +99,7 @@ async def _writes(store: Any, build: Any, writes: int) -> dict[str, float]:
 
 
 async def _configmap_writes(kubeconfig: str, build: Any, writes: int) -> dict[str, float]:
+    from llmagents.api.runner_config import AgentIdentity
     from llmagents.runner.configmap_store import ConfigMapCheckpointStore
     from llmagents.runner.kube import KubeClient
 
@@ -109,7 +110,9 @@ async def _configmap_writes(kubeconfig: str, build: Any, writes: int) -> dict[st
     try:
         await kube.request("POST", f"/api/v1/namespaces/{namespace}/configmaps",
                            body={"metadata": {"name": "bench-checkpoint"}})  # fmt: skip
-        store = ConfigMapCheckpointStore(kube, namespace=namespace, name="bench-checkpoint")
+        # The ConfigMap exists, so the store never creates it nor uses the owner's uid.
+        owner = AgentIdentity(name="bench", namespace=namespace, uid="-")
+        store = ConfigMapCheckpointStore(kube, owner=owner, name="bench-checkpoint")
         return await _writes(store, build, writes)
     finally:
         await kube.request("DELETE", f"/api/v1/namespaces/{namespace}")

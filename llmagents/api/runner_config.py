@@ -56,7 +56,7 @@ def config_map_name(agent: str) -> str:
 
 
 def checkpoint_config_map_name(agent: str) -> str:
-    """The ConfigMap the runner saves checkpoints to; the operator creates it empty."""
+    """The ConfigMap the runner saves checkpoints to (and creates, on its first start)."""
     return f"{agent}-checkpoint"
 
 
@@ -65,8 +65,7 @@ RESULT_SHARDS = 4
 
 
 def results_config_map_names(agent: str) -> list[str]:
-    """The ConfigMaps the runner stores task results in, filled in order; the operator
-    creates them empty."""
+    """The ConfigMaps the runner stores task results in, filled (and created) in order."""
     return [f"{agent}-results-{index}" for index in range(RESULT_SHARDS)]
 
 

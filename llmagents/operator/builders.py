@@ -29,7 +29,6 @@ from llmagents.api.runner_config import (
     api_key_env,
     checkpoint_config_map_name,
     config_map_name,
-    results_config_map_names,
 )
 from llmagents.operator.meta import content_hash, labels, metadata, selector
 from llmagents.operator.objects import AgentObject, PoolObject
@@ -90,23 +89,6 @@ def config_map(agent: AgentObject, config: RunnerConfig) -> dict[str, Any]:
         "metadata": metadata(agent, config_map_name(agent.name)),
         "data": {CONFIG_KEY: config.to_yaml()},
     }
-
-
-def checkpoint_config_map(agent: AgentObject) -> dict[str, Any]:
-    """Created empty so that the runner needs no ``create`` right; its data is the runner's."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(agent, checkpoint_config_map_name(agent.name)),
-    }
-
-
-def results_config_maps(agent: AgentObject) -> list[dict[str, Any]]:
-    """Created empty, like the checkpoint's: the runner fills them with task results."""
-    return [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(agent, name)}
-        for name in results_config_map_names(agent.name)
-    ]
 
 
 def metrics_service(agent: AgentObject, settings: OperatorSettings) -> dict[str, Any]:
@@ -313,8 +295,6 @@ def children(
         role(agent),
         role_binding(agent),
         config_map(agent, config),
-        checkpoint_config_map(agent),
-        *results_config_maps(agent),
         metrics_service(agent, settings),
         deployment(agent, pool, config, settings, replicas=replicas),
     ]

@@ -1,8 +1,10 @@
 """The runner's identity and rights: exactly its own agent's status and its own ConfigMaps.
 
 Every rule names its objects (``resourceNames``), so a runner that is compromised or buggy
-cannot read another agent, touch Secrets, or create anything: the operator creates the
-checkpoint ConfigMap empty beforehand precisely so that the runner needs no ``create``.
+cannot read another agent, touch Secrets, or create anything but its own checkpoint and
+results ConfigMaps. ``create`` with ``resourceNames`` works because the runner creates them
+by server-side apply, which the API server authorises as ``create`` of the named object; a
+plain POST carries no name and matches no rule here.
 """
 
 from __future__ import annotations
@@ -49,14 +51,14 @@ def runner_rules(agent: str, pool: str | None = None) -> list[dict[str, Any]]:
             "apiGroups": [""],
             "resources": ["configmaps"],
             "resourceNames": [checkpoint_config_map_name(agent)],
-            "verbs": ["get", "list", "watch", "update", "patch"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
         },
         {
-            # Task results, in the shards the operator creates empty.
+            # Task results, in shards the runner creates as it fills them.
             "apiGroups": [""],
             "resources": ["configmaps"],
             "resourceNames": results_config_map_names(agent),
-            "verbs": ["get", "patch"],
+            "verbs": ["get", "create", "patch"],
         },
     ]
     if pool is not None:

@@ -1,7 +1,11 @@
 """The checkpoint in the ConfigMap ``<agent>-checkpoint``, compare-and-swapped on resourceVersion.
 
-The operator creates the ConfigMap empty (so the runner needs no ``create`` right); the
-runner owns its data. A checkpoint is stored as ``data["checkpoint.json"]`` (readable with
+The runner creates its ConfigMaps itself, when it first needs them, owned by its LLMAgent
+(so deleting the agent deletes them) and by server-side apply: an apply that creates an
+object is authorised as ``create`` *of that name*, so the runner's Role can grant ``create``
+for its own ConfigMaps only (a plain POST carries no name and is refused). An agent that
+never runs costs the API server no ConfigMaps of this kind, and the operator's burst of
+writes for a thousand new agents is five ConfigMaps per agent smaller. A checkpoint is stored as ``data["checkpoint.json"]`` (readable with
 ``kubectl get cm <agent>-checkpoint -o jsonpath='{.data.checkpoint\\.json}'``) or, when
 compressed, as ``binaryData["checkpoint.json.gz"]``; the writing runner's epoch is the
 annotation ``llmagents.dev/checkpoint-epoch``. Each write is a JSON merge patch that names
@@ -14,6 +18,10 @@ from __future__ import annotations
 import base64
 import logging
 
+from typing import Any
+
+from llmagents.api.runner_config import AgentIdentity
+from llmagents.api.status import API_VERSION, RUNNER_FIELD_MANAGER
 from llmagents.runner.checkpoint import (
     MAX_CHECKPOINT_BYTES,
     CheckpointError,
@@ -39,28 +47,72 @@ logger = logging.getLogger(__name__)
 ANNOTATION_EPOCH = "llmagents.dev/checkpoint-epoch"
 KEY_PLAIN = "checkpoint.json"
 KEY_GZIP = "checkpoint.json.gz"
+MANAGED_BY = "llmagents-runner"
+
+
+def owned_config_map(owner: AgentIdentity, name: str) -> dict[str, Any]:
+    """An empty ConfigMap of the runner's, owned by its LLMAgent."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": {
+                "app.kubernetes.io/name": "llmagents-runner",
+                "app.kubernetes.io/instance": owner.name,
+                "app.kubernetes.io/part-of": "llmagents",
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                "llmagents.dev/agent": owner.name,
+            },
+            # No blockOwnerDeletion: setting it needs rights on the agent's finalizers.
+            "ownerReferences": [
+                {"apiVersion": API_VERSION, "kind": "LLMAgent", "name": owner.name,
+                 "uid": owner.uid, "controller": True}
+            ],
+        },
+    }  # fmt: skip
+
+
+async def ensure_config_map(kube: KubeClient, owner: AgentIdentity, name: str) -> dict[str, Any]:
+    """Create the ConfigMap ``name`` if it is missing; returns it as the API server has it.
+
+    The apply names only metadata, so re-applying it never touches data another write put
+    there, whoever created the object first.
+    """
+    return await kube.apply(
+        config_map_path(owner.namespace, name),
+        owned_config_map(owner, name),
+        field_manager=RUNNER_FIELD_MANAGER,
+    )
 
 
 class ConfigMapCheckpointStore:
-    """``CheckpointStore`` over one ConfigMap the operator created."""
+    """``CheckpointStore`` over one ConfigMap, created on first use (see the module docstring)."""
 
     def __init__(
-        self, kube: KubeClient, *, namespace: str, name: str, limit: int = MAX_CHECKPOINT_BYTES
+        self,
+        kube: KubeClient,
+        *,
+        owner: AgentIdentity,
+        name: str,
+        limit: int = MAX_CHECKPOINT_BYTES,
     ) -> None:
         self.kube = kube
-        self.namespace = namespace
+        self.owner = owner
+        self.namespace = owner.namespace
         self.name = name
         self.limit = limit
-        self._path = config_map_path(namespace, name)
+        self._path = config_map_path(owner.namespace, name)
 
     async def read(self) -> Stored:
         try:
-            config_map = await self.kube.get(self._path)
-        except KubeNotFound:
-            raise StoreUnavailable(
-                f"ConfigMap {self.namespace}/{self.name} does not exist yet; the operator "
-                "creates it with the agent"
-            ) from None
+            try:
+                config_map = await self.kube.get(self._path)
+            except KubeNotFound:
+                config_map = await ensure_config_map(self.kube, self.owner, self.name)
+                logger.info("agent %s: created ConfigMap %s for checkpoints",
+                            self.owner.name, self.name)
         except KubeError as error:
             raise StoreUnavailable(str(error)) from None
         meta = config_map["metadata"]
@@ -99,7 +151,17 @@ class ConfigMapCheckpointStore:
             if "too long" in str(error).lower():
                 raise CheckpointTooLarge(encoded.size, self.limit) from None
             raise CheckpointError(str(error)) from None
-        except (KubeUnavailable, KubeNotFound) as error:
+        except KubeNotFound:
+            # Deleted under us: recreate it empty; the checkpointer reads it again (epoch 0,
+            # so not fenced) and writes its state into it.
+            try:
+                await ensure_config_map(self.kube, self.owner, self.name)
+            except KubeError as error:
+                raise StoreUnavailable(str(error)) from None
+            logger.warning("agent %s: ConfigMap %s was deleted; created it again",
+                           self.owner.name, self.name)
+            raise VersionConflict(f"ConfigMap {self.name} was deleted and created again") from None
+        except KubeUnavailable as error:
             raise StoreUnavailable(str(error)) from None
         except KubeError as error:
             raise CheckpointError(str(error)) from None

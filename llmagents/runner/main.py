@@ -161,10 +161,10 @@ async def run(args: argparse.Namespace) -> int:
         try:
             runner = Runner(
                 config, api_keys=keys, metrics=metrics, redactor=redactor,
-                store=ConfigMapCheckpointStore(kube, namespace=namespace,
+                store=ConfigMapCheckpointStore(kube, owner=config.agent,
                                                name=config.checkpoint_config_map),
                 status_sink=status_sink,
-                results=ConfigMapResultStore(kube, namespace=namespace,
+                results=ConfigMapResultStore(kube, owner=config.agent,
                                              names=results_config_map_names(agent)),
                 status_interval=args.status_interval,
             )  # fmt: skip

@@ -1,8 +1,8 @@
 """Task results: what each task produced (or why it failed), kept where users can read them.
 
 In a cluster, results go to a bounded set of ConfigMaps named ``<agent>-results-0`` …
-(``api.runner_config.results_config_map_names``), which the operator creates empty and names one by
-one in the runner's Role (a Role cannot grant ``create`` for chosen names only). Each result
+(``api.runner_config.results_config_map_names``), which the runner's Role names one by one;
+the runner creates each when it first puts a result there (``configmap_store``). Each result
 is one key, the task's name, holding JSON; shards fill in order up to ``SHARD_LIMIT`` bytes,
 so ``kubectl get cm <agent>-results-0 -o jsonpath='{.data.<task>}'`` shows a result. Text
 longer than ``MAX_TEXT`` characters is cut (``truncated: true``). Without Kubernetes,
@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmagents.api.runner_config import AgentIdentity
+from llmagents.runner.configmap_store import ensure_config_map
 from llmagents.runner.kube import KubeClient, KubeError, KubeNotFound, config_map_path
 
 logger = logging.getLogger(__name__)
@@ -112,11 +114,13 @@ class FileResultStore:
 class ConfigMapResultStore:
     """Results in the agent's results ConfigMaps; see the module docstring."""
 
-    def __init__(self, kube: KubeClient, *, namespace: str, names: Sequence[str]) -> None:
+    def __init__(self, kube: KubeClient, *, owner: AgentIdentity, names: Sequence[str]) -> None:
         self.kube = kube
-        self.namespace = namespace
+        self.owner = owner
+        self.namespace = owner.namespace
         self.names = list(names)
-        self._sizes: list[int] | None = None  # bytes used per shard; -1 = unusable
+        self._sizes: list[int] | None = None  # bytes used per shard
+        self._missing: set[int] = set()  # shards to create before their first write
         self._pending: dict[str, str] = {}  # task -> JSON
         self._placed: dict[str, int] = {}  # task -> shard, once decided
         self._failing = False
@@ -135,13 +139,22 @@ class ConfigMapResultStore:
                 shard = self._place(task, len(task) + len(value))
                 if shard is None:
                     del self._pending[task]
-                    logger.error("results of task %s not stored: every results ConfigMap is "
-                                 "full or missing (%s)", task, ", ".join(self.names))
+                    logger.error("agent %s: results of task %s not stored: every results "
+                                 "ConfigMap is full (%s)", self.owner.name, task,
+                                 ", ".join(self.names))  # fmt: skip
                     continue
                 by_shard.setdefault(shard, {})[task] = value
             for shard, entries in by_shard.items():
-                path = config_map_path(self.namespace, self.names[shard])
-                await self.kube.merge_patch(path, {"data": entries})
+                name = self.names[shard]
+                if shard in self._missing:
+                    await ensure_config_map(self.kube, self.owner, name)
+                    self._missing.discard(shard)
+                try:
+                    await self.kube.merge_patch(config_map_path(self.namespace, name),
+                                                {"data": entries})  # fmt: skip
+                except KubeNotFound:
+                    self._missing.add(shard)  # deleted under us: created again next flush
+                    raise
                 for task in entries:
                     self._pending.pop(task, None)
         except KubeError as error:
@@ -157,13 +170,12 @@ class ConfigMapResultStore:
 
     async def _measure(self) -> list[int]:
         sizes = []
-        for name in self.names:
+        for index, name in enumerate(self.names):
             try:
                 config_map = await self.kube.get(config_map_path(self.namespace, name))
             except KubeNotFound:
-                logger.warning("results ConfigMap %s/%s does not exist; the operator creates "
-                               "it with the agent", self.namespace, name)
-                sizes.append(-1)
+                self._missing.add(index)
+                sizes.append(0)
                 continue
             data = config_map.get("data") or {}
             sizes.append(sum(len(k) + len(v) for k, v in data.items()))
@@ -174,7 +186,7 @@ class ConfigMapResultStore:
         if task in self._placed:
             return self._placed[task]
         for index, used in enumerate(self._sizes):
-            if used >= 0 and used + size <= SHARD_LIMIT:
+            if used + size <= SHARD_LIMIT:
                 self._sizes[index] = used + size
                 self._placed[task] = index
                 return index

@@ -23,7 +23,9 @@ import yaml
 from polling import eventually, free_port
 from test_crds import install_crds
 
+from llmagents.api.runner_config import AgentIdentity
 from llmagents.operator.rbac import operator_cluster_role
+from llmagents.runner.configmap_store import owned_config_map
 from llmagents.testing.cluster import ClusterInfo, Kubectl
 
 pytestmark = pytest.mark.cluster
@@ -185,8 +187,6 @@ def expected_children(name: str) -> list[str]:
         [
             f"deployment.apps/{name}",
             f"configmap/{name}-config",
-            f"configmap/{name}-checkpoint",
-            *[f"configmap/{name}-results-{i}" for i in range(4)],
             f"serviceaccount/{name}-runner",
             f"role.rbac.authorization.k8s.io/{name}-runner",
             f"rolebinding.rbac.authorization.k8s.io/{name}-runner",
@@ -335,9 +335,11 @@ CAN = [
     ("get", "configmaps/writer-config", ""),
     ("watch", "configmaps/writer-config", ""),
     ("get", "configmaps/writer-checkpoint", ""),
+    ("create", "configmaps/writer-checkpoint", ""),
     ("update", "configmaps/writer-checkpoint", ""),
     ("patch", "configmaps/writer-checkpoint", ""),
-    ("patch", "configmaps/writer-results-0", ""),
+    ("create", "configmaps/writer-results-0", ""),
+    ("patch", "configmaps/writer-results-3", ""),
     ("get", "providerpools.llmagents.dev/pool", ""),  # the fleet's view of provider health
 ]
 CANNOT = [
@@ -347,6 +349,8 @@ CANNOT = [
     ("update", "configmaps/writer-config", ""),
     ("get", "configmaps/other-config", ""),
     ("create", "configmaps", ""),
+    ("create", "configmaps/other-checkpoint", ""),
+    ("create", "configmaps/writer-results-4", ""),
     ("delete", "configmaps/writer-checkpoint", ""),
     ("get", "secrets/llm-keys", ""),
     ("list", "secrets", ""),
@@ -375,13 +379,39 @@ def test_the_runner_service_account_can_do_exactly_what_it_needs(
     assert [c for c in CANNOT if can(*c)] == []
 
 
-def test_deleting_an_agent_removes_everything_it_owned(
-    kubectl: Kubectl, operator: OperatorProcess
+def _as_runner(kubectl: Kubectl, namespace: str, name: str, *args: str) -> bool:
+    """Send the runner's own ConfigMap ``name`` as the runner's ServiceAccount would."""
+    agent_uid = kubectl.json("get", "llmagent", "writer")["metadata"]["uid"]
+    owner = AgentIdentity(name="writer", namespace=namespace, uid=agent_uid)
+    manifest = json.dumps(owned_config_map(owner, name))
+    who = f"--as=system:serviceaccount:{namespace}:writer-runner"
+    return kubectl(*args, "-f", "-", who, input=manifest, check=False).returncode == 0
+
+
+def test_the_runner_creates_its_own_config_maps_by_apply_and_no_others(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:
     secret(kubectl)
     kubectl.apply(POOL)
     kubectl.apply(agent())
     eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
+    apply = ("apply", "--server-side", "--field-manager=llmagents-runner")
+    assert _as_runner(kubectl, namespace, "writer-checkpoint", *apply)
+    assert _as_runner(kubectl, namespace, "writer-results-0", *apply)
+    assert not _as_runner(kubectl, namespace, "other-checkpoint", *apply)
+    # A POST names no object, so the named create right does not cover it.
+    assert not _as_runner(kubectl, namespace, "writer-results-1", "create")
+    assert get(kubectl, "configmap", "writer-results-1") is None
+
+
+def test_deleting_an_agent_removes_everything_it_owned(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    secret(kubectl)
+    kubectl.apply(POOL)
+    kubectl.apply(agent())
+    eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
+    assert _as_runner(kubectl, namespace, "writer-checkpoint", "apply", "--server-side")
     kubectl("delete", "llmagent", "writer")
     eventually(lambda: owned(kubectl, "writer") == [], what="garbage collection")
 

@@ -36,12 +36,11 @@ def _env(container: dict) -> dict[str, dict]:
     return {e["name"]: e for e in container["env"]}
 
 
-def test_an_agent_owns_exactly_eleven_objects_all_owned_and_labelled():
+def test_an_agent_owns_exactly_six_objects_all_owned_and_labelled():
+    # The checkpoint and results ConfigMaps are the runner's to create (configmap_store).
     built = _build()
     assert sorted(built) == [
-        ("ConfigMap", "writer-checkpoint"),
         ("ConfigMap", "writer-config"),
-        *[("ConfigMap", f"writer-results-{i}") for i in range(4)],
         ("Deployment", "writer"),
         ("Role", "writer-runner"),
         ("RoleBinding", "writer-runner"),
@@ -82,10 +81,6 @@ def test_config_map_holds_the_resolved_configuration_and_no_secret():
     assert config.onnx_url == "http://127.0.0.1:8090"
     assert config.checkpoint_config_map == "writer-checkpoint"
     assert "llm-keys" in text and "anthropic" in text  # references only
-
-
-def test_checkpoint_config_map_is_created_without_data_for_the_runner_to_fill():
-    assert "data" not in _build()[("ConfigMap", "writer-checkpoint")]
 
 
 def test_deployment_runs_one_runner_recreated_never_overlapping():
@@ -178,10 +173,20 @@ def test_building_twice_gives_identical_manifests():
 
 
 @pytest.mark.parametrize("rule", runner_rules("writer", "pool"), ids=lambda r: r["resources"][0])
-def test_every_runner_right_names_its_objects_and_none_creates_or_deletes(rule):
+def test_every_runner_right_names_its_objects_and_none_deletes(rule):
     assert rule["resourceNames"]
-    assert not {"create", "delete", "deletecollection"} & set(rule["verbs"])
+    assert not {"delete", "deletecollection"} & set(rule["verbs"])
     assert "secrets" not in rule["resources"]
+
+
+def test_the_runner_may_create_only_its_checkpoint_and_results_config_maps():
+    creatable = [
+        name
+        for rule in runner_rules("writer", "pool")
+        if "create" in rule["verbs"]
+        for name in rule["resourceNames"]
+    ]
+    assert sorted(creatable) == ["writer-checkpoint", *[f"writer-results-{i}" for i in range(4)]]
 
 
 def test_role_binding_binds_the_runner_service_account_to_its_role():

@@ -102,7 +102,7 @@ async def _eventually(predicate, timeout: float = 5.0) -> None:
 async def test_first_reconcile_creates_every_child_and_sets_status(store):
     reconciler = _reconciler(store)
     await reconciler.reconcile_agent(AGENT)
-    assert len(store.children()) == 11
+    assert len(store.children()) == 6
     status = store.agent(AGENT)["status"]
     assert status["phase"] == "Pending"
     assert status["observedGeneration"] == 1
@@ -155,7 +155,7 @@ async def test_a_missing_pool_builds_nothing_until_the_pool_appears(store):
     assert (ready["status"], ready["reason"]) == ("False", "PoolNotFound")
     store.put(pool)
     reconciler.pool_changed(POOL, generation=1)
-    await _eventually(lambda: len(store.children()) == 11)
+    await _eventually(lambda: len(store.children()) == 6)
     await reconciler.close()
 
 
@@ -247,7 +247,7 @@ async def test_a_failed_write_is_retried_later(store):
     reconciler = _reconciler(store)
     await reconciler.reconcile_agent(AGENT)
     assert reconciler._agents.pending(AGENT)
-    await _eventually(lambda: len(store.children()) == 11)
+    await _eventually(lambda: len(store.children()) == 6)
     await reconciler.close()
 
 
