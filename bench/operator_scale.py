@@ -124,15 +124,15 @@ def peak_rss_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def apiserver_writes(kubectl: Kubectl) -> dict[str, float]:
-    """Write requests the API server counted, by resource, for the operator's kinds."""
+def apiserver_writes(kubectl: Kubectl, kinds: tuple[str, ...] | None = OPERATOR_KINDS) -> dict[str, float]:
+    """Write requests the API server counted, by resource, for ``kinds`` (None: all)."""
     text = kubectl("get", "--raw", "/metrics", timeout=60).stdout
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in OPERATOR_KINDS:
+        if labels.get("verb") in WRITE_VERBS and (kinds is None or labels.get("resource") in kinds):
             if labels["resource"] == "configmaps" and labels.get("scope") != "resource":
                 continue
             key = labels["resource"] + (
@@ -268,6 +268,7 @@ def main() -> int:
             load_before = os.getloadavg()[0]
             observer = Observer(kubeconfig)
             observer.start()
+            all_writes_before = apiserver_writes(kubectl, None)
             start = time.monotonic()
             create_agents(kubeconfig, args.agents)
             created = time.monotonic() - start
@@ -282,6 +283,8 @@ def main() -> int:
             rss_converged = peak_rss_mb(operator.pid)
             cpu = {n: cpu_seconds(p) - cpu_before[n] for n, p in processes.items()}
             load_after = os.getloadavg()[0]
+            all_writes = apiserver_writes(kubectl, None)
+            all_writes = {k: v - all_writes_before.get(k, 0.0) for k, v in all_writes.items()}
 
             # Pool status and late events settle within a few seconds; then count writes.
             time.sleep(5)
@@ -307,6 +310,10 @@ def main() -> int:
             print(
                 "CPU seconds until converged: " + ", ".join(f"{n} {s:.0f}" for n, s in cpu.items())
             )
+            print(f"API server writes until converged, all clients: {sum(all_writes.values()):.0f} ("
+                  + ", ".join(f"{k} {v:.0f}" for k, v in
+                              sorted(all_writes.items(), key=lambda kv: -kv[1]) if v)
+                  + ")")  # fmt: skip
             print(f"operator peak RSS:          {peak_rss_mb(operator.pid):.0f} MB "
                   f"({rss_converged:.0f} MB at convergence)")  # fmt: skip
             print(

@@ -106,13 +106,29 @@ class OperatorState:
     reconciler: Reconciler | None = None
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No "last handled" state at all: the operator has no change handlers to diff for.
+
+    kopf builds a diff base for every event whatever the handlers, by deep-copying the whole
+    body (managedFields included); at a thousand agents and their children that copying was
+    a tenth of the operator's CPU.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: kopf.Body) -> None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
+
+
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
     """kopf's settings for this operator: our names, quiet posting, no kopf peering."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Kubernetes Events only for warnings: routine handling must not cost API writes.
     settings.posting.level = logging.WARNING
     # High availability is a Lease (leader.py), not kopf's peering resources.
