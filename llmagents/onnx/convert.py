@@ -35,7 +35,7 @@ from llmagents.onnx.model_dir import MODEL_FILE, TOKENIZER_FILE, write_metadata
 
 logger = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 4
+CONVERTER_VERSION = 5
 """Part of the cache key: bump it when the graph or the metadata written changes."""
 
 SMOLLM2_NAME = "smollm2-135m-instruct"

@@ -34,6 +34,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from llmagents.onnx.decoder import SHARED_KV_KEY
+
 BLOCK_SIZE = 32
 """Weights per quantisation block along the input dimension (GGUF's and MatMulNBits')."""
 
@@ -406,4 +408,6 @@ def _model(
         producer_name="llmagents",
     )
     model.ir_version = 8
+    if outputs:  # GroupQueryAttention writes new positions into a bound past buffer itself
+        helper.set_model_props(model, {SHARED_KV_KEY: "1"})
     return model

@@ -1,4 +1,5 @@
-"""The decoder graph computes what a Llama computes, with and without its KV cache."""
+"""The decoder graph computes what a Llama computes, with and without its KV cache, with
+the cache in shared buffers or fed back."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import onnx
 import pytest
 from numpy_llama import last_logits
 
+from llmagents.onnx import decoder as decoder_module
 from llmagents.onnx.decoder import Decoder, DecodeState
 from llmagents.onnx.graph import BlockLinear, FloatLinear, build_decoder, concat_linears
 from llmagents.onnx.tiny import tiny_config, tiny_weights
@@ -58,9 +60,13 @@ def test_prefill_logits_match_the_numpy_llama(exact_model) -> None:
     np.testing.assert_allclose(logits, last_logits(config, weights, TOKENS), rtol=1e-3, atol=1e-3)
 
 
-def test_cached_decode_steps_match_a_full_recomputation(exact_model) -> None:
+def test_cached_decode_steps_match_a_full_recomputation(
+    exact_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path, config, weights = exact_model
+    monkeypatch.setattr(decoder_module, "KV_GROWTH", 3)  # the cache buffers grow twice
     decoder = Decoder(path, threads=1)
+    assert decoder.shared_kv
     state = DecodeState()
     decoder.step(state, TOKENS[:4])
     for i in range(4, len(TOKENS)):
@@ -68,6 +74,26 @@ def test_cached_decode_steps_match_a_full_recomputation(exact_model) -> None:
         expected = last_logits(config, weights, TOKENS[: i + 1])
         np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-3)
     assert state.tokens == TOKENS
+    assert {b.shape[2] for b in state.buffers.values()} == {12}
+
+
+def test_shared_cache_buffers_give_the_logits_of_fed_back_presents(
+    tmp_path: Path, exact_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _, _ = exact_model
+    model = onnx.load(str(path))
+    del model.metadata_props[:]  # a graph that does not declare shared buffers
+    plain_path = tmp_path / "plain.onnx"
+    onnx.save(model, str(plain_path))
+    monkeypatch.setattr(decoder_module, "KV_GROWTH", 4)
+    shared, plain = Decoder(path, threads=1), Decoder(plain_path, threads=1)
+    assert shared.shared_kv and not plain.shared_kv and plain.has_cache
+    shared_state, plain_state = DecodeState(), DecodeState()
+    # A prompt, single tokens, then several tokens at once after a cache (a second prompt).
+    for fed in (TOKENS[:3], TOKENS[3:4], TOKENS[4:5], TOKENS[5:9], TOKENS[9:]):
+        np.testing.assert_array_equal(
+            shared.step(shared_state, fed), plain.step(plain_state, fed)
+        )
 
 
 def test_int8_activations_keep_the_greedy_choice(tmp_path: Path, exact_model) -> None:
