@@ -74,8 +74,14 @@ def agent(i: int) -> dict:
     }
 
 
+POD_COMPONENTS = ("kube-controller-manager", "kube-scheduler", "kwok")
+"""What turns Deployments into (fake) running pods; ``--no-pods`` stops them."""
+
+
 @contextmanager
-def cluster(kubeconfig: str | None) -> Iterator[tuple[Path, str, dict[str, int]]]:
+def cluster(
+    kubeconfig: str | None, *, pods: bool = True
+) -> Iterator[tuple[Path, str, dict[str, int]]]:
     """(kubeconfig, kubectl, control-plane pids by component; empty for a given cluster)."""
     if kubeconfig:
         yield Path(kubeconfig), kubectl_path(None), {}
@@ -83,6 +89,9 @@ def cluster(kubeconfig: str | None) -> Iterator[tuple[Path, str, dict[str, int]]
     local = LocalCluster(f"bench-operator-{os.getpid()}", ephemeral=True, die_with_parent=True)
     local.start()
     try:
+        if not pods:
+            for component in POD_COMPONENTS:
+                local.stop_component(component)
         pids = {
             line.split()[2]: int(line.split()[0])
             for line in local.pidfile.read_text().splitlines()
@@ -227,10 +236,15 @@ def main() -> int:
     parser.add_argument("--quiet-seconds", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--kubeconfig", default=None, help="Use a running cluster.")
+    parser.add_argument(
+        "--no-pods", action="store_true",
+        help="Stop the controller manager, scheduler and kwok: measure the operator with the "
+             "API server and etcd alone, without the cluster's own work for each Deployment.",
+    )  # fmt: skip
     args = parser.parse_args()
 
     with (
-        cluster(args.kubeconfig) as (kubeconfig, kubectl_exe, component_pids),
+        cluster(args.kubeconfig, pods=not args.no_pods) as (kubeconfig, kubectl_exe, component_pids),
         tempfile.TemporaryDirectory() as tmp,
     ):
         kubectl = Kubectl(kubectl_exe, kubeconfig, NAMESPACE)

@@ -87,7 +87,7 @@ def config_map(agent: AgentObject, config: RunnerConfig) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata(agent, config_map_name(agent.name)),
-        "data": {CONFIG_KEY: config.to_yaml()},
+        "data": {CONFIG_KEY: config.render()},
     }
 
 

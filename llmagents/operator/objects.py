@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from llmagents.api.agent import LLMAgentSpec
 from llmagents.api.pool import ProviderPoolSpec
@@ -31,6 +31,45 @@ def _error_text(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"])
         parts.append(f"{where}: {err['msg']}" if where else err["msg"])
     return "; ".join(parts)
+
+
+_Spec = TypeVar("_Spec", bound=BaseModel)
+
+
+class SpecCache:
+    """Specs parsed once per object generation.
+
+    Most events of an agent change only its status or its children, and all of a pool's
+    agents read the same pool: validating an unchanged spec again each time was the
+    largest share of a reconcile that has nothing to write.
+    """
+
+    def __init__(self) -> None:
+        # (model, namespace, name) -> (uid, generation, spec, error)
+        self._parsed: dict[tuple[type, str, str], tuple[str, int, Any, str | None]] = {}
+
+    def parse(
+        self, model: type[_Spec], body: Mapping[str, Any]
+    ) -> tuple[_Spec | None, str | None]:
+        meta = body.get("metadata", {})
+        key = (model, meta.get("namespace", ""), meta.get("name", ""))
+        version = (meta.get("uid", ""), int(meta.get("generation") or 0))
+        cached = self._parsed.get(key)
+        if cached is not None and cached[:2] == version:
+            return cached[2], cached[3]
+        spec, error = _parse(model, body)
+        self._parsed[key] = (*version, spec, error)
+        return spec, error
+
+    def forget(self, model: type[BaseModel], key: tuple[str, str]) -> None:
+        self._parsed.pop((model, *key), None)
+
+
+def _parse(model: type[_Spec], body: Mapping[str, Any]) -> tuple[_Spec | None, str | None]:
+    try:
+        return model.model_validate(body.get("spec") or {}), None
+    except ValidationError as exc:
+        return None, _error_text(exc)
 
 
 def _timestamp(value: str | None) -> datetime:
@@ -62,14 +101,9 @@ class AgentObject:
         return self.spec.pool_ref.name if self.spec else None
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> AgentObject:
+    def from_body(cls, body: Mapping[str, Any], specs: SpecCache | None = None) -> AgentObject:
         meta = body.get("metadata", {})
-        spec: LLMAgentSpec | None = None
-        error: str | None = None
-        try:
-            spec = LLMAgentSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            error = _error_text(exc)
+        spec, error = specs.parse(LLMAgentSpec, body) if specs else _parse(LLMAgentSpec, body)
         raw_status = body.get("status") or {}
         try:
             status = LLMAgentStatus.model_validate(raw_status)
@@ -106,14 +140,11 @@ class PoolObject:
         return (self.namespace, self.name)
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> PoolObject:
+    def from_body(cls, body: Mapping[str, Any], specs: SpecCache | None = None) -> PoolObject:
         meta = body.get("metadata", {})
-        spec: ProviderPoolSpec | None = None
-        error: str | None = None
-        try:
-            spec = ProviderPoolSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            error = _error_text(exc)
+        spec, error = (
+            specs.parse(ProviderPoolSpec, body) if specs else _parse(ProviderPoolSpec, body)
+        )
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),

@@ -25,6 +25,8 @@ from typing import Any, Protocol, cast
 
 from pydantic import ValidationError
 
+from llmagents.api.agent import LLMAgentSpec
+from llmagents.api.pool import ProviderPoolSpec
 from llmagents.api.status import (
     OperatorAgentStatus,
     ProviderPoolStatus,
@@ -33,7 +35,7 @@ from llmagents.api.status import (
 )
 from llmagents.operator.builders import children
 from llmagents.operator.kube import Api
-from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject
+from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
 from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide
 from llmagents.operator.pool_status import pool_status
 from llmagents.operator.scheduler import Scheduler
@@ -108,6 +110,7 @@ class Reconciler:
         self._failures: dict[AgentKey, int] = {}
         self._secrets: dict[tuple[str, str], tuple[float, asyncio.Future[set[str] | None]]] = {}
         self._pool_generations: dict[PoolKey, int] = {}
+        self._specs = SpecCache()
         self._agents = Scheduler(self._scheduled_agent)
         self._pools = Scheduler(self._scheduled_pool)
 
@@ -121,7 +124,7 @@ class Reconciler:
             if body is None:
                 self.forget_agent(key)
                 return
-            agent = AgentObject.from_body(body)
+            agent = AgentObject.from_body(body, self._specs)
             try:
                 delay = await self._reconcile(agent)
             except Exception as exc:
@@ -178,7 +181,7 @@ class Reconciler:
         if agent.pool_name is None:
             return None
         body = self.views.pool((agent.namespace, agent.pool_name))
-        return PoolObject.from_body(body) if body is not None else None
+        return PoolObject.from_body(body, self._specs) if body is not None else None
 
     async def _resolve(self, agent: AgentObject, pool: PoolObject | None) -> Resolution:
         if pool is None:
@@ -284,6 +287,7 @@ class Reconciler:
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         self._status_written.pop(("LLMAgent", key), None)
+        self._specs.forget(LLMAgentSpec, key)
         _, desired = self._built.pop(key, ((), {}))
         for child in desired:
             self._applied.pop(child, None)
@@ -321,6 +325,7 @@ class Reconciler:
         """A pool appeared, changed or went away: re-reconcile its agents if its spec did."""
         if self._pool_generations.get(key) != generation:
             if generation is None:
+                self._specs.forget(ProviderPoolSpec, key)
                 self._pool_generations.pop(key, None)
                 self._status_written.pop(("ProviderPool", key), None)
             else:
@@ -340,7 +345,7 @@ class Reconciler:
         if body is None:
             self._status_written.pop(("ProviderPool", key), None)
             return
-        pool = PoolObject.from_body(body)
+        pool = PoolObject.from_body(body, self._specs)
         agents = self.views.agents_of_pool(key)
         reports = [self._providers_report(a) for a in agents]
         try:

@@ -127,7 +127,7 @@ def _agent_objects(kubectl: Kubectl, namespace: str, pool: dict[str, Any]) -> No
     })  # fmt: skip
     kubectl.apply(yaml.safe_dump({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{AGENT}-config"},
-        "data": {"runner.yaml": config.to_yaml()},
+        "data": {"runner.yaml": config.render()},
     }))  # fmt: skip
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from llmagents.api.agent import LLMAgentSpec
@@ -113,10 +116,13 @@ def _config() -> RunnerConfig:
     )
 
 
-def test_runner_config_round_trips_through_yaml():
+def test_runner_config_round_trips_through_its_rendered_text():
     config = _config()
-    assert RunnerConfig.from_yaml(config.to_yaml()) == config
-    assert "apiKey:" not in config.to_yaml().replace("apiKeyEnv", "")
+    text = config.render()
+    assert RunnerConfig.from_yaml(text) == config
+    assert RunnerConfig.from_yaml(yaml.safe_dump(json.loads(text))) == config  # hand-written YAML
+    keys = set(re.findall(r'"(\w+)":', text))
+    assert "apiKeyEnv" in keys and "apiKey" not in keys
 
 
 def test_runner_status_summarises_health_and_tasks_in_the_same_write():
