@@ -95,7 +95,7 @@ def cluster(
         pids = {
             line.split()[2]: int(line.split()[0])
             for line in local.pidfile.read_text().splitlines()
-            if len(line.split()) >= 3
+            if len(line.split()) >= 3 and Path(f"/proc/{line.split()[0]}").exists()
         }
         yield local.kubeconfig, local.kubectl, pids
     finally:

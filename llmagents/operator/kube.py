@@ -89,7 +89,9 @@ class KopfApi:
                 settings=self._settings,
                 logger=logger,
             )
-            response.release()
+            # Read to the end: aiohttp closes a connection whose body was left unread, and
+            # a new TLS handshake per write cost both sides more than the body does.
+            await response.read()
 
     async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         async with self._slots:
