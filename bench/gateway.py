@@ -231,7 +231,7 @@ async def split(calls: int) -> dict[str, float]:
                 return call
 
             ways = {
-                "engine + adapter (httpx)": engine_call,
+                "engine + adapter": engine_call,
                 "aiohttp client + gateway + engine + adapter": post(
                     f"http://127.0.0.1:{gateway.port}/v1/chat/completions", {}),
                 "aiohttp client alone, to the fake": post(

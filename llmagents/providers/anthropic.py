@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from llmagents.chat import ChatRequest, ChatResponse, Role, StreamChunk, Usage
 from llmagents.errors import (
     AuthFailed,
@@ -28,6 +26,7 @@ from llmagents.errors import (
 )
 from llmagents.providers.base import ProviderAdapter
 from llmagents.providers.mapping import (
+    Headers,
     body_excerpt,
     body_json,
     decode_json,
@@ -125,7 +124,7 @@ class AnthropicAdapter(ProviderAdapter):
     def _stream_decoder(self) -> _AnthropicStream:
         return _AnthropicStream(self.name)
 
-    def _map_error(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         retry_after = retry_after_seconds(headers)
         data = body_json(body)
         error = data.get("error") if isinstance(data, dict) else None

@@ -6,9 +6,18 @@ one error of ``llmagents.errors``. Subclasses only describe their wire format: e
 headers, payload, answer parsing, stream decoding and error bodies. Timeouts, pooling and the
 translation of transport failures live here, once.
 
+The HTTP client is aiohttp's ``ClientSession``, not httpx (which the adapters first used):
+the runner's gateway makes one upstream call per client call, and at 200 calls a second
+httpx/httpcore cost about five times the CPU of an aiohttp client call (httpcore's pool
+re-examines every connection for every queued request), which alone exceeded the latency
+the gateway may add (``bench/README.md``, "Runner gateway added latency"). aiohttp is a
+dependency already (the gateway and the fakes serve with it). As httpx did, the adapters
+follow no redirects and take a proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``
+(read once, not per request).
+
 Timeouts: the pooled client has its own connect timeout; the ``timeout`` of each call bounds
-the whole attempt, enforced by an asyncio deadline as well as httpx's per-read timeouts, so a
-server that trickles bytes cannot stretch an attempt past it.
+the whole attempt with an asyncio deadline, so a server that trickles bytes cannot stretch an
+attempt past it.
 """
 
 from __future__ import annotations
@@ -18,17 +27,21 @@ import contextlib
 import functools
 import logging
 import ssl
+import urllib.parse
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
-import httpx
+import aiohttp
+import certifi
+from yarl import URL
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
 from llmagents.errors import ProviderError
-from llmagents.providers.mapping import decode_json, missing, transport_error
-from llmagents.providers.sse import SseEvent, iter_sse
+from llmagents.providers.mapping import Headers, decode_json, missing, transport_error
+from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +54,24 @@ DEFAULT_MAX_CONNECTIONS = 32
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One verifying TLS context for every adapter: building one loads the CA bundle, which
-    costs a noticeable fraction of a second per client."""
-    return httpx.create_ssl_context()
+    costs a noticeable fraction of a second per client. Mozilla's bundle (certifi), as httpx
+    used, so that a slim image without system CA certificates still verifies."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url``, or ``None`` (also when ``NO_PROXY`` says
+    so). aiohttp's own ``trust_env`` would re-read it, and look for a netrc file in a thread,
+    on every request."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass_environment(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _is_success(status: int) -> bool:
+    return 200 <= status < 300
 
 
 class StreamDecoder(Protocol):
@@ -63,13 +92,14 @@ class StreamDecoder(Protocol):
 class ProviderAdapter(ABC):
     """Calls one model at one provider over a pooled HTTP client.
 
-    Use as an async context manager or call ``aclose()``. ``stream()`` is an async generator:
-    its first chunk comes only after the HTTP status was checked, so a refused call raises the
-    taxonomy error from the first ``__anext__``; a stream that breaks mid-answer raises from
-    the iterator after the chunks already yielded; the last chunk has no text and carries
-    ``usage`` and ``finish_reason``. Close it early with ``contextlib.aclosing``.
-    Finish reasons are normalised to OpenAI's words (``stop``, ``length``,
-    ``content_filter``, ``tool_calls``) so that every consumer reads one vocabulary.
+    Use as an async context manager or call ``aclose()``. The client session is opened by the
+    first call, on the running event loop, so an adapter may be built outside one.
+    ``stream()`` is an async generator: its first chunk comes only after the HTTP status was
+    checked, so a refused call raises the taxonomy error from the first ``__anext__``; a
+    stream that breaks mid-answer raises from the iterator after the chunks already yielded;
+    the last chunk has no text and carries ``usage`` and ``finish_reason``. Close it early
+    with ``contextlib.aclosing``. Finish reasons are normalised to OpenAI's words (``stop``,
+    ``length``, ``content_filter``, ``tool_calls``) so that every consumer reads one vocabulary.
     """
 
     protocol: ClassVar[str]
@@ -83,26 +113,19 @@ class ProviderAdapter(ABC):
         api_key: str | None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = connect_timeout
-        # Absolute URLs built once: httpx re-parses and merges a relative URL on every request.
+        self.max_connections = max_connections
+        # Absolute URLs parsed once, not on every request.
         self._chat_urls = {
-            stream: httpx.URL(self.base_url + self._endpoint(stream=stream))
-            for stream in (False, True)
+            stream: URL(self.base_url + self._endpoint(stream=stream)) for stream in (False, True)
         }
-        self._client = httpx.AsyncClient(
-            headers=self._auth_headers(api_key),
-            timeout=httpx.Timeout(60.0, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-            verify=_tls_context(),
-        )
+        self._headers = self._auth_headers(api_key)
+        self._proxy = _env_proxy(self.base_url)
+        self._session: aiohttp.ClientSession | None = None
 
     # -- the wire format, per protocol -------------------------------------------------
 
@@ -127,7 +150,7 @@ class ProviderAdapter(ABC):
         """Fresh state for decoding one stream."""
 
     @abstractmethod
-    def _map_error(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         """The taxonomy error for a non-2xx answer, read from the protocol's error body."""
 
     @abstractmethod
@@ -145,13 +168,13 @@ class ProviderAdapter(ABC):
 
     async def complete(self, request: ChatRequest, *, timeout: float) -> ChatResponse:
         """One non-streaming chat call, bounded by ``timeout`` seconds in total."""
-        response = await self._send(
+        body = await self._send(
             "POST",
             self._chat_urls[False],
             timeout=timeout,
             json=self._payload(request, stream=False),
         )
-        return self._parse_answer(decode_json(response.content, provider=self.name))
+        return self._parse_answer(decode_json(body, provider=self.name))
 
     async def stream(self, request: ChatRequest, *, timeout: float) -> AsyncIterator[StreamChunk]:
         """One streaming chat call; ``timeout`` bounds the whole stream, not each read."""
@@ -163,18 +186,18 @@ class ProviderAdapter(ABC):
             async with contextlib.AsyncExitStack() as stack:
                 async with asyncio.timeout_at(deadline):
                     response = await stack.enter_async_context(
-                        self._client.stream(
-                            "POST",
+                        self._client().post(
                             self._chat_urls[True],
                             json=payload,
-                            timeout=self._httpx_timeout(timeout),
+                            proxy=self._proxy,
+                            allow_redirects=False,
                         )
                     )
-                    if not response.is_success:
-                        body = await response.aread()
-                        raise self._map_error(response.status_code, response.headers, body)
+                    if not _is_success(response.status):
+                        body = await response.read()
+                        raise self._map_error(response.status, response.headers, body)
                 events = await stack.enter_async_context(
-                    contextlib.aclosing(iter_sse(response.aiter_lines()))
+                    contextlib.aclosing(iter_sse(iter_lines(response.content.iter_any())))
                 )
                 while not decoder.done:
                     # The deadline never spans a yield: a slow consumer is not the provider.
@@ -186,17 +209,19 @@ class ProviderAdapter(ABC):
                     if chunk is not None:
                         yield chunk
                 yield decoder.finish()
-        except (httpx.HTTPError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(exc, provider=self.name) from None
 
     async def list_models(self, *, timeout: float = 10.0) -> list[str]:
         """Names of the models the credential may use: a cheap check of URL and key."""
-        url = httpx.URL(self.base_url + self._models_endpoint())
-        response = await self._send("GET", url, timeout=timeout)
-        return self._parse_models(decode_json(response.content, provider=self.name))
+        url = URL(self.base_url + self._models_endpoint())
+        body = await self._send("GET", url, timeout=timeout)
+        return self._parse_models(decode_json(body, provider=self.name))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -217,23 +242,33 @@ class ProviderAdapter(ABC):
 
     # -- machinery --------------------------------------------------------------------
 
-    async def _send(
-        self, method: str, url: httpx.URL, *, timeout: float, json: Any = None
-    ) -> httpx.Response:
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=_tls_context()),
+                headers=self._headers,
+                # The attempt's asyncio deadline bounds the rest; aiohttp's own total timeout
+                # would only add a second timer per request.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
+            )
+        return self._session
+
+    async def _send(self, method: str, url: URL, *, timeout: float, json: Any = None) -> bytes:
+        """The body of a 2xx answer; the taxonomy error for anything else."""
         try:
-            async with asyncio.timeout(timeout):
-                response = await self._client.request(
-                    method, url, json=json, timeout=self._httpx_timeout(timeout)
-                )
-        except (httpx.HTTPError, TimeoutError) as exc:
+            async with (
+                asyncio.timeout(timeout),
+                self._client().request(
+                    method, url, json=json, proxy=self._proxy, allow_redirects=False
+                ) as response,
+            ):
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             error = transport_error(exc, provider=self.name)
             logger.debug("provider %s: %s", self.name, error)
             raise error from None
-        if not response.is_success:
-            error = self._map_error(response.status_code, response.headers, response.content)
+        if not _is_success(response.status):
+            error = self._map_error(response.status, response.headers, body)
             logger.debug("provider %s: %s", self.name, error)
             raise error
-        return response
-
-    def _httpx_timeout(self, timeout: float) -> httpx.Timeout:
-        return httpx.Timeout(timeout, connect=min(self.connect_timeout, timeout))
+        return body

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from llmagents.chat import ChatRequest, ChatResponse, Role, StreamChunk, Usage
 from llmagents.errors import (
     AuthFailed,
@@ -28,6 +26,7 @@ from llmagents.errors import (
 )
 from llmagents.providers.base import ProviderAdapter
 from llmagents.providers.mapping import (
+    Headers,
     body_excerpt,
     body_json,
     decode_json,
@@ -136,7 +135,7 @@ class GeminiAdapter(ProviderAdapter):
     def _stream_decoder(self) -> _GeminiStream:
         return _GeminiStream(self.name)
 
-    def _map_error(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         data = body_json(body)
         if isinstance(data, list) and data:
             data = data[0]
@@ -152,7 +151,7 @@ class GeminiAdapter(ProviderAdapter):
 
 
 def _error_from_body(
-    error: dict[str, Any], *, status: int | None, headers: httpx.Headers | None, provider: str
+    error: dict[str, Any], *, status: int | None, headers: Headers | None, provider: str
 ) -> ProviderError:
     code = str(error.get("status", ""))
     message = f"{code or error.get('code')}: {short(error.get('message', ''))}"

@@ -1,8 +1,9 @@
 """Translation of HTTP-level failures into the error taxonomy, shared by every adapter.
 
 Each protocol module reads its own error body first (the body says more than the status);
-what it cannot name falls back to ``error_for_status``. Transport failures (httpx exceptions)
-and undecodable JSON are protocol-independent and are mapped here once.
+what it cannot name falls back to ``error_for_status``. Transport failures (aiohttp's
+exceptions, the attempt deadline) and undecodable JSON are protocol-independent and are mapped
+here once.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from llmagents.errors import (
     AuthFailed,
@@ -29,11 +31,15 @@ from llmagents.errors import (
     ServerError,
 )
 
+Headers = Mapping[str, str]
+"""Response headers, looked up by lower-case name: a case-insensitive mapping such as
+aiohttp's ``CIMultiDictProxy``."""
+
 _MAX_MESSAGE = 300
 _GOOGLE_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
+def retry_after_seconds(headers: Headers) -> float | None:
     """The server's wait hint: ``retry-after-ms`` (OpenAI), else ``Retry-After`` in seconds or
     as an HTTP date. ``None`` when absent or unreadable; never negative."""
     raw_ms = headers.get("retry-after-ms")
@@ -88,17 +94,17 @@ def error_for_status(
 
 
 def transport_error(exc: Exception, *, provider: str) -> ProviderError:
-    """Map an httpx exception (or the attempt deadline firing) to the taxonomy."""
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    """Map an aiohttp exception (or the attempt deadline firing) to the taxonomy."""
+    if isinstance(exc, TimeoutError):  # aiohttp's own timeouts are TimeoutErrors too
         return ProviderTimeout("no answer within the attempt's timeout", provider=provider)
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return ConnectionFailed(f"cannot connect: {short(str(exc))}", provider=provider)
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+    if isinstance(
+        exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError
+    ):
         return ConnectionFailed(
             f"connection broke off: {short(str(exc)) or type(exc).__name__}", provider=provider
         )
-    if isinstance(exc, httpx.TransportError):
-        return ConnectionFailed(f"transport failed: {type(exc).__name__}", provider=provider)
     return ConnectionFailed(f"request failed: {type(exc).__name__}", provider=provider)
 
 

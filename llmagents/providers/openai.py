@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
-
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
 from llmagents.errors import (
     AuthFailed,
@@ -28,6 +26,7 @@ from llmagents.errors import (
 )
 from llmagents.providers.base import ProviderAdapter
 from llmagents.providers.mapping import (
+    Headers,
     body_excerpt,
     body_json,
     decode_json,
@@ -94,7 +93,7 @@ class OpenAIAdapter(ProviderAdapter):
     def _stream_decoder(self) -> _OpenAIStream:
         return _OpenAIStream(self.name)
 
-    def _map_error(self, status: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         retry_after = retry_after_seconds(headers)
         data = body_json(body)
         if not isinstance(data, dict) or _error_of(data) is None:

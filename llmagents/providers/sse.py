@@ -1,12 +1,13 @@
 """Server-sent events, as all three provider protocols stream them.
 
 Anthropic names its events (``event: content_block_delta``), OpenAI and Gemini send bare
-``data:`` lines, Gemini separates events with CRLF. One small parser covers all of them; it
-reads lines, so the HTTP client's line splitting does the byte work.
+``data:`` lines, Gemini separates events with CRLF. One small parser covers all of them:
+``iter_lines`` cuts the body's bytes into text lines, ``iter_sse`` groups lines into events.
 """
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,6 +18,21 @@ class SseEvent:
 
     event: str
     data: str
+
+
+async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """UTF-8 text lines without their ``\n`` (a ``\r`` before it is left to ``iter_sse``),
+    from byte chunks cut anywhere, even inside a character; a last line without a newline
+    is yielded too. No line length limit: an event is as long as the provider makes it."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    async for chunk in chunks:
+        *lines, pending = (pending + decoder.decode(chunk)).split("\n")
+        for line in lines:
+            yield line
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending
 
 
 async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:

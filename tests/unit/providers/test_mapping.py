@@ -7,8 +7,8 @@ import time
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 
-import httpx
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.errors import (
@@ -28,12 +28,14 @@ from llmagents.providers import (
     OpenAIAdapter,
     build_adapter,
 )
+from llmagents.providers.base import _env_proxy
 from llmagents.providers.mapping import google_duration_seconds, retry_after_seconds
-from llmagents.providers.sse import SseEvent, iter_sse
+from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
 
 
-def headers(**values: str) -> httpx.Headers:
-    return httpx.Headers({k.replace("_", "-"): v for k, v in values.items()})
+def headers(**values: str) -> CIMultiDictProxy[str]:
+    """Response headers as aiohttp hands them to the adapters."""
+    return CIMultiDictProxy(CIMultiDict({k.replace("_", "-"): v for k, v in values.items()}))
 
 
 def test_retry_after_reads_seconds_milliseconds_and_http_dates() -> None:
@@ -216,6 +218,45 @@ async def test_sse_handles_crlf_and_drops_an_unterminated_event() -> None:
     events = [e async for e in iter_sse(lines("data: x\r", "\r", 'data: {"cut'))]
 
     assert events == [SseEvent("message", "x")]
+
+
+async def chunks(*items: bytes) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
+
+
+async def test_lines_are_cut_from_bytes_split_anywhere_even_inside_a_character() -> None:
+    text = "data: é€\r\n\r\ndata: second\nlast"
+    raw = text.encode()
+    for cut in range(1, len(raw)):
+        got = [line async for line in iter_lines(chunks(raw[:cut], raw[cut:]))]
+
+        assert got == ["data: é€\r", "\r", "data: second", "last"], cut
+
+
+async def test_a_line_longer_than_any_read_buffer_arrives_whole() -> None:
+    long = "x" * 300_000
+    raw = f"data: {long}\n\n".encode()
+    pieces = [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
+
+    events = [e async for e in iter_sse(iter_lines(chunks(*pieces)))]
+
+    assert events == [SseEvent("message", long)]
+
+
+def test_the_proxy_comes_from_the_environment_unless_no_proxy_exempts_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("https_proxy", "http_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert _env_proxy("https://api.openai.com/v1") is None
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.svc")
+    assert _env_proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert _env_proxy("http://api.openai.com/v1") is None
+    assert _env_proxy("http://vllm.models.svc:8000/v1") is None
 
 
 def spec(kind: ProviderType, **extra: object) -> ProviderSpec:
