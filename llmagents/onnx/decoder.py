@@ -163,7 +163,8 @@ class Decoder:
             positions = np.arange(len(state.tokens), total, dtype=np.int64)[None, :]
             binding.bind_cpu_input("position_ids", positions)
         self.session.run_with_iobinding(binding)
-        return binding.get_outputs()[0].numpy()
+        # A copy: onnxruntime writes the next step's logits into this output's memory.
+        return binding.get_outputs()[0].numpy().copy()
 
     def _grow(self, state: DecodeState, total: int) -> ort.IOBinding:
         """New, longer buffers holding the cached positions, bound as past and present."""

@@ -96,6 +96,15 @@ def test_shared_cache_buffers_give_the_logits_of_fed_back_presents(
         )
 
 
+def test_logits_of_a_step_stay_as_they_were_after_the_next_step(exact_model) -> None:
+    path, _, _ = exact_model
+    decoder, state = Decoder(path, threads=1), DecodeState()
+    first = decoder.step(state, TOKENS[:3])
+    kept = first.copy()
+    decoder.step(state, TOKENS[3:4])
+    np.testing.assert_array_equal(first, kept)
+
+
 def test_int8_activations_keep_the_greedy_choice(tmp_path: Path, exact_model) -> None:
     _, config, weights = exact_model
     path = tmp_path / "model.onnx"
