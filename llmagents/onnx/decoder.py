@@ -12,8 +12,9 @@ The cache is kept one of two ways:
   into the past buffer itself. Each request then owns one buffer per cache tensor, longer
   than the sequence, bound through IO binding as both the past input and the present output:
   a decode step writes one position instead of copying the whole cache (which
-  ``GroupQueryAttention`` otherwise does once per query head). Buffers grow by doubling;
-  their untouched tail costs no memory (zeroed pages are mapped on first write).
+  ``GroupQueryAttention`` otherwise does once per query head). Buffers start at
+  ``KV_GROWTH`` positions and double when full, so a request holds at most twice the
+  cache it needs.
 - any other graph: the ``present.{i}.*`` outputs are fed back as the next step's past, as
   onnxruntime values, never copied through numpy.
 
