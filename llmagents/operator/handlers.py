@@ -68,7 +68,7 @@ class KopfViews:
         # The index objects live as long as the operator; remembering them lets scheduled
         # work (outside any handler) read them too.
         if not self.indexes:
-            ids = ["agents", "pools", "pool_agents", *map(_index_id, CHILD_RESOURCES)]
+            ids = ["agents", "pools", *map(_index_id, CHILD_RESOURCES)]
             self.indexes = {i: kwargs[i] for i in ids}
 
     def agent(self, key: AgentKey) -> Mapping[str, Any] | None:
@@ -78,8 +78,19 @@ class KopfViews:
         return _first(self.indexes.get("pools"), key)
 
     def agents_of_pool(self, key: PoolKey) -> list[AgentKey]:
-        index = self.indexes.get("pool_agents")
-        return sorted(index.get(key) or []) if index is not None else []
+        # A scan rather than an index of its own: pools are folded at most once a second,
+        # while an index is one more handler call on every event of every agent.
+        index = self.indexes.get("agents")
+        if index is None:
+            return []
+        namespace, pool = key
+        return sorted(
+            agent
+            for agent, store in index.items()
+            if agent[0] == namespace
+            and any(((body.get("spec") or {}).get("poolRef") or {}).get("name") == pool
+                    for body in store)
+        )  # fmt: skip
 
     def child_hash(self, key: ChildKey) -> str | None:
         return _first(self.indexes.get(_index_id(key[0])), key)
@@ -174,11 +185,6 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     @kopf.index(GROUP, VERSION, "providerpools", id="pools", registry=registry)
     async def pools(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
         return {(namespace, name): _snapshot(body)}
-
-    @kopf.index(GROUP, VERSION, "llmagents", id="pool_agents", registry=registry)
-    async def pool_agents(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict:
-        pool = (spec.get("poolRef") or {}).get("name")
-        return {(namespace, pool): (namespace, name)} if pool else {}
 
     for kind, (group, version, plural) in CHILD_RESOURCES.items():
 

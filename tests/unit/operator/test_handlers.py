@@ -30,14 +30,18 @@ def test_views_read_the_one_object_each_index_key_holds():
     views = KopfViews()
     views.bind(
         {
-            "agents": {("ns", "a"): [{"metadata": {"name": "a"}}]},
+            "agents": {
+                ("ns", "b"): [{"metadata": {"name": "b"}, "spec": {"poolRef": {"name": "pool"}}}],
+                ("ns", "a"): [{"metadata": {"name": "a"}, "spec": {"poolRef": {"name": "pool"}}}],
+                ("ns", "c"): [{"metadata": {"name": "c"}, "spec": {"poolRef": {"name": "other"}}}],
+                ("other-ns", "d"): [{"metadata": {"name": "d"}, "spec": {"poolRef": {"name": "pool"}}}],
+            },
             "pools": {},
-            "pool_agents": {("ns", "pool"): [("ns", "b"), ("ns", "a")]},
             **{f"children_{kind.lower()}": {} for kind in CHILD_RESOURCES},
             "children_deployment": {("Deployment", "ns", "a"): ["0123456789abcdef"]},
         }
     )
-    assert views.agent(("ns", "a")) == {"metadata": {"name": "a"}}
+    assert views.agent(("ns", "a"))["metadata"] == {"name": "a"}
     assert views.pool(("ns", "pool")) is None
     assert views.agents_of_pool(("ns", "pool")) == [("ns", "a"), ("ns", "b")]
     assert views.child_hash(("Deployment", "ns", "a")) == "0123456789abcdef"
