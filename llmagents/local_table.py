@@ -72,7 +72,7 @@ def agent_row(agent: AgentObject, status: RunnerAgentStatus, now: datetime) -> d
         "PHASE": verdict.phase.value,
         "PROVIDER": status.current_provider or "",
         "HEALTHY": status.healthy or "",
-        "COST": json_number(status.cost.spent_usd if status.cost else None),
+        "COST": status.cost.display if status.cost else "",
         "BUDGET": json_number(budget.limit if budget else None),
         "TASKS": status.tasks.summary if status.tasks else "",
         "AGE": human_duration((now - started).total_seconds()),

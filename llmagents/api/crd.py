@@ -79,7 +79,7 @@ LLM_AGENT = Resource(
         _column("Phase", ".status.phase", description="The agent's state at a glance."),
         _column("Provider", ".status.currentProvider", description="Provider of the last call."),
         _column("Healthy", ".status.healthy", description="Healthy providers out of all."),
-        _column("Cost", ".status.cost.spentUSD", "number", description="USD spent this period."),
+        _column("Cost", ".status.cost.display", description="USD spent this period."),
         _column("Budget", ".spec.budget.limit", "number", description="USD limit per period."),
         _column("Tasks", ".status.tasks.summary", description="Tasks done out of all."),
         _AGE,

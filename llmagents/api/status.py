@@ -6,13 +6,15 @@ only its own fields by server-side apply on the status subresource under its own
 manager, so neither can clobber the other. ``RunnerAgentStatus`` and ``OperatorAgentStatus``
 are those two halves; ``LLMAgentStatus`` is their union and the CRD schema.
 
-The printer columns read runner fields directly where JSONPath allows; the two summaries it
-cannot compute (``healthy`` "2/3", ``tasks.summary`` "5/10") are derived inside the runner's
-half by validators, so they are written in the same patch as the numbers they summarise.
+The printer columns read runner fields directly where JSONPath allows; what it cannot
+compute (``healthy`` "2/3", ``tasks.summary`` "5/10", ``cost.display`` "$0.42") is derived
+inside the runner's half by validators, so it is written in the same patch as the numbers
+it summarises.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -134,6 +136,17 @@ class ProviderStatus(ApiModel):
     last_success: datetime | None = Field(default=None, description="Last successful call.")
 
 
+def format_usd(amount: float) -> str:
+    """Dollars as a person reads them: ``$12.35``, ``$0.42``, ``$0.000013`` (two significant
+    digits below a cent; kubectl would print the bare number as ``1.29e-05``)."""
+    if amount <= 0:
+        return "$0"
+    digits = 1 - math.floor(math.log10(amount))
+    if round(amount, digits) >= 0.01:
+        return f"${amount:,.2f}"
+    return f"${amount:.{digits}f}".rstrip("0")
+
+
 class CostStatus(ApiModel):
     """Money spent, from the providers' reported usage and the pool's prices."""
 
@@ -147,6 +160,14 @@ class CostStatus(ApiModel):
     period_start: datetime | None = Field(
         default=None, description="Start of the current budget period."
     )
+    display: str = Field(
+        default="", max_length=32, description="spentUSD for kubectl get: $0.42, $0.000013."
+    )
+
+    @model_validator(mode="after")
+    def _format(self) -> CostStatus:
+        self.display = format_usd(self.spent_usd)
+        return self
 
 
 class TokenStatus(ApiModel):

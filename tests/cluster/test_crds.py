@@ -185,7 +185,7 @@ def test_kubectl_get_shows_the_printer_columns(kubectl: Kubectl) -> None:
             "currentProvider": "claude",
             "providers": [{"name": "claude", "healthy": True}, {"name": "local", "healthy": False}],
             "healthy": "1/2",
-            "cost": {"spentUSD": 0.25},
+            "cost": {"spentUSD": 0.25, "display": "$0.25"},
             "tasks": {"done": 1, "total": 1, "summary": "1/1"},
             "lastCheckpoint": "2030-01-01T00:00:00Z",
         },
@@ -196,7 +196,7 @@ def test_kubectl_get_shows_the_printer_columns(kubectl: Kubectl) -> None:
     )  # fmt: skip
     header, row = _table(kubectl("get", "llmagents").stdout)
     assert header == ["NAME", "PHASE", "PROVIDER", "HEALTHY", "COST", "BUDGET", "TASKS", "AGE"]
-    assert row[:7] == ["writer", "Degraded", "claude", "1/2", "0.25", "5", "1/1"]
+    assert row[:7] == ["writer", "Degraded", "claude", "1/2", "$0.25", "5", "1/1"]
     wide_header, wide_row = _table(kubectl("get", "llmagents", "-o", "wide").stdout)
     assert wide_header[-2:] == ["STRATEGY", "LAST-CHECKPOINT"]
     assert wide_row[-2] == "priority"

@@ -24,7 +24,7 @@ import yaml
 
 from llmagents import local_run
 from llmagents.api.runner_config import RunnerConfig
-from llmagents.api.status import RunnerAgentStatus, TaskProgress
+from llmagents.api.status import RunnerAgentStatus, TaskProgress, format_usd
 from llmagents.local_run import load_manifest, local_keys
 from llmagents.local_table import COLUMNS, agent_row, human_duration, json_number
 from llmagents.operator.builders import runner_config
@@ -160,7 +160,7 @@ def test_every_task_completes_on_the_fallback_while_the_primary_is_out(
     assert [(r["task"], r["provider"], r["ok"]) for r in found] == [
         (f"task-{i}", "gpt", True) for i in range(3)
     ]
-    assert float(cost) == pytest.approx(sum(r["costUSD"] for r in found))
+    assert cost == format_usd(sum(r["costUSD"] for r in found)) != "$0"
     assert fakes.claude.stats()["outcomes"].get("outage", 0) >= 2
     assert fakes.local.stats()["requests"] == 0
 
@@ -265,7 +265,7 @@ def test_the_row_has_kubectls_columns_and_formats():
     assert TaskProgress(done=1, total=3).summary == "1/3"
     assert agent_row(local.agent, status, now) == {
         "NAME": "writer", "PHASE": "Degraded", "PROVIDER": "gpt", "HEALTHY": "1/2",
-        "COST": "4.38e-05", "BUDGET": "5", "TASKS": "1/3", "AGE": "3m",
+        "COST": "$0.000044", "BUDGET": "5", "TASKS": "1/3", "AGE": "3m",
     }  # fmt: skip
 
 

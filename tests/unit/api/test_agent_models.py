@@ -22,6 +22,7 @@ from llmagents.api.status import (
     LLMAgentStatus,
     OperatorAgentStatus,
     RunnerAgentStatus,
+    format_usd,
     status_apply_body,
 )
 
@@ -141,6 +142,16 @@ def test_runner_status_summarises_health_and_tasks_in_the_same_write():
     assert wire["healthy"] == "2/3"
     assert wire["tasks"]["summary"] == "5/10"
     assert wire["cost"]["spentUSD"] == 0.25
+    assert wire["cost"]["display"] == "$0.25"
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [(0.0, "$0"), (1234.567, "$1,234.57"), (0.42, "$0.42"), (0.01, "$0.01"),
+     (0.00999, "$0.01"), (0.0042, "$0.0042"), (1.29e-05, "$0.000013"), (3e-09, "$0.000000003")],
+)  # fmt: skip
+def test_cost_reads_as_dollars_with_two_significant_digits_below_a_cent(amount, text):
+    assert format_usd(amount) == text
 
 
 def test_status_halves_do_not_overlap_and_make_up_the_whole():
