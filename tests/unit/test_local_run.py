@@ -160,7 +160,8 @@ def test_every_task_completes_on_the_fallback_while_the_primary_is_out(
     assert [(r["task"], r["provider"], r["ok"]) for r in found] == [
         (f"task-{i}", "gpt", True) for i in range(3)
     ]
-    assert cost == format_usd(sum(r["costUSD"] for r in found)) != "$0"
+    total = sum(r["costUSD"] for r in found)  # the runner sums in another order: a hair apart
+    assert cost in {format_usd(total * (1 - 1e-9)), format_usd(total * (1 + 1e-9))} - {"$0"}
     assert fakes.claude.stats()["outcomes"].get("outage", 0) >= 2
     assert fakes.local.stats()["requests"] == 0
 
