@@ -1,11 +1,13 @@
 """The checkpoint in the ConfigMap ``<agent>-checkpoint``, compare-and-swapped on resourceVersion.
 
-The runner creates its ConfigMaps itself, when it first needs them, owned by its LLMAgent
-(so deleting the agent deletes them) and by server-side apply: an apply that creates an
-object is authorised as ``create`` *of that name*, so the runner's Role can grant ``create``
-for its own ConfigMaps only (a plain POST carries no name and is refused). An agent that
-never runs costs the API server no ConfigMaps of this kind, and the operator's burst of
-writes for a thousand new agents is five ConfigMaps per agent smaller. A checkpoint is stored as ``data["checkpoint.json"]`` (readable with
+The runner creates its ConfigMaps (this one and the results shards) when it first needs
+them, owned by its LLMAgent so that deleting the agent deletes them, and by server-side
+apply: an apply that creates an object is authorised as ``create`` *of that name*, so the
+runner's Role grants ``create`` for its own ConfigMaps only (a plain POST carries no name
+and is refused). The operator used to create them empty; leaving them to the runner took
+five of its twelve writes per agent out of the burst a thousand new agents cause.
+
+A checkpoint is stored as ``data["checkpoint.json"]`` (readable with
 ``kubectl get cm <agent>-checkpoint -o jsonpath='{.data.checkpoint\\.json}'``) or, when
 compressed, as ``binaryData["checkpoint.json.gz"]``; the writing runner's epoch is the
 annotation ``llmagents.dev/checkpoint-epoch``. Each write is a JSON merge patch that names
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import logging
-
 from typing import Any
 
 from llmagents.api.runner_config import AgentIdentity
