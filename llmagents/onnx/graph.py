@@ -9,7 +9,10 @@ The graph is onnxruntime's usual decoder layout with a KV cache:
   ``past_key_values.{i}.key`` / ``.value`` float32 [batch, kv_heads, past, head_dim];
 - outputs ``logits`` float32 [batch, 1, vocab] (the last position only: generation needs
   nothing else, and projecting every prompt position onto a 49152-word vocabulary would
-  dominate prefill), ``present.{i}.key`` / ``.value`` [batch, kv_heads, past + seq, head_dim].
+  dominate prefill), ``present.{i}.key`` / ``.value`` [batch, kv_heads, past + seq, head_dim];
+- model metadata ``SHARED_KV_KEY`` = "1": a past input may be bound to its present output
+  with a buffer longer than the sequence (``GroupQueryAttention`` then writes only the new
+  positions); the decoder relies on it.
 
 Each layer is ``x += Attention(RMSNorm(x)); x += MLP(RMSNorm(x))`` (each residual add fused
 into the next norm, ``SkipSimplifiedLayerNormalization``) with

@@ -91,9 +91,24 @@ def test_shared_cache_buffers_give_the_logits_of_fed_back_presents(
     shared_state, plain_state = DecodeState(), DecodeState()
     # A prompt, single tokens, then several tokens at once after a cache (a second prompt).
     for fed in (TOKENS[:3], TOKENS[3:4], TOKENS[4:5], TOKENS[5:9], TOKENS[9:]):
-        np.testing.assert_array_equal(
-            shared.step(shared_state, fed), plain.step(plain_state, fed)
-        )
+        np.testing.assert_array_equal(shared.step(shared_state, fed), plain.step(plain_state, fed))
+
+
+def test_interleaved_requests_on_one_decoder_keep_their_own_caches(exact_model) -> None:
+    path, _, _ = exact_model
+    decoder = Decoder(path, threads=1)
+    feeds_a = [TOKENS[:3], TOKENS[3:4], TOKENS[4:5]]
+    feeds_b = [TOKENS[5:8], TOKENS[8:9], TOKENS[9:10]]
+
+    def alone(feeds: list[list[int]]) -> list[np.ndarray]:
+        state = DecodeState()
+        return [decoder.step(state, fed) for fed in feeds]
+
+    expected_a, expected_b = alone(feeds_a), alone(feeds_b)
+    state_a, state_b = DecodeState(), DecodeState()
+    for fed_a, fed_b, want_a, want_b in zip(feeds_a, feeds_b, expected_a, expected_b):
+        np.testing.assert_array_equal(decoder.step(state_a, fed_a), want_a)
+        np.testing.assert_array_equal(decoder.step(state_b, fed_b), want_b)
 
 
 def test_logits_of_a_step_stay_as_they_were_after_the_next_step(exact_model) -> None:
