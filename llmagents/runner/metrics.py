@@ -6,11 +6,16 @@ summarise state (budget left, checkpoint age) are computed when scraped. Every m
 in a dedicated ``CollectorRegistry``, so the runner exports exactly these and nothing a
 library registered globally; ``METRIC_NAMES`` lists what is exported, for the dashboard and
 alert tests. Labels never carry a secret: only agent, provider names and fixed words.
+
+The counters fed on every call keep their labelled children in a dict: prometheus-client's
+``labels()`` validates and locks on each lookup, which the gateway would pay several times a
+call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -131,15 +136,24 @@ class RunnerMetrics(EngineListener):
             "llmagents_status_write_failures",
             "Status writes that failed (retried with the latest status).", ["agent"], registry=r,
         )  # fmt: skip
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(agent, *labels)``, looked up once per label set."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self.agent, *labels)
+        return child
 
     # -- engine events ----------------------------------------------------------------------
 
     def on_attempt(self, record: AttemptRecord) -> None:
-        self.requests.labels(self.agent, record.provider, record.outcome).inc()
+        self._child(self.requests, record.provider, record.outcome).inc()
         if record.error is None:
-            self.duration.labels(self.agent, record.provider).observe(record.latency)
+            self._child(self.duration, record.provider).observe(record.latency)
         else:
-            self.failures.labels(self.agent, record.provider, record.error.kind.value).inc()
+            self._child(self.failures, record.provider, record.error.kind.value).inc()
 
     def on_fallback(self, fallback: Fallback) -> None:
         self.fallbacks.labels(
@@ -150,9 +164,9 @@ class RunnerMetrics(EngineListener):
         self.breaker.labels(self.agent, provider).set(BREAKER_STATE_VALUES[transition.to_state])
 
     def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
-        self.tokens.labels(self.agent, provider, "input").inc(usage.input_tokens)
-        self.tokens.labels(self.agent, provider, "output").inc(usage.output_tokens)
-        self.cost.labels(self.agent, provider).inc(cost)
+        self._child(self.tokens, provider, "input").inc(usage.input_tokens)
+        self._child(self.tokens, provider, "output").inc(usage.output_tokens)
+        self._child(self.cost, provider).inc(cost)
 
     # -- runner events ------------------------------------------------------------------------
 
@@ -163,7 +177,7 @@ class RunnerMetrics(EngineListener):
         self.tasks.labels(self.agent, "done" if ok else "failed").inc()
 
     def gateway_request(self, *, stream: bool, code: int) -> None:
-        self.gateway.labels(self.agent, "stream" if stream else "plain", str(code)).inc()
+        self._child(self.gateway, "stream" if stream else "plain", str(code)).inc()
 
     def providers(self, states: dict[str, tuple[BreakerState, bool]]) -> None:
         """Set each provider's breaker and health gauges: name -> (breaker, healthy)."""
