@@ -1,10 +1,11 @@
-"""Added latency of a provider adapter, and of the engine plus an adapter, over bare httpx.
+"""Added latency of a provider adapter, and of the engine plus an adapter, over bare aiohttp.
 
 Each protocol's fake provider runs in its own process (``llmagents fake-provider``) on
 loopback, answering at once. Three ways of making the same chat call take turns, round after
 round, so that load on the machine hits all of them alike:
 
-- ``bare httpx``: ``AsyncClient.post`` of the same JSON body, then ``response.json()``;
+- ``bare aiohttp``: ``ClientSession.post`` of the same JSON body, then ``response.json()``
+  (the adapters' own HTTP client);
 - ``adapter``: ``ProviderAdapter.complete`` (builds the payload, maps errors, parses usage);
 - ``engine+adapter``: ``ProviderManager.execute`` around the same adapter call (ordering,
   breaker, budget and deadline bookkeeping, cost from usage).
@@ -32,7 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from results import Row, print_table
 
 from llmagents.api.pool import ProviderPoolSpec
@@ -81,17 +82,17 @@ def start_fake(protocol: str) -> tuple[subprocess.Popen[str], str]:
 
 
 def bare_call(
-    base_url: str, client: httpx.AsyncClient, adapter: ProviderAdapter
+    base_url: str, client: aiohttp.ClientSession, adapter: ProviderAdapter
 ) -> Callable[[], Awaitable[Any]]:
     """The same request an adapter sends, made by hand: what a caller without us would do."""
-    url = httpx.URL(base_url + adapter._endpoint(stream=False))
+    url = base_url + adapter._endpoint(stream=False)
     body = adapter._payload(REQUEST, stream=False)
     headers = adapter._auth_headers(KEY)
 
     async def call() -> Any:
-        response = await client.post(url, json=body, headers=headers)
-        response.raise_for_status()
-        return response.json()
+        async with client.post(url, json=body, headers=headers) as response:
+            response.raise_for_status()
+            return await response.json()
 
     return call
 
@@ -118,9 +119,9 @@ async def sample(protocol: str, base_url: str, *, rounds: int, warmup: int) -> d
     async def through_engine(attempt: Attempt) -> Any:
         return await adapter.complete(REQUEST, timeout=attempt.timeout)
 
-    async with httpx.AsyncClient() as client, adapter:
+    async with aiohttp.ClientSession() as client, adapter:
         ways: dict[str, Callable[[], Awaitable[Any]]] = {
-            "bare httpx": bare_call(base_url, client, adapter),
+            "bare aiohttp": bare_call(base_url, client, adapter),
             "adapter": lambda: adapter.complete(REQUEST, timeout=30.0),
             "engine+adapter": lambda: manager.execute(task, through_engine),
         }
@@ -146,10 +147,10 @@ def to_rows(protocol: str, samples: dict[str, Any], *, groups: int) -> list[Row]
     rows = []
     for clock in ("wall", "cpu"):
         times = samples[clock]
-        series = {"bare httpx, per call": times["bare httpx"]}
+        series = {"bare aiohttp, per call": times["bare aiohttp"]}
         for way in ("adapter", "engine+adapter"):
             series[f"{way}, added"] = [
-                a - b for a, b in zip(times[way], times["bare httpx"], strict=True)
+                a - b for a, b in zip(times[way], times["bare aiohttp"], strict=True)
             ]
         for name, values in series.items():
             size = max(1, len(values) // groups)
