@@ -218,19 +218,27 @@ class Observer:
             if (obj.get("status") or {}).get("phase"):
                 self.phased.add(obj["metadata"]["name"])
 
+        # Names are all that is counted of Deployments and ConfigMaps: metadata-only watches
+        # keep this process's share of the two cores small.
         await asyncio.gather(
-            self._watch(kube, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", ours, deployment),
-            self._watch(kube, f"/api/v1/namespaces/{NAMESPACE}/configmaps", ours, config_map),
+            self._watch(kube, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", ours,
+                        deployment, metadata_only=True),
+            self._watch(kube, f"/api/v1/namespaces/{NAMESPACE}/configmaps", ours, config_map,
+                        metadata_only=True),
             self._watch(kube, f"/apis/llmagents.dev/v1alpha1/namespaces/{NAMESPACE}/llmagents",
                         {}, llmagent),
         )  # fmt: skip
 
     @staticmethod
-    async def _watch(kube: Any, path: str, params: dict, seen: Callable[[dict], None]) -> None:
+    async def _watch(
+        kube: Any, path: str, params: dict, seen: Callable[[dict], None], *,
+        metadata_only: bool = False,
+    ) -> None:  # fmt: skip
         while True:  # the server ends a watch after timeoutSeconds; the process ends this one
             async for event in kube.watch(
-                path, params={**params, "timeoutSeconds": "290"}, idle_timeout=300
-            ):
+                path, params={**params, "timeoutSeconds": "290"}, idle_timeout=300,
+                metadata_only=metadata_only,
+            ):  # fmt: skip
                 if event.get("type") in ("ADDED", "MODIFIED"):
                     seen(event["object"])
 

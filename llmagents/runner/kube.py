@@ -30,6 +30,7 @@ REQUEST_TIMEOUT = 10.0
 """Seconds one API request may take (a watch's idle read excepted)."""
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class KubeError(LLMAgentsError):
@@ -174,17 +175,26 @@ class KubeClient:
         )  # fmt: skip
 
     async def watch(
-        self, path: str, *, params: dict[str, str], idle_timeout: float
+        self,
+        path: str,
+        *,
+        params: dict[str, str],
+        idle_timeout: float,
+        metadata_only: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
         """Events of a watch (``{"type", "object"}``) until the server ends it.
 
         ``idle_timeout`` bounds the wait for the next line: the server sends nothing while
         nothing changes, so callers pass ``timeoutSeconds`` a little below it.
+        ``metadata_only`` asks for each object's metadata alone (PartialObjectMetadata).
         """
         what = f"WATCH {path}"
+        headers = self._headers()
+        if metadata_only:
+            headers["accept"] = METADATA_ONLY
         try:
             async with self._client.stream(
-                "GET", path, params={**params, "watch": "true"}, headers=self._headers(),
+                "GET", path, params={**params, "watch": "true"}, headers=headers,
                 timeout=httpx.Timeout(idle_timeout, connect=min(self.timeout, 5.0)),
             ) as response:  # fmt: skip
                 if not response.is_success:
