@@ -195,6 +195,19 @@ def expected_children(name: str) -> list[str]:
     )
 
 
+def writer_with_children(kubectl: Kubectl) -> None:
+    """The Secret, the pool and the agent ``writer``, once the operator made its children."""
+    secret(kubectl)
+    kubectl.apply(POOL)
+    kubectl.apply(agent())
+    eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
+
+
+def runner_identity(namespace: str) -> str:
+    """kubectl's flag to act as the agent ``writer``'s runner."""
+    return f"--as=system:serviceaccount:{namespace}:writer-runner"
+
+
 def deployed(kubectl: Kubectl, name: str) -> dict[str, Any]:
     return eventually(lambda: get(kubectl, "deployment", name), what=f"Deployment {name}")
 
@@ -312,10 +325,7 @@ def test_an_operator_restart_duplicates_nothing_and_writes_nothing(
     kubectl: Kubectl, start_operator: Callable[..., OperatorProcess]
 ) -> None:
     first = start_operator("--no-leader-election")
-    secret(kubectl)
-    kubectl.apply(POOL)
-    kubectl.apply(agent())
-    eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
+    writer_with_children(kubectl)
     eventually(lambda: get(kubectl, "providerpool", "pool").get("status", {}).get("agents") == 1)
     settled = _versions(kubectl, "writer")
     first.stop()
@@ -364,11 +374,8 @@ CANNOT = [
 def test_the_runner_service_account_can_do_exactly_what_it_needs(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:
-    secret(kubectl)
-    kubectl.apply(POOL)
-    kubectl.apply(agent())
-    eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
-    who = f"--as=system:serviceaccount:{namespace}:writer-runner"
+    writer_with_children(kubectl)
+    who = runner_identity(namespace)
 
     def can(verb: str, what: str, sub: str) -> bool:
         extra = [f"--subresource={sub}"] if sub else []
@@ -384,17 +391,14 @@ def _as_runner(kubectl: Kubectl, namespace: str, name: str, *args: str) -> bool:
     agent_uid = kubectl.json("get", "llmagent", "writer")["metadata"]["uid"]
     owner = AgentIdentity(name="writer", namespace=namespace, uid=agent_uid)
     manifest = json.dumps(owned_config_map(owner, name))
-    who = f"--as=system:serviceaccount:{namespace}:writer-runner"
+    who = runner_identity(namespace)
     return kubectl(*args, "-f", "-", who, input=manifest, check=False).returncode == 0
 
 
 def test_the_runner_creates_its_own_config_maps_by_apply_and_no_others(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:
-    secret(kubectl)
-    kubectl.apply(POOL)
-    kubectl.apply(agent())
-    eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
+    writer_with_children(kubectl)
     apply = ("apply", "--server-side", "--field-manager=llmagents-runner")
     assert _as_runner(kubectl, namespace, "writer-checkpoint", *apply)
     assert _as_runner(kubectl, namespace, "writer-results-0", *apply)
@@ -407,10 +411,7 @@ def test_the_runner_creates_its_own_config_maps_by_apply_and_no_others(
 def test_deleting_an_agent_removes_everything_it_owned(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:
-    secret(kubectl)
-    kubectl.apply(POOL)
-    kubectl.apply(agent())
-    eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
+    writer_with_children(kubectl)
     assert _as_runner(kubectl, namespace, "writer-checkpoint", "apply", "--server-side")
     kubectl("delete", "llmagent", "writer")
     eventually(lambda: owned(kubectl, "writer") == [], what="garbage collection")
@@ -541,10 +542,7 @@ def test_the_operator_needs_no_more_than_its_cluster_role(
         restricted = tmp_path / "operator.kubeconfig"
         restricted.write_text(json.dumps(config))
         start_operator("--lease-namespace", namespace, kubeconfig=restricted)
-        secret(kubectl)
-        kubectl.apply(POOL)
-        kubectl.apply(agent())
-        eventually(lambda: owned(kubectl, "writer") == expected_children("writer"))
+        writer_with_children(kubectl)
         eventually(lambda: get(kubectl, "llmagent", "writer")["status"].get("phase") == "Pending")
         eventually(
             lambda: (get(kubectl, "providerpool", "pool").get("status") or {}).get("agents") == 1
