@@ -47,8 +47,14 @@ test-unit: venv
 test-cluster: venv k8s-bins
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m cluster tests
 
-bench: venv
+# Every benchmark, one after the other (each measures time and CPU on a quiet machine);
+# bench/README.md holds the recorded figures and each one's own command.
+bench: venv k8s-bins
 	$(PY) bench/engine.py
+	$(PY) bench/gateway.py --phase 4
+	$(PY) bench/checkpoint.py
+	$(PY) bench/operator_scale.py --agents 1000 --quiet-seconds 30
+	$(PY) bench/onnx_sidecar.py
 
 cluster-up: venv k8s-bins
 	hack/cluster-up.sh
