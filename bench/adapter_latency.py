@@ -52,7 +52,7 @@ TARGET_US = 500.0
 
 
 def start_fake(protocol: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
+    return spawn_until_ready(
         [
             sys.executable,
             "-m",
@@ -69,15 +69,18 @@ def start_fake(protocol: str) -> tuple[subprocess.Popen[str], str]:
             "--duration",
             "600",
         ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
+        f"fake {protocol} provider",
     )
+
+
+def spawn_until_ready(argv: list[str], what: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a server process and wait for its ``... ready at URL`` line; (process, URL)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert process.stdout is not None
     line = process.stdout.readline()
     if "ready at" not in line:
         process.kill()
-        raise RuntimeError(f"fake {protocol} provider did not start: {line!r}")
+        raise RuntimeError(f"{what} did not start: {line!r}")
     return process, line.rsplit(" ", 1)[-1].strip()
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adapter_latency import KEY, start_fake
+from adapter_latency import KEY, spawn_until_ready, start_fake
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4o-mini"
@@ -91,17 +91,11 @@ async def serve(upstream: str, state: Path, seconds: float) -> None:
 
 
 def start_gateway(upstream: str, state: Path, seconds: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
+    return spawn_until_ready(
         [sys.executable, __file__, "--serve", upstream, "--state", str(state),
          "--seconds", str(seconds)],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
+        "gateway",
     )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "ready at" not in line:
-        process.kill()
-        raise RuntimeError(f"gateway did not start: {line!r}")
-    return process, line.rsplit(" ", 1)[-1].strip()
 
 
 # -- the load generator -----------------------------------------------------------------------
