@@ -1,0 +1,278 @@
+"""The gateway's HTTP/1.1 server, spoken to over real sockets by raw bytes and by httpx."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from llmagents.runner import http11
+from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
+
+Exchange = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def echo(request: Request) -> Response:
+    """Answers with what it was asked, so tests can see what the server parsed."""
+    if request.path == "/boom":
+        raise RuntimeError("the handler broke")
+    said = f"{request.method} {request.path}?{request.query} {request.body.decode()}"
+    return Response(200, said.encode(), content_type="text/plain",
+                    headers={"x-seen-header": request.headers.get("x-test", "")})  # fmt: skip
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]:
+    servers: list[Server] = []
+
+    async def start(handler: http11.Handler = echo, max_body: int = 1024) -> Server:
+        server = Server(handler, name="test", max_body=max_body)
+        await server.start("127.0.0.1", 0)
+        servers.append(server)
+        return server
+
+    yield start  # type: ignore[misc]
+    for server in servers:
+        await server.stop(grace=1)
+
+
+async def connect(server: Server) -> Exchange:
+    assert server.port is not None
+    return await asyncio.open_connection("127.0.0.1", server.port)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One response with a content-length, read off a raw connection."""
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    async with asyncio.timeout(5):
+        return await reader.read() == b""
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    for n in range(3):
+        writer.write(b"GET /n/%d?q=%d HTTP/1.1\r\nhost: x\r\nx-test: v%d\r\n\r\n" % (n, n, n))
+        status, headers, body = await read_response(reader)
+        assert (status, body) == (200, b"GET /n/%d?q=%d " % (n, n))
+        assert headers["x-seen-header"] == f"v{n}"
+    writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"".join(b"POST /p HTTP/1.1\r\ncontent-length: 1\r\n\r\n%d" % n for n in range(5)))
+    answers = [(await read_response(reader))[2] for _ in range(5)]
+    assert answers == [b"POST /p? %d" % n for n in range(5)]
+
+
+async def test_a_chunked_request_body_is_decoded(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"POST /c HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")  # fmt: skip
+    assert (await read_response(reader))[2] == b"POST /c? hello world"
+
+
+async def test_expect_100_continue_gets_the_interim_answer_before_the_body(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"PUT /e HTTP/1.1\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n")
+    async with asyncio.timeout(5):
+        assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"body")
+    assert (await read_response(reader))[2] == b"PUT /e? body"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST /big HTTP/1.1\r\ncontent-length: 5000\r\n\r\n", 413),
+        (b"POST /big HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+         + b"400\r\n" + b"x" * 1024 + b"\r\n" + b"400\r\n" + b"x" * 1024 + b"\r\n", 413),
+        (b"GET / HTTP/1.1\r\nx-huge: " + b"h" * (70 * 1024) + b"\r\n\r\n", 431),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+    ids=["declared-too-large", "chunked-too-large", "head-too-large", "malformed"],
+)
+async def test_requests_that_cannot_be_served_are_refused_and_the_connection_closed(
+    serve, request_bytes: bytes, status: int
+) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(request_bytes)
+    answer_status, headers, _ = await read_response(reader)
+    assert (answer_status, headers["connection"]) == (status, "close")
+    assert await closed_by_server(reader)
+
+
+async def test_a_refusal_waits_for_the_answer_already_in_progress(serve) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await release.wait()
+        return Response(200, b"first")
+
+    server = await serve(slow)
+    reader, writer = await connect(server)
+    writer.write(b"GET /1 HTTP/1.1\r\n\r\nGARBAGE\r\n\r\n")
+    await writer.drain()
+    release.set()
+    assert (await read_response(reader))[:3:2] == (200, b"first")
+    assert (await read_response(reader))[0] == 400
+
+
+async def test_a_failing_handler_is_a_500_and_the_connection_goes_on(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"GET /boom HTTP/1.1\r\n\r\n")
+    status, _, body = await read_response(reader)
+    assert status == 500 and b"internal error" in body
+    writer.write(b"GET /after HTTP/1.1\r\n\r\n")
+    assert (await read_response(reader))[2] == b"GET /after? "
+
+
+async def test_http_1_0_clients_get_one_answer_and_a_close(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"GET /old HTTP/1.0\r\n\r\n")
+    status, headers, body = await read_response(reader)
+    assert (status, headers["connection"], body) == (200, "close", b"GET /old? ")
+    assert await closed_by_server(reader)
+
+
+def streamer(parts: list[bytes], produced: list[bytes], closed: asyncio.Event) -> http11.Handler:
+    async def handler(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                for part in parts:
+                    produced.append(part)
+                    yield part
+            finally:
+                closed.set()
+
+        return StreamingResponse(body(), headers={"x-kind": "stream"})
+
+    return handler
+
+
+async def test_a_streamed_answer_arrives_whole_over_chunked_framing(serve) -> None:
+    parts = [b"data: %d\n\n" % n for n in range(50)]
+    produced: list[bytes] = []
+    server = await serve(streamer(parts, produced, asyncio.Event()))
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{server.port}/s")
+        again = await client.get(f"http://127.0.0.1:{server.port}/s")  # same connection
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.headers["x-kind"] == "stream"
+    assert response.content == b"".join(parts) == again.content
+
+
+async def test_a_stream_waits_for_a_client_that_does_not_read(serve) -> None:
+    chunk = b"x" * 65536
+    parts = [chunk] * 200  # 12.5 MiB: far beyond every socket and transport buffer
+    produced: list[bytes] = []
+    server = await serve(streamer(parts, produced, asyncio.Event()))
+    reader, writer = await connect(server)
+    writer.write(b"GET /s HTTP/1.1\r\n\r\n")
+    connection = next(iter(server._connections))
+    async with asyncio.timeout(5):
+        while connection._drained is None or connection._drained.done():
+            await asyncio.sleep(0.01)  # until the server is held up by the unread client
+    held_at = len(produced)
+    assert held_at < len(parts)
+    received = 0
+    async with asyncio.timeout(20):
+        await reader.readuntil(b"\r\n\r\n")
+        while received < len(chunk) * len(parts):
+            size = int((await reader.readline()).strip(), 16)
+            received += len(await reader.readexactly(size + 2)) - 2
+    assert len(produced) == len(parts) > held_at
+
+
+async def test_a_client_leaving_mid_stream_closes_the_body_generator(serve) -> None:
+    release = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def handler(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                yield b"first"
+                await release.wait()
+                yield b"second"
+                yield b"third"
+            finally:
+                closed.set()
+
+        return StreamingResponse(body())
+
+    server = await serve(handler)
+    reader, writer = await connect(server)
+    writer.write(b"GET /s HTTP/1.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        await reader.readuntil(b"first\r\n")
+    writer.close()
+    await writer.wait_closed()
+    async with asyncio.timeout(5):
+        while server._connections:
+            await asyncio.sleep(0.01)  # until the server saw the connection go
+    release.set()
+    async with asyncio.timeout(5):
+        await closed.wait()
+
+
+async def test_idle_connections_are_closed_after_the_keep_alive_timeout(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http11, "KEEPALIVE_TIMEOUT", 0.05)
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"GET / HTTP/1.1\r\n\r\n")
+    assert (await read_response(reader))[0] == 200
+    assert await closed_by_server(reader)
+
+
+async def test_stop_lets_the_request_in_progress_finish_and_closes_idle_connections(
+    serve,
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        if request.path == "/slow":
+            started.set()
+            await release.wait()
+        return Response(200, b"done")
+
+    server = await serve(slow)
+    busy_reader, busy_writer = await connect(server)
+    idle_reader, idle_writer = await connect(server)
+    idle_writer.write(b"GET /quick HTTP/1.1\r\n\r\n")
+    assert (await read_response(idle_reader))[2] == b"done"
+    busy_writer.write(b"GET /slow HTTP/1.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        await started.wait()
+    stopping = asyncio.create_task(server.stop(grace=5))
+    assert await closed_by_server(idle_reader)
+    release.set()
+    status, headers, body = await read_response(busy_reader)
+    assert (status, body, headers["connection"]) == (200, b"done", "close")
+    await stopping
+    with pytest.raises(OSError):
+        await connect(server)
