@@ -278,7 +278,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve, args.state, args.seconds))
+        from llmagents.runner.main import run_event_loop  # the loop the runner runs on
+
+        run_event_loop(serve(args.serve, args.state, args.seconds))
         return 0
     if args.split:
         parts = asyncio.run(split(args.split))

@@ -52,6 +52,7 @@ from llmagents.operator.settings import OperatorSettings
 from llmagents.runner.checkpoint import FileCheckpointStore
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
+from llmagents.runner.main import run_event_loop
 from llmagents.runner.results import FileResultStore
 from llmagents.runner.secrets import Redactor, install_log_redaction
 from llmagents.runner.status import RunnerReport
@@ -303,7 +304,7 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, ConfigError, yaml.YAMLError) as error:
         print(f"llmagents run: {error}", file=sys.stderr)
         return 2
-    return asyncio.run(run(local, args))
+    return run_event_loop(run(local, args))
 
 
 async def run(local: LocalAgent, args: argparse.Namespace) -> int:

@@ -6,14 +6,12 @@ one error of ``llmagents.errors``. Subclasses only describe their wire format: e
 headers, payload, answer parsing, stream decoding and error bodies. Timeouts, pooling and the
 translation of transport failures live here, once.
 
-The HTTP client is aiohttp's ``ClientSession``, not httpx (which the adapters first used):
-the runner's gateway makes one upstream call per client call, and at 200 calls a second
-httpx/httpcore cost about five times the CPU of an aiohttp client call (httpcore's pool
-re-examines every connection for every queued request), which alone exceeded the latency
-the gateway may add (``bench/README.md``, "Runner gateway added latency"). aiohttp is a
-dependency already (the gateway and the fakes serve with it). As httpx did, the adapters
-follow no redirects and take a proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``
-(read once, not per request).
+The HTTP client is the project's own small one (``http_client.HttpClient``): the runner's
+gateway makes one upstream call per client call, and the general-purpose clients cost too
+much CPU per call for the latency the gateway may add (httpx about 1.9 ms, aiohttp's
+``ClientSession`` about 0.5 ms, this one about 0.1 ms; ``bench/README.md``, "Runner gateway
+added latency"). The adapters follow no redirects and take a proxy from
+``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read once, not per request).
 
 Timeouts: the pooled client has its own connect timeout; the ``timeout`` of each call bounds
 the whole attempt with an asyncio deadline, so a server that trickles bytes cannot stretch an
@@ -25,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import ssl
 import urllib.parse
@@ -34,12 +33,12 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
-import aiohttp
 import certifi
 from yarl import URL
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
 from llmagents.errors import ProviderError
+from llmagents.providers.http_client import HttpClient, HttpClientError
 from llmagents.providers.mapping import Headers, decode_json, missing, transport_error
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
 
@@ -61,13 +60,16 @@ def _tls_context() -> ssl.SSLContext:
 
 def _env_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url``, or ``None`` (also when ``NO_PROXY`` says
-    so). aiohttp's own ``trust_env`` would re-read it, and look for a netrc file in a thread,
-    on every request."""
+    so). Read once per adapter: looking it up costs more than a whole call."""
     parts = urllib.parse.urlsplit(url)
     if not parts.hostname or urllib.request.proxy_bypass_environment(parts.hostname):
         return None
     proxies = urllib.request.getproxies_environment()
     return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _json(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _is_success(status: int) -> bool:
@@ -125,7 +127,7 @@ class ProviderAdapter(ABC):
         }
         self._headers = self._auth_headers(api_key)
         self._proxy = _env_proxy(self.base_url)
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
 
     # -- the wire format, per protocol -------------------------------------------------
 
@@ -186,18 +188,13 @@ class ProviderAdapter(ABC):
             async with contextlib.AsyncExitStack() as stack:
                 async with asyncio.timeout_at(deadline):
                     response = await stack.enter_async_context(
-                        self._client().post(
-                            self._chat_urls[True],
-                            json=payload,
-                            proxy=self._proxy,
-                            allow_redirects=False,
-                        )
+                        self._client().stream("POST", self._chat_urls[True], body=_json(payload))
                     )
                     if not _is_success(response.status):
                         body = await response.read()
                         raise self._map_error(response.status, response.headers, body)
                 events = await stack.enter_async_context(
-                    contextlib.aclosing(iter_sse(iter_lines(response.content.iter_any())))
+                    contextlib.aclosing(iter_sse(iter_lines(response.chunks())))
                 )
                 while not decoder.done:
                     # The deadline never spans a yield: a slow consumer is not the provider.
@@ -209,7 +206,7 @@ class ProviderAdapter(ABC):
                     if chunk is not None:
                         yield chunk
                 yield decoder.finish()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (HttpClientError, TimeoutError) as exc:
             raise transport_error(exc, provider=self.name) from None
 
     async def list_models(self, *, timeout: float = 10.0) -> list[str]:
@@ -219,9 +216,9 @@ class ProviderAdapter(ABC):
         return self._parse_models(decode_json(body, provider=self.name))
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -242,31 +239,26 @@ class ProviderAdapter(ABC):
 
     # -- machinery --------------------------------------------------------------------
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=_tls_context()),
-                headers=self._headers,
-                # The attempt's asyncio deadline bounds the rest; aiohttp's own total timeout
-                # would only add a second timer per request.
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
-            )
-        return self._session
+    def _client(self) -> HttpClient:
+        if self._http is None:
+            self._http = HttpClient(
+                tls=_tls_context(), headers=self._headers, proxy=self._proxy,
+                connect_timeout=self.connect_timeout, max_connections=self.max_connections,
+            )  # fmt: skip
+        return self._http
 
     async def _send(self, method: str, url: URL, *, timeout: float, json: Any = None) -> bytes:
         """The body of a 2xx answer; the taxonomy error for anything else."""
         try:
-            async with (
-                asyncio.timeout(timeout),
-                self._client().request(
-                    method, url, json=json, proxy=self._proxy, allow_redirects=False
-                ) as response,
-            ):
-                body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with asyncio.timeout(timeout):
+                response = await self._client().request(
+                    method, url, body=None if json is None else _json(json)
+                )
+        except (HttpClientError, TimeoutError) as exc:
             error = transport_error(exc, provider=self.name)
             logger.debug("provider %s: %s", self.name, error)
             raise error from None
+        body = response.body
         if not _is_success(response.status):
             error = self._map_error(response.status, response.headers, body)
             logger.debug("provider %s: %s", self.name, error)

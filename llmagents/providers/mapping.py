@@ -1,8 +1,8 @@
 """Translation of HTTP-level failures into the error taxonomy, shared by every adapter.
 
 Each protocol module reads its own error body first (the body says more than the status);
-what it cannot name falls back to ``error_for_status``. Transport failures (aiohttp's
-exceptions, the attempt deadline) and undecodable JSON are protocol-independent and are mapped
+what it cannot name falls back to ``error_for_status``. Transport failures (the HTTP
+client's exceptions, the attempt deadline) and undecodable JSON are protocol-independent and are mapped
 here once.
 """
 
@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
-
 from llmagents.errors import (
     AuthFailed,
     BadRequest,
@@ -30,10 +28,10 @@ from llmagents.errors import (
     RateLimited,
     ServerError,
 )
+from llmagents.providers.http_client import CannotConnect, ConnectionBroke
 
 Headers = Mapping[str, str]
-"""Response headers, looked up by lower-case name: a case-insensitive mapping such as
-aiohttp's ``CIMultiDictProxy``."""
+"""Response headers, looked up by lower-case name (``http_client`` lower-cases them)."""
 
 _MAX_MESSAGE = 300
 _GOOGLE_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
@@ -94,17 +92,13 @@ def error_for_status(
 
 
 def transport_error(exc: Exception, *, provider: str) -> ProviderError:
-    """Map an aiohttp exception (or the attempt deadline firing) to the taxonomy."""
-    if isinstance(exc, TimeoutError):  # aiohttp's own timeouts are TimeoutErrors too
+    """Map an HTTP client failure (or the attempt deadline firing) to the taxonomy."""
+    if isinstance(exc, TimeoutError):
         return ProviderTimeout("no answer within the attempt's timeout", provider=provider)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ConnectionFailed(f"cannot connect: {short(str(exc))}", provider=provider)
-    if isinstance(
-        exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError
-    ):
-        return ConnectionFailed(
-            f"connection broke off: {short(str(exc)) or type(exc).__name__}", provider=provider
-        )
+    if isinstance(exc, CannotConnect):
+        return ConnectionFailed(short(str(exc)), provider=provider)
+    if isinstance(exc, ConnectionBroke):
+        return ConnectionFailed(f"connection broke off: {short(str(exc))}", provider=provider)
     return ConnectionFailed(f"request failed: {type(exc).__name__}", provider=provider)
 
 

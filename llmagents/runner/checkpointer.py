@@ -95,6 +95,7 @@ class Checkpointer:
         self._last_attempt = -1e18
         self._last_write = -1e18
         self._retry_at = -1e18
+        self._asleep_until = -1e18  # when the writer loop wakes by itself next
         self._wake = asyncio.Event()
         self._landed = asyncio.Event()
         self._closed = False
@@ -135,7 +136,10 @@ class Checkpointer:
     def request(self) -> None:
         """Ask for a write soon (coalesced, at most one per ``min_spacing``); never blocks."""
         self._requested += 1
-        self._wake.set()
+        # Every paid call asks; waking the writer only to find it must wait out min_spacing
+        # anyway would cost each call a loop iteration and a timer.
+        if self._last_attempt + self.min_spacing < self._asleep_until:
+            self._wake.set()
 
     async def save(self, timeout: float | None = None) -> bool:
         """Write the current state now and wait until it landed.
@@ -172,8 +176,11 @@ class Checkpointer:
             delay = self._due_in()
             if delay > 0:
                 self._wake.clear()
+                self._asleep_until = self._clock() + delay
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                self._asleep_until = -1e18
                 continue
             await self._attempt()
 

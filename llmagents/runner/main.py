@@ -21,8 +21,10 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
+import uvloop
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
 
@@ -49,6 +51,7 @@ from llmagents.runner.results import ConfigMapResultStore
 from llmagents.runner.secrets import Redactor, api_keys, install_log_redaction
 from llmagents.runner.status import AgentStatusSink, RunnerReport
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 ENV_POD_IP = "LLMAGENTS_POD_IP"
@@ -249,5 +252,11 @@ async def _work(
     return code
 
 
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Runs ``main`` on uvloop, whose C transports and loop cut the gateway's CPU per call by
+    about an eighth: the gateway is on the path of every model call (``bench/README.md``)."""
+    return uvloop.run(main)
+
+
 def main(args: argparse.Namespace) -> int:
-    return asyncio.run(run(args))
+    return run_event_loop(run(args))

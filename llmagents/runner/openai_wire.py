@@ -10,8 +10,8 @@ silently. Answers and stream chunks have the fields OpenAI's clients read.
 from __future__ import annotations
 
 import json
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,7 +138,7 @@ def parse_chat(raw: bytes, complexity_header: str | None = None) -> ChatCall:
 
 
 def completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
+    return "chatcmpl-" + secrets.token_hex(12)
 
 
 def usage_body(usage: Usage) -> dict[str, int]:
