@@ -114,29 +114,29 @@ class HttpClient:
         self._slots: asyncio.Semaphore | None = None
 
     async def request(self, method: str, url: URL, *, body: bytes | None = None) -> Answer:
-        async with self.stream(method, url, body=body) as answer:
-            return Answer(answer.status, answer.headers, await answer.read())
+        origin, message = self._prepare(method, url, body)
+        async with self._slots_for_loop():
+            connection = await self._exchange(origin, message)
+            try:
+                data = await connection.read_all()
+            except BaseException:
+                connection.close()
+                raise
+            self._release(origin, connection)
+        return Answer(connection.status, connection.headers, data)
 
     @asynccontextmanager
     async def stream(self, method: str, url: URL, *,
                      body: bytes | None = None) -> AsyncIterator[StreamedAnswer]:  # fmt: skip
         """The answer once its head arrived; its body is read from ``chunks()``. Leaving the
         block early closes the connection instead of reading the rest."""
-        slots = self._slots_for_loop()
-        origin = _Origin(url.scheme, url.raw_host or "", url.port or 0, self._proxy)
-        if origin.scheme not in ("http", "https") or not origin.host:
-            raise CannotConnect(f"cannot request {url}: not an http(s) URL")
-        message = self._message(method, url, body)
-        async with slots:
+        origin, message = self._prepare(method, url, body)
+        async with self._slots_for_loop():
             connection = await self._exchange(origin, message)
             try:
                 yield StreamedAnswer(connection.status, connection.headers, connection)
             finally:
-                if connection.complete and connection.reusable:
-                    connection.idle_since = asyncio.get_running_loop().time()
-                    self._idle.setdefault(origin, []).append(connection)
-                else:
-                    connection.close()
+                self._release(origin, connection)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
@@ -154,7 +154,11 @@ class HttpClient:
             self._slots = asyncio.Semaphore(self.max_connections)
         return self._slots
 
-    def _message(self, method: str, url: URL, body: bytes | None) -> bytes:
+    def _prepare(self, method: str, url: URL, body: bytes | None) -> tuple[_Origin, bytes]:
+        """Where ``url`` is served from, and the request's bytes."""
+        origin = _Origin(url.scheme, url.raw_host or "", url.port or 0, self._proxy)
+        if origin.scheme not in ("http", "https") or not origin.host:
+            raise CannotConnect(f"cannot request {url}: not an http(s) URL")
         proxy = self._proxy
         forward = proxy is not None and url.scheme == "http"  # https goes through a tunnel
         target = str(url.with_fragment(None)) if forward else url.raw_path_qs
@@ -163,7 +167,15 @@ class HttpClient:
             head += f"proxy-authorization: {_basic(proxy)}\r\n"
         if body is not None:
             head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
-        return (head + "\r\n").encode("latin-1") + (body or b"")
+        return origin, (head + "\r\n").encode("latin-1") + (body or b"")
+
+    def _release(self, origin: _Origin, connection: _Connection) -> None:
+        """Back to the pool when its answer was read to the end and it can carry more."""
+        if connection.complete and connection.reusable and not connection.closed:
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(origin, []).append(connection)
+        else:
+            connection.close()
 
     async def _exchange(self, origin: _Origin, message: bytes) -> _Connection:
         """Sends ``message`` and waits for the head of the answer.
@@ -255,6 +267,7 @@ class _Connection(asyncio.Protocol):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._paused = False
+        self._whole = False
         self._waiter: asyncio.Future[None] | None = None
         self._tunnel: asyncio.Future[bytes] | None = None
         self._tunnel_bytes = b""
@@ -269,6 +282,15 @@ class _Connection(asyncio.Protocol):
     async def head(self) -> None:
         while not self._head_done:
             await self._wait()
+
+    async def read_all(self) -> bytes:
+        self._whole = True  # all of it is wanted now: reading must not pause
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        while not self.complete:
+            await self._wait()
+        return b"".join(self._chunks)
 
     async def read(self) -> bytes | None:
         """The next piece of the body, ``None`` at its end."""
@@ -334,7 +356,7 @@ class _Connection(asyncio.Protocol):
             self._tunnel.set_exception(OSError("the proxy closed the connection"))
         if self._head_done and not self.complete and self._delimited_by_close():
             self.complete = True  # an answer without length ends with its connection
-        elif not self.complete:
+        elif not self.complete and self._broke is None:
             reason = f" ({exc})" if exc else ""
             self._broke = ConnectionBroke(f"the server closed the connection before the answer "
                                           f"ended{reason}")  # fmt: skip
@@ -379,7 +401,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered >= STREAM_BUFFER and not self._paused and self.transport is not None:
+        if self._buffered >= STREAM_BUFFER and not (self._paused or self._whole) and self.transport:
             self._paused = True
             self.transport.pause_reading()
         self._wake()
