@@ -108,6 +108,9 @@ class HttpClient:
         self.max_connections = max_connections
         self._proxy = URL(proxy) if proxy else None
         fixed = {"user-agent": USER_AGENT, "accept": "*/*", **headers}
+        for name, value in fixed.items():
+            if "\r" in value or "\n" in value:  # it would end the header and start another
+                raise ValueError(f"the HTTP header {name} has a line break in its value")
         self._fixed = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: dict[_Origin, list[_Connection]] = {}

@@ -22,9 +22,12 @@ _MIN_SECRET_LENGTH = 6
 
 
 def api_keys(config: RunnerConfig, environ: Mapping[str, str]) -> dict[str, str | None]:
-    """Provider name -> its API key from the environment, or None when the variable is unset."""
+    """Provider name -> its API key from the environment, or None when the variable is unset.
+
+    Surrounding whitespace is dropped: a Secret made with ``echo key | base64`` carries a
+    newline, which would otherwise end the HTTP header that carries the key."""
     return {
-        provider: (environ.get(variable) or None)
+        provider: ((environ.get(variable) or "").strip() or None)
         for provider, variable in config.api_key_env.items()
     }
 

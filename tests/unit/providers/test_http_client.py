@@ -395,3 +395,9 @@ def test_one_client_serves_one_event_loop_after_another(threaded_server: str) ->
     http = client()
     for _ in range(2):  # each asyncio.run is a new loop; the pool of the last one is gone
         assert asyncio.run(http.request("GET", URL(threaded_server))).body == b"ok"
+
+
+def test_a_header_value_with_a_line_break_is_refused_without_showing_it() -> None:
+    with pytest.raises(ValueError, match="authorization has a line break") as refused:
+        client(headers={"authorization": "Bearer sk-secret\r\nx-evil: 1"})
+    assert "sk-secret" not in str(refused.value)

@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmagents.runner.metrics import METRIC_NAMES
-from llmagents.runner.secrets import Redactor, install_log_redaction
+from llmagents.runner.secrets import Redactor, api_keys, install_log_redaction
 
 from .conftest import PRIMARY_KEY, Edges, Fakes, config
 from .test_task_mode import run
@@ -58,6 +58,11 @@ async def test_a_run_exports_every_listed_metric_and_nothing_else(
     assert value("llmagents_checkpoint_size_bytes") > 0
     assert all(s.labels.get("agent") == "agent-a" for samples in families.values()
                for s in samples)  # fmt: skip
+
+
+def test_api_keys_lose_the_newline_a_hand_made_secret_carries(fakes: Fakes) -> None:
+    keys = api_keys(config(fakes), {"KEY_PRIMARY": "sk-primary-123\n", "KEY_FALLBACK": " \n"})
+    assert keys == {"primary": "sk-primary-123", "fallback": None}
 
 
 def test_the_redactor_removes_every_known_key_and_keeps_other_text() -> None:
