@@ -1,4 +1,4 @@
-"""kopf wiring: indexes of what is watched, and thin event handlers that call the reconciler.
+"""kopf wiring: indexes of agents and pools, and thin event handlers that call the reconciler.
 
 Every handler and index function is ``async``: kopf runs synchronous ones in a thread pool,
 which at a thousand agents costs more than the handlers themselves.
@@ -6,18 +6,18 @@ which at a thousand agents costs more than the handlers themselves.
 Every handler is an *event* handler (level-triggered), not a create/update handler: kopf
 then keeps no progress annotations and adds no finalizers, so it writes nothing of its own
 to the objects, and the reconciler alone decides what to write. The indexes are filled by
-kopf before the first handler runs; that is what lets a restarted operator see that every
-child is already right and stay silent.
+kopf before the first handler runs.
 
-Children are found by the label ``app.kubernetes.io/managed-by=llmagents-operator`` and
-indexed by the hash of the manifest that was applied to them; their events are how a
-deleted or edited Deployment (drift) gets repaired.
+Of the children, only Deployments are watched (through the label
+``app.kubernetes.io/managed-by=llmagents-operator``): their events are how a deleted or
+edited Deployment gets repaired at once. The other kinds are listed, not watched; see
+``children``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,32 +25,16 @@ import kopf
 from kopf._cogs.structs.references import Selector  # kopf exports no public name for it
 
 from llmagents.api.status import GROUP, VERSION
+from llmagents.operator.children import OURS
 from llmagents.operator.kube import KopfApi
 from llmagents.operator.objects import AgentKey, PoolKey
-from llmagents.operator.reconcile import ChildKey, Reconciler
-from llmagents.operator.settings import (
-    ANNOTATION_HASH,
-    LABEL_MANAGED_BY,
-    MANAGED_BY,
-    OperatorSettings,
-)
+from llmagents.operator.reconcile import RESYNC_SECONDS, Reconciler
+from llmagents.operator.settings import LABEL_MANAGED_BY, MANAGED_BY, OperatorSettings
 
 logger = logging.getLogger(__name__)
 
-CHILD_RESOURCES: dict[str, tuple[str, str, str]] = {
-    # kind -> (group, version, plural)
-    "ServiceAccount": ("", "v1", "serviceaccounts"),
-    "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
-    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
-    "ConfigMap": ("", "v1", "configmaps"),
-    "Service": ("", "v1", "services"),
-    "Deployment": ("apps", "v1", "deployments"),
-}
+DEPLOYMENTS = Selector("apps", "v1", "deployments")
 _OURS = {LABEL_MANAGED_BY: MANAGED_BY}
-
-
-def _index_id(kind: str) -> str:
-    return f"children_{kind.lower()}"
 
 
 def _first(index: Any, key: Any) -> Any:
@@ -68,8 +52,7 @@ class KopfViews:
         # The index objects live as long as the operator; remembering them lets scheduled
         # work (outside any handler) read them too.
         if not self.indexes:
-            ids = ["agents", "pools", *map(_index_id, CHILD_RESOURCES)]
-            self.indexes = {i: kwargs[i] for i in ids}
+            self.indexes = {i: kwargs[i] for i in ("agents", "pools")}
 
     def agent(self, key: AgentKey) -> Mapping[str, Any] | None:
         return _first(self.indexes.get("agents"), key)
@@ -92,9 +75,6 @@ class KopfViews:
                     for body in store)
         )  # fmt: skip
 
-    def child_hash(self, key: ChildKey) -> str | None:
-        return _first(self.indexes.get(_index_id(key[0])), key)
-
 
 def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     """What the reconciler reads of an object. The parts are the raw dictionaries parsed
@@ -113,6 +93,9 @@ class OperatorState:
     (and so its API session) exist."""
 
     settings: OperatorSettings
+    namespaces: Sequence[str] = ()
+    """The namespaces (or kopf's patterns) the operator serves; empty = all."""
+    resync_seconds: float = RESYNC_SECONDS
     views: KopfViews = field(default_factory=KopfViews)
     reconciler: Reconciler | None = None
 
@@ -147,12 +130,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    # Children are watched through a server-side label selector: only ours, never every
-    # ConfigMap of the cluster.
-    for group, version, plural in CHILD_RESOURCES.values():
-        settings.watching.label_selectors[Selector(group, version, plural)] = (
-            f"{LABEL_MANAGED_BY}={MANAGED_BY}"
-        )
+    # Deployments are watched through a server-side label selector: only ours, never every
+    # Deployment of the cluster.
+    settings.watching.label_selectors[DEPLOYMENTS] = OURS
 
 
 def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
@@ -171,7 +151,13 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
-        state.reconciler = Reconciler(KopfApi(settings), state.views, state.settings)
+        state.reconciler = Reconciler(
+            KopfApi(settings),
+            state.views,
+            state.settings,
+            namespaces=state.namespaces,
+            resync_seconds=state.resync_seconds,
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
@@ -186,25 +172,10 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     async def pools(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
         return {(namespace, name): _snapshot(body)}
 
-    for kind, (group, version, plural) in CHILD_RESOURCES.items():
-
-        async def child_hash(
-            namespace: str, name: str, annotations: kopf.Annotations, *, _kind: str = kind, **_: Any
-        ) -> dict:
-            return {(_kind, namespace, name): annotations.get(ANNOTATION_HASH)}
-
-        kopf.index(group, version, plural, id=_index_id(kind), labels=_OURS, registry=registry)(
-            child_hash
-        )
-
-        async def child_event(
-            type: str | None, body: kopf.Body, *, _kind: str = kind, **kwargs: Any
-        ) -> None:
-            await reconciler(kwargs).child_changed({**body, "kind": _kind}, type)
-
-        kopf.on.event(
-            group, version, plural, id=f"{plural}-event", labels=_OURS, registry=registry
-        )(child_event)
+    @kopf.on.event("apps", "v1", "deployments", id="deployment-event", labels=_OURS,
+                   registry=registry)  # fmt: skip
+    async def deployment_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+        await reconciler(kwargs).child_changed({**body, "kind": "Deployment"}, type)
 
     @kopf.on.event(GROUP, VERSION, "llmagents", id="agent-event", registry=registry)
     async def agent_event(

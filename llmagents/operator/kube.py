@@ -1,4 +1,5 @@
-"""The operator's few API calls: server-side apply, and reading a Secret's key names.
+"""The operator's few API calls: server-side apply, label-selected lists of its children, and
+reading a Secret's key names.
 
 kopf has no server-side apply, so the operator sends it through kopf's own authenticated
 request function: the same credentials, session, re-login and retry/backoff on 5xx and 429
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import kopf
 from kopf._cogs.clients import api as kopf_api
@@ -43,10 +46,23 @@ _PLURALS = {
 }
 
 
+_LIST_PAGE = 500
+# The operator sends only what its builders and models made, and reads no warnings: the API
+# server's check for unknown or duplicate fields (a second, strict parse of every body) is
+# work for nothing.
+_WRITE_QUERY = f"fieldManager={OPERATOR_FIELD_MANAGER}&fieldValidation=Ignore"
+
+
+def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
+    """The API path of a kind's objects in ``namespace``, or in all namespaces (None)."""
+    root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    scope = f"/namespaces/{namespace}" if namespace is not None else ""
+    return f"{root}{scope}/{_PLURALS[kind]}"
+
+
 def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
     """The API path of a namespaced object."""
-    root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{root}/namespaces/{namespace}/{_PLURALS[kind]}/{name}"
+    return f"{collection_path(api_version, kind, namespace)}/{name}"
 
 
 class Api(Protocol):
@@ -55,6 +71,12 @@ class Api(Protocol):
     async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None) -> None:
         """Server-side apply ``manifest`` as the operator's field manager, taking over
         conflicting fields."""
+        ...
+
+    def list(
+        self, api_version: str, kind: str, *, namespace: str | None, labels: str
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Objects of ``kind`` matching the label selector, page by page."""
         ...
 
     async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
@@ -78,7 +100,7 @@ class KopfApi:
         )
         if subresource:
             path += f"/{subresource}"
-        url = f"{path}?fieldManager={OPERATOR_FIELD_MANAGER}&force=true"
+        url = f"{path}?{_WRITE_QUERY}&force=true"
         async with self._slots:
             WRITES.labels(manifest["kind"], subresource or "").inc()
             response = await kopf_api.request(
@@ -92,6 +114,22 @@ class KopfApi:
             # Read to the end: aiohttp closes a connection whose body was left unread, and
             # a new TLS handshake per write cost both sides more than the body does.
             await response.read()
+
+    async def list(
+        self, api_version: str, kind: str, *, namespace: str | None, labels: str
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        query = {"labelSelector": labels, "limit": str(_LIST_PAGE)}
+        path = collection_path(api_version, kind, namespace)
+        while True:
+            async with self._slots:
+                body = await kopf_api.get(
+                    f"{path}?{urlencode(query)}", settings=self._settings, logger=logger
+                )
+            yield body.get("items") or []
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query["continue"] = token
 
     async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         async with self._slots:

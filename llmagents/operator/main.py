@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llmagents.operator.handlers import OperatorState, register
 from llmagents.operator.leader import LeadershipLost, LeaseElector
+from llmagents.operator.reconcile import RESYNC_SECONDS
 from llmagents.operator.settings import DEFAULT_IMAGE, ENV_IMAGE, OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--renew-seconds", type=float, default=10.0, help="How often the leader renews."
     )
+    parser.add_argument(
+        "--resync-seconds", type=float, default=RESYNC_SECONDS,
+        help="How often every child but the Deployment is listed again to repair what was "
+             "deleted or edited behind the operator's back (0 = never).",
+    )  # fmt: skip
     parser.add_argument(
         "--log-format", choices=["plain", "json"], default="plain", help="Log line format."
     )
@@ -153,7 +159,10 @@ async def _run_kopf(
     elector: LeaseElector | None,
 ) -> int:
     registry = kopf.OperatorRegistry()
-    register(registry, OperatorState(settings=settings))
+    state = OperatorState(
+        settings=settings, namespaces=tuple(args.namespace), resync_seconds=args.resync_seconds
+    )
+    register(registry, state)
     ready = asyncio.Event()
     stop = asyncio.Event()
     probes.kopf_ready = ready

@@ -1,17 +1,18 @@
 """Level-triggered reconciliation of LLMAgents, and folding of ProviderPool status.
 
-Whatever event arrives (an agent's spec or runner status, a pool change, a child edited
-or deleted, a deadline), the reconciler recomputes the whole desired state of the agent
-from what is known now and writes only the difference:
+Whatever event arrives (an agent's spec or runner status, a pool change, a Deployment edited
+or deleted, a deadline, a resync that found a child missing), the reconciler recomputes the
+whole desired state of the agent from what is known now and writes only the difference:
 
 - children are compared by the hash stamped on each manifest (builders.children) against
-  what this process applied and what the watch of children last saw, so a converged agent
-  costs no request at all, and a restarted operator writes nothing that is already right;
+  what is known of them (children.Children), so a converged agent costs no request at all,
+  and a restarted operator writes nothing that is already right;
 - the operator's half of the status is compared with the live one, ignoring transition
   times, and with what this process last wrote (the watch event may still be on its way).
 
-All reads come from kopf's indexes (``Views``), which kopf fills completely before the
-first handler runs; the only GET is a Secret's key names, cached briefly. Per-agent locks
+Agents and pools are read from kopf's indexes (``Views``), which kopf fills completely
+before the first handler runs; children are listed once before the first write and again
+every resync period; the only GET is a Secret's key names, cached briefly. Per-agent locks
 serialise the several triggers of one agent.
 """
 
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable, Mapping
+import random
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -34,20 +36,26 @@ from llmagents.api.status import (
     status_apply_body,
 )
 from llmagents.operator.builders import children
+from llmagents.operator.children import (
+    CHILD_KINDS,
+    ChildKey,
+    Children,
+    child_key,
+    is_subset,
+    owner,
+)
 from llmagents.operator.kube import Api
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
 from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide
 from llmagents.operator.pool_status import pool_status
 from llmagents.operator.scheduler import Scheduler
-from llmagents.operator.settings import ANNOTATION_HASH, LABEL_AGENT, OperatorSettings
+from llmagents.operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
-ChildKey = tuple[str, str, str]
-"""(kind, namespace, name) of an object an agent owns."""
-
 SECRET_RETRY = 15.0
 POOL_FOLD_DELAY = 1.0
+RESYNC_SECONDS = 300.0
 _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -59,29 +67,6 @@ class Views(Protocol):
     def pool(self, key: PoolKey) -> Mapping[str, Any] | None: ...
 
     def agents_of_pool(self, key: PoolKey) -> list[AgentKey]: ...
-
-    def child_hash(self, key: ChildKey) -> str | None: ...
-
-
-def child_key(manifest: Mapping[str, Any]) -> ChildKey:
-    meta = manifest["metadata"]
-    return (manifest["kind"], meta["namespace"], meta["name"])
-
-
-def is_subset(desired: Any, live: Any) -> bool:
-    """Whether every field of ``desired`` has the same value in ``live``; fields the API
-    server adds (defaults, status) do not matter."""
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            k in live and is_subset(v, live[k]) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(desired) == len(live)
-            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
-        )
-    return desired == live or str(desired) == str(live)
 
 
 class Reconciler:
@@ -95,15 +80,17 @@ class Reconciler:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         secret_ttl: float = 10.0,
+        namespaces: Sequence[str] = (),
+        resync_seconds: float = RESYNC_SECONDS,
     ) -> None:
         self.api = api
         self.views = views
         self.settings = settings
         self.clock = clock
         self.secret_ttl = secret_ttl
+        self.resync_seconds = resync_seconds
+        self.children = Children(api, namespaces=namespaces)
         self._locks: dict[AgentKey, asyncio.Lock] = {}
-        self._applied: dict[ChildKey, str] = {}
-        self._drifted: set[ChildKey] = set()  # edited behind our back: hashes still match
         # Per agent: the inputs its manifests were built from, and the manifests.
         self._built: dict[AgentKey, tuple[tuple, dict[ChildKey, dict[str, Any]]]] = {}
         self._status_written: dict[Hashable, Any] = {}
@@ -113,6 +100,8 @@ class Reconciler:
         self._specs = SpecCache()
         self._agents = Scheduler(self._scheduled_agent)
         self._pools = Scheduler(self._scheduled_pool)
+        self._resyncs = Scheduler(self._scheduled_resync)
+        self._resyncing = False
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -149,15 +138,16 @@ class Reconciler:
         verdict = decide(agent, resolution, now)
         if verdict.replicas is not None and pool is not None:
             manifests = list(self._build(agent, pool, verdict.replicas).values())
+            await self._children_known()
             # Everything but the Deployment at once; the Deployment last, so that its pod
             # never starts before its ServiceAccount, Role and ConfigMaps exist.
             results = await asyncio.gather(
-                *(self._apply_child(agent, m) for m in manifests[:-1]), return_exceptions=True
+                *(self.children.apply(m) for m in manifests[:-1]), return_exceptions=True
             )
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
-            await self._apply_child(agent, manifests[-1])
+            await self.children.apply(manifests[-1])
         await self._write_agent_status(agent, pool, verdict, now)
         if resolution.reason in ("SecretNotFound", "SecretKeyMissing"):
             return SECRET_RETRY
@@ -225,18 +215,6 @@ class Reconciler:
         future.set_result(result)
         return result
 
-    async def _apply_child(self, agent: AgentObject, manifest: dict[str, Any]) -> None:
-        key = child_key(manifest)
-        wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
-        known = (self._applied.get(key), self.views.child_hash(key))
-        if key not in self._drifted and wanted in known:
-            self._applied[key] = wanted
-            return
-        await self.api.apply(manifest)
-        self._applied[key] = wanted
-        self._drifted.discard(key)
-        logger.debug("agent %s/%s: applied %s %s", agent.namespace, agent.name, key[0], key[2])
-
     async def _write_agent_status(
         self, agent: AgentObject, pool: PoolObject | None, verdict: Verdict, now: datetime
     ) -> None:
@@ -289,35 +267,63 @@ class Reconciler:
         self._status_written.pop(("LLMAgent", key), None)
         self._specs.forget(LLMAgentSpec, key)
         _, desired = self._built.pop(key, ((), {}))
-        for child in desired:
-            self._applied.pop(child, None)
-            self._drifted.discard(child)
+        self.children.forget(desired)
 
     async def _scheduled_agent(self, key: Hashable) -> None:
         await self.reconcile_agent(cast(AgentKey, key))
 
     # -- children -------------------------------------------------------------------------
 
+    async def _children_known(self) -> None:
+        """Learn what children exist before the first write; then start the resyncs."""
+        await self.children.load()
+        if not self._resyncing and self.resync_seconds > 0:
+            self._resyncing = True
+            # One kind at a time, spread over the period, so that no moment lists them all.
+            for i, kind in enumerate(CHILD_KINDS):
+                self._resyncs.schedule(kind, self._resync_delay() * (i + 1) / len(CHILD_KINDS))
+
+    def _resync_delay(self) -> float:
+        # Jittered, so that replicas and restarts do not fall into step.
+        return self.resync_seconds * random.uniform(0.9, 1.1)
+
+    async def _scheduled_resync(self, key: Hashable) -> None:
+        kind = cast(str, key)
+        desired = {
+            child: (agent, manifest)
+            for agent, (_, manifests) in self._built.items()
+            for child, manifest in manifests.items()
+            if child[0] == kind
+        }
+        try:
+            repair = await self.children.audit(kind, desired)
+        except Exception as exc:
+            logger.warning("resync of %s failed, retrying: %s", kind, exc)
+            repair = set()
+        self._resyncs.schedule(kind, self._resync_delay())
+        for agent in repair:
+            self._agents.schedule(agent, 0)
+
     async def child_changed(self, body: Mapping[str, Any], event_type: str | None) -> None:
         """A watched child changed or went away: repair it if it drifted from the desired."""
-        meta = body.get("metadata", {})
-        owner = (meta.get("namespace", ""), (meta.get("labels") or {}).get(LABEL_AGENT, ""))
+        agent = owner(body)
         key = child_key(body)
         if event_type == "DELETED":
-            self._applied.pop(key, None)
-            if self.views.agent(owner) is not None:
-                logger.info("agent %s/%s: %s %s was deleted", *owner, key[0], key[2])
-                await self.reconcile_agent(owner)
+            self.children.seen(key, None)
+            if self.views.agent(agent) is not None:
+                logger.info("agent %s/%s: %s %s was deleted", *agent, key[0], key[2])
+                await self.reconcile_agent(agent)
             return
-        if self.views.agent(owner) is None:
+        self.children.seen(key, body)
+        if self.views.agent(agent) is None:
             return
-        if owner not in self._built:
-            await self.reconcile_agent(owner)
-        desired = self._built[owner][1].get(key) if owner in self._built else None
+        if agent not in self._built:
+            await self.reconcile_agent(agent)
+        desired = self._built[agent][1].get(key) if agent in self._built else None
         if desired is not None and not is_subset(desired, body):
-            logger.info("agent %s/%s: %s %s drifted; repairing", *owner, key[0], key[2])
-            self._drifted.add(key)
-            await self.reconcile_agent(owner)
+            logger.info("agent %s/%s: %s %s drifted; repairing", *agent, key[0], key[2])
+            self.children.drifted(key)
+            await self.reconcile_agent(agent)
 
     # -- pools ----------------------------------------------------------------------------
 
@@ -384,6 +390,7 @@ class Reconciler:
     async def close(self) -> None:
         await self._agents.close()
         await self._pools.close()
+        await self._resyncs.close()
 
 
 def _fingerprint(status: OperatorAgentStatus | ProviderPoolStatus) -> Any:

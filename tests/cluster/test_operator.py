@@ -313,6 +313,26 @@ def test_a_deleted_or_edited_deployment_is_repaired(
     )
 
 
+def test_a_resync_repairs_a_deleted_config_map_and_a_widened_role(
+    kubectl: Kubectl, start_operator: Callable[..., OperatorProcess], namespace: str
+) -> None:
+    start_operator("--no-leader-election", "--resync-seconds", "2")
+    writer_with_children(kubectl)
+    config = get(kubectl, "configmap", "writer-config")["data"]
+    rules = get(kubectl, "role", "writer-runner")["rules"]
+    kubectl("delete", "configmap", "writer-config")
+    widened = [*rules, {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    kubectl("patch", "role", "writer-runner", "--type=merge", "-p",
+            json.dumps({"rules": widened}))  # fmt: skip
+    eventually(lambda: (get(kubectl, "configmap", "writer-config") or {}).get("data") == config,
+               what="ConfigMap recreated")  # fmt: skip
+    eventually(lambda: get(kubectl, "role", "writer-runner")["rules"] == rules,
+               what="Role narrowed again")  # fmt: skip
+    result = kubectl("auth", "can-i", "get", "secrets/llm-keys", runner_identity(namespace),
+                     check=False)  # fmt: skip
+    assert result.stdout.strip() == "no"
+
+
 def _versions(kubectl: Kubectl, name: str) -> dict[str, str]:
     out = kubectl.json("get", f"{CHILD_KINDS},llmagent,providerpool")
     return {

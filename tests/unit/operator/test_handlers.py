@@ -7,15 +7,26 @@ import logging
 import kopf
 from kopf._cogs.structs.references import Selector
 
-from llmagents.operator.handlers import CHILD_RESOURCES, KopfViews, configure_kopf
+from llmagents.operator.handlers import KopfViews, OperatorState, configure_kopf, register
+from llmagents.operator.settings import OperatorSettings
 
 
-def test_children_are_watched_only_through_the_operators_label():
+def test_deployments_are_watched_only_through_the_operators_label():
     settings = kopf.OperatorSettings()
     configure_kopf(settings)
-    for group, version, plural in CHILD_RESOURCES.values():
-        selector = settings.watching.label_selectors[Selector(group, version, plural)]
-        assert selector == "app.kubernetes.io/managed-by=llmagents-operator"
+    assert settings.watching.label_selectors == {
+        Selector("apps", "v1", "deployments"): "app.kubernetes.io/managed-by=llmagents-operator"
+    }
+
+
+def test_of_the_children_only_deployments_are_watched():
+    registry = kopf.OperatorRegistry()
+    register(registry, OperatorState(settings=OperatorSettings()))
+    # kopf has no public listing of what a registry watches.
+    watched = {s.any_name for s in registry._watching.get_all_selectors()}
+    indexed = {s.any_name for s in registry._indexing.get_all_selectors()}
+    assert watched == {"llmagents", "providerpools", "deployments"}
+    assert indexed == {"llmagents", "providerpools"}
 
 
 def test_kopf_keeps_its_names_under_ours_and_posts_only_warnings():
@@ -37,12 +48,8 @@ def test_views_read_the_one_object_each_index_key_holds():
                 ("other-ns", "d"): [{"metadata": {"name": "d"}, "spec": {"poolRef": {"name": "pool"}}}],
             },
             "pools": {},
-            **{f"children_{kind.lower()}": {} for kind in CHILD_RESOURCES},
-            "children_deployment": {("Deployment", "ns", "a"): ["0123456789abcdef"]},
         }
     )
     assert views.agent(("ns", "a"))["metadata"] == {"name": "a"}
     assert views.pool(("ns", "pool")) is None
     assert views.agents_of_pool(("ns", "pool")) == [("ns", "a"), ("ns", "b")]
-    assert views.child_hash(("Deployment", "ns", "a")) == "0123456789abcdef"
-    assert views.child_hash(("ConfigMap", "ns", "a-config")) is None

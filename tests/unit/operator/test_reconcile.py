@@ -1,8 +1,9 @@
 """The reconciler against an in-memory object store: what it writes, and when it keeps quiet.
 
-The store plays both the API server (``Api``: apply, Secret keys) and kopf's indexes
-(``Views``) reading the same objects, as the watch would deliver them. The real API
-server's behaviour is covered by tests/cluster; here the subject is which writes happen.
+The store plays both the API server (``Api``: apply, label-selected lists, Secret keys) and
+kopf's indexes (``Views``) reading the same objects, as the watch would deliver them. The
+real API server's behaviour is covered by tests/cluster; here the subject is which writes
+happen.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 from operator_samples import NAMESPACE, agent_body, pool_body
 
-from llmagents.operator.reconcile import Reconciler, is_subset
-from llmagents.operator.settings import ANNOTATION_HASH, OperatorSettings
+from llmagents.operator.children import CHILD_KINDS, is_subset
+from llmagents.operator.reconcile import Reconciler
+from llmagents.operator.settings import OperatorSettings
 
 NOW = datetime(2030, 1, 1, 0, 10, tzinfo=UTC)
 AGENT = (NAMESPACE, "writer")
@@ -30,6 +32,7 @@ class Store:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.secrets: dict[str, set[str]] = {"llm-keys": {"anthropic", "openrouter"}}
         self.writes: list[tuple[str, str, str | None]] = []
+        self.lists: list[str] = []
         self.secret_reads = 0
         self.fail_next = 0
 
@@ -48,6 +51,18 @@ class Store:
             self.objects[key].setdefault("status", {}).update(copy.deepcopy(manifest["status"]))
         else:
             self.objects[key] = copy.deepcopy(manifest)
+
+    async def list(self, api_version: str, kind: str, *, namespace: str | None, labels: str):
+        self.lists.append(kind)
+        selector = dict(term.split("=") for term in labels.split(","))
+        # Like the API server's, the items carry no kind and apiVersion.
+        yield [
+            {f: copy.deepcopy(v) for f, v in body.items() if f not in ("kind", "apiVersion")}
+            for (k, ns, _), body in self.objects.items()
+            if k == kind
+            and namespace in (None, ns)
+            and selector.items() <= (body["metadata"].get("labels") or {}).items()
+        ]
 
     async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         self.secret_reads += 1
@@ -68,10 +83,6 @@ class Store:
             if k[0] == "LLMAgent" and k[1] == key[0] and body["spec"]["poolRef"]["name"] == key[1]
         )
 
-    def child_hash(self, key):
-        body = self.objects.get(key)
-        return (body["metadata"].get("annotations") or {}).get(ANNOTATION_HASH) if body else None
-
     def children(self) -> dict[tuple[str, str], dict]:
         return {
             (k[0], k[2]): v
@@ -88,8 +99,10 @@ def store() -> Store:
     return s
 
 
-def _reconciler(store: Store) -> Reconciler:
-    return Reconciler(store, store, OperatorSettings(), clock=lambda: NOW)
+def _reconciler(store: Store, resync_seconds: float = 0.0) -> Reconciler:
+    return Reconciler(
+        store, store, OperatorSettings(), clock=lambda: NOW, resync_seconds=resync_seconds
+    )
 
 
 async def _eventually(predicate, timeout: float = 5.0) -> None:
@@ -121,6 +134,44 @@ async def test_a_converged_agent_costs_no_write_even_after_a_restart(store):
     assert len(store.writes) == writes
     await first.close()
     await restarted.close()
+
+
+async def test_children_are_listed_once_per_kind_however_many_agents_reconcile(store):
+    for i in range(5):
+        body = agent_body()
+        body["metadata"].update(name=f"a{i}", uid=f"uid-{i}")
+        store.put(body)
+    reconciler = _reconciler(store)
+    await asyncio.gather(*(reconciler.reconcile_agent((NAMESPACE, f"a{i}")) for i in range(5)))
+    await reconciler.reconcile_agent(AGENT)
+    assert sorted(store.lists) == sorted(CHILD_KINDS)
+    await reconciler.close()
+
+
+async def test_a_resync_recreates_deleted_children_and_repairs_edited_ones(store):
+    reconciler = _reconciler(store, resync_seconds=0.05)
+    await reconciler.reconcile_agent(AGENT)
+    config = store.objects.pop(("ConfigMap", NAMESPACE, "writer-config"))
+    role = store.objects[("Role", NAMESPACE, "writer-runner")]
+    granted = copy.deepcopy(role["rules"])
+    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+    await _eventually(
+        lambda: (
+            ("ConfigMap", "writer-config") in store.children()
+            and store.children()[("Role", "writer-runner")]["rules"] == granted
+        )
+    )
+    assert store.children()[("ConfigMap", "writer-config")]["data"] == config["data"]
+    await reconciler.close()
+
+
+async def test_a_resync_of_untouched_children_writes_nothing(store):
+    reconciler = _reconciler(store, resync_seconds=0.02)
+    await reconciler.reconcile_agent(AGENT)
+    writes = len(store.writes)
+    await _eventually(lambda: len(store.lists) >= 2 * len(CHILD_KINDS))
+    assert len(store.writes) == writes
+    await reconciler.close()
 
 
 async def test_operator_status_writes_carry_only_operator_fields(store):

@@ -1,0 +1,189 @@
+"""What the operator knows of each agent's children, and writing only those that differ.
+
+A child is up to date when it carries the hash stamped on its manifest (builders.children).
+Only Deployments are watched: they run the agent, so a deleted or edited one is repaired at
+once. Watching the other five kinds (ServiceAccount, Role, RoleBinding, ConfigMap, Service)
+would put five more events per agent through kopf's per-event machinery, which was a large
+share of the operator's CPU at a thousand agents, to learn nothing but the echo of its own
+writes. Their hashes come instead from:
+
+- a label-selected LIST of every kind before the first write, so a restarted operator writes
+  nothing that is already right;
+- the operator's own applies;
+- a LIST of each kind again every resync period (``audit``), one kind at a time, which finds
+  children deleted or edited behind the operator's back (a ConfigMap deleted, a Role
+  widened) and names the agents to reconcile.
+
+A listing answers for the moment it was requested: whatever this process applied or saw
+after that moment is newer, and the listing is not allowed to overrule it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from llmagents.operator.kube import Api
+from llmagents.operator.objects import AgentKey
+from llmagents.operator.settings import ANNOTATION_HASH, LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY
+
+logger = logging.getLogger(__name__)
+
+ChildKey = tuple[str, str, str]
+"""(kind, namespace, name) of an object an agent owns."""
+
+CHILD_KINDS: dict[str, str] = {
+    # kind -> apiVersion, in the order the reconciler applies them
+    "ServiceAccount": "v1",
+    "Role": "rbac.authorization.k8s.io/v1",
+    "RoleBinding": "rbac.authorization.k8s.io/v1",
+    "ConfigMap": "v1",
+    "Service": "v1",
+    "Deployment": "apps/v1",
+}
+WATCHED_KIND = "Deployment"
+OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+"""Label selector of every child the operator manages (the runner's ConfigMaps carry its own)."""
+
+
+def child_key(manifest: Mapping[str, Any]) -> ChildKey:
+    meta = manifest["metadata"]
+    return (manifest["kind"], meta["namespace"], meta["name"])
+
+
+def applied_hash(body: Mapping[str, Any]) -> str | None:
+    return ((body.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_HASH)
+
+
+def owner(body: Mapping[str, Any]) -> AgentKey:
+    meta = body.get("metadata") or {}
+    return (meta.get("namespace", ""), (meta.get("labels") or {}).get(LABEL_AGENT, ""))
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether every field of ``desired`` has the same value in ``live``; fields the API
+    server adds (defaults, status) do not matter."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            k in live and is_subset(v, live[k]) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+        )
+    return desired == live or str(desired) == str(live)
+
+
+class Children:
+    """Hashes of the children as applied by this process and as last listed or watched."""
+
+    def __init__(self, api: Api, *, namespaces: Sequence[str] = ()) -> None:
+        self.api = api
+        # Plain names are listed one by one; patterns (kopf's globs) need a cluster-wide list.
+        plain = all(n and not any(c in n for c in "*?[!") for n in namespaces)
+        self._scopes: list[str | None] = list(namespaces) if namespaces and plain else [None]
+        self._applied: dict[ChildKey, str] = {}
+        self._seen: dict[ChildKey, str | None] = {}  # None: the watch saw it deleted
+        self._drifted: set[ChildKey] = set()  # edited behind our back: hashes still match
+        self._changes = 0
+        self._changed_at: dict[ChildKey, int] = {}  # when this process last learned of it
+        self._loaded: asyncio.Future[None] | None = None
+
+    async def load(self) -> None:
+        """List every kind once (concurrent callers share the listing); raises on failure,
+        and the next call tries again."""
+        if self._loaded is None or (self._loaded.done() and self._loaded.exception()):
+            self._loaded = asyncio.ensure_future(self._load())
+        await asyncio.shield(self._loaded)
+
+    async def _load(self) -> None:
+        listings = await asyncio.gather(*(self._list(kind) for kind in CHILD_KINDS))
+        for listed in listings:
+            for key, body in listed.items():
+                self._seen.setdefault(key, applied_hash(body))
+        logger.info("children listed: %d objects", sum(len(listed) for listed in listings))
+
+    async def _list(self, kind: str) -> dict[ChildKey, Mapping[str, Any]]:
+        api_version = CHILD_KINDS[kind]
+        out: dict[ChildKey, Mapping[str, Any]] = {}
+        for namespace in self._scopes:
+            async for page in self.api.list(api_version, kind, namespace=namespace, labels=OURS):
+                for body in page:
+                    # Items of a list carry no kind and apiVersion; the manifests they are
+                    # compared with do.
+                    item = {**body, "kind": kind, "apiVersion": api_version}
+                    out[child_key(item)] = item
+        return out
+
+    def _touch(self, key: ChildKey) -> None:
+        self._changes += 1
+        self._changed_at[key] = self._changes
+
+    async def apply(self, manifest: dict[str, Any]) -> bool:
+        """Apply ``manifest`` unless the child already carries its hash; True if written."""
+        key = child_key(manifest)
+        wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
+        if key not in self._drifted and wanted in (self._applied.get(key), self._seen.get(key)):
+            self._applied[key] = wanted
+            return False
+        await self.api.apply(manifest)
+        self._applied[key] = wanted
+        self._drifted.discard(key)
+        self._touch(key)
+        return True
+
+    def seen(self, key: ChildKey, body: Mapping[str, Any] | None) -> None:
+        """A watch event: ``body`` as it is now, or None when it was deleted."""
+        if body is None:
+            self._applied.pop(key, None)
+        self._seen[key] = applied_hash(body) if body is not None else None
+        self._touch(key)
+
+    def drifted(self, key: ChildKey) -> None:
+        """``key`` differs from its manifest: write it on the next reconcile."""
+        self._drifted.add(key)
+
+    def forget(self, keys: Iterable[ChildKey]) -> None:
+        for key in keys:
+            self._applied.pop(key, None)
+            self._seen.pop(key, None)
+            self._drifted.discard(key)
+            self._changed_at.pop(key, None)
+
+    async def audit(
+        self, kind: str, desired: Mapping[ChildKey, tuple[AgentKey, Mapping[str, Any]]]
+    ) -> set[AgentKey]:
+        """List ``kind`` and compare with ``desired`` (child -> owner and manifest): the
+        agents whose children of that kind are missing, replaced or edited."""
+        since = self._changes
+        listed = await self._list(kind)
+
+        def stale(key: ChildKey) -> bool:
+            return self._changed_at.get(key, 0) <= since
+
+        repair: set[AgentKey] = set()
+        for key in [k for k in self._seen if k[0] == kind and k not in listed and stale(k)]:
+            del self._seen[key]  # gone (or deleted with its agent): forget what was seen
+            self._changed_at.pop(key, None)
+        for key, (agent, manifest) in desired.items():
+            if not stale(key):
+                continue
+            body = listed.get(key)
+            wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
+            if body is None or applied_hash(body) != wanted:
+                self._applied.pop(key, None)
+                repair.add(agent)
+                logger.info("agent %s/%s: %s %s %s", *agent, kind, key[2],
+                            "is missing" if body is None else "was replaced")  # fmt: skip
+            elif not is_subset(manifest, body):
+                self._drifted.add(key)
+                repair.add(agent)
+                logger.info("agent %s/%s: %s %s drifted; repairing", *agent, kind, key[2])
+        for key, body in listed.items():
+            if stale(key) and key not in self._drifted:
+                self._seen[key] = applied_hash(body)
+        return repair
