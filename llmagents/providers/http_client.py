@@ -10,8 +10,8 @@ a request to one origin with a JSON body, and the answer whole or as a stream of
 
 What it does:
 
-- a pool per origin (and proxy) of at most ``max_connections`` connections, reused
-  last-in-first-out; idle ones are dropped after ``IDLE_TIMEOUT`` or once the server closed
+- keep-alive connections pooled per origin (and proxy), at most ``max_connections`` in use
+  at once per client, reused last-in-first-out; idle ones are dropped after ``IDLE_TIMEOUT`` or once the server closed
   them; a request is never sent twice (see ``_exchange``);
 - TLS verified against the given context (SNI and host name check), within the connect
   timeout;
