@@ -288,7 +288,7 @@ def deployment(
 def children(
     agent: AgentObject, pool: PoolObject, settings: OperatorSettings, *, replicas: int
 ) -> list[dict[str, Any]]:
-    """Everything the agent owns, in apply order (the Deployment last), hash-stamped."""
+    """Everything the agent owns, hash-stamped."""
     config = runner_config(agent, pool, settings)
     manifests = [
         service_account(agent),

@@ -43,7 +43,11 @@ CHILD_KINDS: dict[str, str] = {
     "Service": "v1",
     "Deployment": "apps/v1",
 }
-WATCHED_KIND = "Deployment"
+APPLY_WAVES = (("ServiceAccount", "Role", "ConfigMap", "Service"), ("RoleBinding",), ("Deployment",))
+"""Kinds applied together, wave after wave. The API server authorises a RoleBinding against
+the Role it binds (nobody may grant rights they lack), so the Role must exist first; the
+Deployment comes last so that its pod never starts before its identity, rights and
+configuration exist."""
 OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 """Label selector of every child the operator manages (the runner's ConfigMaps carry its own)."""
 
@@ -135,6 +139,18 @@ class Children:
         self._drifted.discard(key)
         self._touch(key)
         return True
+
+    async def apply_all(self, manifests: Iterable[dict[str, Any]]) -> None:
+        """Apply those of one agent's ``manifests`` that differ, in ``APPLY_WAVES``."""
+        by_kind = {m["kind"]: m for m in manifests}
+        for wave in APPLY_WAVES:
+            results = await asyncio.gather(
+                *(self.apply(by_kind[kind]) for kind in wave if kind in by_kind),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     def seen(self, key: ChildKey, body: Mapping[str, Any] | None) -> None:
         """A watch event: ``body`` as it is now, or None when it was deleted."""

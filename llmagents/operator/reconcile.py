@@ -137,17 +137,9 @@ class Reconciler:
         now = self.clock()
         verdict = decide(agent, resolution, now)
         if verdict.replicas is not None and pool is not None:
-            manifests = list(self._build(agent, pool, verdict.replicas).values())
+            manifests = self._build(agent, pool, verdict.replicas)
             await self._children_known()
-            # Everything but the Deployment at once; the Deployment last, so that its pod
-            # never starts before its ServiceAccount, Role and ConfigMaps exist.
-            results = await asyncio.gather(
-                *(self.children.apply(m) for m in manifests[:-1]), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            await self.children.apply(manifests[-1])
+            await self.children.apply_all(manifests.values())
         await self._write_agent_status(agent, pool, verdict, now)
         if resolution.reason in ("SecretNotFound", "SecretKeyMissing"):
             return SECRET_RETRY

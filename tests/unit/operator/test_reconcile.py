@@ -35,6 +35,7 @@ class Store:
         self.lists: list[str] = []
         self.secret_reads = 0
         self.fail_next = 0
+        self.delays: dict[str, float] = {}  # kind -> seconds each apply of it takes
 
     def put(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -44,8 +45,14 @@ class Store:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("API server unavailable")
+        await asyncio.sleep(self.delays.get(manifest["kind"], 0))
         meta = manifest["metadata"]
         key = (manifest["kind"], meta["namespace"], meta["name"])
+        if manifest["kind"] == "RoleBinding":
+            # The API server reads the bound Role to check that the binder holds its rights.
+            role = manifest["roleRef"]["name"]
+            if ("Role", meta["namespace"], role) not in self.objects:
+                raise LookupError(f"roles {role!r} not found")
         self.writes.append((manifest["kind"], meta["name"], subresource))
         if subresource == "status":
             self.objects[key].setdefault("status", {}).update(copy.deepcopy(manifest["status"]))
@@ -121,6 +128,16 @@ async def test_first_reconcile_creates_every_child_and_sets_status(store):
     assert status["observedGeneration"] == 1
     assert status["strategy"] == "priority"
     assert {c["type"]: c["reason"] for c in status["conditions"]}["Ready"] == "RunnerStarting"
+    await reconciler.close()
+
+
+async def test_a_role_binding_waits_for_its_role_and_the_deployment_comes_last(store):
+    store.delays = {"Role": 0.02, "ServiceAccount": 0.01, "ConfigMap": 0.01}
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    kinds = [kind for kind, _, subresource in store.writes if subresource is None]
+    assert kinds.index("Role") < kinds.index("RoleBinding") < kinds.index("Deployment")
+    assert kinds[-1] == "Deployment" and len(kinds) == 6
     await reconciler.close()
 
 
