@@ -55,6 +55,7 @@ from llmagents.runner.tasks import LoopEnd, Progress, TaskLoop
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
+RESULTS_NOT_STORED = "ResultsNotStored"
 RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
 HOUSEKEEPING_INTERVAL = 1.0
 
@@ -137,6 +138,7 @@ class Runner:
         """Set when work must end: SIGTERM, maxRuntime, or a newer runner took over."""
         self._clock = clock
         self._wall_clock = wall_clock
+        self._conditions_since: dict[str, datetime] = {}
         self._task_save_timeout = task_save_timeout
         self._task_retry_delays = task_retry_delays
         self._background: list[asyncio.Task[None]] = []
@@ -225,9 +227,10 @@ class Runner:
 
     async def _after_task(self, result: TaskResult) -> None:
         self.metrics.task_ended(ok=result.ok)
+        not_stored = len(self.results.not_stored)
         await self.results.flush()
         await self.checkpointer.save(self._task_save_timeout)
-        self.reporter.changed()
+        self.reporter.changed(urgent=len(self.results.not_stored) > not_stored)
 
     def _budget_wait(self, waiting: bool) -> None:
         if waiting:
@@ -313,6 +316,11 @@ class Runner:
             redact=self.redact,
         )
         conditions = []
+        active = {CHECKPOINT_TOO_LARGE: self.checkpointer.too_large is not None,
+                  RESULTS_NOT_STORED: bool(self.results.not_stored)}  # fmt: skip
+        for kind, true in active.items():
+            if not true:
+                self._conditions_since.pop(kind, None)
         too_large = self.checkpointer.too_large
         if too_large is not None:
             saved = (
@@ -324,10 +332,28 @@ class Runner:
                     status=ConditionStatus.TRUE,
                     reason=CHECKPOINT_TOO_LARGE,
                     message=f"{too_large}; {saved}",
-                    last_transition_time=self._wall_clock(),
+                    last_transition_time=self._true_since(CHECKPOINT_TOO_LARGE),
+                )
+            )
+        not_stored = self.results.not_stored
+        if not_stored:
+            names = ", ".join(not_stored[:5]) + (", ..." if len(not_stored) > 5 else "")
+            conditions.append(
+                Condition(
+                    type=RESULTS_NOT_STORED,
+                    status=ConditionStatus.TRUE,
+                    reason="ResultsConfigMapsFull",
+                    message=f"the results of {len(not_stored)} task(s) did not fit in the "
+                    f"agent's results ConfigMaps and were not stored ({names}); their "
+                    "outcomes are counted in status and the checkpoint",
+                    last_transition_time=self._true_since(RESULTS_NOT_STORED),
                 )
             )
         return RunnerReport(status, conditions)
+
+    def _true_since(self, kind: str) -> datetime:
+        """When condition ``kind`` became true: a report that repeats it changes nothing."""
+        return self._conditions_since.setdefault(kind, self._wall_clock())
 
     def _set_phase(self, phase: RunnerPhase, message: str | None = None) -> None:
         if phase is not self.phase:

@@ -5,7 +5,10 @@ In a cluster, results go to a bounded set of ConfigMaps named ``<agent>-results-
 the runner creates each when it first puts a result there (``configmap_store``). Each result
 is one key, the task's name, holding JSON; shards fill in order up to ``SHARD_LIMIT`` bytes,
 so ``kubectl get cm <agent>-results-0 -o jsonpath='{.data.<task>}'`` shows a result. Text
-longer than ``MAX_TEXT`` characters is cut (``truncated: true``). Without Kubernetes,
+longer than ``MAX_TEXT`` characters is cut (``truncated: true``). A result that finds every
+shard full is let go, logged and listed in ``not_stored``, which the runner reports as the
+``ResultsNotStored`` condition: ConfigMaps are a place to look at results, not a database,
+and the task's outcome is still counted in status and checkpoint. Without Kubernetes,
 results are appended to a JSON-lines file.
 
 Stores buffer: ``add`` never waits, ``flush`` writes what is pending and keeps it pending if
@@ -82,6 +85,9 @@ class TaskResult:
 class ResultStore(Protocol):
     """Where results go; ``add`` buffers, ``flush`` writes (True when nothing is pending)."""
 
+    not_stored: list[str]
+    """Tasks (since this runner started) whose results found no room and were let go."""
+
     def add(self, result: TaskResult) -> None: ...
 
     async def flush(self) -> bool: ...
@@ -92,6 +98,7 @@ class FileResultStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.not_stored: list[str] = []  # a file has room for every result
         self._pending: list[TaskResult] = []
 
     def add(self, result: TaskResult) -> None:
@@ -119,6 +126,7 @@ class ConfigMapResultStore:
         self.owner = owner
         self.namespace = owner.namespace
         self.names = list(names)
+        self.not_stored: list[str] = []
         self._sizes: list[int] | None = None  # bytes used per shard
         self._missing: set[int] = set()  # shards to create before their first write
         self._pending: dict[str, str] = {}  # task -> JSON
@@ -139,6 +147,7 @@ class ConfigMapResultStore:
                 shard = self._place(task, len(task) + len(value))
                 if shard is None:
                     del self._pending[task]
+                    self.not_stored.append(task)
                     logger.error("agent %s: results of task %s not stored: every results "
                                  "ConfigMap is full (%s)", self.owner.name, task,
                                  ", ".join(self.names))  # fmt: skip

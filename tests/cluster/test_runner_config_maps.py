@@ -111,3 +111,17 @@ async def test_results_shards_are_created_as_they_fill_and_go_with_the_agent(
 
     kubectl("delete", "llmagent", "keeper")
     eventually(lambda: config_map(kubectl, names[0]) is None, what="garbage collection")
+
+
+async def test_a_result_that_finds_every_shard_full_is_listed_not_stored(
+    kube: KubeClient, kubectl: Kubectl, owner: AgentIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("llmagents.runner.results.SHARD_LIMIT", 600)
+    names = results_config_map_names("keeper")[:1]
+    results = ConfigMapResultStore(kube, owner=owner, names=names)
+    for n in range(4):  # about 250 bytes each: two fit
+        results.add(TaskResult(task=f"t{n}", ok=True, ended_at=datetime.now(UTC), text="x" * 80))
+    assert await results.flush()  # nothing pending: what did not fit was let go
+    stored = config_map(kubectl, names[0])
+    assert stored is not None and sorted(stored["data"]) == ["t0", "t1"]
+    assert results.not_stored == ["t2", "t3"]

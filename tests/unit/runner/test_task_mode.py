@@ -11,6 +11,7 @@ import pytest
 from llmagents.api.status import BreakerState, CostStatus, RunnerAgentStatus, RunnerPhase
 from llmagents.runner.checkpoint import FileCheckpointStore
 from llmagents.runner.lifecycle import Runner
+from llmagents.runner.results import FileResultStore, TaskResult
 from llmagents.runner.tasks import LoopEnd
 
 from .conftest import Edges, Fakes, config
@@ -183,6 +184,43 @@ async def test_an_oversize_checkpoint_shows_as_a_condition_and_spend_is_still_sa
     await runner.reporter.flush(5)
     assert edges.status.latest.conditions == []
     await runner.shutdown(5)
+
+
+class RoomForTwo(FileResultStore):
+    """A result store that fills up after two results, as full results ConfigMaps do."""
+
+    def add(self, result: TaskResult) -> None:
+        if len(self._pending) + self.stored >= 2:
+            self.not_stored.append(result.task)
+        else:
+            super().add(result)
+
+    async def flush(self) -> bool:
+        self.stored += len(self._pending)
+        return await super().flush()
+
+    stored = 0
+
+
+async def test_results_that_find_no_room_show_as_a_condition_and_the_tasks_still_count(
+    fakes: Fakes, edges: Edges, tmp_path: Path
+) -> None:
+    edges.results = RoomForTwo(tmp_path / "results.jsonl")
+    runner = edges.runner(config(fakes, tasks=4))
+    assert await run(runner) is LoopEnd.FINISHED
+    await runner.reporter.flush(5)
+
+    assert sorted(results(edges)) == ["task-0", "task-1"]
+    latest = edges.status.latest
+    (condition,) = latest.conditions
+    assert (condition.type, condition.status.value, condition.reason) == (
+        "ResultsNotStored", "True", "ResultsConfigMapsFull")
+    assert "2 task(s)" in condition.message and "task-2, task-3" in condition.message
+    assert latest.status.tasks.done == 4
+    first_seen = condition.last_transition_time
+    runner.reporter.changed()
+    await runner.reporter.flush(5)
+    assert edges.status.latest.conditions[0].last_transition_time == first_seen
 
 
 async def test_spend_the_status_shows_beyond_the_checkpoint_still_counts_against_the_budget(
