@@ -8,9 +8,8 @@ translation of transport failures live here, once.
 
 The HTTP client is the project's own small one (``http_client.HttpClient``): the runner's
 gateway makes one upstream call per client call, and the general-purpose clients cost too
-much CPU per call for the latency the gateway may add (httpx about 1.9 ms, aiohttp's
-``ClientSession`` about 0.5 ms, this one about 0.1 ms; ``bench/README.md``, "Runner gateway
-added latency"). The adapters follow no redirects and take a proxy from
+much CPU per call for the 1 ms the gateway may add (httpx first, then aiohttp's
+``ClientSession``; the figures are in ``http_client`` and ``bench/README.md``). The adapters follow no redirects and take a proxy from
 ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read once, not per request).
 
 Timeouts: the pooled client has its own connect timeout; the ``timeout`` of each call bounds
