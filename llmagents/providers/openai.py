@@ -9,6 +9,10 @@ usage at all: then the final chunk's ``usage`` is ``None`` rather than an invent
 Error bodies differ between servers — OpenAI's ``{"error": {"message", "type", "param",
 "code"}}``, OpenRouter's numeric ``error.code``, older vLLM's top-level ``{"object": "error"}``
 — so the HTTP status decides first and the body only sharpens it.
+
+The output limit goes out as ``max_completion_tokens`` to OpenAI itself (and Azure OpenAI),
+where ``max_tokens`` is deprecated and refused by the reasoning and newer models, and as
+``max_tokens`` to every other server, since older compatible servers read only that.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ class OpenAIAdapter(ProviderAdapter):
 
     protocol = "openai"
 
+    @property
+    def _limit_field(self) -> str:
+        host = self._chat_urls[False].host or ""
+        official = host == "api.openai.com" or host.endswith(".openai.azure.com")
+        return "max_completion_tokens" if official else "max_tokens"
+
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -59,9 +69,8 @@ class OpenAIAdapter(ProviderAdapter):
             "model": self.model,
             "messages": [{"role": m.role.value, "content": m.content} for m in request.messages],
         }
-        # max_tokens rather than max_completion_tokens: every compatible server reads it.
         if request.max_tokens is not None:
-            payload["max_tokens"] = request.max_tokens
+            payload[self._limit_field] = request.max_tokens
         if request.temperature is not None:
             payload["temperature"] = request.temperature
         if request.top_p is not None:

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from email.utils import formatdate
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from llmagents.api.pool import ProviderSpec, ProviderType
+from llmagents.chat import ChatRequest, Message, Role
 from llmagents.errors import (
     AuthFailed,
     ConfigError,
@@ -33,9 +33,9 @@ from llmagents.providers.mapping import google_duration_seconds, retry_after_sec
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
 
 
-def headers(**values: str) -> CIMultiDictProxy[str]:
-    """Response headers as aiohttp hands them to the adapters."""
-    return CIMultiDictProxy(CIMultiDict({k.replace("_", "-"): v for k, v in values.items()}))
+def headers(**values: str) -> dict[str, str]:
+    """Response headers as the HTTP client hands them to the adapters: lower-case names."""
+    return {k.replace("_", "-").lower(): v for k, v in values.items()}
 
 
 def test_retry_after_reads_seconds_milliseconds_and_http_dates() -> None:
@@ -298,3 +298,22 @@ async def test_build_adapter_honours_a_base_url() -> None:
 def test_build_adapter_refuses_a_remote_provider_without_a_key() -> None:
     with pytest.raises(ConfigError, match="'p'"):
         build_adapter(spec(ProviderType.ANTHROPIC), api_key=None)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "field"),
+    [
+        ("https://api.openai.com/v1", "max_completion_tokens"),
+        ("https://team.openai.azure.com/openai/v1", "max_completion_tokens"),
+        ("https://openrouter.ai/api/v1", "max_tokens"),
+        ("http://vllm.models.svc:8000/v1", "max_tokens"),
+        ("http://127.0.0.1:8090/v1", "max_tokens"),
+    ],
+)
+def test_openai_itself_gets_max_completion_tokens_and_other_servers_max_tokens(
+    base_url: str, field: str
+) -> None:
+    adapter = OpenAIAdapter(name="p", model="m", base_url=base_url, api_key="k")
+    payload = adapter._payload(ChatRequest([Message(Role.USER, "hi")], max_tokens=9), stream=False)
+    assert payload[field] == 9
+    assert {"max_tokens", "max_completion_tokens"} - {field} & payload.keys() == set()
