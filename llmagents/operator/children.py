@@ -127,30 +127,36 @@ class Children:
         self._changes += 1
         self._changed_at[key] = self._changes
 
-    async def apply(self, manifest: dict[str, Any]) -> bool:
-        """Apply ``manifest`` unless the child already carries its hash; True if written."""
+    def _up_to_date(self, manifest: dict[str, Any]) -> bool:
         key = child_key(manifest)
         wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
         if key not in self._drifted and wanted in (self._applied.get(key), self._seen.get(key)):
             self._applied[key] = wanted
-            return False
+            return True
+        return False
+
+    async def _write(self, manifest: dict[str, Any]) -> None:
+        key = child_key(manifest)
         await self.api.apply(manifest)
-        self._applied[key] = wanted
+        self._applied[key] = manifest["metadata"]["annotations"][ANNOTATION_HASH]
         self._drifted.discard(key)
         self._touch(key)
-        return True
 
     async def apply_all(self, manifests: Iterable[dict[str, Any]]) -> None:
-        """Apply those of one agent's ``manifests`` that differ, in ``APPLY_WAVES``."""
-        by_kind = {m["kind"]: m for m in manifests}
+        """Apply those of one agent's ``manifests`` that do not carry their hash yet (or
+        drifted), in ``APPLY_WAVES``."""
+        # Decided up front, so that a reconcile with nothing to write (most of them) costs
+        # no task or gather at all.
+        stale = {m["kind"]: m for m in manifests if not self._up_to_date(m)}
         for wave in APPLY_WAVES:
-            results = await asyncio.gather(
-                *(self.apply(by_kind[kind]) for kind in wave if kind in by_kind),
-                return_exceptions=True,
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+            batch = [stale[kind] for kind in wave if kind in stale]
+            if len(batch) == 1:
+                await self._write(batch[0])
+            elif batch:
+                results = await asyncio.gather(*map(self._write, batch), return_exceptions=True)
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
 
     def seen(self, key: ChildKey, body: Mapping[str, Any] | None) -> None:
         """A watch event: ``body`` as it is now, or None when it was deleted."""
