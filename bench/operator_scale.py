@@ -11,8 +11,10 @@ Measures, on this machine:
 
 Run: ``.venv/bin/python bench/operator_scale.py [--agents 1000] [--quiet-seconds 30]``
 (starts and stops its own ephemeral cluster; ``--kubeconfig`` reuses a running one).
-The operator runs with leader election, as deployed; its Lease renewals (one write per
-renew interval) are reported on their own line.
+The operator runs as deployed: as its own ServiceAccount with a token, bound to the
+ClusterRole the Helm chart grants (``--as-admin`` uses the cluster's admin certificate
+instead), with leader election; its Lease renewals (one write per renew interval) are
+reported on their own line.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from llmagents.operator.rbac import operator_cluster_role
 from llmagents.testing.cluster import Kubectl, LocalCluster, kubectl_path
 
 NAMESPACE = "bench"
@@ -151,6 +154,24 @@ def apiserver_writes(kubectl: Kubectl, kinds: tuple[str, ...] | None = OPERATOR_
     return out
 
 
+def operator_kubeconfig(kubectl: Kubectl, kubeconfig: Path, out: Path) -> Path:
+    """A kubeconfig for the ServiceAccount ``operator`` bound to the operator's ClusterRole,
+    as the Helm chart deploys it: RBAC is evaluated for every request (Roles and
+    RoleBindings are checked for escalation), and it authenticates with a token."""
+    import yaml
+
+    name = f"llmagents-operator-{NAMESPACE}"
+    kubectl.apply(json.dumps(operator_cluster_role(name)))
+    kubectl("create", "serviceaccount", "operator")
+    kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}",
+            f"--serviceaccount={NAMESPACE}:operator")  # fmt: skip
+    token = kubectl("create", "token", "operator", "--duration=2h").stdout.strip()
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
+    out.write_text(json.dumps(config))
+    return out
+
+
 def create_agents(kubeconfig: Path, n: int) -> None:
     """Create ``n`` agents as fast as the API server takes them (kubectl throttles itself)."""
     from kubernetes import client, config
@@ -254,6 +275,11 @@ def main() -> int:
         help="Stop the controller manager, scheduler and kwok: measure the operator with the "
              "API server and etcd alone, without the cluster's own work for each Deployment.",
     )  # fmt: skip
+    parser.add_argument(
+        "--as-admin", action="store_true",
+        help="Run the operator with the cluster's admin certificate (system:masters, which "
+             "skips RBAC) instead of a ServiceAccount token and the operator's ClusterRole.",
+    )  # fmt: skip
     args = parser.parse_args()
 
     with (
@@ -270,7 +296,12 @@ def main() -> int:
 
         port = _free_port()
         log = Path(tmp) / "operator.log"
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        identity = (
+            kubeconfig
+            if args.as_admin
+            else operator_kubeconfig(kubectl, kubeconfig, Path(tmp) / "operator.kubeconfig")
+        )
+        env = {**os.environ, "KUBECONFIG": str(identity)}
         with log.open("wb") as out:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "llmagents.cli", "operator", "--liveness", str(port),
@@ -328,6 +359,8 @@ def main() -> int:
             )
 
             print(f"agents:                     {args.agents}")
+            print("operator identity:          "
+                  + ("cluster admin" if args.as_admin else "ServiceAccount, operator ClusterRole"))
             print(f"create requests took:       {created:.1f} s")
             print(
                 f"all reconciled after:       {elapsed:.1f} s (Deployment, ConfigMap, status phase)"
@@ -350,6 +383,10 @@ def main() -> int:
             print(f"API server writes to operator kinds in that window: {server or 0}")
             print(f"Lease renewals: every {10:.0f} s (holder {leases['spec']['holderIdentity']})")
             print(f"operator writes in total:   {operator_writes(port):.0f}")
+            warnings = [line for line in log.read_text().splitlines()
+                        if " WARNING " in line or " ERROR " in line]  # fmt: skip
+            print(f"operator log warnings:      {len(warnings)}"
+                  + (f" (first: {warnings[0][:300]})" if warnings else ""))  # fmt: skip
         finally:
             operator.terminate()
             operator.wait(timeout=30)
