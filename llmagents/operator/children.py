@@ -14,6 +14,8 @@ writes. Their hashes come instead from:
   children deleted or edited behind the operator's back (a ConfigMap deleted, a Role
   widened) and names the agents to reconcile.
 
+Deployments are listed and resynced too, as a second line behind their watch.
+
 A listing answers for the moment it was requested: whatever this process applied or saw
 after that moment is newer, and the listing is not allowed to overrule it.
 """
@@ -35,7 +37,7 @@ ChildKey = tuple[str, str, str]
 """(kind, namespace, name) of an object an agent owns."""
 
 CHILD_KINDS: dict[str, str] = {
-    # kind -> apiVersion, in the order the reconciler applies them
+    # kind -> apiVersion
     "ServiceAccount": "v1",
     "Role": "rbac.authorization.k8s.io/v1",
     "RoleBinding": "rbac.authorization.k8s.io/v1",
@@ -43,7 +45,11 @@ CHILD_KINDS: dict[str, str] = {
     "Service": "v1",
     "Deployment": "apps/v1",
 }
-APPLY_WAVES = (("ServiceAccount", "Role", "ConfigMap", "Service"), ("RoleBinding",), ("Deployment",))
+APPLY_WAVES = (
+    ("ServiceAccount", "Role", "ConfigMap", "Service"),
+    ("RoleBinding",),
+    ("Deployment",),
+)
 """Kinds applied together, wave after wave. The API server authorises a RoleBinding against
 the Role it binds (nobody may grant rights they lack), so the Role must exist first; the
 Deployment comes last so that its pod never starts before its identity, rights and
@@ -100,7 +106,12 @@ class Children:
     async def load(self) -> None:
         """List every kind once (concurrent callers share the listing); raises on failure,
         and the next call tries again."""
-        if self._loaded is None or (self._loaded.done() and self._loaded.exception()):
+        failed = (
+            self._loaded is not None
+            and self._loaded.done()
+            and (self._loaded.cancelled() or self._loaded.exception() is not None)
+        )
+        if self._loaded is None or failed:
             self._loaded = asyncio.ensure_future(self._load())
         await asyncio.shield(self._loaded)
 

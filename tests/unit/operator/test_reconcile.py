@@ -60,6 +60,9 @@ class Store:
             self.objects[key] = copy.deepcopy(manifest)
 
     async def list(self, api_version: str, kind: str, *, namespace: str | None, labels: str):
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("API server unavailable")
         self.lists.append(kind)
         selector = dict(term.split("=") for term in labels.split(","))
         # Like the API server's, the items carry no kind and apiVersion.
@@ -315,6 +318,15 @@ async def test_a_failed_write_is_retried_later(store):
     reconciler = _reconciler(store)
     await reconciler.reconcile_agent(AGENT)
     assert reconciler._agents.pending(AGENT)
+    await _eventually(lambda: len(store.children()) == 6)
+    await reconciler.close()
+
+
+async def test_a_failed_listing_of_children_is_retried_before_anything_is_written(store):
+    store.fail_next = 1
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    assert store.children() == {} and reconciler._agents.pending(AGENT)
     await _eventually(lambda: len(store.children()) == 6)
     await reconciler.close()
 
