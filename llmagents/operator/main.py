@@ -73,8 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resync-seconds", type=float, default=RESYNC_SECONDS,
-        help="How often every child but the Deployment is listed again to repair what was "
-             "deleted or edited behind the operator's back (0 = never).",
+        help="How often the children are listed again to repair what was deleted or edited "
+             "behind the operator's back (Deployments are watched and repaired at once too; "
+             "0 = never).",
     )  # fmt: skip
     parser.add_argument(
         "--log-format", choices=["plain", "json"], default="plain", help="Log line format."
