@@ -156,13 +156,19 @@ async def test_a_converged_agent_costs_no_write_even_after_a_restart(store):
     await restarted.close()
 
 
-async def test_children_are_listed_once_per_kind_however_many_agents_reconcile(store):
-    for i in range(5):
+def put_agents(store, count: int) -> list[tuple[str, str]]:
+    """``count`` agents like AGENT, named a0, a1, ...; their keys."""
+    for i in range(count):
         body = agent_body()
         body["metadata"].update(name=f"a{i}", uid=f"uid-{i}")
         store.put(body)
+    return [(NAMESPACE, f"a{i}") for i in range(count)]
+
+
+async def test_children_are_listed_once_per_kind_however_many_agents_reconcile(store):
+    keys = put_agents(store, 5)
     reconciler = _reconciler(store)
-    await asyncio.gather(*(reconciler.reconcile_agent((NAMESPACE, f"a{i}")) for i in range(5)))
+    await asyncio.gather(*map(reconciler.reconcile_agent, keys))
     await reconciler.reconcile_agent(AGENT)
     assert sorted(store.lists) == sorted(CHILD_KINDS)
     await reconciler.close()
@@ -244,12 +250,9 @@ async def test_a_missing_secret_key_is_reported_and_retried(store):
 
 
 async def test_many_agents_share_one_secret_lookup(store):
-    for i in range(20):
-        body = agent_body()
-        body["metadata"].update(name=f"a{i}", uid=f"uid-{i}")
-        store.put(body)
+    keys = put_agents(store, 20)
     reconciler = _reconciler(store)
-    await asyncio.gather(*(reconciler.reconcile_agent((NAMESPACE, f"a{i}")) for i in range(20)))
+    await asyncio.gather(*map(reconciler.reconcile_agent, keys))
     assert store.secret_reads == 1
     await reconciler.close()
 
