@@ -194,3 +194,15 @@ async def test_a_client_leaving_mid_stream_settles_the_call_as_a_success(
     assert manager.spend_by_provider["primary"].calls == 1
     assert manager.status()["primary"].healthy
     assert manager.status()["primary"].success_rate == 1.0
+
+
+async def test_unknown_routes_and_methods_are_refused_in_openais_error_shape(
+    served: tuple[Runner, str],
+) -> None:
+    _, url = served
+    async with httpx.AsyncClient() as http:
+        missing = await http.post(f"{url}/embeddings", json={"input": "x"})
+        wrong = await http.delete(f"{url}/checkpoint/state")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, PUT"
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
