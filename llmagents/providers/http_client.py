@@ -81,10 +81,7 @@ class StreamedAnswer:
             yield chunk
 
     async def read(self) -> bytes:
-        parts = []
-        while (chunk := await self._connection.read()) is not None:
-            parts.append(chunk)
-        return b"".join(parts)
+        return await self._connection.read_all()
 
 
 @dataclass(slots=True, frozen=True)
@@ -294,7 +291,10 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         while not self.complete:
             await self._wait()
-        return b"".join(self._chunks)
+        rest = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        return rest
 
     async def read(self) -> bytes | None:
         """The next piece of the body, ``None`` at its end."""

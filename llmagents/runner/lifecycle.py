@@ -316,11 +316,6 @@ class Runner:
             redact=self.redact,
         )
         conditions = []
-        active = {CHECKPOINT_TOO_LARGE: self.checkpointer.too_large is not None,
-                  RESULTS_NOT_STORED: bool(self.results.not_stored)}  # fmt: skip
-        for kind, true in active.items():
-            if not true:
-                self._conditions_since.pop(kind, None)
         too_large = self.checkpointer.too_large
         if too_large is not None:
             saved = (
@@ -349,6 +344,8 @@ class Runner:
                     last_transition_time=self._true_since(RESULTS_NOT_STORED),
                 )
             )
+        # A condition that is no longer reported starts afresh when it comes back.
+        self._conditions_since = {c.type: c.last_transition_time for c in conditions}
         return RunnerReport(status, conditions)
 
     def _true_since(self, kind: str) -> datetime:
