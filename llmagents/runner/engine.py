@@ -68,11 +68,11 @@ class _FirstChunk:
 
 
 class OpenStream:
-    """A started stream: iterate it for text chunks; it settles with the engine by itself.
+    """A started stream: iterate it for chunks of text and tool calls; it settles by itself.
 
-    Iteration yields the text chunks; a ``ProviderError`` raised from it means the provider
-    failed mid-answer (already recorded against the provider). ``usage`` and
-    ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
+    Iteration yields the chunks that carry text or tool-call deltas; a ``ProviderError``
+    raised from it means the provider failed mid-answer (already recorded against it).
+    ``usage`` and ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
     went away): the provider is counted as fine and charged for what it produced.
     """
 
@@ -109,8 +109,10 @@ class OpenStream:
                     self.usage = chunk.usage
                 if chunk.finish_reason is not None:
                     self.finish_reason = chunk.finish_reason
-                if chunk.text:
-                    self._text_chars += len(chunk.text)
+                if chunk.text or chunk.tool_calls:
+                    self._text_chars += len(chunk.text) + sum(
+                        len(d.arguments) for d in chunk.tool_calls
+                    )
                     yield chunk
                 chunk = await anext(opened.chunks, None)
         except ProviderError as error:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmagents.errors import BudgetExhausted, CallFailed, DeadlineExceeded, ProviderError
 from llmagents.routing import CallTask
+from llmagents.runner.front_responses import ResponsesRoute
 from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
 from llmagents.runner.openai_wire import (
     ChatCall,
@@ -76,6 +77,7 @@ class Gateway:
         self.runner = runner
         self._routes: dict[str, dict[str, Route]] = {
             "/v1/chat/completions": {"POST": self._chat},
+            "/v1/responses": {"POST": ResponsesRoute(runner)},
             "/v1/models": {"GET": self._models},
             "/v1/checkpoint/state": {"GET": self._get_state, "PUT": self._put_state},
             "/healthz": {"GET": self._healthz},
@@ -99,8 +101,8 @@ class Gateway:
     async def _dispatch(self, request: Request) -> Response | StreamingResponse:
         methods = self._routes.get(request.path)
         if methods is None:
-            body = error_body(f"no route for {request.path}; the gateway serves "
-                              "/v1/chat/completions, /v1/models and /v1/checkpoint/state",
+            served = ", ".join(p for p in self._routes if p.startswith("/v1/"))
+            body = error_body(f"no route for {request.path}; the gateway serves {served}",
                               kind="invalid_request_error", code="not_found")  # fmt: skip
             return json_response(body, 404)
         route = methods.get(request.method)
