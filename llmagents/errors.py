@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from llmagents.chat import Usage
     from llmagents.routing.calls import AttemptRecord
 
 
@@ -69,6 +70,9 @@ class ProviderError(LLMAgentsError):
     """A provider call failed; ``kind`` decides what the engine does next."""
 
     kind: ClassVar[ErrorKind]
+    usage: Usage | None = None
+    """Tokens the failed attempt consumed, when the provider answered before it failed
+    (``AnswerRejected``): charged like any answer's, so the budget is never undercounted."""
 
     def __init__(
         self,
@@ -150,6 +154,15 @@ class MalformedResponse(ProviderError):
     """The provider's answer did not match its documented format."""
 
     kind = ErrorKind.MALFORMED_RESPONSE
+
+
+class AnswerRejected(MalformedResponse):
+    """The provider answered, but not in the form the request demanded (a task's JSON
+    schema); retried and fallen back from like a malformed answer, its tokens charged."""
+
+    def __init__(self, message: str, *, provider: str | None = None, usage: Usage) -> None:
+        super().__init__(message, provider=provider)
+        self.usage = usage
 
 
 ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {

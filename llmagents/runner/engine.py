@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
-from llmagents.errors import ProviderError
+from llmagents.errors import AnswerRejected, ProviderError
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -35,6 +35,9 @@ from llmagents.routing import (
 from llmagents.routing import clock as clocks
 
 logger = logging.getLogger(__name__)
+
+AnswerCheck = Callable[[ChatResponse], str | None]
+"""Why an answer is unacceptable, or None when it is fine."""
 
 PROBE_TIMEOUT = 10.0
 """Seconds an active health probe (a model listing) may take."""
@@ -182,11 +185,22 @@ class AgentEngine:
         )
         return cls(manager, adapters)
 
-    async def complete(self, request: ChatRequest, task: CallTask) -> CallResult[ChatResponse]:
-        """One complete answer through the pool (fallback, retries, breakers, budget)."""
+    async def complete(
+        self, request: ChatRequest, task: CallTask, *, check: AnswerCheck | None = None
+    ) -> CallResult[ChatResponse]:
+        """One complete answer through the pool (fallback, retries, breakers, budget).
+
+        ``check`` returns why an answer is unacceptable (or None): such an answer is an
+        ``AnswerRejected`` of its provider, retried and fallen back from, its tokens charged.
+        """
 
         async def call(attempt: Attempt) -> ChatResponse:
-            return await self._adapter(attempt.provider).complete(request, timeout=attempt.timeout)
+            spec = attempt.provider
+            answer = await self._adapter(spec).complete(request, timeout=attempt.timeout)
+            reason = check(answer) if check is not None else None
+            if reason is not None:
+                raise AnswerRejected(reason, provider=spec.name, usage=answer.usage)
+            return answer
 
         return await self.manager.execute(task, call)
 
