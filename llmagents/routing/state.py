@@ -15,6 +15,7 @@ from llmagents.routing.breaker import Admission, CircuitBreaker
 from llmagents.routing.calls import CallTask
 from llmagents.routing.costs import token_cost
 from llmagents.routing.health import Health
+from llmagents.routing.selection import capabilities
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class ProviderState:
     __slots__ = (
         "agent",
         "breaker",
+        "capabilities",
         "free",
         "health",
         "index",
@@ -52,6 +54,7 @@ class ProviderState:
         self.priority = spec.priority
         self.tier: Tier = spec.tier
         self.free = spec.free
+        self.capabilities = capabilities(spec)
         self.timeout = spec.timeout.total_seconds()
         self.breaker = breaker
         self.health = health

@@ -33,6 +33,7 @@ from llmagents.routing import (
     ProviderManager,
 )
 from llmagents.routing import clock as clocks
+from llmagents.routing import selection
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class _FirstChunk:
 class OpenStream:
     """A started stream: iterate it for text chunks; it settles with the engine by itself.
 
-    Iteration yields the text chunks; a ``ProviderError`` raised from it means the provider
+    Iteration yields the chunks with text or tool-call pieces; a ``ProviderError`` raised from it means the provider
     failed mid-answer (already recorded against the provider). ``usage`` and
     ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
     went away): the provider is counted as fine and charged for what it produced.
@@ -109,8 +110,10 @@ class OpenStream:
                     self.usage = chunk.usage
                 if chunk.finish_reason is not None:
                     self.finish_reason = chunk.finish_reason
-                if chunk.text:
-                    self._text_chars += len(chunk.text)
+                if chunk.text or chunk.tool_calls:
+                    self._text_chars += len(chunk.text) + sum(
+                        len(d.arguments) + len(d.name or "") for d in chunk.tool_calls
+                    )
                     yield chunk
                 chunk = await anext(opened.chunks, None)
         except ProviderError as error:
@@ -148,6 +151,10 @@ class AgentEngine:
     manager: ProviderManager
     adapters: Mapping[str, ProviderAdapter]
     _probing: set[str] = field(default_factory=set)
+
+    def providers_for(self, model: str | None) -> frozenset[str] | None:
+        """The providers a gateway request naming ``model`` may use (None: all of them)."""
+        return selection.providers_for(self.manager.pool, model)
 
     @classmethod
     def build(
