@@ -217,7 +217,9 @@ class Runner:
         try:
             end = await loop.run(self.work_stop)
         except Exception as exc:
-            self._set_phase(RunnerPhase.FAILED, f"task loop failed: {exc!r}")
+            # str, never repr: an exception's repr may carry the request it failed on,
+            # headers and key included, escaped past the redactor.
+            self._set_phase(RunnerPhase.FAILED, f"task loop failed: {type(exc).__name__}: {exc}")
             raise
         if end is LoopEnd.FINISHED:
             summary = self.progress.summary(self.tasks)
