@@ -24,6 +24,10 @@ class ConfigError(LLMAgentsError):
     """A configuration that validated structurally still cannot be used."""
 
 
+class InvalidApiKey(ConfigError):
+    """An API key holds a character that cannot be sent in an HTTP header."""
+
+
 class ErrorKind(StrEnum):
     """What went wrong with a provider call, as far as the engine's reaction is concerned."""
 

@@ -82,10 +82,22 @@ class Pricing(ApiModel):
     output_per_million: float = Field(
         default=0.0, ge=0, description="Price in USD per million output (completion) tokens."
     )
-
-    @property
-    def free(self) -> bool:
-        return self.input_per_million == 0 and self.output_per_million == 0
+    cached_input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Price in USD per million input tokens served from the provider's prompt cache; "
+            "unset means inputPerMillion."
+        ),
+    )
+    reasoning_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Price in USD per million hidden reasoning (thinking) tokens; unset means "
+            "outputPerMillion, which is how providers bill them today."
+        ),
+    )
 
 
 class Capabilities(ApiModel):
@@ -156,8 +168,13 @@ class ProviderSpec(ApiModel):
         description="Order under the priority strategy and tie-breaker elsewhere: lower first.",
     )
     tier: Tier = Field(default=Tier.BALANCED, description="Capability tier of the model.")
-    pricing: Pricing = Field(
-        default_factory=Pricing, description="Prices used to compute cost from real usage."
+    pricing: Pricing | None = Field(
+        default=None,
+        description=(
+            "Prices used to compute cost from real usage. When unset, the runner takes them "
+            "from the genai-prices table by type, model and baseURL (onnx is free); a model "
+            "the table does not know sets the PriceUnknown condition (docs/pricing.md)."
+        ),
     )
     timeout: Duration = Field(
         default=timedelta(seconds=60), description="Time allowed for one attempt."
@@ -172,10 +189,6 @@ class ProviderSpec(ApiModel):
             "provider's type and model."
         ),
     )
-
-    @property
-    def free(self) -> bool:
-        return self.pricing.free
 
 
 class FailureRateWindow(ApiModel):

@@ -156,6 +156,8 @@ class SkipReason(StrEnum):
     """Its breaker is half-open and every probe slot is taken."""
     BUDGET = "budget"
     """The attempt's estimated cost does not fit in what is left of the budget."""
+    PRICE_UNKNOWN = "price_unknown"
+    """The agent has a budget and the provider's price is unknown (docs/pricing.md)."""
     DEADLINE = "deadline"
     """Its timeout does not fit in what is left of the deadline, and a later provider's does."""
     CAPABILITY = "capability"

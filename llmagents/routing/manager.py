@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from llmagents.routing.backoff import RetryPolicy
 from llmagents.routing.breaker import Admission, BreakerState, CircuitBreaker, Transition
 from llmagents.routing.budget import Budget
 from llmagents.routing.calls import Attempt, AttemptRecord, CallResult, CallTask, R, SkipReason
-from llmagents.routing.costs import CostLedger, Spend
+from llmagents.routing.costs import CostLedger, Price, Spend, spec_price
 from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health
 from llmagents.routing.run import Run, admission_of, later_fits
@@ -68,7 +68,10 @@ class ProviderManager:
         rng: random.Random | None = None,
         listener: EngineListener | None = None,
         agent: str = "",
+        prices: Mapping[str, Price | None] | None = None,
     ) -> None:
+        """``prices`` (by provider name) replaces what the spec alone says (``spec_price``):
+        the runner passes prices resolved from its price table."""
         self.pool = pool
         self.strategy = strategy if strategy is not None else pool.strategy
         self._clock = clock
@@ -88,8 +91,14 @@ class ProviderManager:
             breaker = CircuitBreaker(
                 spec.name, pool.circuit_breaker, wall_clock=wall_clock, on_transition=on_transition
             )
+            price = prices[spec.name] if prices and spec.name in prices else spec_price(spec)
             self._states[spec.name] = ProviderState(
-                spec, index=index, breaker=breaker, health=Health(window), agent=self._agent
+                spec,
+                index=index,
+                breaker=breaker,
+                health=Health(window),
+                price=price,
+                agent=self._agent,
             )
         self._by_priority = sorted(self._states.values(), key=lambda s: (s.priority, s.index))
         self._ledger = CostLedger()
@@ -197,6 +206,11 @@ class ProviderManager:
         estimate = 0.0
         budget = self.budget
         if budget is not None:
+            if state.price is None:
+                # The budget is a hard cap: spend that cannot be counted cannot be allowed.
+                breaker.release(admission)
+                run.pass_over(state.name, SkipReason.PRICE_UNKNOWN, "set its pricing")
+                return None
             estimate = state.estimate(task)
             if not budget.affordable(estimate):
                 breaker.release(admission)
@@ -315,7 +329,7 @@ class ProviderManager:
         return [s.name for s in self._order(task, free_only)]
 
     def _charge(self, spec: ProviderSpec, usage: Usage) -> float:
-        cost = self._ledger.add(spec.name, usage, spec.pricing)
+        cost = self._ledger.add(spec.name, usage, self._states[spec.name].price)
         if self.budget is not None:
             self.budget.charge(cost)
         if self._listener is not None:
@@ -396,6 +410,10 @@ class ProviderManager:
     @property
     def spend_by_provider(self) -> dict[str, Spend]:
         return self._ledger.by_provider
+
+    def price(self, provider: str) -> Price | None:
+        """The prices a provider is charged at; None when unknown."""
+        return self._states[provider].price
 
     def transitions(self, provider: str) -> list[Transition]:
         """A provider's recent breaker transitions, oldest first."""

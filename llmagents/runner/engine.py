@@ -24,6 +24,7 @@ from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
 from llmagents.errors import ProviderError
+from llmagents.pricing import KnownPrice, prices, resolve_pool
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -150,6 +151,8 @@ class AgentEngine:
 
     manager: ProviderManager
     adapters: Mapping[str, ProviderAdapter]
+    known_prices: Mapping[str, KnownPrice] = field(default_factory=dict)
+    """Each provider's price and where it came from (spec, local, the price table)."""
     _probing: set[str] = field(default_factory=set)
 
     def providers_for(self, model: str | None) -> frozenset[str] | None:
@@ -172,6 +175,7 @@ class AgentEngine:
         Raises ``ConfigError`` when a remote provider has no key in the environment.
         """
         config = resolve_pool_urls(config)
+        known = resolve_pool(config.pool, at=wall_clock())
         adapters = {
             spec.name: build_adapter(spec, api_key=api_keys.get(spec.name))
             for spec in config.pool.providers
@@ -184,8 +188,9 @@ class AgentEngine:
             sleep=sleep,
             listener=listener,
             agent=config.agent.name,
+            prices=prices(known),
         )
-        return cls(manager, adapters)
+        return cls(manager, adapters, known)
 
     async def complete(self, request: ChatRequest, task: CallTask) -> CallResult[ChatResponse]:
         """One complete answer through the pool (fallback, retries, breakers, budget)."""
