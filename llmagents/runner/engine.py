@@ -24,6 +24,7 @@ from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
 from llmagents.errors import AnswerRejected, ProviderError
+from llmagents.pricing import KnownPrice, prices, resolve_pool
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -33,6 +34,7 @@ from llmagents.routing import (
     ProviderManager,
 )
 from llmagents.routing import clock as clocks
+from llmagents.routing import selection
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class OpenStream:
                     self.finish_reason = chunk.finish_reason
                 if chunk.text or chunk.tool_calls:
                     self._text_chars += len(chunk.text) + sum(
-                        len(d.arguments) for d in chunk.tool_calls
+                        len(d.arguments) + len(d.name or "") for d in chunk.tool_calls
                     )
                     yield chunk
                 chunk = await anext(opened.chunks, None)
@@ -152,7 +154,13 @@ class AgentEngine:
 
     manager: ProviderManager
     adapters: Mapping[str, ProviderAdapter]
+    known_prices: Mapping[str, KnownPrice] = field(default_factory=dict)
+    """Each provider's price and where it came from (spec, local, the price table)."""
     _probing: set[str] = field(default_factory=set)
+
+    def providers_for(self, model: str | None) -> frozenset[str] | None:
+        """The providers a gateway request naming ``model`` may use (None: all of them)."""
+        return selection.providers_for(self.manager.pool, model)
 
     @classmethod
     def build(
@@ -170,6 +178,7 @@ class AgentEngine:
         Raises ``ConfigError`` when a remote provider has no key in the environment.
         """
         config = resolve_pool_urls(config)
+        known = resolve_pool(config.pool, at=wall_clock())
         adapters = {
             spec.name: build_adapter(spec, api_key=api_keys.get(spec.name))
             for spec in config.pool.providers
@@ -182,8 +191,9 @@ class AgentEngine:
             sleep=sleep,
             listener=listener,
             agent=config.agent.name,
+            prices=prices(known),
         )
-        return cls(manager, adapters)
+        return cls(manager, adapters, known)
 
     async def complete(
         self, request: ChatRequest, task: CallTask, *, check: AnswerCheck | None = None

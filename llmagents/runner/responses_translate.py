@@ -34,12 +34,13 @@ from llmagents.chat import (
     TextPart,
     Tool,
     ToolCall,
+    StreamChunk,
     ToolCallDelta,
     ToolChoice,
     ToolChoiceMode,
     Usage,
 )
-from llmagents.runner.openai_wire import WireError
+from llmagents.runner.chat_path import Refusal
 from llmagents.wire.responses import (
     ContentPart as WirePart,
 )
@@ -55,7 +56,7 @@ from llmagents.wire.responses import (
     OutputMessage,
     OutputText,
     OutputTokensDetails,
-    Refusal,
+    OutputRefusal,
     ResponseError,
     ResponseObject,
     ResponsesRequest,
@@ -84,7 +85,7 @@ class ResponsesCall:
 
 
 def parse_responses(raw: bytes) -> ResponsesCall:
-    """The call in a request body; ``WireError`` (400, OpenAI's shape) when it is not one."""
+    """The call in a request body; ``Refusal`` (400, OpenAI's shape) when it is not one."""
     try:
         wire = ResponsesRequest.model_validate_json(raw)
     except ValidationError as invalid:
@@ -92,17 +93,17 @@ def parse_responses(raw: bytes) -> ResponsesCall:
     refused = wire.stateful_reason()
     if refused is not None:
         param, message = refused
-        raise WireError(400, message, param=param, code="unsupported_parameter")
+        raise Refusal(400, message, param=param, code="unsupported_parameter")
     return ResponsesCall(wire, to_chat(wire))
 
 
-def _invalid(invalid: ValidationError) -> WireError:
+def _invalid(invalid: ValidationError) -> Refusal:
     errors = invalid.errors(include_url=False)
     first = errors[0]
     if first["type"] == "json_invalid":
-        return WireError(400, "the request body is not valid JSON")
+        return Refusal(400, "the request body is not valid JSON")
     if first["type"] == "model_type" and not first["loc"]:
-        return WireError(400, "the request body must be a JSON object")
+        return Refusal(400, "the request body must be a JSON object")
     # A union reports one error per member; the deepest is the one about what was sent.
     error = max(errors, key=lambda e: len(_field_path(e["loc"])))
     path = _field_path(error["loc"])
@@ -117,7 +118,7 @@ def _invalid(invalid: ValidationError) -> WireError:
         message += " (the gateway routes function tools only; hosted tools run inside OpenAI)"
     elif head == "tool_choice":
         message += ' (tool_choice is "auto", "none", "required" or {"type": "function", "name": ...})'
-    return WireError(400, message, param=param or None)
+    return Refusal(400, message, param=param or None)
 
 
 _TAGS = frozenset({"message", "function_call", "function_call_output", "reasoning",
@@ -154,7 +155,7 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
             calls[item.call_id] = item.name
         elif isinstance(item, FunctionCallOutputItem):
             if item.call_id not in calls:
-                raise WireError(400, f"input[{index}]: no function_call item with call_id "
+                raise Refusal(400, f"input[{index}]: no function_call item with call_id "
                                 f"{item.call_id!r} comes before this function_call_output",
                                 param=f"input[{index}].call_id")  # fmt: skip
             output = item.output if isinstance(item.output, str) \
@@ -163,7 +164,7 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
                                     name=calls[item.call_id]))  # fmt: skip
         # reasoning items carry no content another provider can read: dropped
     if not any(m.role is not Role.SYSTEM for m in messages):
-        raise WireError(400, "input must hold at least one message or function call output",
+        raise Refusal(400, "input must hold at least one message or function call output",
                         param="input")  # fmt: skip
     return ChatRequest(
         messages,
@@ -201,10 +202,10 @@ def _parts(parts: Iterable[WirePart], index: int, *, allow_images: bool) -> tupl
     for part in parts:
         if isinstance(part, InputImage):
             if not allow_images:
-                raise WireError(400, f"input[{index}]: images are only taken in user messages "
+                raise Refusal(400, f"input[{index}]: images are only taken in user messages "
                                 "and function call outputs", param=f"input[{index}].content")  # fmt: skip
             out.append(ImagePart(part.image_url, part.detail))
-        elif isinstance(part, Refusal):
+        elif isinstance(part, OutputRefusal):
             out.append(TextPart(part.refusal))
         else:
             out.append(TextPart(part.text))
@@ -217,11 +218,11 @@ def _tool_choice(wire: ResponsesRequest) -> ToolChoice | None:
         return None
     if isinstance(choice, ToolChoiceFunction):
         if choice.name not in {t.name for t in wire.tools}:
-            raise WireError(400, f"tool_choice names function {choice.name!r}, which is not "
+            raise Refusal(400, f"tool_choice names function {choice.name!r}, which is not "
                             "among the request's tools", param="tool_choice")  # fmt: skip
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
     if choice != "none" and not wire.tools:
-        raise WireError(400, f'tool_choice "{choice}" needs tools', param="tool_choice")
+        raise Refusal(400, f'tool_choice "{choice}" needs tools', param="tool_choice")
     return ToolChoice(ToolChoiceMode(choice))
 
 
@@ -330,6 +331,12 @@ class ResponsesStream:
     def start(self) -> bytes:
         return self._lifecycle("response.created") + self._lifecycle("response.in_progress")
 
+    def chunk(self, chunk: StreamChunk) -> bytes:
+        events = self.text(chunk.text) if chunk.text else b""
+        for delta in chunk.tool_calls:
+            events += self.tool_call(delta)
+        return events
+
     def text(self, delta: str) -> bytes:
         events = b""
         if not isinstance(self._open, OutputMessage):
@@ -365,7 +372,7 @@ class ResponsesStream:
                                   **self._where(call), delta=delta.arguments)  # fmt: skip
         return events
 
-    def finish(self, *, usage: Usage | None, finish_reason: str | None) -> bytes:
+    def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
         status, details = _ending(finish_reason)
         events = self._close(incomplete=details is not None)
         self.response.status = status  # type: ignore[assignment]
@@ -374,9 +381,9 @@ class ResponsesStream:
         kind = "response.completed" if status == "completed" else "response.incomplete"
         return events + self._lifecycle(kind)
 
-    def failed(self, message: str, *, code: str = "server_error") -> bytes:
+    def error(self, message: str) -> bytes:
         self.response.status = "failed"
-        self.response.error = ResponseError(code=code, message=message)
+        self.response.error = ResponseError(code="server_error", message=message)
         return self._lifecycle("response.failed")
 
     def _where(self, item: OutputItem) -> dict[str, Any]:

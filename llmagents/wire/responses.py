@@ -7,11 +7,12 @@ results) and nothing is stored server-side, so ``previous_response_id``, ``conve
 ``item_reference`` items and ``store: true`` are refused with a message saying why
 (``stateful_reason``). An absent ``store`` is served statelessly: the Agents SDK omits it.
 
-Unknown fields are kept (``extra="allow"``) rather than refused, so that a field a newer
-client sends and the gateway has no use for (``include``, ``reasoning``, ``metadata``,
-``prompt_cache_key``, ...) does not break it; fields whose meaning the gateway cannot honour
-are refused by the models' types (a ``web_search`` tool, an ``input_file`` part). The
-answer's models carry the fields OpenAI's SDK and the Agents SDK read.
+Requests are validated strictly, as every front door's are (``llmagents.wire``). Unknown
+fields are kept rather than refused, so that a field a newer client sends and the gateway
+has no use for (``include``, ``reasoning``, ``prompt_cache_key``, ...) does not break it;
+what the gateway cannot honour is refused by the models' types (a ``web_search`` tool, an
+``input_file`` part). The answer's models carry the fields OpenAI's SDK and the Agents SDK
+read (both are checked against the SDK's own models in the tests).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import json
 import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="allow")
+from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
+from llmagents.wire.openai_chat import PositiveInt32
 
 
 def new_id(prefix: str) -> str:
@@ -35,12 +35,12 @@ def new_id(prefix: str) -> str:
 # -- request ----------------------------------------------------------------------------------
 
 
-class InputText(_Wire):
+class InputText(StrictWireModel):
     type: Literal["input_text"]
     text: str
 
 
-class InputImage(_Wire):
+class InputImage(StrictWireModel):
     """An image by URL (``https://`` or a ``data:`` URL); ``file_id`` needs OpenAI's file
     store and is refused."""
 
@@ -49,7 +49,7 @@ class InputImage(_Wire):
     detail: Literal["low", "high", "auto", "original"] | None = None
 
 
-class OutputText(_Wire):
+class OutputText(StrictWireModel):
     """Text the model produced earlier, sent back in an assistant message."""
 
     type: Literal["output_text"]
@@ -57,15 +57,15 @@ class OutputText(_Wire):
     annotations: list[Any] = Field(default_factory=list)
 
 
-class Refusal(_Wire):
+class OutputRefusal(StrictWireModel):
     type: Literal["refusal"]
     refusal: str
 
 
-ContentPart = Annotated[InputText | InputImage | OutputText | Refusal, Field(discriminator="type")]
+ContentPart = Annotated[InputText | InputImage | OutputText | OutputRefusal, Field(discriminator="type")]
 
 
-class MessageItem(_Wire):
+class MessageItem(StrictWireModel):
     """A message; ``type`` may be left out (the SDKs' "easy" input message)."""
 
     type: Literal["message"] = "message"
@@ -75,7 +75,7 @@ class MessageItem(_Wire):
     status: str | None = None
 
 
-class FunctionCallItem(_Wire):
+class FunctionCallItem(StrictWireModel):
     """A call the model made, sent back so the next turn sees it."""
 
     type: Literal["function_call"]
@@ -86,7 +86,7 @@ class FunctionCallItem(_Wire):
     status: str | None = None
 
 
-class FunctionCallOutputItem(_Wire):
+class FunctionCallOutputItem(StrictWireModel):
     """The client's result of a function call, answering ``call_id``."""
 
     type: Literal["function_call_output"]
@@ -96,14 +96,14 @@ class FunctionCallOutputItem(_Wire):
     status: str | None = None
 
 
-class ReasoningItem(_Wire):
+class ReasoningItem(StrictWireModel):
     """A reasoning model's hidden reasoning, sent back by clients; it carries no
     conversation content another provider could read, so it is dropped."""
 
     type: Literal["reasoning"]
 
 
-class ItemReference(_Wire):
+class ItemReference(StrictWireModel):
     """A reference to a stored item: refused, the gateway stores nothing."""
 
     type: Literal["item_reference"]
@@ -126,7 +126,7 @@ InputItem = Annotated[
 ]
 
 
-class FunctionTool(_Wire):
+class FunctionTool(StrictWireModel):
     """A function the model may call; the only tool type the gateway routes (hosted tools
     such as ``web_search`` or ``file_search`` run inside OpenAI and have no equivalent at
     other providers)."""
@@ -138,27 +138,26 @@ class FunctionTool(_Wire):
     strict: bool | None = None
 
 
-class ToolChoiceFunction(_Wire):
+class ToolChoiceFunction(StrictWireModel):
     type: Literal["function"]
     name: str = Field(min_length=1)
 
 
-class TextFormatText(_Wire):
+class TextFormatText(StrictWireModel):
     type: Literal["text"]
 
 
-class TextFormatJsonObject(_Wire):
+class TextFormatJsonObject(StrictWireModel):
     type: Literal["json_object"]
 
 
-class TextFormatJsonSchema(_Wire):
+class TextFormatJsonSchema(StrictWireModel):
     type: Literal["json_schema"]
     name: str = Field(min_length=1, max_length=64)
     json_schema: dict[str, Any] = Field(alias="schema")
     description: str | None = None
     strict: bool | None = None
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
 TextFormat = Annotated[
@@ -166,15 +165,15 @@ TextFormat = Annotated[
 ]
 
 
-class TextConfig(_Wire):
+class TextConfig(StrictWireModel):
     format: TextFormat | None = None
 
 
-_Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False, strict=True)]
-_TopP = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
+_Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
+_TopP = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
-class ResponsesRequest(_Wire):
+class ResponsesRequest(StrictWireModel):
     """The body of ``POST /v1/responses``."""
 
     model: str | None = None
@@ -184,7 +183,7 @@ class ResponsesRequest(_Wire):
     tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunction | None = None
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
-    max_output_tokens: Annotated[int, Field(ge=1, strict=True)] | None = None
+    max_output_tokens: PositiveInt32 | None = None
     temperature: _Temperature | None = None
     top_p: _TopP | None = None
     stream: bool = False
@@ -195,6 +194,12 @@ class ResponsesRequest(_Wire):
     background: bool | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
+
+    @model_validator(mode="after")
+    def _finite(self) -> ResponsesRequest:
+        if not finite_json(extras(self)):
+            raise ValueError("numbers must be finite (no NaN or Infinity) and nesting bounded")
+        return self
 
     def stateful_reason(self) -> tuple[str, str] | None:
         """``(param, message)`` when the request needs state the gateway does not keep."""
@@ -223,7 +228,7 @@ class ResponsesRequest(_Wire):
 # -- answer -----------------------------------------------------------------------------------
 
 
-class OutputMessage(_Wire):
+class OutputMessage(WireModel):
     type: Literal["message"] = "message"
     id: str
     status: Literal["in_progress", "completed", "incomplete"]
@@ -231,7 +236,7 @@ class OutputMessage(_Wire):
     content: list[OutputText]
 
 
-class OutputFunctionCall(_Wire):
+class OutputFunctionCall(WireModel):
     type: Literal["function_call"] = "function_call"
     id: str
     call_id: str
@@ -243,17 +248,17 @@ class OutputFunctionCall(_Wire):
 OutputItem = OutputMessage | OutputFunctionCall
 
 
-class InputTokensDetails(_Wire):
+class InputTokensDetails(WireModel):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     """Newer SDKs require the field; the chat model does not track cache writes."""
 
 
-class OutputTokensDetails(_Wire):
+class OutputTokensDetails(WireModel):
     reasoning_tokens: int = 0
 
 
-class ResponseUsage(_Wire):
+class ResponseUsage(WireModel):
     input_tokens: int
     input_tokens_details: InputTokensDetails
     output_tokens: int
@@ -261,16 +266,16 @@ class ResponseUsage(_Wire):
     total_tokens: int
 
 
-class ResponseError(_Wire):
+class ResponseError(WireModel):
     code: str
     message: str
 
 
-class IncompleteDetails(_Wire):
+class IncompleteDetails(WireModel):
     reason: Literal["max_output_tokens", "content_filter"]
 
 
-class ResponseObject(_Wire):
+class ResponseObject(WireModel):
     """The ``response`` object: returned whole, and inside the stream's lifecycle events."""
 
     id: str

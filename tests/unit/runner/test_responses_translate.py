@@ -142,7 +142,7 @@ def test_streamed_text_then_parallel_calls_follow_openais_event_order() -> None:
     raw += writer.tool_call(ToolCallDelta(0, arguments='{"a":'))
     raw += writer.tool_call(ToolCallDelta(0, arguments="1}"))
     raw += writer.tool_call(ToolCallDelta(1, id="call_2", name="mul", arguments="{}"))
-    raw += writer.finish(usage=Usage(7, 9), finish_reason="tool_calls")
+    raw += writer.end("tool_calls", Usage(7, 9))
     events = _events(raw)
     assert [e.type for e in events] == [
         "response.created", "response.in_progress",
@@ -169,7 +169,6 @@ def test_streamed_text_then_parallel_calls_follow_openais_event_order() -> None:
 @pytest.mark.parametrize("reason", ["length", "content_filter"])
 def test_a_stream_cut_short_ends_with_response_incomplete(reason: str) -> None:
     writer = ResponsesStream(parse({"input": "hi"}).wire, "m")
-    events = _events(writer.start() + writer.text("Once") + writer.finish(
-        usage=Usage(1, 1), finish_reason=reason))
+    events = _events(writer.start() + writer.text("Once") + writer.end(reason, Usage(1, 1)))
     assert events[-1].type == "response.incomplete"
     assert events[-1].response.output[0].status == "incomplete"
