@@ -24,6 +24,10 @@ class ConfigError(LLMAgentsError):
     """A configuration that validated structurally still cannot be used."""
 
 
+class InvalidApiKey(ConfigError):
+    """An API key holds a character that cannot be sent in an HTTP header."""
+
+
 class ErrorKind(StrEnum):
     """What went wrong with a provider call, as far as the engine's reaction is concerned."""
 
@@ -188,6 +192,22 @@ class CallFailed(LLMAgentsError):
 
 class AllProvidersFailed(CallFailed):
     """Every provider the call could use failed, was misconfigured or had its breaker open."""
+
+
+class CapabilityUnavailable(CallFailed):
+    """No provider the call may use supports what the request needs (tools, vision...).
+
+    The request is the cause, not the providers: the gateway answers 400 and no provider is
+    called, marked or blamed. ``capabilities`` are the ones missing, ``considered`` the
+    providers looked at.
+    """
+
+    def __init__(
+        self, message: str, *, capabilities: Sequence[str], considered: Sequence[str]
+    ) -> None:
+        super().__init__(message)
+        self.capabilities = list(capabilities)
+        self.considered = list(considered)
 
 
 class DeadlineExceeded(CallFailed):

@@ -24,6 +24,7 @@ from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
 from llmagents.errors import ProviderError
+from llmagents.pricing import KnownPrice, prices, resolve_pool
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -33,6 +34,7 @@ from llmagents.routing import (
     ProviderManager,
 )
 from llmagents.routing import clock as clocks
+from llmagents.routing import selection
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class _FirstChunk:
 class OpenStream:
     """A started stream: iterate it for text chunks; it settles with the engine by itself.
 
-    Iteration yields the text chunks; a ``ProviderError`` raised from it means the provider
+    Iteration yields the chunks with text or tool-call pieces; a ``ProviderError`` raised from it means the provider
     failed mid-answer (already recorded against the provider). ``usage`` and
     ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
     went away): the provider is counted as fine and charged for what it produced.
@@ -109,8 +111,10 @@ class OpenStream:
                     self.usage = chunk.usage
                 if chunk.finish_reason is not None:
                     self.finish_reason = chunk.finish_reason
-                if chunk.text:
-                    self._text_chars += len(chunk.text)
+                if chunk.text or chunk.tool_calls:
+                    self._text_chars += len(chunk.text) + sum(
+                        len(d.arguments) + len(d.name or "") for d in chunk.tool_calls
+                    )
                     yield chunk
                 chunk = await anext(opened.chunks, None)
         except ProviderError as error:
@@ -147,7 +151,13 @@ class AgentEngine:
 
     manager: ProviderManager
     adapters: Mapping[str, ProviderAdapter]
+    known_prices: Mapping[str, KnownPrice] = field(default_factory=dict)
+    """Each provider's price and where it came from (spec, local, the price table)."""
     _probing: set[str] = field(default_factory=set)
+
+    def providers_for(self, model: str | None) -> frozenset[str] | None:
+        """The providers a gateway request naming ``model`` may use (None: all of them)."""
+        return selection.providers_for(self.manager.pool, model)
 
     @classmethod
     def build(
@@ -165,6 +175,7 @@ class AgentEngine:
         Raises ``ConfigError`` when a remote provider has no key in the environment.
         """
         config = resolve_pool_urls(config)
+        known = resolve_pool(config.pool, at=wall_clock())
         adapters = {
             spec.name: build_adapter(spec, api_key=api_keys.get(spec.name))
             for spec in config.pool.providers
@@ -177,8 +188,9 @@ class AgentEngine:
             sleep=sleep,
             listener=listener,
             agent=config.agent.name,
+            prices=prices(known),
         )
-        return cls(manager, adapters)
+        return cls(manager, adapters, known)
 
     async def complete(self, request: ChatRequest, task: CallTask) -> CallResult[ChatResponse]:
         """One complete answer through the pool (fallback, retries, breakers, budget)."""
