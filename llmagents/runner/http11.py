@@ -46,45 +46,14 @@ MAX_PIPELINED = 16
 """Requests read ahead on one connection before reading pauses until answers catch up."""
 
 
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    """Lower-case names; a repeated header's values joined with ``", "``."""
-    body: bytes
-    http_version: str
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class StreamingResponse:
-    """An answer whose body is written as the generator yields it.
-
-    The generator is closed (``GeneratorExit`` at its ``yield``) when the client goes away.
-    """
-
-    body: AsyncIterator[bytes]
-    status: int = 200
-    content_type: str = "text/event-stream; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-Handler = Callable[[Request], Awaitable[Response | StreamingResponse]]
-ErrorResponse = Callable[[int, str], Response]
-"""How the server words its own refusals (400, 413, 431, 500) for this API's clients."""
-
-
-def plain_error(status: int, message: str) -> Response:
-    return Response(status, message.encode(), content_type="text/plain; charset=utf-8")
+from llmagents.runner.web import (  # noqa: E402  (the comparison shares the route types)
+    ErrorResponse,
+    Handler,
+    Request,
+    Response,
+    StreamingResponse,
+    plain_error,
+)
 
 
 class Server:
