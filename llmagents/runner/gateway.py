@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmagents.routing.selection import askable_models
 from llmagents.runner import front_responses, openai_chat
-from llmagents.runner import http11
-from llmagents.runner.web import Request, Response, Server, StreamingResponse
 from llmagents.runner.openai_chat import json_response
+from llmagents.runner.web import Request, Response, Server, StreamingResponse
 from llmagents.wire.openai_chat import error_body
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ def _server_error(status: int, message: str) -> Response:
 class Gateway:
     """The OpenAI-compatible server of one runner."""
 
-    def __init__(self, runner: Runner, *, server: str = "uvicorn") -> None:
+    def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self._routes: dict[str, dict[str, Route]] = {
             path: {"POST": functools.partial(door, runner)} for path, door in FRONT_DOORS.items()
@@ -82,9 +81,8 @@ class Gateway:
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
         }
-        server_type = http11.Server if server == "http11" else Server
-        self._server = server_type(self._dispatch, name=f"agent {runner.agent}: gateway",
-                                   max_body=MAX_BODY, error_response=_server_error)  # fmt: skip
+        self._server = Server(self._dispatch, name=f"agent {runner.agent}: gateway",
+                              max_body=MAX_BODY, error_response=_server_error)  # fmt: skip
 
     @property
     def port(self) -> int | None:
