@@ -27,8 +27,8 @@ from typing import Any
 
 from llmagents.api.pool import ProviderPoolSpec, ProviderSpec, Strategy
 from llmagents.api.work import BudgetSpec
-from llmagents.chat import Usage
-from llmagents.errors import ProviderError
+from llmagents.chat import Capability, Usage
+from llmagents.errors import CapabilityUnavailable, ProviderError
 from llmagents.routing import clock as clocks
 from llmagents.routing import strategies
 from llmagents.routing.backoff import RetryPolicy
@@ -129,8 +129,15 @@ class ProviderManager:
                 raise budget.error()
             free_only = True
         order = self._order(task, free_only)
+        needed = task.capabilities
+        if needed and order and not any(needed <= s.capabilities for s in order):
+            raise _capability_unavailable(needed, order)
         self._turn += 1
         for position, state in enumerate(order):
+            if not needed <= state.capabilities:
+                lacking = ", ".join(sorted(needed - state.capabilities))
+                run.pass_over(state.name, SkipReason.CAPABILITY, f"lacks {lacking}")
+                continue
             retry = 0
             waited = 0.0
             while True:
@@ -160,6 +167,8 @@ class ProviderManager:
                     return self._answered(run, state, attempt, admission, value, began, waited)
                 if budget is not None:
                     budget.release(estimate)
+                if error.usage is not None:  # it answered, and the answer was rejected
+                    self._charge(state.spec, error.usage)
                 wait = self._failed_attempt(
                     run, state, attempt, admission, error, began, waited, order, position
                 )
@@ -170,7 +179,7 @@ class ProviderManager:
                 retry += 1
             if run.out_of_time:
                 break
-        raise run.failure(order, budget)
+        raise run.failure([s for s in order if needed <= s.capabilities], budget)
 
     def _admit(
         self,
@@ -450,6 +459,27 @@ class ProviderManager:
             wall_now=self._wall_clock(),
         )
 
+    def capabilities(self, provider: str) -> frozenset[Capability]:
+        """What a provider can do (its spec's capabilities over the defaults)."""
+        return self._states[provider].capabilities
+
     def _transitioned(self, provider: str, transition: Transition) -> None:
         if self._listener is not None:
             self._listener.on_breaker_transition(provider, transition)
+
+
+def _capability_unavailable(
+    needed: frozenset[Capability], order: list[ProviderState]
+) -> CapabilityUnavailable:
+    lacking = sorted({c.value for s in order for c in needed - s.capabilities})
+    considered = [s.name for s in order]
+    by_provider = "; ".join(
+        f"{s.name} lacks {', '.join(sorted(needed - s.capabilities))}" for s in order
+    )
+    return CapabilityUnavailable(
+        f"no provider this call may use supports {', '.join(lacking)} ({by_provider}); "
+        "declare the capability in the pool's provider capabilities, or send the request "
+        "without it",
+        capabilities=lacking,
+        considered=considered,
+    )

@@ -15,6 +15,7 @@ from llmagents.routing.breaker import Admission, CircuitBreaker
 from llmagents.routing.calls import CallTask
 from llmagents.routing.costs import Price, token_cost
 from llmagents.routing.health import Health
+from llmagents.routing.selection import capabilities
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class ProviderState:
     __slots__ = (
         "agent",
         "breaker",
+        "capabilities",
         "free",
         "health",
         "index",
@@ -57,6 +59,7 @@ class ProviderState:
         self.price = price
         """Its resolved prices; None when unknown (no pricing and not in the price table)."""
         self.free = price is not None and price.free
+        self.capabilities = capabilities(spec)
         self.timeout = spec.timeout.total_seconds()
         self.breaker = breaker
         self.health = health
