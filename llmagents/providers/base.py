@@ -36,7 +36,7 @@ import certifi
 from yarl import URL
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
-from llmagents.errors import ProviderError
+from llmagents.errors import BadRequest, ProviderError
 from llmagents.providers.http_client import HttpClient, HttpClientError
 from llmagents.providers.mapping import Headers, decode_json, missing, transport_error
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
@@ -191,7 +191,7 @@ class ProviderAdapter(ABC):
                     )
                     if not _is_success(response.status):
                         body = await response.read()
-                        raise self._map_error(response.status, response.headers, body)
+                        raise self._refused(response.status, response.headers, body)
                 events = await stack.enter_async_context(
                     contextlib.aclosing(iter_sse(iter_lines(response.chunks())))
                 )
@@ -238,6 +238,25 @@ class ProviderAdapter(ABC):
 
     # -- machinery --------------------------------------------------------------------
 
+    def _refused(self, status: int, headers: Headers, body: bytes) -> ProviderError:
+        """The taxonomy error for a non-2xx answer; a redirect is a misconfiguration.
+
+        Redirects are never followed: the request carries the API key, and a base URL that
+        redirects sends it wherever the answer says. The error names where it pointed
+        (without its query, which may hold anything) so that the base URL can be fixed.
+        """
+        if 300 <= status < 400:
+            location = URL(headers.get("location", ""))
+            where = str(location.with_query(None).with_fragment(None)) or "nowhere"
+            return BadRequest(
+                f"the provider answered with a redirect (HTTP {status}) to {where}; redirects "
+                "are never followed, since the request carries the API key: set baseURL to "
+                "where the API really is",
+                provider=self.name,
+                status_code=status,
+            )
+        return self._map_error(status, headers, body)
+
     def _client(self) -> HttpClient:
         if self._http is None:
             self._http = HttpClient(
@@ -259,7 +278,7 @@ class ProviderAdapter(ABC):
             raise error from None
         body = response.body
         if not _is_success(response.status):
-            error = self._map_error(response.status, response.headers, body)
+            error = self._refused(response.status, response.headers, body)
             logger.debug("provider %s: %s", self.name, error)
             raise error
         return body
