@@ -192,6 +192,10 @@ class ChatRequest:
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    passthrough: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Fields a client sent in a protocol's request that this model does not name, by protocol
+    (``"openai"``, ``"anthropic"``): an adapter of the same protocol sends them on unchanged,
+    the others leave them out."""
 
     def required_capabilities(self, *, stream: bool = False) -> frozenset[Capability]:
         """What a provider must support to serve this request."""

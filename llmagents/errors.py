@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from llmagents.chat import Usage
     from llmagents.routing.calls import AttemptRecord
 
 
@@ -73,6 +74,9 @@ class ProviderError(LLMAgentsError):
     """A provider call failed; ``kind`` decides what the engine does next."""
 
     kind: ClassVar[ErrorKind]
+    usage: Usage | None = None
+    """Tokens the failed attempt consumed, when the provider answered before it failed
+    (``AnswerRejected``): charged like any answer's, so the budget is never undercounted."""
 
     def __init__(
         self,
@@ -156,6 +160,15 @@ class MalformedResponse(ProviderError):
     kind = ErrorKind.MALFORMED_RESPONSE
 
 
+class AnswerRejected(MalformedResponse):
+    """The provider answered, but not in the form the request demanded (a task's JSON
+    schema); retried and fallen back from like a malformed answer, its tokens charged."""
+
+    def __init__(self, message: str, *, provider: str | None = None, usage: Usage) -> None:
+        super().__init__(message, provider=provider)
+        self.usage = usage
+
+
 ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
     cls.kind: cls
     for cls in (
@@ -192,6 +205,22 @@ class CallFailed(LLMAgentsError):
 
 class AllProvidersFailed(CallFailed):
     """Every provider the call could use failed, was misconfigured or had its breaker open."""
+
+
+class CapabilityUnavailable(CallFailed):
+    """No provider the call may use supports what the request needs (tools, vision...).
+
+    The request is the cause, not the providers: the gateway answers 400 and no provider is
+    called, marked or blamed. ``capabilities`` are the ones missing, ``considered`` the
+    providers looked at.
+    """
+
+    def __init__(
+        self, message: str, *, capabilities: Sequence[str], considered: Sequence[str]
+    ) -> None:
+        super().__init__(message)
+        self.capabilities = list(capabilities)
+        self.considered = list(considered)
 
 
 class DeadlineExceeded(CallFailed):

@@ -103,10 +103,42 @@ class Pricing(ApiModel):
     output_per_million: float = Field(
         default=0.0, ge=0, description="Price in USD per million output (completion) tokens."
     )
+    cached_input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Price in USD per million input tokens served from the provider's prompt cache; "
+            "unset means inputPerMillion."
+        ),
+    )
+    reasoning_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Price in USD per million hidden reasoning (thinking) tokens; unset means "
+            "outputPerMillion, which is how providers bill them today."
+        ),
+    )
 
-    @property
-    def free(self) -> bool:
-        return self.input_per_million == 0 and self.output_per_million == 0
+
+class Capabilities(ApiModel):
+    """What a provider's model can do beyond plain text chat.
+
+    A field left unset takes the default for the provider's type and model (see
+    docs/gateway.md): Anthropic, Gemini and OpenAI-compatible providers all four, except
+    models known to lack one; the onnx sidecar streaming only. A request that needs a
+    capability skips providers without it.
+    """
+
+    tools: bool | None = Field(
+        default=None, description="Function tools: definitions, calls and results."
+    )
+    vision: bool | None = Field(default=None, description="Images in the input.")
+    json_schema: bool | None = Field(
+        default=None,
+        description="Structured output constrained by a JSON Schema (response_format json_schema).",
+    )
+    streaming: bool | None = Field(default=None, description="Answers streamed as generated.")
 
 
 class ProviderSpec(ApiModel):
@@ -169,8 +201,13 @@ class ProviderSpec(ApiModel):
         description="Order under the priority strategy and tie-breaker elsewhere: lower first.",
     )
     tier: Tier = Field(default=Tier.BALANCED, description="Capability tier of the model.")
-    pricing: Pricing = Field(
-        default_factory=Pricing, description="Prices used to compute cost from real usage."
+    pricing: Pricing | None = Field(
+        default=None,
+        description=(
+            "Prices used to compute cost from real usage. When unset, the runner takes them "
+            "from the genai-prices table by type, model and baseURL (onnx is free); a model "
+            "the table does not know sets the PriceUnknown condition (docs/pricing.md)."
+        ),
     )
     timeout: Duration = Field(
         default=timedelta(seconds=60), description="Time allowed for one attempt."
@@ -178,10 +215,13 @@ class ProviderSpec(ApiModel):
     max_retries: int = Field(
         default=2, ge=0, le=10, description="Retries at this provider before falling back."
     )
-
-    @property
-    def free(self) -> bool:
-        return self.pricing.free
+    capabilities: Capabilities | None = Field(
+        default=None,
+        description=(
+            "What the model can do beyond plain chat; unset fields take the default for the "
+            "provider's type and model."
+        ),
+    )
 
     @model_validator(mode="after")
     def _key_goes_somewhere_safe(self) -> ProviderSpec:
@@ -349,6 +389,11 @@ class ProviderPoolSpec(ApiModel):
                 "duration(self.callDeadline) > duration('0s')",
                 "callDeadline must be greater than zero, like '120s'",
             ),
+            (
+                "!has(self.defaultModel) || self.providers.exists(p, p.name == self.defaultModel)"
+                " || (has(self.models) && self.defaultModel in self.models)",
+                "defaultModel must name a provider of the pool or an alias in models",
+            ),
         )
     )
 
@@ -371,6 +416,25 @@ class ProviderPoolSpec(ApiModel):
             "cannot fit in what is left is skipped."
         ),
     )
+    # That aliases name providers of the pool is checked by the model, not by a CEL rule:
+    # the API server estimates such a rule (aliases × members × providers) far over budget.
+    models: dict[str, Annotated[list[str], Field(min_length=1, max_length=32)]] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Names a gateway client may send as its request's model, each standing for the "
+            "providers listed (by name), e.g. smart: [claude, gpt]. The pool's strategy "
+            "orders them."
+        ),
+    )
+    default_model: str | None = Field(
+        default=None,
+        max_length=256,
+        description=(
+            "What a gateway request whose model names nothing in the pool may use: an alias "
+            "of models or a provider name. Unset: every provider of the pool."
+        ),
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProviderPoolSpec:
@@ -388,6 +452,24 @@ class ProviderPoolSpec(ApiModel):
                 raise ValueError(
                     f"providers: {provider.name!r} of type {provider.type.value} needs a secretRef"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _aliases_name_providers(self) -> ProviderPoolSpec:
+        names = {p.name for p in self.providers}
+        for alias, members in (self.models or {}).items():
+            unknown = [m for m in members if m not in names]
+            if unknown:
+                raise ValueError(
+                    f"models: alias {alias!r} names {', '.join(map(repr, unknown))}, which "
+                    "are not providers of the pool"
+                )
+        default = self.default_model
+        if default is not None and default not in names and default not in (self.models or {}):
+            raise ValueError(
+                f"defaultModel: {default!r} is neither a provider of the pool nor an alias "
+                "in models"
+            )
         return self
 
     def provider(self, name: str) -> ProviderSpec:

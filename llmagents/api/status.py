@@ -114,6 +114,34 @@ class RunnerPhase(StrEnum):
     """Stopped on an error it cannot recover from; see message."""
 
 
+class ProviderPrice(ApiModel):
+    """The prices a provider is charged at, in USD per million tokens, and their source."""
+
+    source: str = Field(
+        max_length=128,
+        description=(
+            "Where the prices come from: spec (the pool's pricing), local (the free ONNX "
+            "model), genai-prices <version> (the price table), or unknown."
+        ),
+    )
+    model: str | None = Field(
+        default=None, max_length=512, description="The table's provider/model the prices are of."
+    )
+    input_per_million: float | None = Field(default=None, ge=0, description="Input tokens.")
+    output_per_million: float | None = Field(default=None, ge=0, description="Output tokens.")
+    cached_input_per_million: float | None = Field(
+        default=None, ge=0, description="Input tokens served from the prompt cache."
+    )
+    reasoning_per_million: float | None = Field(
+        default=None, ge=0, description="Hidden reasoning tokens."
+    )
+    tiered_above_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="Input size above which a call is charged the table's higher tier prices.",
+    )
+
+
 class ProviderStatus(ApiModel):
     """One provider as the agent's engine sees it."""
 
@@ -134,6 +162,9 @@ class ProviderStatus(ApiModel):
         description="Why the provider is skipped for good (bad key, unknown model); unset if not.",
     )
     last_success: datetime | None = Field(default=None, description="Last successful call.")
+    price: ProviderPrice | None = Field(
+        default=None, description="What the provider is charged at, and where that comes from."
+    )
 
 
 def format_usd(amount: float) -> str:
@@ -175,6 +206,12 @@ class TokenStatus(ApiModel):
 
     input: int = Field(default=0, ge=0, description="Prompt tokens.")
     output: int = Field(default=0, ge=0, description="Completion tokens.")
+    cached_input: int | None = Field(
+        default=None, ge=0, description="Of the prompt tokens, those served from a prompt cache."
+    )
+    reasoning: int | None = Field(
+        default=None, ge=0, description="Of the completion tokens, hidden reasoning tokens."
+    )
 
 
 class TaskProgress(ApiModel):

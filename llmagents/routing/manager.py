@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from llmagents.api.pool import ProviderPoolSpec, ProviderSpec, Strategy
 from llmagents.api.work import BudgetSpec
-from llmagents.chat import Usage
-from llmagents.errors import ProviderError
+from llmagents.chat import Capability, Usage
+from llmagents.errors import CapabilityUnavailable, ProviderError
 from llmagents.routing import clock as clocks
 from llmagents.routing import strategies
 from llmagents.routing.backoff import RetryPolicy
 from llmagents.routing.breaker import Admission, BreakerState, CircuitBreaker, Transition
 from llmagents.routing.budget import Budget
 from llmagents.routing.calls import Attempt, AttemptRecord, CallResult, CallTask, R, SkipReason
-from llmagents.routing.costs import CostLedger, Spend
+from llmagents.routing.costs import CostLedger, Price, Spend, spec_price
 from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health
 from llmagents.routing.run import Run, admission_of, later_fits
@@ -68,7 +68,10 @@ class ProviderManager:
         rng: random.Random | None = None,
         listener: EngineListener | None = None,
         agent: str = "",
+        prices: Mapping[str, Price | None] | None = None,
     ) -> None:
+        """``prices`` (by provider name) replaces what the spec alone says (``spec_price``):
+        the runner passes prices resolved from its price table."""
         self.pool = pool
         self.strategy = strategy if strategy is not None else pool.strategy
         self._clock = clock
@@ -88,8 +91,14 @@ class ProviderManager:
             breaker = CircuitBreaker(
                 spec.name, pool.circuit_breaker, wall_clock=wall_clock, on_transition=on_transition
             )
+            price = prices[spec.name] if prices and spec.name in prices else spec_price(spec)
             self._states[spec.name] = ProviderState(
-                spec, index=index, breaker=breaker, health=Health(window), agent=self._agent
+                spec,
+                index=index,
+                breaker=breaker,
+                health=Health(window),
+                price=price,
+                agent=self._agent,
             )
         self._by_priority = sorted(self._states.values(), key=lambda s: (s.priority, s.index))
         self._ledger = CostLedger()
@@ -120,8 +129,15 @@ class ProviderManager:
                 raise budget.error()
             free_only = True
         order = self._order(task, free_only)
+        needed = task.capabilities
+        if needed and order and not any(needed <= s.capabilities for s in order):
+            raise _capability_unavailable(needed, order)
         self._turn += 1
         for position, state in enumerate(order):
+            if not needed <= state.capabilities:
+                lacking = ", ".join(sorted(needed - state.capabilities))
+                run.pass_over(state.name, SkipReason.CAPABILITY, f"lacks {lacking}")
+                continue
             retry = 0
             waited = 0.0
             while True:
@@ -151,6 +167,8 @@ class ProviderManager:
                     return self._answered(run, state, attempt, admission, value, began, waited)
                 if budget is not None:
                     budget.release(estimate)
+                if error.usage is not None:  # it answered, and the answer was rejected
+                    self._charge(state.spec, error.usage)
                 wait = self._failed_attempt(
                     run, state, attempt, admission, error, began, waited, order, position
                 )
@@ -161,7 +179,7 @@ class ProviderManager:
                 retry += 1
             if run.out_of_time:
                 break
-        raise run.failure(order, budget)
+        raise run.failure([s for s in order if needed <= s.capabilities], budget)
 
     def _admit(
         self,
@@ -190,6 +208,11 @@ class ProviderManager:
         estimate = 0.0
         budget = self.budget
         if budget is not None:
+            if state.price is None:
+                # The budget is a hard cap: spend that cannot be counted cannot be allowed.
+                breaker.release(admission)
+                run.pass_over(state.name, SkipReason.PRICE_UNKNOWN, "set its pricing")
+                return None
             estimate = state.estimate(task)
             if not budget.affordable(estimate):
                 breaker.release(admission)
@@ -308,7 +331,7 @@ class ProviderManager:
         return [s.name for s in self._order(task, free_only)]
 
     def _charge(self, spec: ProviderSpec, usage: Usage) -> float:
-        cost = self._ledger.add(spec.name, usage, spec.pricing)
+        cost = self._ledger.add(spec.name, usage, self._states[spec.name].price)
         if self.budget is not None:
             self.budget.charge(cost)
         if self._listener is not None:
@@ -390,6 +413,10 @@ class ProviderManager:
     def spend_by_provider(self) -> dict[str, Spend]:
         return self._ledger.by_provider
 
+    def price(self, provider: str) -> Price | None:
+        """The prices a provider is charged at; None when unknown."""
+        return self._states[provider].price
+
     def transitions(self, provider: str) -> list[Transition]:
         """A provider's recent breaker transitions, oldest first."""
         return list(self._states[provider].breaker.transitions)
@@ -424,6 +451,27 @@ class ProviderManager:
             wall_now=self._wall_clock(),
         )
 
+    def capabilities(self, provider: str) -> frozenset[Capability]:
+        """What a provider can do (its spec's capabilities over the defaults)."""
+        return self._states[provider].capabilities
+
     def _transitioned(self, provider: str, transition: Transition) -> None:
         if self._listener is not None:
             self._listener.on_breaker_transition(provider, transition)
+
+
+def _capability_unavailable(
+    needed: frozenset[Capability], order: list[ProviderState]
+) -> CapabilityUnavailable:
+    lacking = sorted({c.value for s in order for c in needed - s.capabilities})
+    considered = [s.name for s in order]
+    by_provider = "; ".join(
+        f"{s.name} lacks {', '.join(sorted(needed - s.capabilities))}" for s in order
+    )
+    return CapabilityUnavailable(
+        f"no provider this call may use supports {', '.join(lacking)} ({by_provider}); "
+        "declare the capability in the pool's provider capabilities, or send the request "
+        "without it",
+        capabilities=lacking,
+        considered=considered,
+    )

@@ -13,8 +13,9 @@ from llmagents.api.pool import ProviderSpec, Tier
 from llmagents.errors import ProviderError
 from llmagents.routing.breaker import Admission, CircuitBreaker
 from llmagents.routing.calls import CallTask
-from llmagents.routing.costs import token_cost
+from llmagents.routing.costs import Price, token_cost
 from llmagents.routing.health import Health
+from llmagents.routing.selection import capabilities
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +26,13 @@ class ProviderState:
     __slots__ = (
         "agent",
         "breaker",
+        "capabilities",
         "free",
         "health",
         "index",
         "misconfigured",
         "name",
+        "price",
         "priority",
         "spec",
         "tier",
@@ -43,6 +46,7 @@ class ProviderState:
         index: int,
         breaker: CircuitBreaker,
         health: Health,
+        price: Price | None,
         agent: str = "-",
     ) -> None:
         self.spec = spec
@@ -51,7 +55,10 @@ class ProviderState:
         self.agent = agent
         self.priority = spec.priority
         self.tier: Tier = spec.tier
-        self.free = spec.free
+        self.price = price
+        """Its resolved prices; None when unknown (no pricing and not in the price table)."""
+        self.free = price is not None and price.free
+        self.capabilities = capabilities(spec)
         self.timeout = spec.timeout.total_seconds()
         self.breaker = breaker
         self.health = health
@@ -60,9 +67,9 @@ class ProviderState:
 
     def estimate(self, task: CallTask) -> float:
         """Expected cost of ``task`` here, in US dollars."""
-        if self.free:
+        if self.free or self.price is None:
             return 0.0
-        return token_cost(task.input_tokens, task.output_tokens, self.spec.pricing)
+        return token_cost(task.input_tokens, task.output_tokens, self.price)
 
     def succeeded(self, now: float, admission: Admission, latency: float) -> None:
         self.health.record(now, ok=True, latency=latency)

@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
-from llmagents.errors import ProviderError
+from llmagents.errors import AnswerRejected, ProviderError
+from llmagents.pricing import KnownPrice, prices, resolve_pool
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -33,8 +34,12 @@ from llmagents.routing import (
     ProviderManager,
 )
 from llmagents.routing import clock as clocks
+from llmagents.routing import selection
 
 logger = logging.getLogger(__name__)
+
+AnswerCheck = Callable[[ChatResponse], str | None]
+"""Why an answer is unacceptable, or None when it is fine."""
 
 PROBE_TIMEOUT = 10.0
 """Seconds an active health probe (a model listing) may take."""
@@ -68,11 +73,11 @@ class _FirstChunk:
 
 
 class OpenStream:
-    """A started stream: iterate it for text chunks; it settles with the engine by itself.
+    """A started stream: iterate it for chunks of text and tool calls; it settles by itself.
 
-    Iteration yields the text chunks; a ``ProviderError`` raised from it means the provider
-    failed mid-answer (already recorded against the provider). ``usage`` and
-    ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
+    Iteration yields the chunks that carry text or tool-call deltas; a ``ProviderError``
+    raised from it means the provider failed mid-answer (already recorded against it).
+    ``usage`` and ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
     went away): the provider is counted as fine and charged for what it produced.
     """
 
@@ -109,8 +114,10 @@ class OpenStream:
                     self.usage = chunk.usage
                 if chunk.finish_reason is not None:
                     self.finish_reason = chunk.finish_reason
-                if chunk.text:
-                    self._text_chars += len(chunk.text)
+                if chunk.text or chunk.tool_calls:
+                    self._text_chars += len(chunk.text) + sum(
+                        len(d.arguments) + len(d.name or "") for d in chunk.tool_calls
+                    )
                     yield chunk
                 chunk = await anext(opened.chunks, None)
         except ProviderError as error:
@@ -147,7 +154,13 @@ class AgentEngine:
 
     manager: ProviderManager
     adapters: Mapping[str, ProviderAdapter]
+    known_prices: Mapping[str, KnownPrice] = field(default_factory=dict)
+    """Each provider's price and where it came from (spec, local, the price table)."""
     _probing: set[str] = field(default_factory=set)
+
+    def providers_for(self, model: str | None) -> frozenset[str] | None:
+        """The providers a gateway request naming ``model`` may use (None: all of them)."""
+        return selection.providers_for(self.manager.pool, model)
 
     @classmethod
     def build(
@@ -165,6 +178,7 @@ class AgentEngine:
         Raises ``ConfigError`` when a remote provider has no key in the environment.
         """
         config = resolve_pool_urls(config)
+        known = resolve_pool(config.pool, at=wall_clock())
         adapters = {
             spec.name: build_adapter(spec, api_key=api_keys.get(spec.name))
             for spec in config.pool.providers
@@ -177,14 +191,26 @@ class AgentEngine:
             sleep=sleep,
             listener=listener,
             agent=config.agent.name,
+            prices=prices(known),
         )
-        return cls(manager, adapters)
+        return cls(manager, adapters, known)
 
-    async def complete(self, request: ChatRequest, task: CallTask) -> CallResult[ChatResponse]:
-        """One complete answer through the pool (fallback, retries, breakers, budget)."""
+    async def complete(
+        self, request: ChatRequest, task: CallTask, *, check: AnswerCheck | None = None
+    ) -> CallResult[ChatResponse]:
+        """One complete answer through the pool (fallback, retries, breakers, budget).
+
+        ``check`` returns why an answer is unacceptable (or None): such an answer is an
+        ``AnswerRejected`` of its provider, retried and fallen back from, its tokens charged.
+        """
 
         async def call(attempt: Attempt) -> ChatResponse:
-            return await self._adapter(attempt.provider).complete(request, timeout=attempt.timeout)
+            spec = attempt.provider
+            answer = await self._adapter(spec).complete(request, timeout=attempt.timeout)
+            reason = check(answer) if check is not None else None
+            if reason is not None:
+                raise AnswerRejected(reason, provider=spec.name, usage=answer.usage)
+            return answer
 
         return await self.manager.execute(task, call)
 

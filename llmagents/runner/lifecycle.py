@@ -55,6 +55,7 @@ from llmagents.runner.tasks import LoopEnd, Progress, TaskLoop
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
+PRICE_UNKNOWN = "PriceUnknown"
 RESULTS_NOT_STORED = "ResultsNotStored"
 RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
 HOUSEKEEPING_INTERVAL = 1.0
@@ -316,8 +317,12 @@ class Runner:
             tasks=self.progress.summary(self.tasks) if self.config.mode is WorkMode.TASKS else None,
             last_checkpoint=self.checkpointer.last_success,
             redact=self.redact,
+            known_prices=self.engine.known_prices,
         )
         conditions = []
+        unknown = self._price_unknown()
+        if unknown is not None:
+            conditions.append(unknown)
         too_large = self.checkpointer.too_large
         if too_large is not None:
             saved = (
@@ -349,6 +354,25 @@ class Runner:
         # A condition that is no longer reported starts afresh when it comes back.
         self._conditions_since = {c.type: c.last_transition_time for c in conditions}
         return RunnerReport(status, conditions)
+
+    def _price_unknown(self) -> Condition | None:
+        """``PriceUnknown`` while some provider has neither pricing nor a table price."""
+        unknown = {n: k for n, k in self.engine.known_prices.items() if not k.known}
+        if not unknown:
+            return None
+        names = "; ".join(f"{name}: {k.detail}" for name, k in unknown.items())
+        rule = (
+            "with a budget they are never called (their spend could not be counted); "
+            if self.engine.manager.budget is not None
+            else "without a budget their calls are counted at $0; "
+        )
+        return Condition(
+            type=PRICE_UNKNOWN,
+            status=ConditionStatus.TRUE,
+            reason="NoPriceForModel",
+            message=f"no known price for {names}. {rule}set spec.providers[].pricing",
+            last_transition_time=self._true_since(PRICE_UNKNOWN),
+        )
 
     def _true_since(self, kind: str) -> datetime:
         """When condition ``kind`` became true: a report that repeats it changes nothing."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -36,6 +36,7 @@ from llmagents.api.status import (
     TokenStatus,
     status_apply_body,
 )
+from llmagents.pricing import KnownPrice
 from llmagents.routing import ProviderManager
 from llmagents.routing import clock as clocks
 from llmagents.runner.kube import KubeClient, KubeError, custom_path
@@ -222,10 +223,13 @@ def build_status(
     tasks: TaskProgress | None,
     last_checkpoint: datetime | None,
     redact: Callable[[str], str] = lambda text: text,
+    known_prices: Mapping[str, KnownPrice] | None = None,
 ) -> RunnerAgentStatus:
     """The runner's status from the engine's state and the runner's own progress."""
     providers = []
+    known_prices = known_prices or {}
     for name, status in manager.status().items():
+        known = known_prices.get(name)
         providers.append(
             ProviderStatus(
                 name=name,
@@ -238,6 +242,7 @@ def build_status(
                 misconfigured=(
                     redact(status.misconfigured)[:1024] if status.misconfigured else None
                 ),
+                price=known.to_status() if known is not None else None,
             )
         )
     spend = manager.spend
@@ -259,7 +264,12 @@ def build_status(
         current_provider=manager.current_provider,
         providers=providers,
         cost=cost,
-        tokens=TokenStatus(input=spend.input_tokens, output=spend.output_tokens),
+        tokens=TokenStatus(
+            input=spend.input_tokens,
+            output=spend.output_tokens,
+            cached_input=spend.cached_input_tokens,
+            reasoning=spend.reasoning_tokens,
+        ),
         tasks=tasks,
         last_checkpoint=last_checkpoint,
         budget_exhausted=exhausted,
