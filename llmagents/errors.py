@@ -50,6 +50,9 @@ class ErrorKind(StrEnum):
     """The configured model does not exist at this provider (404)."""
     MALFORMED_RESPONSE = "malformed_response"
     """The provider answered, but not in its documented shape."""
+    CLIENT_BUSY = "client_busy"
+    """No connection to the provider came free in time: the runner's own limit, not the
+    provider's failure (no breaker or health evidence); the engine moves to the next one."""
 
 
 RETRYABLE_KINDS: frozenset[ErrorKind] = frozenset(
@@ -169,6 +172,13 @@ class AnswerRejected(MalformedResponse):
         self.usage = usage
 
 
+class ClientBusy(ProviderError):
+    """Every connection the adapter may open to the provider stayed in use until the
+    attempt's deadline; raise ``max_connections`` or lower the concurrency."""
+
+    kind = ErrorKind.CLIENT_BUSY
+
+
 ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
     cls.kind: cls
     for cls in (
@@ -181,6 +191,7 @@ ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
         BadRequest,
         ModelNotFound,
         MalformedResponse,
+        ClientBusy,
     )
 }
 """One class per kind, for code that has a kind and needs the exception."""
