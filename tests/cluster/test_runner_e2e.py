@@ -173,8 +173,30 @@ def test_primary_down_every_task_completes_on_the_fallback_and_kubectl_shows_it(
     primary = next(p for p in current["providers"] if p["name"] == "primary")
     assert primary["breakerState"] == "open"
     assert fakes.fallback.stats()["requests"] == 5
+    assert primary["openSince"] and primary["openUntil"] and primary["errorRate"] == 1.0
+    assert "consecutive failures" in primary["breakerReason"]
+    assert primary["lastFailure"]["reason"]
+    fallback = next(p for p in current["providers"] if p["name"] == "fallback")
+    assert fallback["costUSD"] == pytest.approx(spent_usd)
+    assert fallback["price"]["source"] == "spec"
     eventually(lambda: status(kubectl, "writer").get("phase") == "Completed", timeout=60,
                what="the operator's verdict")  # fmt: skip
+
+    # The runner's Events (events.k8s.io/v1, written with its own Role) as describe shows them.
+    def described() -> str | None:
+        text = kubectl("describe", "llmagent", "writer").stdout
+        wanted = ("CircuitOpened", "FellBack", "TasksCompleted")
+        return text if all(reason in text for reason in wanted) else None
+
+    text = eventually(described, timeout=60, what="the runner's events in describe")
+    print(text)  # read it with -s: the Events table under the status
+    events = text[text.index("Events:"):]
+    assert "Warning  CircuitOpened" in events and "provider primary: circuit open until" in events
+    assert "fell back from primary to fallback" in events
+    # Five fallbacks in a minute are one Event with a count, not five.
+    listed = json.loads(kubectl("get", "events.events.k8s.io", "-o", "json").stdout)["items"]
+    fell = [e for e in listed if e["reason"] == "FellBack"]
+    assert len(fell) == 1 and fell[0]["reportingController"] == "llmagents.dev/runner"
 
 
 def test_a_killed_runner_resumes_from_its_checkpoint_with_nothing_lost_or_done_twice(
@@ -448,5 +470,6 @@ def test_a_planted_api_key_never_appears_in_logs_status_checkpoints_metrics_or_e
         texts.update({str(p): p.read_text() for p in logs})
         leaks = [where for where, text in texts.items() if PLANTED_KEY in text]
         assert leaks == []
+        assert "ProviderMisconfigured" in texts["events"]
     finally:
         fakes.stop()

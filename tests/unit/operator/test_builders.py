@@ -215,21 +215,29 @@ def test_building_twice_gives_identical_manifests():
     assert _build() == _build()
 
 
-@pytest.mark.parametrize("rule", runner_rules("writer", "pool"), ids=lambda r: r["resources"][0])
-def test_every_runner_right_names_its_objects_and_none_deletes(rule):
+def _named_rules() -> list[dict]:
+    return [r for r in runner_rules("writer", "pool") if r["resources"] != ["events"]]
+
+
+@pytest.mark.parametrize("rule", _named_rules(), ids=lambda r: r["resources"][0])
+def test_every_runner_right_but_events_names_its_objects_and_none_deletes(rule):
     assert rule["resourceNames"]
     assert not {"delete", "deletecollection"} & set(rule["verbs"])
     assert "secrets" not in rule["resources"]
 
 
-def test_the_runner_may_create_only_its_checkpoint_and_results_config_maps():
+def test_the_runner_may_create_only_its_checkpoint_and_results_config_maps_and_events():
     creatable = [
         name
-        for rule in runner_rules("writer", "pool")
+        for rule in _named_rules()
         if "create" in rule["verbs"]
         for name in rule["resourceNames"]
     ]
     assert sorted(creatable) == ["writer-checkpoint", *[f"writer-results-{i}" for i in range(4)]]
+    (events,) = [r for r in runner_rules("writer", "pool") if r["resources"] == ["events"]]
+    # events.k8s.io only (the API the runner writes), create and patch, nothing else.
+    assert events == {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+                      "verbs": ["create", "patch"]}
 
 
 def test_role_binding_binds_the_runner_service_account_to_its_role():
