@@ -419,6 +419,14 @@ class ProviderManager:
     def spend_by_provider(self) -> dict[str, Spend]:
         return self._ledger.by_provider
 
+    def open_until(self, provider: str) -> datetime | None:
+        """Wall time until which an open breaker refuses calls (None unless open); unlike
+        ``status`` it moves no breaker, so a transition listener may call it."""
+        breaker = self._states[provider].breaker
+        if breaker.state is not BreakerState.OPEN:
+            return None
+        return clocks.to_wall(breaker.open_until, now=self._clock(), wall_now=self._wall_clock())
+
     def price(self, provider: str) -> Price | None:
         """The prices a provider is charged at; None when unknown."""
         return self._states[provider].price
