@@ -376,8 +376,13 @@ def test_budget_stop_stops_and_local_only_continues_on_the_onnx_sidecar(
 
 AGENT_SCRIPT = textwrap.dedent(
     """
-    import json, time
+    import json, os, time
     import openai
+    # What credentials this container holds (under the process kubelet a mount is a path
+    # under LLMAGENTS_ROOT; a real pod's token would be at the path itself).
+    token = os.path.join(os.environ.get("LLMAGENTS_ROOT", "/"),
+                         "var/run/secrets/kubernetes.io/serviceaccount/token")
+    credentials = {"kubeconfig": os.environ.get("KUBECONFIG"), "token": os.path.exists(token)}
     client = openai.OpenAI(max_retries=0, timeout=30)
     for _ in range(120):
         try:
@@ -391,7 +396,7 @@ AGENT_SCRIPT = textwrap.dedent(
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     print(json.dumps({"provider": plain.headers.get("x-llmagents-provider"),
                       "plain": plain.parse().choices[0].message.content,
-                      "stream": streamed}), flush=True)
+                      "stream": streamed, "credentials": credentials}), flush=True)
     time.sleep(600)
     """
 )
@@ -401,6 +406,8 @@ def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallbac
     kubectl: Kubectl, namespace: str, operator: OperatorProcess,
     process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,
 ) -> None:  # fmt: skip
+    # The API server admits only pods that meet the restricted Pod Security Standard.
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     fakes.primary.update_faults(outage=True)
     setup(kubectl, fakes)
     agent = {"image": "example.com/llmagents-e2e-agent:1", "command": ["python", "-c", AGENT_SCRIPT]}
@@ -418,6 +425,9 @@ def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallbac
     assert got["plain"].startswith("[fake-openai:gpt-4.1] answer to: hello from the agent")
     assert got["stream"] == got["plain"]
     assert fakes.fallback.stats()["requests"] == 2
+    # The agent's own container holds no credentials; the runner beside it, with its
+    # projected token, writes the status.
+    assert got["credentials"] == {"kubeconfig": None, "token": False}
     eventually(lambda: status(kubectl, "chatty").get("currentProvider") == "fallback",
                timeout=60, what="status shows the fallback")  # fmt: skip
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from llmagents.testing.fake_providers import embeddings
 from llmagents.testing.fake_providers.faults import Fault
 from llmagents.testing.fake_providers.server import (
     Answer,
@@ -55,6 +56,7 @@ class FakeOpenAI(FakeProviderServer):
         return [
             web.post("/v1/chat/completions", self._handle_chat),
             web.get("/v1/models", self._list_models),
+            embeddings.openai_route(self),
         ]
 
     def _check_auth(self, request: web.Request) -> None:

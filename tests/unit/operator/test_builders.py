@@ -135,7 +135,7 @@ def test_onnx_model_volume_is_mounted_read_only_for_the_sidecar():
     assert _env(sidecar)["LLMAGENTS_ONNX_MODEL_DIR"]["value"] == "/models/smol"
     assert sidecar["volumeMounts"] == [{"name": "model", "mountPath": "/models", "readOnly": True}]
     volumes = _deployment(built)["spec"]["template"]["spec"]["volumes"]
-    assert volumes == [
+    assert volumes[1:] == [
         {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
     ]
 
@@ -151,6 +151,49 @@ def test_gateway_mode_adds_the_agent_container_pointed_at_the_local_gateway():
     assert {"name": "gateway", "containerPort": 8080, "protocol": "TCP"} in containers["runner"][
         "ports"
     ]
+
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _gateway_pod() -> dict:
+    agent = agent_body(work={"agent": {"image": "example.test/agent:1"}})
+    return _deployment(_build(agent))["spec"]["template"]["spec"]
+
+
+def test_only_the_runner_container_gets_the_service_account_token():
+    # The agent's own container could otherwise patch its checkpoint and reset its spend.
+    pod = _gateway_pod()
+    assert pod["automountServiceAccountToken"] is False
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"runner", "onnx", "agent"}
+    assert containers["runner"]["volumeMounts"] == [
+        {"name": "runner-token", "mountPath": SA_DIR, "readOnly": True}
+    ]
+    assert "volumeMounts" not in containers["agent"]
+    assert "volumeMounts" not in containers["onnx"]
+    token = next(v for v in pod["volumes"] if v["name"] == "runner-token")
+    # What the kubelet would have mounted itself: what the in-cluster loaders read.
+    assert token["projected"]["sources"] == [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [
+            {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
+        ]}},
+    ]  # fmt: skip
+
+
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def test_every_container_meets_the_restricted_pod_security_standard():
+    pod = _gateway_pod()
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for container in pod["containers"]:
+        assert container["securityContext"] == RESTRICTED_CONTAINER, container["name"]
 
 
 def _template_hash(built: dict) -> str:
