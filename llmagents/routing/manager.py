@@ -167,6 +167,8 @@ class ProviderManager:
                     return self._answered(run, state, attempt, admission, value, began, waited)
                 if budget is not None:
                     budget.release(estimate)
+                if error.usage is not None:  # it answered, and the answer was rejected
+                    self._charge(state.spec, error.usage)
                 wait = self._failed_attempt(
                     run, state, attempt, admission, error, began, waited, order, position
                 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from llmagents.api.pool import ProviderSpec, Tier
-from llmagents.errors import ProviderError
+from llmagents.errors import ErrorKind, ProviderError
 from llmagents.routing.breaker import Admission, CircuitBreaker
 from llmagents.routing.calls import CallTask
 from llmagents.routing.costs import Price, token_cost
@@ -88,6 +88,10 @@ class ProviderState:
     def failed(
         self, now: float, admission: Admission, error: ProviderError, latency: float
     ) -> None:
+        if error.kind is ErrorKind.CLIENT_BUSY:
+            # The runner's own connection limit, not the provider: no evidence either way.
+            self.breaker.release(admission)
+            return
         self.health.record(now, ok=False, latency=latency)
         if error.misconfiguration:
             # Not a health problem of the provider: no retry or breaker opening can fix it.

@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
-from llmagents.errors import ProviderError
+from llmagents.errors import AnswerRejected, ProviderError
 from llmagents.pricing import KnownPrice, prices, resolve_pool
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
@@ -37,6 +37,9 @@ from llmagents.routing import clock as clocks
 from llmagents.routing import selection
 
 logger = logging.getLogger(__name__)
+
+AnswerCheck = Callable[[ChatResponse], str | None]
+"""Why an answer is unacceptable, or None when it is fine."""
 
 PROBE_TIMEOUT = 10.0
 """Seconds an active health probe (a model listing) may take."""
@@ -70,11 +73,11 @@ class _FirstChunk:
 
 
 class OpenStream:
-    """A started stream: iterate it for text chunks; it settles with the engine by itself.
+    """A started stream: iterate it for chunks of text and tool calls; it settles by itself.
 
-    Iteration yields the chunks with text or tool-call pieces; a ``ProviderError`` raised from it means the provider
-    failed mid-answer (already recorded against the provider). ``usage`` and
-    ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
+    Iteration yields the chunks that carry text or tool-call deltas; a ``ProviderError``
+    raised from it means the provider failed mid-answer (already recorded against it).
+    ``usage`` and ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
     went away): the provider is counted as fine and charged for what it produced.
     """
 
@@ -192,11 +195,22 @@ class AgentEngine:
         )
         return cls(manager, adapters, known)
 
-    async def complete(self, request: ChatRequest, task: CallTask) -> CallResult[ChatResponse]:
-        """One complete answer through the pool (fallback, retries, breakers, budget)."""
+    async def complete(
+        self, request: ChatRequest, task: CallTask, *, check: AnswerCheck | None = None
+    ) -> CallResult[ChatResponse]:
+        """One complete answer through the pool (fallback, retries, breakers, budget).
+
+        ``check`` returns why an answer is unacceptable (or None): such an answer is an
+        ``AnswerRejected`` of its provider, retried and fallen back from, its tokens charged.
+        """
 
         async def call(attempt: Attempt) -> ChatResponse:
-            return await self._adapter(attempt.provider).complete(request, timeout=attempt.timeout)
+            spec = attempt.provider
+            answer = await self._adapter(spec).complete(request, timeout=attempt.timeout)
+            reason = check(answer) if check is not None else None
+            if reason is not None:
+                raise AnswerRejected(reason, provider=spec.name, usage=answer.usage)
+            return answer
 
         return await self.manager.execute(task, call)
 

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from llmagents.routing.selection import askable_models
-from llmagents.runner import openai_chat
+from llmagents.runner import front_messages, front_responses, openai_chat
 from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
 from llmagents.runner.openai_chat import json_response
 from llmagents.wire.openai_chat import error_body
@@ -57,6 +57,9 @@ FrontDoor = Callable[["Runner", Request], Awaitable[Response | StreamingResponse
 
 FRONT_DOORS: dict[str, FrontDoor] = {
     "/v1/chat/completions": openai_chat.handle,
+    "/v1/responses": front_responses.handle,
+    "/v1/messages": front_messages.handle,
+    "/v1/messages/count_tokens": front_messages.count_tokens,
 }
 """The chat routes (POST) and the module serving each; other protocols add theirs here."""
 
