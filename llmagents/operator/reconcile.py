@@ -44,6 +44,7 @@ from llmagents.operator.children import (
     is_subset,
     owner,
 )
+from llmagents.operator.events import OperatorEvents
 from llmagents.operator.kube import Api
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
 from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide
@@ -82,8 +83,10 @@ class Reconciler:
         secret_ttl: float = 10.0,
         namespaces: Sequence[str] = (),
         resync_seconds: float = RESYNC_SECONDS,
+        events: OperatorEvents | None = None,
     ) -> None:
         self.api = api
+        self.events = events
         self.views = views
         self.settings = settings
         self.clock = clock
@@ -232,6 +235,8 @@ class Reconciler:
         )
         if await self._write_status("LLMAgent", agent.key, desired, current):
             logger.info("agent %s/%s: phase %s", agent.namespace, agent.name, verdict.phase.value)
+            if self.events is not None:
+                self.events.agent_phase(agent, live.phase, verdict.phase)
 
     async def _write_status(
         self,
@@ -359,7 +364,8 @@ class Reconciler:
             previous=live.conditions,
             now=self.clock(),
         )
-        await self._write_status("ProviderPool", key, desired, live)
+        if await self._write_status("ProviderPool", key, desired, live) and self.events:
+            self.events.pool_providers(pool, live.providers, desired.providers or [])
 
     def _providers_report(self, key: AgentKey) -> list[ProviderStatus] | None:
         body = self.views.agent(key)

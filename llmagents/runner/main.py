@@ -42,6 +42,8 @@ from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus,
 from llmagents.errors import ConfigError
 from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
+from llmagents.events import EventRecorder
+from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
 from llmagents.runner.fleet import FleetBreaker, read_pool, watch_pool
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.kube import KubeClient, KubeError, config_map_path, custom_path
@@ -170,6 +172,8 @@ async def run(args: argparse.Namespace) -> int:
                 results=ConfigMapResultStore(kube, owner=config.agent,
                                              names=results_config_map_names(agent)),
                 status_interval=args.status_interval,
+                events=EventRecorder(KubeEventSink(kube), controller=CONTROLLER,
+                                     instance=instance_name(), redact=redactor),
             )  # fmt: skip
         except ConfigError as error:
             logger.error("agent %s: %s", agent, redactor(str(error)))

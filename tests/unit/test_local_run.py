@@ -255,7 +255,7 @@ def test_the_quickstart_example_loads_as_a_local_agent():
 
 
 def test_the_row_has_kubectls_columns_and_formats():
-    local = load_manifest(manifest("http://a", "http://b", "http://c"))
+    local = load_manifest(manifest("https://a", "https://b", "https://c"))
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     status = RunnerAgentStatus.model_validate({
         "runnerPhase": "Running", "currentProvider": "gpt", "startedAt": now - timedelta(minutes=3),

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from llmagents.testing.fake_providers import embeddings
 from llmagents.testing.fake_providers.behaviour import (
     Answer,
     ChatCall,
@@ -51,9 +52,15 @@ class FakeGemini(FakeProviderServer):
 
     def _routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1beta/models/{target}", self._handle_chat),
+            web.post("/v1beta/models/{target}", self._handle_model_call),
             web.get("/v1beta/models", self._list_models),
         ]
+
+    async def _handle_model_call(self, request: web.Request) -> web.StreamResponse:
+        """Chat (generateContent) or embeddings (batchEmbedContents, embedContent)."""
+        if request.match_info["target"].partition(":")[2] in embeddings.GEMINI_METHODS:
+            return await embeddings.serve_gemini(self, request)
+        return await self._handle_chat(request)
 
     def _check_auth(self, request: web.Request) -> None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key")

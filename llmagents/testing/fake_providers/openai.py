@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from llmagents.testing.fake_providers import embeddings
 from llmagents.testing.fake_providers.behaviour import (
     Answer,
     ChatCall,
@@ -60,6 +61,7 @@ class FakeOpenAI(FakeProviderServer):
         return [
             web.post("/v1/chat/completions", self._handle_chat),
             web.get("/v1/models", self._list_models),
+            embeddings.openai_route(self),
         ]
 
     def _check_auth(self, request: web.Request) -> None:

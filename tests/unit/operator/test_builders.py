@@ -135,7 +135,7 @@ def test_onnx_model_volume_is_mounted_read_only_for_the_sidecar():
     assert _env(sidecar)["LLMAGENTS_ONNX_MODEL_DIR"]["value"] == "/models/smol"
     assert sidecar["volumeMounts"] == [{"name": "model", "mountPath": "/models", "readOnly": True}]
     volumes = _deployment(built)["spec"]["template"]["spec"]["volumes"]
-    assert volumes == [
+    assert volumes[1:] == [
         {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
     ]
 
@@ -151,6 +151,49 @@ def test_gateway_mode_adds_the_agent_container_pointed_at_the_local_gateway():
     assert {"name": "gateway", "containerPort": 8080, "protocol": "TCP"} in containers["runner"][
         "ports"
     ]
+
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _gateway_pod() -> dict:
+    agent = agent_body(work={"agent": {"image": "example.test/agent:1"}})
+    return _deployment(_build(agent))["spec"]["template"]["spec"]
+
+
+def test_only_the_runner_container_gets_the_service_account_token():
+    # The agent's own container could otherwise patch its checkpoint and reset its spend.
+    pod = _gateway_pod()
+    assert pod["automountServiceAccountToken"] is False
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"runner", "onnx", "agent"}
+    assert containers["runner"]["volumeMounts"] == [
+        {"name": "runner-token", "mountPath": SA_DIR, "readOnly": True}
+    ]
+    assert "volumeMounts" not in containers["agent"]
+    assert "volumeMounts" not in containers["onnx"]
+    token = next(v for v in pod["volumes"] if v["name"] == "runner-token")
+    # What the kubelet would have mounted itself: what the in-cluster loaders read.
+    assert token["projected"]["sources"] == [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [
+            {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
+        ]}},
+    ]  # fmt: skip
+
+
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def test_every_container_meets_the_restricted_pod_security_standard():
+    pod = _gateway_pod()
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for container in pod["containers"]:
+        assert container["securityContext"] == RESTRICTED_CONTAINER, container["name"]
 
 
 def _template_hash(built: dict) -> str:
@@ -172,21 +215,29 @@ def test_building_twice_gives_identical_manifests():
     assert _build() == _build()
 
 
-@pytest.mark.parametrize("rule", runner_rules("writer", "pool"), ids=lambda r: r["resources"][0])
-def test_every_runner_right_names_its_objects_and_none_deletes(rule):
+def _named_rules() -> list[dict]:
+    return [r for r in runner_rules("writer", "pool") if r["resources"] != ["events"]]
+
+
+@pytest.mark.parametrize("rule", _named_rules(), ids=lambda r: r["resources"][0])
+def test_every_runner_right_but_events_names_its_objects_and_none_deletes(rule):
     assert rule["resourceNames"]
     assert not {"delete", "deletecollection"} & set(rule["verbs"])
     assert "secrets" not in rule["resources"]
 
 
-def test_the_runner_may_create_only_its_checkpoint_and_results_config_maps():
+def test_the_runner_may_create_only_its_checkpoint_and_results_config_maps_and_events():
     creatable = [
         name
-        for rule in runner_rules("writer", "pool")
+        for rule in _named_rules()
         if "create" in rule["verbs"]
         for name in rule["resourceNames"]
     ]
     assert sorted(creatable) == ["writer-checkpoint", *[f"writer-results-{i}" for i in range(4)]]
+    (events,) = [r for r in runner_rules("writer", "pool") if r["resources"] == ["events"]]
+    # events.k8s.io only (the API the runner writes), create and patch, nothing else.
+    assert events == {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+                      "verbs": ["create", "patch"]}
 
 
 def test_role_binding_binds_the_runner_service_account_to_its_role():

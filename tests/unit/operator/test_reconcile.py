@@ -236,6 +236,30 @@ async def test_a_missing_pool_builds_nothing_until_the_pool_appears(store):
     await reconciler.close()
 
 
+@pytest.mark.parametrize(
+    "retry", [{"initialDelay": "99999999999h"}, {"multiplier": "lots"}]
+)  # the first passed the CRD's schema and raised OverflowError from the models
+async def test_a_pool_that_fails_to_parse_gets_a_condition_and_its_agents_say_why(store, retry):
+    body = pool_body(generation=2)
+    body["spec"]["retry"] = retry
+    store.put(body)
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    resolved = {c["type"]: c for c in store.agent(AGENT)["status"]["conditions"]}["PoolResolved"]
+    assert (resolved["status"], resolved["reason"]) == ("False", "PoolInvalid")
+    assert "retry" in resolved["message"]
+    assert store.children() == {}
+    await reconciler.fold_pool(POOL)
+    ready = {c["type"]: c for c in store.pool(POOL)["status"]["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "retry" in ready["message"]
+    # Fixed, the pool resolves and the agent is built.
+    store.put(pool_body(generation=3))
+    reconciler.pool_changed(POOL, generation=3)
+    await _eventually(lambda: len(store.children()) == 6)
+    await reconciler.close()
+
+
 async def test_a_missing_secret_key_is_reported_and_retried(store):
     store.secrets["llm-keys"] = {"anthropic"}
     reconciler = _reconciler(store)

@@ -174,3 +174,34 @@ async def test_a_pool_status_that_does_not_validate_is_ignored(fakes: Fakes) -> 
     assert fleet.apply(None) == []
     assert engine.manager.status()["primary"].breaker is BreakerState.CLOSED
     await engine.aclose()
+
+
+async def test_status_tells_per_provider_why_and_until_when_it_is_open_and_what_it_cost(
+    fakes: Fakes,
+) -> None:
+    from llmagents.runner.status import build_status
+
+    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    fakes.primary.core.update({"outage": True})
+    request = task_request(config(fakes).tasks[0])
+    for _ in range(3):  # maxFailures 2: two failures open the primary, then it is skipped
+        result = await engine.complete(request, CallTask(input_tokens=5))
+        assert result.provider == "fallback"
+    status = build_status(engine.manager, phase=RunnerPhase.RUNNING, message=None,
+                          started_at=datetime.now(UTC), tasks=None, last_checkpoint=None)  # fmt: skip
+    by_name = {p.name: p for p in status.providers}
+    primary, fallback = by_name["primary"], by_name["fallback"]
+    assert primary.breaker_state.value == "open"
+    assert primary.open_since is not None and primary.open_until is not None
+    assert timedelta(seconds=29) < primary.open_until - primary.open_since <= timedelta(seconds=31)
+    assert "2 consecutive failures" in (primary.breaker_reason or "")
+    assert (primary.calls, primary.error_rate, primary.success_rate) == (2, 1.0, 0.0)
+    assert primary.last_failure is not None and primary.last_failure.reason.startswith(
+        ("server_error", "overloaded", "connection_failed"))
+    assert primary.cost_usd == 0.0
+    assert (fallback.calls, fallback.success_rate, fallback.error_rate) == (3, 1.0, 0.0)
+    assert fallback.latency_mean_ms is not None and fallback.latency_p95_ms is not None
+    assert fallback.cost_usd is not None and fallback.cost_usd > 0
+    assert fallback.open_since is None and fallback.breaker_reason is None
+    assert fallback.last_failure is None
+    await engine.aclose()
