@@ -141,11 +141,32 @@ class Capabilities(ApiModel):
     streaming: bool | None = Field(default=None, description="Answers streamed as generated.")
 
 
+class EmbeddingsSpec(ApiModel):
+    """The provider's embedding model, served to the gateway's ``/v1/embeddings``."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Embedding model name sent to the provider, like text-embedding-3-small "
+        "or gemini-embedding-001.",
+    )
+    input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description="Price in USD per million input tokens; when unset, taken from the "
+        "genai-prices table like the chat model's prices.",
+    )
+
+
 class ProviderSpec(ApiModel):
     """One model endpoint the pool may call."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
+            (
+                "!has(self.embeddings) || self.type == 'openai' || self.type == 'gemini'",
+                "embeddings are served by providers of type openai and gemini only",
+            ),
             (
                 "self.type == 'onnx' || has(self.secretRef)",
                 "providers of type anthropic, gemini and openai need a secretRef naming the "
@@ -222,6 +243,19 @@ class ProviderSpec(ApiModel):
             "provider's type and model."
         ),
     )
+    embeddings: EmbeddingsSpec | None = Field(
+        default=None,
+        description="An embedding model at this provider (openai and gemini types), used by "
+        "the gateway's /v1/embeddings; unset: this provider serves no embeddings.",
+    )
+
+    @model_validator(mode="after")
+    def _embeddings_where_offered(self) -> ProviderSpec:
+        if self.embeddings is not None and self.type not in (ProviderType.OPENAI,
+                                                             ProviderType.GEMINI):  # fmt: skip
+            raise ValueError(f"provider {self.name!r}: embeddings are served by providers of "
+                             "type openai and gemini only")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _key_goes_somewhere_safe(self) -> ProviderSpec:

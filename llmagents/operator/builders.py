@@ -244,11 +244,15 @@ def agent_container(agent: AgentObject, settings: OperatorSettings) -> dict[str,
     """The user's agent, pointed at the runner's gateway on the pod's loopback."""
     assert agent.spec is not None and agent.spec.work.agent is not None
     spec = agent.spec.work.agent
-    base = f"http://127.0.0.1:{settings.gateway_port}/v1"
+    root = f"http://127.0.0.1:{settings.gateway_port}"
+    base = f"{root}/v1"
     env = [
         _env("OPENAI_BASE_URL", base),
         _env("OPENAI_API_BASE", base),
         _env("OPENAI_API_KEY", GATEWAY_API_KEY),
+        # Anthropic's SDKs add /v1 to their base URL themselves.
+        _env("ANTHROPIC_BASE_URL", root),
+        _env("ANTHROPIC_API_KEY", GATEWAY_API_KEY),
         _env("LLMAGENTS_GATEWAY_URL", base),
     ]
     ours = {e["name"] for e in env}

@@ -27,7 +27,9 @@ import aiohttp
 from yarl import URL
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
+from llmagents.embeddings import EmbeddingRequest, Embeddings
 from llmagents.errors import BadRequest, ProviderError
+from llmagents.providers.embeddings import embeddings_call, parse_embeddings
 from llmagents.providers.mapping import Headers, decode_json, missing, transport_error
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
 from llmagents.providers.transport import Transport
@@ -183,6 +185,14 @@ class ProviderAdapter(ABC):
                 yield decoder.finish()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(exc, provider=self.name) from None
+
+    async def embed(self, request: EmbeddingRequest, *, model: str, timeout: float) -> Embeddings:
+        """One embeddings call of ``model`` (the spec's ``embeddings.model``); ``ConfigError``
+        for a protocol that has none."""
+        path, payload = embeddings_call(self, request, model)
+        body = await self._send("POST", URL(self.base_url + path), timeout=timeout,
+                                body=_json(payload))  # fmt: skip
+        return parse_embeddings(self, decode_json(body, provider=self.name), request, model)
 
     async def list_models(self, *, timeout: float = 10.0) -> list[str]:
         """Names of the models the credential may use: a cheap check of URL and key."""

@@ -330,8 +330,10 @@ class ProviderManager:
         )
         return [s.name for s in self._order(task, free_only)]
 
-    def _charge(self, spec: ProviderSpec, usage: Usage) -> float:
-        cost = self._ledger.add(spec.name, usage, self._states[spec.name].price)
+    def _charge(self, spec: ProviderSpec, usage: Usage, price: Price | None = None) -> float:
+        if price is None:
+            price = self._states[spec.name].price
+        cost = self._ledger.add(spec.name, usage, price)
         if self.budget is not None:
             self.budget.charge(cost)
         if self._listener is not None:
@@ -340,8 +342,12 @@ class ProviderManager:
 
     # -- settling streams -------------------------------------------------------------------
 
-    def record_usage(self, result: CallResult[Any], usage: Usage) -> float:
+    def record_usage(
+        self, result: CallResult[Any], usage: Usage, *, price: Price | None = None
+    ) -> float:
         """Settle a stream that ended well: charge its usage and count the success; returns the cost.
+
+        ``price`` replaces the provider's chat price (an embedding model's price).
 
         A result whose answer came without usage must be settled exactly once, by this or by
         ``record_stream_failure``; until then it holds its probe slot if it was a probe. A
@@ -351,7 +357,7 @@ class ProviderManager:
         state = self._settle(result)
         state.succeeded(self._clock(), admission_of(result), result.attempts[-1].latency)
         result.usage = usage
-        result.cost = self._charge(state.spec, usage)
+        result.cost = self._charge(state.spec, usage, price)
         return result.cost
 
     def record_stream_failure(

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from llmagents.routing.selection import askable_models
-from llmagents.runner import front_messages, front_responses, openai_chat
+from llmagents.runner import front_embeddings, front_messages, front_responses, openai_chat
 from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
 from llmagents.runner.openai_chat import json_response
 from llmagents.wire.openai_chat import error_body
@@ -60,6 +60,7 @@ FRONT_DOORS: dict[str, FrontDoor] = {
     "/v1/responses": front_responses.handle,
     "/v1/messages": front_messages.handle,
     "/v1/messages/count_tokens": front_messages.count_tokens,
+    "/v1/embeddings": front_embeddings.handle,
 }
 """The chat routes (POST) and the module serving each; other protocols add theirs here."""
 

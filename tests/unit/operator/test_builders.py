@@ -147,6 +147,8 @@ def test_gateway_mode_adds_the_agent_container_pointed_at_the_local_gateway():
     containers = _containers(_build(agent))
     env = _env(containers["agent"])
     assert env["OPENAI_BASE_URL"]["value"] == "http://127.0.0.1:8080/v1"
+    assert env["ANTHROPIC_BASE_URL"]["value"] == "http://127.0.0.1:8080"
+    assert env["ANTHROPIC_API_KEY"]["value"] == env["OPENAI_API_KEY"]["value"]
     assert env["GOAL"]["value"] == "x"
     assert {"name": "gateway", "containerPort": 8080, "protocol": "TCP"} in containers["runner"][
         "ports"

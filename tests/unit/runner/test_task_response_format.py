@@ -57,8 +57,12 @@ def test_a_schema_that_is_no_json_schema_is_refused_in_the_spec() -> None:
 async def test_a_task_no_provider_answers_in_its_format_fails_clearly_and_pays_every_answer(
     fakes: Fakes, edges: Edges
 ) -> None:
-    # The fakes answer in prose, never JSON: every answer is rejected.
-    runner = edges.runner(config(fakes, tasks=[TASK]))
+    # The fakes answer JSON for a schema, but not one that follows every keyword: their
+    # count is the minimum, 1, never a multiple of 7, so every answer is rejected.
+    strict_count = {**SCHEMA, "properties": {**SCHEMA["properties"], "count": {
+        "type": "integer", "minimum": 1, "multipleOf": 7}}}  # fmt: skip
+    task = {**TASK, "responseFormat": {"schema": strict_count, "strict": True}}
+    runner = edges.runner(config(fakes, tasks=[task]))
     assert await run(runner) is LoopEnd.FINISHED
 
     error = runner.progress.failed["pick"]
