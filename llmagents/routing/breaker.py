@@ -234,10 +234,16 @@ class CircuitBreaker:
         self._move(BreakerState.OPEN, f"forced open: {reason}")
 
     def on_probe(self, now: float, *, ok: bool, kind: str = "probe failed") -> None:
-        """Take an active health probe's outcome into account."""
+        """Take an active health probe's outcome into account.
+
+        A probe lists models: it shows that the provider answers with this key, not that its
+        calls succeed. So a good probe moves an open breaker to half-open at once (before
+        its recovery time ends), and the half-open state's real calls close or reopen it;
+        a probe never closes a breaker itself.
+        """
         if ok:
-            if self.refresh(now) is BreakerState.HALF_OPEN:
-                self._close("active probe succeeded")
+            if self.state is BreakerState.OPEN:
+                self._move(BreakerState.HALF_OPEN, "active probe succeeded")
             elif self.state is BreakerState.CLOSED:
                 self.consecutive_failures = 0
         elif self.refresh(now) is BreakerState.HALF_OPEN:

@@ -32,8 +32,9 @@ class ProviderStatus:
     """One provider at a glance; healthy means breaker closed and not misconfigured.
 
     The rates and latencies cover the health window; ``open_since`` and ``breaker_reason``
-    describe the current outage (None while closed); ``last_failure`` is when the latest
-    failure was, ``last_error`` its kind and message.
+    describe the current outage (None while closed); ``last_success`` and ``last_failure``
+    are when the latest call (or active probe) succeeded and failed, ``last_error`` the
+    failure's kind and message.
     """
 
     name: str
@@ -50,6 +51,7 @@ class ProviderStatus:
     mean_latency: float | None = None
     last_failure: datetime | None = None
     last_error: str | None = None
+    last_success: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,7 @@ def provider_status(state: ProviderState, *, now: float, wall_now: datetime) -> 
         mean_latency=stats.mean_latency,
         last_failure=stats.last_failure,
         last_error=state.last_error,
+        last_success=stats.last_success,
     )
 
 

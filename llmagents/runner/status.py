@@ -252,6 +252,7 @@ def build_status(
                 misconfigured=(
                     redact(status.misconfigured)[:1024] if status.misconfigured else None
                 ),
+                last_success=status.last_success,
                 last_failure=ProviderFailure(
                     at=status.last_failure, reason=redact(status.last_error or "failed")[:1024]
                 )
