@@ -410,6 +410,19 @@ class HealthSpec(ApiModel):
     )
 
 
+class TracingSpec(ApiModel):
+    """What the runner's OpenTelemetry traces may hold (traces are on when the runner's
+    OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
+
+    capture_prompt_content: bool = Field(
+        default=False,
+        description=(
+            "Put the prompts and answers in the spans (gen_ai.input.messages and "
+            "gen_ai.output.messages). Off by default: they may hold personal or secret data."
+        ),
+    )
+
+
 class ProviderPoolSpec(ApiModel):
     """Desired state of a ProviderPool: its providers and how calls are routed among them."""
 
@@ -449,6 +462,9 @@ class ProviderPoolSpec(ApiModel):
             "Bound on one call's retries and fallbacks together; a provider whose timeout "
             "cannot fit in what is left is skipped."
         ),
+    )
+    tracing: TracingSpec | None = Field(
+        default=None, description="What the runner's OpenTelemetry spans may contain."
     )
     # That aliases name providers of the pool is checked by the model, not by a CEL rule:
     # the API server estimates such a rule (aliases × members × providers) far over budget.

@@ -183,6 +183,9 @@ def runner_container(
     ]
     if config.onnx_url is not None:
         env.append(_env(ENV_ONNX_URL, config.onnx_url))
+    if settings.runner_otlp_endpoint:
+        # Traces (runner/tracing.py): on only where an endpoint is configured.
+        env.append(_env("OTEL_EXPORTER_OTLP_ENDPOINT", settings.runner_otlp_endpoint))
     for provider in pool.spec.providers:
         if provider.secret_ref is not None:
             env.append(

@@ -112,7 +112,11 @@ class Gateway:
             body = error_body(f"{request.path} takes {allowed}, not {request.method}",
                               kind="invalid_request_error", code="method_not_allowed")  # fmt: skip
             return json_response(body, 405, {"allow": allowed})
-        return await route(request)
+        tracer = self.runner.engine.tracer
+        if tracer is None:
+            return await route(request)
+        with tracer.incoming(request.headers):  # the caller's traceparent parents the call
+            return await route(request)
 
     # -- the rest -----------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from llmagents.runner.checkpointer import Checkpointer
 from llmagents.events import EventRecorder
 from llmagents.runner.engine import AgentEngine
 from llmagents.runner.events import AgentEvents
+from llmagents.runner.tracing import CallTracer
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.results import ResultStore, TaskResult
 from llmagents.runner.secrets import Redactor
@@ -115,6 +116,7 @@ class Runner:
         metrics: RunnerMetrics | None = None,
         redactor: Redactor | None = None,
         events: EventRecorder | None = None,
+        tracer: CallTracer | None = None,
         status_interval: float = 5.0,
         checkpoint_spacing: float = 1.0,
         task_save_timeout: float = 10.0,
@@ -137,9 +139,11 @@ class Runner:
         listeners: list[EngineListener] = [self.metrics, hooks]
         if self.agent_events is not None:
             listeners.append(self.agent_events)
+        if tracer is not None:
+            listeners.append(tracer)
         self.engine = AgentEngine.build(
             config, api_keys=api_keys, listener=_Fanout(*listeners),
-            clock=clock, wall_clock=wall_clock,
+            clock=clock, wall_clock=wall_clock, tracer=tracer,
         )  # fmt: skip
         if self.agent_events is not None:
             self.agent_events.manager = self.engine.manager
@@ -427,6 +431,12 @@ class Runner:
             await self.reporter.flush(max(0.1, deadline - loop.time() - 0.2))
         if self.events is not None:
             await self.events.flush(max(0.1, min(2.0, deadline - loop.time() - 0.1)))
+        tracer = self.engine.tracer
+        if tracer is not None:
+            with contextlib.suppress(TimeoutError):
+                # The exporter's flush blocks; its thread may outlive the wait, not the process.
+                async with asyncio.timeout(max(0.1, min(3.0, deadline - loop.time() - 0.1))):
+                    await asyncio.to_thread(tracer.shutdown)
         await self.close()
 
     async def close(self) -> None:

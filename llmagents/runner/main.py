@@ -44,6 +44,7 @@ from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
 from llmagents.events import EventRecorder
 from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
+from llmagents.runner import tracing
 from llmagents.runner.fleet import FleetBreaker, read_pool, watch_pool
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.kube import KubeClient, KubeError, config_map_path, custom_path
@@ -174,6 +175,10 @@ async def run(args: argparse.Namespace) -> int:
                 status_interval=args.status_interval,
                 events=EventRecorder(KubeEventSink(kube), controller=CONTROLLER,
                                      instance=instance_name(), redact=redactor),
+                tracer=tracing.from_environment(
+                    agent=agent, namespace=namespace, redact=redactor,
+                    capture_content=bool(config.pool.tracing
+                                         and config.pool.tracing.capture_prompt_content)),
             )  # fmt: skip
         except ConfigError as error:
             logger.error("agent %s: %s", agent, redactor(str(error)))

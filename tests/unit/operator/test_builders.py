@@ -279,3 +279,17 @@ def test_metrics_service_is_headless_and_selects_the_runner_pod():
     ]
     pod_labels = _deployment(built)["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= pod_labels.items()
+
+
+def test_runners_get_the_trace_endpoint_only_when_the_operator_has_one():
+    import dataclasses
+
+    def runner_env(settings: OperatorSettings) -> dict:
+        manifests = children(AgentObject.from_body(agent_body()), PoolObject.from_body(pool_body()),
+                             settings, replicas=1)  # fmt: skip
+        built = {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+        return _env(_containers(built)["runner"])
+
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in runner_env(SETTINGS)
+    traced = dataclasses.replace(SETTINGS, runner_otlp_endpoint="http://collector:4318")
+    assert runner_env(traced)["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://collector:4318"
