@@ -27,7 +27,9 @@ import aiohttp
 from yarl import URL
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
-from llmagents.errors import ProviderError
+from llmagents.embeddings import EmbeddingRequest, Embeddings
+from llmagents.errors import BadRequest, ProviderError
+from llmagents.providers.embeddings import embeddings_call, parse_embeddings
 from llmagents.providers.mapping import Headers, decode_json, missing, transport_error
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
 from llmagents.providers.transport import Transport
@@ -167,7 +169,7 @@ class ProviderAdapter(ABC):
                     )
                     if not _is_success(response.status):
                         body = await self._http.read(response)
-                        raise self._map_error(response.status, response.headers, body)
+                        raise self._refused(response.status, response.headers, body)
                 events = await stack.enter_async_context(
                     contextlib.aclosing(iter_sse(iter_lines(self._http.chunks(response))))
                 )
@@ -183,6 +185,14 @@ class ProviderAdapter(ABC):
                 yield decoder.finish()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(exc, provider=self.name) from None
+
+    async def embed(self, request: EmbeddingRequest, *, model: str, timeout: float) -> Embeddings:
+        """One embeddings call of ``model`` (the spec's ``embeddings.model``); ``ConfigError``
+        for a protocol that has none."""
+        path, payload = embeddings_call(self, request, model)
+        body = await self._send("POST", URL(self.base_url + path), timeout=timeout,
+                                body=_json(payload))  # fmt: skip
+        return parse_embeddings(self, decode_json(body, provider=self.name), request, model)
 
     async def list_models(self, *, timeout: float = 10.0) -> list[str]:
         """Names of the models the credential may use: a cheap check of URL and key."""
@@ -212,6 +222,25 @@ class ProviderAdapter(ABC):
 
     # -- machinery --------------------------------------------------------------------
 
+    def _refused(self, status: int, headers: Headers, body: bytes) -> ProviderError:
+        """The taxonomy error for a non-2xx answer; a redirect is a misconfiguration.
+
+        Redirects are never followed: the request carries the API key, and a base URL that
+        redirects sends it wherever the answer says. The error names where it pointed
+        (without its query, which may hold anything) so that the base URL can be fixed.
+        """
+        if 300 <= status < 400:
+            location = URL(headers.get("location", ""))
+            where = str(location.with_query(None).with_fragment(None)) or "nowhere"
+            return BadRequest(
+                f"the provider answered with a redirect (HTTP {status}) to {where}; redirects "
+                "are never followed, since the request carries the API key: set baseURL to "
+                "where the API really is",
+                provider=self.name,
+                status_code=status,
+            )
+        return self._map_error(status, headers, body)
+
     async def _send(self, method: str, url: URL, *, timeout: float, body: bytes | None) -> bytes:
         """The body of a 2xx answer; the taxonomy error for anything else."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -229,7 +258,7 @@ class ProviderAdapter(ABC):
         finally:
             slots.release()
         if not _is_success(response.status):
-            error = self._map_error(response.status, response.headers, data)
+            error = self._refused(response.status, response.headers, data)
             logger.debug("provider %s: %s", self.name, error)
             raise error
         return data

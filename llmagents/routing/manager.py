@@ -330,8 +330,10 @@ class ProviderManager:
         )
         return [s.name for s in self._order(task, free_only)]
 
-    def _charge(self, spec: ProviderSpec, usage: Usage) -> float:
-        cost = self._ledger.add(spec.name, usage, self._states[spec.name].price)
+    def _charge(self, spec: ProviderSpec, usage: Usage, price: Price | None = None) -> float:
+        if price is None:
+            price = self._states[spec.name].price
+        cost = self._ledger.add(spec.name, usage, price)
         if self.budget is not None:
             self.budget.charge(cost)
         if self._listener is not None:
@@ -340,8 +342,12 @@ class ProviderManager:
 
     # -- settling streams -------------------------------------------------------------------
 
-    def record_usage(self, result: CallResult[Any], usage: Usage) -> float:
+    def record_usage(
+        self, result: CallResult[Any], usage: Usage, *, price: Price | None = None
+    ) -> float:
         """Settle a stream that ended well: charge its usage and count the success; returns the cost.
+
+        ``price`` replaces the provider's chat price (an embedding model's price).
 
         A result whose answer came without usage must be settled exactly once, by this or by
         ``record_stream_failure``; until then it holds its probe slot if it was a probe. A
@@ -351,7 +357,7 @@ class ProviderManager:
         state = self._settle(result)
         state.succeeded(self._clock(), admission_of(result), result.attempts[-1].latency)
         result.usage = usage
-        result.cost = self._charge(state.spec, usage)
+        result.cost = self._charge(state.spec, usage, price)
         return result.cost
 
     def record_stream_failure(
@@ -412,6 +418,14 @@ class ProviderManager:
     @property
     def spend_by_provider(self) -> dict[str, Spend]:
         return self._ledger.by_provider
+
+    def open_until(self, provider: str) -> datetime | None:
+        """Wall time until which an open breaker refuses calls (None unless open); unlike
+        ``status`` it moves no breaker, so a transition listener may call it."""
+        breaker = self._states[provider].breaker
+        if breaker.state is not BreakerState.OPEN:
+            return None
+        return clocks.to_wall(breaker.open_until, now=self._clock(), wall_now=self._wall_clock())
 
     def price(self, provider: str) -> Price | None:
         """The prices a provider is charged at; None when unknown."""

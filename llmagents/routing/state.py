@@ -30,6 +30,7 @@ class ProviderState:
         "free",
         "health",
         "index",
+        "last_error",
         "misconfigured",
         "name",
         "price",
@@ -64,6 +65,8 @@ class ProviderState:
         self.health = health
         self.misconfigured: str | None = None
         """Why the provider's configuration looks wrong (auth, bad request, unknown model)."""
+        self.last_error: str | None = None
+        """The kind and message of its latest failure."""
 
     def estimate(self, task: CallTask) -> float:
         """Expected cost of ``task`` here, in US dollars."""
@@ -93,6 +96,7 @@ class ProviderState:
             self.breaker.release(admission)
             return
         self.health.record(now, ok=False, latency=latency)
+        self.last_error = f"{error.kind.value}: {error.message}"
         if error.misconfiguration:
             # Not a health problem of the provider: no retry or breaker opening can fix it.
             self.breaker.release(admission)
@@ -103,6 +107,8 @@ class ProviderState:
     def probed(self, now: float, *, ok: bool, latency: float, error: ProviderError | None) -> None:
         """Take an active probe's outcome."""
         self.health.record_probe(now, ok=ok, latency=latency)
+        if not ok:
+            self.last_error = f"{error.kind.value}: {error.message}" if error else "probe failed"
         if ok:
             self.answered()
             self.breaker.on_probe(now, ok=True)

@@ -19,12 +19,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
 from llmagents.errors import AnswerRejected, ProviderError
 from llmagents.pricing import KnownPrice, prices, resolve_pool
+from llmagents.runner.tracing import CallTracer, use_call_span
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -87,9 +89,14 @@ class OpenStream:
         result: CallResult[_FirstChunk],
         task: CallTask,
         model: str,
+        *,
+        tracer: CallTracer | None = None,
+        span: Any = None,
     ) -> None:
         self.manager = manager
         self.result = result
+        self._tracer = tracer
+        self._span = span
         self.provider = result.provider
         self.model = model
         self.usage: Usage | None = None
@@ -122,6 +129,7 @@ class OpenStream:
                 chunk = await anext(opened.chunks, None)
         except ProviderError as error:
             self.cost = self.manager.record_stream_failure(self.result, error)
+            self._end_span(error)
             raise
         self._settle_ok()
 
@@ -137,6 +145,12 @@ class OpenStream:
                            self.provider, usage.total_tokens)
             self.usage = usage
         self.cost = self.manager.record_usage(self.result, usage)
+        self._end_span(None)
+
+    def _end_span(self, error: BaseException | None) -> None:
+        if self._tracer is not None and self._span is not None:
+            self._tracer.end_call(self._span, self.result, error=error)
+            self._span = None
 
     async def aclose(self) -> None:
         """Stop reading; settle as a success with the tokens produced so far if not settled."""
@@ -156,6 +170,8 @@ class AgentEngine:
     adapters: Mapping[str, ProviderAdapter]
     known_prices: Mapping[str, KnownPrice] = field(default_factory=dict)
     """Each provider's price and where it came from (spec, local, the price table)."""
+    tracer: CallTracer | None = None
+    """Spans of calls and attempts, when tracing is on (``runner.tracing``)."""
     _probing: set[str] = field(default_factory=set)
 
     def providers_for(self, model: str | None) -> frozenset[str] | None:
@@ -172,6 +188,7 @@ class AgentEngine:
         clock: clocks.Clock = clocks.monotonic,
         wall_clock: clocks.WallClock = clocks.utc_now,
         sleep: clocks.Sleep = clocks.sleep,
+        tracer: CallTracer | None = None,
     ) -> AgentEngine:
         """Adapters for every provider of the (URL-resolved) pool and a manager over them.
 
@@ -193,7 +210,7 @@ class AgentEngine:
             agent=config.agent.name,
             prices=prices(known),
         )
-        return cls(manager, adapters, known)
+        return cls(manager, adapters, known, tracer)
 
     async def complete(
         self, request: ChatRequest, task: CallTask, *, check: AnswerCheck | None = None
@@ -204,20 +221,49 @@ class AgentEngine:
         ``AnswerRejected`` of its provider, retried and fallen back from, its tokens charged.
         """
 
+        tracer = self.tracer
+
         async def call(attempt: Attempt) -> ChatResponse:
             spec = attempt.provider
-            answer = await self._adapter(spec).complete(request, timeout=attempt.timeout)
+            if tracer is None:
+                answer = await self._adapter(spec).complete(request, timeout=attempt.timeout)
+                return _checked(spec.name, answer)
+            with tracer.attempt(attempt) as span:
+                answer = await self._adapter(spec).complete(request, timeout=attempt.timeout)
+                tracer.answered(span, answer.usage, answer.model)
+                return _checked(spec.name, answer)
+
+        def _checked(provider: str, answer: ChatResponse) -> ChatResponse:
             reason = check(answer) if check is not None else None
             if reason is not None:
-                raise AnswerRejected(reason, provider=spec.name, usage=answer.usage)
+                raise AnswerRejected(reason, provider=provider, usage=answer.usage)
             return answer
 
-        return await self.manager.execute(task, call)
+        if tracer is None:
+            return await self.manager.execute(task, call)
+        span = tracer.start_call(request, task, stream=False)
+        try:
+            with use_call_span(span):
+                result = await self.manager.execute(task, call)
+        except BaseException as error:
+            tracer.end_call(span, None, error=error)
+            raise
+        tracer.end_call(span, result)
+        return result
 
     async def open_stream(self, request: ChatRequest, task: CallTask) -> OpenStream:
         """A stream from the first provider that produces a first chunk."""
+        tracer = self.tracer
 
         async def call(attempt: Attempt) -> _FirstChunk:
+            if tracer is None:
+                return await first_chunk(attempt)
+            with tracer.attempt(attempt) as span:
+                opened = await first_chunk(attempt)
+                tracer.answered(span, opened.first.usage)
+                return opened
+
+        async def first_chunk(attempt: Attempt) -> _FirstChunk:
             chunks = self._adapter(attempt.provider).stream(request, timeout=attempt.timeout)
             try:
                 first = await anext(chunks)
@@ -226,8 +272,18 @@ class AgentEngine:
                 raise
             return _FirstChunk(chunks, first)
 
-        result = await self.manager.execute(task, call)
-        return OpenStream(self.manager, result, task, self.adapters[result.provider].model)
+        if tracer is None:
+            result = await self.manager.execute(task, call)
+            return OpenStream(self.manager, result, task, self.adapters[result.provider].model)
+        span = tracer.start_call(request, task, stream=True)
+        try:
+            with use_call_span(span):
+                result = await self.manager.execute(task, call)
+        except BaseException as error:
+            tracer.end_call(span, None, error=error)
+            raise
+        return OpenStream(self.manager, result, task, self.adapters[result.provider].model,
+                          tracer=tracer, span=span)  # fmt: skip
 
     async def run_due_probes(self) -> int:
         """Probe the providers whose health is stale (``health.probeInterval``); returns how many.

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from llmagents.routing.selection import askable_models
-from llmagents.runner import front_responses, openai_chat
+from llmagents.runner import front_embeddings, front_messages, front_responses, openai_chat
 from llmagents.runner.openai_chat import json_response
 from llmagents.runner.web import Request, Response, Server, StreamingResponse
 from llmagents.wire.openai_chat import error_body
@@ -58,6 +58,9 @@ FrontDoor = Callable[["Runner", Request], Awaitable[Response | StreamingResponse
 FRONT_DOORS: dict[str, FrontDoor] = {
     "/v1/chat/completions": openai_chat.handle,
     "/v1/responses": front_responses.handle,
+    "/v1/messages": front_messages.handle,
+    "/v1/messages/count_tokens": front_messages.count_tokens,
+    "/v1/embeddings": front_embeddings.handle,
 }
 """The chat routes (POST) and the module serving each; other protocols add theirs here."""
 
@@ -110,7 +113,11 @@ class Gateway:
             body = error_body(f"{request.path} takes {allowed}, not {request.method}",
                               kind="invalid_request_error", code="method_not_allowed")  # fmt: skip
             return json_response(body, 405, {"allow": allowed})
-        return await route(request)
+        tracer = self.runner.engine.tracer
+        if tracer is None:
+            return await route(request)
+        with tracer.incoming(request.headers):  # the caller's traceparent parents the call
+            return await route(request)
 
     # -- the rest -----------------------------------------------------------------------------
 

@@ -45,7 +45,10 @@ from llmagents.routing import AttemptRecord, EngineListener, Fallback, Transitio
 from llmagents.routing import clock as clocks
 from llmagents.runner.checkpoint import Checkpoint, CheckpointStore
 from llmagents.runner.checkpointer import Checkpointer
+from llmagents.events import EventRecorder
 from llmagents.runner.engine import AgentEngine
+from llmagents.runner.events import AgentEvents
+from llmagents.runner.tracing import CallTracer
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.results import ResultStore, TaskResult
 from llmagents.runner.secrets import Redactor
@@ -112,6 +115,8 @@ class Runner:
         results: ResultStore,
         metrics: RunnerMetrics | None = None,
         redactor: Redactor | None = None,
+        events: EventRecorder | None = None,
+        tracer: CallTracer | None = None,
         status_interval: float = 5.0,
         checkpoint_spacing: float = 1.0,
         task_save_timeout: float = 10.0,
@@ -124,10 +129,24 @@ class Runner:
         self.metrics = metrics if metrics is not None else RunnerMetrics(self.agent)
         self.redact = redactor if redactor is not None else Redactor(api_keys.values())
         hooks = _Hooks()
+        self.events = events
+        agent = config.agent
+        self.agent_events: AgentEvents | None = (
+            AgentEvents(events, name=agent.name, namespace=agent.namespace, uid=agent.uid)
+            if events is not None
+            else None
+        )
+        listeners: list[EngineListener] = [self.metrics, hooks]
+        if self.agent_events is not None:
+            listeners.append(self.agent_events)
+        if tracer is not None:
+            listeners.append(tracer)
         self.engine = AgentEngine.build(
-            config, api_keys=api_keys, listener=_Fanout(self.metrics, hooks),
-            clock=clock, wall_clock=wall_clock,
+            config, api_keys=api_keys, listener=_Fanout(*listeners),
+            clock=clock, wall_clock=wall_clock, tracer=tracer,
         )  # fmt: skip
+        if self.agent_events is not None:
+            self.agent_events.manager = self.engine.manager
         self.results = results
         self.tasks = list(config.tasks or [])
         self.progress = Progress()
@@ -171,7 +190,10 @@ class Runner:
         if previous_status is not None:
             self._reconcile_spend(previous_status)
         self._set_phase(RunnerPhase.RUNNING)
-        for job in (self.checkpointer.run(), self.reporter.run(), self._housekeeping()):
+        jobs = [self.checkpointer.run(), self.reporter.run(), self._housekeeping()]
+        if self.events is not None:
+            jobs.append(self.events.run())
+        for job in jobs:
             self._background.append(asyncio.create_task(job))
 
     def _restore(self, checkpoint: Checkpoint | None) -> None:
@@ -225,6 +247,8 @@ class Runner:
             summary = self.progress.summary(self.tasks)
             self._set_phase(RunnerPhase.COMPLETED,
                             f"{summary.done} task(s) done, {summary.failed} failed")
+            if self.agent_events is not None:
+                self.agent_events.tasks_completed(summary.done, summary.failed)
             await self.checkpointer.save(self._task_save_timeout)
         return end
 
@@ -266,8 +290,10 @@ class Runner:
                 break
             if probing is None or probing.done():
                 probing = asyncio.create_task(self.engine.run_due_probes())
-            states = {n: (s.breaker, s.healthy) for n, s in self.engine.manager.status().items()}
-            self.metrics.providers(states)
+            status = self.engine.manager.status()
+            self.metrics.providers({n: (s.breaker, s.healthy) for n, s in status.items()})
+            if self.agent_events is not None:
+                self.agent_events.providers_checked({n: s.misconfigured for n, s in status.items()})
             if not await self.results.flush():
                 self.message = RESULTS_PENDING
             elif self.message == RESULTS_PENDING:
@@ -297,6 +323,8 @@ class Runner:
     def _checkpoint_changed(self) -> None:
         checkpointer = self.checkpointer
         if checkpointer.fenced is not None:
+            if not self.work_stop.is_set() and self.agent_events is not None:
+                self.agent_events.fenced(str(checkpointer.fenced))
             self.work_stop.set()
             self.reporter.muted = True  # the newer runner reports now
             return
@@ -401,11 +429,21 @@ class Runner:
             logger.info("agent %s: final checkpoint %s", self.agent,
                         "saved" if saved else "NOT saved (store unreachable)")
             await self.reporter.flush(max(0.1, deadline - loop.time() - 0.2))
+        if self.events is not None:
+            await self.events.flush(max(0.1, min(2.0, deadline - loop.time() - 0.1)))
+        tracer = self.engine.tracer
+        if tracer is not None:
+            with contextlib.suppress(TimeoutError):
+                # The exporter's flush blocks; its thread may outlive the wait, not the process.
+                async with asyncio.timeout(max(0.1, min(3.0, deadline - loop.time() - 0.1))):
+                    await asyncio.to_thread(tracer.shutdown)
         await self.close()
 
     async def close(self) -> None:
         self.checkpointer.close()
         self.reporter.close()
+        if self.events is not None:
+            self.events.close()
         for job in self._background:
             job.cancel()
         for job in self._background:

@@ -52,7 +52,8 @@ def test_gemini_is_looked_up_at_google_and_openai_compatible_endpoints_by_base_u
 
 def test_a_self_hosted_openai_compatible_server_has_no_table_price() -> None:
     # The model name is OpenAI's, but a server on another address is not OpenAI's bill.
-    known = resolve(spec(type="openai", model="gpt-4o-mini", baseURL="http://10.0.0.5:8000/v1"))
+    known = resolve(spec(type="openai", model="gpt-4o-mini", baseURL="http://10.0.0.5:8000/v1",
+                         allowInsecureBaseURL=True))
     assert (known.price, known.source) == (None, SOURCE_UNKNOWN)
     assert "base URL http://10.0.0.5:8000/v1" in known.detail
     assert "gpt-4o-mini" in known.detail
