@@ -112,6 +112,14 @@ async def test_gemini_serves_embeddings_in_its_own_protocol(
     assert spend.cost == pytest.approx(2 * 0.15 / 1e6)
 
 
+async def test_models_lists_the_embedding_models(served: tuple[Runner, str]) -> None:
+    _, url = served
+    listed = {m.id: m for m in (await client(url).models.list()).data}
+    gemini = listed["gemini-embedding-001"].model_dump()
+    assert (gemini["owned_by"], gemini["capabilities"]) == ("gemini", ["embeddings"])
+    assert listed["text-embedding-3-small"].model_dump()["providers"] == ["primary", "fallback"]
+
+
 async def test_a_pool_without_an_embedding_model_refuses_clearly(
     fakes: Fakes, edges: Edges
 ) -> None:
