@@ -15,12 +15,12 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any
 
 import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from llmagents.kube import KubeClient
 from llmagents.operator.handlers import OperatorState, register
 from llmagents.operator.leader import LeadershipLost, LeaseElector
 from llmagents.operator.reconcile import RESYNC_SECONDS
@@ -126,27 +126,22 @@ class Probes:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _lease_api() -> Any:
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CoordinationV1Api()
-
-
 async def run(args: argparse.Namespace) -> int:
-    settings = OperatorSettings(image=args.image, image_pull_policy=args.image_pull_policy,
-                                runner_otlp_endpoint=args.runner_otlp_endpoint)
+    settings = OperatorSettings(
+        image=args.image,
+        image_pull_policy=args.image_pull_policy,
+        runner_otlp_endpoint=args.runner_otlp_endpoint,
+    )
     probes = Probes()
     if args.liveness:
         await probes.start(args.liveness_host, args.liveness)
     elector: LeaseElector | None = None
+    kube: KubeClient | None = None
     if args.leader_election:
         identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        kube = await KubeClient.from_environment()
         elector = LeaseElector(
-            _lease_api(),
+            kube,
             namespace=args.lease_namespace,
             name=LEASE_NAME,
             identity=identity,
@@ -162,6 +157,8 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         if elector is not None:
             await elector.release()
+        if kube is not None:
+            await kube.aclose()
         await probes.stop()
 
 

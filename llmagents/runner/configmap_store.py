@@ -33,7 +33,7 @@ from llmagents.runner.checkpoint import (
     VersionConflict,
     decode,
 )
-from llmagents.runner.kube import (
+from llmagents.kube import (
     KubeClient,
     KubeConflict,
     KubeError,

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from llmagents.api.runner_config import AgentIdentity
 from llmagents.runner.configmap_store import ensure_config_map
-from llmagents.runner.kube import KubeClient, KubeError, KubeNotFound, config_map_path
+from llmagents.kube import KubeClient, KubeError, KubeNotFound, config_map_path
 
 logger = logging.getLogger(__name__)
 
