@@ -34,6 +34,7 @@ from llmagents.providers.mapping import (
     missing,
     retry_after_seconds,
     short,
+    token_count,
 )
 from llmagents.providers.sse import SseEvent
 
@@ -111,7 +112,7 @@ class AnthropicAdapter(ProviderAdapter):
             text = "".join(b["text"] for b in blocks if b.get("type") == "text")
             usage = _usage(data["usage"])
             stop_reason = data.get("stop_reason")
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError, ValueError):
             raise missing("content, usage or stop_reason", provider=self.name) from None
         return ChatResponse(
             text=text,
@@ -161,11 +162,11 @@ def _usage(raw: Any) -> Usage:
     # Cached prompt tokens are reported apart from input_tokens; they were still sent, so the
     # budget counts them as input rather than forgetting them.
     input_tokens = (
-        int(raw["input_tokens"])
-        + int(raw.get("cache_creation_input_tokens") or 0)
-        + int(raw.get("cache_read_input_tokens") or 0)
+        token_count(raw["input_tokens"])
+        + token_count(raw.get("cache_creation_input_tokens") or 0)
+        + token_count(raw.get("cache_read_input_tokens") or 0)
     )
-    return Usage(input_tokens=input_tokens, output_tokens=int(raw.get("output_tokens") or 0))
+    return Usage(input_tokens=input_tokens, output_tokens=token_count(raw.get("output_tokens") or 0))
 
 
 def _finish(stop_reason: object) -> str | None:
@@ -215,7 +216,7 @@ class _AnthropicStream:
             raise MalformedResponse("message_delta before message_start", provider=self.provider)
         # output_tokens in message_delta is the running total, not an increment.
         if "output_tokens" in raw:
-            self.usage.output_tokens = int(raw["output_tokens"])
+            self.usage.output_tokens = token_count(raw["output_tokens"])
         if raw.get("input_tokens") is not None:
             self.usage = Usage(_usage(raw).input_tokens, self.usage.output_tokens)
 

@@ -35,6 +35,7 @@ from llmagents.providers.mapping import (
     missing,
     retry_after_seconds,
     short,
+    token_count,
 )
 from llmagents.providers.sse import SseEvent
 
@@ -188,8 +189,10 @@ def _candidate(data: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
-    output = int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0)
-    return Usage(input_tokens=int(raw["promptTokenCount"]), output_tokens=output)
+    output = token_count(raw.get("candidatesTokenCount") or 0) + token_count(
+        raw.get("thoughtsTokenCount") or 0
+    )
+    return Usage(input_tokens=token_count(raw["promptTokenCount"]), output_tokens=output)
 
 
 def _finish(reason: object) -> str | None:

@@ -102,6 +102,21 @@ def transport_error(exc: Exception, *, provider: str) -> ProviderError:
     return ConnectionFailed(f"request failed: {type(exc).__name__}", provider=provider)
 
 
+def token_count(value: object) -> int:
+    """A token count from a provider's JSON: a whole number of at least 0, else ``ValueError``
+    (which each adapter reports as a malformed answer). A whole float (``12.0``) is taken;
+    ``int()`` alone would turn ``Infinity`` into an ``OverflowError`` and ``-5`` into a refund."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        count = int(value)
+    else:
+        raise ValueError(f"token count {value!r} is not a whole number")
+    if count < 0:
+        raise ValueError(f"token count {count} is negative")
+    return count
+
+
 def decode_json(body: bytes | str, *, provider: str, what: str = "answer") -> Any:
     """Parse JSON or raise ``MalformedResponse`` saying where it broke, without the payload."""
     try:

@@ -38,6 +38,7 @@ from llmagents.providers.mapping import (
     missing,
     retry_after_seconds,
     short,
+    token_count,
 )
 from llmagents.providers.sse import SseEvent
 
@@ -144,7 +145,8 @@ def _error_from_body(
 
 def _usage(raw: dict[str, Any]) -> Usage:
     return Usage(
-        input_tokens=int(raw["prompt_tokens"]), output_tokens=int(raw.get("completion_tokens") or 0)
+        input_tokens=token_count(raw["prompt_tokens"]),
+        output_tokens=token_count(raw.get("completion_tokens") or 0),
     )
 
 

@@ -9,11 +9,31 @@ reproduce any figure exactly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from llmagents.api.pool import Pricing
 from llmagents.chat import Usage
+
+
+MAX_TOKENS_PER_CALL = 10_000_000
+"""More tokens than this in one call is not a real count (the largest context windows hold
+a few million): a provider reporting it is broken, and charging it would ruin the budget."""
+
+
+def usage_problem(usage: Usage) -> str | None:
+    """Why a provider's reported usage cannot be charged, or None when it can.
+
+    Counts must be whole, at least 0 and at most ``MAX_TOKENS_PER_CALL``: a negative count
+    would be a refund, a huge or non-finite one would exhaust the budget or overflow.
+    """
+    for what, value in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{what} token count {value!r} is not a whole number"
+        if not 0 <= value <= MAX_TOKENS_PER_CALL:
+            return f"{what} token count {value!r} is outside 0..{MAX_TOKENS_PER_CALL}"
+    return None
 
 
 def token_cost(input_tokens: int, output_tokens: int, pricing: Pricing) -> float:
@@ -53,12 +73,23 @@ class Spend:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Spend:
-        return cls(
-            calls=int(data["calls"]),
-            input_tokens=int(data["inputTokens"]),
-            output_tokens=int(data["outputTokens"]),
-            cost=float(data["cost"]),
-        )
+        """Spend from a checkpoint; ``ValueError`` for a negative, non-finite or non-numeric
+        figure (a checkpoint is trusted for spend only when every figure is sane)."""
+        counts = [_count(data, key) for key in ("calls", "inputTokens", "outputTokens")]
+        cost = data["cost"]
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (
+            math.isfinite(cost) and cost >= 0
+        ):
+            raise ValueError(f"spend cost {cost!r} is not a finite amount of at least 0")
+        return cls(calls=counts[0], input_tokens=counts[1], output_tokens=counts[2],
+                   cost=float(cost))  # fmt: skip
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"spend {key} {value!r} is not a whole number of at least 0")
+    return value
 
 
 class CostLedger:
