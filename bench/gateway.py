@@ -199,11 +199,11 @@ async def split(calls: int) -> dict[str, float]:
     """CPU per call, sequentially in this one process, of each part of a gateway call."""
     from llmagents.routing import CallTask
     from llmagents.runner.gateway import Gateway
-    from llmagents.runner.openai_wire import parse_chat
+    from llmagents.runner.openai_chat import parse, to_chat
 
     fake, url = start_fake("openai")
     body = json.dumps(BODY).encode()
-    request = parse_chat(body).request
+    request = to_chat(parse(body))
     headers = {"content-type": "application/json"}
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as state:

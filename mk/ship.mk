@@ -7,15 +7,16 @@ IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
 
 .PHONY: image image-with-model e2e-kind chart-test chart-crds prometheus-tools
 
-# The image (operator, runner and onnx-server); needs a Docker engine.
+# The image (operator, runner and onnx-server). hack/image.sh starts a Docker engine when
+# none answers (installing Debian's docker.io as root) and builds a Python base from Debian
+# packages when none can be pulled.
 image:
-	@docker info >/dev/null 2>&1 || { echo "image: needs a Docker engine (docker info failed)" >&2; exit 1; }
-	docker build --target runtime -t $(IMAGE) .
+	hack/image.sh $(IMAGE) runtime
 
-# The same image with SmolLM2 converted to ONNX under /models (for clusters without a model volume).
+# The same image with SmolLM2 converted to ONNX under /models (for clusters without a model
+# volume), and without the converter's packages.
 image-with-model:
-	@docker info >/dev/null 2>&1 || { echo "image-with-model: needs a Docker engine (docker info failed)" >&2; exit 1; }
-	docker build --target with-model -t $(IMAGE)-model .
+	hack/image.sh $(IMAGE)-model with-model
 
 # kind + the image + the chart + examples/quickstart.yaml to phase Completed; skips without Docker or kind.
 e2e-kind:

@@ -7,6 +7,7 @@ so one model states every default and bound once.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -16,6 +17,26 @@ from pydantic import ConfigDict, Field, model_validator
 from llmagents.api.base import ApiModel, Duration, cel, list_map
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+LOOPBACK_URL = r"^http://(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?(/.*)?$"
+"""A plain-http URL on loopback: localhost, 127.0.0.0/8 or [::1]. A regular expression
+rather than CEL's url() and ip() functions, whose cost estimate over a list of providers
+exceeds what the API server allows a CRD."""
+_INSECURE_BASE_URL = (
+    "self.type == 'onnx' || !has(self.baseURL) || self.baseURL.startsWith('https://') || "
+    f"self.allowInsecureBaseURL || self.baseURL.matches(r'{LOOPBACK_URL}')"
+)
+INSECURE_BASE_URL_MESSAGE = (
+    "baseURL must be https:// for a provider that sends an API key, or on loopback "
+    "(localhost, 127.0.0.0/8, ::1); to send the key over plain http to a server you trust, "
+    "set allowInsecureBaseURL: true on this provider"
+)
+
+
+def secure_or_loopback(url: str) -> bool:
+    """Whether an API key may go to ``url`` without the pool's opt-in: https, or a
+    loopback address, which never leaves the host (or the pod)."""
+    return url.startswith("https://") or re.fullmatch(LOOPBACK_URL, url) is not None
 
 
 class ProviderType(StrEnum):
@@ -82,10 +103,59 @@ class Pricing(ApiModel):
     output_per_million: float = Field(
         default=0.0, ge=0, description="Price in USD per million output (completion) tokens."
     )
+    cached_input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Price in USD per million input tokens served from the provider's prompt cache; "
+            "unset means inputPerMillion."
+        ),
+    )
+    reasoning_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Price in USD per million hidden reasoning (thinking) tokens; unset means "
+            "outputPerMillion, which is how providers bill them today."
+        ),
+    )
 
-    @property
-    def free(self) -> bool:
-        return self.input_per_million == 0 and self.output_per_million == 0
+
+class Capabilities(ApiModel):
+    """What a provider's model can do beyond plain text chat.
+
+    A field left unset takes the default for the provider's type and model (see
+    docs/gateway.md): Anthropic, Gemini and OpenAI-compatible providers all four, except
+    models known to lack one; the onnx sidecar streaming only. A request that needs a
+    capability skips providers without it.
+    """
+
+    tools: bool | None = Field(
+        default=None, description="Function tools: definitions, calls and results."
+    )
+    vision: bool | None = Field(default=None, description="Images in the input.")
+    json_schema: bool | None = Field(
+        default=None,
+        description="Structured output constrained by a JSON Schema (response_format json_schema).",
+    )
+    streaming: bool | None = Field(default=None, description="Answers streamed as generated.")
+
+
+class EmbeddingsSpec(ApiModel):
+    """The provider's embedding model, served to the gateway's ``/v1/embeddings``."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Embedding model name sent to the provider, like text-embedding-3-small "
+        "or gemini-embedding-001.",
+    )
+    input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description="Price in USD per million input tokens; when unset, taken from the "
+        "genai-prices table like the chat model's prices.",
+    )
 
 
 class ProviderSpec(ApiModel):
@@ -93,6 +163,10 @@ class ProviderSpec(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
+            (
+                "!has(self.embeddings) || self.type == 'openai' || self.type == 'gemini'",
+                "embeddings are served by providers of type openai and gemini only",
+            ),
             (
                 "self.type == 'onnx' || has(self.secretRef)",
                 "providers of type anthropic, gemini and openai need a secretRef naming the "
@@ -102,6 +176,7 @@ class ProviderSpec(ApiModel):
                 "duration(self.timeout) > duration('0s')",
                 "timeout must be greater than zero, like '30s'",
             ),
+            (_INSECURE_BASE_URL, INSECURE_BASE_URL_MESSAGE),
         )
     )
 
@@ -122,7 +197,18 @@ class ProviderSpec(ApiModel):
         pattern=r"^https?://",
         description=(
             "Base URL of the API. Defaults to the provider's public endpoint; required for "
-            "self-hosted OpenAI-compatible servers. The onnx type defaults to the sidecar."
+            "self-hosted OpenAI-compatible servers. The onnx type defaults to the sidecar. "
+            "The API key is sent here: it must be https:// or on loopback unless "
+            "allowInsecureBaseURL is set. Redirects are never followed."
+        ),
+    )
+    allow_insecure_base_url: bool = Field(
+        default=False,
+        alias="allowInsecureBaseURL",
+        description=(
+            "Allow a plain http:// baseURL off loopback. The API key then crosses the network "
+            "in clear text: only for a server you trust on a network you trust, such as an "
+            "in-cluster model server."
         ),
     )
     secret_ref: SecretKeyRef | None = Field(
@@ -136,8 +222,13 @@ class ProviderSpec(ApiModel):
         description="Order under the priority strategy and tie-breaker elsewhere: lower first.",
     )
     tier: Tier = Field(default=Tier.BALANCED, description="Capability tier of the model.")
-    pricing: Pricing = Field(
-        default_factory=Pricing, description="Prices used to compute cost from real usage."
+    pricing: Pricing | None = Field(
+        default=None,
+        description=(
+            "Prices used to compute cost from real usage. When unset, the runner takes them "
+            "from the genai-prices table by type, model and baseURL (onnx is free); a model "
+            "the table does not know sets the PriceUnknown condition (docs/pricing.md)."
+        ),
     )
     timeout: Duration = Field(
         default=timedelta(seconds=60), description="Time allowed for one attempt."
@@ -145,10 +236,37 @@ class ProviderSpec(ApiModel):
     max_retries: int = Field(
         default=2, ge=0, le=10, description="Retries at this provider before falling back."
     )
+    capabilities: Capabilities | None = Field(
+        default=None,
+        description=(
+            "What the model can do beyond plain chat; unset fields take the default for the "
+            "provider's type and model."
+        ),
+    )
+    embeddings: EmbeddingsSpec | None = Field(
+        default=None,
+        description="An embedding model at this provider (openai and gemini types), used by "
+        "the gateway's /v1/embeddings; unset: this provider serves no embeddings.",
+    )
 
-    @property
-    def free(self) -> bool:
-        return self.pricing.free
+    @model_validator(mode="after")
+    def _embeddings_where_offered(self) -> ProviderSpec:
+        if self.embeddings is not None and self.type not in (ProviderType.OPENAI,
+                                                             ProviderType.GEMINI):  # fmt: skip
+            raise ValueError(f"provider {self.name!r}: embeddings are served by providers of "
+                             "type openai and gemini only")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _key_goes_somewhere_safe(self) -> ProviderSpec:
+        if (
+            self.type is not ProviderType.ONNX
+            and self.base_url is not None
+            and not self.allow_insecure_base_url
+            and not secure_or_loopback(self.base_url)
+        ):
+            raise ValueError(f"provider {self.name!r}: {INSECURE_BASE_URL_MESSAGE}")
+        return self
 
 
 class FailureRateWindow(ApiModel):
@@ -292,6 +410,19 @@ class HealthSpec(ApiModel):
     )
 
 
+class TracingSpec(ApiModel):
+    """What the runner's OpenTelemetry traces may hold (traces are on when the runner's
+    OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
+
+    capture_prompt_content: bool = Field(
+        default=False,
+        description=(
+            "Put the prompts and answers in the spans (gen_ai.input.messages and "
+            "gen_ai.output.messages). Off by default: they may hold personal or secret data."
+        ),
+    )
+
+
 class ProviderPoolSpec(ApiModel):
     """Desired state of a ProviderPool: its providers and how calls are routed among them."""
 
@@ -304,6 +435,11 @@ class ProviderPoolSpec(ApiModel):
             (
                 "duration(self.callDeadline) > duration('0s')",
                 "callDeadline must be greater than zero, like '120s'",
+            ),
+            (
+                "!has(self.defaultModel) || self.providers.exists(p, p.name == self.defaultModel)"
+                " || (has(self.models) && self.defaultModel in self.models)",
+                "defaultModel must name a provider of the pool or an alias in models",
             ),
         )
     )
@@ -327,6 +463,28 @@ class ProviderPoolSpec(ApiModel):
             "cannot fit in what is left is skipped."
         ),
     )
+    tracing: TracingSpec | None = Field(
+        default=None, description="What the runner's OpenTelemetry spans may contain."
+    )
+    # That aliases name providers of the pool is checked by the model, not by a CEL rule:
+    # the API server estimates such a rule (aliases × members × providers) far over budget.
+    models: dict[str, Annotated[list[str], Field(min_length=1, max_length=32)]] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Names a gateway client may send as its request's model, each standing for the "
+            "providers listed (by name), e.g. smart: [claude, gpt]. The pool's strategy "
+            "orders them."
+        ),
+    )
+    default_model: str | None = Field(
+        default=None,
+        max_length=256,
+        description=(
+            "What a gateway request whose model names nothing in the pool may use: an alias "
+            "of models or a provider name. Unset: every provider of the pool."
+        ),
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProviderPoolSpec:
@@ -344,6 +502,24 @@ class ProviderPoolSpec(ApiModel):
                 raise ValueError(
                     f"providers: {provider.name!r} of type {provider.type.value} needs a secretRef"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _aliases_name_providers(self) -> ProviderPoolSpec:
+        names = {p.name for p in self.providers}
+        for alias, members in (self.models or {}).items():
+            unknown = [m for m in members if m not in names]
+            if unknown:
+                raise ValueError(
+                    f"models: alias {alias!r} names {', '.join(map(repr, unknown))}, which "
+                    "are not providers of the pool"
+                )
+        default = self.default_model
+        if default is not None and default not in names and default not in (self.models or {}):
+            raise ValueError(
+                f"defaultModel: {default!r} is neither a provider of the pool nor an alias "
+                "in models"
+            )
         return self
 
     def provider(self, name: str) -> ProviderSpec:

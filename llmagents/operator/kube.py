@@ -24,6 +24,7 @@ from kopf._cogs.clients import errors as kopf_errors
 from prometheus_client import Counter
 
 from llmagents.api.status import OPERATOR_FIELD_MANAGER
+from llmagents.events import EventGone
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,30 @@ class KopfApi:
                 return
             query["continue"] = token
 
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        """POST an ``events.k8s.io/v1`` Event."""
+        async with self._slots:
+            WRITES.labels("Event", "").inc()
+            response = await kopf_api.request(
+                "post", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events",
+                payload=body, settings=self._settings, logger=logger,
+            )  # fmt: skip
+            await response.read()
+
+    async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch an Event (its series); ``EventGone`` when it expired."""
+        async with self._slots:
+            WRITES.labels("Event", "").inc()
+            try:
+                response = await kopf_api.request(
+                    "patch", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/{name}",
+                    payload=patch, headers={"Content-Type": "application/merge-patch+json"},
+                    settings=self._settings, logger=logger,
+                )  # fmt: skip
+            except kopf_errors.APINotFoundError:
+                raise EventGone(name) from None
+            await response.read()
+
     async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         async with self._slots:
             try:
@@ -142,3 +167,16 @@ class KopfApi:
             except kopf_errors.APINotFoundError:
                 return None
         return set((body.get("data") or {}).keys()) | set((body.get("stringData") or {}).keys())
+
+
+class KopfEventSink:
+    """``llmagents.events.EventSink`` over ``KopfApi``."""
+
+    def __init__(self, api: KopfApi) -> None:
+        self.api = api
+
+    async def create(self, namespace: str, body: dict[str, Any]) -> None:
+        await self.api.create_event(namespace, body)
+
+    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self.api.patch_event(namespace, name, patch)

@@ -24,7 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from llmagents.operator.handlers import OperatorState, register
 from llmagents.operator.leader import LeadershipLost, LeaseElector
 from llmagents.operator.reconcile import RESYNC_SECONDS
-from llmagents.operator.settings import DEFAULT_IMAGE, ENV_IMAGE, OperatorSettings
+from llmagents.operator.settings import (
+    DEFAULT_IMAGE,
+    ENV_IMAGE,
+    ENV_RUNNER_OTLP_ENDPOINT,
+    OperatorSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--image-pull-policy", default="IfNotPresent", help="Pull policy of runner containers."
+    )
+    parser.add_argument(
+        "--runner-otlp-endpoint",
+        default=os.environ.get(ENV_RUNNER_OTLP_ENDPOINT) or None,
+        help=f"OTLP/HTTP endpoint for the runners' traces, e.g. http://otel-collector:4318 "
+        f"(env {ENV_RUNNER_OTLP_ENDPOINT}; default: no traces).",
     )
     parser.add_argument(
         "--liveness", type=int, default=8081, metavar="PORT",
@@ -126,7 +137,8 @@ def _lease_api() -> Any:
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = OperatorSettings(image=args.image, image_pull_policy=args.image_pull_policy)
+    settings = OperatorSettings(image=args.image, image_pull_policy=args.image_pull_policy,
+                                runner_otlp_endpoint=args.runner_otlp_endpoint)
     probes = Probes()
     if args.liveness:
         await probes.start(args.liveness_host, args.liveness)

@@ -2,7 +2,7 @@
 
 Every rule names its objects (``resourceNames``), so a runner that is compromised or buggy
 cannot read another agent, touch Secrets, or create anything but its own checkpoint and
-results ConfigMaps. ``create`` with ``resourceNames`` works because the runner creates them
+results ConfigMaps, and Events in its namespace (whose names are generated). ``create`` with ``resourceNames`` works because the runner creates them
 by server-side apply, which the API server authorises as ``create`` of the named object; a
 plain POST carries no name and matches no rule here.
 """
@@ -59,6 +59,13 @@ def runner_rules(agent: str, pool: str | None = None) -> list[dict[str, Any]]:
             "resources": ["configmaps"],
             "resourceNames": results_config_map_names(agent),
             "verbs": ["get", "create", "patch"],
+        },
+        {
+            # Events on its agent (llmagents.runner.events). Event names are generated, so
+            # no resourceNames; the Role confines them to the agent's namespace.
+            "apiGroups": ["events.k8s.io"],
+            "resources": ["events"],
+            "verbs": ["create", "patch"],
         },
     ]
     if pool is not None:

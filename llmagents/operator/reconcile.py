@@ -44,7 +44,9 @@ from llmagents.operator.children import (
     is_subset,
     owner,
 )
+from llmagents.operator.events import OperatorEvents
 from llmagents.operator.kube import Api
+from llmagents.operator.metrics import AgentGauges
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
 from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide
 from llmagents.operator.pool_status import pool_status
@@ -82,8 +84,12 @@ class Reconciler:
         secret_ttl: float = 10.0,
         namespaces: Sequence[str] = (),
         resync_seconds: float = RESYNC_SECONDS,
+        events: OperatorEvents | None = None,
+        gauges: AgentGauges | None = None,
     ) -> None:
         self.api = api
+        self.events = events
+        self.gauges = gauges
         self.views = views
         self.settings = settings
         self.clock = clock
@@ -136,6 +142,9 @@ class Reconciler:
         resolution = await self._resolve(agent, pool) if agent.spec else RESOLVED
         now = self.clock()
         verdict = decide(agent, resolution, now)
+        if self.gauges is not None:
+            self.gauges.observe(agent.namespace, agent.name, verdict.phase,
+                                agent.status.last_checkpoint)  # fmt: skip
         if verdict.replicas is not None and pool is not None:
             manifests = self._build(agent, pool, verdict.replicas)
             await self._children_known()
@@ -232,6 +241,8 @@ class Reconciler:
         )
         if await self._write_status("LLMAgent", agent.key, desired, current):
             logger.info("agent %s/%s: phase %s", agent.namespace, agent.name, verdict.phase.value)
+            if self.events is not None:
+                self.events.agent_phase(agent, live.phase, verdict.phase)
 
     async def _write_status(
         self,
@@ -254,6 +265,8 @@ class Reconciler:
     def forget_agent(self, key: AgentKey) -> None:
         """Drop what is remembered of a deleted agent; its children go by garbage collection."""
         self._agents.cancel(key)
+        if self.gauges is not None:
+            self.gauges.forget(*key)
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         self._status_written.pop(("LLMAgent", key), None)
@@ -359,7 +372,8 @@ class Reconciler:
             previous=live.conditions,
             now=self.clock(),
         )
-        await self._write_status("ProviderPool", key, desired, live)
+        if await self._write_status("ProviderPool", key, desired, live) and self.events:
+            self.events.pool_providers(pool, live.providers, desired.providers or [])
 
     def _providers_report(self, key: AgentKey) -> list[ProviderStatus] | None:
         body = self.views.agent(key)

@@ -18,6 +18,8 @@ from llmagents.api.runner_config import (
 DEFAULT_IMAGE = f"ghcr.io/llmagents/llmagents:{__version__}"
 ENV_IMAGE = "LLMAGENTS_IMAGE"
 """The operator's environment variable naming the runner image (``--image`` wins)."""
+ENV_RUNNER_OTLP_ENDPOINT = "LLMAGENTS_RUNNER_OTLP_ENDPOINT"
+"""The operator's environment variable naming the runners' trace endpoint (the flag wins)."""
 
 MANAGED_BY = "llmagents-operator"
 LABEL_AGENT = "llmagents.dev/agent"
@@ -40,3 +42,6 @@ class OperatorSettings:
     onnx_port: int = DEFAULT_ONNX_PORT
     termination_grace_seconds: int = 30
     """Time the runner gets on SIGTERM to write a final checkpoint."""
+    runner_otlp_endpoint: str | None = None
+    """OTLP/HTTP endpoint the runners send traces to (their OTEL_EXPORTER_OTLP_ENDPOINT);
+    None = no traces."""

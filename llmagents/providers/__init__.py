@@ -7,8 +7,8 @@ timeout and reacts to the ``llmagents.errors`` type it may raise.
 
 from __future__ import annotations
 
-from llmagents.api.pool import ProviderSpec, ProviderType
-from llmagents.errors import ConfigError
+from llmagents.api.pool import ProviderSpec, ProviderType, SecretKeyRef
+from llmagents.errors import ConfigError, InvalidApiKey
 from llmagents.providers.anthropic import AnthropicAdapter
 from llmagents.providers.base import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -37,6 +37,37 @@ ADAPTER_TYPES: dict[ProviderType, type[ProviderAdapter]] = {
 }
 
 
+def _header_safe(char: str) -> bool:
+    # Visible ASCII only. RFC 9110 also admits spaces, tabs and Latin-1 bytes inside a field
+    # value, but no provider's key holds them: one that does is a copy-paste accident
+    # (a byte-order mark, a non-breaking space, a line break), and some clients would
+    # otherwise send it mangled or fail mid-request with the header in their error.
+    return "\x21" <= char <= "\x7e"
+
+
+def check_api_key(
+    value: str, *, provider: str, secret_ref: SecretKeyRef | None, source: str | None = None
+) -> None:
+    """Refuse a key that cannot go in an HTTP header, naming where it came from: ``source``
+    when given, else the Secret key the provider's ``secretRef`` names.
+
+    The message gives the character's code point and position, which is enough to find it
+    and tells nothing about the key itself.
+    """
+    for position, char in enumerate(value):
+        if not _header_safe(char):
+            where = source or (
+                f"Secret {secret_ref.name!r}, key {secret_ref.key!r}"
+                if secret_ref is not None
+                else "its API key variable"
+            )
+            raise InvalidApiKey(
+                f"provider {provider!r}: the API key in {where} holds a character that cannot "
+                f"go in an HTTP header (U+{ord(char):04X} at position {position}); store the "
+                "key without it"
+            )
+
+
 def build_adapter(
     spec: ProviderSpec,
     *,
@@ -54,6 +85,8 @@ def build_adapter(
             f"provider {spec.name!r} ({spec.type.value}) has no API key: "
             "check the Secret its secretRef names"
         )
+    if api_key:
+        check_api_key(api_key, provider=spec.name, secret_ref=spec.secret_ref)
     return ADAPTER_TYPES[spec.type](
         name=spec.name,
         model=spec.model,
@@ -75,4 +108,5 @@ __all__ = [
     "OpenAIAdapter",
     "ProviderAdapter",
     "build_adapter",
+    "check_api_key",
 ]

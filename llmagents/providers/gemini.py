@@ -1,7 +1,9 @@
 """Google's Gemini API: ``models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``.
 
-Assistant turns are role ``model``; system messages become ``systemInstruction``; sampling
-settings sit in ``generationConfig``. Usage comes from ``usageMetadata`` (prompt tokens; output
+The request's translation is in ``gemini_payload``; the shapes in ``llmagents.wire.gemini``.
+Answers: text parts joined (thoughts left out), ``functionCall`` parts as tool calls with
+ids of ours (Gemini gives none) and finish reason ``tool_calls`` (Gemini says ``STOP``).
+A stream sends each function call whole, relayed as one tool-call delta. Usage comes from ``usageMetadata`` (prompt tokens; output
 is candidates plus thinking tokens, both billed as output). A stream is a series of whole
 ``GenerateContentResponse`` objects with no terminal sentinel: the answer is complete when a
 candidate carried a ``finishReason``. Errors follow Google's RPC shape
@@ -11,9 +13,12 @@ details give ``API_KEY_INVALID``, and a 429 may say how long to wait in ``RetryI
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from llmagents.chat import ChatRequest, ChatResponse, Role, StreamChunk, Usage
+from pydantic import ValidationError
+
+from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, ToolCall, ToolCallDelta, Usage
 from llmagents.errors import (
     AuthFailed,
     BadRequest,
@@ -24,6 +29,7 @@ from llmagents.errors import (
     RateLimited,
     ServerError,
 )
+from llmagents.providers import gemini_payload, tool_ids
 from llmagents.providers.base import ProviderAdapter
 from llmagents.providers.mapping import (
     Headers,
@@ -35,9 +41,9 @@ from llmagents.providers.mapping import (
     missing,
     retry_after_seconds,
     short,
-    token_count,
 )
 from llmagents.providers.sse import SseEvent
+from llmagents.wire import gemini as wire
 
 _FINISH = {
     "STOP": "stop",
@@ -87,44 +93,23 @@ class GeminiAdapter(ProviderAdapter):
         return self._versioned("/models")
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        system = [m.content for m in request.messages if m.role is Role.SYSTEM]
-        payload: dict[str, Any] = {
-            "contents": [
-                {
-                    "role": "model" if m.role is Role.ASSISTANT else "user",
-                    "parts": [{"text": m.content}],
-                }
-                for m in request.messages
-                if m.role is not Role.SYSTEM
-            ]
-        }
-        if system:
-            payload["systemInstruction"] = {"parts": [{"text": text} for text in system]}
-        config: dict[str, Any] = {}
-        if request.max_tokens is not None:
-            config["maxOutputTokens"] = request.max_tokens
-        if request.temperature is not None:
-            config["temperature"] = request.temperature
-        if request.top_p is not None:
-            config["topP"] = request.top_p
-        if request.stop:
-            config["stopSequences"] = request.stop
-        if config:
-            payload["generationConfig"] = config
-        return payload
+        return gemini_payload.payload(request)
 
     def _parse_answer(self, data: Any) -> ChatResponse:
         try:
-            text, finish = _candidate(data)
-            usage = _usage(data["usageMetadata"])
-        except (KeyError, TypeError, AttributeError, ValueError):
+            answer = wire.GenerateContentResponse.model_validate(data)
+            text, calls, finish = _candidate(answer)
+            if answer.usageMetadata is None:
+                raise ValueError("no usageMetadata")
+        except (ValidationError, ValueError):
             raise missing("candidates or usageMetadata", provider=self.name) from None
         return ChatResponse(
             text=text,
-            usage=usage,
-            model=str(data.get("modelVersion") or self.model),
+            usage=_usage(answer.usageMetadata),
+            model=answer.modelVersion or self.model,
             finish_reason=finish,
             provider=self.name,
+            tool_calls=calls,
         )
 
     def _parse_models(self, data: Any) -> list[str]:
@@ -175,24 +160,37 @@ def _error_from_body(
     return cls(message, provider=provider, status_code=status, retry_after=retry_after)
 
 
-def _candidate(data: dict[str, Any]) -> tuple[str, str | None]:
-    """Text and normalised finish reason of the first candidate; a blocked prompt has none."""
-    candidates = data.get("candidates")
-    if not candidates:
-        if data["promptFeedback"].get("blockReason"):
-            return "", "content_filter"
+def _candidate(
+    answer: wire.GenerateContentResponse,
+) -> tuple[str, tuple[ToolCall, ...], str | None]:
+    """Text, tool calls and normalised finish reason of the first candidate; a blocked
+    prompt has none."""
+    if not answer.candidates:
+        if answer.promptFeedback is not None and answer.promptFeedback.blockReason:
+            return "", (), "content_filter"
         raise ValueError("no candidates")
-    first = candidates[0]
-    parts = (first.get("content") or {}).get("parts") or []
-    text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
-    return text, _finish(first.get("finishReason"))
+    first = answer.candidates[0]
+    parts = first.content.parts if first.content is not None else []
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    calls = tuple(
+        ToolCall(p.functionCall.id or tool_ids.new_id(), p.functionCall.name,
+                 json.dumps(p.functionCall.args, separators=(",", ":")))
+        for p in parts if p.functionCall is not None
+    )  # fmt: skip
+    finish = _finish(first.finishReason)
+    if calls and finish == "stop":
+        finish = "tool_calls"
+    return text, calls, finish
 
 
-def _usage(raw: dict[str, Any]) -> Usage:
-    output = token_count(raw.get("candidatesTokenCount") or 0) + token_count(
-        raw.get("thoughtsTokenCount") or 0
+def _usage(raw: wire.UsageMetadata) -> Usage:
+    thoughts = raw.thoughtsTokenCount or 0
+    return Usage(
+        input_tokens=raw.promptTokenCount,
+        output_tokens=(raw.candidatesTokenCount or 0) + thoughts,
+        cached_input_tokens=raw.cachedContentTokenCount or 0,
+        reasoning_tokens=thoughts,
     )
-    return Usage(input_tokens=token_count(raw["promptTokenCount"]), output_tokens=output)
 
 
 def _finish(reason: object) -> str | None:
@@ -209,27 +207,35 @@ class _GeminiStream:
         self.done = False
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self._calls = 0
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
         data = decode_json(event.data, provider=self.provider, what="stream event")
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             raise _error_from_body(data["error"], status=None, headers=None, provider=self.provider)
         try:
-            if data.get("usageMetadata") is not None:
-                self.usage = _usage(data["usageMetadata"])
-            blocked = (data.get("promptFeedback") or {}).get("blockReason")
-            if not data.get("candidates") and not blocked:
+            answer = wire.GenerateContentResponse.model_validate(data)
+            if answer.usageMetadata is not None:
+                self.usage = _usage(answer.usageMetadata)
+            blocked = answer.promptFeedback is not None and answer.promptFeedback.blockReason
+            if not answer.candidates and not blocked:
                 if self.usage is None:
                     raise ValueError("neither candidates nor usage")
                 return None  # a usage-only event
-            text, finish = _candidate(data)
-        except (KeyError, TypeError, AttributeError, ValueError):
+            text, calls, finish = _candidate(answer)
+        except (ValidationError, ValueError):
             raise MalformedResponse(
                 "stream event lacks candidates or usageMetadata", provider=self.provider
             ) from None
+        deltas = []
+        for call in calls:
+            deltas.append(ToolCallDelta(self._calls, call.id, call.name, call.arguments))
+            self._calls += 1
         if finish is not None:
-            self.finish_reason = finish
-        return StreamChunk(text=text) if text else None
+            self.finish_reason = "tool_calls" if self._calls and finish == "stop" else finish
+        if text or deltas:
+            return StreamChunk(text=text, tool_calls=tuple(deltas))
+        return None
 
     def finish(self) -> StreamChunk:
         if self.finish_reason is None:

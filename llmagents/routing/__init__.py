@@ -18,7 +18,7 @@ from llmagents.routing.calls import (
     SkipReason,
 )
 from llmagents.routing.complexity import complexity_for, estimate_message_tokens, estimate_tokens
-from llmagents.routing.costs import CostLedger, Spend, token_cost, usage_cost
+from llmagents.routing.costs import FREE, CostLedger, Price, Rates, Spend, spec_price, token_cost, usage_cost
 from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health, HealthStats
 from llmagents.routing.manager import Call, ProviderManager
@@ -37,12 +37,15 @@ __all__ = [
     "CostLedger",
     "DEFAULT_OUTPUT_TOKENS",
     "EngineListener",
+    "FREE",
     "Fallback",
     "HasUsage",
     "Health",
     "HealthStats",
+    "Price",
     "ProviderManager",
     "ProviderStatus",
+    "Rates",
     "SkipReason",
     "Spend",
     "Transition",
@@ -50,6 +53,7 @@ __all__ = [
     "estimate_message_tokens",
     "estimate_tokens",
     "period_bounds",
+    "spec_price",
     "token_cost",
     "usage_cost",
 ]

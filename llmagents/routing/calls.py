@@ -15,7 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 from llmagents.api.pool import ProviderSpec
 from llmagents.api.work import Complexity, TaskSpec
-from llmagents.chat import Usage
+from llmagents.chat import Capability, Usage
 from llmagents.errors import ProviderError
 from llmagents.routing.complexity import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -47,12 +47,13 @@ class CallTask:
     """One call to make: its expected size, complexity, and which providers it may use.
 
     ``complexity`` is derived from ``input_tokens`` when left None. ``providers`` limits the
-    call to those names; ``free_only`` to providers that charge nothing; ``deadline`` (seconds)
-    replaces the pool's ``callDeadline`` for this call. ``max_output_tokens`` is the limit the
-    request itself states (the budget may lower it per attempt, never raise it);
-    ``counted_input_tokens`` is the prompt's size counted from its text, which the budget
-    uses when it is larger than a stated ``input_tokens`` (a low stated estimate must not
-    buy a call the budget cannot pay).
+    call to those names; ``free_only`` to providers that charge nothing; ``capabilities`` to
+    providers that have them all (the others are passed over, each recorded as a skip);
+    ``deadline`` (seconds) replaces the pool's ``callDeadline`` for this call.
+    ``max_output_tokens`` is the limit the request itself states (the budget may lower it
+    per attempt, never raise it); ``counted_input_tokens`` is the prompt's size counted from
+    its text, which the budget uses when it is larger than a stated ``input_tokens`` (a low
+    stated estimate must not buy a call the budget cannot pay).
     """
 
     input_tokens: int = 0
@@ -62,6 +63,7 @@ class CallTask:
     providers: frozenset[str] | None = None
     deadline: float | None = None
     name: str = ""
+    capabilities: frozenset[Capability] = frozenset()
     max_output_tokens: int | None = None
     counted_input_tokens: int = 0
 
@@ -86,6 +88,7 @@ class CallTask:
         providers: Iterable[str] | None = None,
         deadline: float | None = None,
         name: str = "",
+        capabilities: frozenset[Capability] = frozenset(),
     ) -> CallTask:
         """A task for a conversation, its input estimated from the text's length."""
         counted = estimate_message_tokens(messages)
@@ -97,6 +100,7 @@ class CallTask:
             providers=frozenset(providers) if providers is not None else None,
             deadline=deadline,
             name=name,
+            capabilities=capabilities,
             max_output_tokens=max_output_tokens,
             counted_input_tokens=counted,
         )
@@ -173,8 +177,12 @@ class SkipReason(StrEnum):
     """Its breaker is half-open and every probe slot is taken."""
     BUDGET = "budget"
     """The attempt's estimated cost does not fit in what is left of the budget."""
+    PRICE_UNKNOWN = "price_unknown"
+    """The agent has a budget and the provider's price is unknown (docs/pricing.md)."""
     DEADLINE = "deadline"
     """Its timeout does not fit in what is left of the deadline, and a later provider's does."""
+    CAPABILITY = "capability"
+    """It lacks a capability the request needs (tools, vision, JSON schema, streaming)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from llmagents.api.pool import ProviderPoolSpec, ProviderSpec, Strategy
 from llmagents.api.work import BudgetSpec
-from llmagents.chat import Usage
-from llmagents.errors import MalformedResponse, ProviderError
+from llmagents.chat import Capability, Usage
+from llmagents.errors import CapabilityUnavailable, MalformedResponse, ProviderError
 from llmagents.routing import clock as clocks
 from llmagents.routing import strategies
 from llmagents.routing.backoff import RetryPolicy
@@ -44,7 +44,14 @@ from llmagents.routing.calls import (
     R,
     SkipReason,
 )
-from llmagents.routing.costs import CostLedger, Spend, token_cost, usage_problem
+from llmagents.routing.costs import (
+    CostLedger,
+    Price,
+    Spend,
+    spec_price,
+    token_cost,
+    usage_problem,
+)
 from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health
 from llmagents.routing.run import Run, admission_of, later_fits
@@ -77,7 +84,10 @@ class ProviderManager:
         rng: random.Random | None = None,
         listener: EngineListener | None = None,
         agent: str = "",
+        prices: Mapping[str, Price | None] | None = None,
     ) -> None:
+        """``prices`` (by provider name) replaces what the spec alone says (``spec_price``):
+        the runner passes prices resolved from its price table."""
         self.pool = pool
         self.strategy = strategy if strategy is not None else pool.strategy
         self._clock = clock
@@ -97,8 +107,14 @@ class ProviderManager:
             breaker = CircuitBreaker(
                 spec.name, pool.circuit_breaker, wall_clock=wall_clock, on_transition=on_transition
             )
+            price = prices[spec.name] if prices and spec.name in prices else spec_price(spec)
             self._states[spec.name] = ProviderState(
-                spec, index=index, breaker=breaker, health=Health(window), agent=self._agent
+                spec,
+                index=index,
+                breaker=breaker,
+                health=Health(window),
+                price=price,
+                agent=self._agent,
             )
         self._by_priority = sorted(self._states.values(), key=lambda s: (s.priority, s.index))
         self._ledger = CostLedger()
@@ -129,8 +145,15 @@ class ProviderManager:
                 raise budget.error()
             free_only = True
         order = self._order(task, free_only)
+        needed = task.capabilities
+        if needed and order and not any(needed <= s.capabilities for s in order):
+            raise _capability_unavailable(needed, order)
         self._turn += 1
         for position, state in enumerate(order):
+            if not needed <= state.capabilities:
+                lacking = ", ".join(sorted(needed - state.capabilities))
+                run.pass_over(state.name, SkipReason.CAPABILITY, f"lacks {lacking}")
+                continue
             retry = 0
             waited = 0.0
             while True:
@@ -166,6 +189,8 @@ class ProviderManager:
                     error = MalformedResponse(f"reported usage: {problem}", provider=state.name)
                 if budget is not None:
                     budget.release(reserved)
+                if error.usage is not None and usage_problem(error.usage) is None:
+                    self._charge(state.spec, error.usage)  # it answered; the answer was rejected
                 wait = self._failed_attempt(
                     run, state, attempt, admission, error, began, waited, order, position
                 )
@@ -176,7 +201,7 @@ class ProviderManager:
                 retry += 1
             if run.out_of_time:
                 break
-        raise run.failure(order, budget)
+        raise run.failure([s for s in order if needed <= s.capabilities], budget)
 
     def _admit(
         self,
@@ -207,23 +232,31 @@ class ProviderManager:
         output_limit = task.max_output_tokens
         budget = self.budget
         if budget is not None and not state.free:
+            price = state.price
+            if price is None:
+                # The budget is a hard cap: spend that cannot be counted cannot be allowed.
+                breaker.release(admission)
+                run.pass_over(state.name, SkipReason.PRICE_UNKNOWN, "set its pricing")
+                return None
             estimate = state.estimate(task)
-            pricing = state.spec.pricing
+            # The worst case: the estimated input, and every output token the limit allows
+            # (hidden reasoning is output too, and may be priced higher).
+            rates = price.rates_for(task.budget_input_tokens)
+            input_cost = token_cost(task.budget_input_tokens, 0, price)
+            output_price = max(rates.output, rates.reasoning) / 1e6
             if budget.affordable(estimate):
                 output_limit = budget_output_limit(
-                    available=budget.available,
-                    input_cost=token_cost(task.budget_input_tokens, 0, pricing),
-                    output_price=pricing.output_per_million / 1e6,
-                    wanted=task.max_output_tokens or BUDGET_OUTPUT_LIMIT,
-                )
-            if not budget.affordable(estimate) or output_limit < 1:
+                    available=budget.available, input_cost=input_cost,
+                    output_price=output_price, wanted=task.max_output_tokens or BUDGET_OUTPUT_LIMIT,
+                )  # fmt: skip
+            if not budget.affordable(estimate) or output_limit is None or output_limit < 1:
                 budget.mark_full()
                 breaker.release(admission)
                 detail = f"estimated ${estimate:.6f}, ${budget.remaining:.6f} left"
                 run.pass_over(state.name, SkipReason.BUDGET, detail)
                 run.over_budget += 1
                 return None
-            reserved = token_cost(task.budget_input_tokens, output_limit, pricing)
+            reserved = input_cost + output_limit * output_price
         timeout = state.timeout
         if timeout > remaining:
             if later_fits(order, position, remaining, now):
@@ -334,8 +367,10 @@ class ProviderManager:
         )
         return [s.name for s in self._order(task, free_only)]
 
-    def _charge(self, spec: ProviderSpec, usage: Usage) -> float:
-        cost = self._ledger.add(spec.name, usage, spec.pricing)
+    def _charge(self, spec: ProviderSpec, usage: Usage, price: Price | None = None) -> float:
+        if price is None:
+            price = self._states[spec.name].price
+        cost = self._ledger.add(spec.name, usage, price)
         if self.budget is not None:
             self.budget.charge(cost)
         if self._listener is not None:
@@ -344,8 +379,12 @@ class ProviderManager:
 
     # -- settling streams -------------------------------------------------------------------
 
-    def record_usage(self, result: CallResult[Any], usage: Usage) -> float:
+    def record_usage(
+        self, result: CallResult[Any], usage: Usage, *, price: Price | None = None
+    ) -> float:
         """Settle a stream that ended well: charge its usage and count the success; returns the cost.
+
+        ``price`` replaces the provider's chat price (an embedding model's price).
 
         A result whose answer came without usage must be settled exactly once, by this or by
         ``record_stream_failure``; until then it holds its probe slot if it was a probe. A
@@ -360,7 +399,7 @@ class ProviderManager:
         state = self._settle(result)
         state.succeeded(self._clock(), admission_of(result), result.attempts[-1].latency)
         result.usage = usage
-        result.cost = self._charge(state.spec, usage)
+        result.cost = self._charge(state.spec, usage, price)
         return result.cost
 
     def record_stream_failure(
@@ -424,6 +463,18 @@ class ProviderManager:
     def spend_by_provider(self) -> dict[str, Spend]:
         return self._ledger.by_provider
 
+    def open_until(self, provider: str) -> datetime | None:
+        """Wall time until which an open breaker refuses calls (None unless open); unlike
+        ``status`` it moves no breaker, so a transition listener may call it."""
+        breaker = self._states[provider].breaker
+        if breaker.state is not BreakerState.OPEN:
+            return None
+        return clocks.to_wall(breaker.open_until, now=self._clock(), wall_now=self._wall_clock())
+
+    def price(self, provider: str) -> Price | None:
+        """The prices a provider is charged at; None when unknown."""
+        return self._states[provider].price
+
     def transitions(self, provider: str) -> list[Transition]:
         """A provider's recent breaker transitions, oldest first."""
         return list(self._states[provider].breaker.transitions)
@@ -458,6 +509,27 @@ class ProviderManager:
             wall_now=self._wall_clock(),
         )
 
+    def capabilities(self, provider: str) -> frozenset[Capability]:
+        """What a provider can do (its spec's capabilities over the defaults)."""
+        return self._states[provider].capabilities
+
     def _transitioned(self, provider: str, transition: Transition) -> None:
         if self._listener is not None:
             self._listener.on_breaker_transition(provider, transition)
+
+
+def _capability_unavailable(
+    needed: frozenset[Capability], order: list[ProviderState]
+) -> CapabilityUnavailable:
+    lacking = sorted({c.value for s in order for c in needed - s.capabilities})
+    considered = [s.name for s in order]
+    by_provider = "; ".join(
+        f"{s.name} lacks {', '.join(sorted(needed - s.capabilities))}" for s in order
+    )
+    return CapabilityUnavailable(
+        f"no provider this call may use supports {', '.join(lacking)} ({by_provider}); "
+        "declare the capability in the pool's provider capabilities, or send the request "
+        "without it",
+        capabilities=lacking,
+        considered=considered,
+    )

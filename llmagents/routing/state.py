@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 
 from llmagents.api.pool import ProviderSpec, Tier
-from llmagents.errors import ProviderError
+from llmagents.errors import ErrorKind, ProviderError
 from llmagents.routing.breaker import Admission, CircuitBreaker
 from llmagents.routing.calls import CallTask
-from llmagents.routing.costs import token_cost
+from llmagents.routing.costs import Price, token_cost
 from llmagents.routing.health import Health
+from llmagents.routing.selection import capabilities
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +26,14 @@ class ProviderState:
     __slots__ = (
         "agent",
         "breaker",
+        "capabilities",
         "free",
         "health",
         "index",
+        "last_error",
         "misconfigured",
         "name",
+        "price",
         "priority",
         "spec",
         "tier",
@@ -43,6 +47,7 @@ class ProviderState:
         index: int,
         breaker: CircuitBreaker,
         health: Health,
+        price: Price | None,
         agent: str = "-",
     ) -> None:
         self.spec = spec
@@ -51,18 +56,23 @@ class ProviderState:
         self.agent = agent
         self.priority = spec.priority
         self.tier: Tier = spec.tier
-        self.free = spec.free
+        self.price = price
+        """Its resolved prices; None when unknown (no pricing and not in the price table)."""
+        self.free = price is not None and price.free
+        self.capabilities = capabilities(spec)
         self.timeout = spec.timeout.total_seconds()
         self.breaker = breaker
         self.health = health
         self.misconfigured: str | None = None
         """Why the provider's configuration looks wrong (auth, bad request, unknown model)."""
+        self.last_error: str | None = None
+        """The kind and message of its latest failure."""
 
     def estimate(self, task: CallTask) -> float:
         """Expected cost of ``task`` here, in US dollars."""
-        if self.free:
+        if self.free or self.price is None:
             return 0.0
-        return token_cost(task.input_tokens, task.output_tokens, self.spec.pricing)
+        return token_cost(task.input_tokens, task.output_tokens, self.price)
 
     def succeeded(self, now: float, admission: Admission, latency: float) -> None:
         self.health.record(now, ok=True, latency=latency)
@@ -81,7 +91,12 @@ class ProviderState:
     def failed(
         self, now: float, admission: Admission, error: ProviderError, latency: float
     ) -> None:
+        if error.kind is ErrorKind.CLIENT_BUSY:
+            # The runner's own connection limit, not the provider: no evidence either way.
+            self.breaker.release(admission)
+            return
         self.health.record(now, ok=False, latency=latency)
+        self.last_error = f"{error.kind.value}: {error.message}"
         if error.misconfiguration:
             # Not a health problem of the provider: no retry or breaker opening can fix it.
             self.breaker.release(admission)
@@ -92,6 +107,8 @@ class ProviderState:
     def probed(self, now: float, *, ok: bool, latency: float, error: ProviderError | None) -> None:
         """Take an active probe's outcome."""
         self.health.record_probe(now, ok=ok, latency=latency)
+        if not ok:
+            self.last_error = f"{error.kind.value}: {error.message}" if error else "probe failed"
         if ok:
             self.answered()
             self.breaker.on_probe(now, ok=True)

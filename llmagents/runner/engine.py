@@ -19,13 +19,16 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
-from llmagents.errors import MalformedResponse, ProviderError
+from llmagents.errors import AnswerRejected, MalformedResponse, ProviderError
+from llmagents.pricing import KnownPrice, prices, resolve_pool
+from llmagents.runner.tracing import CallTracer, use_call_span
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -35,9 +38,13 @@ from llmagents.routing import (
     ProviderManager,
 )
 from llmagents.routing import clock as clocks
+from llmagents.routing import selection
 from llmagents.routing.costs import usage_problem
 
 logger = logging.getLogger(__name__)
+
+AnswerCheck = Callable[[ChatResponse], str | None]
+"""Why an answer is unacceptable, or None when it is fine."""
 
 PROBE_TIMEOUT = 10.0
 """Seconds an active health probe (a model listing) may take."""
@@ -80,11 +87,11 @@ class _FirstChunk:
 
 
 class OpenStream:
-    """A started stream: iterate it for text chunks; it settles with the engine by itself.
+    """A started stream: iterate it for chunks of text and tool calls; it settles by itself.
 
-    Iteration yields the text chunks; a ``ProviderError`` raised from it means the provider
-    failed mid-answer (already recorded against the provider). ``usage`` and
-    ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
+    Iteration yields the chunks that carry text or tool-call deltas; a ``ProviderError``
+    raised from it means the provider failed mid-answer (already recorded against it).
+    ``usage`` and ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
     went away): the provider is counted as fine and charged for what it produced.
     """
 
@@ -94,9 +101,14 @@ class OpenStream:
         result: CallResult[_FirstChunk],
         task: CallTask,
         model: str,
+        *,
+        tracer: CallTracer | None = None,
+        span: Any = None,
     ) -> None:
         self.manager = manager
         self.result = result
+        self._tracer = tracer
+        self._span = span
         self.provider = result.provider
         self.model = model
         self.usage: Usage | None = None
@@ -121,12 +133,15 @@ class OpenStream:
                     self.usage = chunk.usage
                 if chunk.finish_reason is not None:
                     self.finish_reason = chunk.finish_reason
-                if chunk.text:
-                    self._text_chars += len(chunk.text)
+                if chunk.text or chunk.tool_calls:
+                    self._text_chars += len(chunk.text) + sum(
+                        len(d.arguments) + len(d.name or "") for d in chunk.tool_calls
+                    )
                     yield chunk
                 chunk = await anext(opened.chunks, None)
         except ProviderError as error:
             self._settle_broken(error)
+            self._end_span(error)
             raise
         self._settle_ok()
 
@@ -165,7 +180,14 @@ class OpenStream:
         except MalformedResponse as error:
             self.usage = None
             self._settle_broken(error)
+            self._end_span(error)
             raise
+        self._end_span(None)
+
+    def _end_span(self, error: BaseException | None) -> None:
+        if self._tracer is not None and self._span is not None:
+            self._tracer.end_call(self._span, self.result, error=error)
+            self._span = None
 
     async def aclose(self) -> None:
         """Stop reading; settle as a success with the tokens produced so far if not settled."""
@@ -184,7 +206,15 @@ class AgentEngine:
 
     manager: ProviderManager
     adapters: Mapping[str, ProviderAdapter]
+    known_prices: Mapping[str, KnownPrice] = field(default_factory=dict)
+    """Each provider's price and where it came from (spec, local, the price table)."""
+    tracer: CallTracer | None = None
+    """Spans of calls and attempts, when tracing is on (``runner.tracing``)."""
     _probing: set[str] = field(default_factory=set)
+
+    def providers_for(self, model: str | None) -> frozenset[str] | None:
+        """The providers a gateway request naming ``model`` may use (None: all of them)."""
+        return selection.providers_for(self.manager.pool, model)
 
     @classmethod
     def build(
@@ -196,12 +226,14 @@ class AgentEngine:
         clock: clocks.Clock = clocks.monotonic,
         wall_clock: clocks.WallClock = clocks.utc_now,
         sleep: clocks.Sleep = clocks.sleep,
+        tracer: CallTracer | None = None,
     ) -> AgentEngine:
         """Adapters for every provider of the (URL-resolved) pool and a manager over them.
 
         Raises ``ConfigError`` when a remote provider has no key in the environment.
         """
         config = resolve_pool_urls(config)
+        known = resolve_pool(config.pool, at=wall_clock())
         adapters = {
             spec.name: build_adapter(spec, api_key=api_keys.get(spec.name))
             for spec in config.pool.providers
@@ -214,23 +246,63 @@ class AgentEngine:
             sleep=sleep,
             listener=listener,
             agent=config.agent.name,
+            prices=prices(known),
         )
-        return cls(manager, adapters)
+        return cls(manager, adapters, known, tracer)
 
-    async def complete(self, request: ChatRequest, task: CallTask) -> CallResult[ChatResponse]:
-        """One complete answer through the pool (fallback, retries, breakers, budget)."""
+    async def complete(
+        self, request: ChatRequest, task: CallTask, *, check: AnswerCheck | None = None
+    ) -> CallResult[ChatResponse]:
+        """One complete answer through the pool (fallback, retries, breakers, budget).
+
+        ``check`` returns why an answer is unacceptable (or None): such an answer is an
+        ``AnswerRejected`` of its provider, retried and fallen back from, its tokens charged.
+        """
+
+        tracer = self.tracer
 
         async def call(attempt: Attempt) -> ChatResponse:
-            return await self._adapter(attempt.provider).complete(
-                _limited(request, attempt), timeout=attempt.timeout
-            )
+            spec = attempt.provider
+            limited = _limited(request, attempt)
+            if tracer is None:
+                answer = await self._adapter(spec).complete(limited, timeout=attempt.timeout)
+                return _checked(spec.name, answer)
+            with tracer.attempt(attempt) as span:
+                answer = await self._adapter(spec).complete(limited, timeout=attempt.timeout)
+                tracer.answered(span, answer.usage, answer.model)
+                return _checked(spec.name, answer)
 
-        return await self.manager.execute(task, call)
+        def _checked(provider: str, answer: ChatResponse) -> ChatResponse:
+            reason = check(answer) if check is not None else None
+            if reason is not None:
+                raise AnswerRejected(reason, provider=provider, usage=answer.usage)
+            return answer
+
+        if tracer is None:
+            return await self.manager.execute(task, call)
+        span = tracer.start_call(request, task, stream=False)
+        try:
+            with use_call_span(span):
+                result = await self.manager.execute(task, call)
+        except BaseException as error:
+            tracer.end_call(span, None, error=error)
+            raise
+        tracer.end_call(span, result)
+        return result
 
     async def open_stream(self, request: ChatRequest, task: CallTask) -> OpenStream:
         """A stream from the first provider that produces a first chunk."""
+        tracer = self.tracer
 
         async def call(attempt: Attempt) -> _FirstChunk:
+            if tracer is None:
+                return await first_chunk(attempt)
+            with tracer.attempt(attempt) as span:
+                opened = await first_chunk(attempt)
+                tracer.answered(span, opened.first.usage)
+                return opened
+
+        async def first_chunk(attempt: Attempt) -> _FirstChunk:
             chunks = self._adapter(attempt.provider).stream(
                 _limited(request, attempt), timeout=attempt.timeout
             )
@@ -241,8 +313,18 @@ class AgentEngine:
                 raise
             return _FirstChunk(chunks, first)
 
-        result = await self.manager.execute(task, call)
-        return OpenStream(self.manager, result, task, self.adapters[result.provider].model)
+        if tracer is None:
+            result = await self.manager.execute(task, call)
+            return OpenStream(self.manager, result, task, self.adapters[result.provider].model)
+        span = tracer.start_call(request, task, stream=True)
+        try:
+            with use_call_span(span):
+                result = await self.manager.execute(task, call)
+        except BaseException as error:
+            tracer.end_call(span, None, error=error)
+            raise
+        return OpenStream(self.manager, result, task, self.adapters[result.provider].model,
+                          tracer=tracer, span=span)  # fmt: skip
 
     async def run_due_probes(self) -> int:
         """Probe the providers whose health is stale (``health.probeInterval``); returns how many.

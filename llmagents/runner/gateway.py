@@ -4,14 +4,16 @@ The agent's own container (any framework, any language) sets ``OPENAI_BASE_URL``
 server and gets the pool's fallback, breakers, budget and cost tracking without knowing a
 provider. It serves, on the pod's loopback only:
 
-- ``POST /v1/chat/completions``, plain or streamed (``stream: true``, server-sent events).
+- ``POST /v1/chat/completions`` (``openai_chat``; each protocol's front door is a module
+  in ``FRONT_DOORS`` over the neutral ``chat_path``), plain or streamed (server-sent events).
   A stream falls back between providers until one has produced its first chunk, and only
   then sends its first byte; if that provider fails mid-answer the stream ends with an
   OpenAI-style ``{"error": ...}`` event and no ``[DONE]``, which OpenAI's clients raise as
   an error, never a silent 200 with a cut answer. The header ``x-llmagents-complexity``
   (simple, medium, complex) steers tier choice; ``x-llmagents-provider`` and
   ``x-llmagents-cost-usd`` on answers say who answered and what it cost.
-- ``GET /v1/models``: the pool's models (each ``owned_by`` its provider).
+- ``GET /v1/models``: what a client may ask for (``routing.selection``): each provider's
+  model and name, and the pool's aliases, with the capabilities behind each.
 - ``GET|PUT /v1/checkpoint/state``: the client's own state (any strict JSON, at most
   ``MAX_CUSTOM_STATE`` bytes and ``MAX_STATE_NESTING`` levels deep; 413 and 400 otherwise),
   saved in the runner's checkpoint and returned after restarts. A PUT answers once the
@@ -20,34 +22,28 @@ provider. It serves, on the pod's loopback only:
 
 It runs on ``http11.Server`` rather than aiohttp's server: the gateway is on the path of
 every model call, and aiohttp's server alone cost about the whole latency budget per request
-(``bench/README.md``). Refusals use OpenAI's error shape: an exhausted budget is 429 ``insufficient_quota`` with
-``x-should-retry: false`` (OpenAI's clients then do not retry), no provider answering is
-503, a passed call deadline 504, an agent that stopped working (maxRuntime) 503.
+(``bench/README.md``). Refusals (``chat_path.Refusal``): a request that is wrong or needs a
+capability no provider it may use has is 400, an exhausted budget 429 with
+``x-should-retry: false`` (OpenAI's clients then do not retry), no provider answering 503,
+a passed call deadline 504, an agent that stopped working (maxRuntime) 503.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from llmagents.errors import BudgetExhausted, CallFailed, DeadlineExceeded, ProviderError
-from llmagents.routing import CallTask
+from llmagents.routing.selection import askable_models
+from llmagents.runner import front_embeddings, front_messages, front_responses, openai_chat
 from llmagents.runner.checkpoint import nesting_depth
 from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
-from llmagents.runner.openai_wire import (
-    ChatCall,
-    ChunkWriter,
-    WireError,
-    completion_body,
-    completion_id,
-    error_body,
-    parse_chat,
-)
+from llmagents.runner.openai_chat import json_response
+from llmagents.wire.openai_chat import error_body
 
 if TYPE_CHECKING:
-    from llmagents.runner.engine import OpenStream
     from llmagents.runner.lifecycle import Runner
 
 logger = logging.getLogger(__name__)
@@ -61,12 +57,17 @@ recurse, and the checkpoint itself must stay within ``checkpoint.MAX_NESTING``."
 STATE_SAVE_TIMEOUT = 5.0
 
 Route = Callable[[Request], Awaitable[Response | StreamingResponse]]
+FrontDoor = Callable[["Runner", Request], Awaitable[Response | StreamingResponse]]
+"""A protocol's chat route: reads its request, calls ``chat_path``, writes its answer."""
 
-
-def json_response(document: Any, status: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:  # fmt: skip
-    body = json.dumps(document, separators=(",", ":")).encode()
-    return Response(status, body, headers=headers if headers is not None else {})
+FRONT_DOORS: dict[str, FrontDoor] = {
+    "/v1/chat/completions": openai_chat.handle,
+    "/v1/responses": front_responses.handle,
+    "/v1/messages": front_messages.handle,
+    "/v1/messages/count_tokens": front_messages.count_tokens,
+    "/v1/embeddings": front_embeddings.handle,
+}
+"""The chat routes (POST) and the module serving each; other protocols add theirs here."""
 
 
 def _server_error(status: int, message: str) -> Response:
@@ -80,7 +81,9 @@ class Gateway:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self._routes: dict[str, dict[str, Route]] = {
-            "/v1/chat/completions": {"POST": self._chat},
+            path: {"POST": functools.partial(door, runner)} for path, door in FRONT_DOORS.items()
+        }
+        self._routes |= {
             "/v1/models": {"GET": self._models},
             "/v1/checkpoint/state": {"GET": self._get_state, "PUT": self._put_state},
             "/healthz": {"GET": self._healthz},
@@ -104,8 +107,8 @@ class Gateway:
     async def _dispatch(self, request: Request) -> Response | StreamingResponse:
         methods = self._routes.get(request.path)
         if methods is None:
-            body = error_body(f"no route for {request.path}; the gateway serves "
-                              "/v1/chat/completions, /v1/models and /v1/checkpoint/state",
+            served = ", ".join(self._routes)
+            body = error_body(f"no route for {request.path}; the gateway serves {served}",
                               kind="invalid_request_error", code="not_found")  # fmt: skip
             return json_response(body, 404)
         route = methods.get(request.method)
@@ -114,87 +117,26 @@ class Gateway:
             body = error_body(f"{request.path} takes {allowed}, not {request.method}",
                               kind="invalid_request_error", code="method_not_allowed")  # fmt: skip
             return json_response(body, 405, {"allow": allowed})
-        return await route(request)
-
-    # -- chat ---------------------------------------------------------------------------------
-
-    async def _chat(self, request: Request) -> Response | StreamingResponse:
-        call: ChatCall | None = None
-        try:
-            if not self.runner.accepting:
-                raise WireError(503, f"agent {self.runner.agent} is not taking calls: "
-                                f"{self.runner.message or self.runner.phase.value}",
-                                kind="server_error", code="agent_stopped")  # fmt: skip
-            call = parse_chat(request.body, request.headers.get("x-llmagents-complexity"))
-            task = CallTask.from_messages(
-                call.request.messages, complexity=call.complexity,
-                max_output_tokens=call.request.max_tokens,
-            )  # fmt: skip
-            if call.stream:
-                stream = await self.runner.engine.open_stream(call.request, task)
-                return StreamingResponse(
-                    self._stream_body(stream, call.include_usage),
-                    headers={"cache-control": "no-cache", "x-llmagents-provider": stream.provider},
-                )  # fmt: skip
-            result = await self.runner.engine.complete(call.request, task)
-        except WireError as refused:
-            return self._refuse(refused, stream=bool(call and call.stream))
-        except (BudgetExhausted, CallFailed) as failed:
-            return self._refuse(self._engine_error(failed), stream=bool(call and call.stream))
-        answer = result.value
-        body = completion_body(cid=completion_id(), model=answer.model, text=answer.text,
-                               finish_reason=answer.finish_reason, usage=answer.usage)  # fmt: skip
-        self.runner.metrics.gateway_request(stream=False, code=200)
-        return json_response(body, headers=_answer_headers(result.provider, result.cost))
-
-    async def _stream_body(self, stream: OpenStream, with_usage: bool) -> AsyncIterator[bytes]:
-        """The SSE events of one streamed answer; closed at a ``yield`` if the client leaves."""
-        writer = ChunkWriter(completion_id(), stream.model)
-        code = 499  # unless the stream runs to its end: the client went away
-        try:
-            yield writer.role(with_usage=with_usage)
-            try:
-                async for chunk in stream:
-                    yield writer.text(chunk.text, with_usage=with_usage)
-            except ProviderError as broke:
-                code = 502
-                self.runner.metrics.stream_failed(stream.provider, broke.kind.value)
-                message = self.runner.redact(f"provider {stream.provider} failed mid-answer: {broke}")
-                logger.warning("agent %s: gateway stream: %s", self.runner.agent, message)
-                yield writer.error(message, code="provider_stream_failed")
-                return
-            yield writer.finish(stream.finish_reason, with_usage=with_usage)
-            if with_usage and stream.usage is not None:
-                yield writer.usage(stream.usage)
-            yield writer.done()
-            code = 200
-        finally:
-            if code == 499:  # settles the call with what the provider sent so far
-                await stream.aclose()
-            self.runner.metrics.gateway_request(stream=True, code=code)
-
-    def _engine_error(self, failed: BudgetExhausted | CallFailed) -> WireError:
-        message = self.runner.redact(str(failed))
-        if isinstance(failed, BudgetExhausted):
-            return WireError(429, message, kind="insufficient_quota", code="budget_exhausted")
-        if isinstance(failed, DeadlineExceeded):
-            return WireError(504, message, kind="server_error", code="deadline_exceeded")
-        return WireError(503, message, kind="server_error", code="all_providers_failed")
-
-    def _refuse(self, refused: WireError, *, stream: bool) -> Response:
-        self.runner.metrics.gateway_request(stream=stream, code=refused.status)
-        headers = {}
-        if refused.status in (429, 503) and refused.code in ("budget_exhausted", "agent_stopped"):
-            headers["x-should-retry"] = "false"
-        return json_response(refused.body(), refused.status, headers)
+        tracer = self.runner.engine.tracer
+        if tracer is None:
+            return await route(request)
+        with tracer.incoming(request.headers):  # the caller's traceparent parents the call
+            return await route(request)
 
     # -- the rest -----------------------------------------------------------------------------
 
     async def _models(self, request: Request) -> Response:
-        data = [
-            {"id": p.model, "object": "model", "created": 0, "owned_by": p.name}
-            for p in self.runner.config.pool.providers
-        ]
+        """Everything a client may send as ``model``: each provider's model and name, and
+        each alias of the pool, with what it can do."""
+        pool = self.runner.config.pool
+        manager = self.runner.engine.manager
+        data = []
+        for name, owner in askable_models(pool):
+            members = self.runner.engine.providers_for(name) or {p.name for p in pool.providers}
+            can = set.union(*(set(manager.capabilities(m)) for m in members))
+            data.append({"id": name, "object": "model", "created": 0, "owned_by": owner,
+                         "providers": sorted(members),
+                         "capabilities": sorted(c.value for c in can)})  # fmt: skip
         return json_response({"object": "list", "data": data})
 
     async def _get_state(self, request: Request) -> Response:
@@ -236,7 +178,3 @@ class Gateway:
 
 def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
-
-
-def _answer_headers(provider: str, cost: float) -> dict[str, str]:
-    return {"x-llmagents-provider": provider, "x-llmagents-cost-usd": f"{cost:.8f}"}

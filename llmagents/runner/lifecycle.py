@@ -47,7 +47,10 @@ from llmagents.errors import ConfigError
 from llmagents.runner.background import Supervisor
 from llmagents.runner.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore
 from llmagents.runner.checkpointer import Checkpointer
+from llmagents.events import EventRecorder
 from llmagents.runner.engine import AgentEngine
+from llmagents.runner.events import AgentEvents
+from llmagents.runner.tracing import CallTracer
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.results import ResultStore, TaskResult
 from llmagents.runner.secrets import Redactor
@@ -57,6 +60,7 @@ from llmagents.runner.tasks import LoopEnd, Progress, TaskLoop
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
+PRICE_UNKNOWN = "PriceUnknown"
 RESULTS_NOT_STORED = "ResultsNotStored"
 RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
 HOUSEKEEPING_INTERVAL = 1.0
@@ -113,6 +117,8 @@ class Runner:
         results: ResultStore,
         metrics: RunnerMetrics | None = None,
         redactor: Redactor | None = None,
+        events: EventRecorder | None = None,
+        tracer: CallTracer | None = None,
         status_interval: float = 5.0,
         checkpoint_spacing: float = 1.0,
         task_save_timeout: float = 10.0,
@@ -125,10 +131,24 @@ class Runner:
         self.metrics = metrics if metrics is not None else RunnerMetrics(self.agent)
         self.redact = redactor if redactor is not None else Redactor(api_keys.values())
         hooks = _Hooks()
+        self.events = events
+        agent = config.agent
+        self.agent_events: AgentEvents | None = (
+            AgentEvents(events, name=agent.name, namespace=agent.namespace, uid=agent.uid)
+            if events is not None
+            else None
+        )
+        listeners: list[EngineListener] = [self.metrics, hooks]
+        if self.agent_events is not None:
+            listeners.append(self.agent_events)
+        if tracer is not None:
+            listeners.append(tracer)
         self.engine = AgentEngine.build(
-            config, api_keys=api_keys, listener=_Fanout(self.metrics, hooks),
-            clock=clock, wall_clock=wall_clock,
+            config, api_keys=api_keys, listener=_Fanout(*listeners),
+            clock=clock, wall_clock=wall_clock, tracer=tracer,
         )  # fmt: skip
+        if self.agent_events is not None:
+            self.agent_events.manager = self.engine.manager
         self.results = results
         self.tasks = list(config.tasks or [])
         self.progress = Progress()
@@ -179,6 +199,8 @@ class Runner:
         supervise("checkpoint writer", "CheckpointWriterFailed", self.checkpointer.run)
         supervise("status reporter", "StatusReporterFailed", self.reporter.run)
         supervise("housekeeping", "HousekeepingFailed", self._housekeeping)
+        if self.events is not None:
+            supervise("event recorder", "EventRecorderFailed", self.events.run)
 
     def _restore(self, checkpoint: Checkpoint | None) -> None:
         if checkpoint is not None and checkpoint.agent_uid != self.config.agent.uid:
@@ -230,12 +252,16 @@ class Runner:
         try:
             end = await loop.run(self.work_stop)
         except Exception as exc:
-            self._set_phase(RunnerPhase.FAILED, f"task loop failed: {exc!r}")
+            # str, never repr: an exception's repr may carry the request it failed on,
+            # headers and key included, escaped past the redactor.
+            self._set_phase(RunnerPhase.FAILED, f"task loop failed: {type(exc).__name__}: {exc}")
             raise
         if end is LoopEnd.FINISHED:
             summary = self.progress.summary(self.tasks)
             self._set_phase(RunnerPhase.COMPLETED,
                             f"{summary.done} task(s) done, {summary.failed} failed")
+            if self.agent_events is not None:
+                self.agent_events.tasks_completed(summary.done, summary.failed)
             await self.checkpointer.save(self._task_save_timeout)
         elif end is LoopEnd.BUDGET_SPENT:
             self.message = f"budget exhausted: {self.redact(str(loop.budget_spent))}"
@@ -281,8 +307,10 @@ class Runner:
                 break
             if probing is None or probing.done():
                 probing = asyncio.create_task(self.engine.run_due_probes())
-            states = {n: (s.breaker, s.healthy) for n, s in self.engine.manager.status().items()}
-            self.metrics.providers(states)
+            status = self.engine.manager.status()
+            self.metrics.providers({n: (s.breaker, s.healthy) for n, s in status.items()})
+            if self.agent_events is not None:
+                self.agent_events.providers_checked({n: s.misconfigured for n, s in status.items()})
             if not await self.results.flush():
                 self.message = RESULTS_PENDING
             elif self.message == RESULTS_PENDING:
@@ -312,6 +340,8 @@ class Runner:
     def _checkpoint_changed(self) -> None:
         checkpointer = self.checkpointer
         if checkpointer.fenced is not None:
+            if not self.work_stop.is_set() and self.agent_events is not None:
+                self.agent_events.fenced(str(checkpointer.fenced))
             self.work_stop.set()
             self.reporter.muted = True  # the newer runner reports now
             return
@@ -332,8 +362,12 @@ class Runner:
             tasks=self.progress.summary(self.tasks) if self.config.mode is WorkMode.TASKS else None,
             last_checkpoint=self.checkpointer.last_success,
             redact=self.redact,
+            known_prices=self.engine.known_prices,
         )
         conditions = []
+        unknown = self._price_unknown()
+        if unknown is not None:
+            conditions.append(unknown)
         too_large = self.checkpointer.too_large
         if too_large is not None:
             saved = (
@@ -367,6 +401,25 @@ class Runner:
         self._conditions_since = {c.type: c.last_transition_time for c in conditions}
         return RunnerReport(status, conditions)
 
+    def _price_unknown(self) -> Condition | None:
+        """``PriceUnknown`` while some provider has neither pricing nor a table price."""
+        unknown = {n: k for n, k in self.engine.known_prices.items() if not k.known}
+        if not unknown:
+            return None
+        names = "; ".join(f"{name}: {k.detail}" for name, k in unknown.items())
+        rule = (
+            "with a budget they are never called (their spend could not be counted); "
+            if self.engine.manager.budget is not None
+            else "without a budget their calls are counted at $0; "
+        )
+        return Condition(
+            type=PRICE_UNKNOWN,
+            status=ConditionStatus.TRUE,
+            reason="NoPriceForModel",
+            message=f"no known price for {names}. {rule}set spec.providers[].pricing",
+            last_transition_time=self._true_since(PRICE_UNKNOWN),
+        )
+
     def _true_since(self, kind: str) -> datetime:
         """When condition ``kind`` became true: a report that repeats it changes nothing."""
         return self._conditions_since.setdefault(kind, self._wall_clock())
@@ -394,11 +447,21 @@ class Runner:
             logger.info("agent %s: final checkpoint %s", self.agent,
                         "saved" if saved else "NOT saved (store unreachable)")
             await self.reporter.flush(max(0.1, deadline - loop.time() - 0.2))
+        if self.events is not None:
+            await self.events.flush(max(0.1, min(2.0, deadline - loop.time() - 0.1)))
+        tracer = self.engine.tracer
+        if tracer is not None:
+            with contextlib.suppress(TimeoutError):
+                # The exporter's flush blocks; its thread may outlive the wait, not the process.
+                async with asyncio.timeout(max(0.1, min(3.0, deadline - loop.time() - 0.1))):
+                    await asyncio.to_thread(tracer.shutdown)
         await self.close()
 
     async def close(self) -> None:
         self.checkpointer.close()
         self.reporter.close()
+        if self.events is not None:
+            self.events.close()
         await self._supervisor.close()
         await self.engine.aclose()
 

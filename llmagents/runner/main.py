@@ -42,6 +42,9 @@ from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus,
 from llmagents.errors import ConfigError
 from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable, corrupt_conditions
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
+from llmagents.events import EventRecorder
+from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
+from llmagents.runner import tracing
 from llmagents.runner.fleet import FleetBreaker, read_pool, watch_pool
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.kube import KubeClient, KubeError, config_map_path, custom_path
@@ -170,6 +173,12 @@ async def run(args: argparse.Namespace) -> int:
                 results=ConfigMapResultStore(kube, owner=config.agent,
                                              names=results_config_map_names(agent)),
                 status_interval=args.status_interval,
+                events=EventRecorder(KubeEventSink(kube), controller=CONTROLLER,
+                                     instance=instance_name(), redact=redactor),
+                tracer=tracing.from_environment(
+                    agent=agent, namespace=namespace, redact=redactor,
+                    capture_content=bool(config.pool.tracing
+                                         and config.pool.tracing.capture_prompt_content)),
             )  # fmt: skip
         except ConfigError as error:
             logger.error("agent %s: %s", agent, redactor(str(error)))

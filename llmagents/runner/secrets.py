@@ -41,6 +41,9 @@ class Redactor:
 
     def add(self, secrets: Iterable[str | None]) -> None:
         found = {s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH}
+        # A key with a character repr() escapes (a byte-order mark, a control character)
+        # appears escaped in a repr or an ascii() of anything holding it; catch those too.
+        found |= {form for s in found for form in (repr(s)[1:-1], ascii(s)[1:-1])}
         # Longest first, so that a key containing another key is replaced whole.
         self._secrets = sorted(set(self._secrets) | found, key=len, reverse=True)
 

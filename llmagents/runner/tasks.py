@@ -11,6 +11,9 @@ keeps to the budget within the call; this loop adds what only the task list know
   the loop waits for a daily or monthly period to roll over (the operator meanwhile scales
   the agent to zero), and the task runs when there is budget again; a ``total`` budget never
   rolls over, so the loop ends (``LoopEnd.BUDGET_SPENT``) instead of waiting forever;
+- a task with a ``responseFormat`` asks providers for JSON of its schema and accepts only
+  an answer that is JSON valid against it (``answer_check``); a provider whose answer fails
+  is retried and fallen back from like one that sent a malformed answer;
 - after each task, ``after_task`` runs (results flushed, checkpoint saved, status told)
   before the next one starts.
 """
@@ -19,18 +22,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import jsonschema
+
 from llmagents.api.status import TaskProgress
-from llmagents.api.work import BudgetPeriod, TaskSpec
-from llmagents.chat import ChatRequest, Message, Role
+from llmagents.api.work import BudgetPeriod, ResponseFormatSpec, TaskSpec
+from llmagents.chat import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+)
 from llmagents.errors import BudgetExhausted, CallFailed
 from llmagents.routing import CallTask
 from llmagents.routing import clock as clocks
-from llmagents.runner.engine import AgentEngine
+from llmagents.runner.engine import AgentEngine, AnswerCheck
 from llmagents.runner.results import ResultStore, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -92,7 +105,32 @@ def task_request(spec: TaskSpec) -> ChatRequest:
     else:
         messages = [Message(Role.SYSTEM, spec.system)] if spec.system else []
         messages.append(Message(Role.USER, spec.prompt or ""))
-    return ChatRequest(messages, max_tokens=spec.max_output_tokens)
+    form = spec.response_format
+    response_format = None
+    if form is not None:
+        response_format = ResponseFormat(ResponseFormatType.JSON_SCHEMA, form.json_schema,
+                                         form.name or spec.name, form.strict)  # fmt: skip
+    return ChatRequest(messages, max_tokens=spec.max_output_tokens,
+                       response_format=response_format)  # fmt: skip
+
+
+def answer_check(form: ResponseFormatSpec) -> AnswerCheck:
+    """Why an answer is not JSON valid against the format's schema, or None when it is."""
+    validator = jsonschema.Draft202012Validator(form.json_schema)
+
+    def check(answer: ChatResponse) -> str | None:
+        try:
+            document = json.loads(answer.text)
+        except ValueError as wrong:
+            return f"the answer is not the JSON the task's responseFormat asks for: {wrong}"
+        error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+        if error is None:
+            return None
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        return (f"the answer does not satisfy the task's responseFormat schema at {where}: "
+                f"{error.message[:300]}")  # fmt: skip
+
+    return check
 
 
 class TaskLoop:
@@ -145,11 +183,12 @@ class TaskLoop:
     async def _run_task(self, spec: TaskSpec, stop: asyncio.Event) -> TaskResult | LoopEnd:
         """The task's result, or why the loop ends before the task did."""
         request = task_request(spec)
+        check = answer_check(spec.response_format) if spec.response_format else None
         tries = 0
         attempts = 0
         while True:
             try:
-                result = await self.engine.complete(request, CallTask.from_spec(spec))
+                result = await self.engine.complete(request, CallTask.from_spec(spec), check=check)
             except BudgetExhausted as exhausted:
                 budget = self.engine.manager.budget
                 if budget is not None and budget.period is BudgetPeriod.TOTAL:

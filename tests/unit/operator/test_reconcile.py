@@ -236,6 +236,30 @@ async def test_a_missing_pool_builds_nothing_until_the_pool_appears(store):
     await reconciler.close()
 
 
+@pytest.mark.parametrize(
+    "retry", [{"initialDelay": "99999999999h"}, {"multiplier": "lots"}]
+)  # the first passed the CRD's schema and raised OverflowError from the models
+async def test_a_pool_that_fails_to_parse_gets_a_condition_and_its_agents_say_why(store, retry):
+    body = pool_body(generation=2)
+    body["spec"]["retry"] = retry
+    store.put(body)
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    resolved = {c["type"]: c for c in store.agent(AGENT)["status"]["conditions"]}["PoolResolved"]
+    assert (resolved["status"], resolved["reason"]) == ("False", "PoolInvalid")
+    assert "retry" in resolved["message"]
+    assert store.children() == {}
+    await reconciler.fold_pool(POOL)
+    ready = {c["type"]: c for c in store.pool(POOL)["status"]["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "retry" in ready["message"]
+    # Fixed, the pool resolves and the agent is built.
+    store.put(pool_body(generation=3))
+    reconciler.pool_changed(POOL, generation=3)
+    await _eventually(lambda: len(store.children()) == 6)
+    await reconciler.close()
+
+
 async def test_a_missing_secret_key_is_reported_and_retried(store):
     store.secrets["llm-keys"] = {"anthropic"}
     reconciler = _reconciler(store)
@@ -342,3 +366,23 @@ def test_subset_ignores_what_the_server_adds_but_not_what_it_changes():
     assert not is_subset(desired, {"spec": {"ports": [{"port": 9100}], "replicas": 0}})
     assert not is_subset(desired, {"spec": {"ports": [], "replicas": 1}})
     assert is_subset({"limits": {"cpu": 1}}, {"limits": {"cpu": "1"}})
+
+
+async def test_an_agent_stuck_pending_with_no_pod_is_in_the_phase_gauge_and_leaves_it_when_deleted(
+    store,
+):
+    from prometheus_client import CollectorRegistry
+
+    from llmagents.operator.metrics import AgentGauges
+
+    store.objects.pop(("ProviderPool", *POOL))
+    registry = CollectorRegistry()
+    reconciler = Reconciler(store, store, OperatorSettings(), clock=lambda: NOW,
+                            resync_seconds=0.0, gauges=AgentGauges(registry))  # fmt: skip
+    await reconciler.reconcile_agent(AGENT)
+    assert store.children() == {}  # no Deployment, so no runner, so no runner metric
+    labels = {"namespace": AGENT[0], "agent": AGENT[1], "phase": "Pending"}
+    assert registry.get_sample_value("llmagents_agent_phase", labels) == 1.0
+    reconciler.agent_gone(AGENT, None)
+    assert registry.get_sample_value("llmagents_agent_phase", labels) is None
+    await reconciler.close()

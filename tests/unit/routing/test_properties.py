@@ -32,7 +32,7 @@ from llmagents.errors import (
     ProviderTimeout,
 )
 from llmagents.routing import Attempt, BreakerState, CallResult, CallTask, ProviderManager
-from llmagents.routing.costs import usage_cost
+from llmagents.routing.costs import spec_price, usage_cost
 
 from .helpers import FakeClock, provider
 
@@ -270,7 +270,7 @@ async def _scenario(
         assert spend.calls == len(usages)
         assert spend.input_tokens == sum(u.input_tokens for u in usages)
         assert spend.output_tokens == sum(u.output_tokens for u in usages)
-        expected = sum(usage_cost(u, spec.provider(name).pricing) for u in usages)
+        expected = sum(usage_cost(u, spec_price(spec.provider(name))) for u in usages)
         assert abs(spend.cost - expected) <= 1e-12 + 1e-9 * expected
     assert set(charged) <= set(engine.spend_by_provider)
     assert engine.spend.calls == sum(len(u) for u in charged.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -122,23 +123,50 @@ async def test_no_provider_answering_is_a_503_naming_each_provider(
     assert "primary" in str(caught.value) and "fallback" in str(caught.value)
 
 
-async def test_requests_the_gateway_cannot_route_are_refused_clearly(
-    served: tuple[Runner, str],
+BAD_REQUESTS = {
+    "temperature out of range": ({"temperature": 2.5}, "temperature"),
+    "non-finite number": (b'"temperature": NaN', "temperature"),
+    "non-finite number in an unknown field": (b'"logit_scale": Infinity', None),
+    "boolean for an integer": ({"max_tokens": True}, "max_tokens"),
+    "integer that overflows": ({"max_completion_tokens": 2**64}, "max_completion_tokens"),
+    "seed beyond int64": ({"seed": 2**63}, "seed"),
+    "lone surrogate": (b'"user": "\\ud800"', None),
+    "tool_choice naming no tool": ({"tool_choice": {"type": "function",
+                                                    "function": {"name": "nowhere"}}}, None),
+    "n above one": ({"n": 2}, "n"),
+    "unknown role": ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+async def test_a_request_the_client_got_wrong_is_a_400_and_no_provider_is_called(
+    served: tuple[Runner, str], fakes: Fakes, case: str
 ) -> None:
-    _, url = served
-    with pytest.raises(openai.BadRequestError, match="tools"):
-        await client(url).chat.completions.create(
-            model="auto", messages=MESSAGES,
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
-        )  # fmt: skip
+    runner, url = served
+    change, param = BAD_REQUESTS[case]
+    if isinstance(change, bytes):  # what json.dumps cannot write: spliced into the text
+        raw = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], ' + change + b"}"
+    else:
+        raw = json.dumps({"model": "auto", "messages": MESSAGES, **change}).encode()
+    async with httpx.AsyncClient() as http:
+        refused = await http.post(f"{url}/chat/completions", content=raw,
+                                  headers={"content-type": "application/json"})  # fmt: skip
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    if param is not None:
+        assert error["param"] == param
+    assert fakes.primary.stats.requests == 0 and fakes.fallback.stats.requests == 0
+    assert all(s.misconfigured is None for s in runner.engine.manager.status().values())
 
 
 async def test_models_lists_the_pool(served: tuple[Runner, str]) -> None:
     _, url = served
     models = await client(url).models.list()
     assert [(m.id, m.owned_by) for m in models.data] == [
-        ("gpt-4o-mini", "primary"), ("gpt-4.1", "fallback")
-    ]
+        ("gpt-4o-mini", "primary"), ("gpt-4.1", "fallback"),
+        ("primary", "primary"), ("fallback", "fallback"),
+    ]  # fmt: skip
 
 
 async def test_custom_state_is_saved_in_the_checkpoint_and_survives_a_restart(
@@ -201,7 +229,7 @@ async def test_unknown_routes_and_methods_are_refused_in_openais_error_shape(
 ) -> None:
     _, url = served
     async with httpx.AsyncClient() as http:
-        missing = await http.post(f"{url}/embeddings", json={"input": "x"})
+        missing = await http.post(f"{url}/audio/speech", json={"input": "x"})
         wrong = await http.delete(f"{url}/checkpoint/state")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, PUT"

@@ -9,10 +9,14 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmagents.api.pool import SecretKeyRef
+from llmagents.errors import ConfigError
+from llmagents.providers import check_api_key
+from llmagents.runner.lifecycle import Runner
 from llmagents.runner.metrics import METRIC_NAMES
 from llmagents.runner.secrets import Redactor, api_keys, install_log_redaction
 
-from .conftest import PRIMARY_KEY, Edges, Fakes, config
+from .conftest import KEYS, PRIMARY_KEY, Edges, Fakes, config
 from .test_task_mode import run
 
 
@@ -104,3 +108,59 @@ async def test_a_planted_key_never_reaches_status_checkpoint_results_or_metrics(
     metrics = generate_latest(runner.metrics.registry).decode()
     for text in (*written, stored, metrics):
         assert PRIMARY_KEY not in text
+
+
+BOM_KEY = "\ufeff" + PRIMARY_KEY
+
+
+async def test_a_key_with_a_byte_order_mark_is_refused_naming_secret_and_key_never_the_value(
+    fakes: Fakes, edges: Edges
+) -> None:
+    # A Secret made from a file saved "UTF-8 with BOM" carries U+FEFF before the key. It cannot
+    # go in a header; before, the failed encoding's repr (the whole request head, escaped so
+    # that the redactor missed it) landed in the LLMAgent status in clear.
+    with pytest.raises(ConfigError) as refused:
+        Runner(config(fakes, tasks=2), api_keys={**KEYS, "primary": BOM_KEY},
+               store=edges.store, status_sink=edges.status, results=edges.results)  # fmt: skip
+    message = str(refused.value)
+    assert "Secret 'keys'" in message and "key 'apiKey'" in message and "U+FEFF" in message
+    assert PRIMARY_KEY not in message and PRIMARY_KEY[3:12] not in message
+    assert not edges.status.written
+
+
+@pytest.mark.parametrize(
+    "bad", ["sk-abc\x00def0", "sk-abc\rdef0", "sk-abc\ndef0", "sk-\u00e9abcdef", "sk-abc def0",
+            "sk-abc\x7fdef0"],
+)  # fmt: skip
+def test_every_character_that_cannot_go_in_a_header_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="cannot go in an HTTP header") as refused:
+        check_api_key(bad, provider="p", secret_ref=SecretKeyRef(name="s", key="k"))
+    assert bad not in str(refused.value) and "abc" not in str(refused.value)
+
+
+def test_the_redactor_also_removes_a_key_written_escaped_by_repr() -> None:
+    redact = Redactor([BOM_KEY])
+    error = UnicodeEncodeError("latin-1", f"authorization: Bearer {BOM_KEY}", 22, 23, "no")
+    assert PRIMARY_KEY not in redact(repr(error))
+    assert PRIMARY_KEY not in redact(f"{BOM_KEY!a} {BOM_KEY!r}")
+
+
+async def test_a_task_loop_failure_shows_type_and_message_in_status_never_a_repr(
+    fakes: Fakes, edges: Edges, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = edges.runner(config(fakes, tasks=1))
+
+    class Leaky(Exception):
+        def __str__(self) -> str:
+            return "the request could not be encoded"
+
+        def __repr__(self) -> str:
+            return f"Leaky(headers={{'authorization': 'Bearer {PRIMARY_KEY}'}})"
+
+    async def explode(*_: object, **__: object) -> None:
+        raise Leaky()
+
+    monkeypatch.setattr("llmagents.runner.lifecycle.TaskLoop.run", explode)
+    with pytest.raises(Leaky):
+        await runner.run_tasks()
+    assert runner.message == "task loop failed: Leaky: the request could not be encoded"

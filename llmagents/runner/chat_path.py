@@ -1,0 +1,224 @@
+"""The gateway's protocol-neutral path: a ``ChatRequest`` in, a ``ChatResponse`` or a stream out.
+
+Every front door of the gateway (OpenAI's ``/v1/chat/completions``, Anthropic's
+``/v1/messages``, OpenAI's ``/v1/responses``) reads its protocol's request into a
+``ChatCall``, hands it to ``answer`` or ``open_stream`` here, and writes the outcome in its
+protocol's shape: a whole answer, a stream through its ``StreamWriter``, or a ``Refusal``
+in its error shape. What happens in between is the same for all of them: the agent must be
+taking calls, the request's ``model`` selects the providers it may use, the engine skips
+providers that lack a capability the request needs and refuses with a 400 naming it when
+none is left, and engine failures become refusals with one status each (exhausted budget
+429, no provider answering 503, passed deadline 504).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+from llmagents.api.work import Complexity
+from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
+from llmagents.errors import (
+    BudgetExhausted,
+    CallFailed,
+    CapabilityUnavailable,
+    DeadlineExceeded,
+    LLMAgentsError,
+    ProviderError,
+)
+from llmagents.routing import CallTask
+from llmagents.runner.http11 import StreamingResponse
+
+if TYPE_CHECKING:
+    from llmagents.runner.engine import OpenStream
+    from llmagents.runner.lifecycle import Runner
+
+logger = logging.getLogger(__name__)
+
+
+class RefusalKind(StrEnum):
+    """Why the gateway refuses a call; each front door names it in its protocol's words."""
+
+    INVALID_REQUEST = "invalid_request"
+    """The request itself is wrong (400): no provider was called."""
+    NOT_FOUND = "not_found"
+    """No such route or model (404)."""
+    BUDGET = "budget"
+    """The agent's budget is spent (429, not worth retrying)."""
+    UNAVAILABLE = "unavailable"
+    """No provider answered, or the agent stopped taking calls (503)."""
+    DEADLINE = "deadline"
+    """The call's deadline passed (504)."""
+
+
+class Refusal(LLMAgentsError):
+    """A call the gateway refuses; ``retry`` False means a client should not try it again."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: RefusalKind = RefusalKind.INVALID_REQUEST,
+        code: str | None = None,
+        param: str | None = None,
+        retry: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.code = code
+        self.param = param
+        self.retry = retry
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """A front door's request, read: the neutral request and how to route and answer it."""
+
+    request: ChatRequest
+    model: str | None = None
+    """The client's ``model``: a provider name, a model of the pool, an alias, or anything
+    else for the pool's default."""
+    stream: bool = False
+    complexity: Complexity | None = None
+
+
+@dataclass(slots=True)
+class Answered:
+    """A whole answer, who gave it and what it cost."""
+
+    response: ChatResponse
+    provider: str
+    cost: float
+
+
+def complexity_from_header(value: str | None) -> Complexity | None:
+    """The ``x-llmagents-complexity`` header's value; ``Refusal`` when it names none."""
+    if not value:
+        return None
+    try:
+        return Complexity(value.strip().lower())
+    except ValueError:
+        raise Refusal(
+            400, "x-llmagents-complexity must be simple, medium or complex", param="headers"
+        ) from None
+
+
+def _task(runner: Runner, call: ChatCall) -> CallTask:
+    if not runner.accepting:
+        raise Refusal(
+            503,
+            f"agent {runner.agent} is not taking calls: {runner.message or runner.phase.value}",
+            kind=RefusalKind.UNAVAILABLE,
+            code="agent_stopped",
+            retry=False,
+        )
+    request = call.request
+    return CallTask.from_messages(
+        request.messages,
+        complexity=call.complexity,
+        max_output_tokens=request.max_tokens,
+        providers=runner.engine.providers_for(call.model),
+        capabilities=request.required_capabilities(stream=call.stream),
+    )
+
+
+async def answer(runner: Runner, call: ChatCall) -> Answered:
+    """One whole answer through the engine; ``Refusal`` when there is none to give."""
+    task = _task(runner, call)
+    try:
+        result = await runner.engine.complete(call.request, task)
+    except (BudgetExhausted, CallFailed) as failed:
+        raise _refusal(runner, failed) from None
+    return Answered(result.value, result.provider, result.cost)
+
+
+async def open_stream(runner: Runner, call: ChatCall) -> OpenStream:
+    """A stream that one provider has begun (fallback happens before its first chunk)."""
+    task = _task(runner, call)
+    try:
+        return await runner.engine.open_stream(call.request, task)
+    except (BudgetExhausted, CallFailed) as failed:
+        raise _refusal(runner, failed) from None
+
+
+def _refusal(runner: Runner, failed: BudgetExhausted | CallFailed) -> Refusal:
+    message = runner.redact(str(failed))
+    if isinstance(failed, BudgetExhausted):
+        return Refusal(429, message, kind=RefusalKind.BUDGET, code="budget_exhausted", retry=False)
+    if isinstance(failed, CapabilityUnavailable):
+        return Refusal(400, message, code="capability_unavailable", param="model")
+    if isinstance(failed, DeadlineExceeded):
+        return Refusal(504, message, kind=RefusalKind.DEADLINE, code="deadline_exceeded")
+    return Refusal(503, message, kind=RefusalKind.UNAVAILABLE, code="all_providers_failed")
+
+
+class StreamWriter(Protocol):
+    """How a front door encodes one stream's events; each method returns the bytes to send
+    (``b""`` for nothing)."""
+
+    def start(self) -> bytes:
+        """Sent before the first chunk."""
+        ...
+
+    def chunk(self, chunk: StreamChunk) -> bytes:
+        """A piece of text and/or of tool calls."""
+        ...
+
+    def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
+        """The stream ended well."""
+        ...
+
+    def error(self, message: str) -> bytes:
+        """The provider failed mid-answer: the protocol's in-stream error, so that the
+        client raises instead of taking a cut answer for a whole one."""
+        ...
+
+
+def streaming_response(
+    runner: Runner, stream: OpenStream, writer: StreamWriter
+) -> StreamingResponse:
+    """The server-sent events of one stream, with the answering provider in a header."""
+    return StreamingResponse(
+        _relay(runner, stream, writer),
+        headers={"cache-control": "no-cache", "x-llmagents-provider": stream.provider},
+    )
+
+
+async def _relay(runner: Runner, stream: OpenStream, writer: StreamWriter) -> AsyncIterator[bytes]:
+    """Closed at a ``yield`` if the client leaves; the call is then settled with what the
+    provider sent so far."""
+    code = 499  # unless the stream runs to its end: the client went away
+    try:
+        yield writer.start()
+        try:
+            async for chunk in stream:
+                data = writer.chunk(chunk)
+                if data:
+                    yield data
+        except ProviderError as broke:
+            code = 502
+            runner.metrics.stream_failed(stream.provider, broke.kind.value)
+            message = runner.redact(f"provider {stream.provider} failed mid-answer: {broke}")
+            logger.warning("agent %s: gateway stream: %s", runner.agent, message)
+            yield writer.error(message)
+            return
+        yield writer.end(stream.finish_reason, stream.usage)
+        code = 200
+    finally:
+        if code == 499:
+            await stream.aclose()
+        runner.metrics.gateway_request(stream=True, code=code)
+
+
+def answer_headers(answered: Answered) -> dict[str, str]:
+    """``x-llmagents-provider`` and ``x-llmagents-cost-usd`` of a whole answer."""
+    return {
+        "x-llmagents-provider": answered.provider,
+        "x-llmagents-cost-usd": f"{answered.cost:.8f}",
+    }

@@ -1,0 +1,269 @@
+"""The gateway's OpenAI front door: ``POST /v1/chat/completions``.
+
+Reads the full request OpenAI's API takes (tools, ``tool_choice``, ``parallel_tool_calls``,
+``response_format``, tool-role messages, image parts, ``seed``, ``stop``,
+``max_completion_tokens``) with the shared wire model (``llmagents.wire.openai_chat``),
+strictly: a number out of range or not finite, a wrong type (``max_tokens: true``), an
+integer too large for any provider or a lone surrogate is a 400 in OpenAI's error shape
+naming the field, and no provider is called. Fields the wire model does not name are kept
+and sent on to OpenAI-compatible providers. Then the neutral path (``chat_path``) answers,
+and this module writes the answer, the stream (``chat.completion.chunk`` events, tool-call
+deltas included) or the refusal in OpenAI's shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from llmagents.chat import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    StreamChunk,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+    Usage,
+)
+from llmagents.runner import chat_path
+from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
+from llmagents.runner.http11 import Request, Response, StreamingResponse
+from llmagents.wire import openai_chat as wire
+
+if TYPE_CHECKING:
+    from llmagents.runner.lifecycle import Runner
+
+_ERROR_TYPES = {
+    RefusalKind.INVALID_REQUEST: "invalid_request_error",
+    RefusalKind.NOT_FOUND: "invalid_request_error",
+    RefusalKind.BUDGET: "insufficient_quota",
+    RefusalKind.UNAVAILABLE: "server_error",
+    RefusalKind.DEADLINE: "server_error",
+}
+# Named fields the neutral model has no place for: passed on to OpenAI-compatible providers.
+_OPENAI_ONLY = ("presence_penalty", "frequency_penalty", "user")
+
+
+def json_response(document: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:  # fmt: skip
+    body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    return Response(status, body, headers=headers if headers is not None else {})
+
+
+def refusal_response(runner: Runner, refusal: Refusal, *, stream: bool) -> Response:
+    """A refusal in OpenAI's error shape; ``x-should-retry: false`` when retrying is futile."""
+    runner.metrics.gateway_request(stream=stream, code=refusal.status)
+    body = wire.error_body(refusal.message, kind=_ERROR_TYPES[refusal.kind],
+                           code=refusal.code, param=refusal.param)  # fmt: skip
+    headers = {} if refusal.retry else {"x-should-retry": "false"}
+    return json_response(body, refusal.status, headers)
+
+
+async def handle(runner: Runner, request: Request) -> Response | StreamingResponse:
+    stream = False
+    try:
+        parsed = parse(request.body)
+        stream = bool(parsed.stream)
+        call = ChatCall(
+            to_chat(parsed),
+            model=parsed.model,
+            stream=stream,
+            complexity=chat_path.complexity_from_header(
+                request.headers.get("x-llmagents-complexity")
+            ),
+        )
+        if stream:
+            opened = await chat_path.open_stream(runner, call)
+            writer = ChunkWriter(completion_id(), opened.model,
+                                 with_usage=parsed.include_usage)  # fmt: skip
+            return chat_path.streaming_response(runner, opened, writer)
+        answered = await chat_path.answer(runner, call)
+    except Refusal as refusal:
+        return refusal_response(runner, refusal, stream=stream)
+    runner.metrics.gateway_request(stream=False, code=200)
+    body = completion(answered.response, cid=completion_id())
+    return Response(200, body.model_dump_json().encode(),
+                    headers=chat_path.answer_headers(answered))  # fmt: skip
+
+
+# -- request ------------------------------------------------------------------------------------
+
+
+def parse(raw: bytes) -> wire.ChatCompletionRequest:
+    """The request, validated; ``Refusal`` (400) naming the first wrong field."""
+    try:
+        return wire.ChatCompletionRequest.model_validate_json(raw)
+    except ValidationError as invalid:
+        raise _invalid(invalid) from None
+
+
+def _invalid(invalid: ValidationError) -> Refusal:
+    message, param = wire.describe(invalid)
+    return Refusal(400, message, param=param)
+
+
+def _text(content: str | list[Any] | None) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(getattr(part, "text", "") or getattr(part, "refusal", "") for part in content)
+
+
+def _user_content(content: str | list[wire.UserPart]) -> str | tuple[ContentPart, ...]:
+    if isinstance(content, str):
+        return content
+    parts: list[ContentPart] = []
+    for part in content:
+        if isinstance(part, wire.TextPart):
+            parts.append(TextPart(part.text))
+        else:
+            parts.append(ImagePart(part.image_url.url, part.image_url.detail))
+    return tuple(parts)
+
+
+def _message(message: Any) -> Message:
+    if isinstance(message, wire.SystemMessage):
+        return Message(Role.SYSTEM, _text(message.content))
+    if isinstance(message, wire.UserMessage):
+        return Message(Role.USER, _user_content(message.content), name=message.name)
+    if isinstance(message, wire.ToolMessage):
+        return Message(Role.TOOL, _text(message.content), tool_call_id=message.tool_call_id)
+    calls = tuple(
+        ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
+    )
+    return Message(Role.ASSISTANT, _text(message.content), tool_calls=calls)
+
+
+def _tool_choice(choice: wire.ToolChoice | None) -> ToolChoice | None:
+    if choice is None:
+        return None
+    if isinstance(choice, wire.NamedToolChoice):
+        return ToolChoice(ToolChoiceMode.REQUIRED, choice.function.name)
+    return ToolChoice(ToolChoiceMode(choice))
+
+
+def _response_format(fmt: Any) -> ResponseFormat | None:
+    if fmt is None or isinstance(fmt, wire.TextFormat):
+        return None
+    if isinstance(fmt, wire.JsonObjectFormat):
+        return ResponseFormat(ResponseFormatType.JSON_OBJECT)
+    spec = fmt.json_schema
+    return ResponseFormat(ResponseFormatType.JSON_SCHEMA, schema=spec.schema_ or {},
+                          name=spec.name, strict=spec.strict)  # fmt: skip
+
+
+def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
+    """The neutral request; fields it does not name ride along for OpenAI-compatible providers."""
+    passthrough = wire.extras(request)
+    for name in _OPENAI_ONLY:
+        value = getattr(request, name)
+        if value is not None:
+            passthrough[name] = value
+    return ChatRequest(
+        [_message(m) for m in request.messages],
+        max_tokens=request.output_limit,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stop_list,
+        seed=request.seed,
+        tools=tuple(
+            Tool(t.function.name, t.function.description,
+                 t.function.parameters or {"type": "object", "properties": {}},
+                 t.function.strict)  # fmt: skip
+            for t in request.tools or ()
+        ),
+        tool_choice=_tool_choice(request.tool_choice),
+        parallel_tool_calls=request.parallel_tool_calls,
+        response_format=_response_format(request.response_format),
+        passthrough={"openai": passthrough} if passthrough else {},
+    )
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def usage_of(usage: Usage) -> wire.CompletionUsage:
+    return wire.CompletionUsage(
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+        prompt_tokens_details=wire.PromptTokensDetails(cached_tokens=usage.cached_input_tokens),
+        completion_tokens_details=wire.CompletionTokensDetails(
+            reasoning_tokens=usage.reasoning_tokens
+        ),
+    )
+
+
+def completion(answer: ChatResponse, *, cid: str) -> wire.ChatCompletion:
+    calls = [
+        wire.AnswerToolCall(id=c.id, function=wire.AnswerFunctionCall(name=c.name,
+                                                                      arguments=c.arguments))
+        for c in answer.tool_calls
+    ]  # fmt: skip
+    message = wire.AnswerMessage(content=answer.text if answer.text or not calls else None,
+                                 tool_calls=calls or None)  # fmt: skip
+    return wire.ChatCompletion(
+        id=cid,
+        created=int(time.time()),
+        model=answer.model,
+        choices=[wire.Choice(message=message, finish_reason=answer.finish_reason or "stop")],
+        usage=usage_of(answer.usage),
+    )
+
+
+class ChunkWriter:
+    """A stream's ``chat.completion.chunk`` events (``chat_path.StreamWriter``)."""
+
+    def __init__(self, cid: str, model: str, *, with_usage: bool) -> None:
+        self._head = {"id": cid, "created": int(time.time()), "model": model}
+        self._with_usage = with_usage
+        self._saw_tool_call = False
+
+    def _event(self, choices: list[wire.ChunkChoice],
+               usage: wire.CompletionUsage | None = None) -> bytes:  # fmt: skip
+        chunk = wire.ChatCompletionChunk(**self._head, choices=choices, usage=usage)
+        exclude = None if self._with_usage else {"usage"}
+        return b"data: " + chunk.model_dump_json(exclude=exclude).encode() + b"\n\n"
+
+    def start(self) -> bytes:
+        return self._event([wire.ChunkChoice(delta=wire.Delta(role="assistant", content=""))])
+
+    def chunk(self, chunk: StreamChunk) -> bytes:
+        calls = None
+        if chunk.tool_calls:
+            self._saw_tool_call = True
+            calls = [
+                wire.ToolCallDelta(
+                    index=d.index, id=d.id, type="function" if d.id else None,
+                    function=wire.FunctionDelta(name=d.name, arguments=d.arguments),
+                )
+                for d in chunk.tool_calls
+            ]  # fmt: skip
+        delta = wire.Delta(content=chunk.text or None, tool_calls=calls)
+        return self._event([wire.ChunkChoice(delta=delta)])
+
+    def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
+        reason = finish_reason or ("tool_calls" if self._saw_tool_call else "stop")
+        data = self._event([wire.ChunkChoice(finish_reason=reason)])
+        if self._with_usage and usage is not None:
+            data += self._event([], usage_of(usage))
+        return data + wire.STREAM_DONE
+
+    def error(self, message: str) -> bytes:
+        body = wire.error_body(message, kind="server_error", code="provider_stream_failed")
+        return wire.sse(body)
