@@ -84,7 +84,8 @@ AGENT_LOOP = textwrap.dedent(
             messages.append({"role": "assistant",
                              "content": [b.model_dump() for b in reply.content]})
             messages.append({"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": b.id, "content": f"Rain in {b.input['city']}"}
+                {"type": "tool_result", "tool_use_id": b.id,
+                 "content": f"Rain in {b.input['city']}"}
                 for b in reply.content if b.type == "tool_use"]})
 
     wait_for_gateway()
@@ -96,15 +97,18 @@ AGENT_LOOP = textwrap.dedent(
 
 
 def test_agent_frameworks_in_the_agent_container_finish_through_a_fallback_and_show_their_cost(
-    kubectl: Kubectl, namespace: str, operator: OperatorProcess,  # noqa: F811
-    process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,  # noqa: F811
-) -> None:  # fmt: skip
+    kubectl: Kubectl,
+    namespace: str,
+    operator: OperatorProcess,  # noqa: F811
+    process_kubelet: ProcessKubelet,
+    fakes: Fakes,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     # The primary answers the first model call (the Agents SDK's tool calls), then fails
     # twice, which opens its breaker: everything after that is the fallback's.
     fakes.primary.update_faults(script=["ok", "503", "503"])
     setup(kubectl, fakes)
-    agent = {"image": "example.com/llmagents-frameworks:1",
-             "command": ["python", "-c", AGENT_LOOP]}  # fmt: skip
+    agent = {"image": "example.com/llmagents-frameworks:1", "command": ["python", "-c", AGENT_LOOP]}
     apply_agent(kubectl, "frameworks", work={"agent": agent}, budget={"limit": 10})
 
     def answers() -> dict[str, Any] | None:
@@ -115,7 +119,9 @@ def test_agent_frameworks_in_the_agent_container_finish_through_a_fallback_and_s
         return None
 
     got = eventually(answers, timeout=180, what="the agent loops' final answers")
-    assert got["openai_agents"] == "[fake-openai:gpt-4.1] tool results: Sunny in Paris; Noon in Paris"
+    assert (
+        got["openai_agents"] == "[fake-openai:gpt-4.1] tool results: Sunny in Paris; Noon in Paris"
+    )
     assert got["anthropic"] == "[fake-openai:gpt-4.1] tool results: Rain in Oslo"
     assert fakes.primary.stats()["outcomes"].get("503") == 2
     assert fakes.fallback.stats()["requests"] == 3  # one Agents SDK turn, two Anthropic turns
