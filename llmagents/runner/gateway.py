@@ -12,16 +12,22 @@ provider. It serves, on the pod's loopback only:
   an error, never a silent 200 with a cut answer. The header ``x-llmagents-complexity``
   (simple, medium, complex) steers tier choice; ``x-llmagents-provider`` and
   ``x-llmagents-cost-usd`` on answers say who answered and what it cost.
+- ``POST /v1/responses`` (``front_responses``: OpenAI's Responses API, stateless, the
+  default of the OpenAI Agents SDK) and ``POST /v1/messages`` (``front_messages``:
+  Anthropic's Messages API, with ``/v1/messages/count_tokens``): the same chat path in
+  other protocols' shapes, streams included.
+- ``POST /v1/embeddings`` (``front_embeddings``): the pool's embedding models.
 - ``GET /v1/models``: what a client may ask for (``routing.selection``): each provider's
-  model and name, and the pool's aliases, with the capabilities behind each.
+  model and name, and the pool's aliases, with the capabilities behind each; and each
+  embedding model (capability ``embeddings``).
 - ``GET|PUT /v1/checkpoint/state``: the client's own state (any JSON, at most
   ``MAX_CUSTOM_STATE`` bytes), saved in the runner's checkpoint and returned after restarts.
   A PUT answers once the checkpoint holding it landed (``saved``), or after a bounded wait.
 - ``/healthz`` and ``/readyz``.
 
-It runs on ``http11.Server`` rather than aiohttp's server: the gateway is on the path of
-every model call, and aiohttp's server alone cost about the whole latency budget per request
-(``bench/README.md``). Refusals (``chat_path.Refusal``): a request that is wrong or needs a
+It runs on uvicorn (``web.Server``) rather than aiohttp's server: the gateway is on the path
+of every model call, and aiohttp's server alone cost about the whole latency budget per
+request (``bench/README.md``). Refusals (``chat_path.Refusal``): a request that is wrong or needs a
 capability no provider it may use has is 400, an exhausted budget 429 with
 ``x-should-retry: false`` (OpenAI's clients then do not retry), no provider answering 503,
 a passed call deadline 504, an agent that stopped working (maxRuntime) 503.
@@ -37,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmagents.routing.selection import askable_models
 from llmagents.runner import front_embeddings, front_messages, front_responses, openai_chat
-from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
 from llmagents.runner.openai_chat import json_response
+from llmagents.runner.web import Request, Response, Server, StreamingResponse
 from llmagents.wire.openai_chat import error_body
 
 if TYPE_CHECKING:
@@ -93,8 +99,9 @@ class Gateway:
 
     async def start(self, host: str, port: int) -> None:
         await self._server.start(host, port)
-        logger.info("agent %s: gateway listening on http://%s:%d/v1", self.runner.agent, host,
-                    self.port)
+        logger.info(
+            "agent %s: gateway listening on http://%s:%d/v1", self.runner.agent, host, self.port
+        )
 
     async def stop(self) -> None:
         await self._server.stop(grace=2.0)
@@ -132,6 +139,13 @@ class Gateway:
             data.append({"id": name, "object": "model", "created": 0, "owned_by": owner,
                          "providers": sorted(members),
                          "capabilities": sorted(c.value for c in can)})  # fmt: skip
+        embedding: dict[str, list[str]] = {}
+        for spec in pool.providers:
+            if spec.embeddings is not None:
+                embedding.setdefault(spec.embeddings.model, []).append(spec.name)
+        for model, names in embedding.items():
+            data.append({"id": model, "object": "model", "created": 0, "owned_by": names[0],
+                         "providers": names, "capabilities": ["embeddings"]})  # fmt: skip
         return json_response({"object": "list", "data": data})
 
     async def _get_state(self, request: Request) -> Response:
@@ -164,4 +178,3 @@ class Gateway:
     async def _readyz(self, request: Request) -> Response:
         ready = self.runner.accepting
         return json_response({"ready": ready}, 200 if ready else 503)
-

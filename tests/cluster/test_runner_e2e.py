@@ -201,6 +201,16 @@ def test_primary_down_every_task_completes_on_the_fallback_and_kubectl_shows_it(
     fell = [e for e in listed if e["reason"] == "FellBack"]
     assert len(fell) == 1 and fell[0]["reportingController"] == "llmagents.dev/runner"
 
+    # The pool: one agent of one sees primary open, since when, and the operator says so.
+    def pool_described() -> str | None:
+        text = kubectl("describe", "providerpool", "pool").stdout
+        return text if "CircuitOpened" in text and "Open Since" in text else None
+
+    text = eventually(pool_described, timeout=60, what="the fleet's circuit in describe")
+    print(text)
+    assert "llmagents.dev/operator" in text
+    assert "provider primary: circuit open for 1 of 1 agents since" in text
+
 
 def test_a_killed_runner_resumes_from_its_checkpoint_with_nothing_lost_or_done_twice(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess,
