@@ -14,7 +14,9 @@ cores are busy with other work, wall-clock latency mostly measures waiting for a
 gateway process's CPU time per call (from ``/proc``) is reported beside it, as the cost that
 does not depend on what else runs.
 
-Run: ``.venv/bin/python bench/gateway.py [--rate 200] [--phase 5] [--rounds 3] [--json]``;
+Run: ``.venv/bin/python bench/gateway.py [--rate 200] [--phase 5] [--rounds 3] [--json]
+[--kind plain|tools|stream]`` (``--kind`` sends a tool-calling or a streamed request instead
+of plain chat; ``bench/translation.py`` measures the translation's CPU alone);
 ``--split 400`` instead measures, sequentially in one process, the CPU per call of each part
 of a gateway call (engine and adapter, the gateway's server side, an aiohttp client call).
 """
@@ -46,6 +48,20 @@ BODY = {
                  {"role": "user", "content": "Name three prime numbers."}],
     "max_tokens": 64,
 }  # fmt: skip
+TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"], "additionalProperties": False}}}  # fmt: skip
+BODIES: dict[str, dict[str, Any]] = {
+    "plain": BODY,
+    # The fake answers with a call of the tool the prompt names.
+    "tools": {**BODY, "tools": [TOOL], "messages": [
+        {"role": "system", "content": "Use the tools."},
+        {"role": "user", "content": "Use get_weather for Paris"}]},
+    # Twelve chunks (a role, ten words, a finish) and the usage chunk; timed to the last byte.
+    "stream": {**BODY, "stream": True, "stream_options": {"include_usage": True}},
+}  # fmt: skip
+"""What ``--kind`` sends: plain chat, a tool-calling request, or a streamed one."""
 TARGET_MEDIAN_MS = 1.0
 TARGET_P99_MS = 5.0
 
@@ -102,12 +118,12 @@ def start_gateway(upstream: str, state: Path, seconds: float) -> tuple[subproces
 
 
 async def _phase(
-    client: aiohttp.ClientSession, url: str, headers: dict[str, str], rate: float, seconds: float
-) -> tuple[list[float], int]:
+    client: aiohttp.ClientSession, url: str, headers: dict[str, str], rate: float,
+    seconds: float, body: bytes,
+) -> tuple[list[float], int]:  # fmt: skip
     """Open-loop calls at ``rate``/s for ``seconds``; latencies in ms, and failures."""
     latencies: list[float] = []
     failures = 0
-    body = json.dumps(BODY).encode()
 
     async def one() -> None:
         nonlocal failures
@@ -148,7 +164,8 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "calls": len(ordered)}  # fmt: skip
 
 
-async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
+async def measure(rate: float, phase: float, rounds: int, kind: str = "plain") -> dict[str, Any]:
+    body = json.dumps(BODIES[kind]).encode()
     fake, fake_url = start_fake("openai")
     with tempfile.TemporaryDirectory() as state:
         seconds = rounds * phase * 2 + 30
@@ -167,7 +184,7 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
                                  "content-type": "application/json"}),
                 }  # fmt: skip
                 for url, headers in paths.values():  # warm up connections and code paths
-                    await _phase(client, url, headers, rate, 1.0)
+                    await _phase(client, url, headers, rate, 1.0, body)
                 samples: dict[str, list[float]] = {name: [] for name in paths}
                 failed = dict.fromkeys(paths, 0)
                 cpu = dict.fromkeys(paths, 0.0)  # of the gateway and of the fake, by phase
@@ -175,7 +192,8 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
                     for name, (url, headers) in paths.items():
                         pid = gateway.pid if name == "gateway" else fake.pid
                         before = _cpu_seconds(pid)
-                        latencies, failures = await _phase(client, url, headers, rate, phase)
+                        latencies, failures = await _phase(client, url, headers, rate, phase,
+                                                           body)  # fmt: skip
                         cpu[name] += _cpu_seconds(pid) - before
                         samples[name] += latencies
                         failed[name] += failures
@@ -187,7 +205,8 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
     direct, through = _percentiles(samples["direct"]), _percentiles(samples["gateway"])
     added = {k: through[k] - direct[k] for k in ("median", "p90", "p99")}
     calls = int(rate * phase) * rounds
-    return {"rate": rate, "phase_seconds": phase, "rounds": rounds, "direct": direct,
+    return {"kind": kind, "rate": rate, "phase_seconds": phase, "rounds": rounds,
+            "direct": direct,
             "gateway_cpu_ms_per_call": cpu["gateway"] * 1000 / calls,
             "fake_cpu_ms_per_call": cpu["direct"] * 1000 / calls,
             "load_average": os.getloadavg()[0],
@@ -195,14 +214,14 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
             "ok": added["median"] <= TARGET_MEDIAN_MS and added["p99"] <= TARGET_P99_MS}  # fmt: skip
 
 
-async def split(calls: int) -> dict[str, float]:
+async def split(calls: int, kind: str = "plain") -> dict[str, float]:
     """CPU per call, sequentially in this one process, of each part of a gateway call."""
     from llmagents.routing import CallTask
     from llmagents.runner.gateway import Gateway
     from llmagents.runner.openai_chat import parse, to_chat
 
     fake, url = start_fake("openai")
-    body = json.dumps(BODY).encode()
+    body = json.dumps(BODIES[kind]).encode()
     request = to_chat(parse(body))
     headers = {"content-type": "application/json"}
     result: dict[str, float] = {}
@@ -213,7 +232,12 @@ async def split(calls: int) -> dict[str, float]:
         await gateway.start("127.0.0.1", 0)
 
         async def engine_call() -> None:
-            await runner.engine.complete(request, CallTask.from_messages(request.messages))
+            task = CallTask.from_messages(request.messages)
+            if kind != "stream":
+                await runner.engine.complete(request, task)
+                return
+            async for _ in await runner.engine.open_stream(request, task):
+                pass
 
         async with aiohttp.ClientSession() as session:
 
@@ -248,7 +272,8 @@ async def split(calls: int) -> dict[str, float]:
 
 
 def _table(result: dict[str, Any]) -> str:
-    rows = ["| path | calls | median | p90 | p99 |", "| --- | ---: | ---: | ---: | ---: |"]
+    rows = [f"{result['kind']} requests:", "| path | calls | median | p90 | p99 |",
+            "| --- | ---: | ---: | ---: | ---: |"]
     for name in ("direct", "gateway"):
         r = result[name]
         rows.append(f"| {name} | {r['calls']} | {r['median']:.2f} ms | {r['p90']:.2f} ms | "
@@ -271,6 +296,8 @@ def main() -> int:
     parser.add_argument("--phase", type=float, default=5.0, help="Seconds per phase.")
     parser.add_argument("--rounds", type=int, default=3, help="Direct/gateway phase pairs.")
     parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    parser.add_argument("--kind", choices=sorted(BODIES), default="plain",
+                        help="Plain chat, a tool-calling request, or a streamed one.")
     parser.add_argument("--split", type=int, metavar="CALLS",
                         help="Instead: CPU per call of each part, CALLS sequential calls each.")
     parser.add_argument("--serve", metavar="UPSTREAM", help=argparse.SUPPRESS)
@@ -283,11 +310,11 @@ def main() -> int:
         run_event_loop(serve(args.serve, args.state, args.seconds))
         return 0
     if args.split:
-        parts = asyncio.run(split(args.split))
+        parts = asyncio.run(split(args.split, args.kind))
         print(json.dumps(parts, indent=2) if args.json else "\n".join(
             f"| {name} | {ms:.2f} ms |" for name, ms in parts.items()))
         return 0
-    result = asyncio.run(measure(args.rate, args.phase, args.rounds))
+    result = asyncio.run(measure(args.rate, args.phase, args.rounds, args.kind))
     print(json.dumps(result, indent=2) if args.json else _table(result))
     return 0
 
