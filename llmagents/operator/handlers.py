@@ -31,6 +31,7 @@ from llmagents.operator.children import OURS
 from llmagents.events import EventRecorder
 from llmagents.operator.events import CONTROLLER, OperatorEvents
 from llmagents.operator.kube import KopfApi, KopfEventSink
+from llmagents.operator.metrics import default_gauges
 from llmagents.operator.objects import AgentKey, PoolKey
 from llmagents.operator.reconcile import RESYNC_SECONDS, Reconciler
 from llmagents.operator.settings import LABEL_MANAGED_BY, MANAGED_BY, OperatorSettings
@@ -170,6 +171,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             namespaces=state.namespaces,
             resync_seconds=state.resync_seconds,
             events=OperatorEvents(state.events),
+            gauges=default_gauges(),
         )
 
     @kopf.on.cleanup(registry=registry)

@@ -46,6 +46,7 @@ from llmagents.operator.children import (
 )
 from llmagents.operator.events import OperatorEvents
 from llmagents.operator.kube import Api
+from llmagents.operator.metrics import AgentGauges
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
 from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide
 from llmagents.operator.pool_status import pool_status
@@ -84,9 +85,11 @@ class Reconciler:
         namespaces: Sequence[str] = (),
         resync_seconds: float = RESYNC_SECONDS,
         events: OperatorEvents | None = None,
+        gauges: AgentGauges | None = None,
     ) -> None:
         self.api = api
         self.events = events
+        self.gauges = gauges
         self.views = views
         self.settings = settings
         self.clock = clock
@@ -139,6 +142,9 @@ class Reconciler:
         resolution = await self._resolve(agent, pool) if agent.spec else RESOLVED
         now = self.clock()
         verdict = decide(agent, resolution, now)
+        if self.gauges is not None:
+            self.gauges.observe(agent.namespace, agent.name, verdict.phase,
+                                agent.status.last_checkpoint)  # fmt: skip
         if verdict.replicas is not None and pool is not None:
             manifests = self._build(agent, pool, verdict.replicas)
             await self._children_known()
@@ -259,6 +265,8 @@ class Reconciler:
     def forget_agent(self, key: AgentKey) -> None:
         """Drop what is remembered of a deleted agent; its children go by garbage collection."""
         self._agents.cancel(key)
+        if self.gauges is not None:
+            self.gauges.forget(*key)
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         self._status_written.pop(("LLMAgent", key), None)

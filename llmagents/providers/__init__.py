@@ -45,15 +45,18 @@ def _header_safe(char: str) -> bool:
     return "\x21" <= char <= "\x7e"
 
 
-def check_api_key(value: str, *, provider: str, secret_ref: SecretKeyRef | None) -> None:
-    """Refuse a key that cannot go in an HTTP header, naming where it came from.
+def check_api_key(
+    value: str, *, provider: str, secret_ref: SecretKeyRef | None, source: str | None = None
+) -> None:
+    """Refuse a key that cannot go in an HTTP header, naming where it came from: ``source``
+    when given, else the Secret key the provider's ``secretRef`` names.
 
     The message gives the character's code point and position, which is enough to find it
     and tells nothing about the key itself.
     """
     for position, char in enumerate(value):
         if not _header_safe(char):
-            where = (
+            where = source or (
                 f"Secret {secret_ref.name!r}, key {secret_ref.key!r}"
                 if secret_ref is not None
                 else "its API key variable"

@@ -28,8 +28,11 @@ def embeddings_call(
 ) -> tuple[str, dict[str, Any]]:
     """The path (relative to the base URL) and JSON body of an embeddings call."""
     if adapter.protocol == "openai":
-        body: dict[str, Any] = {"model": model, "input": list(request.inputs),
-                                "encoding_format": "float"}  # fmt: skip
+        body: dict[str, Any] = {
+            "model": model,
+            "input": list(request.inputs),
+            "encoding_format": "float",
+        }
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
         return "/embeddings", body
@@ -58,18 +61,23 @@ def parse_embeddings(
         else:
             answer = wire.EmbeddingsResponse.model_validate(data)
             ordered = sorted(answer.data, key=lambda d: d.index)
-            vectors = [d.embedding if isinstance(d.embedding, list)
-                       else wire.decode_base64(d.embedding) for d in ordered]  # fmt: skip
+            vectors = [
+                d.embedding if isinstance(d.embedding, list) else wire.decode_base64(d.embedding)
+                for d in ordered
+            ]
             if answer.usage is not None:
-                result = Embeddings(vectors, Usage(answer.usage.prompt_tokens, 0),
-                                    answer.model or model)  # fmt: skip
+                result = Embeddings(
+                    vectors, Usage(answer.usage.prompt_tokens, 0), answer.model or model
+                )
             else:
                 estimate = sum(estimate_tokens(text) for text in request.inputs)
-                result = Embeddings(vectors, Usage(estimate, 0), answer.model or model,
-                                    usage_reported=False)  # fmt: skip
+                result = Embeddings(
+                    vectors, Usage(estimate, 0), answer.model or model, usage_reported=False
+                )
     except (ValidationError, ValueError):
         raise missing("the embeddings' vectors", provider=provider) from None
     if len(result.vectors) != len(request.inputs):
-        raise MalformedResponse(f"{len(result.vectors)} vectors for {len(request.inputs)} "
-                                "inputs", provider=provider)  # fmt: skip
+        raise MalformedResponse(
+            f"{len(result.vectors)} vectors for {len(request.inputs)} inputs", provider=provider
+        )
     return result

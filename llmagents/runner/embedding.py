@@ -49,20 +49,34 @@ def embedding_providers(pool: ProviderPoolSpec, model: str | None) -> list[str]:
 def embedding_price(spec: ProviderSpec) -> Price | None:
     """What ``spec``'s embedding model charges per token; None when unknown."""
     assert spec.embeddings is not None
-    return _price(spec.type, spec.embeddings.model, spec.base_url,
-                  spec.embeddings.input_per_million)  # fmt: skip
+    return _price(
+        spec.type, spec.embeddings.model, spec.base_url, spec.embeddings.input_per_million
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _price(kind: object, model: str, base_url: str | None, per_million: float | None) -> Price | None:
+def _price(
+    kind: object, model: str, base_url: str | None, per_million: float | None
+) -> Price | None:
     if per_million is not None:
         return Price(Rates(input=per_million, output=0.0, cached_input=per_million, reasoning=0.0))
-    probe = ProviderSpec.model_validate({"name": "embeddings", "type": kind, "model": model,
-                                         "baseURL": base_url, "secretRef": {"name": "x"}})  # fmt: skip
+    probe = ProviderSpec.model_validate(
+        {
+            "name": "embeddings",
+            "type": kind,
+            "model": model,
+            "baseURL": base_url,
+            "secretRef": {"name": "x"},
+        }
+    )
     known = resolve(probe, at=datetime.now(UTC))
     if known.price is None:
-        logger.warning("embedding model %s has no known price (%s): its calls cost 0 in the "
-                       "budget; set embeddings.inputPerMillion", model, known.detail)  # fmt: skip
+        logger.warning(
+            "embedding model %s has no known price (%s): its calls cost 0 in the "
+            "budget; set embeddings.inputPerMillion",
+            model,
+            known.detail,
+        )
     return known.price
 
 
@@ -88,7 +102,16 @@ async def embed(
 
     result = await engine.manager.execute(task, call)
     embeddings = result.value.embeddings
-    engine.manager.record_usage(result, embeddings.usage,
-                                price=embedding_price(specs[result.provider]))  # fmt: skip
-    return CallResult(result.provider, embeddings, result.attempts, result.fallbacks,
-                      result.latency, result.usage, result.cost, True)  # fmt: skip
+    engine.manager.record_usage(
+        result, embeddings.usage, price=embedding_price(specs[result.provider])
+    )
+    return CallResult(
+        result.provider,
+        embeddings,
+        result.attempts,
+        result.fallbacks,
+        result.latency,
+        result.usage,
+        result.cost,
+        True,
+    )

@@ -30,15 +30,23 @@ if TYPE_CHECKING:
 async def handle(runner: Runner, request: Request) -> Response:
     try:
         if not runner.accepting:
-            raise Refusal(503, f"agent {runner.agent} is not taking calls: "
-                          f"{runner.message or runner.phase.value}",
-                          kind=RefusalKind.UNAVAILABLE, code="agent_stopped", retry=False)  # fmt: skip
+            raise Refusal(
+                503,
+                f"agent {runner.agent} is not taking calls: {runner.message or runner.phase.value}",
+                kind=RefusalKind.UNAVAILABLE,
+                code="agent_stopped",
+                retry=False,
+            )
         parsed = _parse(request.body)
         providers = embedding_providers(runner.config.pool, parsed.model)
         if not providers:
-            raise Refusal(400, f"no provider of pool {runner.config.pool_name} has an embedding "
-                          "model: set embeddings.model on an openai or gemini provider",
-                          code="embeddings_unavailable", param="model")  # fmt: skip
+            raise Refusal(
+                400,
+                f"no provider of pool {runner.config.pool_name} has an embedding "
+                "model: set embeddings.model on an openai or gemini provider",
+                code="embeddings_unavailable",
+                param="model",
+            )
         asked = EmbeddingRequest(parsed.inputs, parsed.dimensions)
         try:
             result = await embed(runner.engine, asked, providers)
@@ -50,13 +58,18 @@ async def handle(runner: Runner, request: Request) -> Response:
     answer = result.value
     encode = wire.encode_base64 if parsed.encoding_format == "base64" else list
     body = wire.EmbeddingsResponse(
-        data=[wire.EmbeddingData(index=i, embedding=encode(v)) for i, v in enumerate(answer.vectors)],
+        data=[
+            wire.EmbeddingData(index=i, embedding=encode(v)) for i, v in enumerate(answer.vectors)
+        ],
         model=answer.model,
-        usage=wire.EmbeddingsUsage(prompt_tokens=answer.usage.input_tokens,
-                                   total_tokens=answer.usage.input_tokens),
-    )  # fmt: skip
-    headers = {"x-llmagents-provider": result.provider,
-               "x-llmagents-cost-usd": f"{result.cost:.8f}"}  # fmt: skip
+        usage=wire.EmbeddingsUsage(
+            prompt_tokens=answer.usage.input_tokens, total_tokens=answer.usage.input_tokens
+        ),
+    )
+    headers = {
+        "x-llmagents-provider": result.provider,
+        "x-llmagents-cost-usd": f"{result.cost:.8f}",
+    }
     return json_response(body.model_dump(mode="json"), headers=headers)
 
 
@@ -68,8 +81,11 @@ def _parse(raw: bytes) -> wire.EmbeddingsRequest:
         if error["type"] == "json_invalid":
             raise Refusal(400, f"the request body is not valid JSON: {error['msg']}") from None
         where = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("list[", "str")))
-        hint = " (input is a string or a list of strings; token ids are not taken)" \
-            if where.startswith("input") else ""  # fmt: skip
+        hint = (
+            " (input is a string or a list of strings; token ids are not taken)"
+            if where.startswith("input")
+            else ""
+        )
         raise Refusal(400, f"{where}: {error['msg']}{hint}", param=where or None) from None
 
 

@@ -46,9 +46,11 @@ def _json(document: Any, status: int = 200, headers: dict[str, str] | None = Non
 def refusal_response(runner: Runner, refusal: Refusal, *, stream: bool) -> Response:
     """A refusal in Anthropic's error shape."""
     runner.metrics.gateway_request(stream=stream, code=refusal.status)
-    body = {"type": "error", "error": {"type": _ERROR_TYPES[refusal.kind],
-                                       "message": refusal.message},
-            "request_id": "req_" + secrets.token_hex(12)}  # fmt: skip
+    body = {
+        "type": "error",
+        "error": {"type": _ERROR_TYPES[refusal.kind], "message": refusal.message},
+        "request_id": "req_" + secrets.token_hex(12),
+    }
     headers = {} if refusal.retry else {"x-should-retry": "false"}
     return _json(body, refusal.status, headers)
 
@@ -59,8 +61,9 @@ async def handle(runner: Runner, request: Request) -> Response | StreamingRespon
         complexity = chat_path.complexity_from_header(request.headers.get("x-llmagents-complexity"))
         parsed = parse_messages(request.body)
         stream = parsed.stream
-        call = ChatCall(parsed.request, model=parsed.wire.model, stream=stream,
-                        complexity=complexity)  # fmt: skip
+        call = ChatCall(
+            parsed.request, model=parsed.wire.model, stream=stream, complexity=complexity
+        )
         if stream:
             opened = await chat_path.open_stream(runner, call)
             return chat_path.streaming_response(runner, opened, MessagesStream(opened.model))
@@ -69,10 +72,16 @@ async def handle(runner: Runner, request: Request) -> Response | StreamingRespon
         return refusal_response(runner, refusal, stream=stream)
     runner.metrics.gateway_request(stream=False, code=200)
     answer = answered.response
-    body = message_object(answer.text, answer.tool_calls, usage=answer.usage,
-                          finish_reason=answer.finish_reason, model=answer.model)  # fmt: skip
-    return Response(200, body.model_dump_json().encode(),
-                    headers=chat_path.answer_headers(answered))  # fmt: skip
+    body = message_object(
+        answer.text,
+        answer.tool_calls,
+        usage=answer.usage,
+        finish_reason=answer.finish_reason,
+        model=answer.model,
+    )
+    return Response(
+        200, body.model_dump_json().encode(), headers=chat_path.answer_headers(answered)
+    )
 
 
 async def count_tokens(runner: Runner, request: Request) -> Response:
@@ -85,8 +94,9 @@ async def count_tokens(runner: Runner, request: Request) -> Response:
             raw = json.dumps(document).encode()
         parsed = parse_messages(raw)
     except ValueError:
-        return refusal_response(runner, Refusal(400, "the request body is not valid JSON"),
-                                stream=False)  # fmt: skip
+        return refusal_response(
+            runner, Refusal(400, "the request body is not valid JSON"), stream=False
+        )
     except Refusal as refusal:
         return refusal_response(runner, refusal, stream=False)
     task = CallTask.from_messages(parsed.request.messages)

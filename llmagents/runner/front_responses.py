@@ -20,11 +20,8 @@ from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal
 from llmagents.runner.http11 import Request, Response, StreamingResponse
 from llmagents.runner.openai_chat import json_response, refusal_response
-from llmagents.runner.responses_translate import (
-    ResponsesStream,
-    parse_responses,
-    response_object,
-)
+from llmagents.runner.responses_stream import ResponsesStream
+from llmagents.runner.responses_translate import parse_responses, response_object
 
 if TYPE_CHECKING:
     from llmagents.runner.lifecycle import Runner
@@ -36,8 +33,9 @@ async def handle(runner: Runner, request: Request) -> Response | StreamingRespon
         complexity = chat_path.complexity_from_header(request.headers.get("x-llmagents-complexity"))
         parsed = parse_responses(request.body)
         stream = parsed.stream
-        call = ChatCall(parsed.request, model=parsed.wire.model, stream=stream,
-                        complexity=complexity)  # fmt: skip
+        call = ChatCall(
+            parsed.request, model=parsed.wire.model, stream=stream, complexity=complexity
+        )
         if stream:
             opened = await chat_path.open_stream(runner, call)
             writer = ResponsesStream(parsed.wire, opened.model)
@@ -47,7 +45,12 @@ async def handle(runner: Runner, request: Request) -> Response | StreamingRespon
         return refusal_response(runner, refusal, stream=stream)
     runner.metrics.gateway_request(stream=False, code=200)
     answer = answered.response
-    body = response_object(parsed.wire, text=answer.text, tool_calls=answer.tool_calls,
-                           usage=answer.usage, finish_reason=answer.finish_reason,
-                           model=answer.model)  # fmt: skip
+    body = response_object(
+        parsed.wire,
+        text=answer.text,
+        tool_calls=answer.tool_calls,
+        usage=answer.usage,
+        finish_reason=answer.finish_reason,
+        model=answer.model,
+    )
     return json_response(body.document(), headers=chat_path.answer_headers(answered))

@@ -12,8 +12,14 @@ provider. It serves, on the pod's loopback only:
   an error, never a silent 200 with a cut answer. The header ``x-llmagents-complexity``
   (simple, medium, complex) steers tier choice; ``x-llmagents-provider`` and
   ``x-llmagents-cost-usd`` on answers say who answered and what it cost.
+- ``POST /v1/responses`` (``front_responses``: OpenAI's Responses API, stateless, the
+  default of the OpenAI Agents SDK) and ``POST /v1/messages`` (``front_messages``:
+  Anthropic's Messages API, with ``/v1/messages/count_tokens``): the same chat path in
+  other protocols' shapes, streams included.
+- ``POST /v1/embeddings`` (``front_embeddings``): the pool's embedding models.
 - ``GET /v1/models``: what a client may ask for (``routing.selection``): each provider's
-  model and name, and the pool's aliases, with the capabilities behind each.
+  model and name, and the pool's aliases, with the capabilities behind each; and each
+  embedding model (capability ``embeddings``).
 - ``GET|PUT /v1/checkpoint/state``: the client's own state (any JSON, at most
   ``MAX_CUSTOM_STATE`` bytes), saved in the runner's checkpoint and returned after restarts.
   A PUT answers once the checkpoint holding it landed (``saved``), or after a bounded wait.
@@ -132,6 +138,13 @@ class Gateway:
             data.append({"id": name, "object": "model", "created": 0, "owned_by": owner,
                          "providers": sorted(members),
                          "capabilities": sorted(c.value for c in can)})  # fmt: skip
+        embedding: dict[str, list[str]] = {}
+        for spec in pool.providers:
+            if spec.embeddings is not None:
+                embedding.setdefault(spec.embeddings.model, []).append(spec.name)
+        for model, names in embedding.items():
+            data.append({"id": model, "object": "model", "created": 0, "owned_by": names[0],
+                         "providers": names, "capabilities": ["embeddings"]})  # fmt: skip
         return json_response({"object": "list", "data": data})
 
     async def _get_state(self, request: Request) -> Response:

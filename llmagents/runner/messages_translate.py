@@ -95,17 +95,21 @@ def _invalid(invalid: ValidationError) -> Refusal:
 def _field_path(loc: tuple[int | str, ...]) -> list[int | str]:
     """The fields of an error's location without pydantic's union-member labels."""
     return [
-        p for p in loc
+        p
+        for p in loc
         if not (isinstance(p, str) and ("[" in p or p in ("str", "list") or p[:1].isupper()))
-    ]  # fmt: skip
+    ]
 
 
 def to_chat(request: wire.MessagesRequest) -> ChatRequest:
     """The neutral chat request of a validated Messages request."""
     messages: list[Message] = []
     if request.system:
-        system = request.system if isinstance(request.system, str) \
-            else "".join(block.text for block in request.system)  # fmt: skip
+        system = (
+            request.system
+            if isinstance(request.system, str)
+            else "".join(block.text for block in request.system)
+        )
         messages.append(Message(Role.SYSTEM, system))
     calls: dict[str, str] = {}
     for index, message in enumerate(request.messages):
@@ -151,11 +155,20 @@ def _user(blocks: Iterable[Any], calls: dict[str, str], index: int) -> list[Mess
     for block in blocks:
         if isinstance(block, wire.ToolResultBlock):
             if block.tool_use_id not in calls:
-                raise Refusal(400, f"messages.{index}: tool_result answers tool_use_id "
-                              f"{block.tool_use_id!r}, which no earlier tool_use block has",
-                              param=f"messages.{index}.content")  # fmt: skip
-            results.append(Message(Role.TOOL, _result_content(block), tool_call_id=block.tool_use_id,
-                                   name=calls[block.tool_use_id]))  # fmt: skip
+                raise Refusal(
+                    400,
+                    f"messages.{index}: tool_result answers tool_use_id "
+                    f"{block.tool_use_id!r}, which no earlier tool_use block has",
+                    param=f"messages.{index}.content",
+                )
+            results.append(
+                Message(
+                    Role.TOOL,
+                    _result_content(block),
+                    tool_call_id=block.tool_use_id,
+                    name=calls[block.tool_use_id],
+                )
+            )
         elif isinstance(block, wire.TextBlock):
             parts.append(TextPart(block.text))
         elif isinstance(block, wire.ImageBlock):
@@ -195,8 +208,11 @@ def _tool_choice(request: wire.MessagesRequest) -> ToolChoice | None:
         return None
     if isinstance(choice, wire.ToolChoiceTool):
         if choice.name not in {t.name for t in request.tools or ()}:
-            raise Refusal(400, f"tool_choice names tool {choice.name!r}, which is not among "
-                          "the request's tools", param="tool_choice")  # fmt: skip
+            raise Refusal(
+                400,
+                f"tool_choice names tool {choice.name!r}, which is not among the request's tools",
+                param="tool_choice",
+            )
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
     if isinstance(choice, wire.ToolChoiceAny):
         return ToolChoice(ToolChoiceMode.REQUIRED)
@@ -237,16 +253,28 @@ def tool_input(call: ToolCall) -> dict[str, Any]:
     return value
 
 
-def message_object(answer_text: str, tool_calls: Iterable[ToolCall], *, usage: Usage,
-                   finish_reason: str | None, model: str) -> wire.Message:  # fmt: skip
+def message_object(
+    answer_text: str,
+    tool_calls: Iterable[ToolCall],
+    *,
+    usage: Usage,
+    finish_reason: str | None,
+    model: str,
+) -> wire.Message:
     content: list[Any] = []
     if answer_text:
         content.append(wire.AnswerText(type="text", text=answer_text))
     for call in tool_calls:
-        content.append(wire.AnswerToolUse(type="tool_use", id=call.id, name=call.name,
-                                          input=tool_input(call)))  # fmt: skip
-    return wire.Message(id=message_id(), model=model, content=content,
-                        stop_reason=stop_reason(finish_reason), usage=usage_object(usage))  # fmt: skip
+        content.append(
+            wire.AnswerToolUse(type="tool_use", id=call.id, name=call.name, input=tool_input(call))
+        )
+    return wire.Message(
+        id=message_id(),
+        model=model,
+        content=content,
+        stop_reason=stop_reason(finish_reason),
+        usage=usage_object(usage),
+    )
 
 
 class MessagesStream:
@@ -267,8 +295,12 @@ class MessagesStream:
         self._tools: dict[int, int] = {}  # tool-call index -> block index
 
     def start(self) -> bytes:
-        message = wire.Message(id=message_id(), model=self.model, content=[],
-                               usage=wire.Usage(input_tokens=0, output_tokens=0))  # fmt: skip
+        message = wire.Message(
+            id=message_id(),
+            model=self.model,
+            content=[],
+            usage=wire.Usage(input_tokens=0, output_tokens=0),
+        )
         return wire.sse(wire.MessageStart(message=message)) + wire.sse(wire.Ping())
 
     def chunk(self, chunk: StreamChunk) -> bytes:
@@ -288,13 +320,18 @@ class MessagesStream:
         events = b""
         block = self._tools.get(delta.index)
         if block is None:
-            use = wire.AnswerToolUse(type="tool_use", id=delta.id or "toolu_" + secrets.token_hex(12),
-                                     name=delta.name or "", input={})  # fmt: skip
+            use = wire.AnswerToolUse(
+                type="tool_use",
+                id=delta.id or "toolu_" + secrets.token_hex(12),
+                name=delta.name or "",
+                input={},
+            )
             events += self._begin("tool", use)
             block = self._tools[delta.index] = self._index
         if delta.arguments:
-            piece = wire.ContentBlockDelta(index=block,
-                                           delta=wire.InputJsonDelta(partial_json=delta.arguments))  # fmt: skip
+            piece = wire.ContentBlockDelta(
+                index=block, delta=wire.InputJsonDelta(partial_json=delta.arguments)
+            )
             events += wire.sse(piece)
         return events
 

@@ -1,8 +1,8 @@
 """Translation between OpenAI's Responses API and the provider-neutral chat model.
 
-Pure functions and one stream encoder, no I/O: the route (``front_responses``) parses a body
-with ``parse_responses``, sends the ``ChatRequest`` through the engine like any chat call,
-and writes the answer with ``response_object`` or, streamed, with ``ResponsesStream``.
+Pure functions, no I/O: the route (``front_responses``) parses a body with
+``parse_responses``, has the ``ChatRequest`` answered like any chat call, and writes the
+answer with ``response_object`` or, streamed, with ``responses_stream.ResponsesStream``.
 
 Input items become chat messages in order: ``instructions`` first as a system message,
 ``developer`` and ``system`` messages as system messages, consecutive ``function_call``
@@ -34,8 +34,6 @@ from llmagents.chat import (
     TextPart,
     Tool,
     ToolCall,
-    StreamChunk,
-    ToolCallDelta,
     ToolChoice,
     ToolChoiceMode,
     Usage,
@@ -52,12 +50,10 @@ from llmagents.wire.responses import (
     InputTokensDetails,
     MessageItem,
     OutputFunctionCall,
-    OutputItem,
     OutputMessage,
+    OutputRefusal,
     OutputText,
     OutputTokensDetails,
-    OutputRefusal,
-    ResponseError,
     ResponseObject,
     ResponsesRequest,
     ResponseUsage,
@@ -65,11 +61,14 @@ from llmagents.wire.responses import (
     TextFormatJsonSchema,
     ToolChoiceFunction,
     new_id,
-    sse_event,
 )
 
-_ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT, "system": Role.SYSTEM,
-          "developer": Role.SYSTEM}  # fmt: skip
+_ROLES = {
+    "user": Role.USER,
+    "assistant": Role.ASSISTANT,
+    "system": Role.SYSTEM,
+    "developer": Role.SYSTEM,
+}
 
 
 @dataclass(slots=True)
@@ -111,19 +110,36 @@ def _invalid(invalid: ValidationError) -> Refusal:
     message = f"{param}: {error['msg']}"
     if error["type"] == "union_tag_invalid":
         context = error.get("ctx") or {}
-        message = (f"{param}: type {context.get('tag')!r} is not supported by the llmagents "
-                   f"gateway (it takes {context.get('expected_tags')})")  # fmt: skip
+        message = (
+            f"{param}: type {context.get('tag')!r} is not supported by the llmagents "
+            f"gateway (it takes {context.get('expected_tags')})"
+        )
     head = str(path[0]) if path else ""
     if head == "tools":
         message += " (the gateway routes function tools only; hosted tools run inside OpenAI)"
     elif head == "tool_choice":
-        message += ' (tool_choice is "auto", "none", "required" or {"type": "function", "name": ...})'
+        message += (
+            ' (tool_choice is "auto", "none", "required" or {"type": "function", "name": ...})'
+        )
     return Refusal(400, message, param=param or None)
 
 
-_TAGS = frozenset({"message", "function_call", "function_call_output", "reasoning",
-                   "item_reference", "input_text", "input_image", "output_text", "refusal",
-                   "text", "json_object", "json_schema"})  # fmt: skip
+_TAGS = frozenset(
+    {
+        "message",
+        "function_call",
+        "function_call_output",
+        "reasoning",
+        "item_reference",
+        "input_text",
+        "input_image",
+        "output_text",
+        "refusal",
+        "text",
+        "json_object",
+        "json_schema",
+    }
+)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
@@ -144,8 +160,11 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
     messages: list[Message] = []
     if wire.instructions:
         messages.append(Message(Role.SYSTEM, wire.instructions))
-    items = [MessageItem(role="user", content=wire.input)] if isinstance(wire.input, str) \
-        else wire.input  # fmt: skip
+    items = (
+        [MessageItem(role="user", content=wire.input)]
+        if isinstance(wire.input, str)
+        else wire.input
+    )
     calls: dict[str, str] = {}
     for index, item in enumerate(items):
         if isinstance(item, MessageItem):
@@ -155,24 +174,34 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
             calls[item.call_id] = item.name
         elif isinstance(item, FunctionCallOutputItem):
             if item.call_id not in calls:
-                raise Refusal(400, f"input[{index}]: no function_call item with call_id "
-                                f"{item.call_id!r} comes before this function_call_output",
-                                param=f"input[{index}].call_id")  # fmt: skip
-            output = item.output if isinstance(item.output, str) \
-                else _parts(item.output, index, allow_images=True)  # fmt: skip
-            messages.append(Message(Role.TOOL, output, tool_call_id=item.call_id,
-                                    name=calls[item.call_id]))  # fmt: skip
+                raise Refusal(
+                    400,
+                    f"input[{index}]: no function_call item with call_id "
+                    f"{item.call_id!r} comes before this function_call_output",
+                    param=f"input[{index}].call_id",
+                )
+            output = (
+                item.output
+                if isinstance(item.output, str)
+                else _parts(item.output, index, allow_images=True)
+            )
+            messages.append(
+                Message(Role.TOOL, output, tool_call_id=item.call_id, name=calls[item.call_id])
+            )
         # reasoning items carry no content another provider can read: dropped
     if not any(m.role is not Role.SYSTEM for m in messages):
-        raise Refusal(400, "input must hold at least one message or function call output",
-                        param="input")  # fmt: skip
+        raise Refusal(
+            400, "input must hold at least one message or function call output", param="input"
+        )
     return ChatRequest(
         messages,
         max_tokens=wire.max_output_tokens,
         temperature=wire.temperature,
         top_p=wire.top_p,
-        tools=tuple(Tool(t.name, t.description, t.parameters or {"type": "object"}, t.strict)
-                    for t in wire.tools),  # fmt: skip
+        tools=tuple(
+            Tool(t.name, t.description, t.parameters or {"type": "object"}, t.strict)
+            for t in wire.tools
+        ),
         tool_choice=_tool_choice(wire),
         parallel_tool_calls=wire.parallel_tool_calls,
         response_format=_response_format(wire),
@@ -202,8 +231,12 @@ def _parts(parts: Iterable[WirePart], index: int, *, allow_images: bool) -> tupl
     for part in parts:
         if isinstance(part, InputImage):
             if not allow_images:
-                raise Refusal(400, f"input[{index}]: images are only taken in user messages "
-                                "and function call outputs", param=f"input[{index}].content")  # fmt: skip
+                raise Refusal(
+                    400,
+                    f"input[{index}]: images are only taken in user messages "
+                    "and function call outputs",
+                    param=f"input[{index}].content",
+                )
             out.append(ImagePart(part.image_url, part.detail))
         elif isinstance(part, OutputRefusal):
             out.append(TextPart(part.refusal))
@@ -218,8 +251,12 @@ def _tool_choice(wire: ResponsesRequest) -> ToolChoice | None:
         return None
     if isinstance(choice, ToolChoiceFunction):
         if choice.name not in {t.name for t in wire.tools}:
-            raise Refusal(400, f"tool_choice names function {choice.name!r}, which is not "
-                            "among the request's tools", param="tool_choice")  # fmt: skip
+            raise Refusal(
+                400,
+                f"tool_choice names function {choice.name!r}, which is not "
+                "among the request's tools",
+                param="tool_choice",
+            )
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
     if choice != "none" and not wire.tools:
         raise Refusal(400, f'tool_choice "{choice}" needs tools', param="tool_choice")
@@ -229,8 +266,9 @@ def _tool_choice(wire: ResponsesRequest) -> ToolChoice | None:
 def _response_format(wire: ResponsesRequest) -> ResponseFormat | None:
     form = wire.text.format if wire.text is not None else None
     if isinstance(form, TextFormatJsonSchema):
-        return ResponseFormat(ResponseFormatType.JSON_SCHEMA, form.json_schema, form.name,
-                              form.strict)  # fmt: skip
+        return ResponseFormat(
+            ResponseFormatType.JSON_SCHEMA, form.json_schema, form.name, form.strict
+        )
     if isinstance(form, TextFormatJsonObject):
         return ResponseFormat(ResponseFormatType.JSON_OBJECT)
     return None
@@ -249,7 +287,7 @@ def usage_object(usage: Usage) -> ResponseUsage:
     )
 
 
-def _ending(finish_reason: str | None) -> tuple[str, IncompleteDetails | None]:
+def ending(finish_reason: str | None) -> tuple[str, IncompleteDetails | None]:
     if finish_reason == FinishReason.LENGTH:
         return "incomplete", IncompleteDetails(reason="max_output_tokens")
     if finish_reason == FinishReason.CONTENT_FILTER:
@@ -257,7 +295,7 @@ def _ending(finish_reason: str | None) -> tuple[str, IncompleteDetails | None]:
     return "completed", None
 
 
-def _skeleton(wire: ResponsesRequest, rid: str, model: str, created: int) -> ResponseObject:
+def skeleton(wire: ResponsesRequest, rid: str, model: str, created: int) -> ResponseObject:
     """The response object before any output: what every lifecycle event repeats."""
     text: dict[str, Any] = {"format": {"type": "text"}}
     if wire.text is not None and wire.text.format is not None:
@@ -283,136 +321,36 @@ def _skeleton(wire: ResponsesRequest, rid: str, model: str, created: int) -> Res
 
 
 def response_object(
-    wire: ResponsesRequest, *, text: str, tool_calls: Iterable[ToolCall], usage: Usage,
-    finish_reason: str | None, model: str,
-) -> ResponseObject:  # fmt: skip
+    wire: ResponsesRequest,
+    *,
+    text: str,
+    tool_calls: Iterable[ToolCall],
+    usage: Usage,
+    finish_reason: str | None,
+    model: str,
+) -> ResponseObject:
     """The whole answer of a non-streamed call."""
-    response = _skeleton(wire, new_id("resp"), model, int(time.time()))
-    response.status, response.incomplete_details = _ending(finish_reason)
+    response = skeleton(wire, new_id("resp"), model, int(time.time()))
+    response.status, response.incomplete_details = ending(finish_reason)
     item_status = "incomplete" if response.incomplete_details else "completed"
     calls = list(tool_calls)
     if text or not calls:
-        response.output.append(OutputMessage(id=new_id("msg"), status=item_status,
-                                             content=[OutputText(type="output_text", text=text)]))  # fmt: skip
+        response.output.append(
+            OutputMessage(
+                id=new_id("msg"),
+                status=item_status,
+                content=[OutputText(type="output_text", text=text)],
+            )
+        )
     for call in calls:
-        response.output.append(OutputFunctionCall(id=new_id("fc"), call_id=call.id,
-                                                  name=call.name, arguments=call.arguments,
-                                                  status="completed"))  # fmt: skip
+        response.output.append(
+            OutputFunctionCall(
+                id=new_id("fc"),
+                call_id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+                status="completed",
+            )
+        )
     response.usage = usage_object(usage)
     return response
-
-
-class ResponsesStream:
-    """Encodes one streamed answer as the Responses API's events, in OpenAI's order.
-
-    ``response.created`` and ``response.in_progress``; then per output item
-    ``response.output_item.added``, its deltas (``response.content_part.added`` and
-    ``response.output_text.delta`` for text, ``response.function_call_arguments.delta`` for
-    a call) and its closing events (``...done``, ``response.output_item.done``); finally
-    ``response.completed`` (or ``response.incomplete`` when the answer was cut by the token
-    limit) with the whole response and its usage. A provider failing mid-answer ends the
-    stream with ``response.failed``, which the SDKs raise, never a silent end.
-    """
-
-    def __init__(self, wire: ResponsesRequest, model: str) -> None:
-        self.response = _skeleton(wire, new_id("resp"), model, int(time.time()))
-        self._sequence = 0
-        self._open: OutputItem | None = None
-        self._calls: dict[int, OutputFunctionCall] = {}
-
-    def _event(self, kind: str, **fields: Any) -> bytes:
-        event = sse_event(kind, self._sequence, fields)
-        self._sequence += 1
-        return event
-
-    def _lifecycle(self, kind: str) -> bytes:
-        return self._event(kind, response=self.response.document())
-
-    def start(self) -> bytes:
-        return self._lifecycle("response.created") + self._lifecycle("response.in_progress")
-
-    def chunk(self, chunk: StreamChunk) -> bytes:
-        events = self.text(chunk.text) if chunk.text else b""
-        for delta in chunk.tool_calls:
-            events += self.tool_call(delta)
-        return events
-
-    def text(self, delta: str) -> bytes:
-        events = b""
-        if not isinstance(self._open, OutputMessage):
-            events += self._close()
-            message = OutputMessage(id=new_id("msg"), status="in_progress", content=[])
-            events += self._add(message)
-            message.content.append(OutputText(type="output_text", text=""))
-            events += self._event("response.content_part.added", **self._where(message),
-                                  content_index=0, part=_dump(message.content[0]))  # fmt: skip
-        message = self._open
-        assert isinstance(message, OutputMessage)
-        message.content[0].text += delta
-        return events + self._event("response.output_text.delta", **self._where(message),
-                                    content_index=0, delta=delta, logprobs=[])  # fmt: skip
-
-    def tool_call(self, delta: ToolCallDelta) -> bytes:
-        events = b""
-        call = self._calls.get(delta.index)
-        if call is None:
-            events += self._close()
-            call = OutputFunctionCall(id=new_id("fc"), call_id=delta.id or new_id("call"),
-                                      name=delta.name or "", arguments="", status="in_progress")  # fmt: skip
-            self._calls[delta.index] = call
-            events += self._add(call)
-        elif call is not self._open:
-            # OpenAI streams one item at a time; a provider interleaving parallel calls is
-            # reordered by appending to the call it belongs to without reopening it.
-            call.arguments += delta.arguments
-            return events
-        if delta.arguments:
-            call.arguments += delta.arguments
-            events += self._event("response.function_call_arguments.delta",
-                                  **self._where(call), delta=delta.arguments)  # fmt: skip
-        return events
-
-    def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
-        status, details = _ending(finish_reason)
-        events = self._close(incomplete=details is not None)
-        self.response.status = status  # type: ignore[assignment]
-        self.response.incomplete_details = details
-        self.response.usage = usage_object(usage) if usage is not None else None
-        kind = "response.completed" if status == "completed" else "response.incomplete"
-        return events + self._lifecycle(kind)
-
-    def error(self, message: str) -> bytes:
-        self.response.status = "failed"
-        self.response.error = ResponseError(code="server_error", message=message)
-        return self._lifecycle("response.failed")
-
-    def _where(self, item: OutputItem) -> dict[str, Any]:
-        return {"item_id": item.id, "output_index": self.response.output.index(item)}
-
-    def _add(self, item: OutputItem) -> bytes:
-        self.response.output.append(item)
-        self._open = item
-        return self._event("response.output_item.added", output_index=len(self.response.output) - 1,
-                           item=_dump(item))  # fmt: skip
-
-    def _close(self, *, incomplete: bool = False) -> bytes:
-        item, self._open = self._open, None
-        if item is None:
-            return b""
-        item.status = "incomplete" if incomplete else "completed"
-        where = self._where(item)
-        if isinstance(item, OutputMessage):
-            part = item.content[0]
-            events = self._event("response.output_text.done", **where, content_index=0,
-                                 text=part.text, logprobs=[])  # fmt: skip
-            events += self._event("response.content_part.done", **where, content_index=0,
-                                  part=_dump(part))  # fmt: skip
-        else:
-            events = self._event("response.function_call_arguments.done", **where,
-                                 name=item.name, arguments=item.arguments)  # fmt: skip
-        return events + self._event("response.output_item.done",
-                                    output_index=where["output_index"], item=_dump(item))  # fmt: skip
-
-
-def _dump(model: OutputItem | OutputText) -> dict[str, Any]:
-    return model.model_dump(mode="json")

@@ -62,7 +62,9 @@ class OutputRefusal(StrictWireModel):
     refusal: str
 
 
-ContentPart = Annotated[InputText | InputImage | OutputText | OutputRefusal, Field(discriminator="type")]
+ContentPart = Annotated[
+    InputText | InputImage | OutputText | OutputRefusal, Field(discriminator="type")
+]
 
 
 class MessageItem(StrictWireModel):
@@ -159,7 +161,6 @@ class TextFormatJsonSchema(StrictWireModel):
     strict: bool | None = None
 
 
-
 TextFormat = Annotated[
     TextFormatText | TextFormatJsonObject | TextFormatJsonSchema, Field(discriminator="type")
 ]
@@ -203,8 +204,10 @@ class ResponsesRequest(StrictWireModel):
 
     def stateful_reason(self) -> tuple[str, str] | None:
         """``(param, message)`` when the request needs state the gateway does not keep."""
-        hint = ("the llmagents gateway keeps no responses: send the whole conversation as "
-                "`input` with store: false")  # fmt: skip
+        hint = (
+            "the llmagents gateway keeps no responses: send the whole conversation as "
+            "`input` with store: false"
+        )
         if self.previous_response_id:
             return "previous_response_id", f"previous_response_id is not supported: {hint}"
         if self.conversation:
@@ -212,16 +215,24 @@ class ResponsesRequest(StrictWireModel):
         if self.store:
             return "store", f"store: true is not supported: {hint}"
         if self.prompt:
-            return "prompt", "stored prompt templates (prompt) are not supported: send " \
-                "instructions and input instead"
+            return (
+                "prompt",
+                "stored prompt templates (prompt) are not supported: send "
+                "instructions and input instead",
+            )
         if self.background:
-            return "background", "background responses are not supported: they are stored " \
-                "to be polled; stream instead"
+            return (
+                "background",
+                "background responses are not supported: they are stored "
+                "to be polled; stream instead",
+            )
         if isinstance(self.input, list):
             for index, item in enumerate(self.input):
                 if isinstance(item, ItemReference):
-                    return f"input[{index}]", f"input[{index}]: item_reference is not " \
-                        f"supported: {hint}"
+                    return (
+                        f"input[{index}]",
+                        f"input[{index}]: item_reference is not supported: {hint}",
+                    )
         return None
 
 

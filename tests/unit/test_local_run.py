@@ -236,6 +236,21 @@ def test_the_manifest_becomes_the_operators_runner_config_with_keys_from_env_fir
     }
 
 
+def test_a_key_that_cannot_go_in_a_header_is_refused_naming_where_it_came_from(
+    manifest_file: Path, tmp_path: Path, run: Runs, monkeypatch: pytest.MonkeyPatch
+):
+    key = "sk-openai-with-a-bom-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", "\ufeff" + key + "\n")
+    done = run(manifest_file, tmp_path / "state")
+    assert done.returncode == 2
+    assert "environment variable OPENAI_API_KEY" in done.stderr and "U+FEFF" in done.stderr
+    assert key not in done.stderr + done.stdout
+    local = load_manifest(manifest_file.read_text())
+    assert local_keys(local, {"OPENAI_API_KEY": " sk-openai-padded\n"})["gpt"] == (
+        "sk-openai-padded"
+    )
+
+
 def test_a_manifest_without_the_agents_pool_is_refused_with_the_pools_name(
     tmp_path: Path, run: Runs
 ):

@@ -104,15 +104,20 @@ async def _parse_openai(fake: FakeProviderServer, request: web.Request) -> Embed
     except ValueError:
         raise Reject(400, "'input' : input must be a string or an array of strings") from None
     if body.model not in (*fake.models, *EMBEDDING_MODELS):
-        raise Reject(404, f"The model `{body.model}` does not exist or you do not have access "
-                     "to it.", reason="model_not_found")  # fmt: skip
+        raise Reject(
+            404,
+            f"The model `{body.model}` does not exist or you do not have access to it.",
+            reason="model_not_found",
+        )
     return EmbedCall(body.model or "", list(body.inputs), body.dimensions)
 
 
 def _answer_openai(call: EmbedCall, vectors: list[list[float]], tokens: int) -> Any:
     return {
         "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+        ],
         "model": call.model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
@@ -142,12 +147,18 @@ async def _parse_gemini(fake: FakeProviderServer, request: web.Request) -> Embed
     except ValueError:
         raise Reject(400, "Invalid JSON payload received.") from None
     if model not in (*fake.models, *EMBEDDING_MODELS):
-        raise Reject(404, f"models/{model} is not found for API version v1beta, or is not "
-                     f"supported for {method}.")  # fmt: skip
+        raise Reject(
+            404,
+            f"models/{model} is not found for API version v1beta, or is not "
+            f"supported for {method}.",
+        )
     for i, item in enumerate(items):
         if item.model is not None and item.model != f"models/{model}":
-            raise Reject(400, f"* BatchEmbedContentsRequest.requests[{i}].model: the model "
-                         "must match the model of the call")  # fmt: skip
+            raise Reject(
+                400,
+                f"* BatchEmbedContentsRequest.requests[{i}].model: the model "
+                "must match the model of the call",
+            )
     texts = ["".join(p.text for p in item.content.parts) for item in items]
     return EmbedCall(model, texts, items[0].output_dimensionality)
 

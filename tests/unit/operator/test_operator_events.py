@@ -42,3 +42,24 @@ async def test_suspending_and_resuming_an_agent_are_events_and_a_repeat_is_not()
     events.agent_phase(agent, Phase.SUSPENDED, Phase.PENDING)
     await events.recorder.write_due()
     assert sorted(e["reason"] for e in sink.events.values()) == ["Resumed", "Suspended"]
+
+
+def test_the_operator_exports_each_agents_phase_and_last_checkpoint_and_forgets_deleted_ones():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from llmagents.operator.metrics import AgentGauges
+
+    registry = CollectorRegistry()
+    gauges = AgentGauges(registry)
+    stamp = datetime(2030, 1, 1, tzinfo=UTC)
+    gauges.observe("ns", "a", Phase.PENDING, None)
+    gauges.observe("ns", "a", Phase.RUNNING, stamp)
+    gauges.observe("ns", "b", Phase.SUSPENDED, None)
+    text = generate_latest(registry).decode()
+    assert 'llmagents_agent_phase{agent="a",namespace="ns",phase="Running"} 1.0' in text
+    assert 'phase="Pending"' not in text  # a left phase is gone, not 0
+    assert registry.get_sample_value("llmagents_agent_last_checkpoint_timestamp_seconds",
+                                     {"agent": "a", "namespace": "ns"}) == stamp.timestamp()
+    gauges.forget("ns", "a")
+    text = generate_latest(registry).decode()
+    assert 'agent="a"' not in text and 'agent="b"' in text

@@ -366,3 +366,23 @@ def test_subset_ignores_what_the_server_adds_but_not_what_it_changes():
     assert not is_subset(desired, {"spec": {"ports": [{"port": 9100}], "replicas": 0}})
     assert not is_subset(desired, {"spec": {"ports": [], "replicas": 1}})
     assert is_subset({"limits": {"cpu": 1}}, {"limits": {"cpu": "1"}})
+
+
+async def test_an_agent_stuck_pending_with_no_pod_is_in_the_phase_gauge_and_leaves_it_when_deleted(
+    store,
+):
+    from prometheus_client import CollectorRegistry
+
+    from llmagents.operator.metrics import AgentGauges
+
+    store.objects.pop(("ProviderPool", *POOL))
+    registry = CollectorRegistry()
+    reconciler = Reconciler(store, store, OperatorSettings(), clock=lambda: NOW,
+                            resync_seconds=0.0, gauges=AgentGauges(registry))  # fmt: skip
+    await reconciler.reconcile_agent(AGENT)
+    assert store.children() == {}  # no Deployment, so no runner, so no runner metric
+    labels = {"namespace": AGENT[0], "agent": AGENT[1], "phase": "Pending"}
+    assert registry.get_sample_value("llmagents_agent_phase", labels) == 1.0
+    reconciler.agent_gone(AGENT, None)
+    assert registry.get_sample_value("llmagents_agent_phase", labels) is None
+    await reconciler.close()

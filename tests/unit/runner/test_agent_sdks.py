@@ -56,8 +56,9 @@ async def test_an_openai_agents_sdk_agent_with_two_tools_survives_a_fallback_mid
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="llmagents-gateway", max_retries=0)
     model = agents.OpenAIResponsesModel(model="auto", openai_client=client)
     called: list[str] = []
-    agent = agents.Agent(name="assistant", instructions="Answer with the tools.",
-                         tools=_tools(called), model=model)  # fmt: skip
+    agent = agents.Agent(
+        name="assistant", instructions="Answer with the tools.", tools=_tools(called), model=model
+    )
     config_ = agents.RunConfig(tracing_disabled=True)
 
     class Down(agents.RunHooks):  # type: ignore[type-arg]
@@ -75,27 +76,43 @@ async def test_an_openai_agents_sdk_agent_with_two_tools_survives_a_fallback_mid
 
     assert sorted(called) == ["time:Paris", "weather:Paris"]
     assert result.final_output == (
-        "[fake-openai:gpt-4.1] tool results: Sunny in Paris; Noon in Paris")
+        "[fake-openai:gpt-4.1] tool results: Sunny in Paris; Noon in Paris"
+    )
     spend = runner.engine.manager.spend_by_provider
     assert spend["primary"].calls == 1 and spend["fallback"].calls == 1
     assert fakes.primary.stats.requests == 2  # the second turn met the outage
     assert result.context_wrapper.usage.requests == 2
     assert result.context_wrapper.usage.output_tokens == (
-        spend["primary"].output_tokens + spend["fallback"].output_tokens)
+        spend["primary"].output_tokens + spend["fallback"].output_tokens
+    )
 
 
-WEATHER = {"name": "get_weather", "description": "The weather in a city.",
-           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
-                            "required": ["city"]}}  # fmt: skip
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
 TIME = {**WEATHER, "name": "get_time", "description": "The local time in a city."}
 
 
-async def _turn(client: anthropic.AsyncAnthropic, messages: list, *, stream: bool) -> anthropic.types.Message:
+async def _turn(
+    client: anthropic.AsyncAnthropic, messages: list, *, stream: bool
+) -> anthropic.types.Message:
     if not stream:
-        return await client.messages.create(model="auto", max_tokens=500, system="Use tools.",
-                                            tools=[WEATHER, TIME], messages=messages)  # fmt: skip
-    async with client.messages.stream(model="auto", max_tokens=500, system="Use tools.",
-                                      tools=[WEATHER, TIME], messages=messages) as events:  # fmt: skip
+        return await client.messages.create(
+            model="auto",
+            max_tokens=500,
+            system="Use tools.",
+            tools=[WEATHER, TIME],
+            messages=messages,
+        )
+    async with client.messages.stream(
+        model="auto", max_tokens=500, system="Use tools.", tools=[WEATHER, TIME], messages=messages
+    ) as events:
         deltas = {e.delta.type async for e in events if e.type == "content_block_delta"}
         assert deltas in ({"text_delta"}, {"input_json_delta"})
         return await events.get_final_message()
@@ -113,22 +130,32 @@ async def test_an_anthropic_sdk_tool_loop_survives_a_fallback_mid_conversation(
     assert first.stop_reason == "tool_use"
     uses = [block for block in first.content if block.type == "tool_use"]
     assert sorted((u.name, u.input["city"]) for u in uses) == [
-        ("get_time", "Paris"), ("get_weather", "Paris")]
+        ("get_time", "Paris"),
+        ("get_weather", "Paris"),
+    ]
     assert runner.engine.manager.current_provider == "primary"
 
     fakes.primary.core.update({"outage": True})
     messages += [
         {"role": "assistant", "content": [block.model_dump() for block in first.content]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": u.id,
-             "content": f"{'Sunny' if u.name == 'get_weather' else 'Noon'} in Paris"}
-            for u in uses]},
-    ]  # fmt: skip
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": u.id,
+                    "content": f"{'Sunny' if u.name == 'get_weather' else 'Noon'} in Paris",
+                }
+                for u in uses
+            ],
+        },
+    ]
     final = await _turn(client, messages, stream=stream)
 
     assert final.stop_reason == "end_turn"
     assert final.content[0].text == (
-        "[fake-openai:gpt-4.1] tool results: Sunny in Paris; Noon in Paris")
+        "[fake-openai:gpt-4.1] tool results: Sunny in Paris; Noon in Paris"
+    )
     assert runner.engine.manager.current_provider == "fallback"
     spend = runner.engine.manager.spend_by_provider
     assert final.usage.output_tokens == spend["fallback"].output_tokens

@@ -28,18 +28,37 @@ def with_embeddings(cfg: RunnerConfig, gemini: FakeGemini | None) -> RunnerConfi
     """The conftest pool, both OpenAI fakes with an embedding model, and optionally a Gemini
     provider that serves only embeddings here."""
     embeddings = {"model": "text-embedding-3-small", "inputPerMillion": EMBEDDING_PRICE}
-    providers = [p.model_copy(update={"embeddings": ProviderSpec.model_validate(
-        {**p.to_wire(), "embeddings": embeddings}).embeddings}) for p in cfg.pool.providers]  # fmt: skip
+    providers = [
+        p.model_copy(
+            update={
+                "embeddings": ProviderSpec.model_validate(
+                    {**p.to_wire(), "embeddings": embeddings}
+                ).embeddings
+            }
+        )
+        for p in cfg.pool.providers
+    ]
     if gemini is not None:
-        providers.append(ProviderSpec.model_validate({
-            "name": "gemini", "type": "gemini", "model": "gemini-2.5-flash", "priority": 3,
-            "baseURL": gemini.base_url, "secretRef": {"name": "keys"}, "timeout": "5s",
-            "maxRetries": 0, "pricing": {"inputPerMillion": 1, "outputPerMillion": 1},
-            "embeddings": {"model": "gemini-embedding-001", "inputPerMillion": 0.15},
-        }))  # fmt: skip
+        providers.append(
+            ProviderSpec.model_validate(
+                {
+                    "name": "gemini",
+                    "type": "gemini",
+                    "model": "gemini-2.5-flash",
+                    "priority": 3,
+                    "baseURL": gemini.base_url,
+                    "secretRef": {"name": "keys"},
+                    "timeout": "5s",
+                    "maxRetries": 0,
+                    "pricing": {"inputPerMillion": 1, "outputPerMillion": 1},
+                    "embeddings": {"model": "gemini-embedding-001", "inputPerMillion": 0.15},
+                }
+            )
+        )
     pool = cfg.pool.model_copy(update={"providers": providers})
-    return cfg.model_copy(update={"pool": pool, "api_key_env": {**cfg.api_key_env,
-                                                                "gemini": "KEY_GEMINI"}})  # fmt: skip
+    return cfg.model_copy(
+        update={"pool": pool, "api_key_env": {**cfg.api_key_env, "gemini": "KEY_GEMINI"}}
+    )
 
 
 @pytest.fixture
@@ -49,8 +68,13 @@ async def gemini() -> AsyncIterator[FakeGemini]:
 
 
 async def serve(edges: Edges, cfg: RunnerConfig) -> tuple[Runner, Gateway, str]:
-    runner = Runner(cfg, api_keys={**KEYS, "gemini": GEMINI_KEY}, store=edges.store,
-                    status_sink=edges.status, results=edges.results)  # fmt: skip
+    runner = Runner(
+        cfg,
+        api_keys={**KEYS, "gemini": GEMINI_KEY},
+        store=edges.store,
+        status_sink=edges.status,
+        results=edges.results,
+    )
     await runner.start()
     gateway = Gateway(runner)
     await gateway.start("127.0.0.1", 0)
@@ -102,14 +126,23 @@ async def test_gemini_serves_embeddings_in_its_own_protocol(
     served: tuple[Runner, str], gemini: FakeGemini
 ) -> None:
     runner, url = served
-    answer = await client(url).embeddings.create(model="gemini-embedding-001", input="hello",
-                                                 encoding_format="float")  # fmt: skip
+    answer = await client(url).embeddings.create(
+        model="gemini-embedding-001", input="hello", encoding_format="float"
+    )
     assert answer.model == "gemini-embedding-001"
     assert answer.data[0].embedding == pytest.approx(vector("hello"))
     assert gemini.stats.requests == 1
     spend = runner.engine.manager.spend_by_provider["gemini"]
     assert spend.input_tokens == answer.usage.prompt_tokens == 2  # estimated: Gemini reports none
     assert spend.cost == pytest.approx(2 * 0.15 / 1e6)
+
+
+async def test_models_lists_the_embedding_models(served: tuple[Runner, str]) -> None:
+    _, url = served
+    listed = {m.id: m for m in (await client(url).models.list()).data}
+    gemini = listed["gemini-embedding-001"].model_dump()
+    assert (gemini["owned_by"], gemini["capabilities"]) == ("gemini", ["embeddings"])
+    assert listed["text-embedding-3-small"].model_dump()["providers"] == ["primary", "fallback"]
 
 
 async def test_a_pool_without_an_embedding_model_refuses_clearly(
@@ -127,9 +160,12 @@ async def test_a_pool_without_an_embedding_model_refuses_clearly(
 
 @pytest.mark.parametrize(
     ("body", "needle"),
-    [({"input": [[1, 2, 3]]}, "token ids"), ({"input": []}, "input"),
-     ({"input": "x", "encoding_format": "int8"}, "encoding_format")],
-)  # fmt: skip
+    [
+        ({"input": [[1, 2, 3]]}, "token ids"),
+        ({"input": []}, "input"),
+        ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+    ],
+)
 async def test_invalid_embedding_requests_are_400(
     served: tuple[Runner, str], fakes: Fakes, body: dict[str, Any], needle: str
 ) -> None:
@@ -142,6 +178,12 @@ async def test_invalid_embedding_requests_are_400(
 
 def test_embeddings_are_refused_on_a_provider_type_that_has_none() -> None:
     with pytest.raises(ValidationError, match="openai and gemini only"):
-        ProviderSpec.model_validate({"name": "claude", "type": "anthropic", "model": "c",
-                                     "secretRef": {"name": "k"},
-                                     "embeddings": {"model": "voyage-3"}})  # fmt: skip
+        ProviderSpec.model_validate(
+            {
+                "name": "claude",
+                "type": "anthropic",
+                "model": "c",
+                "secretRef": {"name": "k"},
+                "embeddings": {"model": "voyage-3"},
+            }
+        )

@@ -34,7 +34,9 @@ def client(base_url: str) -> anthropic.AsyncAnthropic:
 MESSAGES = [{"role": "user", "content": "Name three colours of the rainbow"}]
 
 
-async def test_a_message_falls_back_and_is_charged(served: tuple[Runner, str], fakes: Fakes) -> None:
+async def test_a_message_falls_back_and_is_charged(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
     runner, url = served
     fakes.primary.core.update({"outage": True})
     raw = await client(url).messages.with_raw_response.create(
@@ -47,7 +49,9 @@ async def test_a_message_falls_back_and_is_charged(served: tuple[Runner, str], f
     assert message.content[0].text.startswith("[fake-openai:gpt-4.1] answer to: Name three")
     spend = runner.engine.manager.spend_by_provider["fallback"]
     assert (message.usage.input_tokens, message.usage.output_tokens) == (
-        spend.input_tokens, spend.output_tokens)
+        spend.input_tokens,
+        spend.output_tokens,
+    )
     assert float(raw.headers["x-llmagents-cost-usd"]) == pytest.approx(spend.cost)
 
 
@@ -66,7 +70,9 @@ async def test_a_streamed_message_falls_back_and_sends_anthropics_events(
     assert final.content[0].text.startswith("[fake-openai:gpt-4.1] answer to: Name three")
     spend = runner.engine.manager.spend_by_provider["fallback"]
     assert (final.usage.input_tokens, final.usage.output_tokens) == (
-        spend.input_tokens, spend.output_tokens)
+        spend.input_tokens,
+        spend.output_tokens,
+    )
     assert final.stop_reason == "end_turn"
 
 
@@ -102,13 +108,31 @@ async def test_an_exhausted_budget_is_a_429_the_sdk_does_not_retry(
     [
         ({"messages": MESSAGES}, "max_tokens"),
         ({"max_tokens": 10, "messages": MESSAGES, "temperature": 1.5}, "temperature"),
-        ({"max_tokens": 10, "messages": [{"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_9", "content": "4"}]}]},
-         "'toolu_9'"),
-        ({"max_tokens": 10, "messages": [{"role": "user", "content": [
-            {"type": "document", "source": {}}]}]}, "document"),
-        ({"max_tokens": 10, "messages": MESSAGES, "tool_choice": {"type": "tool", "name": "f"}},
-         "'f'"),
+        (
+            {
+                "max_tokens": 10,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": "toolu_9", "content": "4"}
+                        ],
+                    }
+                ],
+            },
+            "'toolu_9'",
+        ),
+        (
+            {
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}],
+            },
+            "document",
+        ),
+        (
+            {"max_tokens": 10, "messages": MESSAGES, "tool_choice": {"type": "tool", "name": "f"}},
+            "'f'",
+        ),
     ],
 )
 async def test_invalid_requests_are_400_in_anthropics_error_shape(

@@ -31,13 +31,17 @@ def client(base_url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=base_url, api_key="llmagents-gateway", max_retries=0)
 
 
-async def test_a_response_falls_back_and_is_charged(served: tuple[Runner, str], fakes: Fakes) -> None:
+async def test_a_response_falls_back_and_is_charged(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
     runner, url = served
     fakes.primary.core.update({"outage": True})
     raw = await client(url).responses.with_raw_response.create(
-        model="auto", instructions="Be brief.", input="Name three colours of the rainbow",
+        model="auto",
+        instructions="Be brief.",
+        input="Name three colours of the rainbow",
         store=False,
-    )  # fmt: skip
+    )
     response = raw.parse()
     assert raw.headers["x-llmagents-provider"] == "fallback"
     assert response.status == "completed" and response.store is False
@@ -61,10 +65,18 @@ async def test_a_streamed_response_sends_openais_events_in_order(
     )
     events = [event async for event in stream]
     kinds = [e.type for e in events]
-    assert kinds[:4] == ["response.created", "response.in_progress",
-                         "response.output_item.added", "response.content_part.added"]  # fmt: skip
-    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
-                          "response.output_item.done", "response.completed"]  # fmt: skip
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert {k for k in kinds[4:-4]} == {"response.output_text.delta"}
     assert [e.sequence_number for e in events] == list(range(len(events)))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
@@ -117,13 +129,23 @@ async def test_requests_that_need_stored_state_are_refused_clearly(
         ({"input": "x", "temperature": 3}, "temperature"),
         ({"input": "x", "temperature": float("nan")}, "temperature"),
         ({"input": "x", "max_output_tokens": "many"}, "max_output_tokens"),
-        ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-         "input_file"),
-        ({"input": [{"type": "function_call_output", "call_id": "c9", "output": "4"}]},
-         "no function_call item with call_id 'c9'"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input_file",
+        ),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "c9", "output": "4"}]},
+            "no function_call item with call_id 'c9'",
+        ),
         ({"input": [{"type": "web_search_call", "id": "ws"}]}, "web_search_call"),
-        ({"input": "x", "tool_choice": {"type": "function", "name": "nope"},
-          "tools": [{"type": "function", "name": "add", "parameters": {}}]}, "'nope'"),
+        (
+            {
+                "input": "x",
+                "tool_choice": {"type": "function", "name": "nope"},
+                "tools": [{"type": "function", "name": "add", "parameters": {}}],
+            },
+            "'nope'",
+        ),
         ({}, "input"),
     ],
 )
@@ -132,8 +154,7 @@ async def test_invalid_requests_are_400_before_any_provider_is_called(
 ) -> None:
     _, url = served
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{url}/responses",
-                                   content=_json({"model": "auto", **body}))  # fmt: skip
+        response = await http.post(f"{url}/responses", content=_json({"model": "auto", **body}))
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and needle in error["message"]

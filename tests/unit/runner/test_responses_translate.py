@@ -19,14 +19,15 @@ from llmagents.chat import (
     ToolChoiceMode,
     Usage,
 )
-from llmagents.runner.responses_translate import (
-    ResponsesStream,
-    parse_responses,
-    response_object,
-)
+from llmagents.runner.responses_stream import ResponsesStream
+from llmagents.runner.responses_translate import parse_responses, response_object
 
-ADD = {"type": "function", "name": "add", "description": "Adds.",
-       "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}  # fmt: skip
+ADD = {
+    "type": "function",
+    "name": "add",
+    "description": "Adds.",
+    "parameters": {"type": "object", "properties": {"a": {"type": "number"}}},
+}
 MUL = {"type": "function", "name": "mul", "parameters": {"type": "object"}, "strict": True}
 
 
@@ -35,34 +36,63 @@ def parse(body: dict[str, Any]) -> Any:
 
 
 def test_a_tool_loop_becomes_one_assistant_turn_with_parallel_calls_and_their_results() -> None:
-    call = parse({
-        "instructions": "Use the tools.",
-        "input": [
-            {"role": "developer", "content": "Numbers are small."},
-            {"type": "message", "role": "user",
-             "content": [{"type": "input_text", "text": "2+3 and 2*3?"}]},
-            {"type": "reasoning", "id": "rs_1", "summary": []},
-            {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed",
-             "content": [{"type": "output_text", "text": "Let me compute.", "annotations": []}]},
-            {"type": "function_call", "call_id": "call_a", "name": "add",
-             "arguments": '{"a":2,"b":3}', "id": "fc_1", "status": "completed"},
-            {"type": "function_call", "call_id": "toolu_b", "name": "mul", "arguments": "{}"},
-            {"type": "function_call_output", "call_id": "call_a", "output": "5"},
-            {"type": "function_call_output", "call_id": "toolu_b",
-             "output": [{"type": "input_text", "text": "6"}]},
-        ],
-        "tools": [ADD, MUL],
-        "tool_choice": "required",
-        "parallel_tool_calls": True,
-    })  # fmt: skip
+    call = parse(
+        {
+            "instructions": "Use the tools.",
+            "input": [
+                {"role": "developer", "content": "Numbers are small."},
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "2+3 and 2*3?"}],
+                },
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "id": "msg_1",
+                    "status": "completed",
+                    "content": [
+                        {"type": "output_text", "text": "Let me compute.", "annotations": []}
+                    ],
+                },
+                {
+                    "type": "function_call",
+                    "call_id": "call_a",
+                    "name": "add",
+                    "arguments": '{"a":2,"b":3}',
+                    "id": "fc_1",
+                    "status": "completed",
+                },
+                {"type": "function_call", "call_id": "toolu_b", "name": "mul", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_a", "output": "5"},
+                {
+                    "type": "function_call_output",
+                    "call_id": "toolu_b",
+                    "output": [{"type": "input_text", "text": "6"}],
+                },
+            ],
+            "tools": [ADD, MUL],
+            "tool_choice": "required",
+            "parallel_tool_calls": True,
+        }
+    )
     messages = call.request.messages
-    assert [m.role for m in messages] == [Role.SYSTEM, Role.SYSTEM, Role.USER, Role.ASSISTANT,
-                                          Role.TOOL, Role.TOOL]  # fmt: skip
+    assert [m.role for m in messages] == [
+        Role.SYSTEM,
+        Role.SYSTEM,
+        Role.USER,
+        Role.ASSISTANT,
+        Role.TOOL,
+        Role.TOOL,
+    ]
     assert messages[0].content == "Use the tools." and messages[2].content == "2+3 and 2*3?"
     turn = messages[3]
     assert turn.content == "Let me compute."
-    assert turn.tool_calls == (ToolCall("call_a", "add", '{"a":2,"b":3}'),
-                               ToolCall("toolu_b", "mul", "{}"))  # fmt: skip
+    assert turn.tool_calls == (
+        ToolCall("call_a", "add", '{"a":2,"b":3}'),
+        ToolCall("toolu_b", "mul", "{}"),
+    )
     assert (messages[4].tool_call_id, messages[4].name, messages[4].text) == ("call_a", "add", "5")
     assert (messages[5].tool_call_id, messages[5].name, messages[5].text) == ("toolu_b", "mul", "6")
     tools = call.request.tools
@@ -73,23 +103,47 @@ def test_a_tool_loop_becomes_one_assistant_turn_with_parallel_calls_and_their_re
 
 
 def test_images_json_schema_and_a_named_tool_choice_translate() -> None:
-    schema = {"type": "object", "properties": {"colour": {"type": "string"}},
-              "required": ["colour"], "additionalProperties": False}  # fmt: skip
-    call = parse({
-        "input": [{"role": "user", "content": [
-            {"type": "input_text", "text": "What colour?"},
-            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=",
-             "detail": "low"},
-        ]}],
-        "tools": [ADD],
-        "tool_choice": {"type": "function", "name": "add"},
-        "text": {"format": {"type": "json_schema", "name": "answer", "schema": schema,
-                            "strict": True}},
-        "max_output_tokens": 64, "temperature": 0.2, "top_p": 0.9,
-    })  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"type": "string"}},
+        "required": ["colour"],
+        "additionalProperties": False,
+    }
+    call = parse(
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "What colour?"},
+                        {
+                            "type": "input_image",
+                            "image_url": "data:image/png;base64,iVBORw0KGgo=",
+                            "detail": "low",
+                        },
+                    ],
+                }
+            ],
+            "tools": [ADD],
+            "tool_choice": {"type": "function", "name": "add"},
+            "text": {
+                "format": {
+                    "type": "json_schema",
+                    "name": "answer",
+                    "schema": schema,
+                    "strict": True,
+                }
+            },
+            "max_output_tokens": 64,
+            "temperature": 0.2,
+            "top_p": 0.9,
+        }
+    )
     content = call.request.messages[0].content
-    assert content == (TextPart("What colour?"),
-                       ImagePart("data:image/png;base64,iVBORw0KGgo=", "low"))  # fmt: skip
+    assert content == (
+        TextPart("What colour?"),
+        ImagePart("data:image/png;base64,iVBORw0KGgo=", "low"),
+    )
     form = call.request.response_format
     assert form.type is ResponseFormatType.JSON_SCHEMA and form.schema == schema
     assert (form.name, form.strict) == ("answer", True)
@@ -100,9 +154,14 @@ def test_images_json_schema_and_a_named_tool_choice_translate() -> None:
 
 def test_an_answer_with_text_and_calls_is_a_message_then_function_call_items() -> None:
     wire = parse({"input": "hi", "tools": [ADD]}).wire
-    body = response_object(wire, text="Adding.", tool_calls=[ToolCall("call_1", "add", "{}")],
-                           usage=Usage(10, 4, cached_input_tokens=3, reasoning_tokens=1),
-                           finish_reason="tool_calls", model="m").document()  # fmt: skip
+    body = response_object(
+        wire,
+        text="Adding.",
+        tool_calls=[ToolCall("call_1", "add", "{}")],
+        usage=Usage(10, 4, cached_input_tokens=3, reasoning_tokens=1),
+        finish_reason="tool_calls",
+        model="m",
+    ).document()
     response = Response.model_validate(body)  # the SDK's own model, strictly
     assert response.status == "completed" and response.output_text == "Adding."
     assert [item.type for item in response.output] == ["message", "function_call"]
@@ -115,8 +174,9 @@ def test_an_answer_with_text_and_calls_is_a_message_then_function_call_items() -
 
 def test_an_answer_cut_by_the_token_limit_is_incomplete() -> None:
     wire = parse({"input": "hi", "max_output_tokens": 5}).wire
-    body = response_object(wire, text="Once upon", tool_calls=[], usage=Usage(3, 5),
-                           finish_reason="length", model="m").document()  # fmt: skip
+    body = response_object(
+        wire, text="Once upon", tool_calls=[], usage=Usage(3, 5), finish_reason="length", model="m"
+    ).document()
     response = Response.model_validate(body)
     assert response.status == "incomplete"
     assert response.incomplete_details.reason == "max_output_tokens"
@@ -145,24 +205,36 @@ def test_streamed_text_then_parallel_calls_follow_openais_event_order() -> None:
     raw += writer.end("tool_calls", Usage(7, 9))
     events = _events(raw)
     assert [e.type for e in events] == [
-        "response.created", "response.in_progress",
-        "response.output_item.added", "response.content_part.added",
-        "response.output_text.delta", "response.output_text.delta",
-        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.created",
+        "response.in_progress",
         "response.output_item.added",
-        "response.function_call_arguments.delta", "response.function_call_arguments.delta",
-        "response.function_call_arguments.done", "response.output_item.done",
-        "response.output_item.added", "response.function_call_arguments.delta",
-        "response.function_call_arguments.done", "response.output_item.done",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
         "response.completed",
-    ]  # fmt: skip
+    ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     done = [e for e in events if e.type == "response.function_call_arguments.done"]
     assert [(e.output_index, e.arguments) for e in done] == [(1, '{"a":1}'), (2, "{}")]
     final = events[-1].response
     assert final.output_text == "Let me add."
     assert [(o.type, getattr(o, "call_id", None)) for o in final.output] == [
-        ("message", None), ("function_call", "call_1"), ("function_call", "call_2")]
+        ("message", None),
+        ("function_call", "call_1"),
+        ("function_call", "call_2"),
+    ]
     assert final.usage.total_tokens == 16
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from llmagents.api.work import TaskSpec
 from llmagents.chat import ChatResponse, ResponseFormatType, Usage
+from llmagents.routing import CallTask
 from llmagents.runner.tasks import LoopEnd, answer_check, task_request
 
 from .conftest import Edges, Fakes, config
@@ -16,13 +17,18 @@ from .test_task_mode import results, run
 
 SCHEMA = {
     "type": "object",
-    "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]},
-                   "count": {"type": "integer", "minimum": 1}},
+    "properties": {
+        "colour": {"type": "string", "enum": ["red", "green", "blue"]},
+        "count": {"type": "integer", "minimum": 1},
+    },
     "required": ["colour", "count"],
     "additionalProperties": False,
-}  # fmt: skip
-TASK = {"name": "pick", "prompt": "Pick a colour and a count.",
-        "responseFormat": {"schema": SCHEMA, "strict": True}}  # fmt: skip
+}
+TASK = {
+    "name": "pick",
+    "prompt": "Pick a colour and a count.",
+    "responseFormat": {"schema": SCHEMA, "strict": True},
+}
 
 
 def test_the_task_asks_providers_for_json_of_its_schema() -> None:
@@ -50,8 +56,14 @@ def test_answers_are_checked_against_the_schema(text: str, why: str | None) -> N
 
 def test_a_schema_that_is_no_json_schema_is_refused_in_the_spec() -> None:
     with pytest.raises(ValidationError, match="not a valid JSON Schema at properties/a/type"):
-        TaskSpec.model_validate({**TASK, "responseFormat": {
-            "schema": {"type": "object", "properties": {"a": {"type": "integer-ish"}}}}})
+        TaskSpec.model_validate(
+            {
+                **TASK,
+                "responseFormat": {
+                    "schema": {"type": "object", "properties": {"a": {"type": "integer-ish"}}}
+                },
+            }
+        )
 
 
 async def test_a_task_no_provider_answers_in_its_format_fails_clearly_and_pays_every_answer(
@@ -59,8 +71,13 @@ async def test_a_task_no_provider_answers_in_its_format_fails_clearly_and_pays_e
 ) -> None:
     # The fakes answer JSON for a schema, but not one that follows every keyword: their
     # count is the minimum, 1, never a multiple of 7, so every answer is rejected.
-    strict_count = {**SCHEMA, "properties": {**SCHEMA["properties"], "count": {
-        "type": "integer", "minimum": 1, "multipleOf": 7}}}  # fmt: skip
+    strict_count = {
+        **SCHEMA,
+        "properties": {
+            **SCHEMA["properties"],
+            "count": {"type": "integer", "minimum": 1, "multipleOf": 7},
+        },
+    }
     task = {**TASK, "responseFormat": {"schema": strict_count, "strict": True}}
     runner = edges.runner(config(fakes, tasks=[task]))
     assert await run(runner) is LoopEnd.FINISHED
@@ -76,3 +93,38 @@ async def test_a_task_no_provider_answers_in_its_format_fails_clearly_and_pays_e
         runner.engine.manager.spend.cost
     )
     assert json.loads(edges.results.path.read_text().splitlines()[0])["task"] == "pick"
+
+
+async def test_a_task_answered_in_its_format_is_done_with_the_json_as_its_result(
+    fakes: Fakes, edges: Edges
+) -> None:
+    runner = edges.runner(config(fakes, tasks=[TASK]))
+    assert await run(runner) is LoopEnd.FINISHED
+
+    assert runner.progress.completed == ["pick"]
+    stored = results(edges)["pick"]
+    assert stored["ok"] is True and stored["provider"] == "primary"
+    answer = json.loads(stored["text"])
+    assert answer["colour"] in ("red", "green", "blue") and answer["count"] >= 1
+
+
+async def test_a_rejected_answer_is_charged_and_the_next_provider_asked(
+    fakes: Fakes, edges: Edges
+) -> None:
+    runner = edges.runner(config(fakes, tasks=None))
+    await runner.start()
+    try:
+        spec = TaskSpec.model_validate(TASK)
+        # Reject whatever the primary's model says: the engine must fall back.
+        result = await runner.engine.complete(
+            task_request(spec),
+            CallTask.from_spec(spec),
+            check=lambda answer: "not from gpt-4o-mini" if answer.model == "gpt-4o-mini" else None,
+        )
+    finally:
+        await runner.shutdown(5)
+    assert result.provider == "fallback"
+    assert [(f.from_provider, f.to_provider) for f in result.fallbacks] == [("primary", "fallback")]
+    spend = runner.engine.manager.spend_by_provider
+    assert spend["primary"].output_tokens > 0 and spend["primary"].cost > 0
+    assert runner.engine.manager.status()["primary"].success_rate == 0.0
