@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from llmagents.routing import CallTask
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
-from llmagents.runner.http11 import Request, Response, StreamingResponse
+from llmagents.runner.web import Request, Response, StreamingResponse
 from llmagents.runner.messages_translate import MessagesStream, message_object, parse_messages
 
 if TYPE_CHECKING:

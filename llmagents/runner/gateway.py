@@ -25,9 +25,9 @@ provider. It serves, on the pod's loopback only:
   A PUT answers once the checkpoint holding it landed (``saved``), or after a bounded wait.
 - ``/healthz`` and ``/readyz``.
 
-It runs on ``http11.Server`` rather than aiohttp's server: the gateway is on the path of
-every model call, and aiohttp's server alone cost about the whole latency budget per request
-(``bench/README.md``). Refusals (``chat_path.Refusal``): a request that is wrong or needs a
+It runs on uvicorn (``web.Server``) rather than aiohttp's server: the gateway is on the path
+of every model call, and aiohttp's server alone cost about the whole latency budget per
+request (``bench/README.md``). Refusals (``chat_path.Refusal``): a request that is wrong or needs a
 capability no provider it may use has is 400, an exhausted budget 429 with
 ``x-should-retry: false`` (OpenAI's clients then do not retry), no provider answering 503,
 a passed call deadline 504, an agent that stopped working (maxRuntime) 503.
@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmagents.routing.selection import askable_models
 from llmagents.runner import front_embeddings, front_messages, front_responses, openai_chat
-from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
 from llmagents.runner.openai_chat import json_response
+from llmagents.runner.web import Request, Response, Server, StreamingResponse
 from llmagents.wire.openai_chat import error_body
 
 if TYPE_CHECKING:
@@ -99,8 +99,9 @@ class Gateway:
 
     async def start(self, host: str, port: int) -> None:
         await self._server.start(host, port)
-        logger.info("agent %s: gateway listening on http://%s:%d/v1", self.runner.agent, host,
-                    self.port)
+        logger.info(
+            "agent %s: gateway listening on http://%s:%d/v1", self.runner.agent, host, self.port
+        )
 
     async def stop(self) -> None:
         await self._server.stop(grace=2.0)
@@ -177,4 +178,3 @@ class Gateway:
     async def _readyz(self, request: Request) -> Response:
         ready = self.runner.accepting
         return json_response({"ready": ready}, 200 if ready else 503)
-

@@ -39,7 +39,7 @@ from llmagents.chat import (
 )
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
-from llmagents.runner.http11 import Request, Response, StreamingResponse
+from llmagents.runner.web import Request, Response, StreamingResponse
 from llmagents.wire import openai_chat as wire
 
 if TYPE_CHECKING:

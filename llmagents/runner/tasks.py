@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,7 +40,7 @@ from llmagents.chat import (
     ResponseFormatType,
     Role,
 )
-from llmagents.errors import BudgetExhausted, CallFailed
+from llmagents.errors import BudgetExhausted, CallFailed, CapabilityUnavailable
 from llmagents.routing import CallTask
 from llmagents.routing import clock as clocks
 from llmagents.runner.engine import AgentEngine, AnswerCheck
@@ -179,11 +180,15 @@ class TaskLoop:
         """The task's result, or None when stopped before it ended."""
         request = task_request(spec)
         check = answer_check(spec.response_format) if spec.response_format else None
+        # Providers that cannot do what the request needs are skipped, never blamed.
+        task = dataclasses.replace(
+            CallTask.from_spec(spec), capabilities=request.required_capabilities()
+        )
         tries = 0
         attempts = 0
         while True:
             try:
-                result = await self.engine.complete(request, CallTask.from_spec(spec), check=check)
+                result = await self.engine.complete(request, task, check=check)
             except BudgetExhausted as exhausted:
                 logger.warning("task %s waits for budget: %s", spec.name, exhausted)
                 if not await self._wait_for_budget(stop):
@@ -191,9 +196,12 @@ class TaskLoop:
                 continue
             except CallFailed as failed:
                 attempts += len(failed.attempts)
-                hopeless = bool(failed.last_errors) and all(
+                # No wait gives a provider a capability it lacks (a responseFormat needs
+                # jsonSchema), nor cures a request every provider refused.
+                refused = bool(failed.last_errors) and all(
                     e.misconfiguration for e in failed.last_errors.values()
                 )
+                hopeless = refused or isinstance(failed, CapabilityUnavailable)
                 if hopeless or tries >= len(self._retry_delays):
                     message = self._redact(str(failed))
                     logger.error("task %s failed: %s", spec.name, message)
