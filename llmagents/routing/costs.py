@@ -30,10 +30,13 @@ class Rates:
     output: float
     cached_input: float
     reasoning: float
+    cache_write: float | None = None
+    """Input written to the prompt cache; None means the input price."""
 
     @property
     def free(self) -> bool:
-        return not (self.input or self.output or self.cached_input or self.reasoning)
+        return not (self.input or self.output or self.cached_input or self.reasoning
+                    or self.cache_write)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class Price:
                     if pricing.reasoning_per_million is not None
                     else pricing.output_per_million
                 ),
+                cache_write=pricing.cache_write_input_per_million,
             )
         )
 
@@ -100,15 +104,19 @@ def token_cost(input_tokens: int, output_tokens: int, price: Price) -> float:
 def usage_cost(usage: Usage, price: Price) -> float:
     """US dollars a call with this real usage cost.
 
-    ``cached_input_tokens`` is part of ``input_tokens`` and ``reasoning_tokens`` part of
-    ``output_tokens`` (the chat model's convention); each part is priced at its own rate.
+    ``cached_input_tokens`` and ``cache_write_input_tokens`` are part of ``input_tokens``
+    and ``reasoning_tokens`` part of ``output_tokens`` (the chat model's convention); each
+    part is priced at its own rate.
     """
     rates = price.rates_for(usage.input_tokens)
     cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_input_tokens, usage.input_tokens - cached)
     reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    write_rate = rates.cache_write if rates.cache_write is not None else rates.input
     return (
-        (usage.input_tokens - cached) * rates.input
+        (usage.input_tokens - cached - written) * rates.input
         + cached * rates.cached_input
+        + written * write_rate
         + (usage.output_tokens - reasoning) * rates.output
         + reasoning * rates.reasoning
     ) / 1e6
