@@ -74,6 +74,9 @@ class KnownPrice:
             output_per_million=base.output,
             cached_input_per_million=base.cached_input,
             reasoning_per_million=base.reasoning,
+            cache_write_input_per_million=(
+                base.cache_write if base.cache_write is not None else base.input
+            ),
             tiered_above_tokens=price.tiers[0][0] if price.tiers else None,
         )
 
@@ -146,14 +149,16 @@ def _price(table_price: Any) -> Price | None:
     if input_ is None or output is None:
         return None
     cached = getattr(table_price, "cache_read_mtok", None) or input_
+    written = getattr(table_price, "cache_write_mtok", None) or input_
     thresholds = sorted(
-        {tier.start for value in (input_, output, cached) for tier in getattr(value, "tiers", ())}
-    )
+        {tier.start for value in (input_, output, cached, written)
+         for tier in getattr(value, "tiers", ())}
+    )  # fmt: skip
 
     def rates(above: int | None) -> Rates:
         out = _at(output, above)
         return Rates(input=_at(input_, above), output=out, cached_input=_at(cached, above),
-                     reasoning=out)  # fmt: skip
+                     reasoning=out, cache_write=_at(written, above))  # fmt: skip
 
     return Price(rates(None), tuple((start, rates(start)) for start in thresholds))
 

@@ -201,11 +201,12 @@ def _usage(raw: wire.Usage | wire.DeltaUsage) -> Usage:
     # Cached prompt tokens are reported apart from input_tokens; they were still sent, so the
     # budget counts them as input rather than forgetting them.
     read = raw.cache_read_input_tokens or 0
-    input_tokens = (raw.input_tokens or 0) + (raw.cache_creation_input_tokens or 0) + read
+    written = raw.cache_creation_input_tokens or 0
     return Usage(
-        input_tokens=input_tokens,
+        input_tokens=(raw.input_tokens or 0) + written + read,
         output_tokens=raw.output_tokens or 0,
         cached_input_tokens=read,
+        cache_write_input_tokens=written,
     )
 
 

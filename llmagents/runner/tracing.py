@@ -222,6 +222,8 @@ def _usage(usage: Usage) -> dict[str, int]:
                   "gen_ai.usage.output_tokens": usage.output_tokens}  # fmt: skip
     if usage.cached_input_tokens:
         attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
+    if usage.cache_write_input_tokens:
+        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_input_tokens
     if usage.reasoning_tokens:
         attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
     return attributes

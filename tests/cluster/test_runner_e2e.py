@@ -74,9 +74,12 @@ def fakes() -> Iterator[Fakes]:
     started.stop()
 
 
-def setup(kubectl: Kubectl, fakes: Fakes, *, local: bool = False, **pool: Any) -> None:
+def setup(
+    kubectl: Kubectl, fakes: Fakes, *, local: bool = False, primary_key: str = PLANTED_KEY,
+    **pool: Any,
+) -> None:  # fmt: skip
     """The Secret with the planted key and the pool ``pool`` over the fakes."""
-    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={PLANTED_KEY}",
+    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={primary_key}",
             f"--from-literal=fallback={FALLBACK_KEY}")  # fmt: skip
     providers: list[dict[str, Any]] = [
         {"name": "primary", "type": "openai", "model": "gpt-4o-mini", "priority": 1,
@@ -483,3 +486,24 @@ def test_a_planted_api_key_never_appears_in_logs_status_checkpoints_metrics_or_e
         assert "ProviderMisconfigured" in texts["events"]
     finally:
         fakes.stop()
+
+
+def test_a_key_with_a_byte_order_mark_fails_the_runner_naming_the_secret_not_showing_the_key(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,
+) -> None:  # fmt: skip
+    # A key file saved as "UTF-8 with BOM": before, the failed header encoding's repr, with
+    # the key escaped past the redactor, became the agent's status message.
+    setup(kubectl, fakes, primary_key="\ufeff" + PLANTED_KEY)
+    apply_agent(kubectl, "bom", tasks=2)
+    current = eventually(
+        lambda: (s := status(kubectl, "bom")).get("runnerPhase") == "Failed" and s,
+        timeout=120, what="the runner to refuse the key",
+    )  # fmt: skip
+    message = current.get("message") or ""
+    assert "Secret 'keys', key 'primary'" in message and "U+FEFF" in message
+    assert fakes.primary.stats()["requests"] == 0 and fakes.fallback.stats()["requests"] == 0
+    texts = [json.dumps(get(kubectl, "llmagent", "bom")),
+             kubectl("get", "events", "-o", "json").stdout, operator.log.read_text()]
+    texts += [p.read_text() for p in (tmp_path / "kubelet").rglob("*.log")]
+    assert not [t for t in texts if PLANTED_KEY in t or PLANTED_KEY[3:20] in t]
