@@ -50,7 +50,7 @@ from llmagents.operator.builders import runner_config
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.settings import OperatorSettings
 from llmagents.providers import check_api_key
-from llmagents.runner.checkpoint import FileCheckpointStore
+from llmagents.runner.checkpoint import CheckpointError, FileCheckpointStore
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.main import run_event_loop
@@ -70,6 +70,8 @@ VENDOR_KEY_ENV = {
 ONNX_READY_TIMEOUT = 300.0
 """Seconds the local model may take to load (a first run also converts it)."""
 EXIT_INTERRUPTED = 130
+EXIT_BUDGET_SPENT = 3
+"""A ``total`` budget with ``onExhausted: stop`` is spent: no task can run again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +371,7 @@ async def _run(
         await runner.start()
         code = await _work(runner, config, stop, args)
         await runner.shutdown(10.0)
-    except ConfigError as error:
+    except (ConfigError, CheckpointError) as error:
         print(f"llmagents run: {redactor(str(error))}", file=sys.stderr)
         await runner.close()
         return 2
@@ -410,6 +412,9 @@ async def _work(
         return EXIT_INTERRUPTED
     if work.result() is LoopEnd.STOPPED:
         return EXIT_INTERRUPTED
+    if work.result() is LoopEnd.BUDGET_SPENT:
+        print(f"llmagents run: {runner.message}", file=sys.stderr)
+        return EXIT_BUDGET_SPENT
     summary = runner.progress.summary(runner.tasks)
     return 1 if summary.failed else 0
 

@@ -3,7 +3,8 @@
 The request's translation is in ``gemini_payload``; the shapes in ``llmagents.wire.gemini``.
 Answers: text parts joined (thoughts left out), ``functionCall`` parts as tool calls with
 ids of ours (Gemini gives none) and finish reason ``tool_calls`` (Gemini says ``STOP``).
-A stream sends each function call whole, relayed as one tool-call delta. Usage comes from ``usageMetadata`` (prompt tokens; output
+A stream sends each function call whole, relayed as one tool-call delta. Usage comes from
+``usageMetadata`` (prompt tokens; output
 is candidates plus thinking tokens, both billed as output). A stream is a series of whole
 ``GenerateContentResponse`` objects with no terminal sentinel: the answer is complete when a
 candidate carried a ``finishReason``. Errors follow Google's RPC shape

@@ -15,11 +15,36 @@ means the price is unknown, which the manager treats by the documented budget ru
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from llmagents.api.pool import Pricing, ProviderSpec, ProviderType
 from llmagents.chat import Usage
+
+MAX_TOKENS_PER_CALL = 10_000_000
+"""More tokens than this in one call is not a real count (the largest context windows hold
+a few million): a provider reporting it is broken, and charging it would ruin the budget."""
+
+
+def usage_problem(usage: Usage) -> str | None:
+    """Why a provider's reported usage cannot be charged, or None when it can.
+
+    Counts must be whole, at least 0 and at most ``MAX_TOKENS_PER_CALL``: a negative count
+    would be a refund, a huge or non-finite one would exhaust the budget or overflow.
+    """
+    counts = (
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("cached input", usage.cached_input_tokens),
+        ("reasoning", usage.reasoning_tokens),
+    )
+    for what, value in counts:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{what} token count {value!r} is not a whole number"
+        if not 0 <= value <= MAX_TOKENS_PER_CALL:
+            return f"{what} token count {value!r} is outside 0..{MAX_TOKENS_PER_CALL}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +178,29 @@ class Spend:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Spend:
-        # Checkpoints written before cached and reasoning tokens were counted lack them.
+        """Spend from a checkpoint; ``ValueError`` for a negative, non-finite or non-numeric
+        figure (a checkpoint is trusted for spend only when every figure is sane).
+        Checkpoints written before cached and reasoning tokens were counted lack them."""
+        cost = data["cost"]
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (
+            math.isfinite(cost) and cost >= 0
+        ):
+            raise ValueError(f"spend cost {cost!r} is not a finite amount of at least 0")
         return cls(
-            calls=int(data["calls"]),
-            input_tokens=int(data["inputTokens"]),
-            output_tokens=int(data["outputTokens"]),
-            cost=float(data["cost"]),
-            cached_input_tokens=int(data.get("cachedInputTokens", 0)),
-            reasoning_tokens=int(data.get("reasoningTokens", 0)),
+            calls=_count(data, "calls"),
+            input_tokens=_count(data, "inputTokens"),
+            output_tokens=_count(data, "outputTokens"),
+            cost=float(cost),
+            cached_input_tokens=_count(data, "cachedInputTokens", 0),
+            reasoning_tokens=_count(data, "reasoningTokens", 0),
         )
+
+
+def _count(data: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = data[key] if default is None else data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"spend {key} {value!r} is not a whole number of at least 0")
+    return value
 
 
 class CostLedger:

@@ -43,7 +43,9 @@ from llmagents.api.status import (
 from llmagents.chat import Usage
 from llmagents.routing import AttemptRecord, EngineListener, Fallback, Transition
 from llmagents.routing import clock as clocks
-from llmagents.runner.checkpoint import Checkpoint, CheckpointStore
+from llmagents.errors import ConfigError
+from llmagents.runner.background import Supervisor
+from llmagents.runner.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore
 from llmagents.runner.checkpointer import Checkpointer
 from llmagents.events import EventRecorder
 from llmagents.runner.engine import AgentEngine
@@ -161,7 +163,10 @@ class Runner:
         self._conditions_since: dict[str, datetime] = {}
         self._task_save_timeout = task_save_timeout
         self._task_retry_delays = task_retry_delays
-        self._background: list[asyncio.Task[None]] = []
+        self._supervisor = Supervisor(
+            self.agent, on_failure=lambda: self.reporter.changed(urgent=True),
+            redact=self.redact, wall_clock=wall_clock,
+        )  # fmt: skip
         self.checkpointer = Checkpointer(
             store, self._checkpoint, interval=config.checkpoint_interval.total_seconds(),
             min_spacing=checkpoint_spacing, clock=clock, wall_clock=wall_clock,
@@ -190,11 +195,12 @@ class Runner:
         if previous_status is not None:
             self._reconcile_spend(previous_status)
         self._set_phase(RunnerPhase.RUNNING)
-        jobs = [self.checkpointer.run(), self.reporter.run(), self._housekeeping()]
+        supervise = self._supervisor.start
+        supervise("checkpoint writer", "CheckpointWriterFailed", self.checkpointer.run)
+        supervise("status reporter", "StatusReporterFailed", self.reporter.run)
+        supervise("housekeeping", "HousekeepingFailed", self._housekeeping)
         if self.events is not None:
-            jobs.append(self.events.run())
-        for job in jobs:
-            self._background.append(asyncio.create_task(job))
+            supervise("event recorder", "EventRecorderFailed", self.events.run)
 
     def _restore(self, checkpoint: Checkpoint | None) -> None:
         if checkpoint is not None and checkpoint.agent_uid != self.config.agent.uid:
@@ -203,7 +209,14 @@ class Runner:
             checkpoint = None
         if checkpoint is None:
             return
-        self.engine.manager.restore(checkpoint.engine)
+        try:
+            self.engine.manager.restore(checkpoint.engine)
+        except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as error:
+            # Nothing restored is used: the runner refuses to start and writes nothing.
+            raise CheckpointCorrupt(
+                f"checkpoint {checkpoint.sequence} cannot be restored: the engine state has "
+                f"a bad or missing field ({type(error).__name__}: {error})"
+            ) from None
         self.progress = Progress(list(checkpoint.completed), dict(checkpoint.failed))
         self.started_at = checkpoint.started_at
         self.custom_state = checkpoint.custom_state
@@ -249,6 +262,10 @@ class Runner:
                             f"{summary.done} task(s) done, {summary.failed} failed")
             if self.agent_events is not None:
                 self.agent_events.tasks_completed(summary.done, summary.failed)
+            await self.checkpointer.save(self._task_save_timeout)
+        elif end is LoopEnd.BUDGET_SPENT:
+            self.message = f"budget exhausted: {self.redact(str(loop.budget_spent))}"
+            self.reporter.changed(urgent=True)
             await self.checkpointer.save(self._task_save_timeout)
         return end
 
@@ -379,6 +396,7 @@ class Runner:
                     last_transition_time=self._true_since(RESULTS_NOT_STORED),
                 )
             )
+        conditions.extend(self._supervisor.conditions())
         # A condition that is no longer reported starts afresh when it comes back.
         self._conditions_since = {c.type: c.last_transition_time for c in conditions}
         return RunnerReport(status, conditions)
@@ -444,11 +462,6 @@ class Runner:
         self.reporter.close()
         if self.events is not None:
             self.events.close()
-        for job in self._background:
-            job.cancel()
-        for job in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await job
-        self._background.clear()
+        await self._supervisor.close()
         await self.engine.aclose()
 

@@ -42,7 +42,7 @@ from llmagents.api.runner_config import (
 )
 from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus, RunnerPhase
 from llmagents.errors import ConfigError
-from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable
+from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable, corrupt_conditions
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
 from llmagents.events import EventRecorder
 from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
@@ -222,7 +222,7 @@ async def run(args: argparse.Namespace) -> int:
         logger.error("agent %s: cannot start: %s", agent, error)
         failed = RunnerAgentStatus(runner_phase=RunnerPhase.FAILED, message=f"cannot start: {error}")
         with contextlib.suppress(KubeError):
-            await status_sink.write(RunnerReport(failed))
+            await status_sink.write(RunnerReport(failed, corrupt_conditions(error)))
         return 1
     finally:
         for site in started:

@@ -8,8 +8,9 @@ keeps to the budget within the call; this loop adds what only the task list know
   breakers half-open), unless every provider refused the request itself (bad request,
   auth, unknown model), which no wait can fix; then the task fails and keeps its error;
 - an exhausted budget pauses the list rather than failing tasks: with ``onExhausted: stop``
-  the loop waits for the period to roll over (the operator meanwhile scales the agent to
-  zero), and the task runs when there is budget again;
+  the loop waits for a daily or monthly period to roll over (the operator meanwhile scales
+  the agent to zero), and the task runs when there is budget again; a ``total`` budget never
+  rolls over, so the loop ends (``LoopEnd.BUDGET_SPENT``) instead of waiting forever;
 - a task with a ``responseFormat`` asks providers for JSON of its schema and accepts only
   an answer that is JSON valid against it (``answer_check``); a provider whose answer fails
   is retried and fallen back from like one that sent a malformed answer;
@@ -31,7 +32,7 @@ from enum import StrEnum
 import jsonschema
 
 from llmagents.api.status import TaskProgress
-from llmagents.api.work import ResponseFormatSpec, TaskSpec
+from llmagents.api.work import BudgetPeriod, ResponseFormatSpec, TaskSpec
 from llmagents.chat import (
     ChatRequest,
     ChatResponse,
@@ -94,6 +95,8 @@ class LoopEnd(StrEnum):
     """Every task ended, done or failed."""
     STOPPED = "stopped"
     """Asked to stop (SIGTERM, maxRuntime, fencing)."""
+    BUDGET_SPENT = "budget-spent"
+    """A ``total`` budget with ``onExhausted: stop`` is spent: no task can run again."""
 
 
 def task_request(spec: TaskSpec) -> ChatRequest:
@@ -158,6 +161,8 @@ class TaskLoop:
         self._wall_clock = wall_clock
         self._retry_delays = tuple(retry_delays)
         self._budget_poll = budget_poll
+        self.budget_spent: BudgetExhausted | None = None
+        """Why the loop ended with ``BUDGET_SPENT``."""
 
     async def run(self, stop: asyncio.Event) -> LoopEnd:
         for spec in self.tasks:
@@ -166,8 +171,8 @@ class TaskLoop:
             if stop.is_set():
                 return LoopEnd.STOPPED
             result = await self._run_task(spec, stop)
-            if result is None:
-                return LoopEnd.STOPPED
+            if isinstance(result, LoopEnd):
+                return result
             if result.ok:
                 self.progress.complete(spec.name)
             else:
@@ -176,8 +181,8 @@ class TaskLoop:
             await self._after_task(result)
         return LoopEnd.FINISHED
 
-    async def _run_task(self, spec: TaskSpec, stop: asyncio.Event) -> TaskResult | None:
-        """The task's result, or None when stopped before it ended."""
+    async def _run_task(self, spec: TaskSpec, stop: asyncio.Event) -> TaskResult | LoopEnd:
+        """The task's result, or why the loop ends before the task did."""
         request = task_request(spec)
         check = answer_check(spec.response_format) if spec.response_format else None
         # Providers that cannot do what the request needs are skipped, never blamed.
@@ -190,9 +195,14 @@ class TaskLoop:
             try:
                 result = await self.engine.complete(request, task, check=check)
             except BudgetExhausted as exhausted:
+                budget = self.engine.manager.budget
+                if budget is not None and budget.period is BudgetPeriod.TOTAL:
+                    logger.error("task %s cannot run: %s", spec.name, exhausted)
+                    self.budget_spent = exhausted
+                    return LoopEnd.BUDGET_SPENT
                 logger.warning("task %s waits for budget: %s", spec.name, exhausted)
                 if not await self._wait_for_budget(stop):
-                    return None
+                    return LoopEnd.STOPPED
                 continue
             except CallFailed as failed:
                 attempts += len(failed.attempts)
@@ -212,7 +222,7 @@ class TaskLoop:
                 logger.warning("task %s: no provider answered; trying again in %gs: %s",
                                spec.name, delay, self._redact(str(failed)))
                 if await _wait(stop, delay):
-                    return None
+                    return LoopEnd.STOPPED
                 continue
             answer = result.value
             return TaskResult(

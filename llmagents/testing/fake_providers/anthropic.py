@@ -100,8 +100,10 @@ class FakeAnthropic(FakeProviderServer):
         if answer.pieces and not started:
             content.append(wire.AnswerText(type="text", text=answer.text))
         if not started:
-            content += [wire.AnswerToolUse(type="tool_use", id=c.id, name=c.name,
-                                           input=c.arguments) for c in answer.tool_calls]  # fmt: skip
+            content += [
+                wire.AnswerToolUse(type="tool_use", id=c.id, name=c.name, input=c.arguments)
+                for c in answer.tool_calls
+            ]
         return wire.Message(
             id=f"msg_fake{self._next_id():06d}",
             model=call.model,
@@ -118,8 +120,8 @@ class FakeAnthropic(FakeProviderServer):
         return f"event: {event}\ndata: {data}\n\n".encode()
 
     def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
-        events = [(wire.sse(wire.MessageStart(message=self._message(call, answer,
-                                                                    started=True))), False)]  # fmt: skip
+        start = wire.MessageStart(message=self._message(call, answer, started=True))
+        events = [(wire.sse(start), False)]
         index = 0
         if answer.pieces:
             events += [
@@ -145,8 +147,10 @@ class FakeAnthropic(FakeProviderServer):
                 events.append((wire.sse(wire.ContentBlockDelta(index=call_index, delta=delta)),
                                True))  # fmt: skip
             events.append((wire.sse(wire.ContentBlockStop(index=call_index)), False))
-        delta = wire.MessageDelta(delta=wire.MessageDeltaBody(stop_reason=_stop_reason(answer)),
-                                  usage=wire.DeltaUsage(output_tokens=answer.output_tokens))  # fmt: skip
+        delta = wire.MessageDelta(
+            delta=wire.MessageDeltaBody(stop_reason=_stop_reason(answer)),
+            usage=wire.DeltaUsage(output_tokens=answer.output_tokens),
+        )
         events += [(wire.sse(delta), False), (wire.sse(wire.MessageStop()), False)]
         return events
 

@@ -26,6 +26,8 @@ from llmagents.chat import (
     ToolChoice,
     ToolChoiceMode,
 )
+from llmagents.errors import ProviderError
+from llmagents.testing.fake_providers import FaultPlan
 
 from .conftest import Pair
 
@@ -158,3 +160,14 @@ async def test_an_image_reaches_the_provider_in_its_own_form(pair: Pair) -> None
     ))])  # fmt: skip
     answer = await pair.adapter.complete(request, timeout=2.0)
     assert answer.text.endswith("(saw 1 image/png image)")
+
+
+async def test_a_tool_call_stream_cut_mid_arguments_raises_after_what_arrived(pair: Pair) -> None:
+    pair.fake.faults = FaultPlan.model_validate({"script": ["stream_error"],
+                                                 "stream_break_after": 1})  # fmt: skip
+    received = []
+    with pytest.raises(ProviderError):
+        async for chunk in pair.adapter.stream(ASK_TOOLS, timeout=2.0):
+            received.append(chunk)
+    assert received and received[0].tool_calls and received[0].tool_calls[0].name
+    assert all(c.finish_reason is None for c in received)
