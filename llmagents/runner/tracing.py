@@ -221,8 +221,10 @@ class CallTracer(EngineListener):
 
 
 def _usage(usage: Usage) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"gen_ai.usage.input_tokens": usage.input_tokens,
-                  "gen_ai.usage.output_tokens": usage.output_tokens}  # fmt: skip
+    attributes: dict[str, Any] = {
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+    }
     if usage.cached_input_tokens:
         attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
     if usage.cache_write_input_tokens:
