@@ -283,13 +283,15 @@ class MessagesStream:
     ``message_start``; per content block ``content_block_start``, its deltas (``text_delta``,
     or ``input_json_delta`` pieces of a tool's input) and ``content_block_stop``; then
     ``message_delta`` with the stop reason and the usage, and ``message_stop``. Input tokens
-    are known only at the end, so ``message_start`` reports 0 and ``message_delta`` the real
-    count (Anthropic's SDK takes both). A provider failing mid-answer ends the stream with an
+    are known only at the end: ``message_start`` reports the gateway's estimate (what
+    clients that read only it, as LangChain does, then show) and ``message_delta`` the
+    provider's count, which Anthropic's SDK puts in its place. A provider failing mid-answer ends the stream with an
     ``error`` event, which the SDK raises.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, input_estimate: int = 0) -> None:
         self.model = model
+        self.input_estimate = input_estimate
         self._index = -1
         self._open: str | None = None  # "text" or "tool"
         self._tools: dict[int, int] = {}  # tool-call index -> block index
@@ -299,7 +301,7 @@ class MessagesStream:
             id=message_id(),
             model=self.model,
             content=[],
-            usage=wire.Usage(input_tokens=0, output_tokens=0),
+            usage=wire.Usage(input_tokens=self.input_estimate, output_tokens=0),
         )
         return wire.sse(wire.MessageStart(message=message)) + wire.sse(wire.Ping())
 

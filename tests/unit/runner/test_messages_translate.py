@@ -169,7 +169,7 @@ def _events(raw: bytes) -> list[Any]:
 
 
 def test_streamed_text_then_a_tool_call_follow_anthropics_event_order() -> None:
-    writer = MessagesStream("gpt-4.1")
+    writer = MessagesStream("gpt-4.1", input_estimate=10)
     raw = writer.start() + writer.chunk(StreamChunk(text="Checking."))
     raw += writer.chunk(
         StreamChunk(tool_calls=(ToolCallDelta(0, id="call_1", name="get_weather"),))
@@ -192,5 +192,6 @@ def test_streamed_text_then_a_tool_call_follow_anthropics_event_order() -> None:
     ]
     assert events[4].content_block.id == "call_1"
     assert "".join(e.delta.partial_json for e in events[5:7]) == '{"city":"Oslo"}'
+    assert events[0].message.usage.input_tokens == 10  # the estimate, until message_delta
     assert events[8].delta.stop_reason == "tool_use"
     assert (events[8].usage.input_tokens, events[8].usage.output_tokens) == (12, 9)
