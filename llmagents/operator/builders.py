@@ -133,10 +133,17 @@ _RUNNER_PROBES = {
 
 
 _SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+# With _SECURITY on every container, what the restricted Pod Security Standard asks of a
+# pod: a namespace that enforces it refused every agent pod without these (seen on a real
+# API server by tests/e2e). The image runs as uid 65532; an agent image must be non-root.
+_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _resources(value: Any) -> dict[str, Any]:
-    return {"resources": value.to_wire()} if value is not None else {}
+def _resources(value: Any, default: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The agent's own resources, else the operator's default for that container."""
+    if value is not None:
+        return {"resources": value.to_wire()}
+    return {"resources": default} if default else {}
 
 
 def runner_container(
@@ -177,7 +184,7 @@ def runner_container(
         "env": env,
         "ports": ports,
         **_RUNNER_PROBES,
-        **_resources(agent.spec.resources),
+        **_resources(agent.spec.resources, settings.runner_resources),
         "securityContext": _SECURITY,
     }
 
@@ -201,7 +208,7 @@ def onnx_container(agent: AgentObject, settings: OperatorSettings) -> dict[str, 
         # this pod's runner), where the kubelet's probes cannot reach; the runner's breaker
         # notices a dead sidecar, and a crashed one restarts like any container.
         "ports": [{"name": "onnx", "containerPort": settings.onnx_port, "protocol": "TCP"}],
-        **_resources(sidecar.resources if sidecar else None),
+        **_resources(sidecar.resources if sidecar else None, settings.onnx_resources),
         "securityContext": _SECURITY,
     }
     if mounts:
@@ -260,6 +267,7 @@ def deployment(
     pod_spec: dict[str, Any] = {
         "serviceAccountName": service_account_name(agent.name),
         "enableServiceLinks": False,
+        "securityContext": _POD_SECURITY,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "containers": containers,
     }
