@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from llmagents.chat import Usage
     from llmagents.routing.calls import AttemptRecord
 
 
@@ -49,6 +50,9 @@ class ErrorKind(StrEnum):
     """The configured model does not exist at this provider (404)."""
     MALFORMED_RESPONSE = "malformed_response"
     """The provider answered, but not in its documented shape."""
+    CLIENT_BUSY = "client_busy"
+    """No connection to the provider came free in time: the runner's own limit, not the
+    provider's failure (no breaker or health evidence); the engine moves to the next one."""
 
 
 RETRYABLE_KINDS: frozenset[ErrorKind] = frozenset(
@@ -73,6 +77,9 @@ class ProviderError(LLMAgentsError):
     """A provider call failed; ``kind`` decides what the engine does next."""
 
     kind: ClassVar[ErrorKind]
+    usage: Usage | None = None
+    """Tokens the failed attempt consumed, when the provider answered before it failed
+    (``AnswerRejected``): charged like any answer's, so the budget is never undercounted."""
 
     def __init__(
         self,
@@ -156,6 +163,22 @@ class MalformedResponse(ProviderError):
     kind = ErrorKind.MALFORMED_RESPONSE
 
 
+class AnswerRejected(MalformedResponse):
+    """The provider answered, but not in the form the request demanded (a task's JSON
+    schema); retried and fallen back from like a malformed answer, its tokens charged."""
+
+    def __init__(self, message: str, *, provider: str | None = None, usage: Usage) -> None:
+        super().__init__(message, provider=provider)
+        self.usage = usage
+
+
+class ClientBusy(ProviderError):
+    """Every connection the adapter may open to the provider stayed in use until the
+    attempt's deadline; raise ``max_connections`` or lower the concurrency."""
+
+    kind = ErrorKind.CLIENT_BUSY
+
+
 ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
     cls.kind: cls
     for cls in (
@@ -168,6 +191,7 @@ ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
         BadRequest,
         ModelNotFound,
         MalformedResponse,
+        ClientBusy,
     )
 }
 """One class per kind, for code that has a kind and needs the exception."""

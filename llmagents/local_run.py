@@ -49,7 +49,8 @@ from llmagents.local_table import Table, agent_row
 from llmagents.operator.builders import runner_config
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.settings import OperatorSettings
-from llmagents.runner.checkpoint import FileCheckpointStore
+from llmagents.providers import check_api_key
+from llmagents.runner.checkpoint import CheckpointError, FileCheckpointStore
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.main import run_event_loop
@@ -69,6 +70,8 @@ VENDOR_KEY_ENV = {
 ONNX_READY_TIMEOUT = 300.0
 """Seconds the local model may take to load (a first run also converts it)."""
 EXIT_INTERRUPTED = 130
+EXIT_BUDGET_SPENT = 3
+"""A ``total`` budget with ``onExhausted: stop`` is spent: no task can run again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +142,11 @@ def load_manifest(text: str, *, agent_name: str | None = None) -> LocalAgent:
 
 
 def local_keys(local: LocalAgent, environ: Mapping[str, str]) -> dict[str, str | None]:
-    """Provider name -> API key (see the module docstring for the order); None = no key."""
+    """Provider name -> API key (see the module docstring for the order); None = no key.
+
+    Surrounding whitespace is dropped, as the runner does; a key holding a character that
+    cannot go in a header is an ``InvalidApiKey`` naming the variable or Secret it came from.
+    """
     assert local.pool.spec is not None
     keys: dict[str, str | None] = {}
     for provider in local.pool.spec.providers:
@@ -147,12 +154,17 @@ def local_keys(local: LocalAgent, environ: Mapping[str, str]) -> dict[str, str |
         if ref is None:
             continue
         vendor = VENDOR_KEY_ENV.get(provider.type)
-        keys[provider.name] = (
-            environ.get(api_key_env(provider.name))
-            or (environ.get(vendor) if vendor else None)
-            or local.secrets.get(ref.name, {}).get(ref.key)
-            or None
-        )
+        sources = [
+            (f"environment variable {api_key_env(provider.name)}",
+             environ.get(api_key_env(provider.name))),
+            (f"environment variable {vendor}", environ.get(vendor) if vendor else None),
+            (f"the manifest's Secret {ref.name!r}, key {ref.key!r}",
+             local.secrets.get(ref.name, {}).get(ref.key)),
+        ]  # fmt: skip
+        source, value = next(((s, v.strip()) for s, v in sources if v and v.strip()), ("", ""))
+        if value:
+            check_api_key(value, provider=provider.name, secret_ref=ref, source=source)
+        keys[provider.name] = value or None
     return keys
 
 
@@ -327,13 +339,17 @@ async def run(local: LocalAgent, args: argparse.Namespace) -> int:
 async def _run(
     local: LocalAgent, args: argparse.Namespace, state: Path, stop: asyncio.Event
 ) -> int:
+    try:
+        keys = local_keys(local, os.environ)
+    except ConfigError as error:
+        print(f"llmagents run: {error}", file=sys.stderr)
+        return 2
     config = runner_config(local.agent, local.pool, OperatorSettings())
     sidecar: Sidecar | None = None
     if needs_sidecar(config):
         if args.onnx_url is None:
             sidecar = Sidecar(state / "onnx.log", args.onnx_model_dir)
         config = config.model_copy(update={"onnx_url": args.onnx_url or sidecar.url})
-    keys = local_keys(local, os.environ)
     redactor = Redactor(keys.values())
     install_log_redaction(redactor)
     sink = TableSink(local.agent, [p.name for p in config.pool.providers], quiet=args.once)
@@ -355,7 +371,7 @@ async def _run(
         await runner.start()
         code = await _work(runner, config, stop, args)
         await runner.shutdown(10.0)
-    except ConfigError as error:
+    except (ConfigError, CheckpointError) as error:
         print(f"llmagents run: {redactor(str(error))}", file=sys.stderr)
         await runner.close()
         return 2
@@ -374,8 +390,9 @@ async def _work(
     if config.mode is WorkMode.GATEWAY:
         gateway = Gateway(runner)
         await gateway.start("127.0.0.1", args.gateway_port or config.ports.gateway)
-        print(f"gateway at http://127.0.0.1:{gateway.port}/v1: run your agent with "
-              f"OPENAI_BASE_URL=http://127.0.0.1:{gateway.port}/v1; Ctrl-C stops",
+        root = f"http://127.0.0.1:{gateway.port}"
+        print(f"gateway at {root}/v1: run your agent with OPENAI_BASE_URL={root}/v1 "
+              f"(or ANTHROPIC_BASE_URL={root} for Anthropic's SDKs); Ctrl-C stops",
               file=sys.stderr)  # fmt: skip
         try:
             await stop.wait()
@@ -396,6 +413,9 @@ async def _work(
         return EXIT_INTERRUPTED
     if work.result() is LoopEnd.STOPPED:
         return EXIT_INTERRUPTED
+    if work.result() is LoopEnd.BUDGET_SPENT:
+        print(f"llmagents run: {runner.message}", file=sys.stderr)
+        return EXIT_BUDGET_SPENT
     summary = runner.progress.summary(runner.tasks)
     return 1 if summary.failed else 0
 

@@ -16,6 +16,8 @@ from llmagents.api.base import ApiModel, Duration, cel, list_map
 from llmagents.api.pool import DNS_LABEL, Strategy
 from llmagents.api.work import BudgetSpec, TaskSpec
 
+MIN_CHECKPOINT_INTERVAL = timedelta(seconds=1)
+"""Each checkpoint is an API write; more than one a second loads the API server for nothing."""
 MAX_TASKS = 1000
 """Bound on a task list; keeps the resource, and the ConfigMap rendered from it, small."""
 
@@ -181,8 +183,8 @@ class LLMAgentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
-                "duration(self.checkpointInterval) > duration('0s')",
-                "checkpointInterval must be greater than zero, like '30s'",
+                "duration(self.checkpointInterval) >= duration('1s')",
+                "checkpointInterval must be at least 1s, like '30s'",
             ),
             (
                 "!has(self.maxRuntime) || duration(self.maxRuntime) > duration('0s')",
@@ -207,7 +209,10 @@ class LLMAgentSpec(ApiModel):
     )
     checkpoint_interval: Duration = Field(
         default=timedelta(seconds=30),
-        description="How often the runner saves progress and spend to its checkpoint ConfigMap.",
+        description=(
+            "How often the runner saves progress and spend to its checkpoint ConfigMap; "
+            "at least 1s."
+        ),
     )
     resources: ResourceRequirements | None = Field(
         default=None, description="Compute resources of the runner container."
@@ -222,8 +227,8 @@ class LLMAgentSpec(ApiModel):
 
     @model_validator(mode="after")
     def _positive_durations(self) -> LLMAgentSpec:
-        if self.checkpoint_interval <= timedelta(0):
-            raise ValueError("checkpointInterval must be greater than zero")
+        if self.checkpoint_interval < MIN_CHECKPOINT_INTERVAL:
+            raise ValueError("checkpointInterval must be at least 1s")
         if self.max_runtime is not None and self.max_runtime <= timedelta(0):
             raise ValueError("maxRuntime must be greater than zero")
         return self

@@ -7,6 +7,7 @@ so one model states every default and bound once.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -16,6 +17,26 @@ from pydantic import ConfigDict, Field, model_validator
 from llmagents.api.base import ApiModel, Duration, cel, list_map
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+LOOPBACK_URL = r"^http://(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?(/.*)?$"
+"""A plain-http URL on loopback: localhost, 127.0.0.0/8 or [::1]. A regular expression
+rather than CEL's url() and ip() functions, whose cost estimate over a list of providers
+exceeds what the API server allows a CRD."""
+_INSECURE_BASE_URL = (
+    "self.type == 'onnx' || !has(self.baseURL) || self.baseURL.startsWith('https://') || "
+    f"self.allowInsecureBaseURL || self.baseURL.matches(r'{LOOPBACK_URL}')"
+)
+INSECURE_BASE_URL_MESSAGE = (
+    "baseURL must be https:// for a provider that sends an API key, or on loopback "
+    "(localhost, 127.0.0.0/8, ::1); to send the key over plain http to a server you trust, "
+    "set allowInsecureBaseURL: true on this provider"
+)
+
+
+def secure_or_loopback(url: str) -> bool:
+    """Whether an API key may go to ``url`` without the pool's opt-in: https, or a
+    loopback address, which never leaves the host (or the pod)."""
+    return url.startswith("https://") or re.fullmatch(LOOPBACK_URL, url) is not None
 
 
 class ProviderType(StrEnum):
@@ -98,6 +119,14 @@ class Pricing(ApiModel):
             "outputPerMillion, which is how providers bill them today."
         ),
     )
+    cache_write_input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Price in USD per million input tokens written to the prompt cache (Anthropic "
+            "bills them at 1.25 times the input price); unset means inputPerMillion."
+        ),
+    )
 
 
 class Capabilities(ApiModel):
@@ -120,11 +149,32 @@ class Capabilities(ApiModel):
     streaming: bool | None = Field(default=None, description="Answers streamed as generated.")
 
 
+class EmbeddingsSpec(ApiModel):
+    """The provider's embedding model, served to the gateway's ``/v1/embeddings``."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Embedding model name sent to the provider, like text-embedding-3-small "
+        "or gemini-embedding-001.",
+    )
+    input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description="Price in USD per million input tokens; when unset, taken from the "
+        "genai-prices table like the chat model's prices.",
+    )
+
+
 class ProviderSpec(ApiModel):
     """One model endpoint the pool may call."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
+            (
+                "!has(self.embeddings) || self.type == 'openai' || self.type == 'gemini'",
+                "embeddings are served by providers of type openai and gemini only",
+            ),
             (
                 "self.type == 'onnx' || has(self.secretRef)",
                 "providers of type anthropic, gemini and openai need a secretRef naming the "
@@ -134,6 +184,7 @@ class ProviderSpec(ApiModel):
                 "duration(self.timeout) > duration('0s')",
                 "timeout must be greater than zero, like '30s'",
             ),
+            (_INSECURE_BASE_URL, INSECURE_BASE_URL_MESSAGE),
         )
     )
 
@@ -154,7 +205,18 @@ class ProviderSpec(ApiModel):
         pattern=r"^https?://",
         description=(
             "Base URL of the API. Defaults to the provider's public endpoint; required for "
-            "self-hosted OpenAI-compatible servers. The onnx type defaults to the sidecar."
+            "self-hosted OpenAI-compatible servers. The onnx type defaults to the sidecar. "
+            "The API key is sent here: it must be https:// or on loopback unless "
+            "allowInsecureBaseURL is set. Redirects are never followed."
+        ),
+    )
+    allow_insecure_base_url: bool = Field(
+        default=False,
+        alias="allowInsecureBaseURL",
+        description=(
+            "Allow a plain http:// baseURL off loopback. The API key then crosses the network "
+            "in clear text: only for a server you trust on a network you trust, such as an "
+            "in-cluster model server."
         ),
     )
     secret_ref: SecretKeyRef | None = Field(
@@ -189,6 +251,30 @@ class ProviderSpec(ApiModel):
             "provider's type and model."
         ),
     )
+    embeddings: EmbeddingsSpec | None = Field(
+        default=None,
+        description="An embedding model at this provider (openai and gemini types), used by "
+        "the gateway's /v1/embeddings; unset: this provider serves no embeddings.",
+    )
+
+    @model_validator(mode="after")
+    def _embeddings_where_offered(self) -> ProviderSpec:
+        if self.embeddings is not None and self.type not in (ProviderType.OPENAI,
+                                                             ProviderType.GEMINI):  # fmt: skip
+            raise ValueError(f"provider {self.name!r}: embeddings are served by providers of "
+                             "type openai and gemini only")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _key_goes_somewhere_safe(self) -> ProviderSpec:
+        if (
+            self.type is not ProviderType.ONNX
+            and self.base_url is not None
+            and not self.allow_insecure_base_url
+            and not secure_or_loopback(self.base_url)
+        ):
+            raise ValueError(f"provider {self.name!r}: {INSECURE_BASE_URL_MESSAGE}")
+        return self
 
 
 class FailureRateWindow(ApiModel):
@@ -332,6 +418,19 @@ class HealthSpec(ApiModel):
     )
 
 
+class TracingSpec(ApiModel):
+    """What the runner's OpenTelemetry traces may hold (traces are on when the runner's
+    OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
+
+    capture_prompt_content: bool = Field(
+        default=False,
+        description=(
+            "Put the prompts and answers in the spans (gen_ai.input.messages and "
+            "gen_ai.output.messages). Off by default: they may hold personal or secret data."
+        ),
+    )
+
+
 class ProviderPoolSpec(ApiModel):
     """Desired state of a ProviderPool: its providers and how calls are routed among them."""
 
@@ -371,6 +470,9 @@ class ProviderPoolSpec(ApiModel):
             "Bound on one call's retries and fallbacks together; a provider whose timeout "
             "cannot fit in what is left is skipped."
         ),
+    )
+    tracing: TracingSpec | None = Field(
+        default=None, description="What the runner's OpenTelemetry spans may contain."
     )
     # That aliases name providers of the pool is checked by the model, not by a CEL rule:
     # the API server estimates such a rule (aliases × members × providers) far over budget.

@@ -135,10 +135,22 @@ class ProviderPrice(ApiModel):
     reasoning_per_million: float | None = Field(
         default=None, ge=0, description="Hidden reasoning tokens."
     )
+    cache_write_input_per_million: float | None = Field(
+        default=None, ge=0, description="Input tokens written to the prompt cache."
+    )
     tiered_above_tokens: int | None = Field(
         default=None,
         ge=0,
         description="Input size above which a call is charged the table's higher tier prices.",
+    )
+
+
+class ProviderFailure(ApiModel):
+    """A provider's most recent failed call."""
+
+    at: datetime = Field(description="When it failed.")
+    reason: str = Field(
+        max_length=1024, description="The error kind and the provider's message, never a key."
     )
 
 
@@ -150,11 +162,40 @@ class ProviderStatus(ApiModel):
     breaker_state: BreakerState = Field(
         default=BreakerState.CLOSED, description="State of its circuit breaker."
     )
+    open_since: datetime | None = Field(
+        default=None,
+        description="When the breaker opened, kept while it stays open or half-open; unset "
+        "while closed.",
+    )
+    open_until: datetime | None = Field(
+        default=None, description="When an open breaker admits probe calls again."
+    )
+    breaker_reason: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Why the breaker last opened (failures in a row, failure rate, a failed "
+        "probe, the fleet's view); unset while closed.",
+    )
+    calls: int | None = Field(
+        default=None, ge=0, description="Calls and probes in the health window, which the "
+        "rates and latencies below cover.",
+    )
     success_rate: float | None = Field(
         default=None, ge=0, le=1, description="Share of successful calls in the health window."
     )
+    error_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Share of failed calls in the health window."
+    )
+    latency_mean_ms: float | None = Field(
+        default=None, ge=0, description="Mean latency of successful calls in the health window, "
+        "in ms.",
+    )
     latency_p95_ms: float | None = Field(
         default=None, ge=0, description="95th percentile latency in the health window, in ms."
+    )
+    cost_usd: float | None = Field(
+        default=None, ge=0, alias="costUSD",
+        description="USD charged for its calls over the agent's life.",
     )
     misconfigured: str | None = Field(
         default=None,
@@ -162,6 +203,9 @@ class ProviderStatus(ApiModel):
         description="Why the provider is skipped for good (bad key, unknown model); unset if not.",
     )
     last_success: datetime | None = Field(default=None, description="Last successful call.")
+    last_failure: ProviderFailure | None = Field(
+        default=None, description="Last failed call and why."
+    )
     price: ProviderPrice | None = Field(
         default=None, description="What the provider is charged at, and where that comes from."
     )
@@ -300,6 +344,15 @@ class PoolProviderStatus(ApiModel):
     agents: int = Field(default=0, ge=0, description="Agents reporting this provider.")
     agents_healthy: int = Field(default=0, ge=0, description="Of those, agents seeing it healthy.")
     open_breakers: int = Field(default=0, ge=0, description="Agents whose breaker for it is open.")
+    open_since: datetime | None = Field(
+        default=None,
+        description="Since when it has been open for the agents that see it open (the "
+        "earliest of their openings); unset when no agent does.",
+    )
+    cost_usd: float | None = Field(
+        default=None, ge=0, alias="costUSD",
+        description="USD its calls cost, summed over the reporting agents' lives.",
+    )
     success_rate: float | None = Field(
         default=None, ge=0, le=1, description="Mean success rate over the reporting agents."
     )

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, model_validator
+import jsonschema
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from llmagents.api.base import ApiModel, cel
 from llmagents.api.pool import DNS_LABEL
@@ -74,6 +76,50 @@ class ChatMessage(ApiModel):
     content: str = Field(description="The message text.")
 
 
+JsonObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+class ResponseFormatSpec(ApiModel):
+    """Structured output: the task's answer must be JSON that satisfies a JSON Schema.
+
+    Providers that support it are asked to constrain their answer to the schema; every
+    answer is validated against it before the task counts as done. An answer that fails is
+    a malformed answer of that provider: retried and fallen back from by the pool's retry
+    policy, its tokens charged; when no provider's answer passes, the task fails naming why.
+    """
+
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z0-9_-]{1,64}$",
+        description="Name of the format, sent to providers that take one; the task's name "
+        "when unset.",
+    )
+    json_schema: JsonObject = Field(
+        alias="schema",
+        description="The JSON Schema (draft 2020-12) the answer must satisfy, for example "
+        "an object with required properties.",
+    )
+    strict: bool | None = Field(
+        default=None,
+        description="Ask providers with a strict mode (OpenAI) to follow the schema exactly; "
+        "their strict mode needs every property required and additionalProperties false.",
+    )
+
+    @field_validator("json_schema")
+    @classmethod
+    def _a_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as wrong:
+            where = "/".join(str(p) for p in wrong.absolute_path) or "(root)"
+            raise ValueError(f"responseFormat.schema is not a valid JSON Schema at {where}: "
+                             f"{wrong.message}") from None  # fmt: skip
+        return schema
+
+
 class TaskSpec(ApiModel):
     """One unit of work: a prompt or a conversation sent through the engine."""
 
@@ -105,6 +151,11 @@ class TaskSpec(ApiModel):
     )
     max_output_tokens: int | None = Field(
         default=None, ge=1, le=1_000_000, description="Upper bound on the answer's length."
+    )
+    response_format: ResponseFormatSpec | None = Field(
+        default=None,
+        description="Structured output: the answer must be JSON valid against a schema "
+        "before the task counts as done; free text when unset.",
     )
 
     @model_validator(mode="after")

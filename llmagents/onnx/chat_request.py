@@ -1,19 +1,27 @@
 """Reading an OpenAI chat completions request body into what the sidecar acts on.
 
-Only what a local model can honour is read: messages (string content, or a list of text
-parts), ``max_tokens``/``max_completion_tokens``, ``temperature``, ``top_p``, ``seed``,
-``stop``, ``stream`` and ``stream_options.include_usage``. Other fields are ignored, as
-OpenAI-compatible servers commonly do; a field with a wrong type is a 400 naming it.
+The body is validated with the same wire model as the gateway's and the fake OpenAI
+server's (``llmagents.wire.openai_chat``): a field with a wrong type or out of range is a
+400 naming it. The local model is a small text model: it answers text, streamed or not,
+and cannot call tools, see images or follow a JSON schema. Those requests are refused
+with a 400 (code ``unsupported_capability``) rather than answered badly; the runner's
+engine never sends them here, since the sidecar's capabilities (``CAPABILITIES``, also on
+its ``/v1/models``) say so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from pydantic import ValidationError
+
+from llmagents.chat import Capability
 from llmagents.errors import LLMAgentsError
+from llmagents.routing.selection import ONNX_CAPABILITIES
+from llmagents.wire import openai_chat as wire
 
-MAX_STOP_SEQUENCES = 4
+CAPABILITIES: frozenset[Capability] = ONNX_CAPABILITIES
+"""What the sidecar can do beyond plain text: the engine's default for the onnx type."""
 
 
 class RequestError(LLMAgentsError):
@@ -48,106 +56,61 @@ class ChatCall:
     include_usage: bool
 
 
-def parse_chat_request(body: Any, *, served_model: str) -> ChatCall:
-    """Validate ``body``; an unknown model is 404 ``model_not_found`` as at OpenAI."""
-    if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object")
-    model = body.get("model")
-    if model is not None and model != served_model:
+def parse_chat_request(raw: bytes, *, served_model: str) -> ChatCall:
+    """Validate ``raw``; an unknown model is 404 ``model_not_found`` as at OpenAI."""
+    try:
+        body = wire.ChatCompletionRequest.model_validate_json(raw)
+    except ValidationError as invalid:
+        message, param = wire.describe(invalid)
+        raise RequestError(message, param=param) from None
+    if body.model != served_model:
         raise RequestError(
-            f"the model {model!r} does not exist here; this sidecar serves {served_model!r}",
+            f"the model {body.model!r} does not exist here; this sidecar serves {served_model!r}",
             status=404,
             param="model",
             code="model_not_found",
         )
-    stream_options = body.get("stream_options") or {}
-    if not isinstance(stream_options, dict):
-        raise RequestError("stream_options must be an object", param="stream_options")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    _refuse_what_it_cannot_do(body)
+    if body.top_p == 0:
+        raise RequestError("top_p must be in (0, 1]: nothing can be sampled from none of the "
+                           "probability mass", param="top_p")  # fmt: skip
     return ChatCall(
-        messages=_messages(body.get("messages")),
-        max_tokens=_number(max_tokens, "max_tokens", int, low=1),
-        temperature=_number(body.get("temperature"), "temperature", float, low=0.0, high=2.0),
-        top_p=_number(body.get("top_p"), "top_p", float, low=0.0, high=1.0, open_low=True),
-        seed=_number(body.get("seed"), "seed", int),
-        stop=_stop(body.get("stop")),
-        stream=_flag(body.get("stream"), "stream"),
-        include_usage=_flag(stream_options.get("include_usage"), "stream_options.include_usage"),
+        messages=[_message(m, i) for i, m in enumerate(body.messages)],
+        max_tokens=body.output_limit,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=tuple(body.stop_list or ()),
+        stream=bool(body.stream),
+        include_usage=body.include_usage,
     )
 
 
-def _messages(raw: Any) -> list[dict[str, str]]:
-    if not isinstance(raw, list) or not raw:
-        raise RequestError("messages must be a non-empty list", param="messages")
-    messages = []
-    for i, message in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise RequestError(f"{where} must be an object with a role", param=where)
-        role = "system" if message["role"] == "developer" else message["role"]
-        messages.append({"role": role, "content": _content(message.get("content"), where)})
-    return messages
-
-
-def _content(content: Any, where: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise RequestError(
-                    f"{where}.content: only text parts are supported", param=f"{where}.content"
-                )
-            texts.append(str(part.get("text", "")))
-        return "".join(texts)
-    raise RequestError(
-        f"{where}.content must be a string or a list of text parts", param=f"{where}.content"
+def _unsupported(capability: Capability, param: str) -> RequestError:
+    return RequestError(
+        f"the local model cannot serve {capability.value} ('{param}'); send this request to "
+        "a provider that can",
+        param=param,
+        code="unsupported_capability",
     )
 
 
-def _number(
-    value: Any,
-    name: str,
-    kind: type,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    open_low: bool = False,
-) -> Any:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (kind is int and not float(value).is_integer())
-    ):
-        raise RequestError(
-            f"{name} must be a{'n integer' if kind is int else ' number'}", param=name
-        )
-    too_low = low is not None and (value <= low if open_low else value < low)
-    if too_low or (high is not None and value > high):
-        bounds = f"{'(' if open_low else '['}{low}, {high if high is not None else 'inf'}]"
-        raise RequestError(f"{name} must be in {bounds}", param=name)
-    return kind(value)
+def _refuse_what_it_cannot_do(body: wire.ChatCompletionRequest) -> None:
+    if body.tools:
+        raise _unsupported(Capability.TOOLS, "tools")
+    if isinstance(body.response_format, wire.JsonSchemaFormat):
+        raise _unsupported(Capability.JSON_SCHEMA, "response_format")
+    for i, message in enumerate(body.messages):
+        if isinstance(message, wire.ToolMessage) or getattr(message, "tool_calls", None):
+            raise _unsupported(Capability.TOOLS, f"messages[{i}]")
+        content = message.content
+        if isinstance(content, list) and any(isinstance(p, wire.ImagePart) for p in content):
+            raise _unsupported(Capability.VISION, f"messages[{i}].content")
 
 
-def _stop(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-        raise RequestError("stop must be a string or a list of strings", param="stop")
-    if len(stops) > MAX_STOP_SEQUENCES:
-        raise RequestError(f"stop takes at most {MAX_STOP_SEQUENCES} sequences", param="stop")
-    return tuple(s for s in stops if s)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise RequestError(f"{name} must be true or false", param=name)
-    return value
+def _message(message: wire.Message, index: int) -> dict[str, str]:
+    role = "system" if message.role == "developer" else message.role
+    content = message.content
+    if content is None or isinstance(content, str):
+        return {"role": role, "content": content or ""}
+    return {"role": role, "content": "".join(getattr(p, "text", "") for p in content)}

@@ -14,7 +14,6 @@ piling up timeouts. Errors use OpenAI's shape ``{"error": {message, type, param,
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -23,12 +22,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
-from llmagents.onnx.chat_request import ChatCall, RequestError, parse_chat_request
+from llmagents.onnx.chat_request import CAPABILITIES, ChatCall, RequestError, parse_chat_request
 from llmagents.onnx.generation import Delta, SamplingParams, TextGenerator
+from llmagents.wire import openai_chat as wire
 
 logger = logging.getLogger(__name__)
 
@@ -129,19 +128,10 @@ class Sidecar:
         return web.json_response({"status": status, "error": self.load_error}, status=503)
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "id": self.model_name,
-                        "object": "model",
-                        "created": 0,
-                        "owned_by": "llmagents",
-                    }
-                ],
-            }
-        )
+        # What the model can do rides along, as the engine's default for the onnx type says.
+        card = wire.ModelCard(id=self.model_name, owned_by="llmagents",
+                              capabilities=sorted(c.value for c in CAPABILITIES))  # fmt: skip
+        return web.json_response(text=wire.ModelList(data=[card]).model_dump_json())
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         generator = self.generator
@@ -153,8 +143,7 @@ class Sidecar:
             )
             return _error(503, message, "server_error", code="model_not_ready", retry=True)
         try:
-            body = await request.json()
-            call = parse_chat_request(body, served_model=self.model_name)
+            call = parse_chat_request(await request.read(), served_model=self.model_name)
             prompt = generator.format.prompt(call.messages)
             params = self._params(generator, call, len(prompt))
         except RequestError as exc:
@@ -208,25 +197,17 @@ class Sidecar:
             self._executor, lambda: list(generator.stream(prompt, params))
         )
         last = deltas[-1]
-        return web.json_response(
-            {
-                "id": _completion_id(),
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": self.model_name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": "".join(d.text for d in deltas),
-                        },
-                        "finish_reason": last.finish_reason,
-                    }
-                ],
-                "usage": _usage(len(prompt), last.completion_tokens),
-            }
-        )
+        answer = wire.ChatCompletion(
+            id=_completion_id(),
+            created=int(time.time()),
+            model=self.model_name,
+            choices=[wire.Choice(
+                message=wire.AnswerMessage(content="".join(d.text for d in deltas)),
+                finish_reason=last.finish_reason,
+            )],
+            usage=_usage(len(prompt), last.completion_tokens),
+        )  # fmt: skip
+        return web.json_response(text=answer.model_dump_json())
 
     async def _stream(
         self,
@@ -243,18 +224,18 @@ class Sidecar:
             }
         )
         await response.prepare(request)
-        chunk_id, created = _completion_id(), int(time.time())
+        head = {"id": _completion_id(), "created": int(time.time()), "model": self.model_name}
 
-        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-            return {
-                "id": chunk_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": self.model_name,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
+        def chunk(
+            delta: wire.Delta | None,
+            finish: str | None = None,
+            usage: wire.CompletionUsage | None = None,
+        ) -> wire.ChatCompletionChunk:
+            choices = [] if delta is None else [wire.ChunkChoice(delta=delta,
+                                                                 finish_reason=finish)]
+            return wire.ChatCompletionChunk(**head, choices=choices, usage=usage)
 
-        await _send(response, chunk({"role": "assistant", "content": ""}, None))
+        await _send(response, chunk(wire.Delta(role="assistant", content="")))
         cancelled = threading.Event()
         last: Delta | None = None
         try:
@@ -263,20 +244,13 @@ class Sidecar:
             ):
                 last = delta
                 if delta.text:
-                    await _send(response, chunk({"content": delta.text}, None))
+                    await _send(response, chunk(wire.Delta(content=delta.text)))
             assert last is not None
-            await _send(response, chunk({}, last.finish_reason))
+            await _send(response, chunk(wire.Delta(), last.finish_reason))
             if call.include_usage:
-                usage = {
-                    "id": chunk_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": self.model_name,
-                    "choices": [],
-                    "usage": _usage(len(prompt), last.completion_tokens),
-                }
-                await _send(response, usage)
-            await response.write(b"data: [DONE]\n\n")
+                usage = _usage(len(prompt), last.completion_tokens)
+                await _send(response, chunk(None, usage=usage))
+            await response.write(wire.STREAM_DONE)
         except ConnectionResetError:
             # The client left; the decode thread stops at its next token.
             logger.info("client of model %s went away mid-stream", self.model_name)
@@ -314,16 +288,18 @@ async def _in_thread(
         await asyncio.shield(worker)
 
 
-async def _send(response: web.StreamResponse, data: dict[str, Any]) -> None:
-    await response.write(f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode())
+async def _send(response: web.StreamResponse, chunk: wire.ChatCompletionChunk) -> None:
+    # Usage only where asked for and given: a client that did not ask sees no usage key.
+    exclude = None if chunk.usage is not None else {"usage"}
+    await response.write(b"data: " + chunk.model_dump_json(exclude=exclude).encode() + b"\n\n")
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
+def _usage(prompt_tokens: int, completion_tokens: int) -> wire.CompletionUsage:
+    return wire.CompletionUsage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
 
 
 def _completion_id() -> str:
@@ -340,5 +316,5 @@ def _error(
     retry: bool = False,
 ) -> web.Response:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    body = wire.error_body(message, kind=kind, code=code, param=param)
     return web.json_response(body, status=status, headers=headers)

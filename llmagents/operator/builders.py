@@ -132,11 +132,41 @@ _RUNNER_PROBES = {
 }
 
 
+# The restricted Pod Security Standard: the pod part (non-root, the runtime's seccomp
+# profile) holds for every container, the agent's own included; each container adds the rest.
+_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 _SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 # With _SECURITY on every container, what the restricted Pod Security Standard asks of a
 # pod: a namespace that enforces it refused every agent pod without these (seen on a real
 # API server by tests/e2e). The image runs as uid 65532; an agent image must be non-root.
 _POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+TOKEN_VOLUME = "runner-token"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where in-cluster client configuration looks for the token, CA and namespace."""
+TOKEN_SECONDS = 3607
+"""The kubelet's own choice for the token it mounts: refreshed after 80% of an hour."""
+
+
+def _token_volume() -> dict[str, Any]:
+    """What the kubelet would mount into every container, projected for the runner alone.
+
+    The pod opts out of the automatic mount (``automountServiceAccountToken: false``): the
+    agent's own container must not hold a token that may patch the agent's status and
+    checkpoint, which would let it reset its own spend.
+    """
+    return {
+        "name": TOKEN_VOLUME,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+                {"configMap": {"name": "kube-root-ca.crt",
+                               "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                    "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ]
+        },
+    }  # fmt: skip
 
 
 def _resources(value: Any, default: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -160,6 +190,9 @@ def runner_container(
     ]
     if config.onnx_url is not None:
         env.append(_env(ENV_ONNX_URL, config.onnx_url))
+    if settings.runner_otlp_endpoint:
+        # Traces (runner/tracing.py): on only where an endpoint is configured.
+        env.append(_env("OTEL_EXPORTER_OTLP_ENDPOINT", settings.runner_otlp_endpoint))
     for provider in pool.spec.providers:
         if provider.secret_ref is not None:
             env.append(
@@ -186,6 +219,7 @@ def runner_container(
         **_RUNNER_PROBES,
         **_resources(agent.spec.resources, settings.runner_resources),
         "securityContext": _SECURITY,
+        "volumeMounts": [{"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}],
     }
 
 
@@ -220,11 +254,15 @@ def agent_container(agent: AgentObject, settings: OperatorSettings) -> dict[str,
     """The user's agent, pointed at the runner's gateway on the pod's loopback."""
     assert agent.spec is not None and agent.spec.work.agent is not None
     spec = agent.spec.work.agent
-    base = f"http://127.0.0.1:{settings.gateway_port}/v1"
+    root = f"http://127.0.0.1:{settings.gateway_port}"
+    base = f"{root}/v1"
     env = [
         _env("OPENAI_BASE_URL", base),
         _env("OPENAI_API_BASE", base),
         _env("OPENAI_API_KEY", GATEWAY_API_KEY),
+        # Anthropic's SDKs add /v1 to their base URL themselves.
+        _env("ANTHROPIC_BASE_URL", root),
+        _env("ANTHROPIC_API_KEY", GATEWAY_API_KEY),
         _env("LLMAGENTS_GATEWAY_URL", base),
     ]
     ours = {e["name"] for e in env}
@@ -266,14 +304,14 @@ def deployment(
         containers.append(agent_container(agent, settings))
     pod_spec: dict[str, Any] = {
         "serviceAccountName": service_account_name(agent.name),
+        "automountServiceAccountToken": False,
+        "securityContext": _POD_SECURITY,
         "enableServiceLinks": False,
         "securityContext": _POD_SECURITY,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "containers": containers,
     }
-    volumes = _model_volume(agent) if has_onnx(pool) else []
-    if volumes:
-        pod_spec["volumes"] = volumes
+    pod_spec["volumes"] = [_token_volume(), *(_model_volume(agent) if has_onnx(pool) else [])]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -16,7 +16,9 @@ edited Deployment gets repaired at once. The other kinds are listed, not watched
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +27,11 @@ import kopf
 from kopf._cogs.structs.references import Selector  # kopf exports no public name for it
 
 from llmagents.api.status import GROUP, VERSION
+from llmagents.events import EventRecorder
 from llmagents.operator.children import OURS
-from llmagents.operator.kube import KopfApi
+from llmagents.operator.events import CONTROLLER, OperatorEvents
+from llmagents.operator.kube import KopfApi, KopfEventSink
+from llmagents.operator.metrics import default_gauges
 from llmagents.operator.objects import AgentKey, PoolKey
 from llmagents.operator.reconcile import RESYNC_SECONDS, Reconciler
 from llmagents.operator.settings import LABEL_MANAGED_BY, MANAGED_BY, OperatorSettings
@@ -98,6 +103,8 @@ class OperatorState:
     resync_seconds: float = RESYNC_SECONDS
     views: KopfViews = field(default_factory=KopfViews)
     reconciler: Reconciler | None = None
+    events: EventRecorder | None = None
+    events_task: asyncio.Task[None] | None = None
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -151,18 +158,31 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
+        api = KopfApi(settings)
+        state.events = EventRecorder(
+            KopfEventSink(api), controller=CONTROLLER, instance=socket.gethostname(),
+            per_minute=120,
+        )  # fmt: skip
+        state.events_task = asyncio.create_task(state.events.run())
         state.reconciler = Reconciler(
-            KopfApi(settings),
+            api,
             state.views,
             state.settings,
             namespaces=state.namespaces,
             resync_seconds=state.resync_seconds,
+            events=OperatorEvents(state.events),
+            gauges=default_gauges(),
         )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         if state.reconciler is not None:
             await state.reconciler.close()
+        if state.events is not None:
+            await state.events.flush(2.0)
+            state.events.close()
+        if state.events_task is not None:
+            await state.events_task
 
     @kopf.index(GROUP, VERSION, "llmagents", id="agents", registry=registry)
     async def agents(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:

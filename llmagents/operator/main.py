@@ -28,7 +28,12 @@ from llmagents.api.agent import QUANTITY_PATTERN, ResourceRequirements
 from llmagents.operator.handlers import OperatorState, register
 from llmagents.operator.leader import LeadershipLost, LeaseElector
 from llmagents.operator.reconcile import RESYNC_SECONDS
-from llmagents.operator.settings import DEFAULT_IMAGE, ENV_IMAGE, OperatorSettings
+from llmagents.operator.settings import (
+    DEFAULT_IMAGE,
+    ENV_IMAGE,
+    ENV_RUNNER_OTLP_ENDPOINT,
+    OperatorSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--onnx-resources", type=_resources_arg, default=None, metavar="JSON",
         help="ONNX sidecar resources for agents whose onnx section sets none (same form).",
     )  # fmt: skip
+    parser.add_argument(
+        "--runner-otlp-endpoint",
+        default=os.environ.get(ENV_RUNNER_OTLP_ENDPOINT) or None,
+        help=f"OTLP/HTTP endpoint for the runners' traces, e.g. http://otel-collector:4318 "
+        f"(env {ENV_RUNNER_OTLP_ENDPOINT}; default: no traces).",
+    )
     parser.add_argument(
         "--liveness", type=int, default=8081, metavar="PORT",
         help="Port of /healthz, /readyz and /metrics (0 = none).",
@@ -157,6 +168,7 @@ async def run(args: argparse.Namespace) -> int:
     settings = OperatorSettings(
         image=args.image, image_pull_policy=args.image_pull_policy,
         runner_resources=args.runner_resources, onnx_resources=args.onnx_resources,
+        runner_otlp_endpoint=args.runner_otlp_endpoint,
     )  # fmt: skip
     probes = Probes()
     if args.liveness:

@@ -39,6 +39,12 @@ def fold_providers(
         rates = [e.success_rate for e in entries if e.success_rate is not None]
         latencies = [e.latency_p95_ms for e in entries if e.latency_p95_ms is not None]
         successes = [e.last_success for e in entries if e.last_success is not None]
+        open_since = [
+            e.open_since
+            for e in entries
+            if e.breaker_state is BreakerState.OPEN and e.open_since is not None
+        ]
+        costs = [e.cost_usd for e in entries if e.cost_usd is not None]
         out.append(
             PoolProviderStatus(
                 name=name,
@@ -49,6 +55,8 @@ def fold_providers(
                 success_rate=round(sum(rates) / len(rates), 4) if rates else None,
                 latency_p95_ms=max(latencies) if latencies else None,
                 last_seen=max(successes) if successes else None,
+                open_since=min(open_since) if open_since else None,
+                cost_usd=round(sum(costs), 6) if costs else None,
             )
         )
     return out

@@ -2,7 +2,7 @@
 
 Every rule names its objects (``resourceNames``), so a runner that is compromised or buggy
 cannot read another agent, touch Secrets, or create anything but its own checkpoint and
-results ConfigMaps. ``create`` with ``resourceNames`` works because the runner creates them
+results ConfigMaps, and Events in its namespace (whose names are generated). ``create`` with ``resourceNames`` works because the runner creates them
 by server-side apply, which the API server authorises as ``create`` of the named object; a
 plain POST carries no name and matches no rule here.
 """
@@ -60,6 +60,13 @@ def runner_rules(agent: str, pool: str | None = None) -> list[dict[str, Any]]:
             "resourceNames": results_config_map_names(agent),
             "verbs": ["get", "create", "patch"],
         },
+        {
+            # Events on its agent (llmagents.runner.events). Event names are generated, so
+            # no resourceNames; the Role confines them to the agent's namespace.
+            "apiGroups": ["events.k8s.io"],
+            "resources": ["events"],
+            "verbs": ["create", "patch"],
+        },
     ]
     if pool is not None:
         # Its pool's status is the fleet's view of provider health (fleet-wide breaker).
@@ -106,10 +113,12 @@ _WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
 def operator_rules() -> list[dict[str, Any]]:
-    """The operator's own rights (a ClusterRole): the Helm chart grants exactly these.
+    """The operator's own rights (a ClusterRole, or a Role per watched namespace): the Helm
+    chart grants exactly these.
 
     It must hold every right it grants runners (RBAC forbids escalation), reads Secrets
-    only to check that referenced keys exist, and keeps its leader Lease.
+    only to check that referenced keys exist and can be API keys, and keeps its leader
+    Lease.
     """
     return [
         {"apiGroups": [GROUP], "resources": ["llmagents", "providerpools"],

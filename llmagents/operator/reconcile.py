@@ -12,8 +12,8 @@ whole desired state of the agent from what is known now and writes only the diff
 
 Agents and pools are read from kopf's indexes (``Views``), which kopf fills completely
 before the first handler runs; children are listed once before the first write and again
-every resync period; the only GET is a Secret's key names, cached briefly. Per-agent locks
-serialise the several triggers of one agent.
+every resync period; the only GET is a Secret (its key names, and whether each value can
+be an API key), cached briefly. Per-agent locks serialise the several triggers of one agent.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ from llmagents.operator.children import (
     is_subset,
     owner,
 )
+from llmagents.operator.events import OperatorEvents
 from llmagents.operator.kube import Api
+from llmagents.operator.metrics import AgentGauges
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
 from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide
 from llmagents.operator.pool_status import pool_status
@@ -82,8 +84,12 @@ class Reconciler:
         secret_ttl: float = 10.0,
         namespaces: Sequence[str] = (),
         resync_seconds: float = RESYNC_SECONDS,
+        events: OperatorEvents | None = None,
+        gauges: AgentGauges | None = None,
     ) -> None:
         self.api = api
+        self.events = events
+        self.gauges = gauges
         self.views = views
         self.settings = settings
         self.clock = clock
@@ -95,7 +101,9 @@ class Reconciler:
         self._built: dict[AgentKey, tuple[tuple, dict[ChildKey, dict[str, Any]]]] = {}
         self._status_written: dict[Hashable, Any] = {}
         self._failures: dict[AgentKey, int] = {}
-        self._secrets: dict[tuple[str, str], tuple[float, asyncio.Future[set[str] | None]]] = {}
+        self._secrets: dict[
+            tuple[str, str], tuple[float, asyncio.Future[dict[str, str | None] | None]]
+        ] = {}
         self._pool_generations: dict[PoolKey, int] = {}
         self._specs = SpecCache()
         self._agents = Scheduler(self._scheduled_agent)
@@ -136,12 +144,15 @@ class Reconciler:
         resolution = await self._resolve(agent, pool) if agent.spec else RESOLVED
         now = self.clock()
         verdict = decide(agent, resolution, now)
+        if self.gauges is not None:
+            self.gauges.observe(agent.namespace, agent.name, verdict.phase,
+                                agent.status.last_checkpoint)  # fmt: skip
         if verdict.replicas is not None and pool is not None:
             manifests = self._build(agent, pool, verdict.replicas)
             await self._children_known()
             await self.children.apply_all(manifests.values())
         await self._write_agent_status(agent, pool, verdict, now)
-        if resolution.reason in ("SecretNotFound", "SecretKeyMissing"):
+        if resolution.reason in ("SecretNotFound", "SecretKeyMissing", "SecretKeyInvalid"):
             return SECRET_RETRY
         return verdict.requeue_after
 
@@ -187,15 +198,22 @@ class Reconciler:
                     "SecretKeyMissing",
                     f"Secret {ref.name!r} has no key {ref.key!r} for provider {provider.name!r}",
                 )
+            problem = keys[ref.key]
+            if problem is not None:
+                return Resolution(
+                    "SecretKeyInvalid",
+                    f"the API key of provider {provider.name!r} in Secret {ref.name!r}, key "
+                    f"{ref.key!r} {problem}; store the key without it",
+                )
         return RESOLVED
 
-    async def _secret_keys(self, namespace: str, name: str) -> set[str] | None:
+    async def _secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
         # One request per Secret per TTL, however many agents ask at once.
         loop = asyncio.get_running_loop()
         cached = self._secrets.get((namespace, name))
         if cached is not None and cached[0] > loop.time():
             return await asyncio.shield(cached[1])
-        future: asyncio.Future[set[str] | None] = loop.create_future()
+        future: asyncio.Future[dict[str, str | None] | None] = loop.create_future()
         self._secrets[(namespace, name)] = (loop.time() + self.secret_ttl, future)
         try:
             result = await self.api.secret_keys(namespace, name)
@@ -232,6 +250,8 @@ class Reconciler:
         )
         if await self._write_status("LLMAgent", agent.key, desired, current):
             logger.info("agent %s/%s: phase %s", agent.namespace, agent.name, verdict.phase.value)
+            if self.events is not None:
+                self.events.agent_phase(agent, live.phase, verdict.phase)
 
     async def _write_status(
         self,
@@ -254,6 +274,8 @@ class Reconciler:
     def forget_agent(self, key: AgentKey) -> None:
         """Drop what is remembered of a deleted agent; its children go by garbage collection."""
         self._agents.cancel(key)
+        if self.gauges is not None:
+            self.gauges.forget(*key)
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         self._status_written.pop(("LLMAgent", key), None)
@@ -359,7 +381,8 @@ class Reconciler:
             previous=live.conditions,
             now=self.clock(),
         )
-        await self._write_status("ProviderPool", key, desired, live)
+        if await self._write_status("ProviderPool", key, desired, live) and self.events:
+            self.events.pool_providers(pool, live.providers, desired.providers or [])
 
     def _providers_report(self, key: AgentKey) -> list[ProviderStatus] | None:
         body = self.views.agent(key)

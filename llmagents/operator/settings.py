@@ -19,6 +19,8 @@ from llmagents.api.runner_config import (
 DEFAULT_IMAGE = f"ghcr.io/llmagents/llmagents:{__version__}"
 ENV_IMAGE = "LLMAGENTS_IMAGE"
 """The operator's environment variable naming the runner image (``--image`` wins)."""
+ENV_RUNNER_OTLP_ENDPOINT = "LLMAGENTS_RUNNER_OTLP_ENDPOINT"
+"""The operator's environment variable naming the runners' trace endpoint (the flag wins)."""
 
 MANAGED_BY = "llmagents-operator"
 LABEL_AGENT = "llmagents.dev/agent"
@@ -45,3 +47,6 @@ class OperatorSettings:
     """The runner container's resources when the agent sets none (chart: runner.resources)."""
     onnx_resources: dict[str, Any] | None = None
     """The ONNX sidecar's resources when the agent sets none (chart: runner.onnxResources)."""
+    runner_otlp_endpoint: str | None = None
+    """OTLP/HTTP endpoint the runners send traces to (their OTEL_EXPORTER_OTLP_ENDPOINT);
+    None = no traces."""

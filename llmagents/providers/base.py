@@ -1,70 +1,48 @@
-"""The adapter contract and the HTTP machinery every provider protocol shares.
+"""The adapter contract every provider protocol shares.
 
 An adapter turns a provider-neutral ``ChatRequest`` into one HTTP call and the answer back into
 a ``ChatResponse`` (or a stream of ``StreamChunk``), and every way that can fail into exactly
 one error of ``llmagents.errors``. Subclasses only describe their wire format: endpoint,
-headers, payload, answer parsing, stream decoding and error bodies. Timeouts, pooling and the
+headers, payload, answer parsing, stream decoding and error bodies. The HTTP client (aiohttp,
+with its limits, proxy and retry rules) is ``transport.Transport``; timeouts and the
 translation of transport failures live here, once.
 
-The HTTP client is the project's own small one (``http_client.HttpClient``): the runner's
-gateway makes one upstream call per client call, and the general-purpose clients cost too
-much CPU per call for the 1 ms the gateway may add (httpx first, then aiohttp's
-``ClientSession``; the figures are in ``http_client`` and ``bench/README.md``). The adapters follow no redirects and take a proxy from
-``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read once, not per request).
-
-Timeouts: the pooled client has its own connect timeout; the ``timeout`` of each call bounds
-the whole attempt with an asyncio deadline, so a server that trickles bytes cannot stretch an
-attempt past it.
+Timeouts: the ``timeout`` of each call bounds the whole attempt, waiting for a free connection
+included, with one asyncio deadline, so a server that trickles bytes cannot stretch an attempt
+past it; the transport has its own connect timeout within it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-import ssl
-import urllib.parse
-import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
-import certifi
+import aiohttp
 from yarl import URL
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
-from llmagents.errors import ProviderError
-from llmagents.providers.http_client import HttpClient, HttpClientError
+from llmagents.embeddings import EmbeddingRequest, Embeddings
+from llmagents.errors import BadRequest, ProviderError
+from llmagents.providers.embeddings import embeddings_call, parse_embeddings
 from llmagents.providers.mapping import Headers, decode_json, missing, transport_error
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
+from llmagents.providers.transport import Transport
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 """Seconds to establish a connection; a provider that cannot be reached fails fast."""
 DEFAULT_MAX_CONNECTIONS = 32
-"""Connections one adapter keeps open to its provider at most."""
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for every adapter: building one loads the CA bundle, which
-    costs a noticeable fraction of a second per client. Mozilla's bundle (certifi), as httpx
-    used, so that a slim image without system CA certificates still verifies."""
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-def _env_proxy(url: str) -> str | None:
-    """The proxy the environment names for ``url``, or ``None`` (also when ``NO_PROXY`` says
-    so). Read once per adapter: looking it up costs more than a whole call."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.hostname or urllib.request.proxy_bypass_environment(parts.hostname):
-        return None
-    proxies = urllib.request.getproxies_environment()
-    return proxies.get(parts.scheme) or proxies.get("all")
+"""Requests one adapter has in flight to its provider at most (one connection each)."""
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+"""Bytes of one answer's body, streamed or not, beyond which it is refused as malformed:
+ample for any chat answer (inline images included), far below what would hurt the runner."""
 
 
 def _json(document: Any) -> bytes:
@@ -114,19 +92,22 @@ class ProviderAdapter(ABC):
         api_key: str | None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.name = name
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
+        self.max_body = max_body
         # Absolute URLs parsed once, not on every request.
         self._chat_urls = {
             stream: URL(self.base_url + self._endpoint(stream=stream)) for stream in (False, True)
         }
-        self._headers = self._auth_headers(api_key)
-        self._proxy = _env_proxy(self.base_url)
-        self._http: HttpClient | None = None
+        self._http = Transport(
+            provider=name, base_url=self.base_url, headers=self._auth_headers(api_key),
+            connect_timeout=connect_timeout, max_connections=max_connections, max_body=max_body,
+        )  # fmt: skip
 
     # -- the wire format, per protocol -------------------------------------------------
 
@@ -169,31 +150,28 @@ class ProviderAdapter(ABC):
 
     async def complete(self, request: ChatRequest, *, timeout: float) -> ChatResponse:
         """One non-streaming chat call, bounded by ``timeout`` seconds in total."""
-        body = await self._send(
-            "POST",
-            self._chat_urls[False],
-            timeout=timeout,
-            json=self._payload(request, stream=False),
-        )
+        payload = _json(self._payload(request, stream=False))
+        body = await self._send("POST", self._chat_urls[False], timeout=timeout, body=payload)
         return self._parse_answer(decode_json(body, provider=self.name))
 
     async def stream(self, request: ChatRequest, *, timeout: float) -> AsyncIterator[StreamChunk]:
         """One streaming chat call; ``timeout`` bounds the whole stream, not each read."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        payload = self._payload(request, stream=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        payload = _json(self._payload(request, stream=True))
         decoder = self._stream_decoder()
+        slots = await self._http.slot(deadline)
         try:
             async with contextlib.AsyncExitStack() as stack:
+                stack.callback(slots.release)
                 async with asyncio.timeout_at(deadline):
                     response = await stack.enter_async_context(
-                        self._client().stream("POST", self._chat_urls[True], body=_json(payload))
+                        self._http.request("POST", self._chat_urls[True], payload)
                     )
                     if not _is_success(response.status):
-                        body = await response.read()
-                        raise self._map_error(response.status, response.headers, body)
+                        body = await self._http.read(response)
+                        raise self._refused(response.status, response.headers, body)
                 events = await stack.enter_async_context(
-                    contextlib.aclosing(iter_sse(iter_lines(response.chunks())))
+                    contextlib.aclosing(iter_sse(iter_lines(self._http.chunks(response))))
                 )
                 while not decoder.done:
                     # The deadline never spans a yield: a slow consumer is not the provider.
@@ -205,19 +183,25 @@ class ProviderAdapter(ABC):
                     if chunk is not None:
                         yield chunk
                 yield decoder.finish()
-        except (HttpClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(exc, provider=self.name) from None
+
+    async def embed(self, request: EmbeddingRequest, *, model: str, timeout: float) -> Embeddings:
+        """One embeddings call of ``model`` (the spec's ``embeddings.model``); ``ConfigError``
+        for a protocol that has none."""
+        path, payload = embeddings_call(self, request, model)
+        body = await self._send("POST", URL(self.base_url + path), timeout=timeout,
+                                body=_json(payload))  # fmt: skip
+        return parse_embeddings(self, decode_json(body, provider=self.name), request, model)
 
     async def list_models(self, *, timeout: float = 10.0) -> list[str]:
         """Names of the models the credential may use: a cheap check of URL and key."""
         url = URL(self.base_url + self._models_endpoint())
-        body = await self._send("GET", url, timeout=timeout)
+        body = await self._send("GET", url, timeout=timeout, body=None)
         return self._parse_models(decode_json(body, provider=self.name))
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+        await self._http.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -238,28 +222,43 @@ class ProviderAdapter(ABC):
 
     # -- machinery --------------------------------------------------------------------
 
-    def _client(self) -> HttpClient:
-        if self._http is None:
-            self._http = HttpClient(
-                tls=_tls_context(), headers=self._headers, proxy=self._proxy,
-                connect_timeout=self.connect_timeout, max_connections=self.max_connections,
-            )  # fmt: skip
-        return self._http
+    def _refused(self, status: int, headers: Headers, body: bytes) -> ProviderError:
+        """The taxonomy error for a non-2xx answer; a redirect is a misconfiguration.
 
-    async def _send(self, method: str, url: URL, *, timeout: float, json: Any = None) -> bytes:
+        Redirects are never followed: the request carries the API key, and a base URL that
+        redirects sends it wherever the answer says. The error names where it pointed
+        (without its query, which may hold anything) so that the base URL can be fixed.
+        """
+        if 300 <= status < 400:
+            location = URL(headers.get("location", ""))
+            where = str(location.with_query(None).with_fragment(None)) or "nowhere"
+            return BadRequest(
+                f"the provider answered with a redirect (HTTP {status}) to {where}; redirects "
+                "are never followed, since the request carries the API key: set baseURL to "
+                "where the API really is",
+                provider=self.name,
+                status_code=status,
+            )
+        return self._map_error(status, headers, body)
+
+    async def _send(self, method: str, url: URL, *, timeout: float, body: bytes | None) -> bytes:
         """The body of a 2xx answer; the taxonomy error for anything else."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        slots = await self._http.slot(deadline)
         try:
-            async with asyncio.timeout(timeout):
-                response = await self._client().request(
-                    method, url, body=None if json is None else _json(json)
-                )
-        except (HttpClientError, TimeoutError) as exc:
+            async with (
+                asyncio.timeout_at(deadline),
+                self._http.request(method, url, body) as response,
+            ):
+                data = await self._http.read(response)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             error = transport_error(exc, provider=self.name)
             logger.debug("provider %s: %s", self.name, error)
             raise error from None
-        body = response.body
+        finally:
+            slots.release()
         if not _is_success(response.status):
-            error = self._map_error(response.status, response.headers, body)
+            error = self._refused(response.status, response.headers, data)
             logger.debug("provider %s: %s", self.name, error)
             raise error
-        return body
+        return data

@@ -1,7 +1,12 @@
 """Google's Gemini API: ``models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``.
 
-Assistant turns are role ``model``; system messages become ``systemInstruction``; sampling
-settings sit in ``generationConfig``. Usage comes from ``usageMetadata`` (prompt tokens; output
+The request's translation is in ``gemini_payload``; the shapes in ``llmagents.wire.gemini``.
+Answers: text parts joined (thoughts left out), ``functionCall`` parts as tool calls with
+ids of ours (Gemini gives none) and finish reason ``tool_calls`` (Gemini says ``STOP``).
+A stream sends each function call whole, relayed as one tool-call delta. The thought
+signatures Gemini attaches to function calls are kept by tool-call id and sent back with
+the history (Gemini 3 refuses a history without them; ``gemini_payload``). Usage comes from
+``usageMetadata`` (prompt tokens; output
 is candidates plus thinking tokens, both billed as output). A stream is a series of whole
 ``GenerateContentResponse`` objects with no terminal sentinel: the answer is complete when a
 candidate carried a ``finishReason``. Errors follow Google's RPC shape
@@ -11,9 +16,14 @@ details give ``API_KEY_INVALID``, and a 429 may say how long to wait in ``RetryI
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-from llmagents.chat import ChatRequest, ChatResponse, Role, StreamChunk, Usage
+from pydantic import ValidationError
+
+from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, ToolCall, ToolCallDelta, Usage
 from llmagents.errors import (
     AuthFailed,
     BadRequest,
@@ -24,6 +34,7 @@ from llmagents.errors import (
     RateLimited,
     ServerError,
 )
+from llmagents.providers import gemini_payload, tool_ids
 from llmagents.providers.base import ProviderAdapter
 from llmagents.providers.mapping import (
     Headers,
@@ -37,6 +48,7 @@ from llmagents.providers.mapping import (
     short,
 )
 from llmagents.providers.sse import SseEvent
+from llmagents.wire import gemini as wire
 
 _FINISH = {
     "STOP": "stop",
@@ -48,6 +60,9 @@ _FINISH = {
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
 }
+
+MAX_SIGNATURES = 4096
+"""Thought signatures an adapter keeps (a few hundred bytes each)."""
 
 _STATUS_ERRORS: dict[str, type[ProviderError]] = {
     "RESOURCE_EXHAUSTED": RateLimited,
@@ -69,6 +84,17 @@ class GeminiAdapter(ProviderAdapter):
 
     protocol = "gemini"
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._signatures: OrderedDict[str, str] = OrderedDict()
+        """Thought signatures of the calls this model made, by the tool-call ids given them;
+        the oldest are forgotten first (a forgotten one gets the stand-in)."""
+
+    def _remember(self, call_id: str, signature: str) -> None:
+        self._signatures[call_id] = signature
+        while len(self._signatures) > MAX_SIGNATURES:
+            self._signatures.popitem(last=False)
+
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"x-goog-api-key": api_key} if api_key else {}
 
@@ -86,44 +112,24 @@ class GeminiAdapter(ProviderAdapter):
         return self._versioned("/models")
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        system = [m.content for m in request.messages if m.role is Role.SYSTEM]
-        payload: dict[str, Any] = {
-            "contents": [
-                {
-                    "role": "model" if m.role is Role.ASSISTANT else "user",
-                    "parts": [{"text": m.content}],
-                }
-                for m in request.messages
-                if m.role is not Role.SYSTEM
-            ]
-        }
-        if system:
-            payload["systemInstruction"] = {"parts": [{"text": text} for text in system]}
-        config: dict[str, Any] = {}
-        if request.max_tokens is not None:
-            config["maxOutputTokens"] = request.max_tokens
-        if request.temperature is not None:
-            config["temperature"] = request.temperature
-        if request.top_p is not None:
-            config["topP"] = request.top_p
-        if request.stop:
-            config["stopSequences"] = request.stop
-        if config:
-            payload["generationConfig"] = config
-        return payload
+        strict = self.model.removeprefix("models/").startswith("gemini-3")
+        return gemini_payload.payload(request, signatures=self._signatures, strict=strict)
 
     def _parse_answer(self, data: Any) -> ChatResponse:
         try:
-            text, finish = _candidate(data)
-            usage = _usage(data["usageMetadata"])
-        except (KeyError, TypeError, AttributeError, ValueError):
+            answer = wire.GenerateContentResponse.model_validate(data)
+            text, calls, finish = _candidate(answer, self._remember)
+            if answer.usageMetadata is None:
+                raise ValueError("no usageMetadata")
+        except (ValidationError, ValueError):
             raise missing("candidates or usageMetadata", provider=self.name) from None
         return ChatResponse(
             text=text,
-            usage=usage,
-            model=str(data.get("modelVersion") or self.model),
+            usage=_usage(answer.usageMetadata),
+            model=answer.modelVersion or self.model,
             finish_reason=finish,
             provider=self.name,
+            tool_calls=calls,
         )
 
     def _parse_models(self, data: Any) -> list[str]:
@@ -133,7 +139,7 @@ class GeminiAdapter(ProviderAdapter):
             raise missing("models[].name", provider=self.name) from None
 
     def _stream_decoder(self) -> _GeminiStream:
-        return _GeminiStream(self.name)
+        return _GeminiStream(self.name, self._remember)
 
     def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         data = body_json(body)
@@ -174,22 +180,41 @@ def _error_from_body(
     return cls(message, provider=provider, status_code=status, retry_after=retry_after)
 
 
-def _candidate(data: dict[str, Any]) -> tuple[str, str | None]:
-    """Text and normalised finish reason of the first candidate; a blocked prompt has none."""
-    candidates = data.get("candidates")
-    if not candidates:
-        if data["promptFeedback"].get("blockReason"):
-            return "", "content_filter"
+def _candidate(
+    answer: wire.GenerateContentResponse, remember: Callable[[str, str], None]
+) -> tuple[str, tuple[ToolCall, ...], str | None]:
+    """Text, tool calls and normalised finish reason of the first candidate; a blocked
+    prompt has none. Calls' thought signatures go to ``remember``."""
+    if not answer.candidates:
+        if answer.promptFeedback is not None and answer.promptFeedback.blockReason:
+            return "", (), "content_filter"
         raise ValueError("no candidates")
-    first = candidates[0]
-    parts = (first.get("content") or {}).get("parts") or []
-    text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
-    return text, _finish(first.get("finishReason"))
+    first = answer.candidates[0]
+    parts = first.content.parts if first.content is not None else []
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    calls = []
+    for part in parts:
+        if part.functionCall is None:
+            continue
+        call = ToolCall(part.functionCall.id or tool_ids.new_id(), part.functionCall.name,
+                        json.dumps(part.functionCall.args, separators=(",", ":")))  # fmt: skip
+        if part.thoughtSignature:
+            remember(call.id, part.thoughtSignature)
+        calls.append(call)
+    finish = _finish(first.finishReason)
+    if calls and finish == "stop":
+        finish = "tool_calls"
+    return text, tuple(calls), finish
 
 
-def _usage(raw: dict[str, Any]) -> Usage:
-    output = int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0)
-    return Usage(input_tokens=int(raw["promptTokenCount"]), output_tokens=output)
+def _usage(raw: wire.UsageMetadata) -> Usage:
+    thoughts = raw.thoughtsTokenCount or 0
+    return Usage(
+        input_tokens=raw.promptTokenCount,
+        output_tokens=(raw.candidatesTokenCount or 0) + thoughts,
+        cached_input_tokens=raw.cachedContentTokenCount or 0,
+        reasoning_tokens=thoughts,
+    )
 
 
 def _finish(reason: object) -> str | None:
@@ -201,32 +226,41 @@ def _finish(reason: object) -> str | None:
 class _GeminiStream:
     """Each event is a partial GenerateContentResponse; usage totals arrive with the last."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, remember: Callable[[str, str], None]) -> None:
         self.provider = provider
         self.done = False
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self._calls = 0
+        self._remember = remember
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
         data = decode_json(event.data, provider=self.provider, what="stream event")
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             raise _error_from_body(data["error"], status=None, headers=None, provider=self.provider)
         try:
-            if data.get("usageMetadata") is not None:
-                self.usage = _usage(data["usageMetadata"])
-            blocked = (data.get("promptFeedback") or {}).get("blockReason")
-            if not data.get("candidates") and not blocked:
+            answer = wire.GenerateContentResponse.model_validate(data)
+            if answer.usageMetadata is not None:
+                self.usage = _usage(answer.usageMetadata)
+            blocked = answer.promptFeedback is not None and answer.promptFeedback.blockReason
+            if not answer.candidates and not blocked:
                 if self.usage is None:
                     raise ValueError("neither candidates nor usage")
                 return None  # a usage-only event
-            text, finish = _candidate(data)
-        except (KeyError, TypeError, AttributeError, ValueError):
+            text, calls, finish = _candidate(answer, self._remember)
+        except (ValidationError, ValueError):
             raise MalformedResponse(
                 "stream event lacks candidates or usageMetadata", provider=self.provider
             ) from None
+        deltas = []
+        for call in calls:
+            deltas.append(ToolCallDelta(self._calls, call.id, call.name, call.arguments))
+            self._calls += 1
         if finish is not None:
-            self.finish_reason = finish
-        return StreamChunk(text=text) if text else None
+            self.finish_reason = "tool_calls" if self._calls and finish == "stop" else finish
+        if text or deltas:
+            return StreamChunk(text=text, tool_calls=tuple(deltas))
+        return None
 
     def finish(self) -> StreamChunk:
         if self.finish_reason is None:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
+
 from llmagents.errors import (
     AuthFailed,
     BadRequest,
@@ -28,10 +30,9 @@ from llmagents.errors import (
     RateLimited,
     ServerError,
 )
-from llmagents.providers.http_client import CannotConnect, ConnectionBroke
 
 Headers = Mapping[str, str]
-"""Response headers, looked up by lower-case name (``http_client`` lower-cases them)."""
+"""Response headers, looked up by lower-case name (aiohttp's are case-insensitive)."""
 
 _MAX_MESSAGE = 300
 _GOOGLE_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
@@ -92,13 +93,30 @@ def error_for_status(
 
 
 def transport_error(exc: Exception, *, provider: str) -> ProviderError:
-    """Map an HTTP client failure (or the attempt deadline firing) to the taxonomy."""
-    if isinstance(exc, TimeoutError):
+    """Map an aiohttp failure (or the attempt deadline firing) to the taxonomy. Messages name
+    the address and the reason, never a request's headers."""
+    if isinstance(exc, TimeoutError):  # aiohttp's own timeouts are TimeoutErrors too
         return ProviderTimeout("no answer within the attempt's timeout", provider=provider)
-    if isinstance(exc, CannotConnect):
-        return ConnectionFailed(short(str(exc)), provider=provider)
-    if isinstance(exc, ConnectionBroke):
-        return ConnectionFailed(f"connection broke off: {short(str(exc))}", provider=provider)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        where = f"{exc.host}:{exc.port}"
+        reason = getattr(exc.certificate_error, "verify_message", None) or "not trusted"
+        return ConnectionFailed(
+            f"cannot connect to {where}: TLS certificate not trusted ({reason})",
+            provider=provider,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.strerror or type(exc.os_error).__name__
+        return ConnectionFailed(f"cannot connect to {exc.host}:{exc.port}: {reason}",
+                                provider=provider)  # fmt: skip
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # aiohttp's parser refused the answer: a head line or header count over the limits,
+        # or no HTTP at all.
+        return MalformedResponse(f"malformed HTTP answer: {short(exc.message)}",
+                                 provider=provider)  # fmt: skip
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError
+                  | aiohttp.ClientOSError):  # fmt: skip
+        return ConnectionFailed(f"connection broke off: {short(str(exc) or type(exc).__name__)}",
+                                provider=provider)  # fmt: skip
     return ConnectionFailed(f"request failed: {type(exc).__name__}", provider=provider)
 
 

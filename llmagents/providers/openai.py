@@ -10,6 +10,13 @@ Error bodies differ between servers — OpenAI's ``{"error": {"message", "type",
 "code"}}``, OpenRouter's numeric ``error.code``, older vLLM's top-level ``{"object": "error"}``
 — so the HTTP status decides first and the body only sharpens it.
 
+The protocol is the gateway's own, so translation is a pass-through: tools, ``tool_choice``,
+``parallel_tool_calls``, ``response_format``, tool messages, image parts and ``seed`` go out
+as the neutral model holds them, and fields an OpenAI client sent that the neutral model
+does not name (``logprobs``, ``reasoning_effort``...) go out unchanged. Tool-call ids from
+other providers longer than OpenAI's 40 characters are replaced by stable stand-ins
+(``tool_ids``). Answers' and chunks' shapes are ``llmagents.wire.openai_chat``'s.
+
 The output limit goes out as ``max_completion_tokens`` to OpenAI itself (and Azure OpenAI),
 where ``max_tokens`` is deprecated and refused by the reasoning and newer models, and as
 ``max_tokens`` to every other server, since older compatible servers read only that.
@@ -20,7 +27,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
+from pydantic import ValidationError
+
+from llmagents.chat import (
+    ChatRequest,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ResponseFormatType,
+    Role,
+    StreamChunk,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from llmagents.errors import (
     AuthFailed,
     MalformedResponse,
@@ -28,6 +48,7 @@ from llmagents.errors import (
     ProviderError,
     ServerError,
 )
+from llmagents.providers import tool_ids
 from llmagents.providers.base import ProviderAdapter
 from llmagents.providers.mapping import (
     Headers,
@@ -40,8 +61,12 @@ from llmagents.providers.mapping import (
     short,
 )
 from llmagents.providers.sse import SseEvent
+from llmagents.wire import openai_chat as wire
 
 logger = logging.getLogger(__name__)
+
+MAX_TOOL_CALL_ID = 40
+"""OpenAI refuses longer tool-call ids in a conversation's history."""
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -65,10 +90,11 @@ class OpenAIAdapter(ProviderAdapter):
         return "/models"
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": m.role.value, "content": m.content} for m in request.messages],
-        }
+        # What an OpenAI client sent that the neutral model does not name goes first, so
+        # that the fields translated here always win.
+        payload: dict[str, Any] = dict(request.passthrough.get("openai", ()))
+        payload["model"] = self.model
+        payload["messages"] = [_message(m) for m in request.messages]
         if request.max_tokens is not None:
             payload[self._limit_field] = request.max_tokens
         if request.temperature is not None:
@@ -77,6 +103,32 @@ class OpenAIAdapter(ProviderAdapter):
             payload["top_p"] = request.top_p
         if request.stop:
             payload["stop"] = request.stop
+        if request.seed is not None:
+            payload["seed"] = request.seed
+        if request.tools:
+            payload["tools"] = [
+                {"type": "function", "function": _function(t.name, t.description, t.parameters,
+                                                           t.strict)}
+                for t in request.tools
+            ]  # fmt: skip
+        choice = request.tool_choice
+        if choice is not None:
+            payload["tool_choice"] = (
+                {"type": "function", "function": {"name": choice.name}}
+                if choice.name
+                else choice.mode.value
+            )
+        if request.parallel_tool_calls is not None and request.tools:
+            payload["parallel_tool_calls"] = request.parallel_tool_calls
+        fmt = request.response_format
+        if fmt is not None and fmt.type is not ResponseFormatType.TEXT:
+            if fmt.type is ResponseFormatType.JSON_OBJECT:
+                payload["response_format"] = {"type": "json_object"}
+            else:
+                schema: dict[str, Any] = {"name": fmt.name or "answer", "schema": fmt.schema or {}}
+                if fmt.strict is not None:
+                    schema["strict"] = fmt.strict
+                payload["response_format"] = {"type": "json_schema", "json_schema": schema}
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
@@ -86,17 +138,23 @@ class OpenAIAdapter(ProviderAdapter):
         if isinstance(data, dict) and _error_of(data) is not None:
             raise _error_from_body(data, status=None, retry_after=None, provider=self.name)
         try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            usage = _usage(data["usage"])
-        except (KeyError, TypeError, IndexError, AttributeError, ValueError):
-            raise missing("choices[0].message or usage", provider=self.name) from None
+            answer = wire.ChatCompletion.model_validate(data)
+            choice = answer.choices[0]
+        except (ValidationError, IndexError):
+            raise missing("choices[0].message", provider=self.name) from None
+        if answer.usage is None:
+            raise missing("usage", provider=self.name)
+        message = choice.message
+        calls = tuple(
+            ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
+        )
         return ChatResponse(
-            text=text,
-            usage=usage,
-            model=str(data.get("model") or self.model),
-            finish_reason=choice.get("finish_reason"),
+            text=message.content or "",
+            usage=_usage(answer.usage),
+            model=answer.model or self.model,
+            finish_reason=choice.finish_reason,
             provider=self.name,
+            tool_calls=calls,
         )
 
     def _stream_decoder(self) -> _OpenAIStream:
@@ -142,10 +200,60 @@ def _error_from_body(
     return error_for_status(status, message, provider=provider, retry_after=retry_after)
 
 
-def _usage(raw: dict[str, Any]) -> Usage:
-    return Usage(
-        input_tokens=int(raw["prompt_tokens"]), output_tokens=int(raw.get("completion_tokens") or 0)
+def _usage(raw: wire.CompletionUsage) -> Usage:
+    cached = raw.prompt_tokens_details.cached_tokens if raw.prompt_tokens_details else None
+    reasoning = (
+        raw.completion_tokens_details.reasoning_tokens if raw.completion_tokens_details else None
     )
+    return Usage(
+        input_tokens=raw.prompt_tokens,
+        output_tokens=raw.completion_tokens,
+        cached_input_tokens=cached or 0,
+        reasoning_tokens=reasoning or 0,
+    )
+
+
+def _function(
+    name: str, description: str | None, parameters: dict[str, Any], strict: bool | None
+) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": name, "parameters": parameters}
+    if description:
+        function["description"] = description
+    if strict is not None:
+        function["strict"] = strict
+    return function
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        return message.content
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, ImagePart):
+            image: dict[str, Any] = {"url": part.url}
+            if part.detail:
+                image["detail"] = part.detail
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            parts.append({"type": "text", "text": part.text})
+    return parts
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One message in OpenAI's shape; tool-call ids fitted to OpenAI's length limit."""
+    role = message.role
+    if role is Role.TOOL:
+        return {"role": "tool", "tool_call_id": tool_ids.fit(message.tool_call_id or "",
+                                                             max_length=MAX_TOOL_CALL_ID),
+                "content": message.text}  # fmt: skip
+    if role is Role.ASSISTANT and message.tool_calls:
+        calls = [
+            {"id": tool_ids.fit(c.id, max_length=MAX_TOOL_CALL_ID), "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]  # fmt: skip
+        return {"role": "assistant", "content": message.text or None, "tool_calls": calls}
+    return {"role": role.value, "content": _content(message)}
 
 
 class _OpenAIStream:
@@ -165,20 +273,29 @@ class _OpenAIStream:
         if isinstance(data, dict) and _error_of(data) is not None:
             raise _error_from_body(data, status=None, retry_after=None, provider=self.provider)
         try:
-            if data.get("usage"):
-                self.usage = _usage(data["usage"])
-            choices = data.get("choices") or []
-            if not choices:
-                return None
-            choice = choices[0]
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-            text = (choice.get("delta") or {}).get("content") or ""
-        except (KeyError, TypeError, AttributeError, ValueError):
+            chunk = wire.ChatCompletionChunk.model_validate(data)
+        except ValidationError:
             raise MalformedResponse(
                 "stream chunk lacks choices[0].delta", provider=self.provider
             ) from None
-        return StreamChunk(text=text) if text else None
+        if chunk.usage is not None:
+            self.usage = _usage(chunk.usage)
+        if not chunk.choices:
+            return None
+        choice = chunk.choices[0]
+        if choice.finish_reason:
+            self.finish_reason = choice.finish_reason
+        delta = choice.delta
+        calls = tuple(
+            ToolCallDelta(
+                d.index, d.id, d.function.name if d.function else None,
+                (d.function.arguments or "") if d.function else "",
+            )
+            for d in delta.tool_calls or ()
+        )  # fmt: skip
+        if delta.content or calls:
+            return StreamChunk(text=delta.content or "", tool_calls=calls)
+        return None
 
     def finish(self) -> StreamChunk:
         if not self.done:

@@ -8,7 +8,9 @@ window, opens it. Open, it refuses calls for the recovery time, which grows by
 once as probes while every other call goes to another provider; the first probe to succeed
 closes it, the first to fail reopens it. Gateways that merely let a cooldown expire readmit
 all traffic at once onto a provider that may still be down; the probe bound is what avoids
-that stampede.
+that stampede. An active health probe (a model listing, ``health.probeInterval``) that
+succeeds moves an open breaker to half-open early; it never closes one, since answering a
+listing is not answering calls.
 
 Only the outcome of a call admitted in the current state counts: a call admitted while closed
 that fails after the breaker opened tells nothing new, and a probe's outcome counts only while
@@ -138,6 +140,24 @@ class CircuitBreaker:
         self.probes_in_flight = 0
         self.transitions: deque[Transition] = deque(maxlen=TRANSITION_HISTORY)
 
+    def outage(self) -> tuple[datetime, str] | None:
+        """When the current outage began and why the breaker last opened; None while closed.
+
+        An outage runs from the breaker's opening out of the closed state through every
+        half-open probe and reopening until it closes again.
+        """
+        if self.state is BreakerState.CLOSED:
+            return None
+        since: datetime | None = None
+        reason = ""
+        for transition in reversed(self.transitions):
+            if transition.to_state is BreakerState.OPEN:
+                reason = reason or transition.reason
+                since = transition.at
+                if transition.from_state is BreakerState.CLOSED:
+                    break
+        return (since, reason) if since is not None else None
+
     def open_duration(self, openings: int) -> float:
         """How long the breaker stays open on its ``openings``-th opening in a row."""
         return min(self._recovery * self._multiplier ** (openings - 1), self._max_recovery)
@@ -216,10 +236,16 @@ class CircuitBreaker:
         self._move(BreakerState.OPEN, f"forced open: {reason}")
 
     def on_probe(self, now: float, *, ok: bool, kind: str = "probe failed") -> None:
-        """Take an active health probe's outcome into account."""
+        """Take an active health probe's outcome into account.
+
+        A probe lists models: it shows that the provider answers with this key, not that its
+        calls succeed. So a good probe moves an open breaker to half-open at once (before
+        its recovery time ends), and the half-open state's real calls close or reopen it;
+        a probe never closes a breaker itself.
+        """
         if ok:
-            if self.refresh(now) is BreakerState.HALF_OPEN:
-                self._close("active probe succeeded")
+            if self.state is BreakerState.OPEN:
+                self._move(BreakerState.HALF_OPEN, "active probe succeeded")
             elif self.state is BreakerState.CLOSED:
                 self.consecutive_failures = 0
         elif self.refresh(now) is BreakerState.HALF_OPEN:

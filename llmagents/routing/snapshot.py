@@ -29,7 +29,13 @@ SNAPSHOT_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class ProviderStatus:
-    """One provider at a glance; healthy means breaker closed and not misconfigured."""
+    """One provider at a glance; healthy means breaker closed and not misconfigured.
+
+    The rates and latencies cover the health window; ``open_since`` and ``breaker_reason``
+    describe the current outage (None while closed); ``last_success`` and ``last_failure``
+    are when the latest call (or active probe) succeeded and failed, ``last_error`` the
+    failure's kind and message.
+    """
 
     name: str
     healthy: bool
@@ -38,6 +44,14 @@ class ProviderStatus:
     success_rate: float | None
     p95_latency: float | None
     misconfigured: str | None
+    open_since: datetime | None = None
+    breaker_reason: str | None = None
+    calls: int = 0
+    error_rate: float | None = None
+    mean_latency: float | None = None
+    last_failure: datetime | None = None
+    last_error: str | None = None
+    last_success: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +68,7 @@ class ProviderStatus:
 def provider_status(state: ProviderState, *, now: float, wall_now: datetime) -> ProviderStatus:
     breaker_state = state.breaker.refresh(now)
     stats = state.health.stats(now, wall_now)
+    outage = state.breaker.outage()
     return ProviderStatus(
         name=state.name,
         healthy=breaker_state is BreakerState.CLOSED and state.misconfigured is None,
@@ -62,6 +77,14 @@ def provider_status(state: ProviderState, *, now: float, wall_now: datetime) -> 
         success_rate=stats.success_rate,
         p95_latency=stats.p95_latency,
         misconfigured=state.misconfigured,
+        open_since=outage[0] if outage else None,
+        breaker_reason=outage[1] if outage else None,
+        calls=stats.calls,
+        error_rate=stats.error_rate,
+        mean_latency=stats.mean_latency,
+        last_failure=stats.last_failure,
+        last_error=state.last_error,
+        last_success=stats.last_success,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from llmagents.api.pool import ProviderSpec, Tier
-from llmagents.errors import ProviderError
+from llmagents.errors import ErrorKind, ProviderError
 from llmagents.routing.breaker import Admission, CircuitBreaker
 from llmagents.routing.calls import CallTask
 from llmagents.routing.costs import Price, token_cost
@@ -30,6 +30,7 @@ class ProviderState:
         "free",
         "health",
         "index",
+        "last_error",
         "misconfigured",
         "name",
         "price",
@@ -64,6 +65,8 @@ class ProviderState:
         self.health = health
         self.misconfigured: str | None = None
         """Why the provider's configuration looks wrong (auth, bad request, unknown model)."""
+        self.last_error: str | None = None
+        """The kind and message of its latest failure."""
 
     def estimate(self, task: CallTask) -> float:
         """Expected cost of ``task`` here, in US dollars."""
@@ -88,7 +91,12 @@ class ProviderState:
     def failed(
         self, now: float, admission: Admission, error: ProviderError, latency: float
     ) -> None:
+        if error.kind is ErrorKind.CLIENT_BUSY:
+            # The runner's own connection limit, not the provider: no evidence either way.
+            self.breaker.release(admission)
+            return
         self.health.record(now, ok=False, latency=latency)
+        self.last_error = f"{error.kind.value}: {error.message}"
         if error.misconfiguration:
             # Not a health problem of the provider: no retry or breaker opening can fix it.
             self.breaker.release(admission)
@@ -99,6 +107,8 @@ class ProviderState:
     def probed(self, now: float, *, ok: bool, latency: float, error: ProviderError | None) -> None:
         """Take an active probe's outcome."""
         self.health.record_probe(now, ok=ok, latency=latency)
+        if not ok:
+            self.last_error = f"{error.kind.value}: {error.message}" if error else "probe failed"
         if ok:
             self.answered()
             self.breaker.on_probe(now, ok=True)

@@ -30,7 +30,7 @@ from llmagents.errors import (
     ProviderError,
 )
 from llmagents.routing import CallTask
-from llmagents.runner.http11 import StreamingResponse
+from llmagents.runner.web import StreamingResponse
 
 if TYPE_CHECKING:
     from llmagents.runner.engine import OpenStream

@@ -211,6 +211,11 @@ class Checkpointer:
             if self.failures == 1 or self.failures % 20 == 0:
                 logger.warning("agent %s: checkpoint write failed (%d in a row), retrying in "
                                "%gs: %s", self.agent, self.failures, delay, error)
+        except Exception:
+            # Not a store failure but a bug or unforeseen input: whoever waits in save() hears
+            # at once, and the runner's supervisor logs, reports and restarts the writer.
+            self._last_failed = number
+            raise
         finally:
             self._landed.set()
 

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
-from llmagents.errors import ProviderError
+from llmagents.errors import AnswerRejected, MalformedResponse, ProviderError
 from llmagents.pricing import KnownPrice, prices, resolve_pool
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
@@ -32,11 +35,16 @@ from llmagents.routing import (
     CallTask,
     EngineListener,
     ProviderManager,
+    selection,
 )
 from llmagents.routing import clock as clocks
-from llmagents.routing import selection
+from llmagents.routing.costs import usage_problem
+from llmagents.runner.tracing import CallTracer, use_call_span
 
 logger = logging.getLogger(__name__)
+
+AnswerCheck = Callable[[ChatResponse], str | None]
+"""Why an answer is unacceptable, or None when it is fine."""
 
 PROBE_TIMEOUT = 10.0
 """Seconds an active health probe (a model listing) may take."""
@@ -60,6 +68,15 @@ def resolve_pool_urls(config: RunnerConfig) -> RunnerConfig:
     return config.model_copy(update={"pool": config.pool.model_copy(update={"providers": providers})})
 
 
+def _limited(request: ChatRequest, attempt: Attempt) -> ChatRequest:
+    """The request with the output limit the budget allows this attempt (never higher than
+    the request's own)."""
+    limit = attempt.max_output_tokens
+    if limit is None or limit == request.max_tokens:
+        return request
+    return dataclasses.replace(request, max_tokens=limit)
+
+
 @dataclass(slots=True)
 class _FirstChunk:
     """A stream one provider has started: its iterator and its first chunk, not yet settled."""
@@ -70,11 +87,11 @@ class _FirstChunk:
 
 
 class OpenStream:
-    """A started stream: iterate it for text chunks; it settles with the engine by itself.
+    """A started stream: iterate it for chunks of text and tool calls; it settles by itself.
 
-    Iteration yields the chunks with text or tool-call pieces; a ``ProviderError`` raised from it means the provider
-    failed mid-answer (already recorded against the provider). ``usage`` and
-    ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
+    Iteration yields the chunks that carry text or tool-call deltas; a ``ProviderError``
+    raised from it means the provider failed mid-answer (already recorded against it).
+    ``usage`` and ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
     went away): the provider is counted as fine and charged for what it produced.
     """
 
@@ -84,9 +101,14 @@ class OpenStream:
         result: CallResult[_FirstChunk],
         task: CallTask,
         model: str,
+        *,
+        tracer: CallTracer | None = None,
+        span: Any = None,
     ) -> None:
         self.manager = manager
         self.result = result
+        self._tracer = tracer
+        self._span = span
         self.provider = result.provider
         self.model = model
         self.usage: Usage | None = None
@@ -118,9 +140,29 @@ class OpenStream:
                     yield chunk
                 chunk = await anext(opened.chunks, None)
         except ProviderError as error:
-            self.cost = self.manager.record_stream_failure(self.result, error)
+            self._settle_broken(error)
+            self._end_span(error)
             raise
         self._settle_ok()
+
+    def _estimate(self) -> Usage:
+        """What the provider charges for this stream as far as we can tell without its usage:
+        the prompt's estimate and the text received, at four characters a token."""
+        return Usage(self._task.budget_input_tokens, max(1, math.ceil(self._text_chars / 4)))
+
+    def _settle_broken(self, error: ProviderError) -> None:
+        # The provider charges for what it generated before the break: never $0. Usage it
+        # reported on the way (Anthropic sends input tokens first) counts where it says more.
+        estimate = self._estimate()
+        usage = estimate
+        if self.usage is not None and usage_problem(self.usage) is None:
+            usage = Usage(max(estimate.input_tokens, self.usage.input_tokens),
+                          max(estimate.output_tokens, self.usage.output_tokens))  # fmt: skip
+        self.usage = usage
+        self.cost = self.manager.record_stream_failure(self.result, error, usage)
+        logger.warning("provider %s: stream broke after %d characters; charged %d input and %d "
+                       "output tokens ($%.6f)", self.provider, self._text_chars,
+                       usage.input_tokens, usage.output_tokens, self.cost)  # fmt: skip
 
     def _settle_ok(self) -> None:
         if self.result.settled:
@@ -129,11 +171,23 @@ class OpenStream:
         if usage is None:
             # A server that streams no usage: charge an estimate rather than nothing, so that
             # the budget is never silently undercounted.
-            usage = Usage(self._task.input_tokens, max(1, self._text_chars // 4))
+            usage = self._estimate()
             logger.warning("provider %s streamed no usage; charging an estimate of %d tokens",
                            self.provider, usage.total_tokens)
             self.usage = usage
-        self.cost = self.manager.record_usage(self.result, usage)
+        try:
+            self.cost = self.manager.record_usage(self.result, usage)
+        except MalformedResponse as error:
+            self.usage = None
+            self._settle_broken(error)
+            self._end_span(error)
+            raise
+        self._end_span(None)
+
+    def _end_span(self, error: BaseException | None) -> None:
+        if self._tracer is not None and self._span is not None:
+            self._tracer.end_call(self._span, self.result, error=error)
+            self._span = None
 
     async def aclose(self) -> None:
         """Stop reading; settle as a success with the tokens produced so far if not settled."""
@@ -141,8 +195,9 @@ class OpenStream:
             await self.result.value.chunks.aclose()  # type: ignore[attr-defined]
         if not self.result.settled:
             if self.usage is None:
-                self.usage = Usage(self._task.input_tokens, max(1, self._text_chars // 4))
-            self._settle_ok()
+                self.usage = self._estimate()
+            with contextlib.suppress(MalformedResponse):  # settled as broken: nothing to tell
+                self._settle_ok()
 
 
 @dataclass(slots=True)
@@ -153,6 +208,8 @@ class AgentEngine:
     adapters: Mapping[str, ProviderAdapter]
     known_prices: Mapping[str, KnownPrice] = field(default_factory=dict)
     """Each provider's price and where it came from (spec, local, the price table)."""
+    tracer: CallTracer | None = None
+    """Spans of calls and attempts, when tracing is on (``runner.tracing``)."""
     _probing: set[str] = field(default_factory=set)
 
     def providers_for(self, model: str | None) -> frozenset[str] | None:
@@ -169,6 +226,7 @@ class AgentEngine:
         clock: clocks.Clock = clocks.monotonic,
         wall_clock: clocks.WallClock = clocks.utc_now,
         sleep: clocks.Sleep = clocks.sleep,
+        tracer: CallTracer | None = None,
     ) -> AgentEngine:
         """Adapters for every provider of the (URL-resolved) pool and a manager over them.
 
@@ -190,21 +248,64 @@ class AgentEngine:
             agent=config.agent.name,
             prices=prices(known),
         )
-        return cls(manager, adapters, known)
+        return cls(manager, adapters, known, tracer)
 
-    async def complete(self, request: ChatRequest, task: CallTask) -> CallResult[ChatResponse]:
-        """One complete answer through the pool (fallback, retries, breakers, budget)."""
+    async def complete(
+        self, request: ChatRequest, task: CallTask, *, check: AnswerCheck | None = None
+    ) -> CallResult[ChatResponse]:
+        """One complete answer through the pool (fallback, retries, breakers, budget).
+
+        ``check`` returns why an answer is unacceptable (or None): such an answer is an
+        ``AnswerRejected`` of its provider, retried and fallen back from, its tokens charged.
+        """
+
+        tracer = self.tracer
 
         async def call(attempt: Attempt) -> ChatResponse:
-            return await self._adapter(attempt.provider).complete(request, timeout=attempt.timeout)
+            spec = attempt.provider
+            limited = _limited(request, attempt)
+            if tracer is None:
+                answer = await self._adapter(spec).complete(limited, timeout=attempt.timeout)
+                return _checked(spec.name, answer)
+            with tracer.attempt(attempt) as span:
+                answer = await self._adapter(spec).complete(limited, timeout=attempt.timeout)
+                tracer.answered(span, answer.usage, answer.model)
+                return _checked(spec.name, answer)
 
-        return await self.manager.execute(task, call)
+        def _checked(provider: str, answer: ChatResponse) -> ChatResponse:
+            reason = check(answer) if check is not None else None
+            if reason is not None:
+                raise AnswerRejected(reason, provider=provider, usage=answer.usage)
+            return answer
+
+        if tracer is None:
+            return await self.manager.execute(task, call)
+        span = tracer.start_call(request, task, stream=False)
+        try:
+            with use_call_span(span):
+                result = await self.manager.execute(task, call)
+        except BaseException as error:
+            tracer.end_call(span, None, error=error)
+            raise
+        tracer.end_call(span, result)
+        return result
 
     async def open_stream(self, request: ChatRequest, task: CallTask) -> OpenStream:
         """A stream from the first provider that produces a first chunk."""
+        tracer = self.tracer
 
         async def call(attempt: Attempt) -> _FirstChunk:
-            chunks = self._adapter(attempt.provider).stream(request, timeout=attempt.timeout)
+            if tracer is None:
+                return await first_chunk(attempt)
+            with tracer.attempt(attempt) as span:
+                opened = await first_chunk(attempt)
+                tracer.answered(span, opened.first.usage)
+                return opened
+
+        async def first_chunk(attempt: Attempt) -> _FirstChunk:
+            chunks = self._adapter(attempt.provider).stream(
+                _limited(request, attempt), timeout=attempt.timeout
+            )
             try:
                 first = await anext(chunks)
             except BaseException:
@@ -212,8 +313,18 @@ class AgentEngine:
                 raise
             return _FirstChunk(chunks, first)
 
-        result = await self.manager.execute(task, call)
-        return OpenStream(self.manager, result, task, self.adapters[result.provider].model)
+        if tracer is None:
+            result = await self.manager.execute(task, call)
+            return OpenStream(self.manager, result, task, self.adapters[result.provider].model)
+        span = tracer.start_call(request, task, stream=True)
+        try:
+            with use_call_span(span):
+                result = await self.manager.execute(task, call)
+        except BaseException as error:
+            tracer.end_call(span, None, error=error)
+            raise
+        return OpenStream(self.manager, result, task, self.adapters[result.provider].model,
+                          tracer=tracer, span=span)  # fmt: skip
 
     async def run_due_probes(self) -> int:
         """Probe the providers whose health is stale (``health.probeInterval``); returns how many.

@@ -12,16 +12,23 @@ provider. It serves, on the pod's loopback only:
   an error, never a silent 200 with a cut answer. The header ``x-llmagents-complexity``
   (simple, medium, complex) steers tier choice; ``x-llmagents-provider`` and
   ``x-llmagents-cost-usd`` on answers say who answered and what it cost.
+- ``POST /v1/responses`` (``front_responses``: OpenAI's Responses API, stateless, the
+  default of the OpenAI Agents SDK) and ``POST /v1/messages`` (``front_messages``:
+  Anthropic's Messages API, with ``/v1/messages/count_tokens``): the same chat path in
+  other protocols' shapes, streams included.
+- ``POST /v1/embeddings`` (``front_embeddings``): the pool's embedding models.
 - ``GET /v1/models``: what a client may ask for (``routing.selection``): each provider's
-  model and name, and the pool's aliases, with the capabilities behind each.
-- ``GET|PUT /v1/checkpoint/state``: the client's own state (any JSON, at most
-  ``MAX_CUSTOM_STATE`` bytes), saved in the runner's checkpoint and returned after restarts.
-  A PUT answers once the checkpoint holding it landed (``saved``), or after a bounded wait.
+  model and name, and the pool's aliases, with the capabilities behind each; and each
+  embedding model (capability ``embeddings``).
+- ``GET|PUT /v1/checkpoint/state``: the client's own state (any strict JSON, at most
+  ``MAX_CUSTOM_STATE`` bytes and ``MAX_STATE_NESTING`` levels deep; 413 and 400 otherwise),
+  saved in the runner's checkpoint and returned after restarts. A PUT answers once the
+  checkpoint holding it landed (``saved``), or after a bounded wait.
 - ``/healthz`` and ``/readyz``.
 
-It runs on ``http11.Server`` rather than aiohttp's server: the gateway is on the path of
-every model call, and aiohttp's server alone cost about the whole latency budget per request
-(``bench/README.md``). Refusals (``chat_path.Refusal``): a request that is wrong or needs a
+It runs on uvicorn (``web.Server``) rather than aiohttp's server: the gateway is on the path
+of every model call, and aiohttp's server alone cost about the whole latency budget per
+request (``bench/README.md``). Refusals (``chat_path.Refusal``): a request that is wrong or needs a
 capability no provider it may use has is 400, an exhausted budget 429 with
 ``x-should-retry: false`` (OpenAI's clients then do not retry), no provider answering 503,
 a passed call deadline 504, an agent that stopped working (maxRuntime) 503.
@@ -36,9 +43,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from llmagents.routing.selection import askable_models
-from llmagents.runner import openai_chat
-from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
+from llmagents.runner import front_embeddings, front_messages, front_responses, openai_chat
+from llmagents.runner.checkpoint import nesting_depth
 from llmagents.runner.openai_chat import json_response
+from llmagents.runner.web import Request, Response, Server, StreamingResponse
 from llmagents.wire.openai_chat import error_body
 
 if TYPE_CHECKING:
@@ -49,6 +57,9 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 8 * 1024 * 1024
 MAX_CUSTOM_STATE = 512 * 1024
 """Bytes of custom state a client may store; the checkpoint must stay within a ConfigMap."""
+MAX_STATE_NESTING = 32
+"""Levels of arrays and objects custom state may nest: the checkpoint's encoder and decoder
+recurse, and the checkpoint itself must stay within ``checkpoint.MAX_NESTING``."""
 STATE_SAVE_TIMEOUT = 5.0
 
 Route = Callable[[Request], Awaitable[Response | StreamingResponse]]
@@ -57,6 +68,10 @@ FrontDoor = Callable[["Runner", Request], Awaitable[Response | StreamingResponse
 
 FRONT_DOORS: dict[str, FrontDoor] = {
     "/v1/chat/completions": openai_chat.handle,
+    "/v1/responses": front_responses.handle,
+    "/v1/messages": front_messages.handle,
+    "/v1/messages/count_tokens": front_messages.count_tokens,
+    "/v1/embeddings": front_embeddings.handle,
 }
 """The chat routes (POST) and the module serving each; other protocols add theirs here."""
 
@@ -89,8 +104,9 @@ class Gateway:
 
     async def start(self, host: str, port: int) -> None:
         await self._server.start(host, port)
-        logger.info("agent %s: gateway listening on http://%s:%d/v1", self.runner.agent, host,
-                    self.port)
+        logger.info(
+            "agent %s: gateway listening on http://%s:%d/v1", self.runner.agent, host, self.port
+        )
 
     async def stop(self) -> None:
         await self._server.stop(grace=2.0)
@@ -108,7 +124,11 @@ class Gateway:
             body = error_body(f"{request.path} takes {allowed}, not {request.method}",
                               kind="invalid_request_error", code="method_not_allowed")  # fmt: skip
             return json_response(body, 405, {"allow": allowed})
-        return await route(request)
+        tracer = self.runner.engine.tracer
+        if tracer is None:
+            return await route(request)
+        with tracer.incoming(request.headers):  # the caller's traceparent parents the call
+            return await route(request)
 
     # -- the rest -----------------------------------------------------------------------------
 
@@ -124,6 +144,13 @@ class Gateway:
             data.append({"id": name, "object": "model", "created": 0, "owned_by": owner,
                          "providers": sorted(members),
                          "capabilities": sorted(c.value for c in can)})  # fmt: skip
+        embedding: dict[str, list[str]] = {}
+        for spec in pool.providers:
+            if spec.embeddings is not None:
+                embedding.setdefault(spec.embeddings.model, []).append(spec.name)
+        for model, names in embedding.items():
+            data.append({"id": model, "object": "model", "created": 0, "owned_by": names[0],
+                         "providers": names, "capabilities": ["embeddings"]})  # fmt: skip
         return json_response({"object": "list", "data": data})
 
     async def _get_state(self, request: Request) -> Response:
@@ -139,12 +166,17 @@ class Gateway:
                               kind="invalid_request_error", code="state_too_large")  # fmt: skip
             return json_response(body, 413)
         try:
-            document: Any = json.loads(request.body)
-        except ValueError:
+            document: Any = json.loads(request.body, parse_constant=_not_json)
+        except (ValueError, RecursionError):
             document = None
         if not isinstance(document, dict) or "state" not in document:
-            body = error_body('the body must be a JSON object {"state": ...}',
+            body = error_body('the body must be a strict JSON object {"state": ...} (no NaN '
+                              f"or Infinity, at most {MAX_STATE_NESTING} levels deep)",
                               kind="invalid_request_error")  # fmt: skip
+            return json_response(body, 400)
+        if nesting_depth(document["state"], limit=MAX_STATE_NESTING) > MAX_STATE_NESTING:
+            body = error_body(f"custom state may nest at most {MAX_STATE_NESTING} levels deep",
+                              kind="invalid_request_error", code="state_too_deep")  # fmt: skip
             return json_response(body, 400)
         self.runner.set_custom_state(document["state"])
         saved = await self.runner.checkpointer.save(STATE_SAVE_TIMEOUT)
@@ -157,3 +189,6 @@ class Gateway:
         ready = self.runner.accepting
         return json_response({"ready": ready}, 200 if ready else 503)
 
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")

@@ -41,16 +41,21 @@ from llmagents.api.status import (
     RunnerPhase,
 )
 from llmagents.chat import Usage
+from llmagents.errors import ConfigError
+from llmagents.events import EventRecorder
 from llmagents.routing import AttemptRecord, EngineListener, Fallback, Transition
 from llmagents.routing import clock as clocks
-from llmagents.runner.checkpoint import Checkpoint, CheckpointStore
+from llmagents.runner.background import Supervisor
+from llmagents.runner.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore
 from llmagents.runner.checkpointer import Checkpointer
 from llmagents.runner.engine import AgentEngine
+from llmagents.runner.events import AgentEvents
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.results import ResultStore, TaskResult
 from llmagents.runner.secrets import Redactor
 from llmagents.runner.status import RunnerReport, StatusReporter, StatusSink, build_status
 from llmagents.runner.tasks import LoopEnd, Progress, TaskLoop
+from llmagents.runner.tracing import CallTracer
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +117,8 @@ class Runner:
         results: ResultStore,
         metrics: RunnerMetrics | None = None,
         redactor: Redactor | None = None,
+        events: EventRecorder | None = None,
+        tracer: CallTracer | None = None,
         status_interval: float = 5.0,
         checkpoint_spacing: float = 1.0,
         task_save_timeout: float = 10.0,
@@ -124,10 +131,24 @@ class Runner:
         self.metrics = metrics if metrics is not None else RunnerMetrics(self.agent)
         self.redact = redactor if redactor is not None else Redactor(api_keys.values())
         hooks = _Hooks()
+        self.events = events
+        agent = config.agent
+        self.agent_events: AgentEvents | None = (
+            AgentEvents(events, name=agent.name, namespace=agent.namespace, uid=agent.uid)
+            if events is not None
+            else None
+        )
+        listeners: list[EngineListener] = [self.metrics, hooks]
+        if self.agent_events is not None:
+            listeners.append(self.agent_events)
+        if tracer is not None:
+            listeners.append(tracer)
         self.engine = AgentEngine.build(
-            config, api_keys=api_keys, listener=_Fanout(self.metrics, hooks),
-            clock=clock, wall_clock=wall_clock,
+            config, api_keys=api_keys, listener=_Fanout(*listeners),
+            clock=clock, wall_clock=wall_clock, tracer=tracer,
         )  # fmt: skip
+        if self.agent_events is not None:
+            self.agent_events.manager = self.engine.manager
         self.results = results
         self.tasks = list(config.tasks or [])
         self.progress = Progress()
@@ -142,7 +163,10 @@ class Runner:
         self._conditions_since: dict[str, datetime] = {}
         self._task_save_timeout = task_save_timeout
         self._task_retry_delays = task_retry_delays
-        self._background: list[asyncio.Task[None]] = []
+        self._supervisor = Supervisor(
+            self.agent, on_failure=lambda: self.reporter.changed(urgent=True),
+            redact=self.redact, wall_clock=wall_clock,
+        )  # fmt: skip
         self.checkpointer = Checkpointer(
             store, self._checkpoint, interval=config.checkpoint_interval.total_seconds(),
             min_spacing=checkpoint_spacing, clock=clock, wall_clock=wall_clock,
@@ -171,8 +195,12 @@ class Runner:
         if previous_status is not None:
             self._reconcile_spend(previous_status)
         self._set_phase(RunnerPhase.RUNNING)
-        for job in (self.checkpointer.run(), self.reporter.run(), self._housekeeping()):
-            self._background.append(asyncio.create_task(job))
+        supervise = self._supervisor.start
+        supervise("checkpoint writer", "CheckpointWriterFailed", self.checkpointer.run)
+        supervise("status reporter", "StatusReporterFailed", self.reporter.run)
+        supervise("housekeeping", "HousekeepingFailed", self._housekeeping)
+        if self.events is not None:
+            supervise("event recorder", "EventRecorderFailed", self.events.run)
 
     def _restore(self, checkpoint: Checkpoint | None) -> None:
         if checkpoint is not None and checkpoint.agent_uid != self.config.agent.uid:
@@ -181,7 +209,14 @@ class Runner:
             checkpoint = None
         if checkpoint is None:
             return
-        self.engine.manager.restore(checkpoint.engine)
+        try:
+            self.engine.manager.restore(checkpoint.engine)
+        except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as error:
+            # Nothing restored is used: the runner refuses to start and writes nothing.
+            raise CheckpointCorrupt(
+                f"checkpoint {checkpoint.sequence} cannot be restored: the engine state has "
+                f"a bad or missing field ({type(error).__name__}: {error})"
+            ) from None
         self.progress = Progress(list(checkpoint.completed), dict(checkpoint.failed))
         self.started_at = checkpoint.started_at
         self.custom_state = checkpoint.custom_state
@@ -225,6 +260,12 @@ class Runner:
             summary = self.progress.summary(self.tasks)
             self._set_phase(RunnerPhase.COMPLETED,
                             f"{summary.done} task(s) done, {summary.failed} failed")
+            if self.agent_events is not None:
+                self.agent_events.tasks_completed(summary.done, summary.failed)
+            await self.checkpointer.save(self._task_save_timeout)
+        elif end is LoopEnd.BUDGET_SPENT:
+            self.message = f"budget exhausted: {self.redact(str(loop.budget_spent))}"
+            self.reporter.changed(urgent=True)
             await self.checkpointer.save(self._task_save_timeout)
         return end
 
@@ -266,8 +307,10 @@ class Runner:
                 break
             if probing is None or probing.done():
                 probing = asyncio.create_task(self.engine.run_due_probes())
-            states = {n: (s.breaker, s.healthy) for n, s in self.engine.manager.status().items()}
-            self.metrics.providers(states)
+            status = self.engine.manager.status()
+            self.metrics.providers({n: (s.breaker, s.healthy) for n, s in status.items()})
+            if self.agent_events is not None:
+                self.agent_events.providers_checked({n: s.misconfigured for n, s in status.items()})
             if not await self.results.flush():
                 self.message = RESULTS_PENDING
             elif self.message == RESULTS_PENDING:
@@ -297,6 +340,8 @@ class Runner:
     def _checkpoint_changed(self) -> None:
         checkpointer = self.checkpointer
         if checkpointer.fenced is not None:
+            if not self.work_stop.is_set() and self.agent_events is not None:
+                self.agent_events.fenced(str(checkpointer.fenced))
             self.work_stop.set()
             self.reporter.muted = True  # the newer runner reports now
             return
@@ -351,6 +396,7 @@ class Runner:
                     last_transition_time=self._true_since(RESULTS_NOT_STORED),
                 )
             )
+        conditions.extend(self._supervisor.conditions())
         # A condition that is no longer reported starts afresh when it comes back.
         self._conditions_since = {c.type: c.last_transition_time for c in conditions}
         return RunnerReport(status, conditions)
@@ -401,16 +447,21 @@ class Runner:
             logger.info("agent %s: final checkpoint %s", self.agent,
                         "saved" if saved else "NOT saved (store unreachable)")
             await self.reporter.flush(max(0.1, deadline - loop.time() - 0.2))
+        if self.events is not None:
+            await self.events.flush(max(0.1, min(2.0, deadline - loop.time() - 0.1)))
+        tracer = self.engine.tracer
+        if tracer is not None:
+            with contextlib.suppress(TimeoutError):
+                # The exporter's flush blocks; its thread may outlive the wait, not the process.
+                async with asyncio.timeout(max(0.1, min(3.0, deadline - loop.time() - 0.1))):
+                    await asyncio.to_thread(tracer.shutdown)
         await self.close()
 
     async def close(self) -> None:
         self.checkpointer.close()
         self.reporter.close()
-        for job in self._background:
-            job.cancel()
-        for job in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await job
-        self._background.clear()
+        if self.events is not None:
+            self.events.close()
+        await self._supervisor.close()
         await self.engine.aclose()
 

@@ -39,7 +39,7 @@ from llmagents.chat import (
 )
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
-from llmagents.runner.http11 import Request, Response, StreamingResponse
+from llmagents.runner.web import Request, Response, StreamingResponse
 from llmagents.wire import openai_chat as wire
 
 if TYPE_CHECKING:
@@ -110,25 +110,8 @@ def parse(raw: bytes) -> wire.ChatCompletionRequest:
 
 
 def _invalid(invalid: ValidationError) -> Refusal:
-    error = invalid.errors(include_url=False)[0]
-    if error["type"] == "json_invalid":
-        return Refusal(400, f"the request body is not valid JSON: {error['msg']}")
-    # Unions add the member tried to the location (messages.0.user.content.str); a client
-    # wants the path in its own request.
-    loc = [str(p) for p in error["loc"] if not _union_tag(p)]
-    param = ".".join(loc) if loc else None
-    where = f"'{param}': " if param else ""
-    count = invalid.error_count()
-    more = f" (and {count - 1} more)" if count > 1 else ""
-    return Refusal(400, f"Invalid request: {where}{error['msg']}{more}", param=param)
-
-
-def _union_tag(part: object) -> bool:
-    return isinstance(part, str) and (
-        part in ("str", "list", "function-after", "int", "float", "bool", "none")
-        or part.startswith(("list[", "dict[", "literal[", "Annotated", "function-"))
-        or part[:1].isupper()
-    )
+    message, param = wire.describe(invalid)
+    return Refusal(400, message, param=param)
 
 
 def _text(content: str | list[Any] | None) -> str:

@@ -29,6 +29,7 @@ from llmagents.api.status import (
     BreakerState,
     Condition,
     CostStatus,
+    ProviderFailure,
     ProviderStatus,
     RunnerAgentStatus,
     RunnerPhase,
@@ -228,20 +229,35 @@ def build_status(
     """The runner's status from the engine's state and the runner's own progress."""
     providers = []
     known_prices = known_prices or {}
+    spend_by_provider = manager.spend_by_provider
     for name, status in manager.status().items():
         known = known_prices.get(name)
+        spent = spend_by_provider.get(name)
         providers.append(
             ProviderStatus(
                 name=name,
                 healthy=status.healthy,
                 breaker_state=BreakerState(status.breaker.value),
-                success_rate=status.success_rate,
-                latency_p95_ms=(
-                    round(status.p95_latency * 1000, 1) if status.p95_latency is not None else None
-                ),
+                open_since=status.open_since,
+                open_until=status.open_until,
+                breaker_reason=redact(status.breaker_reason)[:1024]
+                if status.breaker_reason
+                else None,
+                calls=status.calls,
+                success_rate=_rate(status.success_rate),
+                error_rate=_rate(status.error_rate),
+                latency_mean_ms=_ms(status.mean_latency),
+                latency_p95_ms=_ms(status.p95_latency),
+                cost_usd=round(spent.cost, 9) if spent is not None else 0.0,
                 misconfigured=(
                     redact(status.misconfigured)[:1024] if status.misconfigured else None
                 ),
+                last_success=status.last_success,
+                last_failure=ProviderFailure(
+                    at=status.last_failure, reason=redact(status.last_error or "failed")[:1024]
+                )
+                if status.last_failure is not None
+                else None,
                 price=known.to_status() if known is not None else None,
             )
         )
@@ -274,3 +290,12 @@ def build_status(
         last_checkpoint=last_checkpoint,
         budget_exhausted=exhausted,
     )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return round(seconds * 1000, 1) if seconds is not None else None
+
+
+def _rate(share: float | None) -> float | None:
+    # Four digits: a status that changes in the tenth decimal on every call writes for nothing.
+    return round(share, 4) if share is not None else None

@@ -8,8 +8,12 @@ keeps to the budget within the call; this loop adds what only the task list know
   breakers half-open), unless every provider refused the request itself (bad request,
   auth, unknown model), which no wait can fix; then the task fails and keeps its error;
 - an exhausted budget pauses the list rather than failing tasks: with ``onExhausted: stop``
-  the loop waits for the period to roll over (the operator meanwhile scales the agent to
-  zero), and the task runs when there is budget again;
+  the loop waits for a daily or monthly period to roll over (the operator meanwhile scales
+  the agent to zero), and the task runs when there is budget again; a ``total`` budget never
+  rolls over, so the loop ends (``LoopEnd.BUDGET_SPENT``) instead of waiting forever;
+- a task with a ``responseFormat`` asks providers for JSON of its schema and accepts only
+  an answer that is JSON valid against it (``answer_check``); a provider whose answer fails
+  is retried and fallen back from like one that sent a malformed answer;
 - after each task, ``after_task`` runs (results flushed, checkpoint saved, status told)
   before the next one starts.
 """
@@ -18,18 +22,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import jsonschema
+
 from llmagents.api.status import TaskProgress
-from llmagents.api.work import TaskSpec
-from llmagents.chat import ChatRequest, Message, Role
-from llmagents.errors import BudgetExhausted, CallFailed
+from llmagents.api.work import BudgetPeriod, ResponseFormatSpec, TaskSpec
+from llmagents.chat import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+)
+from llmagents.errors import BudgetExhausted, CallFailed, CapabilityUnavailable
 from llmagents.routing import CallTask
 from llmagents.routing import clock as clocks
-from llmagents.runner.engine import AgentEngine
+from llmagents.runner.engine import AgentEngine, AnswerCheck
 from llmagents.runner.results import ResultStore, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -80,6 +95,8 @@ class LoopEnd(StrEnum):
     """Every task ended, done or failed."""
     STOPPED = "stopped"
     """Asked to stop (SIGTERM, maxRuntime, fencing)."""
+    BUDGET_SPENT = "budget-spent"
+    """A ``total`` budget with ``onExhausted: stop`` is spent: no task can run again."""
 
 
 def task_request(spec: TaskSpec) -> ChatRequest:
@@ -89,7 +106,32 @@ def task_request(spec: TaskSpec) -> ChatRequest:
     else:
         messages = [Message(Role.SYSTEM, spec.system)] if spec.system else []
         messages.append(Message(Role.USER, spec.prompt or ""))
-    return ChatRequest(messages, max_tokens=spec.max_output_tokens)
+    form = spec.response_format
+    response_format = None
+    if form is not None:
+        response_format = ResponseFormat(ResponseFormatType.JSON_SCHEMA, form.json_schema,
+                                         form.name or spec.name, form.strict)  # fmt: skip
+    return ChatRequest(messages, max_tokens=spec.max_output_tokens,
+                       response_format=response_format)  # fmt: skip
+
+
+def answer_check(form: ResponseFormatSpec) -> AnswerCheck:
+    """Why an answer is not JSON valid against the format's schema, or None when it is."""
+    validator = jsonschema.Draft202012Validator(form.json_schema)
+
+    def check(answer: ChatResponse) -> str | None:
+        try:
+            document = json.loads(answer.text)
+        except ValueError as wrong:
+            return f"the answer is not the JSON the task's responseFormat asks for: {wrong}"
+        error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+        if error is None:
+            return None
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        return (f"the answer does not satisfy the task's responseFormat schema at {where}: "
+                f"{error.message[:300]}")  # fmt: skip
+
+    return check
 
 
 class TaskLoop:
@@ -119,6 +161,8 @@ class TaskLoop:
         self._wall_clock = wall_clock
         self._retry_delays = tuple(retry_delays)
         self._budget_poll = budget_poll
+        self.budget_spent: BudgetExhausted | None = None
+        """Why the loop ended with ``BUDGET_SPENT``."""
 
     async def run(self, stop: asyncio.Event) -> LoopEnd:
         for spec in self.tasks:
@@ -127,8 +171,8 @@ class TaskLoop:
             if stop.is_set():
                 return LoopEnd.STOPPED
             result = await self._run_task(spec, stop)
-            if result is None:
-                return LoopEnd.STOPPED
+            if isinstance(result, LoopEnd):
+                return result
             if result.ok:
                 self.progress.complete(spec.name)
             else:
@@ -137,24 +181,37 @@ class TaskLoop:
             await self._after_task(result)
         return LoopEnd.FINISHED
 
-    async def _run_task(self, spec: TaskSpec, stop: asyncio.Event) -> TaskResult | None:
-        """The task's result, or None when stopped before it ended."""
+    async def _run_task(self, spec: TaskSpec, stop: asyncio.Event) -> TaskResult | LoopEnd:
+        """The task's result, or why the loop ends before the task did."""
         request = task_request(spec)
+        check = answer_check(spec.response_format) if spec.response_format else None
+        # Providers that cannot do what the request needs are skipped, never blamed.
+        task = dataclasses.replace(
+            CallTask.from_spec(spec), capabilities=request.required_capabilities()
+        )
         tries = 0
         attempts = 0
         while True:
             try:
-                result = await self.engine.complete(request, CallTask.from_spec(spec))
+                result = await self.engine.complete(request, task, check=check)
             except BudgetExhausted as exhausted:
+                budget = self.engine.manager.budget
+                if budget is not None and budget.period is BudgetPeriod.TOTAL:
+                    logger.error("task %s cannot run: %s", spec.name, exhausted)
+                    self.budget_spent = exhausted
+                    return LoopEnd.BUDGET_SPENT
                 logger.warning("task %s waits for budget: %s", spec.name, exhausted)
                 if not await self._wait_for_budget(stop):
-                    return None
+                    return LoopEnd.STOPPED
                 continue
             except CallFailed as failed:
                 attempts += len(failed.attempts)
-                hopeless = bool(failed.last_errors) and all(
+                # No wait gives a provider a capability it lacks (a responseFormat needs
+                # jsonSchema), nor cures a request every provider refused.
+                refused = bool(failed.last_errors) and all(
                     e.misconfiguration for e in failed.last_errors.values()
                 )
+                hopeless = refused or isinstance(failed, CapabilityUnavailable)
                 if hopeless or tries >= len(self._retry_delays):
                     message = self._redact(str(failed))
                     logger.error("task %s failed: %s", spec.name, message)
@@ -165,7 +222,7 @@ class TaskLoop:
                 logger.warning("task %s: no provider answered; trying again in %gs: %s",
                                spec.name, delay, self._redact(str(failed)))
                 if await _wait(stop, delay):
-                    return None
+                    return LoopEnd.STOPPED
                 continue
             answer = result.value
             return TaskResult(

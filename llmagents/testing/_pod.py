@@ -11,7 +11,9 @@ runtime would give it has to be made by hand, following Kubernetes' own rules:
   Secrets, the downward API (``status.podIP`` is the pod's loopback address) and resource
   fields. Host variables are not inherited, except a short list (PATH, HOME, ...).
 - files: ConfigMap, Secret, emptyDir, downwardAPI and projected volumes (which is how the
-  service-account token arrives) are written under the pod's directory, and each
+  service-account token arrives) are written under the pod's directory; a container gets
+  ``KUBECONFIG`` for the pod's token unless the pod opts out of the automatic mount, and
+  then only if it mounts a projected token where in-cluster configuration reads it. Each
   container gets a root directory in which every ``mountPath`` is a symlink to its
   volume. ``LLMAGENTS_ROOT`` names that root; absolute paths under a mount path in
   ``env`` values and ``args`` are rewritten to point inside it.
@@ -238,7 +240,12 @@ def plan_pod(
     pod: dict[str, Any], *, source: ObjectSource, pod_dir: Path, pod_ip: str, t: Translation,
 ) -> PodPlan:  # fmt: skip
     """Materialise the pod's volumes under ``pod_dir`` and plan its containers of our image."""
-    from llmagents.testing._podfs import materialise_volumes, mount_container, write_kubeconfig
+    from llmagents.testing._podfs import (
+        materialise_volumes,
+        mount_container,
+        write_kubeconfig,
+        write_projected_kubeconfig,
+    )
 
     spec = pod["spec"]
     meta = pod["metadata"]
@@ -266,8 +273,11 @@ def plan_pod(
         base["HOSTNAME"] = meta["name"]
         base["LLMAGENTS_POD_IP"] = pod_ip
         base["LLMAGENTS_ROOT"] = str(root)
-        if kubeconfig is not None:
-            base["KUBECONFIG"] = str(kubeconfig)
+        own = kubeconfig or write_projected_kubeconfig(
+            pod, container, volumes=volumes, pod_dir=pod_dir, t=t
+        )
+        if own is not None:
+            base["KUBECONFIG"] = str(own)
         env = _env(pod, container, source=source, pod_ip=pod_ip, base=base)
         rewrite = _Rewriter(pod_ip=pod_ip, ports=ports, mounts=mounts)
         # Only what the pod spec sets is the container's view of paths and ports; the

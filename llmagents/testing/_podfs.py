@@ -5,6 +5,9 @@ Layout under a pod's directory::
     volumes/<volume>/...            ConfigMap/Secret keys as files, emptyDir, projected
     rootfs/<container>/<mountPath>  symlink to volumes/<volume>[/<subPath>]
     serviceaccount/kubeconfig       the pod's service-account credentials for the local API
+    serviceaccount/<container>.kubeconfig  the same, for a container that mounts a projected
+                                    token where in-cluster configuration reads it (the
+                                    pod having opted out of the automatic mount)
     logs/<container>.log            the container's stdout and stderr (kept after the pod)
 
 Volumes are written once, when the pod starts; later edits to a ConfigMap are not
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TOKEN_SECONDS = 24 * 3600
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -149,6 +153,64 @@ def mount_container(
     return root, mounts
 
 
+def _kubeconfig(
+    *, ns: str, sa: str, server: str, cluster: dict[str, str], user: dict[str, str]
+) -> dict[str, Any]:
+    name = f"{ns}-{sa}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server, **cluster}}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": ns}}],
+        "current-context": name,
+    }
+
+
+def write_projected_kubeconfig(
+    pod: dict[str, Any], container: dict[str, Any], *, volumes: dict[str, Path], pod_dir: Path,
+    t: Translation,
+) -> Path | None:  # fmt: skip
+    """A kubeconfig reading the token the container mounts where in-cluster configuration
+    looks for it, or ``None`` when it mounts none there.
+
+    This stands in for in-cluster configuration, which dials the ``kubernetes`` Service's
+    cluster IP; the credentials are the container's own projected files (``tokenFile``,
+    the projected ``ca.crt`` when there is one), so a container without that mount, like
+    a real one, has no credentials at all.
+    """
+    sources = {
+        v["name"]: v["projected"].get("sources", [])
+        for v in pod["spec"].get("volumes", [])
+        if "projected" in v
+    }
+    for mount in container.get("volumeMounts", []):
+        if mount["mountPath"].rstrip("/") != SERVICE_ACCOUNT_DIR or mount.get("subPath"):
+            continue
+        tokens = [s["serviceAccountToken"] for s in sources.get(mount["name"], [])
+                  if "serviceAccountToken" in s]  # fmt: skip
+        if not tokens:
+            continue
+        directory = volumes[mount["name"]]
+        ca = directory / "ca.crt"
+        cluster = (
+            {"certificate-authority": str(ca)}
+            if ca.exists()
+            else {"certificate-authority-data": b64encode(t.ca_pem).decode()}
+        )
+        config = _kubeconfig(
+            ns=pod["metadata"]["namespace"],
+            sa=pod["spec"].get("serviceAccountName") or "default",
+            server=t.server,
+            cluster=cluster,
+            user={"tokenFile": str(directory / tokens[0]["path"])},
+        )
+        path = pod_dir / "serviceaccount" / f"{container['name']}.kubeconfig"
+        _write(path, (json.dumps(config, indent=2) + "\n").encode(), 0o600)
+        return path
+    return None
+
+
 def write_kubeconfig(
     pod: dict[str, Any], *, source: ObjectSource, pod_dir: Path, t: Translation
 ) -> Path | None:
@@ -166,23 +228,11 @@ def write_kubeconfig(
         ns, sa, audience=None, expiration=TOKEN_SECONDS,
         pod_name=pod["metadata"]["name"], pod_uid=pod["metadata"].get("uid", ""),
     )  # fmt: skip
-    name = f"{ns}-{sa}"
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": name,
-                "cluster": {
-                    "server": t.server,
-                    "certificate-authority-data": b64encode(t.ca_pem).decode(),
-                },
-            }
-        ],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": ns}}],
-        "current-context": name,
-    }
+    config = _kubeconfig(
+        ns=ns, sa=sa, server=t.server,
+        cluster={"certificate-authority-data": b64encode(t.ca_pem).decode()},
+        user={"token": token},
+    )  # fmt: skip
     d = pod_dir / "serviceaccount"
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     _write(d / "token", token.encode(), 0o600)

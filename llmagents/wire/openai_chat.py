@@ -19,7 +19,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
 
@@ -275,6 +281,10 @@ class FunctionDelta(WireModel):
     name: str | None = None
     arguments: str | None = None
 
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
 
 class ToolCallDelta(WireModel):
     index: int
@@ -282,12 +292,23 @@ class ToolCallDelta(WireModel):
     type: Literal["function"] | None = None
     function: FunctionDelta | None = None
 
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
 
 class Delta(WireModel):
+    """What a chunk adds; written with only the fields it sets, as OpenAI writes it (the
+    final chunk's delta is ``{}``)."""
+
     role: Literal["assistant"] | None = None
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class ChunkChoice(WireModel):
@@ -343,6 +364,46 @@ class ModelCard(WireModel):
 class ModelList(WireModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+def describe(invalid: ValidationError) -> tuple[str, str | None]:
+    """A refusal's message and ``param`` (``messages[0].content``, as OpenAI names fields)
+    for a request that failed validation: its most specific error, and how many more."""
+    errors = invalid.errors(include_url=False)
+    # Of a union's failed members, the one that got furthest says most.
+    error = max(errors, key=lambda e: len(e["loc"]))
+    if error["type"] == "json_invalid":
+        return f"the request body is not valid JSON: {error['msg']}", None
+    param = ""
+    previous: str | int | None = None
+    for part in error["loc"]:
+        if isinstance(part, int):
+            param += f"[{part}]"
+        elif not _union_member(part, previous):
+            param += f".{part}" if param else part
+        previous = part
+    count = invalid.error_count()
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    where = f"'{param}': " if param else ""
+    return f"Invalid request: {where}{error['msg']}{more}", param or None
+
+
+def _union_member(part: str, previous: str | int | None) -> bool:
+    """Whether a location part names the member of a union tried, not a field: unions add
+    it (``messages.0.user.content.str``), and a client wants the path in its own request."""
+    if part in ("str", "int", "float", "bool", "none", "list", "dict"):
+        return True
+    if part.startswith(("list[", "dict[", "literal[", "function-", "json-or-python")):
+        return True
+    if part[:1].isupper():  # a model's name: NamedToolChoice, TextPart...
+        return True
+    # A discriminated union's tag, right after the list index or field that holds it.
+    return part in _TAGS and (isinstance(previous, int) or previous in _TAGGED_FIELDS)
+
+
+_TAGS = frozenset({"system", "developer", "user", "assistant", "tool", "text", "image_url",
+                   "refusal", "json_object", "json_schema"})  # fmt: skip
+_TAGGED_FIELDS = frozenset({"response_format"})
 
 
 STREAM_DONE = b"data: [DONE]\n\n"

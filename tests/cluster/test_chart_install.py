@@ -76,8 +76,13 @@ def test_every_values_set_passes_a_server_side_dry_run_under_restricted_pod_secu
     helm: str, kubectl: Kubectl, namespace: str, name: str
 ):
     kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted")
-    docs = _served(render(helm, VALUE_SETS[name], namespace=namespace))
-    assert {"Deployment", "ClusterRole"} <= {d["kind"] for d in docs}
+    values = dict(VALUE_SETS[name])
+    if values.get("operator.watchNamespaces"):  # Roles go there: namespaces that exist
+        values["operator.watchNamespaces"] = [namespace]
+    docs = _served(render(helm, values, namespace=namespace))
+    assert {"Deployment", "Role" if name == "high-availability" else "ClusterRole"} <= {
+        d["kind"] for d in docs
+    }
     warnings = _dry_run(kubectl, docs)
     assert "Warning" not in warnings, warnings
 
@@ -179,6 +184,9 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
         "operator.leaderElection.renewSeconds": 2,
     }
     kubeconfig = ["--kubeconfig", str(cluster.kubeconfig)]
+    # Only pods that meet the restricted Pod Security Standard are admitted here: the
+    # operator's, and the runner's it creates.
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     install = run_helm(
         helm, "install", RELEASE, str(CHART), "--namespace", namespace, *set_args(values),
         "--wait", "--timeout", "120s", *kubeconfig,
@@ -199,6 +207,13 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
         )  # fmt: skip
         lease = kubectl.json("get", "lease", "llmagents-operator")
         assert lease["spec"]["holderIdentity"]
+        pods = kubectl.json("get", "pods", "-l", "app.kubernetes.io/component=operator")
+        assert len(pods["items"]) == 1  # admitted under the restricted standard
+        # watchNamespaces: rights in this namespace only, nothing cluster-wide.
+        assert kubectl("get", "clusterrole", f"{RELEASE}-llmagents", check=False).returncode != 0
+        assert kubectl("get", "clusterrolebinding", f"{RELEASE}-llmagents",
+                       check=False).returncode != 0  # fmt: skip
+        assert kubectl("get", "role", f"{RELEASE}-llmagents", check=False).returncode == 0
 
         kubectl.apply(yaml.safe_dump_all(_example(namespace, fake_provider.base_url)))
         for kind, name in [
@@ -225,7 +240,7 @@ def test_helm_install_runs_an_operator_that_reconciles_an_agent_with_only_the_ch
             f"{operator_log()}",
         )  # fmt: skip
         status = kubectl.json("get", "llmagent", "writer")["status"]
-        assert status["tasks"]["done"] == 2
+        assert status["tasks"]["done"] == 2  # the runner's pod was admitted and did the work
         assert fake_provider.stats()["requests"] >= 2
 
         metrics = _get(f"{base}/metrics")

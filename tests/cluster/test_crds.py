@@ -83,6 +83,10 @@ INVALID = [
     ("max-recovery-below-recovery",
      _with(POOL, "spec.circuitBreaker", {"recoveryTime": "1m", "maxRecoveryTime": "10s"}),
      "maxRecoveryTime must be at least recoveryTime"),
+    ("default-model-names-nothing", _with(POOL, "spec.defaultModel", "smart"),
+     "defaultModel must name a provider of the pool or an alias in models"),
+    ("capability-not-a-boolean", _with(POOL, "spec.providers.0.capabilities", {"tools": "yes"}),
+     "spec.providers[0].capabilities.tools"),
     ("unknown-provider-type", _with(POOL, "spec.providers.0.type", "cohere"),
      'Unsupported value: "cohere"'),
     ("unknown-tier", _with(POOL, "spec.providers.0.tier", "ultra"), 'Unsupported value: "ultra"'),
@@ -95,6 +99,12 @@ INVALID = [
      "spec.providers[0].name"),
     ("base-url-not-http", _with(POOL, "spec.providers.0.baseURL", "ftp://example.test"),
      "spec.providers[0].baseURL"),
+    ("plain-http-base-url-off-loopback",
+     _with(POOL, "spec.providers.0.baseURL", "http://vllm.internal:8000/v1"),
+     "baseURL must be https:// for a provider that sends an API key"),
+    ("plain-http-base-url-to-a-lookalike-host",
+     _with(POOL, "spec.providers.0.baseURL", "http://127.0.0.1.example.test/v1"),
+     "set allowInsecureBaseURL: true on this provider"),
     ("zero-failure-threshold",
      _with(POOL, "spec.circuitBreaker", {"failureRate": {"threshold": 0}}),
      "spec.circuitBreaker.failureRate.threshold"),
@@ -109,9 +119,27 @@ INVALID = [
     ("unknown-on-exhausted", _with(AGENT, "spec.budget", {"limit": 1, "onExhausted": "pause"}),
      'Unsupported value: "pause"'),
     ("zero-checkpoint-interval", _with(AGENT, "spec.checkpointInterval", "0s"),
-     "checkpointInterval must be greater than zero"),
+     "checkpointInterval must be at least 1s"),
     ("zero-max-runtime", _with(AGENT, "spec.maxRuntime", "0s"),
      "maxRuntime must be greater than zero"),
+    ("sub-second-checkpoint-interval", _with(AGENT, "spec.checkpointInterval", "500ms"),
+     "checkpointInterval must be at least 1s"),
+    # Durations past what a Go or CEL duration holds (about 292 years), with and without a
+    # rule of their own, and just past the API's bound.
+    ("overflowing-checkpoint-interval", _with(AGENT, "spec.checkpointInterval", "99999999999h"),
+     "spec.checkpointInterval: Invalid value"),
+    ("overflowing-max-runtime", _with(AGENT, "spec.maxRuntime", "99999999999h"),
+     "spec.maxRuntime: Invalid value"),
+    ("overflowing-retry-delay", _with(POOL, "spec.retry", {"initialDelay": "99999999999h"}),
+     "spec.retry.initialDelay: Invalid value"),
+    ("overflowing-health-window", _with(POOL, "spec.health", {"window": "99999999999h"}),
+     "spec.health.window: Invalid value"),
+    ("overflowing-timeout", _with(POOL, "spec.providers.0.timeout", "99999999999h"),
+     "spec.providers[0].timeout: Invalid value"),
+    ("duration-past-the-bound", _with(POOL, "spec.retry", {"maxDelay": "87600h1s"}),
+     "a duration must be at most 87600h (10 years)"),
+    ("many-parts-adding-up", _with(POOL, "spec.retry", {"maxDelay": "90000h" * 9}),
+     "spec.retry.maxDelay: Invalid value"),
     ("prompt-and-messages",
      _with(AGENT, "spec.work.tasks.0.messages", [{"role": "user", "content": "x"}]),
      "set exactly one of prompt or messages"),
@@ -150,6 +178,22 @@ def test_the_valid_base_manifests_are_accepted_with_defaults_filled_in(kubectl: 
     assert pool["providers"][1]["tier"] == "balanced"
     agent = kubectl.json("get", "llmagent", "writer")["spec"]
     assert agent["checkpointInterval"] == "30s" and agent["suspend"] is False
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [{"baseURL": "https://api.example.test/v1"}, {"baseURL": "http://127.0.0.1:18081"},
+     {"baseURL": "http://localhost:8000/v1"}, {"baseURL": "http://[::1]:8000"},
+     {"baseURL": "http://vllm.models.svc:8000/v1", "allowInsecureBaseURL": True}],
+)  # fmt: skip
+def test_https_loopback_or_an_opt_in_lets_a_base_url_carry_the_key(
+    kubectl: Kubectl, provider: dict
+) -> None:
+    pool = _with(POOL, "spec.providers.0", {**POOL["spec"]["providers"][0], **provider})
+    kubectl.apply(json.dumps(pool))
+    stored = kubectl.json("get", "providerpool", "pool")["spec"]["providers"][0]
+    assert stored["baseURL"] == provider["baseURL"]
+    assert stored["allowInsecureBaseURL"] is provider.get("allowInsecureBaseURL", False)
 
 
 def test_kubectl_explain_reads_the_model_documentation(kubectl: Kubectl) -> None:

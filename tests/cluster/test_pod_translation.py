@@ -200,3 +200,61 @@ def test_the_local_entrypoint_is_not_rewritten_under_a_mount_that_covers_it(
     container = plan.containers[0]
     assert container.argv[0] == "/tmp/checkout/.venv/bin/llmagents"
     assert container.argv[-1] == f"--scratch={container.env['LLMAGENTS_ROOT']}/tmp/work"
+
+
+def _operator_built_pod() -> dict[str, Any]:
+    """The pod of a gateway-mode agent, exactly as the operator builds it."""
+    from llmagents.operator.builders import children
+    from llmagents.operator.objects import AgentObject, PoolObject
+    from llmagents.operator.settings import OperatorSettings
+
+    meta = {"namespace": "team-a", "uid": "uid", "generation": 1,
+            "creationTimestamp": "2030-01-01T00:00:00Z"}  # fmt: skip
+    agent = AgentObject.from_body({
+        "apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
+        "metadata": {"name": "writer", **meta},
+        "spec": {"poolRef": {"name": "pool"},
+                 "work": {"agent": {"image": "example.test/llmagents-agent:1"}}},
+    })  # fmt: skip
+    pool = PoolObject.from_body({
+        "apiVersion": "llmagents.dev/v1alpha1", "kind": "ProviderPool",
+        "metadata": {"name": "pool", **meta},
+        "spec": {"providers": [{"name": "local", "type": "onnx", "model": "smollm2"}]},
+    })  # fmt: skip
+    settings = OperatorSettings(image="ghcr.io/llmagents/llmagents:dev")
+    manifests = children(agent, pool, settings, replicas=1)
+    deployment = next(m for m in manifests if m["kind"] == "Deployment")
+    return {
+        "metadata": {"name": "writer-0", "namespace": "team-a", "uid": "0123456789abcdef"},
+        "spec": {"nodeName": "kwok-node-0", **deployment["spec"]["template"]["spec"]},
+    }
+
+
+def test_only_the_container_that_mounts_the_projected_token_gets_credentials(
+    tmp_path: Path,
+) -> None:
+    from kubernetes import client
+    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME, InClusterConfigLoader
+
+    source = FakeSource()
+    source.config_maps["kube-root-ca.crt"] = {"ca.crt": TRANSLATION.ca_pem}
+    plan = plan_pod(_operator_built_pod(), source=source, pod_dir=tmp_path,
+                    pod_ip="127.1.0.2", t=TRANSLATION)  # fmt: skip
+    containers = {c.name: c for c in plan.containers}
+    assert set(containers) == {"runner", "onnx", "agent"}
+    assert "KUBECONFIG" not in containers["agent"].env
+    assert "KUBECONFIG" not in containers["onnx"].env
+    for name in ("agent", "onnx"):
+        root = Path(containers[name].env["LLMAGENTS_ROOT"])
+        assert not (root / SERVICE_TOKEN_FILENAME[1:]).exists()
+    kubeconfig = Path(containers["runner"].env["KUBECONFIG"]).read_text()
+    assert "token-of-writer-runner" not in kubeconfig  # a tokenFile, not a copy
+    # The runner's files are where in-cluster configuration reads them in a real pod.
+    mounted = Path(containers["runner"].env["LLMAGENTS_ROOT"]) / SERVICE_TOKEN_FILENAME[1:]
+    configuration = client.Configuration()
+    InClusterConfigLoader(
+        token_filename=str(mounted), cert_filename=str(mounted.with_name("ca.crt")),
+        environ={"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+    ).load_and_set(configuration)  # fmt: skip
+    assert configuration.auth_settings()["BearerToken"]["value"].endswith(" token-of-writer-runner")
+    assert mounted.with_name("namespace").read_text() == "team-a"

@@ -74,9 +74,12 @@ def fakes() -> Iterator[Fakes]:
     started.stop()
 
 
-def setup(kubectl: Kubectl, fakes: Fakes, *, local: bool = False, **pool: Any) -> None:
+def setup(
+    kubectl: Kubectl, fakes: Fakes, *, local: bool = False, primary_key: str = PLANTED_KEY,
+    **pool: Any,
+) -> None:  # fmt: skip
     """The Secret with the planted key and the pool ``pool`` over the fakes."""
-    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={PLANTED_KEY}",
+    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={primary_key}",
             f"--from-literal=fallback={FALLBACK_KEY}")  # fmt: skip
     providers: list[dict[str, Any]] = [
         {"name": "primary", "type": "openai", "model": "gpt-4o-mini", "priority": 1,
@@ -173,8 +176,40 @@ def test_primary_down_every_task_completes_on_the_fallback_and_kubectl_shows_it(
     primary = next(p for p in current["providers"] if p["name"] == "primary")
     assert primary["breakerState"] == "open"
     assert fakes.fallback.stats()["requests"] == 5
+    assert primary["openSince"] and primary["openUntil"] and primary["errorRate"] == 1.0
+    assert "consecutive failures" in primary["breakerReason"]
+    assert primary["lastFailure"]["reason"]
+    fallback = next(p for p in current["providers"] if p["name"] == "fallback")
+    assert fallback["costUSD"] == pytest.approx(spent_usd)
+    assert fallback["price"]["source"] == "spec"
     eventually(lambda: status(kubectl, "writer").get("phase") == "Completed", timeout=60,
                what="the operator's verdict")  # fmt: skip
+
+    # The runner's Events (events.k8s.io/v1, written with its own Role) as describe shows them.
+    def described() -> str | None:
+        text = kubectl("describe", "llmagent", "writer").stdout
+        wanted = ("CircuitOpened", "FellBack", "TasksCompleted")
+        return text if all(reason in text for reason in wanted) else None
+
+    text = eventually(described, timeout=60, what="the runner's events in describe")
+    print(text)  # read it with -s: the Events table under the status
+    events = text[text.index("Events:"):]
+    assert "Warning  CircuitOpened" in events and "provider primary: circuit open until" in events
+    assert "fell back from primary to fallback" in events
+    # Five fallbacks in a minute are one Event with a count, not five.
+    listed = json.loads(kubectl("get", "events.events.k8s.io", "-o", "json").stdout)["items"]
+    fell = [e for e in listed if e["reason"] == "FellBack"]
+    assert len(fell) == 1 and fell[0]["reportingController"] == "llmagents.dev/runner"
+
+    # The pool: one agent of one sees primary open, since when, and the operator says so.
+    def pool_described() -> str | None:
+        text = kubectl("describe", "providerpool", "pool").stdout
+        return text if "CircuitOpened" in text and "Open Since" in text else None
+
+    text = eventually(pool_described, timeout=60, what="the fleet's circuit in describe")
+    print(text)
+    assert "llmagents.dev/operator" in text
+    assert "provider primary: circuit open for 1 of 1 agents since" in text
 
 
 def test_a_killed_runner_resumes_from_its_checkpoint_with_nothing_lost_or_done_twice(
@@ -354,8 +389,13 @@ def test_budget_stop_stops_and_local_only_continues_on_the_onnx_sidecar(
 
 AGENT_SCRIPT = textwrap.dedent(
     """
-    import json, time
+    import json, os, time
     import openai
+    # What credentials this container holds (under the process kubelet a mount is a path
+    # under LLMAGENTS_ROOT; a real pod's token would be at the path itself).
+    token = os.path.join(os.environ.get("LLMAGENTS_ROOT", "/"),
+                         "var/run/secrets/kubernetes.io/serviceaccount/token")
+    credentials = {"kubeconfig": os.environ.get("KUBECONFIG"), "token": os.path.exists(token)}
     client = openai.OpenAI(max_retries=0, timeout=30)
     for _ in range(120):
         try:
@@ -369,7 +409,7 @@ AGENT_SCRIPT = textwrap.dedent(
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     print(json.dumps({"provider": plain.headers.get("x-llmagents-provider"),
                       "plain": plain.parse().choices[0].message.content,
-                      "stream": streamed}), flush=True)
+                      "stream": streamed, "credentials": credentials}), flush=True)
     time.sleep(600)
     """
 )
@@ -379,6 +419,8 @@ def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallbac
     kubectl: Kubectl, namespace: str, operator: OperatorProcess,
     process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,
 ) -> None:  # fmt: skip
+    # The API server admits only pods that meet the restricted Pod Security Standard.
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     fakes.primary.update_faults(outage=True)
     setup(kubectl, fakes)
     agent = {"image": "example.com/llmagents-e2e-agent:1", "command": ["python", "-c", AGENT_SCRIPT]}
@@ -396,6 +438,9 @@ def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallbac
     assert got["plain"].startswith("[fake-openai:gpt-4.1] answer to: hello from the agent")
     assert got["stream"] == got["plain"]
     assert fakes.fallback.stats()["requests"] == 2
+    # The agent's own container holds no credentials; the runner beside it, with its
+    # projected token, writes the status.
+    assert got["credentials"] == {"kubeconfig": None, "token": False}
     eventually(lambda: status(kubectl, "chatty").get("currentProvider") == "fallback",
                timeout=60, what="status shows the fallback")  # fmt: skip
 
@@ -438,5 +483,37 @@ def test_a_planted_api_key_never_appears_in_logs_status_checkpoints_metrics_or_e
         texts.update({str(p): p.read_text() for p in logs})
         leaks = [where for where, text in texts.items() if PLANTED_KEY in text]
         assert leaks == []
+        assert "ProviderMisconfigured" in texts["events"]
     finally:
         fakes.stop()
+
+
+def test_a_key_with_a_byte_order_mark_holds_the_agent_back_naming_the_secret_not_the_key(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,
+) -> None:  # fmt: skip
+    # A key file saved as "UTF-8 with BOM": before, the failed header encoding's repr, with
+    # the key escaped past the redactor, became the agent's status message.
+    setup(kubectl, fakes, primary_key="\ufeff" + PLANTED_KEY)
+    apply_agent(kubectl, "bom", tasks=2)
+
+    def held_back() -> dict[str, Any] | None:
+        conditions = {c["type"]: c for c in status(kubectl, "bom").get("conditions") or []}
+        resolved = conditions.get("PoolResolved") or {}
+        return resolved if resolved.get("reason") == "SecretKeyInvalid" else None
+
+    resolved = eventually(held_back, timeout=60, what="the operator to refuse the key")
+    assert "Secret 'keys', key 'primary'" in resolved["message"]
+    assert "U+FEFF" in resolved["message"]
+    assert status(kubectl, "bom")["phase"] == "Pending"
+    assert get(kubectl, "deployment", "bom") is None  # no runner ever holds the key
+    # Fixed in place, the agent goes on without anyone touching it.
+    kubectl("delete", "secret", "keys")
+    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={PLANTED_KEY}",
+            f"--from-literal=fallback={FALLBACK_KEY}")  # fmt: skip
+    eventually(lambda: status(kubectl, "bom").get("phase") == "Completed", timeout=120,
+               what="the agent to run once the key is fixed")  # fmt: skip
+    texts = [json.dumps(get(kubectl, "llmagent", "bom")),
+             kubectl("get", "events", "-o", "json").stdout, operator.log.read_text()]
+    texts += [p.read_text() for p in (tmp_path / "kubelet").rglob("*.log")]
+    assert not [t for t in texts if "\ufeff" + PLANTED_KEY in t or repr("\ufeff")[1:-1] in t]

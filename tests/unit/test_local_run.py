@@ -36,7 +36,9 @@ PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
 REPO = Path(__file__).resolve().parents[2]
 
 
-def manifest(primary: str, fallback: str, local: str, *, tasks: int = 3) -> str:
+def manifest(
+    primary: str, fallback: str, local: str, *, tasks: int = 3, budget: float = 5
+) -> str:
     docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
          "stringData": {"anthropic": "sk-ant-from-manifest", "openai": "sk-openai-from-manifest"}},
@@ -58,7 +60,7 @@ def manifest(primary: str, fallback: str, local: str, *, tasks: int = 3) -> str:
          }},
         {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
          "metadata": {"name": "writer"},
-         "spec": {"poolRef": {"name": "pool"}, "budget": {"limit": 5, "period": "total"},
+         "spec": {"poolRef": {"name": "pool"}, "budget": {"limit": budget, "period": "total"},
                   "checkpointInterval": "30s",
                   "work": {"tasks": [{"name": f"task-{i}", "prompt": f"Question {i}?",
                                       "complexity": "medium"} for i in range(tasks)]}}},
@@ -203,6 +205,24 @@ def test_sigint_saves_and_a_rerun_resumes_without_repeating_a_task_or_losing_spe
     assert rows(again.stdout)[-1][6] == "6/6"
 
 
+def test_a_spent_total_budget_ends_the_run_with_the_reason_instead_of_waiting(
+    tmp_path: Path, fakes: Fakes
+):
+    path = tmp_path / "agent.yaml"
+    # Each task is estimated at about $1.03 (512 output tokens at $2000 per million): the
+    # first fits, the second finds no room and goes to the free local model, the third stops.
+    path.write_text(manifest(fakes.claude.base_url, fakes.gpt.base_url, fakes.local.base_url,
+                             tasks=4, budget=1.05))  # fmt: skip
+    state = tmp_path / "state"
+    done = subprocess.run(run_args(path, state), capture_output=True, text=True, env=_env(),
+                          timeout=60)  # fmt: skip
+    assert done.returncode == local_run.EXIT_BUDGET_SPENT, done.stderr
+    assert "budget exhausted: budget of $1.05 per total period has no room left" in done.stderr
+    assert [(r["task"], r["provider"]) for r in results(state)] == [
+        ("task-0", "gpt"), ("task-1", "local")]  # fmt: skip
+    assert checkpoint(state)["engine"]["budget"]["spent"] <= 1.05
+
+
 def test_a_completed_agent_runs_nothing_again_until_reset(
     manifest_file: Path, fakes: Fakes, tmp_path: Path, run: Runs
 ):
@@ -236,6 +256,21 @@ def test_the_manifest_becomes_the_operators_runner_config_with_keys_from_env_fir
     }
 
 
+def test_a_key_that_cannot_go_in_a_header_is_refused_naming_where_it_came_from(
+    manifest_file: Path, tmp_path: Path, run: Runs, monkeypatch: pytest.MonkeyPatch
+):
+    key = "sk-openai-with-a-bom-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", "\ufeff" + key + "\n")
+    done = run(manifest_file, tmp_path / "state")
+    assert done.returncode == 2
+    assert "environment variable OPENAI_API_KEY" in done.stderr and "U+FEFF" in done.stderr
+    assert key not in done.stderr + done.stdout
+    local = load_manifest(manifest_file.read_text())
+    assert local_keys(local, {"OPENAI_API_KEY": " sk-openai-padded\n"})["gpt"] == (
+        "sk-openai-padded"
+    )
+
+
 def test_a_manifest_without_the_agents_pool_is_refused_with_the_pools_name(
     tmp_path: Path, run: Runs
 ):
@@ -255,7 +290,7 @@ def test_the_quickstart_example_loads_as_a_local_agent():
 
 
 def test_the_row_has_kubectls_columns_and_formats():
-    local = load_manifest(manifest("http://a", "http://b", "http://c"))
+    local = load_manifest(manifest("https://a", "https://b", "https://c"))
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     status = RunnerAgentStatus.model_validate({
         "runnerPhase": "Running", "currentProvider": "gpt", "startedAt": now - timedelta(minutes=3),

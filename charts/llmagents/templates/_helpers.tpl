@@ -83,3 +83,44 @@ app.kubernetes.io/component: operator
 {{/* Job names the alerts match; the ServiceMonitors set them (see prometheus_rules/). */}}
 {{- define "llmagents.operatorJob" -}}llmagents-operator{{- end -}}
 {{- define "llmagents.runnerJob" -}}llmagents-runner{{- end -}}
+
+{{/*
+The operator's rights on agents and their children (llmagents.operator.rbac.operator_rules()
+without the Lease; a unit test keeps the two equal): a ClusterRole's rules, or each watched
+namespace's Role's.
+*/}}
+{{- define "llmagents.operatorRules" -}}
+# Watched through kopf's indexes.
+- apiGroups: [llmagents.dev]
+  resources: [llmagents, providerpools]
+  verbs: [get, list, watch]
+# The operator's half of the status; runners get llmagents/status (get, patch) from it.
+- apiGroups: [llmagents.dev]
+  resources: [llmagents/status, providerpools/status]
+  verbs: [get, patch, update]
+# Children carry blockOwnerDeletion owner references, which clusters running the
+# OwnerReferencesPermissionEnforcement admission plugin allow only with this right.
+- apiGroups: [llmagents.dev]
+  resources: [llmagents/finalizers]
+  verbs: [update]
+# Each agent's children: server-side applied (which creates); Deployments watched for drift,
+# the rest listed at startup and every operator.resyncSeconds.
+- apiGroups: [""]
+  resources: [configmaps, services, serviceaccounts]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, list, watch, create, update, patch, delete]
+# Whether a provider's Secret and key exist and the value can be an API key; only key
+# names and that verdict are kept, never values.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+# kopf posts warnings as Events on the objects they concern.
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}

@@ -7,19 +7,24 @@ the stream's event sequence and the ``{"type": "error", "error": {...}}`` error 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
-from llmagents.testing.fake_providers.faults import Fault
-from llmagents.testing.fake_providers.server import (
+from llmagents.testing.fake_providers.behaviour import (
     Answer,
     ChatCall,
-    FakeProviderServer,
-    Reject,
+    FakeTool,
     count_tokens,
 )
+from llmagents.testing.fake_providers.faults import Fault
+from llmagents.testing.fake_providers.server import FakeProviderServer, Reject
+from llmagents.wire import anthropic as wire
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", "There was an issue with the format of your request."),
@@ -31,6 +36,7 @@ _ERROR_TYPES = {
     500: ("api_error", "Internal server error"),
     529: ("overloaded_error", "Overloaded"),
 }
+IMAGE_TOKENS = 85
 
 
 class FakeAnthropic(FakeProviderServer):
@@ -39,6 +45,7 @@ class FakeAnthropic(FakeProviderServer):
     protocol = "anthropic"
     default_models = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
     overload_status = 529
+    tool_id_prefix = "toolu_fake"
 
     def _routes(self) -> list[web.RouteDef]:
         return [
@@ -58,38 +65,14 @@ class FakeAnthropic(FakeProviderServer):
     async def _parse(self, request: web.Request) -> ChatCall:
         self._check_auth(request)
         try:
-            body = await request.json()
-        except ValueError:
-            raise Reject(400, "There was an issue with the format of your JSON body.") from None
-        if not isinstance(body, dict):
-            raise Reject(400, "Input should be an object")
-        model = body.get("model")
-        if not isinstance(model, str):
-            raise Reject(400, "model: Field required")
-        max_tokens = body.get("max_tokens")
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise Reject(400, "max_tokens: Field required and must be at least 1")
-        texts = [_text_of(body.get("system"), "system")] if body.get("system") else []
-        prompt = ""
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise Reject(400, "messages: at least one message is required")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-                raise Reject(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
-            text = _text_of(message.get("content"), f"messages.{i}.content")
-            texts.append(text)
-            if message["role"] == "user":
-                prompt = text
-        if model not in self.models:
-            raise Reject(404, f"model: {model}")
-        return ChatCall(
-            model=model,
-            prompt=prompt,
-            input_tokens=sum(count_tokens(t) for t in texts),
-            max_tokens=max_tokens,
-            stream=bool(body.get("stream")),
-        )
+            body = wire.MessagesRequest.model_validate_json(await request.read())
+        except ValidationError as invalid:
+            error = invalid.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise Reject(400, f"{where}: {error['msg']}") from None
+        if body.model not in self.models:
+            raise Reject(404, f"model: {body.model}")
+        return _chat_call(body)
 
     async def _list_models(self, request: web.Request) -> web.Response:
         try:
@@ -108,81 +91,148 @@ class FakeAnthropic(FakeProviderServer):
         self, status: int, message: str | None, *, reason: str | None, fault: Fault | None
     ) -> Any:
         kind, default = _ERROR_TYPES.get(status, _ERROR_TYPES[500 if status >= 500 else 400])
-        return {
-            "type": "error",
-            "error": {"type": kind, "message": message or default},
-            "request_id": f"req_fake{self._next_id():06d}",
-        }
+        body = wire.ErrorBody(error=wire.ErrorDetail(type=kind, message=message or default),
+                              request_id=f"req_fake{self._next_id():06d}")  # fmt: skip
+        return body.model_dump()
+
+    def _message(self, call: ChatCall, answer: Answer, *, started: bool = False) -> wire.Message:
+        content: list[Any] = []
+        if answer.pieces and not started:
+            content.append(wire.AnswerText(type="text", text=answer.text))
+        if not started:
+            content += [
+                wire.AnswerToolUse(type="tool_use", id=c.id, name=c.name, input=c.arguments)
+                for c in answer.tool_calls
+            ]
+        return wire.Message(
+            id=f"msg_fake{self._next_id():06d}",
+            model=call.model,
+            content=content,
+            stop_reason=None if started else _stop_reason(answer),
+            usage=wire.Usage(input_tokens=call.input_tokens,
+                             output_tokens=1 if started else answer.output_tokens),
+        )  # fmt: skip
 
     def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
-        return {
-            "id": f"msg_fake{self._next_id():06d}",
-            "type": "message",
-            "role": "assistant",
-            "model": call.model,
-            "content": [{"type": "text", "text": answer.text}],
-            "stop_reason": "max_tokens" if answer.hit_max_tokens else "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": call.input_tokens, "output_tokens": answer.output_tokens},
-        }
+        return self._message(call, answer).model_dump(exclude_none=True)
 
     def _sse(self, event: str, data: str) -> bytes:
         return f"event: {event}\ndata: {data}\n\n".encode()
 
-    def _event(self, payload: dict[str, Any]) -> bytes:
-        return self._sse(payload["type"], json.dumps(payload))
-
     def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
-        start = self._answer_body(call, Answer([], 1, False))
-        start |= {"content": [], "stop_reason": None}
-        events = [
-            (self._event({"type": "message_start", "message": start}), False),
-            (
-                self._event(
-                    {
-                        "type": "content_block_start",
-                        "index": 0,
-                        "content_block": {"type": "text", "text": ""},
-                    }
-                ),
-                False,
-            ),
-            (self._event({"type": "ping"}), False),
-        ]
-        for piece in answer.pieces:
-            delta = {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": piece},
-            }
-            events.append((self._event(delta), True))
-        stop_reason = "max_tokens" if answer.hit_max_tokens else "end_turn"
-        events += [
-            (self._event({"type": "content_block_stop", "index": 0}), False),
-            (
-                self._event(
-                    {
-                        "type": "message_delta",
-                        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                        "usage": {"output_tokens": answer.output_tokens},
-                    }
-                ),
-                False,
-            ),
-            (self._event({"type": "message_stop"}), False),
-        ]
+        start = wire.MessageStart(message=self._message(call, answer, started=True))
+        events = [(wire.sse(start), False)]
+        index = 0
+        if answer.pieces:
+            events += [
+                (wire.sse_json("content_block_start", {"type": "content_block_start",
+                 "index": 0, "content_block": {"type": "text", "text": ""}}), False),
+                (wire.sse(wire.Ping()), False),
+            ]  # fmt: skip
+            events += [
+                (wire.sse(wire.ContentBlockDelta(index=0, delta=wire.TextDelta(text=p))), True)
+                for p in answer.pieces
+            ]
+            events.append((wire.sse(wire.ContentBlockStop(index=0)), False))
+            index = 1
+        for call_index, tool_call in enumerate(answer.tool_calls, start=index):
+            start = {"type": "content_block_start", "index": call_index, "content_block":
+                     {"type": "tool_use", "id": tool_call.id, "name": tool_call.name,
+                      "input": {}}}  # fmt: skip
+            events.append((wire.sse_json("content_block_start", start), False))
+            arguments = tool_call.arguments_json
+            half = len(arguments) // 2
+            for piece in (arguments[:half], arguments[half:]):
+                delta = wire.InputJsonDelta(partial_json=piece)
+                events.append((wire.sse(wire.ContentBlockDelta(index=call_index, delta=delta)),
+                               True))  # fmt: skip
+            events.append((wire.sse(wire.ContentBlockStop(index=call_index)), False))
+        delta = wire.MessageDelta(
+            delta=wire.MessageDeltaBody(stop_reason=_stop_reason(answer)),
+            usage=wire.DeltaUsage(output_tokens=answer.output_tokens),
+        )
+        events += [(wire.sse(delta), False), (wire.sse(wire.MessageStop()), False)]
         return events
 
     def _stream_error_event(self) -> bytes:
-        return self._event(
-            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-        )
+        error = wire.ErrorBody(error=wire.ErrorDetail(type="overloaded_error",
+                                                      message="Overloaded"))  # fmt: skip
+        return wire.sse(error)
 
 
-def _text_of(content: object, where: str) -> str:
-    """Message content is a string or a list of content blocks; only text blocks count."""
+def _stop_reason(answer: Answer) -> str:
+    if answer.tool_calls:
+        return "tool_use"
+    return "max_tokens" if answer.hit_max_tokens else "end_turn"
+
+
+def _blocks_text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and all(isinstance(b, dict) for b in content):
-        return "".join(str(b.get("text", "")) for b in content if b.get("type") == "text")
-    raise Reject(400, f"{where}: Input should be a valid string or list of content blocks")
+    texts = []
+    for block in content or ():
+        if isinstance(block, wire.TextBlock):
+            texts.append(block.text)
+        elif isinstance(block, wire.ToolUseBlock):
+            texts.append(block.name + json.dumps(block.input))
+        elif isinstance(block, wire.ToolResultBlock):
+            texts.append(_blocks_text(block.content or ""))
+    return "".join(texts)
+
+
+def _image_type(block: wire.ImageBlock) -> str:
+    source = block.source
+    if isinstance(source, wire.UrlSource):
+        return "url"
+    try:
+        base64.b64decode(source.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise Reject(400, "image.source.base64.data: invalid base64 data") from None
+    return source.media_type
+
+
+def _chat_call(body: wire.MessagesRequest) -> ChatCall:
+    texts = [_blocks_text(body.system)] if body.system else []
+    prompt, images, results = "", [], None
+    called: set[str] = set()
+    for i, message in enumerate(body.messages):
+        texts.append(_blocks_text(message.content))
+        blocks = message.content if isinstance(message.content, list) else []
+        if message.role != "user":
+            results = None
+            called = {b.id for b in blocks if isinstance(b, wire.ToolUseBlock)}
+            for block in blocks:
+                if isinstance(block, wire.ToolUseBlock) and not re.match(wire.TOOL_USE_ID,
+                                                                         block.id):
+                    raise Reject(400, f"messages.{i}.content.tool_use.id: String should match "
+                                 f"pattern '{wire.TOOL_USE_ID}'")  # fmt: skip
+            continue
+        tool_results = [b for b in blocks if isinstance(b, wire.ToolResultBlock)]
+        for block in tool_results:
+            if block.tool_use_id not in called:
+                raise Reject(400, f"messages.{i}.content: unexpected `tool_use_id` found in "
+                             "`tool_result` blocks: each `tool_result` block must have a "
+                             "corresponding `tool_use` block in the previous message.")  # fmt: skip
+        if tool_results:
+            results = [_blocks_text(b.content or "") for b in tool_results]
+        else:
+            results = None
+            prompt = _blocks_text(message.content)
+            images = [_image_type(b) for b in blocks if isinstance(b, wire.ImageBlock)]
+    tools = [FakeTool(t.name, t.input_schema) for t in body.tools or ()]
+    texts += [t.name + json.dumps(t.parameters) for t in tools]
+    choice = body.tool_choice
+    mode = {"auto": "auto", "any": "required", "tool": "required", "none": "none"}
+    return ChatCall(
+        model=body.model,
+        prompt=prompt,
+        input_tokens=sum(count_tokens(t) for t in texts) + IMAGE_TOKENS * len(images),
+        max_tokens=body.max_tokens,
+        stream=bool(body.stream),
+        tools=tools,
+        tool_choice=mode[choice.type] if choice is not None else "auto",
+        forced_tool=choice.name if isinstance(choice, wire.ToolChoiceTool) else None,
+        parallel=not (choice is not None and getattr(choice, "disable_parallel_tool_use", False)),
+        tool_results=results,
+        images=images,
+    )

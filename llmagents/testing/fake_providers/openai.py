@@ -14,15 +14,18 @@ import time
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
-from llmagents.testing.fake_providers.faults import Fault
-from llmagents.testing.fake_providers.server import (
+from llmagents.testing.fake_providers import embeddings
+from llmagents.testing.fake_providers.behaviour import (
     Answer,
     ChatCall,
-    FakeProviderServer,
-    Reject,
+    FakeTool,
     count_tokens,
 )
+from llmagents.testing.fake_providers.faults import Fault
+from llmagents.testing.fake_providers.server import FakeProviderServer, Reject
+from llmagents.wire import openai_chat as wire
 
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -41,7 +44,9 @@ _NO_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
-_ROLES = ("system", "developer", "user", "assistant", "tool")
+MAX_TOOL_CALL_ID = 40
+IMAGE_TOKENS = 85
+"""What OpenAI charges for a low-detail image; the fakes count every image so."""
 
 
 class FakeOpenAI(FakeProviderServer):
@@ -50,11 +55,13 @@ class FakeOpenAI(FakeProviderServer):
     protocol = "openai"
     default_models = ("gpt-4o-mini", "gpt-4.1", "local-model")
     api_prefix = "/v1"
+    tool_id_prefix = "call_"
 
     def _routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/chat/completions", self._handle_chat),
             web.get("/v1/models", self._list_models),
+            embeddings.openai_route(self),
         ]
 
     def _check_auth(self, request: web.Request) -> None:
@@ -70,135 +77,170 @@ class FakeOpenAI(FakeProviderServer):
     async def _parse(self, request: web.Request) -> ChatCall:
         self._check_auth(request)
         try:
-            body = await request.json()
-        except ValueError:
-            raise Reject(400, "We could not parse the JSON body of your request.") from None
-        if not isinstance(body, dict):
-            raise Reject(400, "The request body must be a JSON object.")
-        model = body.get("model")
-        if not isinstance(model, str):
-            raise Reject(400, "you must provide a model parameter")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise Reject(400, "'messages' must contain at least one message.")
-        texts, prompt = [], ""
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in _ROLES:
-                raise Reject(400, f"Invalid value for 'messages[{i}].role'.")
-            text = _content_text(message.get("content"), i)
-            texts.append(text)
-            if message["role"] == "user":
-                prompt = text
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise Reject(400, "Invalid 'max_tokens': integer below minimum value 1.")
-        if model not in self.models:
+            body = wire.ChatCompletionRequest.model_validate_json(await request.read())
+        except ValidationError as invalid:
+            error = invalid.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise Reject(400, f"Invalid value for '{where}': {error['msg']}") from None
+        if body.model not in self.models:
             raise Reject(
                 404,
-                f"The model `{model}` does not exist or you do not have access to it.",
+                f"The model `{body.model}` does not exist or you do not have access to it.",
                 reason="model_not_found",
             )
-        options = body.get("stream_options") or {}
-        return ChatCall(
-            model=model,
-            prompt=prompt,
-            input_tokens=sum(count_tokens(t) for t in texts),
-            max_tokens=max_tokens,
-            stream=bool(body.get("stream")),
-            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
-        )
+        return chat_call(body)
 
     async def _list_models(self, request: web.Request) -> web.Response:
         try:
             self._check_auth(request)
         except Reject as rejected:
             return self._error_response(rejected.status, rejected.message, reason=rejected.reason)
-        data = [
-            {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"}
-            for m in self.models
-        ]
-        return web.json_response({"object": "list", "data": data})
+        listing = wire.ModelList(
+            data=[wire.ModelCard(id=m, created=1700000000, owned_by="fake") for m in self.models]
+        )
+        return web.json_response(text=listing.model_dump_json())
 
     def _error_body(
         self, status: int, message: str | None, *, reason: str | None, fault: Fault | None
     ) -> Any:
         kind, code, default = _ERRORS.get(status, _ERRORS[500 if status >= 500 else 400])
-        return {
-            "error": {
-                "message": message or default,
-                "type": kind,
-                "param": None,
-                "code": reason or code,
-            }
-        }
-
-    def _chunk(self, call: ChatCall, cid: str, choices: list[Any], usage: Any = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": call.model,
-            "system_fingerprint": None,
-            "choices": choices,
-        }
-        if call.include_usage:
-            chunk["usage"] = usage
-        return self._sse("", json.dumps(chunk))
+        return wire.error_body(message or default, kind=kind, code=reason or code)
 
     def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
-        return {
-            "id": f"chatcmpl-fake{self._next_id():06d}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": call.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": answer.text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "length" if answer.hit_max_tokens else "stop",
-                }
-            ],
-            "usage": _usage(call, answer),
-            "system_fingerprint": None,
-        }
+        calls = [
+            wire.AnswerToolCall(id=c.id, function=wire.AnswerFunctionCall(
+                name=c.name, arguments=c.arguments_json))
+            for c in answer.tool_calls
+        ]  # fmt: skip
+        message = wire.AnswerMessage(content=answer.text if not calls else None,
+                                     tool_calls=calls or None)  # fmt: skip
+        completion = wire.ChatCompletion(
+            id=f"chatcmpl-fake{self._next_id():06d}",
+            created=int(time.time()),
+            model=call.model,
+            choices=[wire.Choice(message=message, finish_reason=_finish(answer))],
+            usage=_usage(call, answer),
+        )
+        return json.loads(completion.model_dump_json())
 
     def _sse(self, event: str, data: str) -> bytes:
         return f"data: {data}\n\n".encode()
 
     def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
         cid = f"chatcmpl-fake{self._next_id():06d}"
+        created = int(time.time())
 
-        def choice(delta: dict[str, Any], finish: str | None = None) -> list[Any]:
-            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        def event(delta: wire.Delta | None = None, finish: str | None = None,
+                  usage: wire.CompletionUsage | None = None) -> bytes:  # fmt: skip
+            choices = [] if delta is None else [wire.ChunkChoice(delta=delta,
+                                                                 finish_reason=finish)]
+            chunk = wire.ChatCompletionChunk(id=cid, created=created, model=call.model,
+                                             choices=choices, usage=usage)  # fmt: skip
+            exclude = None if call.include_usage else {"usage"}
+            return self._sse("", chunk.model_dump_json(exclude=exclude))
 
-        events = [(self._chunk(call, cid, choice({"role": "assistant", "content": ""})), False)]
-        events += [(self._chunk(call, cid, choice({"content": p})), True) for p in answer.pieces]
-        finish = "length" if answer.hit_max_tokens else "stop"
-        events.append((self._chunk(call, cid, choice({}, finish)), False))
+        events = [(event(wire.Delta(role="assistant", content="")), False)]
+        events += [(event(wire.Delta(content=p)), True) for p in answer.pieces]
+        for index, tool_call in enumerate(answer.tool_calls):
+            arguments = tool_call.arguments_json
+            half = len(arguments) // 2
+            # The id and name first, then the arguments in pieces, as OpenAI streams them.
+            for piece, head in ((arguments[:half], True), (arguments[half:], False)):
+                delta = wire.ToolCallDelta(
+                    index=index, id=tool_call.id if head else None,
+                    type="function" if head else None,
+                    function=wire.FunctionDelta(name=tool_call.name if head else None,
+                                                arguments=piece),
+                )  # fmt: skip
+                events.append((event(wire.Delta(tool_calls=[delta])), True))
+        events.append((event(wire.Delta(), _finish(answer)), False))
         if call.include_usage:
-            events.append((self._chunk(call, cid, [], _usage(call, answer)), False))
+            events.append((event(usage=_usage(call, answer)), False))
         events.append((self._sse("", "[DONE]"), False))
         return events
 
     def _stream_error_event(self) -> bytes:
         _, _, message = _ERRORS[503]
-        error = {"message": message, "type": "server_error", "param": None, "code": None}
-        return self._sse("", json.dumps({"error": error}))
+        return self._sse("", json.dumps(wire.error_body(message, kind="server_error")))
 
 
-def _usage(call: ChatCall, answer: Answer) -> dict[str, int]:
-    return {
-        "prompt_tokens": call.input_tokens,
-        "completion_tokens": answer.output_tokens,
-        "total_tokens": call.input_tokens + answer.output_tokens,
-    }
+def _finish(answer: Answer) -> str:
+    if answer.tool_calls:
+        return "tool_calls"
+    return "length" if answer.hit_max_tokens else "stop"
 
 
-def _content_text(content: object, index: int) -> str:
-    """Content is a string, a list of parts (text parts count), or null for tool calls."""
+def _usage(call: ChatCall, answer: Answer) -> wire.CompletionUsage:
+    return wire.CompletionUsage(
+        prompt_tokens=call.input_tokens,
+        completion_tokens=answer.output_tokens,
+        total_tokens=call.input_tokens + answer.output_tokens,
+    )
+
+
+def _text(content: Any) -> str:
     if content is None or isinstance(content, str):
         return content or ""
-    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
-        return "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
-    raise Reject(400, f"Invalid type for 'messages[{index}].content'.")
+    return "".join(getattr(p, "text", "") or getattr(p, "refusal", "") for p in content)
+
+
+def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
+    """What the fake acts on, from a valid request (also the ONNX sidecar's reading)."""
+    texts: list[str] = []
+    prompt, images, results = "", [], None
+    called: set[str] = set()
+    for i, message in enumerate(body.messages):
+        if isinstance(message, wire.ToolMessage):
+            # As OpenAI checks: a tool message answers a call made earlier in the history.
+            if message.tool_call_id not in called:
+                raise Reject(400, f"Invalid parameter: messages[{i}] with role 'tool' must be a "
+                             "response to a preceeding message with 'tool_calls'.")  # fmt: skip
+            results = (results or []) + [_text(message.content)]
+            texts.append(_text(message.content))
+            continue
+        results = None
+        texts.append(_text(message.content))
+        if isinstance(message, wire.AssistantMessage):
+            for c in message.tool_calls or ():
+                if len(c.id) > MAX_TOOL_CALL_ID:
+                    raise Reject(400, f"Invalid 'messages[{i}].tool_calls[].id': string too "
+                                 f"long. Expected a string with maximum length "
+                                 f"{MAX_TOOL_CALL_ID}.")  # fmt: skip
+                called.add(c.id)
+                texts.append(c.function.name + c.function.arguments)
+        if isinstance(message, wire.UserMessage):
+            prompt = _text(message.content)
+            images = [
+                _media_type(p.image_url.url) for p in message.content
+                if isinstance(p, wire.ImagePart)
+            ] if isinstance(message.content, list) else []  # fmt: skip
+    tools = [FakeTool(t.function.name, t.function.parameters or {}) for t in body.tools or ()]
+    texts += [t.name + json.dumps(t.parameters) for t in tools]
+    choice = body.tool_choice
+    fmt = body.response_format
+    schema = None
+    if isinstance(fmt, wire.JsonSchemaFormat):
+        schema = fmt.json_schema.schema_ or {}
+    elif isinstance(fmt, wire.JsonObjectFormat):
+        schema = {}
+    return ChatCall(
+        model=body.model,
+        prompt=prompt,
+        input_tokens=sum(count_tokens(t) for t in texts) + IMAGE_TOKENS * len(images),
+        max_tokens=body.output_limit,
+        stream=bool(body.stream),
+        include_usage=body.include_usage,
+        tools=tools,
+        tool_choice=choice if isinstance(choice, str) else "required",
+        forced_tool=choice.function.name if isinstance(choice, wire.NamedToolChoice) else None,
+        parallel=body.parallel_tool_calls is not False,
+        tool_results=results,
+        schema=schema,
+        images=images,
+    )
+
+
+def _media_type(url: str) -> str:
+    if url.startswith("data:"):
+        return url[5:].split(";", 1)[0].split(",", 1)[0] or "data"
+    return "url"

@@ -16,12 +16,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
 from email.utils import formatdate
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -29,6 +26,7 @@ from typing import Any, ClassVar, Self
 from aiohttp import web
 from pydantic import ValidationError
 
+from llmagents.testing.fake_providers.behaviour import Answer, ChatCall, make_answer
 from llmagents.testing.fake_providers.faults import (
     FakeStats,
     Fault,
@@ -39,8 +37,6 @@ from llmagents.testing.fake_providers.faults import (
 from llmagents.testing.fake_providers.threaded import ThreadedFake
 
 logger = logging.getLogger(__name__)
-
-_ANSWER_PROMPT_WORDS = 8
 
 
 class Reject(Exception):
@@ -53,36 +49,6 @@ class Reject(Exception):
         self.reason = reason
 
 
-@dataclass(slots=True)
-class ChatCall:
-    """What a protocol parser extracted from a valid chat request."""
-
-    model: str
-    prompt: str
-    input_tokens: int
-    max_tokens: int | None
-    stream: bool
-    include_usage: bool = True
-
-
-@dataclass(slots=True)
-class Answer:
-    """The fake's deterministic answer, split into the pieces a stream sends."""
-
-    pieces: list[str]
-    output_tokens: int
-    hit_max_tokens: bool
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-
-def count_tokens(text: str) -> int:
-    """About four characters a token, the usual rule of thumb for English text."""
-    return max(1, math.ceil(len(text) / 4))
-
-
 class FakeProviderServer(ABC):
     """One fake provider on 127.0.0.1; see the module docstring for how to run it."""
 
@@ -91,6 +57,8 @@ class FakeProviderServer(ABC):
     api_prefix: ClassVar[str] = ""
     """Path that ``base_url`` adds to the server root (``/v1`` for OpenAI)."""
     overload_status: ClassVar[int] = 503
+    tool_id_prefix: ClassVar[str] = ""
+    """How the protocol's tool-call ids begin; empty: its calls carry no id."""
 
     def __init__(
         self,
@@ -227,15 +195,7 @@ class FakeProviderServer(ABC):
         return self._ids
 
     def _make_answer(self, call: ChatCall) -> Answer:
-        words = call.prompt.split()[:_ANSWER_PROMPT_WORDS] or ["(empty prompt)"]
-        text = " ".join([f"[fake-{self.protocol}:{call.model}] answer to:", *words])
-        hit = call.max_tokens is not None and count_tokens(text) > call.max_tokens
-        if hit:
-            assert call.max_tokens is not None
-            text = text[: call.max_tokens * 4]
-        # A stream sends one word (with its trailing space) per chunk.
-        pieces = re.findall(r"\S+\s*", text)
-        return Answer(pieces, count_tokens(text), hit)
+        return make_answer(call, protocol=self.protocol, id_prefix=self.tool_id_prefix)
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
         """Run one chat call, the route handler of every protocol's chat endpoint."""

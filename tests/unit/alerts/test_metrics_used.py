@@ -2,7 +2,8 @@
 
 A renamed metric or label would otherwise leave a panel empty and an alert silent, with
 nothing failing. The names come from ``llmagents.runner.metrics`` (``METRIC_NAMES`` and the
-label names of ``RunnerMetrics``); ``up`` is made by Prometheus for every scrape target.
+label names of ``RunnerMetrics``) and ``llmagents.operator.metrics`` (the operator's
+gauges of every agent); ``up`` is made by Prometheus for every scrape target.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from typing import Any
 
 import pytest
 from alert_rules import CHART, load_rules
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from llmagents.runner.metrics import METRIC_NAMES, RunnerMetrics
+from llmagents.operator.kube import WRITES
+from llmagents.operator.metrics import OPERATOR_METRIC_NAMES, AgentGauges
+from llmagents.runner.metrics import METRIC_NAMES as RUNNER_METRIC_NAMES
+from llmagents.runner.metrics import RunnerMetrics
+
+METRIC_NAMES = RUNNER_METRIC_NAMES | OPERATOR_METRIC_NAMES
 
 DASHBOARD = CHART / "dashboards" / "llmagents.json"
 PROMETHEUS_MADE = {"up"}
@@ -48,10 +55,11 @@ def _family(series: str) -> str:
 
 
 def _exported_labels() -> dict[str, set[str]]:
-    """Label names per exported family, read from a RunnerMetrics instance."""
+    """Label names per exported family, read from a RunnerMetrics and an AgentGauges."""
     metrics = RunnerMetrics("probe")
+    gauges = AgentGauges(CollectorRegistry())
     labels: dict[str, set[str]] = {}
-    for value in vars(metrics).values():
+    for value in [*vars(metrics).values(), gauges.phase, gauges.checkpoint, WRITES]:
         if isinstance(value, MetricWrapperBase):
             family = value._name + ("_total" if value._type == "counter" else "")
             labels[family] = set(value._labelnames)
@@ -77,7 +85,7 @@ EXPRS: list[tuple[str, str]] = [("dashboard", e) for e in _dashboard_exprs()] + 
 ]
 
 
-def test_the_runner_exports_every_family_it_lists():
+def test_the_runner_and_operator_export_every_family_they_list():
     assert set(_exported_labels()) == METRIC_NAMES
 
 

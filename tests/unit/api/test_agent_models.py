@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from llmagents.api.agent import LLMAgentSpec
+from llmagents.api.pool import ProviderPoolSpec
 from llmagents.api.runner_config import (
     RunnerConfig,
     RunnerPorts,
@@ -63,10 +64,39 @@ def test_gateway_agent_takes_a_container():
     assert spec.work.agent is not None and spec.work.agent.env[0].name == "A"
 
 
-@pytest.mark.parametrize("field", ["checkpointInterval", "maxRuntime"])
-def test_zero_durations_are_refused(field):
-    with pytest.raises(ValidationError, match=f"{field} must be greater than zero"):
-        LLMAgentSpec.model_validate(_spec(**{field: "0s"}))
+def test_a_zero_max_runtime_is_refused():
+    with pytest.raises(ValidationError, match="maxRuntime must be greater than zero"):
+        LLMAgentSpec.model_validate(_spec(maxRuntime="0s"))
+
+
+@pytest.mark.parametrize("interval", ["0s", "999ms", "0.5s"])
+def test_a_checkpoint_interval_below_one_second_is_refused(interval):
+    # Each checkpoint is an API write; sub-second ones would load the API server for nothing.
+    with pytest.raises(ValidationError, match="checkpointInterval must be at least 1s"):
+        LLMAgentSpec.model_validate(_spec(checkpointInterval=interval))
+    assert LLMAgentSpec.model_validate(_spec(checkpointInterval="1s")).checkpoint_interval == (
+        timedelta(seconds=1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("checkpointInterval", "99999999999h"), ("maxRuntime", "99999999999h"),
+     ("maxRuntime", "87600h1s"), ("maxRuntime", "90000h" * 9), ("maxRuntime", 1e300),
+     ("maxRuntime", float("inf")), ("maxRuntime", float("nan"))],
+)  # fmt: skip
+def test_a_duration_past_the_api_s_bound_is_a_validation_error_never_an_overflow(field, value):
+    with pytest.raises(ValidationError, match="at most 87600h"):
+        LLMAgentSpec.model_validate(_spec(**{field: value}))
+
+
+def test_pool_durations_are_bounded_too():
+    pool = {"providers": [{"name": "local", "type": "onnx", "model": "m"}]}
+    for path, value in [("retry", {"initialDelay": "99999999999h"}),
+                        ("health", {"window": "99999999999h"})]:  # fmt: skip
+        with pytest.raises(ValidationError, match="at most 87600h"):
+            ProviderPoolSpec.model_validate({**pool, path: value})
+    assert ProviderPoolSpec.model_validate({**pool, "retry": {"maxDelay": "87600h"}})
 
 
 def test_resources_take_kubernetes_quantities():

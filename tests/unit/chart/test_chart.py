@@ -130,6 +130,27 @@ def test_the_operator_s_rights_are_exactly_what_the_operator_code_declares(rende
     assert not any(resource == "leases" for _, resource, _ in _grants(cluster_role["rules"]))
 
 
+def test_with_watch_namespaces_the_operator_gets_roles_there_and_nothing_cluster_wide(rendered):
+    docs = rendered["high-availability"]  # watchNamespaces: team-a, team-b
+    assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "ClusterRoleBinding") == []
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in by_kind(docs, "Role")}
+    lease_role = roles.pop((NAMESPACE, "ops-llmagents-leader-election"))
+    assert set(roles) == {("team-a", "ops-llmagents"), ("team-b", "ops-llmagents")}
+    for role in roles.values():
+        assert _grants(role["rules"]) | _grants(lease_role["rules"]) == _grants(operator_rules())
+        assert _grants(runner_rules("any")) <= _grants(role["rules"])
+    bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")}
+    assert set(bindings) == {"team-a", "team-b", NAMESPACE}
+    account = one(docs, "ServiceAccount")["metadata"]["name"]
+    for namespace in ("team-a", "team-b"):
+        assert bindings[namespace]["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ops-llmagents"
+        }
+        assert bindings[namespace]["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+
+
 def test_the_operator_holds_every_right_it_grants_a_runner(rendered):
     chart = _grants(one(rendered["defaults"], "ClusterRole")["rules"])
     assert _grants(runner_rules("any")) <= chart

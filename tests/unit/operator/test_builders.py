@@ -174,7 +174,7 @@ def test_onnx_model_volume_is_mounted_read_only_for_the_sidecar():
     assert _env(sidecar)["LLMAGENTS_ONNX_MODEL_DIR"]["value"] == "/models/smol"
     assert sidecar["volumeMounts"] == [{"name": "model", "mountPath": "/models", "readOnly": True}]
     volumes = _deployment(built)["spec"]["template"]["spec"]["volumes"]
-    assert volumes == [
+    assert volumes[1:] == [
         {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
     ]
 
@@ -186,10 +186,55 @@ def test_gateway_mode_adds_the_agent_container_pointed_at_the_local_gateway():
     containers = _containers(_build(agent))
     env = _env(containers["agent"])
     assert env["OPENAI_BASE_URL"]["value"] == "http://127.0.0.1:8080/v1"
+    assert env["ANTHROPIC_BASE_URL"]["value"] == "http://127.0.0.1:8080"
+    assert env["ANTHROPIC_API_KEY"]["value"] == env["OPENAI_API_KEY"]["value"]
     assert env["GOAL"]["value"] == "x"
     assert {"name": "gateway", "containerPort": 8080, "protocol": "TCP"} in containers["runner"][
         "ports"
     ]
+
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _gateway_pod() -> dict:
+    agent = agent_body(work={"agent": {"image": "example.test/agent:1"}})
+    return _deployment(_build(agent))["spec"]["template"]["spec"]
+
+
+def test_only_the_runner_container_gets_the_service_account_token():
+    # The agent's own container could otherwise patch its checkpoint and reset its spend.
+    pod = _gateway_pod()
+    assert pod["automountServiceAccountToken"] is False
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"runner", "onnx", "agent"}
+    assert containers["runner"]["volumeMounts"] == [
+        {"name": "runner-token", "mountPath": SA_DIR, "readOnly": True}
+    ]
+    assert "volumeMounts" not in containers["agent"]
+    assert "volumeMounts" not in containers["onnx"]
+    token = next(v for v in pod["volumes"] if v["name"] == "runner-token")
+    # What the kubelet would have mounted itself: what the in-cluster loaders read.
+    assert token["projected"]["sources"] == [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [
+            {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
+        ]}},
+    ]  # fmt: skip
+
+
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def test_every_container_meets_the_restricted_pod_security_standard():
+    pod = _gateway_pod()
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for container in pod["containers"]:
+        assert container["securityContext"] == RESTRICTED_CONTAINER, container["name"]
 
 
 def _template_hash(built: dict) -> str:
@@ -211,21 +256,29 @@ def test_building_twice_gives_identical_manifests():
     assert _build() == _build()
 
 
-@pytest.mark.parametrize("rule", runner_rules("writer", "pool"), ids=lambda r: r["resources"][0])
-def test_every_runner_right_names_its_objects_and_none_deletes(rule):
+def _named_rules() -> list[dict]:
+    return [r for r in runner_rules("writer", "pool") if r["resources"] != ["events"]]
+
+
+@pytest.mark.parametrize("rule", _named_rules(), ids=lambda r: r["resources"][0])
+def test_every_runner_right_but_events_names_its_objects_and_none_deletes(rule):
     assert rule["resourceNames"]
     assert not {"delete", "deletecollection"} & set(rule["verbs"])
     assert "secrets" not in rule["resources"]
 
 
-def test_the_runner_may_create_only_its_checkpoint_and_results_config_maps():
+def test_the_runner_may_create_only_its_checkpoint_and_results_config_maps_and_events():
     creatable = [
         name
-        for rule in runner_rules("writer", "pool")
+        for rule in _named_rules()
         if "create" in rule["verbs"]
         for name in rule["resourceNames"]
     ]
     assert sorted(creatable) == ["writer-checkpoint", *[f"writer-results-{i}" for i in range(4)]]
+    (events,) = [r for r in runner_rules("writer", "pool") if r["resources"] == ["events"]]
+    # events.k8s.io only (the API the runner writes), create and patch, nothing else.
+    assert events == {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+                      "verbs": ["create", "patch"]}
 
 
 def test_role_binding_binds_the_runner_service_account_to_its_role():
@@ -265,3 +318,17 @@ def test_metrics_service_is_headless_and_selects_the_runner_pod():
     ]
     pod_labels = _deployment(built)["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= pod_labels.items()
+
+
+def test_runners_get_the_trace_endpoint_only_when_the_operator_has_one():
+    import dataclasses
+
+    def runner_env(settings: OperatorSettings) -> dict:
+        manifests = children(AgentObject.from_body(agent_body()), PoolObject.from_body(pool_body()),
+                             settings, replicas=1)  # fmt: skip
+        built = {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+        return _env(_containers(built)["runner"])
+
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in runner_env(SETTINGS)
+    traced = dataclasses.replace(SETTINGS, runner_otlp_endpoint="http://collector:4318")
+    assert runner_env(traced)["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://collector:4318"

@@ -69,3 +69,26 @@ def test_an_invalid_pool_says_so():
     )
     assert status.conditions[0].reason == "InvalidSpec"
     assert status.providers is None
+
+
+def test_the_pool_says_how_many_agents_see_a_provider_open_since_when_and_its_cost():
+    status = _fold(
+        [
+            _report({"name": "claude", "healthy": False, "breakerState": "open",
+                     "openSince": "2029-12-31T23:50:00Z", "costUSD": 0.25}),
+            _report({"name": "claude", "healthy": False, "breakerState": "open",
+                     "openSince": "2029-12-31T23:40:00Z", "costUSD": 0.5}),
+            # Half-open is not open: its opening does not count, its spend does.
+            _report({"name": "claude", "healthy": False, "breakerState": "half-open",
+                     "openSince": "2029-12-31T23:00:00Z", "costUSD": 0.25}),
+            _report({"name": "router", "healthy": True, "costUSD": 0.0}),
+        ]
+    )  # fmt: skip
+    by_name = {p.name: p for p in status.providers}
+    claude, router = by_name["claude"], by_name["router"]
+    assert (claude.open_breakers, claude.agents) == (2, 3)
+    assert claude.open_since == datetime(2029, 12, 31, 23, 40, tzinfo=UTC)
+    assert claude.cost_usd == 1.0
+    assert router.open_since is None and router.cost_usd == 0.0
+    wire = status.to_wire()["providers"][0]
+    assert wire["openSince"] == "2029-12-31T23:40:00Z" and wire["costUSD"] == 1.0

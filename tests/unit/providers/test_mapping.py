@@ -28,7 +28,6 @@ from llmagents.providers import (
     OpenAIAdapter,
     build_adapter,
 )
-from llmagents.providers.base import _env_proxy
 from llmagents.providers.mapping import google_duration_seconds, retry_after_seconds
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
 
@@ -244,21 +243,6 @@ async def test_a_line_longer_than_any_read_buffer_arrives_whole() -> None:
     assert events == [SseEvent("message", long)]
 
 
-def test_the_proxy_comes_from_the_environment_unless_no_proxy_exempts_the_host(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name in ("https_proxy", "http_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    assert _env_proxy("https://api.openai.com/v1") is None
-
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    monkeypatch.setenv("NO_PROXY", "localhost,.svc")
-    assert _env_proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
-    assert _env_proxy("http://api.openai.com/v1") is None
-    assert _env_proxy("http://vllm.models.svc:8000/v1") is None
-
-
 def spec(kind: ProviderType, **extra: object) -> ProviderSpec:
     fields: dict[str, object] = {"name": "p", "type": kind, "model": "m"}
     if kind is not ProviderType.ONNX:
@@ -290,7 +274,8 @@ async def test_build_adapter_points_onnx_at_the_sidecar_and_needs_no_key() -> No
 
 
 async def test_build_adapter_honours_a_base_url() -> None:
-    custom = spec(ProviderType.OPENAI, baseURL="http://vllm.internal:8000/v1/")
+    custom = spec(ProviderType.OPENAI, baseURL="http://vllm.internal:8000/v1/",
+                  allowInsecureBaseURL=True)
     async with build_adapter(custom, api_key="k") as adapter:
         assert adapter.base_url == "http://vllm.internal:8000/v1"
 

@@ -171,11 +171,28 @@ def test_released_probe_frees_its_slot_without_changing_state(clock: FakeClock) 
     assert b.admit(clock.now) is Admission.PROBE
 
 
-def test_active_probe_success_closes_an_expired_open_breaker(clock: FakeClock) -> None:
+def test_an_active_probe_success_moves_an_open_breaker_to_half_open_never_to_closed(
+    clock: FakeClock,
+) -> None:
+    # An active probe lists models: it shows the provider answers, not that calls succeed.
     b = breaker(clock)
     fail(b, clock, 3)
     b.on_probe(clock.now + 1, ok=True)
-    assert b.state is BreakerState.OPEN  # recovery time is honoured
-    b.on_probe(b.open_until, ok=True)
-    assert b.state is BreakerState.CLOSED
+    assert b.state is BreakerState.HALF_OPEN
     assert b.transitions[-1].reason == "active probe succeeded"
+    b.on_probe(clock.now + 2, ok=True)
+    assert b.state is BreakerState.HALF_OPEN  # another probe decides nothing either
+    probe = b.admit(clock.now + 2)
+    assert probe is Admission.PROBE  # a real call does
+    b.record_success(clock.now + 3, probe)
+    assert b.state is BreakerState.CLOSED
+
+
+def test_an_active_probe_success_after_the_recovery_time_still_leaves_it_half_open(
+    clock: FakeClock,
+) -> None:
+    b = breaker(clock)
+    fail(b, clock, 3)
+    b.on_probe(b.open_until, ok=True)
+    assert b.state is BreakerState.HALF_OPEN
+    assert [t.to_state for t in b.transitions][-2:] == [BreakerState.OPEN, BreakerState.HALF_OPEN]

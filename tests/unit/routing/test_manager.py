@@ -9,6 +9,7 @@ from llmagents.errors import (
     AllProvidersFailed,
     AuthFailed,
     BadRequest,
+    ClientBusy,
     DeadlineExceeded,
     ModelNotFound,
     RateLimited,
@@ -91,6 +92,21 @@ async def test_non_retryable_errors_move_on_at_once_and_mark_the_provider(
     assert status.misconfigured is not None
     assert status.misconfigured.startswith(error.kind.value)  # type: ignore[attr-defined]
     assert status.breaker is BreakerState.CLOSED  # configuration, not health
+
+
+async def test_a_full_connection_pool_moves_on_without_blaming_the_provider(
+    clock: FakeClock,
+) -> None:
+    engine = manager(three(), clock)
+    for _ in range(10):  # far past the breaker's failure threshold
+        call = Scripted(clock, {"a": [ClientBusy("all connections busy")]})
+        result = await engine.execute(CallTask(), call)
+        assert call.providers == ["a", "b"] and result.provider == "b"
+    assert clock.sleeps == []
+    status = engine.status()["a"]
+    assert status.breaker is BreakerState.CLOSED
+    assert status.success_rate is None  # no health sample either way
+    assert status.misconfigured is None
 
 
 async def test_a_misconfigured_provider_goes_last_until_it_answers_again(

@@ -145,7 +145,7 @@ async def test_paid_providers_are_probed_when_the_pool_allows_it(clock: FakeCloc
     assert [p.name for p in engine.due_probes()] == ["a", "local"]
 
 
-async def test_failed_probes_can_open_a_breaker_and_a_good_one_closes_it(
+async def test_failed_probes_can_open_a_breaker_and_a_good_one_lets_a_call_close_it(
     clock: FakeClock,
 ) -> None:
     engine = manager(two(health={"probeInterval": "60s"}), clock)
@@ -153,6 +153,8 @@ async def test_failed_probes_can_open_a_breaker_and_a_good_one_closes_it(
     assert engine.status()["local"].breaker is BreakerState.OPEN
     with pytest.raises(AllProvidersFailed):
         await engine.execute(CallTask(free_only=True), Scripted(clock))
-    clock.advance(30)
+    clock.advance(1)
     engine.record_probe("local", ok=True, latency=0.3)
+    assert engine.status()["local"].breaker is BreakerState.HALF_OPEN
+    await engine.execute(CallTask(free_only=True), Scripted(clock))
     assert engine.status()["local"].breaker is BreakerState.CLOSED

@@ -134,7 +134,7 @@ BAD_REQUESTS = {
     "tool_choice naming no tool": ({"tool_choice": {"type": "function",
                                                     "function": {"name": "nowhere"}}}, None),
     "n above one": ({"n": 2}, "n"),
-    "unknown role": ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0"),
+    "unknown role": ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]"),
 }  # fmt: skip
 
 
@@ -229,7 +229,7 @@ async def test_unknown_routes_and_methods_are_refused_in_openais_error_shape(
 ) -> None:
     _, url = served
     async with httpx.AsyncClient() as http:
-        missing = await http.post(f"{url}/embeddings", json={"input": "x"})
+        missing = await http.post(f"{url}/audio/speech", json={"input": "x"})
         wrong = await http.delete(f"{url}/checkpoint/state")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, PUT"

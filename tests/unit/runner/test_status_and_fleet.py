@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from llmagents.api.status import RunnerAgentStatus, RunnerPhase
 from llmagents.routing import BreakerState, CallTask
 from llmagents.runner.engine import AgentEngine
@@ -138,6 +140,21 @@ async def test_a_provider_the_fleet_has_open_starts_open_here(fakes: Fakes) -> N
     await engine.aclose()
 
 
+@pytest.mark.parametrize(
+    ("open_breakers", "agents", "opens"),
+    [(1, 2, True), (2, 4, True), (1, 3, False), (2, 5, False), (3, 5, True), (1, 1, True),
+     (0, 0, False), (0, 3, False)],
+)  # fmt: skip
+async def test_the_fleet_rule_is_at_least_half_of_the_agents_not_a_strict_majority(
+    fakes: Fakes, open_breakers: int, agents: int, opens: bool
+) -> None:
+    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    fleet = FleetBreaker(engine.manager)
+    view = pool_status("primary", agents=agents, open_breakers=open_breakers)
+    assert fleet.apply(view) == (["primary"] if opens else [])
+    await engine.aclose()
+
+
 async def test_after_the_recovery_time_a_probe_goes_through(fakes: Fakes) -> None:
     clock = Clock()
     engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS,
@@ -157,8 +174,10 @@ async def test_the_fleet_view_is_taken_on_change_not_reapplied(fakes: Fakes) -> 
                                clock=clock.monotonic, wall_clock=clock.wall)  # fmt: skip
     fleet = FleetBreaker(engine.manager, wall_clock=clock.wall)
     assert fleet.apply(pool_status("primary", agents=1, open_breakers=1)) == ["primary"]
-    clock.now += 31
-    engine.manager.record_probe("primary", ok=True, latency=0.01)  # recovered here
+    engine.manager.record_probe("primary", ok=True, latency=0.01)
+    assert engine.manager.status()["primary"].breaker is BreakerState.HALF_OPEN
+    result = await engine.complete(task_request(config(fakes).tasks[0]), CallTask())
+    assert result.provider == "primary"  # recovered here: the half-open call closed it
     assert engine.manager.status()["primary"].breaker is BreakerState.CLOSED
     # The pool's status has not caught up yet: the same view must not push it open again.
     assert fleet.apply(pool_status("primary", agents=1, open_breakers=1)) == []
@@ -173,4 +192,57 @@ async def test_a_pool_status_that_does_not_validate_is_ignored(fakes: Fakes) -> 
     assert fleet.apply({"providers": [{"name": "primary"}]}) == []
     assert fleet.apply(None) == []
     assert engine.manager.status()["primary"].breaker is BreakerState.CLOSED
+    await engine.aclose()
+
+
+async def test_status_tells_per_provider_why_and_until_when_it_is_open_and_what_it_cost(
+    fakes: Fakes,
+) -> None:
+    from llmagents.runner.status import build_status
+
+    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    fakes.primary.core.update({"outage": True})
+    request = task_request(config(fakes).tasks[0])
+    for _ in range(3):  # maxFailures 2: two failures open the primary, then it is skipped
+        result = await engine.complete(request, CallTask(input_tokens=5))
+        assert result.provider == "fallback"
+    status = build_status(engine.manager, phase=RunnerPhase.RUNNING, message=None,
+                          started_at=datetime.now(UTC), tasks=None, last_checkpoint=None)  # fmt: skip
+    by_name = {p.name: p for p in status.providers}
+    primary, fallback = by_name["primary"], by_name["fallback"]
+    assert primary.breaker_state.value == "open"
+    assert primary.open_since is not None and primary.open_until is not None
+    assert timedelta(seconds=29) < primary.open_until - primary.open_since <= timedelta(seconds=31)
+    assert "2 consecutive failures" in (primary.breaker_reason or "")
+    assert (primary.calls, primary.error_rate, primary.success_rate) == (2, 1.0, 0.0)
+    assert primary.last_failure is not None and primary.last_failure.reason.startswith(
+        ("server_error", "overloaded", "connection_failed"))
+    assert primary.cost_usd == 0.0
+    assert (fallback.calls, fallback.success_rate, fallback.error_rate) == (3, 1.0, 0.0)
+    assert fallback.latency_mean_ms is not None and fallback.latency_p95_ms is not None
+    assert fallback.cost_usd is not None and fallback.cost_usd > 0
+    assert fallback.open_since is None and fallback.breaker_reason is None
+    assert fallback.last_failure is None
+    await engine.aclose()
+
+
+async def test_status_and_the_pool_show_when_each_provider_last_answered(fakes: Fakes) -> None:
+    from llmagents.operator.pool_status import fold_providers
+    from llmagents.runner.status import build_status
+
+    clock = Clock()
+    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS,
+                               clock=clock.monotonic, wall_clock=clock.wall)  # fmt: skip
+    fakes.primary.core.update({"outage": True})
+    await engine.complete(task_request(config(fakes).tasks[0]), CallTask(input_tokens=5))
+    answered = clock.wall()
+    status = build_status(engine.manager, phase=RunnerPhase.RUNNING, message=None,
+                          started_at=answered, tasks=None, last_checkpoint=None)  # fmt: skip
+    by_name = {p.name: p for p in status.providers}
+    assert by_name["primary"].last_success is None
+    assert by_name["fallback"].last_success == answered
+    wire = RunnerAgentStatus.model_validate(status.to_wire())  # as the operator reads it
+    pool = fold_providers(engine.manager.pool, [wire.providers])
+    seen = {p.name: p.last_seen for p in pool}
+    assert seen == {"primary": None, "fallback": answered}
     await engine.aclose()

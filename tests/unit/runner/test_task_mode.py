@@ -119,10 +119,10 @@ SMALL_TASKS = [
 ]  # fmt: skip
 
 
-async def test_an_exhausted_budget_with_stop_pauses_the_task_list(
+async def test_an_exhausted_daily_budget_with_stop_pauses_the_task_list(
     fakes: Fakes, edges: Edges
 ) -> None:
-    budget = {"limit": 0.012, "onExhausted": "stop"}
+    budget = {"limit": 0.012, "onExhausted": "stop", "period": "daily"}
     runner = edges.runner(config(fakes, tasks=SMALL_TASKS, budget=budget))
     await runner.start()
     work = asyncio.create_task(runner.run_tasks())

@@ -1,15 +1,17 @@
-"""The gateway's HTTP/1.1 server, spoken to over real sockets by raw bytes and by httpx."""
+"""The gateway's HTTP server (uvicorn with the limits of ``runner/web.py``), spoken to over
+real sockets by raw bytes and by httpx."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
-from llmagents.runner import http11
-from llmagents.runner.http11 import Request, Response, Server, StreamingResponse
+from llmagents.runner import web
+from llmagents.runner.web import Request, Response, Server, StreamingResponse
 
 Exchange = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -27,7 +29,7 @@ async def echo(request: Request) -> Response:
 async def serve() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]:
     servers: list[Server] = []
 
-    async def start(handler: http11.Handler = echo, max_body: int = 1024) -> Server:
+    async def start(handler: web.Handler = echo, max_body: int = 1024) -> Server:
         server = Server(handler, name="test", max_body=max_body)
         await server.start("127.0.0.1", 0)
         servers.append(server)
@@ -104,12 +106,33 @@ async def test_expect_100_continue_gets_the_interim_answer_before_the_body(serve
     ("request_bytes", "status"),
     [
         (b"POST /big HTTP/1.1\r\ncontent-length: 5000\r\n\r\n", 413),
-        (b"POST /big HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
-         + b"400\r\n" + b"x" * 1024 + b"\r\n" + b"400\r\n" + b"x" * 1024 + b"\r\n", 413),
+        (
+            b"POST /big HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+            + b"400\r\n"
+            + b"x" * 1024
+            + b"\r\n"
+            + b"400\r\n"
+            + b"x" * 1024
+            + b"\r\n",
+            413,
+        ),
         (b"GET / HTTP/1.1\r\nx-huge: " + b"h" * (70 * 1024) + b"\r\n\r\n", 431),
+        (b"GET / HTTP/1.1\r\n" + b"x-a: 1\r\n" * 10_000 + b"\r\n", 431),
         (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\n\r\n", 505),
+        (b"GET / HTTP/0.9\r\n\r\n", 505),
+        (b"GET /\r\n\r\n", 505),
     ],
-    ids=["declared-too-large", "chunked-too-large", "head-too-large", "malformed"],
+    ids=[
+        "declared-too-large",
+        "chunked-too-large",
+        "head-too-large",
+        "repeated-headers",
+        "malformed",
+        "http-2.0",
+        "http-0.9",
+        "http-0.9-bare",
+    ],
 )
 async def test_requests_that_cannot_be_served_are_refused_and_the_connection_closed(
     serve, request_bytes: bytes, status: int
@@ -120,6 +143,32 @@ async def test_requests_that_cannot_be_served_are_refused_and_the_connection_clo
     answer_status, headers, _ = await read_response(reader)
     assert (answer_status, headers["connection"]) == (status, "close")
     assert await closed_by_server(reader)
+
+
+async def test_a_head_that_never_ends_is_refused_as_it_grows(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"GET / HTTP/1.1\r\nx-endless: ")
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 2 * web.MAX_HEAD:  # the head never ends: no answer could wait for its end
+            writer.write(b"v" * 4096)
+            await writer.drain()
+            sent += 4096
+    status, headers, body = await read_response(reader)
+    assert (status, headers["connection"]) == (431, "close")
+    assert b"limited to 65536 bytes" in body
+    assert await closed_by_server(reader)
+
+
+async def test_an_upgrade_request_gets_one_answer_and_the_connection_closes(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"GET /up HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+                 b"GET /next HTTP/1.1\r\n\r\n")  # fmt: skip
+    status, headers, body = await read_response(reader)
+    assert (status, body, headers["connection"]) == (200, b"GET /up? ", "close")
+    assert await closed_by_server(reader)  # nothing after the upgrade is read, or answered
 
 
 async def test_a_refusal_waits_for_the_answer_already_in_progress(serve) -> None:
@@ -157,7 +206,7 @@ async def test_http_1_0_clients_get_one_answer_and_a_close(serve) -> None:
     assert await closed_by_server(reader)
 
 
-def streamer(parts: list[bytes], produced: list[bytes], closed: asyncio.Event) -> http11.Handler:
+def streamer(parts: list[bytes], produced: list[bytes], closed: asyncio.Event) -> web.Handler:
     async def handler(request: Request) -> StreamingResponse:
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -191,9 +240,10 @@ async def test_a_stream_waits_for_a_client_that_does_not_read(serve) -> None:
     server = await serve(streamer(parts, produced, asyncio.Event()))
     reader, writer = await connect(server)
     writer.write(b"GET /s HTTP/1.1\r\n\r\n")
-    connection = next(iter(server._connections))
+    assert server._server is not None
+    (connection,) = server._server.server_state.connections
     async with asyncio.timeout(5):
-        while connection._drained is None or connection._drained.done():
+        while not connection.flow.write_paused:
             await asyncio.sleep(0.01)  # until the server is held up by the unread client
     held_at = len(produced)
     assert held_at < len(parts)
@@ -230,7 +280,7 @@ async def test_a_client_leaving_mid_stream_closes_the_body_generator(serve) -> N
     writer.close()
     await writer.wait_closed()
     async with asyncio.timeout(5):
-        while server._connections:
+        while server.connections:
             await asyncio.sleep(0.01)  # until the server saw the connection go
     release.set()
     async with asyncio.timeout(5):
@@ -240,7 +290,7 @@ async def test_a_client_leaving_mid_stream_closes_the_body_generator(serve) -> N
 async def test_idle_connections_are_closed_after_the_keep_alive_timeout(
     serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http11, "KEEPALIVE_TIMEOUT", 0.05)
+    monkeypatch.setattr(web, "KEEPALIVE_TIMEOUT", 0.05)
     server = await serve()
     reader, writer = await connect(server)
     writer.write(b"GET / HTTP/1.1\r\n\r\n")

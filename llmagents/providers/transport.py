@@ -1,0 +1,284 @@
+"""The adapters' HTTP client: aiohttp's ``ClientSession``, configured once, here.
+
+One ``Transport`` per adapter, so one connection pool per provider. What it adds to aiohttp,
+and why:
+
+- TLS verified against Mozilla's CA bundle (certifi), so that a slim image without system CA
+  certificates still verifies; redirects never followed (a provider's redirect is an error
+  worth seeing, and following one would carry the key elsewhere).
+- The proxy the environment names (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, a netrc for
+  its credentials), found by aiohttp's own rules once per adapter rather than on every request
+  in a thread as ``trust_env`` would. Only ``http://`` proxies are spoken to; aiohttp itself
+  ignores ``https://`` ones with a warning, and a SOCKS one is a ``ConfigError``.
+- Credentials go with each request, never as the session's default headers: aiohttp sends a
+  session's defaults to the proxy as well (in the clear, in a ``CONNECT``) and turns an
+  ``Authorization`` among them into ``Proxy-Authorization``.
+- The answer's head is bounded by aiohttp's parser (``MAX_HEAD_LINE`` bytes a line,
+  ``MAX_HEADERS`` lines, so an endless or repeated header fails in microseconds), its body by
+  ``max_body`` bytes, streamed or not.
+- At most ``max_connections`` requests in flight. Waiting for one is the runner's congestion,
+  not the provider's failure: when the attempt's deadline passes first the error is
+  ``ClientBusy``, which no breaker counts.
+- A kept-alive connection that sat idle and breaks before any answer (the server's idle timeout
+  racing the reuse) is retried once on a fresh connection. One that was busy a moment ago is
+  not: the provider dropped a request it may have charged, and another try is the engine's
+  decision.
+
+Compression is neither asked for nor decoded (a chat answer is small, and the body limit then
+counts what arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+import ssl
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import certifi
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
+
+from llmagents.errors import ClientBusy, ConfigError, MalformedResponse
+
+logger = logging.getLogger(__name__)
+
+MAX_HEAD_LINE = 8190
+"""Bytes of the status line or of one header line of an answer (aiohttp's default)."""
+MAX_HEADERS = 128
+"""Header lines of an answer (aiohttp's default); more is a malformed answer."""
+STALE_AFTER = 1.0
+"""Seconds a kept-alive connection must have sat idle for a break before any answer to be
+taken for the server's idle timeout (servers close idle connections after 2 to 120 seconds)
+and retried."""
+USER_AGENT = "llmagents"
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every adapter: building one loads the CA bundle, which
+    costs a noticeable fraction of a second."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def env_proxy(url: str) -> URL | None:
+    """The proxy the environment names for ``url`` by aiohttp's rules, with its credentials
+    (from its URL or a netrc), or ``None`` (also when ``NO_PROXY`` exempts the host)."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None
+    if proxy.scheme != "http":
+        raise ConfigError(
+            f"the proxy the environment names for {url} is a {proxy.scheme}:// proxy; "
+            "only http:// proxies are supported (set NO_PROXY to reach it directly)"
+        )
+    if auth is not None:  # aiohttp sends a proxy URL's credentials, to forward and CONNECT alike
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return proxy
+
+
+def checked_headers(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` unchanged, or ``ValueError`` naming (never showing) a value that cannot be
+    sent: a line break would end the header early, so a bad key must fail here, not leak."""
+    for name, value in headers.items():
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name} has a line break or NUL in its value")
+    return headers
+
+
+@dataclass(frozen=True, slots=True)
+class _Handout:
+    protocol: Any
+    """aiohttp's protocol object of the connection: the same object for as long as it lives."""
+    idle: float | None
+    """Seconds it had sat idle in the pool; None when it is new."""
+
+
+_handout: contextvars.ContextVar[_Handout | None] = contextvars.ContextVar("_handout", default=None)
+"""The connection the current task's last request got (``connect`` runs in that task)."""
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, telling the requesting task through ``_handout`` which connection
+    it got and how long that one sat idle. ``Transport`` stamps a connection with ``used``
+    when done with it; the stamps go with the connections aiohttp drops."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def used(self, protocol: Any) -> None:
+        self._last_used[protocol] = asyncio.get_running_loop().time()
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        protocol = connection.protocol
+        last = self._last_used.get(protocol)
+        idle = None if last is None else asyncio.get_running_loop().time() - last
+        _handout.set(_Handout(protocol, idle))
+        return connection
+
+
+@dataclass(slots=True)
+class _Session:
+    """The client session and the in-flight limit of one event loop."""
+
+    http: aiohttp.ClientSession
+    connector: _Connector
+    slots: asyncio.Semaphore
+    loop: asyncio.AbstractEventLoop
+
+
+class Transport:
+    """Requests to one provider; errors are aiohttp's, ``ClientBusy`` and ``MalformedResponse``
+    (body over the limit). The caller maps aiohttp's with ``mapping.transport_error``.
+
+    The session is opened by the first request, on the running event loop, and replaced when
+    the loop changes (a test's, a second ``asyncio.run``): a session cannot serve, or be closed
+    from, another loop, and the old loop's connections went with it.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        headers: dict[str, str],
+        connect_timeout: float,
+        max_connections: int,
+        max_body: int,
+    ) -> None:
+        self.provider = provider
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.max_body = max_body
+        auth = checked_headers(headers)
+        self._headers = {False: auth, True: {**auth, "content-type": "application/json"}}
+        self._proxy = env_proxy(base_url)
+        self._session: _Session | None = None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            if session.loop is asyncio.get_running_loop():
+                await session.http.close()
+
+    def _open(self) -> _Session:
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or session.loop is not loop:
+            # No aiohttp limit: the in-flight limit is ``slots``, so that waiting is told apart.
+            connector = _Connector(limit=0, ssl=_tls_context())
+            http = aiohttp.ClientSession(
+                connector=connector,
+                headers={"user-agent": USER_AGENT},
+                skip_auto_headers=("Accept-Encoding",),
+                auto_decompress=False,
+                # The attempt's asyncio deadline bounds the rest; aiohttp's own total timeout
+                # would only add a second timer per request.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
+                max_line_size=MAX_HEAD_LINE,
+                max_field_size=MAX_HEAD_LINE,
+                max_headers=MAX_HEADERS,
+            )
+            slots = asyncio.Semaphore(self.max_connections)
+            session = self._session = _Session(http, connector, slots, loop)
+        return session
+
+    async def slot(self, deadline: float) -> asyncio.Semaphore:
+        """Takes one of the in-flight slots (the caller releases it); ``ClientBusy`` when the
+        loop time ``deadline`` passes first: the provider was never asked, so not to blame."""
+        slots = self._open().slots
+        if not slots.locked():
+            await slots.acquire()  # returns at once
+            return slots
+        try:
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire()
+        except TimeoutError:
+            raise ClientBusy(
+                f"all {self.max_connections} connections stayed busy until the attempt's deadline",
+                provider=self.provider,
+            ) from None
+        return slots
+
+    @contextlib.asynccontextmanager
+    async def request(
+        self, method: str, url: URL, body: bytes | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The answer once its head arrived (a JSON ``body`` sent with its content type); the
+        connection goes back to the pool at the end of the context. The caller holds a slot."""
+        session = self._open()
+        response = await self._send(session.http, method, url, body, retry=True)
+        handout = _handout.get()
+        _handout.set(None)
+        try:
+            yield response
+        finally:
+            response.release()
+            if handout is not None:
+                session.connector.used(handout.protocol)
+
+    async def _send(
+        self,
+        http: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        body: bytes | None,
+        *,
+        retry: bool,
+    ) -> aiohttp.ClientResponse:
+        _handout.set(None)
+        try:
+            return await http.request(
+                method, url, data=body, headers=self._headers[body is not None],
+                proxy=self._proxy, allow_redirects=False,
+            )  # fmt: skip
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            handout = _handout.get()
+            _handout.set(None)
+            idle = None if handout is None else handout.idle
+            if not retry or idle is None or idle < STALE_AFTER:
+                raise
+        logger.debug(
+            "provider %s: a connection idle for %.1fs was closed by the server; retrying once",
+            self.provider,
+            idle,
+        )
+        return await self._send(http, method, url, body, retry=False)
+
+    async def read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body; ``MalformedResponse`` beyond ``max_body`` bytes, before reading it
+        when the answer announces its length."""
+        length = response.content_length
+        if length is None:
+            return b"".join([chunk async for chunk in self.chunks(response)])
+        if length > self.max_body:
+            raise self._too_large(f"announces {length} bytes")
+        return await response.read()
+
+    async def chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The body as it arrives; ``MalformedResponse`` once it passes ``max_body`` bytes."""
+        limit = self.max_body
+        received = 0
+        async for chunk in response.content.iter_any():
+            received += len(chunk)
+            if received > limit:
+                raise self._too_large(f"passed {limit} bytes")
+            yield chunk
+
+    def _too_large(self, detail: str) -> MalformedResponse:
+        return MalformedResponse(
+            f"the answer's body {detail}, over the {self.max_body}-byte limit",
+            provider=self.provider,
+        )

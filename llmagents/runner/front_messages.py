@@ -1,0 +1,105 @@
+"""``POST /v1/messages``: Anthropic's Messages API as a front door of the gateway.
+
+An agent written against Anthropic's SDK sets ``ANTHROPIC_BASE_URL`` to the runner's gateway
+(without ``/v1``: the SDK adds it) and gets the pool's fallback, breakers, budget, cost and
+checkpoints like an OpenAI client does: each request is translated to the neutral chat
+model (``messages_translate``) and answered by ``chat_path``, by whichever provider the pool
+picks, Anthropic or not. Streams send Anthropic's events; a stream falls back between
+providers until one has produced its first chunk.
+
+Refusals use Anthropic's error shape (``{"type": "error", "error": {"type", "message"}}``)
+with the statuses of ``chat_path``; an exhausted budget is 429 with ``x-should-retry:
+false``, which Anthropic's SDK honours. ``POST /v1/messages/count_tokens`` answers the
+gateway's estimate of a request's input tokens (about four characters a token), the figure
+budget checks use; the provider's own tokenizer may count differently.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from llmagents.routing import CallTask
+from llmagents.runner import chat_path
+from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
+from llmagents.runner.web import Request, Response, StreamingResponse
+from llmagents.runner.messages_translate import MessagesStream, message_object, parse_messages
+
+if TYPE_CHECKING:
+    from llmagents.runner.lifecycle import Runner
+
+_ERROR_TYPES = {
+    RefusalKind.INVALID_REQUEST: "invalid_request_error",
+    RefusalKind.NOT_FOUND: "not_found_error",
+    RefusalKind.BUDGET: "rate_limit_error",
+    RefusalKind.UNAVAILABLE: "api_error",
+    RefusalKind.DEADLINE: "timeout_error",
+}
+
+
+def _json(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    return Response(status, body, headers=headers or {})
+
+
+def refusal_response(runner: Runner, refusal: Refusal, *, stream: bool) -> Response:
+    """A refusal in Anthropic's error shape."""
+    runner.metrics.gateway_request(stream=stream, code=refusal.status)
+    body = {
+        "type": "error",
+        "error": {"type": _ERROR_TYPES[refusal.kind], "message": refusal.message},
+        "request_id": "req_" + secrets.token_hex(12),
+    }
+    headers = {} if refusal.retry else {"x-should-retry": "false"}
+    return _json(body, refusal.status, headers)
+
+
+async def handle(runner: Runner, request: Request) -> Response | StreamingResponse:
+    stream = False
+    try:
+        complexity = chat_path.complexity_from_header(request.headers.get("x-llmagents-complexity"))
+        parsed = parse_messages(request.body)
+        stream = parsed.stream
+        call = ChatCall(
+            parsed.request, model=parsed.wire.model, stream=stream, complexity=complexity
+        )
+        if stream:
+            opened = await chat_path.open_stream(runner, call)
+            estimate = CallTask.from_messages(parsed.request.messages).input_tokens
+            writer = MessagesStream(opened.model, input_estimate=estimate)
+            return chat_path.streaming_response(runner, opened, writer)
+        answered = await chat_path.answer(runner, call)
+    except Refusal as refusal:
+        return refusal_response(runner, refusal, stream=stream)
+    runner.metrics.gateway_request(stream=False, code=200)
+    answer = answered.response
+    body = message_object(
+        answer.text,
+        answer.tool_calls,
+        usage=answer.usage,
+        finish_reason=answer.finish_reason,
+        model=answer.model,
+    )
+    return Response(
+        200, body.model_dump_json().encode(), headers=chat_path.answer_headers(answered)
+    )
+
+
+async def count_tokens(runner: Runner, request: Request) -> Response:
+    """``POST /v1/messages/count_tokens``: the estimate of the request's input tokens."""
+    raw = request.body
+    try:
+        document = json.loads(raw)
+        if isinstance(document, dict):  # count_tokens takes no max_tokens; the model needs one
+            document.setdefault("max_tokens", 1)
+            raw = json.dumps(document).encode()
+        parsed = parse_messages(raw)
+    except ValueError:
+        return refusal_response(
+            runner, Refusal(400, "the request body is not valid JSON"), stream=False
+        )
+    except Refusal as refusal:
+        return refusal_response(runner, refusal, stream=False)
+    task = CallTask.from_messages(parsed.request.messages)
+    return _json({"input_tokens": task.input_tokens})

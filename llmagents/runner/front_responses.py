@@ -1,0 +1,56 @@
+"""``POST /v1/responses``: OpenAI's Responses API as a front door of the gateway.
+
+The OpenAI Agents SDK and Codex call this API by default. Each request is translated to
+the neutral chat model (``responses_translate``) and answered by the gateway's neutral path
+(``chat_path``) like a chat completion, so it gets the same model selection, capability
+routing, fallback, breakers, budget, cost and checkpoints; the answer goes back as a
+``response`` object or as the API's streamed events. A stream falls back between providers
+until one has produced its first chunk, then sends its first byte.
+
+Refusals use OpenAI's error shape, as the chat route's do. Requests that need server-side
+state (``previous_response_id``, ``store: true``, ...) are 400 with a message saying to
+send the whole conversation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llmagents.runner import chat_path
+from llmagents.runner.chat_path import ChatCall, Refusal
+from llmagents.runner.web import Request, Response, StreamingResponse
+from llmagents.runner.openai_chat import json_response, refusal_response
+from llmagents.runner.responses_stream import ResponsesStream
+from llmagents.runner.responses_translate import parse_responses, response_object
+
+if TYPE_CHECKING:
+    from llmagents.runner.lifecycle import Runner
+
+
+async def handle(runner: Runner, request: Request) -> Response | StreamingResponse:
+    stream = False
+    try:
+        complexity = chat_path.complexity_from_header(request.headers.get("x-llmagents-complexity"))
+        parsed = parse_responses(request.body)
+        stream = parsed.stream
+        call = ChatCall(
+            parsed.request, model=parsed.wire.model, stream=stream, complexity=complexity
+        )
+        if stream:
+            opened = await chat_path.open_stream(runner, call)
+            writer = ResponsesStream(parsed.wire, opened.model)
+            return chat_path.streaming_response(runner, opened, writer)
+        answered = await chat_path.answer(runner, call)
+    except Refusal as refusal:
+        return refusal_response(runner, refusal, stream=stream)
+    runner.metrics.gateway_request(stream=False, code=200)
+    answer = answered.response
+    body = response_object(
+        parsed.wire,
+        text=answer.text,
+        tool_calls=answer.tool_calls,
+        usage=answer.usage,
+        finish_reason=answer.finish_reason,
+        model=answer.model,
+    )
+    return json_response(body.document(), headers=chat_path.answer_headers(answered))

@@ -1,0 +1,168 @@
+"""The Responses API's streamed events for one answer, in OpenAI's order.
+
+The gateway's neutral path (``chat_path``) drives a ``ResponsesStream`` as its
+``StreamWriter``: ``start`` before the first chunk, ``chunk`` for each piece of text or of
+tool calls, ``end`` or ``error`` at the end. Each method returns the bytes to send.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llmagents.chat import StreamChunk, ToolCallDelta, Usage
+from llmagents.runner.responses_translate import ending, skeleton, usage_object
+from llmagents.wire.responses import (
+    OutputFunctionCall,
+    OutputItem,
+    OutputMessage,
+    OutputText,
+    ResponseError,
+    ResponsesRequest,
+    new_id,
+    sse_event,
+)
+
+
+class ResponsesStream:
+    """Encodes one streamed answer as the Responses API's events, in OpenAI's order.
+
+    ``response.created`` and ``response.in_progress``; then per output item
+    ``response.output_item.added``, its deltas (``response.content_part.added`` and
+    ``response.output_text.delta`` for text, ``response.function_call_arguments.delta`` for
+    a call) and its closing events (``...done``, ``response.output_item.done``); finally
+    ``response.completed`` (or ``response.incomplete`` when the answer was cut by the token
+    limit) with the whole response and its usage. A provider failing mid-answer ends the
+    stream with ``response.failed``, which the SDKs raise, never a silent end.
+    """
+
+    def __init__(self, wire: ResponsesRequest, model: str) -> None:
+        self.response = skeleton(wire, new_id("resp"), model, int(time.time()))
+        self._sequence = 0
+        self._open: OutputItem | None = None
+        self._calls: dict[int, OutputFunctionCall] = {}
+        self._positions: dict[str, int] = {}
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        event = sse_event(kind, self._sequence, fields)
+        self._sequence += 1
+        return event
+
+    def _lifecycle(self, kind: str) -> bytes:
+        return self._event(kind, response=self.response.document())
+
+    def start(self) -> bytes:
+        return self._lifecycle("response.created") + self._lifecycle("response.in_progress")
+
+    def chunk(self, chunk: StreamChunk) -> bytes:
+        events = self.text(chunk.text) if chunk.text else b""
+        for delta in chunk.tool_calls:
+            events += self.tool_call(delta)
+        return events
+
+    def text(self, delta: str) -> bytes:
+        events = b""
+        if not isinstance(self._open, OutputMessage):
+            events += self._close()
+            message = OutputMessage(id=new_id("msg"), status="in_progress", content=[])
+            events += self._add(message)
+            message.content.append(OutputText(type="output_text", text=""))
+            events += self._event(
+                "response.content_part.added",
+                **self._where(message),
+                content_index=0,
+                part=_dump(message.content[0]),
+            )
+        message = self._open
+        assert isinstance(message, OutputMessage)
+        message.content[0].text += delta
+        return events + self._event(
+            "response.output_text.delta",
+            **self._where(message),
+            content_index=0,
+            delta=delta,
+            logprobs=[],
+        )
+
+    def tool_call(self, delta: ToolCallDelta) -> bytes:
+        events = b""
+        call = self._calls.get(delta.index)
+        if call is None:
+            events += self._close()
+            call = OutputFunctionCall(
+                id=new_id("fc"),
+                call_id=delta.id or new_id("call"),
+                name=delta.name or "",
+                arguments="",
+                status="in_progress",
+            )
+            self._calls[delta.index] = call
+            events += self._add(call)
+        elif call is not self._open:
+            # The API streams one item after the other. A piece of a call already closed
+            # (interleaved parallel calls; no adapter sends them) still reaches the call's
+            # arguments in response.completed, though its done events went out without it.
+            call.arguments += delta.arguments
+            return events
+        if delta.arguments:
+            call.arguments += delta.arguments
+            events += self._event(
+                "response.function_call_arguments.delta", **self._where(call), delta=delta.arguments
+            )
+        return events
+
+    def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
+        status, details = ending(finish_reason)
+        events = self._close(incomplete=details is not None)
+        self.response.status = status  # type: ignore[assignment]
+        self.response.incomplete_details = details
+        self.response.usage = usage_object(usage) if usage is not None else None
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        return events + self._lifecycle(kind)
+
+    def error(self, message: str) -> bytes:
+        self.response.status = "failed"
+        self.response.error = ResponseError(code="server_error", message=message)
+        return self._lifecycle("response.failed")
+
+    def _where(self, item: OutputItem) -> dict[str, Any]:
+        return {"item_id": item.id, "output_index": self._positions[item.id]}
+
+    def _add(self, item: OutputItem) -> bytes:
+        self._positions[item.id] = len(self.response.output)
+        self.response.output.append(item)
+        self._open = item
+        return self._event(
+            "response.output_item.added",
+            output_index=len(self.response.output) - 1,
+            item=_dump(item),
+        )
+
+    def _close(self, *, incomplete: bool = False) -> bytes:
+        item, self._open = self._open, None
+        if item is None:
+            return b""
+        item.status = "incomplete" if incomplete else "completed"
+        where = self._where(item)
+        if isinstance(item, OutputMessage):
+            part = item.content[0]
+            events = self._event(
+                "response.output_text.done", **where, content_index=0, text=part.text, logprobs=[]
+            )
+            events += self._event(
+                "response.content_part.done", **where, content_index=0, part=_dump(part)
+            )
+        else:
+            events = self._event(
+                "response.function_call_arguments.done",
+                **where,
+                name=item.name,
+                arguments=item.arguments,
+            )
+        return events + self._event(
+            "response.output_item.done", output_index=where["output_index"], item=_dump(item)
+        )
+
+
+def _dump(model: OutputItem | OutputText) -> dict[str, Any]:
+    return model.model_dump(mode="json")

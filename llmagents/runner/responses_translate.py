@@ -1,0 +1,356 @@
+"""Translation between OpenAI's Responses API and the provider-neutral chat model.
+
+Pure functions, no I/O: the route (``front_responses``) parses a body with
+``parse_responses``, has the ``ChatRequest`` answered like any chat call, and writes the
+answer with ``response_object`` or, streamed, with ``responses_stream.ResponsesStream``.
+
+Input items become chat messages in order: ``instructions`` first as a system message,
+``developer`` and ``system`` messages as system messages, consecutive ``function_call``
+items as one assistant message with parallel tool calls (joined to the assistant text just
+before them, as one chat turn), each ``function_call_output`` as a tool message answering its
+``call_id``. A call's ``call_id`` is the chat model's tool-call id, so an id survives a
+fallback to any provider unchanged. An output that answers no earlier call is refused, as
+OpenAI refuses it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from llmagents.chat import (
+    ChatRequest,
+    ContentPart,
+    FinishReason,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+    Usage,
+)
+from llmagents.runner.chat_path import Refusal
+from llmagents.wire.responses import (
+    ContentPart as WirePart,
+)
+from llmagents.wire.responses import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    IncompleteDetails,
+    InputImage,
+    InputTokensDetails,
+    MessageItem,
+    OutputFunctionCall,
+    OutputMessage,
+    OutputRefusal,
+    OutputText,
+    OutputTokensDetails,
+    ResponseObject,
+    ResponsesRequest,
+    ResponseUsage,
+    TextFormatJsonObject,
+    TextFormatJsonSchema,
+    ToolChoiceFunction,
+    new_id,
+)
+
+_ROLES = {
+    "user": Role.USER,
+    "assistant": Role.ASSISTANT,
+    "system": Role.SYSTEM,
+    "developer": Role.SYSTEM,
+}
+
+
+@dataclass(slots=True)
+class ResponsesCall:
+    """A parsed ``POST /v1/responses``: the chat request and what the answer echoes."""
+
+    wire: ResponsesRequest
+    request: ChatRequest
+
+    @property
+    def stream(self) -> bool:
+        return self.wire.stream
+
+
+def parse_responses(raw: bytes) -> ResponsesCall:
+    """The call in a request body; ``Refusal`` (400, OpenAI's shape) when it is not one."""
+    try:
+        wire = ResponsesRequest.model_validate_json(raw)
+    except ValidationError as invalid:
+        raise _invalid(invalid) from None
+    refused = wire.stateful_reason()
+    if refused is not None:
+        param, message = refused
+        raise Refusal(400, message, param=param, code="unsupported_parameter")
+    return ResponsesCall(wire, to_chat(wire))
+
+
+def _invalid(invalid: ValidationError) -> Refusal:
+    errors = invalid.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return Refusal(400, "the request body is not valid JSON")
+    if first["type"] == "model_type" and not first["loc"]:
+        return Refusal(400, "the request body must be a JSON object")
+    # A union reports one error per member; the deepest is the one about what was sent.
+    error = max(errors, key=lambda e: len(_field_path(e["loc"])))
+    path = _field_path(error["loc"])
+    param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    message = f"{param}: {error['msg']}"
+    if error["type"] == "union_tag_invalid":
+        context = error.get("ctx") or {}
+        message = (
+            f"{param}: type {context.get('tag')!r} is not supported by the llmagents "
+            f"gateway (it takes {context.get('expected_tags')})"
+        )
+    head = str(path[0]) if path else ""
+    if head == "tools":
+        message += " (the gateway routes function tools only; hosted tools run inside OpenAI)"
+    elif head == "tool_choice":
+        message += (
+            ' (tool_choice is "auto", "none", "required" or {"type": "function", "name": ...})'
+        )
+    return Refusal(400, message, param=param or None)
+
+
+_TAGS = frozenset(
+    {
+        "message",
+        "function_call",
+        "function_call_output",
+        "reasoning",
+        "item_reference",
+        "input_text",
+        "input_image",
+        "output_text",
+        "refusal",
+        "text",
+        "json_object",
+        "json_schema",
+    }
+)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The fields of an error's location without pydantic's union-member labels."""
+    path: list[int | str] = []
+    for part in loc:
+        if isinstance(part, str):
+            member = "[" in part or part == "str" or part[:1].isupper()
+            tag = part in _TAGS and path and (isinstance(path[-1], int) or path[-1] == "format")
+            if member or tag:
+                continue
+        path.append(part)
+    return tuple(path)
+
+
+def to_chat(wire: ResponsesRequest) -> ChatRequest:
+    """The neutral chat request of a validated Responses request."""
+    messages: list[Message] = []
+    if wire.instructions:
+        messages.append(Message(Role.SYSTEM, wire.instructions))
+    items = (
+        [MessageItem(role="user", content=wire.input)]
+        if isinstance(wire.input, str)
+        else wire.input
+    )
+    calls: dict[str, str] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, MessageItem):
+            messages.append(Message(_ROLES[item.role], _content(item, index)))
+        elif isinstance(item, FunctionCallItem):
+            _add_call(messages, ToolCall(item.call_id, item.name, item.arguments))
+            calls[item.call_id] = item.name
+        elif isinstance(item, FunctionCallOutputItem):
+            if item.call_id not in calls:
+                raise Refusal(
+                    400,
+                    f"input[{index}]: no function_call item with call_id "
+                    f"{item.call_id!r} comes before this function_call_output",
+                    param=f"input[{index}].call_id",
+                )
+            output = (
+                item.output
+                if isinstance(item.output, str)
+                else _parts(item.output, index, allow_images=True)
+            )
+            messages.append(
+                Message(Role.TOOL, output, tool_call_id=item.call_id, name=calls[item.call_id])
+            )
+        # reasoning items carry no content another provider can read: dropped
+    if not any(m.role is not Role.SYSTEM for m in messages):
+        raise Refusal(
+            400, "input must hold at least one message or function call output", param="input"
+        )
+    return ChatRequest(
+        messages,
+        max_tokens=wire.max_output_tokens,
+        temperature=wire.temperature,
+        top_p=wire.top_p,
+        tools=tuple(
+            Tool(t.name, t.description, t.parameters or {"type": "object"}, t.strict)
+            for t in wire.tools
+        ),
+        tool_choice=_tool_choice(wire),
+        parallel_tool_calls=wire.parallel_tool_calls,
+        response_format=_response_format(wire),
+    )
+
+
+def _add_call(messages: list[Message], call: ToolCall) -> None:
+    """Consecutive calls (and the assistant text before them) are one assistant turn."""
+    last = messages[-1] if messages else None
+    if last is not None and last.role is Role.ASSISTANT:
+        messages[-1] = Message(Role.ASSISTANT, last.content, tool_calls=(*last.tool_calls, call))
+    else:
+        messages.append(Message(Role.ASSISTANT, "", tool_calls=(call,)))
+
+
+def _content(item: MessageItem, index: int) -> str | tuple[ContentPart, ...]:
+    if isinstance(item.content, str):
+        return item.content
+    parts = _parts(item.content, index, allow_images=item.role == "user")
+    if all(isinstance(p, TextPart) for p in parts):
+        return "".join(p.text for p in parts if isinstance(p, TextPart))
+    return parts
+
+
+def _parts(parts: Iterable[WirePart], index: int, *, allow_images: bool) -> tuple[ContentPart, ...]:
+    out: list[ContentPart] = []
+    for part in parts:
+        if isinstance(part, InputImage):
+            if not allow_images:
+                raise Refusal(
+                    400,
+                    f"input[{index}]: images are only taken in user messages "
+                    "and function call outputs",
+                    param=f"input[{index}].content",
+                )
+            out.append(ImagePart(part.image_url, part.detail))
+        elif isinstance(part, OutputRefusal):
+            out.append(TextPart(part.refusal))
+        else:
+            out.append(TextPart(part.text))
+    return tuple(out)
+
+
+def _tool_choice(wire: ResponsesRequest) -> ToolChoice | None:
+    choice = wire.tool_choice
+    if choice is None:
+        return None
+    if isinstance(choice, ToolChoiceFunction):
+        if choice.name not in {t.name for t in wire.tools}:
+            raise Refusal(
+                400,
+                f"tool_choice names function {choice.name!r}, which is not "
+                "among the request's tools",
+                param="tool_choice",
+            )
+        return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
+    if choice != "none" and not wire.tools:
+        raise Refusal(400, f'tool_choice "{choice}" needs tools', param="tool_choice")
+    return ToolChoice(ToolChoiceMode(choice))
+
+
+def _response_format(wire: ResponsesRequest) -> ResponseFormat | None:
+    form = wire.text.format if wire.text is not None else None
+    if isinstance(form, TextFormatJsonSchema):
+        return ResponseFormat(
+            ResponseFormatType.JSON_SCHEMA, form.json_schema, form.name, form.strict
+        )
+    if isinstance(form, TextFormatJsonObject):
+        return ResponseFormat(ResponseFormatType.JSON_OBJECT)
+    return None
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def usage_object(usage: Usage) -> ResponseUsage:
+    return ResponseUsage(
+        input_tokens=usage.input_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=usage.cached_input_tokens),
+        output_tokens=usage.output_tokens,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=usage.reasoning_tokens),
+        total_tokens=usage.total_tokens,
+    )
+
+
+def ending(finish_reason: str | None) -> tuple[str, IncompleteDetails | None]:
+    if finish_reason == FinishReason.LENGTH:
+        return "incomplete", IncompleteDetails(reason="max_output_tokens")
+    if finish_reason == FinishReason.CONTENT_FILTER:
+        return "incomplete", IncompleteDetails(reason="content_filter")
+    return "completed", None
+
+
+def skeleton(wire: ResponsesRequest, rid: str, model: str, created: int) -> ResponseObject:
+    """The response object before any output: what every lifecycle event repeats."""
+    text: dict[str, Any] = {"format": {"type": "text"}}
+    if wire.text is not None and wire.text.format is not None:
+        text = {"format": wire.text.format.model_dump(mode="json", by_alias=True)}
+    return ResponseObject(
+        id=rid,
+        created_at=created,
+        status="in_progress",
+        instructions=wire.instructions,
+        max_output_tokens=wire.max_output_tokens,
+        model=model,
+        parallel_tool_calls=wire.parallel_tool_calls is not False,
+        temperature=wire.temperature if wire.temperature is not None else 1.0,
+        text=text,
+        tool_choice=wire.tool_choice.model_dump(mode="json")
+        if isinstance(wire.tool_choice, ToolChoiceFunction)
+        else wire.tool_choice or "auto",
+        tools=[t.model_dump(mode="json", exclude_none=True) for t in wire.tools],
+        top_p=wire.top_p if wire.top_p is not None else 1.0,
+        user=wire.user,
+        metadata=wire.metadata or {},
+    )
+
+
+def response_object(
+    wire: ResponsesRequest,
+    *,
+    text: str,
+    tool_calls: Iterable[ToolCall],
+    usage: Usage,
+    finish_reason: str | None,
+    model: str,
+) -> ResponseObject:
+    """The whole answer of a non-streamed call."""
+    response = skeleton(wire, new_id("resp"), model, int(time.time()))
+    response.status, response.incomplete_details = ending(finish_reason)
+    item_status = "incomplete" if response.incomplete_details else "completed"
+    calls = list(tool_calls)
+    if text or not calls:
+        response.output.append(
+            OutputMessage(
+                id=new_id("msg"),
+                status=item_status,
+                content=[OutputText(type="output_text", text=text)],
+            )
+        )
+    for call in calls:
+        response.output.append(
+            OutputFunctionCall(
+                id=new_id("fc"),
+                call_id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+                status="completed",
+            )
+        )
+    response.usage = usage_object(usage)
+    return response

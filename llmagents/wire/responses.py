@@ -1,0 +1,324 @@
+"""OpenAI's Responses API (``POST /v1/responses``) as pydantic models: request, answer, events.
+
+The Responses API is what the OpenAI Agents SDK and Codex speak by default. The gateway
+serves its stateless form: the client sends the whole conversation as ``input`` items
+(messages, ``function_call`` items the model made, ``function_call_output`` items with the
+results) and nothing is stored server-side, so ``previous_response_id``, ``conversation``,
+``item_reference`` items and ``store: true`` are refused with a message saying why
+(``stateful_reason``). An absent ``store`` is served statelessly: the Agents SDK omits it.
+
+Requests are validated strictly, as every front door's are (``llmagents.wire``). Unknown
+fields are kept rather than refused, so that a field a newer client sends and the gateway
+has no use for (``include``, ``reasoning``, ``prompt_cache_key``, ...) does not break it;
+what the gateway cannot honour is refused by the models' types (a ``web_search`` tool, an
+``input_file`` part). The answer's models carry the fields OpenAI's SDK and the Agents SDK
+read (both are checked against the SDK's own models in the tests).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
+from llmagents.wire.openai_chat import PositiveInt32
+
+
+def new_id(prefix: str) -> str:
+    """An id in OpenAI's form for responses (``resp``), messages (``msg``), calls (``fc``)."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+# -- request ----------------------------------------------------------------------------------
+
+
+class InputText(StrictWireModel):
+    type: Literal["input_text"]
+    text: str
+
+
+class InputImage(StrictWireModel):
+    """An image by URL (``https://`` or a ``data:`` URL); ``file_id`` needs OpenAI's file
+    store and is refused."""
+
+    type: Literal["input_image"]
+    image_url: str
+    detail: Literal["low", "high", "auto", "original"] | None = None
+
+
+class OutputText(StrictWireModel):
+    """Text the model produced earlier, sent back in an assistant message."""
+
+    type: Literal["output_text"]
+    text: str
+    annotations: list[Any] = Field(default_factory=list)
+
+
+class OutputRefusal(StrictWireModel):
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[
+    InputText | InputImage | OutputText | OutputRefusal, Field(discriminator="type")
+]
+
+
+class MessageItem(StrictWireModel):
+    """A message; ``type`` may be left out (the SDKs' "easy" input message)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ContentPart]
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallItem(StrictWireModel):
+    """A call the model made, sent back so the next turn sees it."""
+
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallOutputItem(StrictWireModel):
+    """The client's result of a function call, answering ``call_id``."""
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[ContentPart]
+    id: str | None = None
+    status: str | None = None
+
+
+class ReasoningItem(StrictWireModel):
+    """A reasoning model's hidden reasoning, sent back by clients; it carries no
+    conversation content another provider could read, so it is dropped."""
+
+    type: Literal["reasoning"]
+
+
+class ItemReference(StrictWireModel):
+    """A reference to a stored item: refused, the gateway stores nothing."""
+
+    type: Literal["item_reference"]
+    id: str
+
+
+def _item_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("type", "message" if "role" in value else None)
+    return getattr(value, "type", None)
+
+
+InputItem = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")]
+    | Annotated[ItemReference, Tag("item_reference")],
+    Discriminator(_item_tag),
+]
+
+
+class FunctionTool(StrictWireModel):
+    """A function the model may call; the only tool type the gateway routes (hosted tools
+    such as ``web_search`` or ``file_search`` run inside OpenAI and have no equivalent at
+    other providers)."""
+
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolChoiceFunction(StrictWireModel):
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+
+
+class TextFormatText(StrictWireModel):
+    type: Literal["text"]
+
+
+class TextFormatJsonObject(StrictWireModel):
+    type: Literal["json_object"]
+
+
+class TextFormatJsonSchema(StrictWireModel):
+    type: Literal["json_schema"]
+    name: str = Field(min_length=1, max_length=64)
+    json_schema: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+TextFormat = Annotated[
+    TextFormatText | TextFormatJsonObject | TextFormatJsonSchema, Field(discriminator="type")
+]
+
+
+class TextConfig(StrictWireModel):
+    format: TextFormat | None = None
+
+
+_Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
+_TopP = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class ResponsesRequest(StrictWireModel):
+    """The body of ``POST /v1/responses``."""
+
+    model: str | None = None
+    input: str | list[InputItem]
+    instructions: str | None = None
+    tools: list[FunctionTool] = Field(default_factory=list)
+    tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunction | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    max_output_tokens: PositiveInt32 | None = None
+    temperature: _Temperature | None = None
+    top_p: _TopP | None = None
+    stream: bool = False
+    store: bool | None = None
+    previous_response_id: str | None = None
+    conversation: Any = None
+    prompt: Any = None
+    background: bool | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+
+    @model_validator(mode="after")
+    def _finite(self) -> ResponsesRequest:
+        if not finite_json(extras(self)):
+            raise ValueError("numbers must be finite (no NaN or Infinity) and nesting bounded")
+        return self
+
+    def stateful_reason(self) -> tuple[str, str] | None:
+        """``(param, message)`` when the request needs state the gateway does not keep."""
+        hint = (
+            "the llmagents gateway keeps no responses: send the whole conversation as "
+            "`input` with store: false"
+        )
+        if self.previous_response_id:
+            return "previous_response_id", f"previous_response_id is not supported: {hint}"
+        if self.conversation:
+            return "conversation", f"conversation is not supported: {hint}"
+        if self.store:
+            return "store", f"store: true is not supported: {hint}"
+        if self.prompt:
+            return (
+                "prompt",
+                "stored prompt templates (prompt) are not supported: send "
+                "instructions and input instead",
+            )
+        if self.background:
+            return (
+                "background",
+                "background responses are not supported: they are stored "
+                "to be polled; stream instead",
+            )
+        if isinstance(self.input, list):
+            for index, item in enumerate(self.input):
+                if isinstance(item, ItemReference):
+                    return (
+                        f"input[{index}]",
+                        f"input[{index}]: item_reference is not supported: {hint}",
+                    )
+        return None
+
+
+# -- answer -----------------------------------------------------------------------------------
+
+
+class OutputMessage(WireModel):
+    type: Literal["message"] = "message"
+    id: str
+    status: Literal["in_progress", "completed", "incomplete"]
+    role: Literal["assistant"] = "assistant"
+    content: list[OutputText]
+
+
+class OutputFunctionCall(WireModel):
+    type: Literal["function_call"] = "function_call"
+    id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: Literal["in_progress", "completed", "incomplete"]
+
+
+OutputItem = OutputMessage | OutputFunctionCall
+
+
+class InputTokensDetails(WireModel):
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Newer SDKs require the field; the chat model does not track cache writes."""
+
+
+class OutputTokensDetails(WireModel):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(WireModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+
+class ResponseError(WireModel):
+    code: str
+    message: str
+
+
+class IncompleteDetails(WireModel):
+    reason: Literal["max_output_tokens", "content_filter"]
+
+
+class ResponseObject(WireModel):
+    """The ``response`` object: returned whole, and inside the stream's lifecycle events."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["in_progress", "completed", "incomplete", "failed"]
+    error: ResponseError | None = None
+    incomplete_details: IncompleteDetails | None = None
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    model: str
+    output: list[OutputItem] = Field(default_factory=list)
+    parallel_tool_calls: bool = True
+    previous_response_id: None = None
+    reasoning: dict[str, Any] = Field(default_factory=lambda: {"effort": None, "summary": None})
+    store: bool = False
+    temperature: float | None = None
+    text: dict[str, Any] = Field(default_factory=lambda: {"format": {"type": "text"}})
+    tool_choice: Any = "auto"
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    top_p: float | None = None
+    truncation: str = "disabled"
+    usage: ResponseUsage | None = None
+    user: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    background: bool = False
+
+    def document(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def sse_event(kind: str, sequence: int, fields: dict[str, Any]) -> bytes:
+    """One server-sent event of a streamed response, named as OpenAI names them."""
+    data = {"type": kind, "sequence_number": sequence, **fields}
+    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

@@ -1,0 +1,157 @@
+"""``POST /v1/messages``, spoken to by Anthropic's own SDK, with real fake providers behind."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anthropic
+import httpx
+import pytest
+
+from llmagents.runner.gateway import Gateway
+from llmagents.runner.lifecycle import Runner
+
+from .conftest import Edges, Fakes, config
+
+
+@pytest.fixture
+async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
+    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
+    await runner.start()
+    gateway = Gateway(runner)
+    await gateway.start("127.0.0.1", 0)
+    try:
+        yield runner, f"http://127.0.0.1:{gateway.port}"  # the SDK adds /v1 itself
+    finally:
+        await gateway.stop()
+        await runner.shutdown(5)
+
+
+def client(base_url: str) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=base_url, api_key="llmagents-gateway", max_retries=0)
+
+
+MESSAGES = [{"role": "user", "content": "Name three colours of the rainbow"}]
+
+
+async def test_a_message_falls_back_and_is_charged(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"outage": True})
+    raw = await client(url).messages.with_raw_response.create(
+        model="claude-sonnet-4-5", max_tokens=200, system="Be brief.", messages=MESSAGES
+    )
+    message = await raw.parse()
+    assert raw.headers["x-llmagents-provider"] == "fallback"
+    assert message.role == "assistant" and message.stop_reason == "end_turn"
+    assert message.content[0].type == "text"
+    assert message.content[0].text.startswith("[fake-openai:gpt-4.1] answer to: Name three")
+    spend = runner.engine.manager.spend_by_provider["fallback"]
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (
+        spend.input_tokens,
+        spend.output_tokens,
+    )
+    assert float(raw.headers["x-llmagents-cost-usd"]) == pytest.approx(spend.cost)
+
+
+async def test_a_streamed_message_falls_back_and_sends_anthropics_events(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"script": ["503"]})
+    async with client(url).messages.stream(
+        model="claude-sonnet-4-5", max_tokens=200, messages=MESSAGES
+    ) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    assert kinds[:2] == ["message_start", "content_block_start"]
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert final.content[0].text.startswith("[fake-openai:gpt-4.1] answer to: Name three")
+    spend = runner.engine.manager.spend_by_provider["fallback"]
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (
+        spend.input_tokens,
+        spend.output_tokens,
+    )
+    assert final.stop_reason == "end_turn"
+
+
+async def test_a_provider_failing_mid_stream_is_an_error_the_sdk_raises(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    _, url = served
+    fakes.primary.core.update({"script": ["stream_error"], "stream_break_after": 2})
+    with pytest.raises(anthropic.APIStatusError, match="failed mid-answer"):
+        async with client(url).messages.stream(
+            model="claude-sonnet-4-5", max_tokens=200, messages=MESSAGES
+        ) as stream:
+            async for _ in stream:
+                pass
+
+
+async def test_an_exhausted_budget_is_a_429_the_sdk_does_not_retry(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    runner.engine.manager.budget.charge(100)
+    patient = anthropic.AsyncAnthropic(base_url=url, api_key="x", max_retries=3)
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await patient.messages.create(model="m", max_tokens=10, messages=MESSAGES)
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+    assert "budget" in caught.value.body["error"]["message"]
+    assert runner.metrics.gateway.labels("agent-a", "plain", "429")._value.get() == 1
+    assert fakes.primary.stats.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"messages": MESSAGES}, "max_tokens"),
+        ({"max_tokens": 10, "messages": MESSAGES, "temperature": 1.5}, "temperature"),
+        (
+            {
+                "max_tokens": 10,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": "toolu_9", "content": "4"}
+                        ],
+                    }
+                ],
+            },
+            "'toolu_9'",
+        ),
+        (
+            {
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}],
+            },
+            "document",
+        ),
+        (
+            {"max_tokens": 10, "messages": MESSAGES, "tool_choice": {"type": "tool", "name": "f"}},
+            "'f'",
+        ),
+    ],
+)
+async def test_invalid_requests_are_400_in_anthropics_error_shape(
+    served: tuple[Runner, str], fakes: Fakes, body: dict[str, object], needle: str
+) -> None:
+    _, url = served
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/v1/messages", json={"model": "m", **body})
+    assert response.status_code == 400, response.text
+    document = response.json()
+    assert document["type"] == "error"
+    assert document["error"]["type"] == "invalid_request_error"
+    assert needle in document["error"]["message"]
+    assert fakes.primary.stats.requests == 0
+
+
+async def test_count_tokens_estimates_the_input(served: tuple[Runner, str]) -> None:
+    _, url = served
+    counted = await client(url).messages.count_tokens(
+        model="m", system="Be brief.", messages=MESSAGES
+    )
+    assert counted.input_tokens > len("Name three colours of the rainbow") // 5

@@ -1,0 +1,179 @@
+"""``POST /v1/responses``, spoken to by OpenAI's own client, with real fake providers behind."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+import pytest
+
+from llmagents.runner.gateway import Gateway
+from llmagents.runner.lifecycle import Runner
+
+from .conftest import Edges, Fakes, config
+
+
+@pytest.fixture
+async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
+    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
+    await runner.start()
+    gateway = Gateway(runner)
+    await gateway.start("127.0.0.1", 0)
+    try:
+        yield runner, f"http://127.0.0.1:{gateway.port}/v1"
+    finally:
+        await gateway.stop()
+        await runner.shutdown(5)
+
+
+def client(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base_url, api_key="llmagents-gateway", max_retries=0)
+
+
+async def test_a_response_falls_back_and_is_charged(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"outage": True})
+    raw = await client(url).responses.with_raw_response.create(
+        model="auto",
+        instructions="Be brief.",
+        input="Name three colours of the rainbow",
+        store=False,
+    )
+    response = raw.parse()
+    assert raw.headers["x-llmagents-provider"] == "fallback"
+    assert response.status == "completed" and response.store is False
+    assert response.output_text.startswith("[fake-openai:gpt-4.1] answer to: Name three")
+    assert response.output[0].type == "message" and response.output[0].role == "assistant"
+    spend = runner.engine.manager.spend_by_provider["fallback"]
+    assert response.usage is not None
+    assert spend.output_tokens == response.usage.output_tokens
+    assert spend.input_tokens == response.usage.input_tokens
+    assert response.usage.total_tokens == spend.input_tokens + spend.output_tokens
+    assert float(raw.headers["x-llmagents-cost-usd"]) == pytest.approx(spend.cost)
+
+
+async def test_a_streamed_response_sends_openais_events_in_order(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"script": ["503"]})
+    stream = await client(url).responses.create(
+        model="auto", input=[{"role": "user", "content": "Name three colours"}], stream=True
+    )
+    events = [event async for event in stream]
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert {k for k in kinds[4:-4]} == {"response.output_text.delta"}
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text.startswith("[fake-openai:gpt-4.1] answer to: Name three colours")
+    completed = events[-1].response
+    assert completed.output_text == text and completed.usage.output_tokens > 0
+    assert runner.engine.manager.spend_by_provider["fallback"].output_tokens == (
+        completed.usage.output_tokens
+    )
+
+
+async def test_a_provider_failing_mid_stream_ends_it_with_response_failed(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    _, url = served
+    fakes.primary.core.update({"script": ["stream_error"], "stream_break_after": 2})
+    stream = await client(url).responses.create(model="auto", input="Say hi", stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.status == "failed"
+    assert "failed mid-answer" in events[-1].response.error.message
+    assert "response.completed" not in [e.type for e in events]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"previous_response_id": "resp_123"}, "previous_response_id"),
+        ({"store": True}, "store"),
+        ({"conversation": "conv_1"}, "conversation"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
+    ],
+)
+async def test_requests_that_need_stored_state_are_refused_clearly(
+    served: tuple[Runner, str], fakes: Fakes, extra: dict[str, object], param: str
+) -> None:
+    _, url = served
+    body = {"model": "auto", "input": "Hello", **extra}
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client(url).responses.create(**body)  # type: ignore[arg-type]
+    assert refused.value.param == param
+    assert "send the whole conversation" in refused.value.message
+    assert fakes.primary.stats.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"input": "x", "tools": [{"type": "web_search"}]}, "function tools only"),
+        ({"input": "x", "temperature": 3}, "temperature"),
+        ({"input": "x", "temperature": float("nan")}, "temperature"),
+        ({"input": "x", "max_output_tokens": "many"}, "max_output_tokens"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input_file",
+        ),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "c9", "output": "4"}]},
+            "no function_call item with call_id 'c9'",
+        ),
+        ({"input": [{"type": "web_search_call", "id": "ws"}]}, "web_search_call"),
+        (
+            {
+                "input": "x",
+                "tool_choice": {"type": "function", "name": "nope"},
+                "tools": [{"type": "function", "name": "add", "parameters": {}}],
+            },
+            "'nope'",
+        ),
+        ({}, "input"),
+    ],
+)
+async def test_invalid_requests_are_400_before_any_provider_is_called(
+    served: tuple[Runner, str], fakes: Fakes, body: dict[str, object], needle: str
+) -> None:
+    _, url = served
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/responses", content=_json({"model": "auto", **body}))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and needle in error["message"]
+    assert fakes.primary.stats.requests == 0 and fakes.fallback.stats.requests == 0
+
+
+async def test_an_exhausted_budget_is_refused_without_retries(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    runner.engine.manager.budget.charge(100)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client(url).responses.create(model="auto", input="Hello")
+    assert caught.value.code == "budget_exhausted"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert fakes.primary.stats.requests == 0
+
+
+def _json(document: object) -> bytes:
+    import json
+
+    return json.dumps(document).encode()  # NaN included, as a client might send it

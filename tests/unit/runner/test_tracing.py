@@ -1,0 +1,186 @@
+"""Traces: the runner's OTLP/HTTP export, received by a real OTLP endpoint built in the test
+from the opentelemetry-proto messages, of gateway calls sent by OpenAI's own client."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from llmagents.runner import tracing
+from llmagents.runner.gateway import Gateway
+
+from .conftest import FALLBACK_KEY, PRIMARY_KEY, Edges, Fakes, config
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+PROMPT = "Name three colours of the rainbow, secret-word-xyzzy"
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP trace endpoint: POST /v1/traces with an ExportTraceServiceRequest."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+        self.resources: list[dict[str, Any]] = []
+        self.bodies: list[bytes] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        assert request.content_type == "application/x-protobuf"
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.bodies.append(body)
+        export = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in export.resource_spans:
+            self.resources.append(_attributes(resource_spans.resource.attributes))
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.spans.append({
+                        "name": span.name,
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent": span.parent_span_id.hex(),
+                        "attributes": _attributes(span.attributes),
+                        "status": span.status.code,
+                        "events": [e.name for e in span.events],
+                        "start": span.start_time_unix_nano,
+                        "end": span.end_time_unix_nano,
+                    })  # fmt: skip
+        return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
+                            content_type="application/x-protobuf")  # fmt: skip
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._traces)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+def _attributes(items: Any) -> dict[str, Any]:
+    return {item.key: _value(item.value) for item in items}
+
+
+@pytest.fixture
+async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OtlpReceiver]:
+    started = OtlpReceiver()
+    await started.start()
+    monkeypatch.setenv(tracing.ENV_ENDPOINT, f"http://127.0.0.1:{started.port}")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    yield started
+    await started.stop()
+
+
+async def _served_call(fakes: Fakes, edges: Edges, *, capture: bool, stream: bool) -> None:
+    cfg = config(fakes, tasks=None, budget={"limit": 100})
+    tracer = tracing.from_environment(agent="agent-a", namespace="ns", capture_content=capture)
+    assert tracer is not None
+    runner = edges.runner(cfg, tracer=tracer)
+    await runner.start()
+    gateway = Gateway(runner)
+    await gateway.start("127.0.0.1", 0)
+    try:
+        fakes.primary.core.update({"outage": True})
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{gateway.port}/v1",
+                                    api_key="llmagents-gateway", max_retries=0)  # fmt: skip
+        headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+        messages = [{"role": "user", "content": PROMPT}]
+        if stream:
+            chunks = await client.chat.completions.create(
+                model="auto", messages=messages, stream=True, extra_headers=headers,
+                stream_options={"include_usage": True},
+            )  # fmt: skip
+            async for _ in chunks:
+                pass
+        else:
+            await client.chat.completions.create(model="auto", messages=messages,
+                                                 extra_headers=headers)  # fmt: skip
+    finally:
+        await gateway.stop()
+        await runner.shutdown(5)  # flushes the spans to the receiver
+
+
+async def test_a_call_that_fell_back_is_one_span_with_a_child_per_attempt_in_the_callers_trace(
+    receiver: OtlpReceiver, fakes: Fakes, edges: Edges
+) -> None:
+    await _served_call(fakes, edges, capture=False, stream=False)
+    spans = receiver.spans
+    (call,) = [s for s in spans if s["parent"] == PARENT_ID]
+    assert call["trace_id"] == TRACE_ID  # the agent's own trace continues through the gateway
+    assert call["name"] == "chat"
+    attributes = call["attributes"]
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["llmagents.provider"] == "fallback"
+    assert attributes["gen_ai.usage.input_tokens"] > 0
+    assert attributes["gen_ai.usage.output_tokens"] > 0
+    assert attributes["llmagents.fallbacks"] == 1 and attributes["llmagents.cost_usd"] > 0
+    assert "llmagents.fallback" in call["events"]
+
+    attempts = sorted((s for s in spans if s["parent"] == call["span_id"]),
+                      key=lambda s: s["start"])  # fmt: skip
+    assert [a["attributes"]["llmagents.provider"] for a in attempts] == ["primary", "fallback"]
+    failed, answered = attempts
+    assert failed["name"] == "chat gpt-4o-mini"
+    assert failed["attributes"]["gen_ai.provider.name"] == "openai"
+    assert failed["attributes"]["gen_ai.request.model"] == "gpt-4o-mini"
+    assert failed["attributes"]["server.address"] == "127.0.0.1"
+    assert failed["attributes"]["error.type"] in ("server_error", "overloaded")
+    assert failed["status"] == 2  # STATUS_CODE_ERROR
+    assert answered["attributes"]["llmagents.fallback.from"] == "primary"
+    assert answered["attributes"]["llmagents.fallback.reason"] == failed["attributes"]["error.type"]
+    assert answered["attributes"]["gen_ai.usage.output_tokens"] > 0
+    assert "error.type" not in answered["attributes"]
+    assert all(s["trace_id"] == TRACE_ID for s in [call, *attempts])
+    assert call["start"] <= failed["start"] <= answered["end"] <= call["end"]
+
+    assert receiver.resources[0]["service.name"] == "llmagents-runner"
+    assert receiver.resources[0]["llmagents.agent"] == "agent-a"
+    # Neither the prompt nor a key, anywhere in what was exported.
+    everything = b"".join(receiver.bodies)
+    for secret in (PROMPT.encode(), b"secret-word-xyzzy", PRIMARY_KEY.encode(),
+                   FALLBACK_KEY.encode()):  # fmt: skip
+        assert secret not in everything
+
+
+async def test_a_stream_span_ends_with_the_stream_and_content_is_there_only_when_opted_in(
+    receiver: OtlpReceiver, fakes: Fakes, edges: Edges
+) -> None:
+    await _served_call(fakes, edges, capture=True, stream=True)
+    (call,) = [s for s in receiver.spans if s["parent"] == PARENT_ID]
+    attributes = call["attributes"]
+    assert attributes["gen_ai.request.stream"] is True
+    assert attributes["gen_ai.usage.output_tokens"] > 0  # known only once the stream ended
+    assert PROMPT in attributes["gen_ai.input.messages"]
+    assert PRIMARY_KEY.encode() not in b"".join(receiver.bodies)
+
+
+def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(tracing.ENV_ENDPOINT, raising=False)
+    monkeypatch.delenv(tracing.ENV_TRACES_ENDPOINT, raising=False)
+    assert tracing.from_environment(agent="a", namespace="n") is None
+
