@@ -27,8 +27,8 @@ import kopf
 from kopf._cogs.structs.references import Selector  # kopf exports no public name for it
 
 from llmagents.api.status import GROUP, VERSION
-from llmagents.operator.children import OURS
 from llmagents.events import EventRecorder
+from llmagents.operator.children import OURS
 from llmagents.operator.events import CONTROLLER, OperatorEvents
 from llmagents.operator.kube import KopfApi, KopfEventSink
 from llmagents.operator.metrics import default_gauges

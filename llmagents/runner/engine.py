@@ -28,7 +28,6 @@ from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
 from llmagents.errors import AnswerRejected, MalformedResponse, ProviderError
 from llmagents.pricing import KnownPrice, prices, resolve_pool
-from llmagents.runner.tracing import CallTracer, use_call_span
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -36,10 +35,11 @@ from llmagents.routing import (
     CallTask,
     EngineListener,
     ProviderManager,
+    selection,
 )
 from llmagents.routing import clock as clocks
-from llmagents.routing import selection
 from llmagents.routing.costs import usage_problem
+from llmagents.runner.tracing import CallTracer, use_call_span
 
 logger = logging.getLogger(__name__)
 

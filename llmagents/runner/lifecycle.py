@@ -43,22 +43,22 @@ from llmagents.api.status import (
     RunnerPhase,
 )
 from llmagents.chat import Usage
+from llmagents.errors import ConfigError
+from llmagents.events import EventRecorder
 from llmagents.routing import AttemptRecord, EngineListener, Fallback, Transition
 from llmagents.routing import clock as clocks
-from llmagents.errors import ConfigError
 from llmagents.runner.background import Supervisor
 from llmagents.runner.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore
 from llmagents.runner.checkpointer import Checkpointer
-from llmagents.events import EventRecorder
 from llmagents.runner.engine import AgentEngine
 from llmagents.runner.events import AgentEvents
-from llmagents.runner.tracing import CallTracer
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.outcomes import Outcomes
 from llmagents.runner.results import ResultStore, TaskResult
 from llmagents.runner.secrets import Redactor
 from llmagents.runner.status import RunnerReport, StatusReporter, StatusSink, build_status
 from llmagents.runner.tasks import LoopEnd, Progress, TaskLoop
+from llmagents.runner.tracing import CallTracer
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from llmagents.api.pool import ProviderSpec
 from llmagents.api.runner_config import RunnerConfig
+from llmagents.runner.embedding import embedding_price
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.testing.fake_providers import FakeGemini
@@ -187,3 +188,24 @@ def test_embeddings_are_refused_on_a_provider_type_that_has_none() -> None:
                 "embeddings": {"model": "voyage-3"},
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "per_million"),
+    [("openai", "text-embedding-3-small", 0.02), ("gemini", "gemini-embedding-001", 0.15)],
+)
+def test_an_embedding_model_without_a_stated_price_is_charged_at_the_tables(
+    kind: str, model: str, per_million: float
+) -> None:
+    spec = ProviderSpec.model_validate(
+        {
+            "name": "p",
+            "type": kind,
+            "model": "chat-model",
+            "secretRef": {"name": "k"},
+            "embeddings": {"model": model},
+        }
+    )
+    price = embedding_price(spec)
+    assert price is not None
+    assert (price.base.input, price.base.output) == (pytest.approx(per_million), 0.0)
