@@ -19,8 +19,8 @@ from llmagents.embeddings import EmbeddingRequest
 from llmagents.errors import BudgetExhausted, CallFailed, DeadlineExceeded
 from llmagents.runner.chat_path import Refusal, RefusalKind
 from llmagents.runner.embedding import embed, embedding_providers
-from llmagents.runner.web import Request, Response
 from llmagents.runner.openai_chat import json_response, refusal_response
+from llmagents.runner.web import Request, Response
 from llmagents.wire import embeddings as wire
 
 if TYPE_CHECKING:
