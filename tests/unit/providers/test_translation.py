@@ -204,3 +204,15 @@ async def test_gemini_3_gets_back_its_thought_signatures_and_a_stand_in_for_fore
         with pytest.raises(BadRequest, match="thought_signature"):
             await forged.complete(history, timeout=2.0)
         await forged.aclose()
+
+
+def test_anthropic_tool_choice_none_stays_none_when_parallel_calls_are_off() -> None:
+    from llmagents.providers import AnthropicAdapter
+
+    adapter = AnthropicAdapter(name="a", model="m", base_url="https://x", api_key="k")
+    request = ChatRequest(ASK_TOOLS.messages, tools=ASK_TOOLS.tools, parallel_tool_calls=False,
+                          tool_choice=ToolChoice(ToolChoiceMode.NONE))  # fmt: skip
+    assert adapter._payload(request, stream=False)["tool_choice"] == {"type": "none"}
+    request.tool_choice = None
+    assert adapter._payload(request, stream=False)["tool_choice"] == {
+        "type": "auto", "disable_parallel_tool_use": True}  # fmt: skip
