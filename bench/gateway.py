@@ -15,7 +15,9 @@ most 5 ms. On a machine whose cores are busy with other work, wall-clock latency
 measures waiting for a core; the gateway process's CPU time per call (from ``/proc``) is
 reported beside it, as the cost that does not depend on what else runs.
 
-Run: ``.venv/bin/python bench/gateway.py [--rate 200] [--phase 5] [--rounds 3] [--json]``;
+Run: ``.venv/bin/python bench/gateway.py [--rate 200] [--phase 5] [--rounds 3] [--json]
+[--kind plain|tools|stream]`` (``--kind`` sends a tool-calling or a streamed request instead
+of plain chat; ``bench/translation.py`` measures the translation's CPU alone);
 ``--split 400`` instead measures, sequentially in one process, the CPU per call of each part
 of a gateway call (engine and adapter, the gateway's server side, an aiohttp client call).
 """
@@ -47,6 +49,20 @@ BODY = {
                  {"role": "user", "content": "Name three prime numbers."}],
     "max_tokens": 64,
 }  # fmt: skip
+TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"], "additionalProperties": False}}}  # fmt: skip
+BODIES: dict[str, dict[str, Any]] = {
+    "plain": BODY,
+    # The fake answers with a call of the tool the prompt names.
+    "tools": {**BODY, "tools": [TOOL], "messages": [
+        {"role": "system", "content": "Use the tools."},
+        {"role": "user", "content": "Use get_weather for Paris"}]},
+    # Twelve chunks (a role, ten words, a finish) and the usage chunk; timed to the last byte.
+    "stream": {**BODY, "stream": True, "stream_options": {"include_usage": True}},
+}  # fmt: skip
+"""What ``--kind`` sends: plain chat, a tool-calling request, or a streamed one."""
 TARGET_RATIO = 1.6
 """Added median at most this many times the fake provider's CPU per served call, same run."""
 TARGET_P99_MS = 5.0
@@ -104,12 +120,12 @@ def start_gateway(upstream: str, state: Path, seconds: float) -> tuple[subproces
 
 
 async def _phase(
-    client: aiohttp.ClientSession, url: str, headers: dict[str, str], rate: float, seconds: float
-) -> tuple[list[float], int]:
+    client: aiohttp.ClientSession, url: str, headers: dict[str, str], rate: float,
+    seconds: float, body: bytes,
+) -> tuple[list[float], int]:  # fmt: skip
     """Open-loop calls at ``rate``/s for ``seconds``; latencies in ms, and failures."""
     latencies: list[float] = []
     failures = 0
-    body = json.dumps(BODY).encode()
 
     async def one() -> None:
         nonlocal failures
@@ -150,12 +166,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "calls": len(ordered)}  # fmt: skip
 
 
-async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
+async def measure(rate: float, phase: float, rounds: int, kind: str = "plain") -> dict[str, Any]:
     """Phases of direct calls and of calls through the gateway take turns, round after round.
 
     (Measuring the gateway on several servers side by side, as done to choose uvicorn,
     started one gateway process per server; hence the list of gateways.)"""
     servers = ["gateway"]
+    body = json.dumps(BODIES[kind]).encode()
     fake, fake_url = start_fake("openai")
     gateways: dict[str, tuple[subprocess.Popen[str], str]] = {}
     with tempfile.TemporaryDirectory() as state:
@@ -185,14 +202,15 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
                         {"authorization": "Bearer llmagents-gateway", **json_type},
                     )
                 for _, url, headers in paths.values():  # warm up connections and code paths
-                    await _phase(client, url, headers, rate, 1.0)
+                    await _phase(client, url, headers, rate, 1.0, body)
                 samples: dict[str, list[float]] = {name: [] for name in paths}
                 failed = dict.fromkeys(paths, 0)
                 cpu = dict.fromkeys(paths, 0.0)  # of the process serving each path's phases
                 for _ in range(rounds):
                     for name, (pid, url, headers) in paths.items():
                         before = _cpu_seconds(pid)
-                        latencies, failures = await _phase(client, url, headers, rate, phase)
+                        latencies, failures = await _phase(client, url, headers, rate, phase,
+                                                           body)  # fmt: skip
                         cpu[name] += _cpu_seconds(pid) - before
                         samples[name] += latencies
                         failed[name] += failures
@@ -207,7 +225,7 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
     direct = _percentiles(samples["direct"])
     fake_cpu = cpu["direct"] * 1000 / calls
     result: dict[str, Any] = {
-        "rate": rate, "phase_seconds": phase, "rounds": rounds, "direct": direct,
+        "kind": kind, "rate": rate, "phase_seconds": phase, "rounds": rounds, "direct": direct,
         "fake_cpu_ms_per_call": fake_cpu, "failures": failed, "gateways": {},
     }  # fmt: skip
     for server in servers:
@@ -223,14 +241,14 @@ async def measure(rate: float, phase: float, rounds: int) -> dict[str, Any]:
     return result
 
 
-async def split(calls: int) -> dict[str, float]:
+async def split(calls: int, kind: str = "plain") -> dict[str, float]:
     """CPU per call, sequentially in this one process, of each part of a gateway call."""
     from llmagents.routing import CallTask
     from llmagents.runner.gateway import Gateway
     from llmagents.runner.openai_chat import parse, to_chat
 
     fake, url = start_fake("openai")
-    body = json.dumps(BODY).encode()
+    body = json.dumps(BODIES[kind]).encode()
     request = to_chat(parse(body))
     headers = {"content-type": "application/json"}
     result: dict[str, float] = {}
@@ -241,7 +259,12 @@ async def split(calls: int) -> dict[str, float]:
         await gateway.start("127.0.0.1", 0)
 
         async def engine_call() -> None:
-            await runner.engine.complete(request, CallTask.from_messages(request.messages))
+            task = CallTask.from_messages(request.messages)
+            if kind != "stream":
+                await runner.engine.complete(request, task)
+                return
+            async for _ in await runner.engine.open_stream(request, task):
+                pass
 
         async with aiohttp.ClientSession() as session:
 
@@ -277,6 +300,7 @@ async def split(calls: int) -> dict[str, float]:
 
 def _table(result: dict[str, Any]) -> str:
     rows = [
+        f"{result['kind']} requests:",
         "| path | calls | median | p90 | p99 | added median | added p99 | "
         + "added median / fake's CPU per call | CPU per call |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -310,6 +334,8 @@ def main() -> int:
     parser.add_argument("--phase", type=float, default=5.0, help="Seconds per phase.")
     parser.add_argument("--rounds", type=int, default=3, help="Direct/gateway phase pairs.")
     parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    parser.add_argument("--kind", choices=sorted(BODIES), default="plain",
+                        help="Plain chat, a tool-calling request, or a streamed one.")  # fmt: skip
     parser.add_argument(
         "--split",
         type=int,
@@ -326,14 +352,14 @@ def main() -> int:
         run_event_loop(serve(args.serve, args.state, args.seconds))
         return 0
     if args.split:
-        parts = asyncio.run(split(args.split))
+        parts = asyncio.run(split(args.split, args.kind))
         print(
             json.dumps(parts, indent=2)
             if args.json
             else "\n".join(f"| {name} | {ms:.2f} ms |" for name, ms in parts.items())
         )
         return 0
-    result = asyncio.run(measure(args.rate, args.phase, args.rounds))
+    result = asyncio.run(measure(args.rate, args.phase, args.rounds, args.kind))
     print(json.dumps(result, indent=2) if args.json else _table(result))
     return 0
 

@@ -216,14 +216,16 @@ class Usage:
     """Tokens a provider reports it consumed for one call.
 
     ``cached_input_tokens`` is the part of ``input_tokens`` served from the provider's
-    prompt cache, ``reasoning_tokens`` the part of ``output_tokens`` spent on hidden
-    reasoning; both are priced where the pool's prices say how (zero when not reported).
+    prompt cache, ``cache_write_input_tokens`` the part written to it (Anthropic bills
+    those above the input price), ``reasoning_tokens`` the part of ``output_tokens`` spent
+    on hidden reasoning; each is priced at its own rate (zero when not reported).
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -235,6 +237,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_write_input_tokens + other.cache_write_input_tokens,
         )
 
 

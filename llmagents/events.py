@@ -217,10 +217,16 @@ class EventRecorder:
     # -- writing (background) -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Write recorded Events until ``close()``."""
+        """Write recorded Events until ``close()``; a bug in one round never ends the loop."""
         while not self._closed:
-            delay = await self.write_due()
+            # Cleared before writing: an Event recorded while a write is awaited wakes the
+            # next round instead of waiting for the one after.
             self._wake.clear()
+            try:
+                delay = await self.write_due()
+            except Exception:
+                logger.exception("writing events failed; retrying in 10s")
+                delay = 10.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 

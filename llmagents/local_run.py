@@ -50,7 +50,7 @@ from llmagents.operator.builders import runner_config
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.settings import OperatorSettings
 from llmagents.providers import check_api_key
-from llmagents.runner.checkpoint import FileCheckpointStore
+from llmagents.runner.checkpoint import CheckpointError, FileCheckpointStore
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.main import run_event_loop
@@ -70,6 +70,8 @@ VENDOR_KEY_ENV = {
 ONNX_READY_TIMEOUT = 300.0
 """Seconds the local model may take to load (a first run also converts it)."""
 EXIT_INTERRUPTED = 130
+EXIT_BUDGET_SPENT = 3
+"""A ``total`` budget with ``onExhausted: stop`` is spent: no task can run again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +377,7 @@ async def _run(
         await runner.start()
         code = await _work(runner, config, stop, args)
         await runner.shutdown(10.0)
-    except ConfigError as error:
+    except (ConfigError, CheckpointError) as error:
         print(f"llmagents run: {redactor(str(error))}", file=sys.stderr)
         await runner.close()
         return 2
@@ -394,8 +396,9 @@ async def _work(
     if config.mode is WorkMode.GATEWAY:
         gateway = Gateway(runner)
         await gateway.start("127.0.0.1", args.gateway_port or config.ports.gateway)
-        print(f"gateway at http://127.0.0.1:{gateway.port}/v1: run your agent with "
-              f"OPENAI_BASE_URL=http://127.0.0.1:{gateway.port}/v1; Ctrl-C stops",
+        root = f"http://127.0.0.1:{gateway.port}"
+        print(f"gateway at {root}/v1: run your agent with OPENAI_BASE_URL={root}/v1 "
+              f"(or ANTHROPIC_BASE_URL={root} for Anthropic's SDKs); Ctrl-C stops",
               file=sys.stderr)  # fmt: skip
         try:
             await stop.wait()
@@ -416,6 +419,9 @@ async def _work(
         return EXIT_INTERRUPTED
     if work.result() is LoopEnd.STOPPED:
         return EXIT_INTERRUPTED
+    if work.result() is LoopEnd.BUDGET_SPENT:
+        print(f"llmagents run: {runner.message}", file=sys.stderr)
+        return EXIT_BUDGET_SPENT
     summary = runner.progress.summary(runner.tasks)
     return 1 if summary.failed else 0
 

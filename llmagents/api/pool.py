@@ -119,6 +119,14 @@ class Pricing(ApiModel):
             "outputPerMillion, which is how providers bill them today."
         ),
     )
+    cache_write_input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Price in USD per million input tokens written to the prompt cache (Anthropic "
+            "bills them at 1.25 times the input price); unset means inputPerMillion."
+        ),
+    )
 
 
 class Capabilities(ApiModel):

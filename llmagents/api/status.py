@@ -135,6 +135,9 @@ class ProviderPrice(ApiModel):
     reasoning_per_million: float | None = Field(
         default=None, ge=0, description="Hidden reasoning tokens."
     )
+    cache_write_input_per_million: float | None = Field(
+        default=None, ge=0, description="Input tokens written to the prompt cache."
+    )
     tiered_above_tokens: int | None = Field(
         default=None,
         ge=0,

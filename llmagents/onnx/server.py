@@ -226,8 +226,11 @@ class Sidecar:
         await response.prepare(request)
         head = {"id": _completion_id(), "created": int(time.time()), "model": self.model_name}
 
-        def chunk(delta: wire.Delta | None, finish: str | None = None,
-                  usage: wire.CompletionUsage | None = None) -> wire.ChatCompletionChunk:  # fmt: skip
+        def chunk(
+            delta: wire.Delta | None,
+            finish: str | None = None,
+            usage: wire.CompletionUsage | None = None,
+        ) -> wire.ChatCompletionChunk:
             choices = [] if delta is None else [wire.ChunkChoice(delta=delta,
                                                                  finish_reason=finish)]
             return wire.ChatCompletionChunk(**head, choices=choices, usage=usage)

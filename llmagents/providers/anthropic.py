@@ -201,11 +201,12 @@ def _usage(raw: wire.Usage | wire.DeltaUsage) -> Usage:
     # Cached prompt tokens are reported apart from input_tokens; they were still sent, so the
     # budget counts them as input rather than forgetting them.
     read = raw.cache_read_input_tokens or 0
-    input_tokens = (raw.input_tokens or 0) + (raw.cache_creation_input_tokens or 0) + read
+    written = raw.cache_creation_input_tokens or 0
     return Usage(
-        input_tokens=input_tokens,
+        input_tokens=(raw.input_tokens or 0) + written + read,
         output_tokens=raw.output_tokens or 0,
         cached_input_tokens=read,
+        cache_write_input_tokens=written,
     )
 
 
@@ -292,13 +293,14 @@ def _tools(payload: dict[str, Any], request: ChatRequest) -> None:
         tools.append({
             "name": JSON_TOOL,
             "description": "Give the answer by calling this tool with it as the input.",
-            "input_schema": schema or {"type": "object"},
+            # Anthropic wants an object schema; OpenAI's structured outputs do too.
+            "input_schema": {"type": "object", **(schema or {})},
         })  # fmt: skip
         if not request.tools:
             choice = {"type": "tool", "name": JSON_TOOL}
     if request.parallel_tool_calls is False and choice is not None and choice["type"] != "none":
         choice["disable_parallel_tool_use"] = True
-    elif request.parallel_tool_calls is False and tools:
+    elif request.parallel_tool_calls is False and tools and choice is None:
         choice = {"type": "auto", "disable_parallel_tool_use": True}
     if tools:
         payload["tools"] = tools

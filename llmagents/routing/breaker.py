@@ -8,7 +8,9 @@ window, opens it. Open, it refuses calls for the recovery time, which grows by
 once as probes while every other call goes to another provider; the first probe to succeed
 closes it, the first to fail reopens it. Gateways that merely let a cooldown expire readmit
 all traffic at once onto a provider that may still be down; the probe bound is what avoids
-that stampede.
+that stampede. An active health probe (a model listing, ``health.probeInterval``) that
+succeeds moves an open breaker to half-open early; it never closes one, since answering a
+listing is not answering calls.
 
 Only the outcome of a call admitted in the current state counts: a call admitted while closed
 that fails after the breaker opened tells nothing new, and a probe's outcome counts only while

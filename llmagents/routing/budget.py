@@ -2,15 +2,26 @@
 
 Spend counts real cost (from usage) within the current period: the agent's whole life, the
 UTC day or the UTC month, read from the injected wall clock, so that a new day starts at
-midnight UTC whatever the pod's timezone. Before each attempt the manager asks whether the
-attempt's estimated cost still fits; estimates of attempts in flight are held as reservations
-so that concurrent calls cannot together overspend what each alone would fit in. The state is
-a small JSON document restored exactly from a checkpoint, as long as the period it belongs to
-is still the current one.
+midnight UTC whatever the pod's timezone.
+
+The limit is hard. Before each paid attempt the manager asks two things: whether the
+attempt's *expected* cost (estimated input and output) fits in what is left, which decides
+whether the provider is used at all; and how many output tokens its *worst* case may have
+(``output_limit``): the request's output limit is lowered so that the estimated input plus
+that many output tokens at the provider's prices fits. The worst case is held as a
+reservation while the attempt is in flight, so that concurrent calls cannot together
+overspend. What can still overshoot is the input estimate's error alone (the provider counts
+the prompt's tokens, the runner estimates them from its length), and an answer longer than
+the limit sent, which a provider does not produce.
+
+The state is a small JSON document restored exactly from a checkpoint, as long as the period
+it belongs to is still the current one; a document with a negative or non-finite spend is
+refused (``ValueError``), never taken as a refund.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +48,7 @@ class Budget:
     """Spend against a ``BudgetSpec`` in its current period."""
 
     __slots__ = (
+        "_full",
         "_in_flight",
         "_period_end",
         "_wall_clock",
@@ -56,6 +68,7 @@ class Budget:
         self.spent = 0.0
         self.reserved = 0.0
         self._in_flight = 0
+        self._full = False
         self.period_start, self._period_end = period_bounds(self.period, wall_clock())
 
     @property
@@ -71,15 +84,28 @@ class Budget:
         if now >= end or now < self.period_start:  # type: ignore[operator]
             self.period_start, self._period_end = period_bounds(self.period, now)
             self.spent = 0.0
+            self._full = False
 
     def exhausted(self) -> bool:
-        """Whether the period's spend has reached the limit (rolling the period first)."""
+        """Whether the period's spend has reached the limit, or a paid call found no room in
+        what is left (a hard cap is rarely hit to the cent); rolls the period first."""
         self.roll()
-        return self.spent >= self.limit
+        return self.spent >= self.limit or self._full
+
+    def mark_full(self) -> None:
+        """A paid call did not fit while no other call held a reservation: what is left pays
+        for no call, so the period counts as exhausted (until it rolls over)."""
+        if self._in_flight == 0:
+            self._full = True
 
     @property
     def remaining(self) -> float:
         return max(0.0, self.limit - self.spent)
+
+    @property
+    def available(self) -> float:
+        """What is left beside spend and the reservations of attempts in flight."""
+        return self.limit - self.spent - self.reserved
 
     def affordable(self, estimate: float) -> bool:
         """Whether an attempt estimated at ``estimate`` fits beside spend and reservations."""
@@ -98,10 +124,13 @@ class Budget:
         self.roll()
         self.spent += cost
 
-    def error(self, why: str = "is spent") -> BudgetExhausted:
+    def error(self, why: str | None = None) -> BudgetExhausted:
+        if why is None:
+            why = "is spent" if self.spent >= self.limit else "has no room left for a call"
         return BudgetExhausted(
             f"budget of ${self.limit:g} per {self.period.value} period {why} "
-            f"(${self.spent:.6f} spent); raise spec.budget.limit or wait for the next period",
+            f"(${self.spent:.6f} spent); raise spec.budget.limit"
+            + ("" if self.period is BudgetPeriod.TOTAL else " or wait for the next period"),
             period=self.period.value,
             spent=self.spent,
             limit=self.limit,
@@ -123,6 +152,24 @@ class Budget:
         does not count against the current period.
         """
         self.roll()
+        spent = data.get("spent")
+        if isinstance(spent, bool) or not isinstance(spent, (int, float)) or not (
+            math.isfinite(spent) and spent >= 0
+        ):
+            raise ValueError(f"budget spend {spent!r} is not a finite amount of at least 0")
         start = self.period_start.isoformat() if self.period_start else None
         if data.get("period") == self.period.value and data.get("periodStart") == start:
-            self.spent = float(data["spent"])
+            self.spent = float(spent)
+
+
+def output_limit(*, available: float, input_cost: float, output_price: float, wanted: int) -> int:
+    """The largest output limit, at most ``wanted``, whose worst case fits in ``available``.
+
+    ``output_price`` is US dollars per output token; 0 when not even the input fits.
+    """
+    room = available - input_cost
+    if room <= 0:
+        return 0
+    if output_price <= 0:
+        return wanted
+    return min(wanted, math.floor(room / output_price))

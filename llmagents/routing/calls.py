@@ -27,6 +27,9 @@ from llmagents.routing.complexity import (
 
 DEFAULT_OUTPUT_TOKENS = 512
 """Expected answer length when a task states neither an estimate nor a maximum."""
+BUDGET_OUTPUT_LIMIT = 4096
+"""Output limit a paid call under a budget gets when its request states none (Anthropic's
+adapter sends the same): the budget must know each call's worst case to be a hard cap."""
 
 
 class HasUsage(Protocol):
@@ -47,6 +50,10 @@ class CallTask:
     call to those names; ``free_only`` to providers that charge nothing; ``capabilities`` to
     providers that have them all (the others are passed over, each recorded as a skip);
     ``deadline`` (seconds) replaces the pool's ``callDeadline`` for this call.
+    ``max_output_tokens`` is the limit the request itself states (the budget may lower it
+    per attempt, never raise it); ``counted_input_tokens`` is the prompt's size counted from
+    its text, which the budget uses when it is larger than a stated ``input_tokens`` (a low
+    stated estimate must not buy a call the budget cannot pay).
     """
 
     input_tokens: int = 0
@@ -57,10 +64,17 @@ class CallTask:
     deadline: float | None = None
     name: str = ""
     capabilities: frozenset[Capability] = frozenset()
+    max_output_tokens: int | None = None
+    counted_input_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.complexity is None:
             self.complexity = complexity_for(self.input_tokens)
+
+    @property
+    def budget_input_tokens(self) -> int:
+        """Input tokens the budget reserves for: the larger of the stated and counted size."""
+        return max(self.input_tokens, self.counted_input_tokens)
 
     @classmethod
     def from_messages(
@@ -77,8 +91,9 @@ class CallTask:
         capabilities: frozenset[Capability] = frozenset(),
     ) -> CallTask:
         """A task for a conversation, its input estimated from the text's length."""
+        counted = estimate_message_tokens(messages)
         return cls(
-            input_tokens=estimate_message_tokens(messages),
+            input_tokens=counted,
             output_tokens=_output_estimate(estimated_output_tokens, max_output_tokens),
             complexity=complexity,
             free_only=free_only,
@@ -86,24 +101,27 @@ class CallTask:
             deadline=deadline,
             name=name,
             capabilities=capabilities,
+            max_output_tokens=max_output_tokens,
+            counted_input_tokens=counted,
         )
 
     @classmethod
     def from_spec(cls, spec: TaskSpec, *, deadline: float | None = None) -> CallTask:
         """A task for an agent's ``TaskSpec``, using its stated estimates where it has them."""
-        if spec.estimated_input_tokens is not None:
-            input_tokens = spec.estimated_input_tokens
-        elif spec.messages is not None:
-            input_tokens = estimate_message_tokens(spec.messages)
+        if spec.messages is not None:
+            counted = estimate_message_tokens(spec.messages)
         else:
             texts = [t for t in (spec.system, spec.prompt) if t is not None]
-            input_tokens = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in texts)
+            counted = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in texts)
+        stated = spec.estimated_input_tokens
         return cls(
-            input_tokens=input_tokens,
+            input_tokens=stated if stated is not None else counted,
             output_tokens=_output_estimate(spec.estimated_output_tokens, spec.max_output_tokens),
             complexity=spec.complexity,
             deadline=deadline,
             name=spec.name,
+            max_output_tokens=spec.max_output_tokens,
+            counted_input_tokens=counted,
         )
 
 
@@ -120,6 +138,8 @@ class Attempt:
     ``timeout`` is what the adapter must enforce: the provider's timeout, or less when the
     call's deadline is nearer. ``number`` counts attempts across the call from 1; ``retry``
     counts retries at this provider from 0. A ``probe`` tests a half-open breaker.
+    ``max_output_tokens`` is the output limit the attempt must send: the request's own, or
+    lower when the budget left cannot pay for more (None: the request's, unchanged).
     """
 
     provider: ProviderSpec
@@ -127,6 +147,7 @@ class Attempt:
     retry: int
     timeout: float
     probe: bool = False
+    max_output_tokens: int | None = None
 
 
 @dataclass(slots=True)

@@ -15,11 +15,36 @@ means the price is unknown, which the manager treats by the documented budget ru
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from llmagents.api.pool import Pricing, ProviderSpec, ProviderType
 from llmagents.chat import Usage
+
+MAX_TOKENS_PER_CALL = 10_000_000
+"""More tokens than this in one call is not a real count (the largest context windows hold
+a few million): a provider reporting it is broken, and charging it would ruin the budget."""
+
+
+def usage_problem(usage: Usage) -> str | None:
+    """Why a provider's reported usage cannot be charged, or None when it can.
+
+    Counts must be whole, at least 0 and at most ``MAX_TOKENS_PER_CALL``: a negative count
+    would be a refund, a huge or non-finite one would exhaust the budget or overflow.
+    """
+    counts = (
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("cached input", usage.cached_input_tokens),
+        ("reasoning", usage.reasoning_tokens),
+    )
+    for what, value in counts:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{what} token count {value!r} is not a whole number"
+        if not 0 <= value <= MAX_TOKENS_PER_CALL:
+            return f"{what} token count {value!r} is outside 0..{MAX_TOKENS_PER_CALL}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +55,13 @@ class Rates:
     output: float
     cached_input: float
     reasoning: float
+    cache_write: float | None = None
+    """Input written to the prompt cache; None means the input price."""
 
     @property
     def free(self) -> bool:
-        return not (self.input or self.output or self.cached_input or self.reasoning)
+        return not (self.input or self.output or self.cached_input or self.reasoning
+                    or self.cache_write)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +102,7 @@ class Price:
                     if pricing.reasoning_per_million is not None
                     else pricing.output_per_million
                 ),
+                cache_write=pricing.cache_write_input_per_million,
             )
         )
 
@@ -100,15 +129,19 @@ def token_cost(input_tokens: int, output_tokens: int, price: Price) -> float:
 def usage_cost(usage: Usage, price: Price) -> float:
     """US dollars a call with this real usage cost.
 
-    ``cached_input_tokens`` is part of ``input_tokens`` and ``reasoning_tokens`` part of
-    ``output_tokens`` (the chat model's convention); each part is priced at its own rate.
+    ``cached_input_tokens`` and ``cache_write_input_tokens`` are part of ``input_tokens``
+    and ``reasoning_tokens`` part of ``output_tokens`` (the chat model's convention); each
+    part is priced at its own rate.
     """
     rates = price.rates_for(usage.input_tokens)
     cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_input_tokens, usage.input_tokens - cached)
     reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    write_rate = rates.cache_write if rates.cache_write is not None else rates.input
     return (
-        (usage.input_tokens - cached) * rates.input
+        (usage.input_tokens - cached - written) * rates.input
         + cached * rates.cached_input
+        + written * write_rate
         + (usage.output_tokens - reasoning) * rates.output
         + reasoning * rates.reasoning
     ) / 1e6
@@ -145,15 +178,29 @@ class Spend:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Spend:
-        # Checkpoints written before cached and reasoning tokens were counted lack them.
+        """Spend from a checkpoint; ``ValueError`` for a negative, non-finite or non-numeric
+        figure (a checkpoint is trusted for spend only when every figure is sane).
+        Checkpoints written before cached and reasoning tokens were counted lack them."""
+        cost = data["cost"]
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (
+            math.isfinite(cost) and cost >= 0
+        ):
+            raise ValueError(f"spend cost {cost!r} is not a finite amount of at least 0")
         return cls(
-            calls=int(data["calls"]),
-            input_tokens=int(data["inputTokens"]),
-            output_tokens=int(data["outputTokens"]),
-            cost=float(data["cost"]),
-            cached_input_tokens=int(data.get("cachedInputTokens", 0)),
-            reasoning_tokens=int(data.get("reasoningTokens", 0)),
+            calls=_count(data, "calls"),
+            input_tokens=_count(data, "inputTokens"),
+            output_tokens=_count(data, "outputTokens"),
+            cost=float(cost),
+            cached_input_tokens=_count(data, "cachedInputTokens", 0),
+            reasoning_tokens=_count(data, "reasoningTokens", 0),
         )
+
+
+def _count(data: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = data[key] if default is None else data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"spend {key} {value!r} is not a whole number of at least 0")
+    return value
 
 
 class CostLedger:

@@ -28,14 +28,30 @@ from typing import Any
 from llmagents.api.pool import ProviderPoolSpec, ProviderSpec, Strategy
 from llmagents.api.work import BudgetSpec
 from llmagents.chat import Capability, Usage
-from llmagents.errors import CapabilityUnavailable, ProviderError
+from llmagents.errors import CapabilityUnavailable, MalformedResponse, ProviderError
 from llmagents.routing import clock as clocks
 from llmagents.routing import strategies
 from llmagents.routing.backoff import RetryPolicy
 from llmagents.routing.breaker import Admission, BreakerState, CircuitBreaker, Transition
 from llmagents.routing.budget import Budget
-from llmagents.routing.calls import Attempt, AttemptRecord, CallResult, CallTask, R, SkipReason
-from llmagents.routing.costs import CostLedger, Price, Spend, spec_price
+from llmagents.routing.budget import output_limit as budget_output_limit
+from llmagents.routing.calls import (
+    BUDGET_OUTPUT_LIMIT,
+    Attempt,
+    AttemptRecord,
+    CallResult,
+    CallTask,
+    R,
+    SkipReason,
+)
+from llmagents.routing.costs import (
+    CostLedger,
+    Price,
+    Spend,
+    spec_price,
+    token_cost,
+    usage_problem,
+)
 from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health
 from llmagents.routing.run import Run, admission_of, later_fits
@@ -144,13 +160,14 @@ class ProviderManager:
                 admitted = self._admit(run, state, task, order, position)
                 if admitted is None:
                     break
-                admission, estimate, timeout = admitted
+                admission, reserved, timeout, output_limit = admitted
                 run.number += 1
                 attempt = Attempt(
-                    state.spec, run.number, retry, timeout, admission is Admission.PROBE
-                )
+                    state.spec, run.number, retry, timeout, admission is Admission.PROBE,
+                    output_limit,
+                )  # fmt: skip
                 if budget is not None:
-                    budget.reserve(estimate)
+                    budget.reserve(reserved)
                 began = self._clock()
                 try:
                     value = await call(attempt)
@@ -159,16 +176,21 @@ class ProviderManager:
                 except BaseException:
                     state.breaker.release(admission)
                     if budget is not None:
-                        budget.release(estimate)
+                        budget.release(reserved)
                     raise
                 else:
-                    if budget is not None:
-                        budget.release(estimate)
-                    return self._answered(run, state, attempt, admission, value, began, waited)
+                    problem = usage_problem(value.usage) if value.usage is not None else None
+                    if problem is None:
+                        if budget is not None:
+                            budget.release(reserved)
+                        return self._answered(run, state, attempt, admission, value, began,
+                                              waited)  # fmt: skip
+                    # Never a refund, never an overflow: the answer is as broken as bad JSON.
+                    error = MalformedResponse(f"reported usage: {problem}", provider=state.name)
                 if budget is not None:
-                    budget.release(estimate)
-                if error.usage is not None:  # it answered, and the answer was rejected
-                    self._charge(state.spec, error.usage)
+                    budget.release(reserved)
+                if error.usage is not None and usage_problem(error.usage) is None:
+                    self._charge(state.spec, error.usage)  # it answered; the answer was rejected
                 wait = self._failed_attempt(
                     run, state, attempt, admission, error, began, waited, order, position
                 )
@@ -188,8 +210,9 @@ class ProviderManager:
         task: CallTask,
         order: list[ProviderState],
         position: int,
-    ) -> tuple[Admission, float, float] | None:
-        """Admission, estimated cost and timeout of the next attempt at ``state``, or None."""
+    ) -> tuple[Admission, float, float, int | None] | None:
+        """Admission, budget reservation, timeout and output limit of the next attempt at
+        ``state``, or None when it is passed over."""
         now = self._clock()
         remaining = run.deadline - now
         if remaining <= 0:
@@ -205,21 +228,35 @@ class ProviderManager:
             )
             run.pass_over(state.name, reason, "")
             return None
-        estimate = 0.0
+        reserved = 0.0
+        output_limit = task.max_output_tokens
         budget = self.budget
-        if budget is not None:
-            if state.price is None:
+        if budget is not None and not state.free:
+            price = state.price
+            if price is None:
                 # The budget is a hard cap: spend that cannot be counted cannot be allowed.
                 breaker.release(admission)
                 run.pass_over(state.name, SkipReason.PRICE_UNKNOWN, "set its pricing")
                 return None
             estimate = state.estimate(task)
-            if not budget.affordable(estimate):
+            # The worst case: the estimated input, and every output token the limit allows
+            # (hidden reasoning is output too, and may be priced higher).
+            rates = price.rates_for(task.budget_input_tokens)
+            input_cost = token_cost(task.budget_input_tokens, 0, price)
+            output_price = max(rates.output, rates.reasoning) / 1e6
+            if budget.affordable(estimate):
+                output_limit = budget_output_limit(
+                    available=budget.available, input_cost=input_cost,
+                    output_price=output_price, wanted=task.max_output_tokens or BUDGET_OUTPUT_LIMIT,
+                )  # fmt: skip
+            if not budget.affordable(estimate) or output_limit is None or output_limit < 1:
+                budget.mark_full()
                 breaker.release(admission)
                 detail = f"estimated ${estimate:.6f}, ${budget.remaining:.6f} left"
                 run.pass_over(state.name, SkipReason.BUDGET, detail)
                 run.over_budget += 1
                 return None
+            reserved = input_cost + output_limit * output_price
         timeout = state.timeout
         if timeout > remaining:
             if later_fits(order, position, remaining, now):
@@ -231,7 +268,7 @@ class ProviderManager:
             timeout = remaining
         if run.left:
             run.fall_back(state.name, self._listener, self._agent)
-        return admission, estimate, timeout
+        return admission, reserved, timeout, output_limit
 
     def _answered(
         self,
@@ -353,7 +390,12 @@ class ProviderManager:
         ``record_stream_failure``; until then it holds its probe slot if it was a probe. A
         second settlement raises ``ValueError``, so that no cost is ever counted twice. When
         the client goes away mid-stream, settle with the usage so far: the provider did fine.
+        Usage that cannot be charged (``costs.usage_problem``) raises ``MalformedResponse``
+        and settles nothing: settle the stream as a failure instead.
         """
+        problem = usage_problem(usage)
+        if problem is not None:
+            raise MalformedResponse(f"reported usage: {problem}", provider=result.provider)
         state = self._settle(result)
         state.succeeded(self._clock(), admission_of(result), result.attempts[-1].latency)
         result.usage = usage
@@ -367,6 +409,8 @@ class ProviderManager:
 
         ``usage``, when the provider reported any before breaking, is charged; returns the cost.
         """
+        if usage is not None and usage_problem(usage) is not None:
+            raise ValueError(f"usage of a broken stream: {usage_problem(usage)}")
         state = self._settle(result)
         state.failed(self._clock(), admission_of(result), error, result.attempts[-1].latency)
         if usage is not None:

@@ -15,6 +15,12 @@ here serves runs without Kubernetes and tests.
 
 Encoding: compact JSON; above ``COMPRESS_ABOVE`` bytes it is gzipped. A document that is
 still larger than the store's limit is refused before any write (``CheckpointTooLarge``).
+
+Decoding trusts nothing: whatever is stored may have been edited by hand or by something
+hostile. Base64 that does not decode, gzip that inflates beyond ``MAX_DECOMPRESSED_BYTES``
+(a gzip bomb), JSON nested deeper than ``MAX_NESTING``, an epoch that is not a number and a
+field of the wrong type all end as ``CheckpointCorrupt``: the runner refuses to start with
+that reason in its status and leaves the store as it found it.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import fcntl
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmagents.api.status import Condition, ConditionStatus
 from llmagents.errors import LLMAgentsError
 
 SCHEMA = "llmagents.dev/checkpoint/v1"
@@ -38,6 +46,11 @@ COMPRESS_ABOVE = 64 * 1024
 """Documents larger than this many bytes of JSON are stored gzipped."""
 MAX_CHECKPOINT_BYTES = 1_000_000
 """Largest stored payload: a ConfigMap holds at most 1 MiB of data, minus a margin."""
+MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
+"""Largest JSON a stored gzip may inflate to; a real checkpoint is far below it."""
+MAX_NESTING = 64
+"""Deepest nesting of arrays and objects a checkpoint (custom state included) may have:
+encoding and decoding recurse, and a deeper document would exhaust the stack."""
 
 
 class CheckpointError(LLMAgentsError):
@@ -58,6 +71,22 @@ class CheckpointTooLarge(CheckpointError):
 
 class CheckpointCorrupt(CheckpointError):
     """The stored checkpoint cannot be decoded or has an unknown schema."""
+
+
+def corrupt_conditions(error: Exception) -> list[Condition]:
+    """The ``CheckpointCorrupt`` condition a runner that cannot restore reports (else none)."""
+    if not isinstance(error, CheckpointCorrupt):
+        return []
+    return [
+        Condition(
+            type="CheckpointCorrupt",
+            status=ConditionStatus.TRUE,
+            reason="CheckpointCorrupt",
+            message=f"{error}; the runner does not start and leaves the checkpoint as it is: "
+            "repair it, or delete it to start afresh (its progress and spend are then lost)",
+            last_transition_time=datetime.now(UTC),
+        )
+    ]
 
 
 class VersionConflict(CheckpointError):
@@ -94,6 +123,9 @@ class Checkpoint:
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     custom_state: Any = None
+    unstored_results: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of ended tasks whose results may not be in the results store yet: written there
+    again after a restart (writes are idempotent), dropped once stored."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,28 +144,104 @@ class Checkpoint:
             "failed": self.failed,
             "engine": self.engine,
             "customState": self.custom_state,
+            "unstoredResults": self.unstored_results,
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> Checkpoint:
+        """The checkpoint in ``data``; ``CheckpointCorrupt`` names the first bad field."""
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise CheckpointCorrupt(f"checkpoint schema {found!r} is not {SCHEMA!r}")
+        if nesting_depth(data) > MAX_NESTING:
+            raise CheckpointCorrupt(f"checkpoint is nested deeper than {MAX_NESTING} levels")
         try:
+            completed = data["completed"]
+            failed = data["failed"]
+            if not isinstance(completed, list) or not all(isinstance(n, str) for n in completed):
+                raise ValueError("completed is not a list of task names")
+            if not isinstance(failed, dict) or not all(isinstance(v, str) for v in failed.values()):
+                raise ValueError("failed is not a map of task names to errors")
+            if not isinstance(data["engine"], dict):
+                raise ValueError("engine is not an object")
+            unstored = data.get("unstoredResults") or []
+            if not isinstance(unstored, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("task"), str) for r in unstored
+            ):
+                raise ValueError("unstoredResults is not a list of result rows")
             return cls(
-                agent_uid=str(data["agentUID"]),
-                epoch=int(data["epoch"]),
-                sequence=int(data["sequence"]),
-                written_at=datetime.fromisoformat(data["writtenAt"]),
-                started_at=datetime.fromisoformat(data["startedAt"]),
-                engine=dict(data["engine"]),
-                total_tasks=int(data["progress"]["total"]),
-                completed=[str(n) for n in data["completed"]],
-                failed={str(k): str(v) for k, v in data["failed"].items()},
+                agent_uid=_text(data, "agentUID"),
+                epoch=_whole(data, "epoch"),
+                sequence=_whole(data, "sequence"),
+                written_at=datetime.fromisoformat(_text(data, "writtenAt")),
+                started_at=datetime.fromisoformat(_text(data, "startedAt")),
+                engine=data["engine"],
+                total_tasks=_whole(data["progress"], "total"),
+                completed=list(completed),
+                failed=dict(failed),
                 custom_state=data.get("customState"),
+                unstored_results=list(unstored),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointCorrupt(f"checkpoint is missing or has a bad field: {exc}") from None
+
+
+def _whole(data: dict[str, Any], key: str) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} {value!r} is not a whole number of at least 0")
+    return value
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} {value!r} is not a string")
+    return value
+
+
+def nesting_depth(value: Any, *, limit: int = MAX_NESTING) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), counted without
+    recursion and only until ``limit`` is passed (then ``limit + 1``)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        depth += 1
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
+def parse_epoch(raw: object, *, where: str) -> int:
+    """A stored writer's epoch (absent: 0); ``CheckpointCorrupt`` when it is not a number."""
+    if raw is None:
+        return 0
+    try:
+        epoch = int(str(raw))
+    except ValueError:
+        raise CheckpointCorrupt(f"{where}: epoch {str(raw)[:40]!r} is not a number") from None
+    if epoch < 0:
+        raise CheckpointCorrupt(f"{where}: epoch {epoch} is negative")
+    return epoch
+
+
+def b64decode(text: object, *, where: str) -> bytes:
+    """Base64 as stored in a ConfigMap's binaryData or the file envelope, strictly."""
+    if not isinstance(text, str):
+        raise CheckpointCorrupt(f"{where}: compressed checkpoint is not base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise CheckpointCorrupt(f"{where}: compressed checkpoint is not valid base64") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +281,28 @@ def encode(
 
 
 def decode(payload: bytes, *, compressed: bool) -> Checkpoint:
+    """The checkpoint a store holds; ``CheckpointCorrupt`` for anything else."""
     try:
-        raw = gzip.decompress(payload) if compressed else payload
+        raw = _gunzip(payload) if compressed else payload
         data = json.loads(raw)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise CheckpointCorrupt(f"checkpoint does not decode: {exc}") from None
+    except RecursionError:
+        raise CheckpointCorrupt(f"checkpoint is nested deeper than {MAX_NESTING} levels") from None
     return Checkpoint.from_dict(data)
+
+
+def _gunzip(payload: bytes) -> bytes:
+    """Inflate one gzip member, refusing to produce more than ``MAX_DECOMPRESSED_BYTES``."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    raw = inflater.decompress(payload, MAX_DECOMPRESSED_BYTES + 1)
+    if len(raw) > MAX_DECOMPRESSED_BYTES or inflater.unconsumed_tail:
+        raise CheckpointCorrupt(
+            f"compressed checkpoint inflates beyond {MAX_DECOMPRESSED_BYTES} bytes; refused"
+        )
+    if not inflater.eof:
+        raise CheckpointCorrupt("compressed checkpoint is cut short")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,19 +357,24 @@ class FileCheckpointStore:
             return None
         try:
             envelope = json.loads(text)
-            int(envelope["version"]), int(envelope["epoch"])
-        except (ValueError, KeyError, TypeError):
+            if not isinstance(envelope, dict):
+                raise TypeError("not an object")
+            _whole(envelope, "version"), _whole(envelope, "epoch")
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise CheckpointCorrupt(f"{self.path} is not a checkpoint file") from None
-        return envelope  # type: ignore[no-any-return]
+        return envelope
 
     def _read(self) -> Stored:
         envelope = self._envelope()
         if envelope is None:
             return Stored("0", 0, None)
         if "gzip" in envelope:
-            checkpoint = decode(base64.b64decode(envelope["gzip"]), compressed=True)
-        else:
+            payload = b64decode(envelope["gzip"], where=str(self.path))
+            checkpoint = decode(payload, compressed=True)
+        elif "checkpoint" in envelope:
             checkpoint = Checkpoint.from_dict(envelope["checkpoint"])
+        else:
+            raise CheckpointCorrupt(f"{self.path} holds no checkpoint")
         return Stored(str(envelope["version"]), int(envelope["epoch"]), checkpoint)
 
     def _write(self, encoded: Encoded, epoch: int, expected_version: str) -> str:

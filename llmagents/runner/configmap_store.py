@@ -31,7 +31,9 @@ from llmagents.runner.checkpoint import (
     Stored,
     StoreUnavailable,
     VersionConflict,
+    b64decode,
     decode,
+    parse_epoch,
 )
 from llmagents.kube import (
     KubeClient,
@@ -117,14 +119,15 @@ class ConfigMapCheckpointStore:
         except KubeError as error:
             raise StoreUnavailable(str(error)) from None
         meta = config_map["metadata"]
-        epoch = int((meta.get("annotations") or {}).get(ANNOTATION_EPOCH, 0))
+        where = f"ConfigMap {self.name}"
+        epoch = parse_epoch((meta.get("annotations") or {}).get(ANNOTATION_EPOCH), where=where)
         data = config_map.get("data") or {}
         binary = config_map.get("binaryData") or {}
         checkpoint = None
         if KEY_GZIP in binary:
-            checkpoint = decode(base64.b64decode(binary[KEY_GZIP]), compressed=True)
+            checkpoint = decode(b64decode(binary[KEY_GZIP], where=where), compressed=True)
         elif KEY_PLAIN in data:
-            checkpoint = decode(data[KEY_PLAIN].encode(), compressed=False)
+            checkpoint = decode(str(data[KEY_PLAIN]).encode(), compressed=False)
         return Stored(str(meta["resourceVersion"]), epoch, checkpoint)
 
     async def write(self, encoded: Encoded, *, epoch: int, expected_version: str) -> str:

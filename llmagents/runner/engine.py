@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +26,8 @@ from typing import Any
 from llmagents.api.pool import ProviderSpec, ProviderType
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
-from llmagents.errors import AnswerRejected, ProviderError
+from llmagents.errors import AnswerRejected, MalformedResponse, ProviderError
 from llmagents.pricing import KnownPrice, prices, resolve_pool
-from llmagents.runner.tracing import CallTracer, use_call_span
 from llmagents.providers import ProviderAdapter, build_adapter
 from llmagents.routing import (
     Attempt,
@@ -34,9 +35,11 @@ from llmagents.routing import (
     CallTask,
     EngineListener,
     ProviderManager,
+    selection,
 )
 from llmagents.routing import clock as clocks
-from llmagents.routing import selection
+from llmagents.routing.costs import usage_problem
+from llmagents.runner.tracing import CallTracer, use_call_span
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,15 @@ def resolve_pool_urls(config: RunnerConfig) -> RunnerConfig:
         for p in config.pool.providers
     ]
     return config.model_copy(update={"pool": config.pool.model_copy(update={"providers": providers})})
+
+
+def _limited(request: ChatRequest, attempt: Attempt) -> ChatRequest:
+    """The request with the output limit the budget allows this attempt (never higher than
+    the request's own)."""
+    limit = attempt.max_output_tokens
+    if limit is None or limit == request.max_tokens:
+        return request
+    return dataclasses.replace(request, max_tokens=limit)
 
 
 @dataclass(slots=True)
@@ -128,10 +140,29 @@ class OpenStream:
                     yield chunk
                 chunk = await anext(opened.chunks, None)
         except ProviderError as error:
-            self.cost = self.manager.record_stream_failure(self.result, error)
+            self._settle_broken(error)
             self._end_span(error)
             raise
         self._settle_ok()
+
+    def _estimate(self) -> Usage:
+        """What the provider charges for this stream as far as we can tell without its usage:
+        the prompt's estimate and the text received, at four characters a token."""
+        return Usage(self._task.budget_input_tokens, max(1, math.ceil(self._text_chars / 4)))
+
+    def _settle_broken(self, error: ProviderError) -> None:
+        # The provider charges for what it generated before the break: never $0. Usage it
+        # reported on the way (Anthropic sends input tokens first) counts where it says more.
+        estimate = self._estimate()
+        usage = estimate
+        if self.usage is not None and usage_problem(self.usage) is None:
+            usage = Usage(max(estimate.input_tokens, self.usage.input_tokens),
+                          max(estimate.output_tokens, self.usage.output_tokens))  # fmt: skip
+        self.usage = usage
+        self.cost = self.manager.record_stream_failure(self.result, error, usage)
+        logger.warning("provider %s: stream broke after %d characters; charged %d input and %d "
+                       "output tokens ($%.6f)", self.provider, self._text_chars,
+                       usage.input_tokens, usage.output_tokens, self.cost)  # fmt: skip
 
     def _settle_ok(self) -> None:
         if self.result.settled:
@@ -140,11 +171,17 @@ class OpenStream:
         if usage is None:
             # A server that streams no usage: charge an estimate rather than nothing, so that
             # the budget is never silently undercounted.
-            usage = Usage(self._task.input_tokens, max(1, self._text_chars // 4))
+            usage = self._estimate()
             logger.warning("provider %s streamed no usage; charging an estimate of %d tokens",
                            self.provider, usage.total_tokens)
             self.usage = usage
-        self.cost = self.manager.record_usage(self.result, usage)
+        try:
+            self.cost = self.manager.record_usage(self.result, usage)
+        except MalformedResponse as error:
+            self.usage = None
+            self._settle_broken(error)
+            self._end_span(error)
+            raise
         self._end_span(None)
 
     def _end_span(self, error: BaseException | None) -> None:
@@ -158,8 +195,9 @@ class OpenStream:
             await self.result.value.chunks.aclose()  # type: ignore[attr-defined]
         if not self.result.settled:
             if self.usage is None:
-                self.usage = Usage(self._task.input_tokens, max(1, self._text_chars // 4))
-            self._settle_ok()
+                self.usage = self._estimate()
+            with contextlib.suppress(MalformedResponse):  # settled as broken: nothing to tell
+                self._settle_ok()
 
 
 @dataclass(slots=True)
@@ -225,11 +263,12 @@ class AgentEngine:
 
         async def call(attempt: Attempt) -> ChatResponse:
             spec = attempt.provider
+            limited = _limited(request, attempt)
             if tracer is None:
-                answer = await self._adapter(spec).complete(request, timeout=attempt.timeout)
+                answer = await self._adapter(spec).complete(limited, timeout=attempt.timeout)
                 return _checked(spec.name, answer)
             with tracer.attempt(attempt) as span:
-                answer = await self._adapter(spec).complete(request, timeout=attempt.timeout)
+                answer = await self._adapter(spec).complete(limited, timeout=attempt.timeout)
                 tracer.answered(span, answer.usage, answer.model)
                 return _checked(spec.name, answer)
 
@@ -264,7 +303,9 @@ class AgentEngine:
                 return opened
 
         async def first_chunk(attempt: Attempt) -> _FirstChunk:
-            chunks = self._adapter(attempt.provider).stream(request, timeout=attempt.timeout)
+            chunks = self._adapter(attempt.provider).stream(
+                _limited(request, attempt), timeout=attempt.timeout
+            )
             try:
                 first = await anext(chunks)
             except BaseException:

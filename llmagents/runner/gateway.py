@@ -20,9 +20,10 @@ provider. It serves, on the pod's loopback only:
 - ``GET /v1/models``: what a client may ask for (``routing.selection``): each provider's
   model and name, and the pool's aliases, with the capabilities behind each; and each
   embedding model (capability ``embeddings``).
-- ``GET|PUT /v1/checkpoint/state``: the client's own state (any JSON, at most
-  ``MAX_CUSTOM_STATE`` bytes), saved in the runner's checkpoint and returned after restarts.
-  A PUT answers once the checkpoint holding it landed (``saved``), or after a bounded wait.
+- ``GET|PUT /v1/checkpoint/state``: the client's own state (any strict JSON, at most
+  ``MAX_CUSTOM_STATE`` bytes and ``MAX_STATE_NESTING`` levels deep; 413 and 400 otherwise),
+  saved in the runner's checkpoint and returned after restarts. A PUT answers once the
+  checkpoint holding it landed (``saved``), or after a bounded wait.
 - ``/healthz`` and ``/readyz``.
 
 It runs on uvicorn (``web.Server``) rather than aiohttp's server: the gateway is on the path
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmagents.routing.selection import askable_models
 from llmagents.runner import front_embeddings, front_messages, front_responses, openai_chat
+from llmagents.runner.checkpoint import nesting_depth
 from llmagents.runner.openai_chat import json_response
 from llmagents.runner.web import Request, Response, Server, StreamingResponse
 from llmagents.wire.openai_chat import error_body
@@ -55,6 +57,9 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 8 * 1024 * 1024
 MAX_CUSTOM_STATE = 512 * 1024
 """Bytes of custom state a client may store; the checkpoint must stay within a ConfigMap."""
+MAX_STATE_NESTING = 32
+"""Levels of arrays and objects custom state may nest: the checkpoint's encoder and decoder
+recurse, and the checkpoint itself must stay within ``checkpoint.MAX_NESTING``."""
 STATE_SAVE_TIMEOUT = 5.0
 
 Route = Callable[[Request], Awaitable[Response | StreamingResponse]]
@@ -161,12 +166,17 @@ class Gateway:
                               kind="invalid_request_error", code="state_too_large")  # fmt: skip
             return json_response(body, 413)
         try:
-            document: Any = json.loads(request.body)
-        except ValueError:
+            document: Any = json.loads(request.body, parse_constant=_not_json)
+        except (ValueError, RecursionError):
             document = None
         if not isinstance(document, dict) or "state" not in document:
-            body = error_body('the body must be a JSON object {"state": ...}',
+            body = error_body('the body must be a strict JSON object {"state": ...} (no NaN '
+                              f"or Infinity, at most {MAX_STATE_NESTING} levels deep)",
                               kind="invalid_request_error")  # fmt: skip
+            return json_response(body, 400)
+        if nesting_depth(document["state"], limit=MAX_STATE_NESTING) > MAX_STATE_NESTING:
+            body = error_body(f"custom state may nest at most {MAX_STATE_NESTING} levels deep",
+                              kind="invalid_request_error", code="state_too_deep")  # fmt: skip
             return json_response(body, 400)
         self.runner.set_custom_state(document["state"])
         saved = await self.runner.checkpointer.save(STATE_SAVE_TIMEOUT)
@@ -178,3 +188,7 @@ class Gateway:
     async def _readyz(self, request: Request) -> Response:
         ready = self.runner.accepting
         return json_response({"ready": ready}, 200 if ready else 503)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")

@@ -25,7 +25,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import uvloop
+import yaml
 from aiohttp import web
+from pydantic import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
 
 from llmagents.api.runner_config import (
@@ -40,7 +42,7 @@ from llmagents.api.runner_config import (
 )
 from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus, RunnerPhase
 from llmagents.errors import ConfigError
-from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable
+from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable, corrupt_conditions
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
 from llmagents.events import EventRecorder
 from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
@@ -106,7 +108,17 @@ async def _load_config(kube: KubeClient, namespace: str, name: str) -> RunnerCon
     text = (config_map.get("data") or {}).get(CONFIG_KEY)
     if text is None:
         raise ConfigError(f"ConfigMap {namespace}/{name} has no {CONFIG_KEY}")
-    return RunnerConfig.from_yaml(text)
+    # A configuration rendered by an older operator can break a rule this runner added;
+    # that is a Failed status saying which, not a traceback.
+    try:
+        return RunnerConfig.from_yaml(text)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"ConfigMap {name} does not validate: {problems}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"ConfigMap {name} is not YAML: {error}") from None
 
 
 async def _previous_status(kube: KubeClient, namespace: str, name: str) -> LLMAgentStatus | None:
@@ -153,8 +165,16 @@ async def run(args: argparse.Namespace) -> int:
     started: list[web.AppRunner] = []
     try:
         name = env.get(ENV_CONFIG_MAP) or config_map_name(agent)
-        config = await _retry(f"reading ConfigMap {name}",
-                              lambda: _load_config(kube, namespace, name), stop)  # fmt: skip
+        try:
+            config = await _retry(f"reading ConfigMap {name}",
+                                  lambda: _load_config(kube, namespace, name), stop)  # fmt: skip
+        except ConfigError as error:
+            logger.error("agent %s: cannot start: %s", agent, error)
+            failed = RunnerAgentStatus(runner_phase=RunnerPhase.FAILED,
+                                       message=f"cannot start: {error}"[:4096])  # fmt: skip
+            with contextlib.suppress(KubeError):
+                await status_sink.write(RunnerReport(failed))
+            return 1
         assert isinstance(config, RunnerConfig)
         config = config.with_env(env)
         keys = api_keys(config, env)
@@ -200,7 +220,7 @@ async def run(args: argparse.Namespace) -> int:
         logger.error("agent %s: cannot start: %s", agent, error)
         failed = RunnerAgentStatus(runner_phase=RunnerPhase.FAILED, message=f"cannot start: {error}")
         with contextlib.suppress(KubeError):
-            await status_sink.write(RunnerReport(failed))
+            await status_sink.write(RunnerReport(failed, corrupt_conditions(error)))
         return 1
     finally:
         for site in started:

@@ -8,19 +8,24 @@ keeps to the budget within the call; this loop adds what only the task list know
   breakers half-open), unless every provider refused the request itself (bad request,
   auth, unknown model), which no wait can fix; then the task fails and keeps its error;
 - an exhausted budget pauses the list rather than failing tasks: with ``onExhausted: stop``
-  the loop waits for the period to roll over (the operator meanwhile scales the agent to
-  zero), and the task runs when there is budget again;
+  the loop waits for a daily or monthly period to roll over (the operator meanwhile scales
+  the agent to zero), and the task runs when there is budget again; a ``total`` budget never
+  rolls over, so the loop ends (``LoopEnd.BUDGET_SPENT``) instead of waiting forever;
 - a task with a ``responseFormat`` asks providers for JSON of its schema and accepts only
   an answer that is JSON valid against it (``answer_check``); a provider whose answer fails
   is retried and fallen back from like one that sent a malformed answer;
-- after each task, ``after_task`` runs (results flushed, checkpoint saved, status told)
-  before the next one starts.
+- a task's end is recorded by ``record`` in the same step as the answer arrives, with no
+  await between the engine charging the call and the task counting as ended: any
+  checkpoint holds both or neither (docs/exactly-once.md);
+- after each task, ``after_task`` runs (checkpoint saved, then the result written, status
+  told) before the next one starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,7 +35,7 @@ from enum import StrEnum
 import jsonschema
 
 from llmagents.api.status import TaskProgress
-from llmagents.api.work import ResponseFormatSpec, TaskSpec
+from llmagents.api.work import BudgetPeriod, ResponseFormatSpec, TaskSpec
 from llmagents.chat import (
     ChatRequest,
     ChatResponse,
@@ -39,11 +44,11 @@ from llmagents.chat import (
     ResponseFormatType,
     Role,
 )
-from llmagents.errors import BudgetExhausted, CallFailed
+from llmagents.errors import BudgetExhausted, CallFailed, CapabilityUnavailable
 from llmagents.routing import CallTask
 from llmagents.routing import clock as clocks
 from llmagents.runner.engine import AgentEngine, AnswerCheck
-from llmagents.runner.results import ResultStore, TaskResult
+from llmagents.runner.results import TaskResult
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +98,8 @@ class LoopEnd(StrEnum):
     """Every task ended, done or failed."""
     STOPPED = "stopped"
     """Asked to stop (SIGTERM, maxRuntime, fencing)."""
+    BUDGET_SPENT = "budget-spent"
+    """A ``total`` budget with ``onExhausted: stop`` is spent: no task can run again."""
 
 
 def task_request(spec: TaskSpec) -> ChatRequest:
@@ -138,8 +145,8 @@ class TaskLoop:
         engine: AgentEngine,
         tasks: Sequence[TaskSpec],
         progress: Progress,
-        results: ResultStore,
         *,
+        record: Callable[[TaskResult], None],
         after_task: Callable[[TaskResult], Awaitable[None]],
         on_budget_wait: Callable[[bool], None],
         redact: Callable[[str], str] = lambda text: text,
@@ -150,13 +157,15 @@ class TaskLoop:
         self.engine = engine
         self.tasks = list(tasks)
         self.progress = progress
-        self.results = results
+        self._record = record
         self._after_task = after_task
         self._on_budget_wait = on_budget_wait
         self._redact = redact
         self._wall_clock = wall_clock
         self._retry_delays = tuple(retry_delays)
         self._budget_poll = budget_poll
+        self.budget_spent: BudgetExhausted | None = None
+        """Why the loop ended with ``BUDGET_SPENT``."""
 
     async def run(self, stop: asyncio.Event) -> LoopEnd:
         for spec in self.tasks:
@@ -165,35 +174,48 @@ class TaskLoop:
             if stop.is_set():
                 return LoopEnd.STOPPED
             result = await self._run_task(spec, stop)
-            if result is None:
-                return LoopEnd.STOPPED
+            if isinstance(result, LoopEnd):
+                return result
+            # No await from the engine's charge to here: see the module docstring.
             if result.ok:
                 self.progress.complete(spec.name)
             else:
                 self.progress.fail(spec.name, result.error or "failed")
-            self.results.add(result)
+            self._record(result)
             await self._after_task(result)
         return LoopEnd.FINISHED
 
-    async def _run_task(self, spec: TaskSpec, stop: asyncio.Event) -> TaskResult | None:
-        """The task's result, or None when stopped before it ended."""
+    async def _run_task(self, spec: TaskSpec, stop: asyncio.Event) -> TaskResult | LoopEnd:
+        """The task's result, or why the loop ends before the task did."""
         request = task_request(spec)
         check = answer_check(spec.response_format) if spec.response_format else None
+        # Providers that cannot do what the request needs are skipped, never blamed.
+        task = dataclasses.replace(
+            CallTask.from_spec(spec), capabilities=request.required_capabilities()
+        )
         tries = 0
         attempts = 0
         while True:
             try:
-                result = await self.engine.complete(request, CallTask.from_spec(spec), check=check)
+                result = await self.engine.complete(request, task, check=check)
             except BudgetExhausted as exhausted:
+                budget = self.engine.manager.budget
+                if budget is not None and budget.period is BudgetPeriod.TOTAL:
+                    logger.error("task %s cannot run: %s", spec.name, exhausted)
+                    self.budget_spent = exhausted
+                    return LoopEnd.BUDGET_SPENT
                 logger.warning("task %s waits for budget: %s", spec.name, exhausted)
                 if not await self._wait_for_budget(stop):
-                    return None
+                    return LoopEnd.STOPPED
                 continue
             except CallFailed as failed:
                 attempts += len(failed.attempts)
-                hopeless = bool(failed.last_errors) and all(
+                # No wait gives a provider a capability it lacks (a responseFormat needs
+                # jsonSchema), nor cures a request every provider refused.
+                refused = bool(failed.last_errors) and all(
                     e.misconfiguration for e in failed.last_errors.values()
                 )
+                hopeless = refused or isinstance(failed, CapabilityUnavailable)
                 if hopeless or tries >= len(self._retry_delays):
                     message = self._redact(str(failed))
                     logger.error("task %s failed: %s", spec.name, message)
@@ -204,7 +226,7 @@ class TaskLoop:
                 logger.warning("task %s: no provider answered; trying again in %gs: %s",
                                spec.name, delay, self._redact(str(failed)))
                 if await _wait(stop, delay):
-                    return None
+                    return LoopEnd.STOPPED
                 continue
             answer = result.value
             return TaskResult(

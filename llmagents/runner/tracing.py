@@ -108,7 +108,6 @@ class CallTracer(EngineListener):
     def start_call(self, request: ChatRequest, task: CallTask, *, stream: bool) -> Span:
         # The model is each provider's (on the attempt spans): the call itself has none, so
         # its name is the operation alone, as the conventions say for that case.
-        span = self.tracer.start_span("chat", kind=SpanKind.CLIENT)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.stream": stream,
@@ -123,8 +122,7 @@ class CallTracer(EngineListener):
                 attributes[key] = value
         if self.capture_content:
             attributes["gen_ai.input.messages"] = _messages(request)
-        span.set_attributes(attributes)
-        return span
+        return self.tracer.start_span("chat", kind=SpanKind.CLIENT, attributes=attributes)
 
     def end_call(
         self, span: Span, result: CallResult[Any] | None, *, error: BaseException | None = None
@@ -132,19 +130,23 @@ class CallTracer(EngineListener):
         """End a call span with who answered, usage and cost, or with the error that ended it."""
         self._fallbacks.pop(span.get_span_context().span_id, None)
         if result is not None:
-            span.set_attribute("llmagents.provider", result.provider)
-            span.set_attribute("llmagents.cost_usd", result.cost)
-            span.set_attribute("llmagents.attempts", len(result.attempts))
-            span.set_attribute("llmagents.fallbacks", len(result.fallbacks))
+            # One set_attributes: the SDK validates and locks per call, not per attribute.
+            attributes: dict[str, Any] = {
+                "llmagents.provider": result.provider,
+                "llmagents.cost_usd": result.cost,
+                "llmagents.attempts": len(result.attempts),
+                "llmagents.fallbacks": len(result.fallbacks),
+            }
             if result.usage is not None:
-                span.set_attributes(_usage(result.usage))
+                attributes.update(_usage(result.usage))
             value = result.value
             if isinstance(value, ChatResponse):
-                span.set_attribute("gen_ai.response.model", value.model)
+                attributes["gen_ai.response.model"] = value.model
                 if value.finish_reason:
-                    span.set_attribute("gen_ai.response.finish_reasons", [value.finish_reason])
+                    attributes["gen_ai.response.finish_reasons"] = [value.finish_reason]
                 if self.capture_content:
-                    span.set_attribute("gen_ai.output.messages", _answer(value))
+                    attributes["gen_ai.output.messages"] = _answer(value)
+            span.set_attributes(attributes)
         if error is not None:
             span.set_attribute("error.type", _error_type(error))
             span.set_status(Status(StatusCode.ERROR, self._redact(str(error))[:1024]))
@@ -157,12 +159,13 @@ class CallTracer(EngineListener):
         """The span of one try, a child of the current call span."""
         spec = attempt.provider
         parent = trace.get_current_span()
-        span = self.tracer.start_span(f"chat {spec.model}", kind=SpanKind.CLIENT)
-        span.set_attributes(self._attempt_attributes(spec, attempt))
+        attributes = self._attempt_attributes(spec, attempt)
         fallback = self._fallbacks.pop(parent.get_span_context().span_id, None)
         if fallback is not None:
-            span.set_attributes({"llmagents.fallback.from": fallback.from_provider,
-                                 "llmagents.fallback.reason": fallback.reason})  # fmt: skip
+            attributes["llmagents.fallback.from"] = fallback.from_provider
+            attributes["llmagents.fallback.reason"] = fallback.reason
+        span = self.tracer.start_span(f"chat {spec.model}", kind=SpanKind.CLIENT,
+                                      attributes=attributes)  # fmt: skip
         try:
             yield span
         except ProviderError as error:
@@ -177,10 +180,10 @@ class CallTracer(EngineListener):
 
     @staticmethod
     def answered(span: Span, usage: Usage | None, model: str | None = None) -> None:
-        if usage is not None:
-            span.set_attributes(_usage(usage))
+        attributes: dict[str, Any] = _usage(usage) if usage is not None else {}
         if model:
-            span.set_attribute("gen_ai.response.model", model)
+            attributes["gen_ai.response.model"] = model
+        span.set_attributes(attributes)
 
     def _attempt_attributes(self, spec: ProviderSpec, attempt: Attempt) -> dict[str, Any]:
         attributes: dict[str, Any] = {
@@ -217,11 +220,15 @@ class CallTracer(EngineListener):
             self._shutdown()
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    attributes = {"gen_ai.usage.input_tokens": usage.input_tokens,
-                  "gen_ai.usage.output_tokens": usage.output_tokens}  # fmt: skip
+def _usage(usage: Usage) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+    }
     if usage.cached_input_tokens:
         attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
+    if usage.cache_write_input_tokens:
+        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_input_tokens
     if usage.reasoning_tokens:
         attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
     return attributes

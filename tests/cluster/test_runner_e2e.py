@@ -74,9 +74,12 @@ def fakes() -> Iterator[Fakes]:
     started.stop()
 
 
-def setup(kubectl: Kubectl, fakes: Fakes, *, local: bool = False, **pool: Any) -> None:
+def setup(
+    kubectl: Kubectl, fakes: Fakes, *, local: bool = False, primary_key: str = PLANTED_KEY,
+    **pool: Any,
+) -> None:  # fmt: skip
     """The Secret with the planted key and the pool ``pool`` over the fakes."""
-    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={PLANTED_KEY}",
+    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={primary_key}",
             f"--from-literal=fallback={FALLBACK_KEY}")  # fmt: skip
     providers: list[dict[str, Any]] = [
         {"name": "primary", "type": "openai", "model": "gpt-4o-mini", "priority": 1,
@@ -197,6 +200,16 @@ def test_primary_down_every_task_completes_on_the_fallback_and_kubectl_shows_it(
     listed = json.loads(kubectl("get", "events.events.k8s.io", "-o", "json").stdout)["items"]
     fell = [e for e in listed if e["reason"] == "FellBack"]
     assert len(fell) == 1 and fell[0]["reportingController"] == "llmagents.dev/runner"
+
+    # The pool: one agent of one sees primary open, since when, and the operator says so.
+    def pool_described() -> str | None:
+        text = kubectl("describe", "providerpool", "pool").stdout
+        return text if "CircuitOpened" in text and "Open Since" in text else None
+
+    text = eventually(pool_described, timeout=60, what="the fleet's circuit in describe")
+    print(text)
+    assert "llmagents.dev/operator" in text
+    assert "provider primary: circuit open for 1 of 1 agents since" in text
 
 
 def test_a_killed_runner_resumes_from_its_checkpoint_with_nothing_lost_or_done_twice(
@@ -473,3 +486,34 @@ def test_a_planted_api_key_never_appears_in_logs_status_checkpoints_metrics_or_e
         assert "ProviderMisconfigured" in texts["events"]
     finally:
         fakes.stop()
+
+
+def test_a_key_with_a_byte_order_mark_holds_the_agent_back_naming_the_secret_not_the_key(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess,
+    process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,
+) -> None:  # fmt: skip
+    # A key file saved as "UTF-8 with BOM": before, the failed header encoding's repr, with
+    # the key escaped past the redactor, became the agent's status message.
+    setup(kubectl, fakes, primary_key="\ufeff" + PLANTED_KEY)
+    apply_agent(kubectl, "bom", tasks=2)
+
+    def held_back() -> dict[str, Any] | None:
+        conditions = {c["type"]: c for c in status(kubectl, "bom").get("conditions") or []}
+        resolved = conditions.get("PoolResolved") or {}
+        return resolved if resolved.get("reason") == "SecretKeyInvalid" else None
+
+    resolved = eventually(held_back, timeout=60, what="the operator to refuse the key")
+    assert "Secret 'keys', key 'primary'" in resolved["message"]
+    assert "U+FEFF" in resolved["message"]
+    assert status(kubectl, "bom")["phase"] == "Pending"
+    assert get(kubectl, "deployment", "bom") is None  # no runner ever holds the key
+    # Fixed in place, the agent goes on without anyone touching it.
+    kubectl("delete", "secret", "keys")
+    kubectl("create", "secret", "generic", "keys", f"--from-literal=primary={PLANTED_KEY}",
+            f"--from-literal=fallback={FALLBACK_KEY}")  # fmt: skip
+    eventually(lambda: status(kubectl, "bom").get("phase") == "Completed", timeout=120,
+               what="the agent to run once the key is fixed")  # fmt: skip
+    texts = [json.dumps(get(kubectl, "llmagent", "bom")),
+             kubectl("get", "events", "-o", "json").stdout, operator.log.read_text()]
+    texts += [p.read_text() for p in (tmp_path / "kubelet").rglob("*.log")]
+    assert not [t for t in texts if "\ufeff" + PLANTED_KEY in t or repr("\ufeff")[1:-1] in t]

@@ -36,7 +36,9 @@ PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
 REPO = Path(__file__).resolve().parents[2]
 
 
-def manifest(primary: str, fallback: str, local: str, *, tasks: int = 3) -> str:
+def manifest(
+    primary: str, fallback: str, local: str, *, tasks: int = 3, budget: float = 5
+) -> str:
     docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
          "stringData": {"anthropic": "sk-ant-from-manifest", "openai": "sk-openai-from-manifest"}},
@@ -58,7 +60,7 @@ def manifest(primary: str, fallback: str, local: str, *, tasks: int = 3) -> str:
          }},
         {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
          "metadata": {"name": "writer"},
-         "spec": {"poolRef": {"name": "pool"}, "budget": {"limit": 5, "period": "total"},
+         "spec": {"poolRef": {"name": "pool"}, "budget": {"limit": budget, "period": "total"},
                   "checkpointInterval": "30s",
                   "work": {"tasks": [{"name": f"task-{i}", "prompt": f"Question {i}?",
                                       "complexity": "medium"} for i in range(tasks)]}}},
@@ -201,6 +203,24 @@ def test_sigint_saves_and_a_rerun_resumes_without_repeating_a_task_or_losing_spe
         sum(r["costUSD"] for r in found)
     )
     assert rows(again.stdout)[-1][6] == "6/6"
+
+
+def test_a_spent_total_budget_ends_the_run_with_the_reason_instead_of_waiting(
+    tmp_path: Path, fakes: Fakes
+):
+    path = tmp_path / "agent.yaml"
+    # Each task is estimated at about $1.03 (512 output tokens at $2000 per million): the
+    # first fits, the second finds no room and goes to the free local model, the third stops.
+    path.write_text(manifest(fakes.claude.base_url, fakes.gpt.base_url, fakes.local.base_url,
+                             tasks=4, budget=1.05))  # fmt: skip
+    state = tmp_path / "state"
+    done = subprocess.run(run_args(path, state), capture_output=True, text=True, env=_env(),
+                          timeout=60)  # fmt: skip
+    assert done.returncode == local_run.EXIT_BUDGET_SPENT, done.stderr
+    assert "budget exhausted: budget of $1.05 per total period has no room left" in done.stderr
+    assert [(r["task"], r["provider"]) for r in results(state)] == [
+        ("task-0", "gpt"), ("task-1", "local")]  # fmt: skip
+    assert checkpoint(state)["engine"]["budget"]["spent"] <= 1.05
 
 
 def test_a_completed_agent_runs_nothing_again_until_reset(

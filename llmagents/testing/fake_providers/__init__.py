@@ -10,6 +10,7 @@ or broken answers and streams, outages), counting requests and tokens as they go
 from __future__ import annotations
 
 from llmagents.testing.fake_providers.anthropic import FakeAnthropic
+from llmagents.testing.fake_providers.behaviour import count_tokens
 from llmagents.testing.fake_providers.faults import (
     FakeStats,
     Fault,
@@ -21,11 +22,7 @@ from llmagents.testing.fake_providers.faults import (
 )
 from llmagents.testing.fake_providers.gemini import FakeGemini
 from llmagents.testing.fake_providers.openai import FakeOpenAI
-from llmagents.testing.fake_providers.server import (
-    FakeProviderServer,
-    ThreadedFake,
-    count_tokens,
-)
+from llmagents.testing.fake_providers.server import FakeProviderServer, ThreadedFake
 
 FAKE_TYPES: dict[str, type[FakeProviderServer]] = {
     "anthropic": FakeAnthropic,

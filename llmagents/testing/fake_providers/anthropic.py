@@ -100,8 +100,10 @@ class FakeAnthropic(FakeProviderServer):
         if answer.pieces and not started:
             content.append(wire.AnswerText(type="text", text=answer.text))
         if not started:
-            content += [wire.AnswerToolUse(type="tool_use", id=c.id, name=c.name,
-                                           input=c.arguments) for c in answer.tool_calls]  # fmt: skip
+            content += [
+                wire.AnswerToolUse(type="tool_use", id=c.id, name=c.name, input=c.arguments)
+                for c in answer.tool_calls
+            ]
         return wire.Message(
             id=f"msg_fake{self._next_id():06d}",
             model=call.model,
@@ -118,8 +120,8 @@ class FakeAnthropic(FakeProviderServer):
         return f"event: {event}\ndata: {data}\n\n".encode()
 
     def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
-        events = [(wire.sse(wire.MessageStart(message=self._message(call, answer,
-                                                                    started=True))), False)]  # fmt: skip
+        start = wire.MessageStart(message=self._message(call, answer, started=True))
+        events = [(wire.sse(start), False)]
         index = 0
         if answer.pieces:
             events += [
@@ -134,19 +136,21 @@ class FakeAnthropic(FakeProviderServer):
             events.append((wire.sse(wire.ContentBlockStop(index=0)), False))
             index = 1
         for call_index, tool_call in enumerate(answer.tool_calls, start=index):
-            start = {"type": "content_block_start", "index": call_index, "content_block":
-                     {"type": "tool_use", "id": tool_call.id, "name": tool_call.name,
-                      "input": {}}}  # fmt: skip
-            events.append((wire.sse_json("content_block_start", start), False))
+            opening = {"type": "content_block_start", "index": call_index, "content_block":
+                       {"type": "tool_use", "id": tool_call.id, "name": tool_call.name,
+                        "input": {}}}  # fmt: skip
+            events.append((wire.sse_json("content_block_start", opening), False))
             arguments = tool_call.arguments_json
             half = len(arguments) // 2
             for piece in (arguments[:half], arguments[half:]):
-                delta = wire.InputJsonDelta(partial_json=piece)
-                events.append((wire.sse(wire.ContentBlockDelta(index=call_index, delta=delta)),
-                               True))  # fmt: skip
+                piece_delta = wire.InputJsonDelta(partial_json=piece)
+                event = wire.ContentBlockDelta(index=call_index, delta=piece_delta)
+                events.append((wire.sse(event), True))
             events.append((wire.sse(wire.ContentBlockStop(index=call_index)), False))
-        delta = wire.MessageDelta(delta=wire.MessageDeltaBody(stop_reason=_stop_reason(answer)),
-                                  usage=wire.DeltaUsage(output_tokens=answer.output_tokens))  # fmt: skip
+        delta = wire.MessageDelta(
+            delta=wire.MessageDeltaBody(stop_reason=_stop_reason(answer)),
+            usage=wire.DeltaUsage(output_tokens=answer.output_tokens),
+        )
         events += [(wire.sse(delta), False), (wire.sse(wire.MessageStop()), False)]
         return events
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from llmagents.testing.fake_providers.behaviour import count_tokens
 from llmagents.testing.fake_providers.faults import FaultKind
-from llmagents.testing.fake_providers.server import Reject, count_tokens
+from llmagents.testing.fake_providers.server import Reject
 from llmagents.wire import embeddings as wire
 
 if TYPE_CHECKING:

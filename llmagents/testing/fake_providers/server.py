@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Self
 from aiohttp import web
 from pydantic import ValidationError
 
-from llmagents.testing.fake_providers.behaviour import Answer, ChatCall, count_tokens, make_answer
+from llmagents.testing.fake_providers.behaviour import Answer, ChatCall, make_answer
 from llmagents.testing.fake_providers.faults import (
     FakeStats,
     Fault,

@@ -180,3 +180,117 @@ async def test_a_checkpoint_of_an_earlier_day_does_not_count_against_today(
     restored.restore(saved)
     assert restored.budget is not None and restored.budget.spent == 0.0
     assert restored.spend.cost == 0.018
+
+
+async def test_the_output_limit_is_lowered_so_that_the_worst_case_fits_what_is_left(
+    clock: FakeClock,
+) -> None:
+    engine = manager(pool(priced("paid", 3, 15)), clock, budget={"limit": 0.01})
+    call = Scripted(clock, {"paid": [Reply(usage=Usage(10, 600))]})
+    task = CallTask(input_tokens=10, output_tokens=10, counted_input_tokens=10)
+    await engine.execute(task, call)
+    # $0.01 left, input $0.00003: 664 output tokens at $15 per million fit, 665 would not.
+    assert call.attempts[0].max_output_tokens == 664
+    assert engine.budget is not None and engine.budget.spent == (10 * 3 + 600 * 15) / 1e6
+    # Now $0.00097 is left: the next call may produce 62 tokens, whatever the task asked for.
+    asks_more = CallTask(input_tokens=10, output_tokens=10, max_output_tokens=2000)
+    await engine.execute(asks_more, call)
+    assert call.attempts[1].max_output_tokens == 62
+
+
+async def test_a_limit_the_request_states_is_kept_when_the_budget_allows_it(
+    clock: FakeClock,
+) -> None:
+    engine = manager(pool(priced("paid", 3, 15)), clock, budget={"limit": 10.0})
+    call = Scripted(clock)
+    await engine.execute(CallTask(input_tokens=10, max_output_tokens=300), call)
+    await engine.execute(CallTask(input_tokens=10), call)
+    assert [a.max_output_tokens for a in call.attempts] == [300, 4096]
+    unbudgeted = manager(pool(priced("paid", 3, 15)), clock)
+    await unbudgeted.execute(CallTask(input_tokens=10), call)
+    assert call.attempts[2].max_output_tokens is None  # no budget: the request is unchanged
+
+
+async def test_a_call_whose_input_alone_does_not_fit_is_not_made(clock: FakeClock) -> None:
+    engine = manager(pool(priced("paid", 3, 15)), clock, budget={"limit": 0.001})
+    call = Scripted(clock)
+    # Estimated at 1 output token it "fits", but 400 input tokens ($0.0012) alone do not.
+    with pytest.raises(BudgetExhausted, match="no room"):
+        await engine.execute(CallTask(input_tokens=400, output_tokens=1), call)
+    assert call.attempts == []
+
+
+async def test_a_stated_input_estimate_below_the_prompt_size_does_not_buy_a_call(
+    clock: FakeClock,
+) -> None:
+    engine = manager(pool(priced("paid", 3, 15)), clock, budget={"limit": 0.001})
+    call = Scripted(clock)
+    task = CallTask(input_tokens=1, output_tokens=1, counted_input_tokens=400)
+    with pytest.raises(BudgetExhausted):
+        await engine.execute(task, call)
+    assert call.attempts == []
+
+
+async def test_reservations_hold_the_worst_case_so_concurrent_calls_share_the_limit(
+    clock: FakeClock,
+) -> None:
+    engine = manager(pool(priced("paid", 0, 1000)), clock, budget={"limit": 1.0})
+    gate = asyncio.Event()
+    limits: list[int | None] = []
+
+    async def call(attempt: Attempt) -> Reply:
+        limits.append(attempt.max_output_tokens)
+        await gate.wait()
+        return Reply(usage=Usage(0, attempt.max_output_tokens or 0))  # each uses it all
+
+    task = CallTask(input_tokens=0, output_tokens=1, max_output_tokens=600)
+    calls = [asyncio.create_task(engine.execute(task, call)) for _ in range(3)]
+    await asyncio.sleep(0)
+    gate.set()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert limits == [600, 400]  # $1 at $0.001 a token: 600, the 400 left, then nothing
+    assert isinstance(outcomes[2], BudgetExhausted)
+    assert engine.budget is not None and engine.budget.spent == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [Usage(-5, 10), Usage(10, -1), Usage(10**12, 1), Usage(10, True)],  # type: ignore[arg-type]
+    ids=["negative-input", "negative-output", "absurd", "not-a-number"],
+)
+async def test_usage_that_cannot_be_charged_is_a_malformed_answer_and_retried(
+    clock: FakeClock, usage: Usage
+) -> None:
+    engine = manager(pool(priced("paid", 3, 15, maxRetries=1)), clock, budget={"limit": 1.0})
+    call = Scripted(clock, {"paid": [Reply(usage=usage), Reply(usage=Usage(100, 10))]})
+    result = await engine.execute(CallTask(input_tokens=10), call)
+    assert len(call.attempts) == 2
+    assert result.cost == (100 * 3 + 10 * 15) / 1e6
+    assert engine.spend.cost == result.cost  # nothing refunded, nothing absurd charged
+    assert engine.status()["paid"].success_rate == 0.5
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("budget", "spent"), -1.0),
+        (("budget", "spent"), float("inf")),
+        (("budget", "spent"), "0.5"),
+        (("spend", "total", "cost"), -0.5),
+        (("spend", "total", "cost"), float("nan")),
+        (("spend", "total", "inputTokens"), -3),
+        (("spend", "byProvider", "paid", "calls"), 1.5),
+    ],
+)
+async def test_a_snapshot_with_a_negative_or_non_finite_figure_is_refused(
+    clock: FakeClock, where: tuple[str, ...], value: object
+) -> None:
+    engine = manager(paid_and_local(), clock, budget={"limit": 5.0})
+    await engine.execute(SMALL, Scripted(clock, {"paid": [Reply(usage=Usage(1000, 1000))]}))
+    saved = json.loads(json.dumps(engine.snapshot()))
+    node = saved
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(ValueError):
+        manager(paid_and_local(), clock, budget={"limit": 5.0}).restore(saved)

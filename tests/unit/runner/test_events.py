@@ -188,3 +188,25 @@ async def test_budget_low_and_exhausted_are_recorded_once_per_period(
     assert [e["reason"] for e in sink.events.values()] == ["BudgetLow", "BudgetExhausted"]
     await runner.close()
     await asyncio.sleep(0)
+
+
+class Slow(MemoryEventSink):
+    """An API server that takes a while to answer each write."""
+
+    async def create(self, namespace: str, body: dict[str, Any]) -> None:
+        await asyncio.sleep(0.05)
+        await super().create(namespace, body)
+
+
+async def test_an_event_recorded_while_another_is_written_is_written_without_waiting() -> None:
+    sink = Slow()
+    events = EventRecorder(sink, controller="c", instance="i")
+    job = asyncio.create_task(events.run())
+    events.record(AGENT, reason="CircuitOpened", note="a", key="a")
+    await asyncio.sleep(0.02)  # the first write is in flight
+    events.record(AGENT, reason="CircuitOpened", note="b", key="b")
+    async with asyncio.timeout(5):
+        while len(sink.events) < 2:
+            await asyncio.sleep(0.01)
+    events.close()
+    await job

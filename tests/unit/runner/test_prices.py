@@ -34,7 +34,8 @@ def test_a_pool_without_pricing_takes_anthropic_prices_from_the_table() -> None:
     base = known.price.base
     assert (base.input, base.output, base.cached_input, base.reasoning) == (3.0, 15.0, 0.3, 15.0)
     # Above 200k input tokens every token of the call costs the higher tier (cliff pricing).
-    assert known.price.tiers == ((200_000, Rates(6.0, 22.5, 0.6, 22.5)),)
+    assert base.cache_write == 3.75
+    assert known.price.tiers == ((200_000, Rates(6.0, 22.5, 0.6, 22.5, 7.5)),)
     status = known.to_status()
     assert (status.source, status.tiered_above_tokens) == (known.source, 200_000)
 
@@ -157,3 +158,22 @@ async def test_the_runner_reports_price_sources_and_the_price_unknown_condition(
     assert "fallback:" in condition.message and "never called" in condition.message
     assert "primary" not in condition.message
     await runner.close()
+
+
+def test_anthropic_cache_writes_are_priced_above_input_as_the_table_says() -> None:
+    from llmagents.providers.anthropic import _usage
+    from llmagents.wire.anthropic import Usage as WireUsage
+
+    # Anthropic reports cache reads and writes apart from input_tokens.
+    usage = _usage(WireUsage(input_tokens=1_000, output_tokens=100,
+                             cache_read_input_tokens=8_000, cache_creation_input_tokens=2_000))  # fmt: skip
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_input_tokens) == (
+        11_000, 8_000, 2_000)
+    known = resolve(spec(type="anthropic", model="claude-sonnet-4-5"), at=AT)
+    assert known.price is not None
+    expected = (1_000 * 3.0 + 8_000 * 0.3 + 2_000 * 3.75 + 100 * 15.0) / 1e6
+    assert usage_cost(usage, known.price) == pytest.approx(expected, rel=1e-12)
+    # A pool's own pricing without a cache-write price charges writes as input.
+    mine = Price.from_spec(spec(type="anthropic", model="m", pricing={
+        "inputPerMillion": 3, "outputPerMillion": 15}).pricing)  # type: ignore[arg-type]
+    assert usage_cost(usage, mine) == pytest.approx((3_000 * 3 + 8_000 * 3 + 100 * 15) / 1e6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -128,3 +129,27 @@ async def test_a_rejected_answer_is_charged_and_the_next_provider_asked(
     spend = runner.engine.manager.spend_by_provider
     assert spend["primary"].output_tokens > 0 and spend["primary"].cost > 0
     assert runner.engine.manager.status()["primary"].success_rate == 0.0
+
+
+async def test_a_provider_without_json_schema_is_skipped_and_a_pool_with_none_fails_at_once(
+    fakes: Fakes, edges: Edges
+) -> None:
+    no_schema = {"capabilities": {"jsonSchema": False}}
+    cfg = config(fakes, tasks=[TASK])
+    primary = cfg.pool.providers[0].model_validate({**cfg.pool.providers[0].to_wire(), **no_schema})
+    pool = cfg.pool.model_copy(update={"providers": [primary, *cfg.pool.providers[1:]]})
+    runner = edges.runner(cfg.model_copy(update={"pool": pool}))
+    assert await run(runner) is LoopEnd.FINISHED
+    assert results(edges)["pick"]["provider"] == "fallback"
+    assert fakes.primary.stats.requests == 0
+    assert not runner.engine.manager.status()["primary"].misconfigured
+
+    edges.results.path.unlink()
+    both = [p.model_validate({**p.to_wire(), **no_schema}) for p in cfg.pool.providers]
+    cfg = config(fakes, tasks=[{**TASK, "name": "again"}])
+    cfg = cfg.model_copy(update={"pool": cfg.pool.model_copy(update={"providers": both})})
+    runner = edges.runner(cfg, task_retry_delays=(60.0,))
+    async with asyncio.timeout(10):  # at once: no retry round waits for a capability
+        assert await run(runner) is LoopEnd.FINISHED
+    assert "jsonSchema" in runner.progress.failed["again"]
+    assert fakes.fallback.stats.requests == 1  # only the first test's call
