@@ -390,8 +390,9 @@ async def _work(
     if config.mode is WorkMode.GATEWAY:
         gateway = Gateway(runner)
         await gateway.start("127.0.0.1", args.gateway_port or config.ports.gateway)
-        print(f"gateway at http://127.0.0.1:{gateway.port}/v1: run your agent with "
-              f"OPENAI_BASE_URL=http://127.0.0.1:{gateway.port}/v1; Ctrl-C stops",
+        root = f"http://127.0.0.1:{gateway.port}"
+        print(f"gateway at {root}/v1: run your agent with OPENAI_BASE_URL={root}/v1 "
+              f"(or ANTHROPIC_BASE_URL={root} for Anthropic's SDKs); Ctrl-C stops",
               file=sys.stderr)  # fmt: skip
         try:
             await stop.wait()

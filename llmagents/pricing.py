@@ -108,7 +108,21 @@ def prices(known: Mapping[str, KnownPrice]) -> dict[str, Price | None]:
     return {name: k.price for name, k in known.items()}
 
 
-def _from_table(spec: ProviderSpec, at: datetime) -> KnownPrice:
+def resolve_embeddings(spec: ProviderSpec, *, at: datetime | None = None) -> KnownPrice:
+    """The price of ``spec``'s embedding model (``embeddings``): input tokens only, as
+    embedding models charge; its ``inputPerMillion``, else the table's price of the model at
+    the provider's vendor or base URL."""
+    embeddings = spec.embeddings
+    assert embeddings is not None
+    rate = embeddings.input_per_million
+    if rate is not None:
+        return KnownPrice(Price(Rates(input=rate, output=0.0, cached_input=rate, reasoning=0.0)),
+                          SOURCE_SPEC)  # fmt: skip
+    probe = spec.model_copy(update={"model": embeddings.model, "pricing": None})
+    return _from_table(probe, at or datetime.now(UTC), input_only=True)
+
+
+def _from_table(spec: ProviderSpec, at: datetime, *, input_only: bool = False) -> KnownPrice:
     try:
         from genai_prices import data_snapshot
     except ImportError:
@@ -133,7 +147,7 @@ def _from_table(spec: ProviderSpec, at: datetime) -> KnownPrice:
             None, SOURCE_UNKNOWN, f"{TABLE_PACKAGE} {table_version()} has no price for "
             f"model {spec.model!r} at {where}",
         )  # fmt: skip
-    price = _price(table_price)
+    price = _price(table_price, input_only=input_only)
     if price is None:
         return KnownPrice(
             None, SOURCE_UNKNOWN, f"{TABLE_PACKAGE} lists {provider.id}/{model.id} without "
@@ -142,10 +156,13 @@ def _from_table(spec: ProviderSpec, at: datetime) -> KnownPrice:
     return KnownPrice(price, source, f"{provider.id}/{model.id}")
 
 
-def _price(table_price: Any) -> Price | None:
-    """Our ``Price`` from the table's ``ModelPrice`` (Decimal or tiered, per million tokens)."""
+def _price(table_price: Any, *, input_only: bool = False) -> Price | None:
+    """Our ``Price`` from the table's ``ModelPrice`` (Decimal or tiered, per million tokens);
+    ``input_only`` for models that produce no tokens (embeddings)."""
     input_ = getattr(table_price, "input_mtok", None)
     output = getattr(table_price, "output_mtok", None)
+    if output is None and input_only:
+        output = Decimal(0)
     if input_ is None or output is None:
         return None
     cached = getattr(table_price, "cache_read_mtok", None) or input_

@@ -1,5 +1,5 @@
 """The operator's few API calls: server-side apply, label-selected lists of its children, and
-reading a Secret's key names.
+reading a Secret's key names (with a verdict on each value as an API key).
 
 kopf has no server-side apply, so the operator sends it through kopf's own authenticated
 request function: the same credentials, session, re-login and retry/backoff on 5xx and 429
@@ -13,8 +13,10 @@ must write nothing, and the benchmark reads that counter.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -25,6 +27,7 @@ from prometheus_client import Counter
 
 from llmagents.api.status import OPERATOR_FIELD_MANAGER
 from llmagents.events import EventGone
+from llmagents.keys import secret_value_problem
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +83,9 @@ class Api(Protocol):
         """Objects of ``kind`` matching the label selector, page by page."""
         ...
 
-    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
-        """The data keys of a Secret, or None when it does not exist. Never the values."""
+    async def secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
+        """The data keys of a Secret, each with what is wrong with its value as an API key
+        (None: nothing; see ``secret_key_problems``), or None when it does not exist."""
         ...
 
 
@@ -156,7 +160,7 @@ class KopfApi:
                 raise EventGone(name) from None
             await response.read()
 
-    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+    async def secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
         async with self._slots:
             try:
                 body = await kopf_api.get(
@@ -166,7 +170,25 @@ class KopfApi:
                 )
             except kopf_errors.APINotFoundError:
                 return None
-        return set((body.get("data") or {}).keys()) | set((body.get("stringData") or {}).keys())
+        return secret_key_problems(body)
+
+
+def secret_key_problems(secret: Mapping[str, Any]) -> dict[str, str | None]:
+    """Each data key of a Secret with what is wrong with its value as an API key, or None.
+
+    The values are decoded, judged (``llmagents.keys``) and dropped here: nothing above this
+    function ever holds one, and the verdicts name a character's code point and position,
+    never the value.
+    """
+    problems: dict[str, str | None] = {}
+    for key, encoded in (secret.get("data") or {}).items():
+        try:
+            value = base64.b64decode(str(encoded), validate=True)
+        except (binascii.Error, ValueError):
+            problems[key] = "is not valid base64"
+            continue
+        problems[key] = secret_value_problem(value)
+    return problems
 
 
 class KopfEventSink:

@@ -113,10 +113,12 @@ _WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
 def operator_rules() -> list[dict[str, Any]]:
-    """The operator's own rights (a ClusterRole): the Helm chart grants exactly these.
+    """The operator's own rights (a ClusterRole, or a Role per watched namespace): the Helm
+    chart grants exactly these.
 
     It must hold every right it grants runners (RBAC forbids escalation), reads Secrets
-    only to check that referenced keys exist, and keeps its leader Lease.
+    only to check that referenced keys exist and can be API keys, and keeps its leader
+    Lease.
     """
     return [
         {"apiGroups": [GROUP], "resources": ["llmagents", "providerpools"],

@@ -12,8 +12,8 @@ whole desired state of the agent from what is known now and writes only the diff
 
 Agents and pools are read from kopf's indexes (``Views``), which kopf fills completely
 before the first handler runs; children are listed once before the first write and again
-every resync period; the only GET is a Secret's key names, cached briefly. Per-agent locks
-serialise the several triggers of one agent.
+every resync period; the only GET is a Secret (its key names, and whether each value can
+be an API key), cached briefly. Per-agent locks serialise the several triggers of one agent.
 """
 
 from __future__ import annotations
@@ -101,7 +101,9 @@ class Reconciler:
         self._built: dict[AgentKey, tuple[tuple, dict[ChildKey, dict[str, Any]]]] = {}
         self._status_written: dict[Hashable, Any] = {}
         self._failures: dict[AgentKey, int] = {}
-        self._secrets: dict[tuple[str, str], tuple[float, asyncio.Future[set[str] | None]]] = {}
+        self._secrets: dict[
+            tuple[str, str], tuple[float, asyncio.Future[dict[str, str | None] | None]]
+        ] = {}
         self._pool_generations: dict[PoolKey, int] = {}
         self._specs = SpecCache()
         self._agents = Scheduler(self._scheduled_agent)
@@ -150,7 +152,7 @@ class Reconciler:
             await self._children_known()
             await self.children.apply_all(manifests.values())
         await self._write_agent_status(agent, pool, verdict, now)
-        if resolution.reason in ("SecretNotFound", "SecretKeyMissing"):
+        if resolution.reason in ("SecretNotFound", "SecretKeyMissing", "SecretKeyInvalid"):
             return SECRET_RETRY
         return verdict.requeue_after
 
@@ -196,15 +198,22 @@ class Reconciler:
                     "SecretKeyMissing",
                     f"Secret {ref.name!r} has no key {ref.key!r} for provider {provider.name!r}",
                 )
+            problem = keys[ref.key]
+            if problem is not None:
+                return Resolution(
+                    "SecretKeyInvalid",
+                    f"the API key of provider {provider.name!r} in Secret {ref.name!r}, key "
+                    f"{ref.key!r} {problem}; store the key without it",
+                )
         return RESOLVED
 
-    async def _secret_keys(self, namespace: str, name: str) -> set[str] | None:
+    async def _secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
         # One request per Secret per TTL, however many agents ask at once.
         loop = asyncio.get_running_loop()
         cached = self._secrets.get((namespace, name))
         if cached is not None and cached[0] > loop.time():
             return await asyncio.shield(cached[1])
-        future: asyncio.Future[set[str] | None] = loop.create_future()
+        future: asyncio.Future[dict[str, str | None] | None] = loop.create_future()
         self._secrets[(namespace, name)] = (loop.time() + self.secret_ttl, future)
         try:
             result = await self.api.secret_keys(namespace, name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from llmagents.api.pool import ProviderSpec, ProviderType, SecretKeyRef
 from llmagents.errors import ConfigError, InvalidApiKey
+from llmagents.keys import key_problem
 from llmagents.providers.anthropic import AnthropicAdapter
 from llmagents.providers.base import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -37,35 +38,24 @@ ADAPTER_TYPES: dict[ProviderType, type[ProviderAdapter]] = {
 }
 
 
-def _header_safe(char: str) -> bool:
-    # Visible ASCII only. RFC 9110 also admits spaces, tabs and Latin-1 bytes inside a field
-    # value, but no provider's key holds them: one that does is a copy-paste accident
-    # (a byte-order mark, a non-breaking space, a line break), and some clients would
-    # otherwise send it mangled or fail mid-request with the header in their error.
-    return "\x21" <= char <= "\x7e"
-
-
 def check_api_key(
     value: str, *, provider: str, secret_ref: SecretKeyRef | None, source: str | None = None
 ) -> None:
-    """Refuse a key that cannot go in an HTTP header, naming where it came from: ``source``
-    when given, else the Secret key the provider's ``secretRef`` names.
-
-    The message gives the character's code point and position, which is enough to find it
-    and tells nothing about the key itself.
+    """Refuse a key that cannot go in an HTTP header (``llmagents.keys``), naming where it
+    came from: ``source`` when given, else the Secret key the provider's ``secretRef`` names.
     """
-    for position, char in enumerate(value):
-        if not _header_safe(char):
-            where = source or (
-                f"Secret {secret_ref.name!r}, key {secret_ref.key!r}"
-                if secret_ref is not None
-                else "its API key variable"
-            )
-            raise InvalidApiKey(
-                f"provider {provider!r}: the API key in {where} holds a character that cannot "
-                f"go in an HTTP header (U+{ord(char):04X} at position {position}); store the "
-                "key without it"
-            )
+    # Callers strip surrounding whitespace first (the runner, run -f); a key that still has
+    # some would reach the header as it is.
+    problem = key_problem(value) if value == value.strip() else "has whitespace around it"
+    if problem is None:
+        return
+    where = source or (
+        f"Secret {secret_ref.name!r}, key {secret_ref.key!r}"
+        if secret_ref is not None
+        else "its API key variable"
+    )
+    raise InvalidApiKey(f"provider {provider!r}: the API key in {where} {problem}; "
+                        "store the key without it")  # fmt: skip
 
 
 def build_adapter(

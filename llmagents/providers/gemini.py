@@ -3,7 +3,9 @@
 The request's translation is in ``gemini_payload``; the shapes in ``llmagents.wire.gemini``.
 Answers: text parts joined (thoughts left out), ``functionCall`` parts as tool calls with
 ids of ours (Gemini gives none) and finish reason ``tool_calls`` (Gemini says ``STOP``).
-A stream sends each function call whole, relayed as one tool-call delta. Usage comes from
+A stream sends each function call whole, relayed as one tool-call delta. The thought
+signatures Gemini attaches to function calls are kept by tool-call id and sent back with
+the history (Gemini 3 refuses a history without them; ``gemini_payload``). Usage comes from
 ``usageMetadata`` (prompt tokens; output
 is candidates plus thinking tokens, both billed as output). A stream is a series of whole
 ``GenerateContentResponse`` objects with no terminal sentinel: the answer is complete when a
@@ -15,6 +17,8 @@ details give ``API_KEY_INVALID``, and a 429 may say how long to wait in ``RetryI
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -57,6 +61,9 @@ _FINISH = {
     "IMAGE_SAFETY": "content_filter",
 }
 
+MAX_SIGNATURES = 4096
+"""Thought signatures an adapter keeps (a few hundred bytes each)."""
+
 _STATUS_ERRORS: dict[str, type[ProviderError]] = {
     "RESOURCE_EXHAUSTED": RateLimited,
     "INVALID_ARGUMENT": BadRequest,
@@ -77,6 +84,17 @@ class GeminiAdapter(ProviderAdapter):
 
     protocol = "gemini"
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._signatures: OrderedDict[str, str] = OrderedDict()
+        """Thought signatures of the calls this model made, by the tool-call ids given them;
+        the oldest are forgotten first (a forgotten one gets the stand-in)."""
+
+    def _remember(self, call_id: str, signature: str) -> None:
+        self._signatures[call_id] = signature
+        while len(self._signatures) > MAX_SIGNATURES:
+            self._signatures.popitem(last=False)
+
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"x-goog-api-key": api_key} if api_key else {}
 
@@ -94,12 +112,13 @@ class GeminiAdapter(ProviderAdapter):
         return self._versioned("/models")
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        return gemini_payload.payload(request)
+        strict = self.model.removeprefix("models/").startswith("gemini-3")
+        return gemini_payload.payload(request, signatures=self._signatures, strict=strict)
 
     def _parse_answer(self, data: Any) -> ChatResponse:
         try:
             answer = wire.GenerateContentResponse.model_validate(data)
-            text, calls, finish = _candidate(answer)
+            text, calls, finish = _candidate(answer, self._remember)
             if answer.usageMetadata is None:
                 raise ValueError("no usageMetadata")
         except (ValidationError, ValueError):
@@ -120,7 +139,7 @@ class GeminiAdapter(ProviderAdapter):
             raise missing("models[].name", provider=self.name) from None
 
     def _stream_decoder(self) -> _GeminiStream:
-        return _GeminiStream(self.name)
+        return _GeminiStream(self.name, self._remember)
 
     def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         data = body_json(body)
@@ -162,10 +181,10 @@ def _error_from_body(
 
 
 def _candidate(
-    answer: wire.GenerateContentResponse,
+    answer: wire.GenerateContentResponse, remember: Callable[[str, str], None]
 ) -> tuple[str, tuple[ToolCall, ...], str | None]:
     """Text, tool calls and normalised finish reason of the first candidate; a blocked
-    prompt has none."""
+    prompt has none. Calls' thought signatures go to ``remember``."""
     if not answer.candidates:
         if answer.promptFeedback is not None and answer.promptFeedback.blockReason:
             return "", (), "content_filter"
@@ -173,15 +192,19 @@ def _candidate(
     first = answer.candidates[0]
     parts = first.content.parts if first.content is not None else []
     text = "".join(p.text for p in parts if p.text and not p.thought)
-    calls = tuple(
-        ToolCall(p.functionCall.id or tool_ids.new_id(), p.functionCall.name,
-                 json.dumps(p.functionCall.args, separators=(",", ":")))
-        for p in parts if p.functionCall is not None
-    )  # fmt: skip
+    calls = []
+    for part in parts:
+        if part.functionCall is None:
+            continue
+        call = ToolCall(part.functionCall.id or tool_ids.new_id(), part.functionCall.name,
+                        json.dumps(part.functionCall.args, separators=(",", ":")))  # fmt: skip
+        if part.thoughtSignature:
+            remember(call.id, part.thoughtSignature)
+        calls.append(call)
     finish = _finish(first.finishReason)
     if calls and finish == "stop":
         finish = "tool_calls"
-    return text, calls, finish
+    return text, tuple(calls), finish
 
 
 def _usage(raw: wire.UsageMetadata) -> Usage:
@@ -203,12 +226,13 @@ def _finish(reason: object) -> str | None:
 class _GeminiStream:
     """Each event is a partial GenerateContentResponse; usage totals arrive with the last."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, remember: Callable[[str, str], None]) -> None:
         self.provider = provider
         self.done = False
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self._calls = 0
+        self._remember = remember
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
         data = decode_json(event.data, provider=self.provider, what="stream event")
@@ -223,7 +247,7 @@ class _GeminiStream:
                 if self.usage is None:
                     raise ValueError("neither candidates nor usage")
                 return None  # a usage-only event
-            text, calls, finish = _candidate(answer)
+            text, calls, finish = _candidate(answer, self._remember)
         except (ValidationError, ValueError):
             raise MalformedResponse(
                 "stream event lacks candidates or usageMetadata", provider=self.provider

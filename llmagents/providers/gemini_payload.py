@@ -11,6 +11,11 @@
 - Tools become ``functionDeclarations``; ``tool_choice`` ``functionCallingConfig`` (auto /
   required → ANY / none, a named function → ANY limited to it). Gemini has no switch for
   parallel calls.
+- Thought signatures: Gemini 3 refuses a history whose function calls lack the
+  ``thoughtSignature`` it attached to them. The adapter remembers the signatures of the
+  calls it received (by the tool-call ids it gave them) and puts them back; a call it never
+  saw (made by another provider, or before a restart) gets Google's documented stand-in
+  that skips the check, for Gemini 3 models only.
 - Structured output: ``responseMimeType: application/json`` with ``responseSchema``.
   Gemini's schemas are an OpenAPI subset: ``$ref`` into ``$defs`` is inlined, a
   ``["string", "null"]`` type becomes ``nullable``, and keywords it does not know
@@ -23,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+from collections.abc import Mapping
 from typing import Any
 
 from llmagents.chat import (
@@ -33,6 +39,7 @@ from llmagents.chat import (
     Role,
     ToolChoiceMode,
 )
+from llmagents.wire import gemini as wire
 
 _SCHEMA_KEYS = frozenset({
     "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
@@ -42,8 +49,14 @@ _SCHEMA_KEYS = frozenset({
 _MAX_DEPTH = 32
 
 
-def payload(request: ChatRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {"contents": _contents(request.messages)}
+def payload(
+    request: ChatRequest, *, signatures: Mapping[str, str] | None = None, strict: bool = False
+) -> dict[str, Any]:
+    """The request body; ``signatures`` are known thought signatures by tool-call id,
+    ``strict`` (Gemini 3) puts the stand-in on calls whose signature is unknown."""
+    body: dict[str, Any] = {
+        "contents": _contents(request.messages, signatures or {}, strict=strict)
+    }
     system = [m.text for m in request.messages if m.role is Role.SYSTEM]
     if system:
         body["systemInstruction"] = {"parts": [{"text": text} for text in system]}
@@ -103,7 +116,9 @@ def _image(part: ImagePart) -> dict[str, Any]:
     return {"fileData": {"mimeType": guessed, "fileUri": part.url}}
 
 
-def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
+def _parts(
+    message: Message, names: dict[str, str], signatures: Mapping[str, str], *, strict: bool
+) -> list[dict[str, Any]]:
     if message.role is Role.TOOL:
         name = names.get(message.tool_call_id or "", "tool")
         return [{"functionResponse": {"name": name, "response": _result(message.text)}}]
@@ -117,19 +132,32 @@ def _parts(message: Message, names: dict[str, str]) -> list[dict[str, Any]]:
                 parts.append(_image(part))
             elif part.text:
                 parts.append({"text": part.text})
+    calls: list[dict[str, Any]] = []
     for call in message.tool_calls:
-        parts.append({"functionCall": {"name": call.name, "args": _arguments(call.arguments)}})
-    return parts
+        call_part: dict[str, Any] = {
+            "functionCall": {"name": call.name, "args": _arguments(call.arguments)}
+        }
+        signature = signatures.get(call.id)
+        if signature is not None:
+            call_part["thoughtSignature"] = signature
+        calls.append(call_part)
+    if strict and calls and not any("thoughtSignature" in p for p in calls):
+        # Gemini signs the first call of a turn; a turn it did not make (another provider's,
+        # or one from before a restart) carries the stand-in there.
+        calls[0]["thoughtSignature"] = wire.SKIP_SIGNATURE
+    return parts + calls
 
 
-def _contents(messages: list[Message]) -> list[dict[str, Any]]:
+def _contents(
+    messages: list[Message], signatures: Mapping[str, str], *, strict: bool
+) -> list[dict[str, Any]]:
     names = {c.id: c.name for m in messages for c in m.tool_calls}
     contents: list[dict[str, Any]] = []
     for message in messages:
         if message.role is Role.SYSTEM:
             continue
         role = "model" if message.role is Role.ASSISTANT else "user"
-        parts = _parts(message, names)
+        parts = _parts(message, names, signatures, strict=strict)
         if not parts:
             continue
         if contents and contents[-1]["role"] == role:

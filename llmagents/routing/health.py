@@ -99,6 +99,12 @@ class Health:
             self.last_failure = now
             self.ewma_success -= EWMA_ALPHA * self.ewma_success
 
+    def restore(self, *, last_success: float | None, last_failure: float | None) -> None:
+        """Put back when the provider last answered and last failed (from a checkpoint); the
+        window's samples start afresh."""
+        self.last_success = last_success
+        self.last_failure = last_failure
+
     def record_probe(self, now: float, *, ok: bool, latency: float) -> None:
         self.last_probe = now
         self.record(now, ok=ok, latency=latency)

@@ -165,5 +165,16 @@ def restore_state(
             openings=int(saved_breaker["openings"]),
             transitions=[Transition.from_dict(t) for t in saved_breaker["transitions"]],
         )
+        health = saved.get("health") or {}
+
+        def instant(key: str, health: Mapping[str, Any] = health) -> float | None:
+            value = health.get(key)
+            if not value:
+                return None
+            return to_monotonic(datetime.fromisoformat(value), now=now, wall_now=wall_now)
+
+        state.health.restore(
+            last_success=instant("lastSuccess"), last_failure=instant("lastFailure")
+        )
     current = snapshot.get("currentProvider")
     return current if current in states else None

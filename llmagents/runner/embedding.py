@@ -10,17 +10,15 @@ genai-prices table's price of that model.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from llmagents.api.pool import ProviderPoolSpec, ProviderSpec
 from llmagents.embeddings import EmbeddingRequest, Embeddings
-from llmagents.pricing import resolve
+from llmagents.pricing import resolve_embeddings
 from llmagents.routing import Attempt, CallResult, CallTask
 from llmagents.routing.complexity import estimate_tokens
-from llmagents.routing.costs import Price, Rates
+from llmagents.routing.costs import Price
 from llmagents.runner.engine import AgentEngine
 
 logger = logging.getLogger(__name__)
@@ -35,10 +33,17 @@ class _Embedded:
     usage: None = None
 
 
-def embedding_providers(pool: ProviderPoolSpec, model: str | None) -> list[str]:
+def embedding_providers(
+    pool: ProviderPoolSpec, model: str | None, *, priced_only: bool = False
+) -> list[str]:
     """The providers an embeddings request naming ``model`` may use, in pool order: a
-    provider's name, an embedding model of the pool, or anything else for all of them."""
-    offering = [p for p in pool.providers if p.embeddings is not None]
+    provider's name, an embedding model of the pool, or anything else for all of them.
+    ``priced_only`` (an agent with a budget) leaves out embedding models of unknown price,
+    as the engine does with chat models: their spend could not be counted."""
+    offering = [
+        p for p in pool.providers
+        if p.embeddings is not None and not (priced_only and embedding_price(p) is None)
+    ]  # fmt: skip
     if model:
         named = [p.name for p in offering if model in (p.name, p.embeddings.model)]  # type: ignore[union-attr]
         if named:
@@ -48,33 +53,25 @@ def embedding_providers(pool: ProviderPoolSpec, model: str | None) -> list[str]:
 
 def embedding_price(spec: ProviderSpec) -> Price | None:
     """What ``spec``'s embedding model charges per token; None when unknown."""
-    assert spec.embeddings is not None
-    return _price(
-        spec.type, spec.embeddings.model, spec.base_url, spec.embeddings.input_per_million
-    )
+    embeddings = spec.embeddings
+    assert embeddings is not None
+    key = (spec.type, embeddings.model, spec.base_url, embeddings.input_per_million)
+    if key not in _PRICES:
+        _PRICES[key] = _price(spec)
+    return _PRICES[key]
 
 
-@functools.lru_cache(maxsize=64)
-def _price(
-    kind: object, model: str, base_url: str | None, per_million: float | None
-) -> Price | None:
-    if per_million is not None:
-        return Price(Rates(input=per_million, output=0.0, cached_input=per_million, reasoning=0.0))
-    probe = ProviderSpec.model_validate(
-        {
-            "name": "embeddings",
-            "type": kind,
-            "model": model,
-            "baseURL": base_url,
-            "secretRef": {"name": "x"},
-        }
-    )
-    known = resolve(probe, at=datetime.now(UTC))
+_PRICES: dict[tuple[object, ...], Price | None] = {}
+"""Resolved once per embedding model, not per call."""
+
+
+def _price(spec: ProviderSpec) -> Price | None:
+    known = resolve_embeddings(spec)
     if known.price is None:
         logger.warning(
-            "embedding model %s has no known price (%s): its calls cost 0 in the "
-            "budget; set embeddings.inputPerMillion",
-            model,
+            "embedding model %s has no known price (%s): its calls cost 0 in the budget; set "
+            "embeddings.inputPerMillion",
+            spec.embeddings.model if spec.embeddings else "",
             known.detail,
         )
     return known.price

@@ -66,7 +66,9 @@ async def handle(runner: Runner, request: Request) -> Response | StreamingRespon
         )
         if stream:
             opened = await chat_path.open_stream(runner, call)
-            return chat_path.streaming_response(runner, opened, MessagesStream(opened.model))
+            estimate = CallTask.from_messages(parsed.request.messages).input_tokens
+            writer = MessagesStream(opened.model, input_estimate=estimate)
+            return chat_path.streaming_response(runner, opened, writer)
         answered = await chat_path.answer(runner, call)
     except Refusal as refusal:
         return refusal_response(runner, refusal, stream=stream)

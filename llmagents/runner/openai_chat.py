@@ -230,13 +230,14 @@ class ChunkWriter:
     """A stream's ``chat.completion.chunk`` events (``chat_path.StreamWriter``)."""
 
     def __init__(self, cid: str, model: str, *, with_usage: bool) -> None:
-        self._head = {"id": cid, "created": int(time.time()), "model": model}
+        self._id, self._created, self._model = cid, int(time.time()), model
         self._with_usage = with_usage
         self._saw_tool_call = False
 
     def _event(self, choices: list[wire.ChunkChoice],
                usage: wire.CompletionUsage | None = None) -> bytes:  # fmt: skip
-        chunk = wire.ChatCompletionChunk(**self._head, choices=choices, usage=usage)
+        chunk = wire.ChatCompletionChunk(id=self._id, created=self._created, model=self._model,
+                                         choices=choices, usage=usage)  # fmt: skip
         exclude = None if self._with_usage else {"usage"}
         return b"data: " + chunk.model_dump_json(exclude=exclude).encode() + b"\n\n"
 

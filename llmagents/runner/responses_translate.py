@@ -39,6 +39,7 @@ from llmagents.chat import (
     Usage,
 )
 from llmagents.runner.chat_path import Refusal
+from llmagents.wire import extras
 from llmagents.wire.responses import (
     ContentPart as WirePart,
 )
@@ -205,7 +206,26 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
         tool_choice=_tool_choice(wire),
         parallel_tool_calls=wire.parallel_tool_calls,
         response_format=_response_format(wire),
+        passthrough=_passthrough(wire),
     )
+
+
+_SAME_IN_CHAT = ("prompt_cache_key", "safety_identifier", "service_tier")
+"""Responses fields that OpenAI's chat completions take under the same name."""
+
+
+def _passthrough(wire: ResponsesRequest) -> dict[str, dict[str, Any]]:
+    """What an OpenAI-compatible provider also gets: the request's fields that chat
+    completions take too (``reasoning.effort`` as ``reasoning_effort``). Other protocols
+    have no place for them."""
+    kept = extras(wire)
+    out = {name: kept[name] for name in _SAME_IN_CHAT if kept.get(name) is not None}
+    reasoning = kept.get("reasoning")
+    if isinstance(reasoning, dict) and reasoning.get("effort") is not None:
+        out["reasoning_effort"] = reasoning["effort"]
+    if wire.user is not None:
+        out["user"] = wire.user
+    return {"openai": out} if out else {}
 
 
 def _add_call(messages: list[Message], call: ToolCall) -> None:

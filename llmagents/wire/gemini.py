@@ -22,6 +22,10 @@ from pydantic import Field, model_validator
 
 from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
 
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+"""The ``thoughtSignature`` Google documents for function calls whose signature is unknown
+(a history from another model): Gemini 3 then skips their check."""
+
 # -- parts and contents (requests and answers alike) ------------------------------------------
 
 
@@ -57,6 +61,9 @@ class Part(WireModel):
     functionCall: FunctionCall | None = None
     functionResponse: FunctionResponse | None = None
     thought: bool | None = None
+    thoughtSignature: str | None = None
+    """Opaque state of the model's reasoning, on the first function call of a turn; Gemini 3
+    refuses a history whose function calls lack theirs."""
 
 
 class Content(WireModel):

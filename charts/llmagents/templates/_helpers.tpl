@@ -114,7 +114,8 @@ namespace's Role's.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [get, list, watch, create, update, patch, delete]
-# Whether a provider's Secret and key exist; only key names are kept, never values.
+# Whether a provider's Secret and key exist and the value can be an API key; only key
+# names and that verdict are kept, never values.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

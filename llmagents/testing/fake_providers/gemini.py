@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -48,7 +49,13 @@ class FakeGemini(FakeProviderServer):
     """Speaks the Generative Language API on loopback; ``base_url`` is the server root."""
 
     protocol = "gemini"
-    default_models = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash")
+    default_models = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash",
+                      "gemini-3-pro-preview")  # fmt: skip
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.signatures: set[str] = set()
+        """Thought signatures this fake gave out; Gemini 3 models check the history's."""
 
     def _routes(self) -> list[web.RouteDef]:
         return [
@@ -92,7 +99,22 @@ class FakeGemini(FakeProviderServer):
                 f"{method}. Call ListModels to see the list of available models and their "
                 "supported methods.",
             )
+        if model.startswith("gemini-3"):
+            self._check_signatures(body)
         return _chat_call(body, model, stream)
+
+    def _check_signatures(self, body: wire.GenerateContentRequest) -> None:
+        """As Gemini 3 does: the first function call of each model turn carries the
+        signature it was given (or Google's documented stand-in for foreign histories)."""
+        for i, content in enumerate(body.contents):
+            calls = [p for p in content.parts if p.functionCall is not None]
+            if content.role != "model" or not calls:
+                continue
+            signature = calls[0].thoughtSignature
+            if signature != wire.SKIP_SIGNATURE and signature not in self.signatures:
+                raise Reject(400, f"Function call is missing a thought_signature in "
+                             f"functionCall parts. contents[{i}].parts: the first "
+                             "functionCall of a turn needs its thoughtSignature.")  # fmt: skip
 
     async def _list_models(self, request: web.Request) -> web.Response:
         try:
@@ -161,7 +183,7 @@ class FakeGemini(FakeProviderServer):
     def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
         finish = "MAX_TOKENS" if answer.hit_max_tokens else "STOP"
         parts = [wire.Part(text=answer.text)] if answer.pieces else []
-        parts += _call_parts(answer)
+        parts += self._call_parts(answer)
         return self._response(call, parts, finish=finish, output_tokens=answer.output_tokens)
 
     def _sse(self, event: str, data: str) -> bytes:
@@ -170,7 +192,7 @@ class FakeGemini(FakeProviderServer):
     def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
         # Text word by word, then each function call whole, as Gemini streams them.
         pieces = [[wire.Part(text=p)] for p in answer.pieces]
-        pieces += [[part] for part in _call_parts(answer)]
+        pieces += [[part] for part in self._call_parts(answer)]
         last = len(pieces) - 1
         finish = "MAX_TOKENS" if answer.hit_max_tokens else "STOP"
         events = []
@@ -184,17 +206,24 @@ class FakeGemini(FakeProviderServer):
             events.append((self._sse("", json.dumps(body)), True))
         return events
 
+    def _call_parts(self, answer: Answer) -> list[wire.Part]:
+        """The calls, the first one signed as Gemini signs a turn's first call."""
+        parts = [
+            wire.Part(functionCall=wire.FunctionCall(name=c.name, args=c.arguments))
+            for c in answer.tool_calls
+        ]
+        if parts:
+            signature = base64.b64encode(secrets.token_bytes(48)).decode()
+            self.signatures.add(signature)
+            parts[0].thoughtSignature = signature
+        return parts
+
     def _stream_error_event(self) -> bytes:
         code, message = _STATUSES[503]
         error = {"error": {"code": 503, "message": message, "status": code}}
         return self._sse("", json.dumps(error))
 
 
-def _call_parts(answer: Answer) -> list[wire.Part]:
-    return [
-        wire.Part(functionCall=wire.FunctionCall(name=c.name, args=c.arguments))
-        for c in answer.tool_calls
-    ]
 
 
 def _parts_text(content: wire.Content) -> str:

@@ -9,7 +9,9 @@ happen.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from operator_samples import NAMESPACE, agent_body, pool_body
 
 from llmagents.operator.children import CHILD_KINDS, is_subset
+from llmagents.operator.kube import secret_key_problems
 from llmagents.operator.reconcile import Reconciler
 from llmagents.operator.settings import OperatorSettings
 
@@ -30,7 +33,10 @@ class Store:
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.secrets: dict[str, set[str]] = {"llm-keys": {"anthropic", "openrouter"}}
+        # Secret name -> its key names, or its keys and values
+        self.secrets: dict[str, set[str] | dict[str, str]] = {
+            "llm-keys": {"anthropic", "openrouter"}
+        }
         self.writes: list[tuple[str, str, str | None]] = []
         self.lists: list[str] = []
         self.secret_reads = 0
@@ -74,10 +80,14 @@ class Store:
             and selector.items() <= (body["metadata"].get("labels") or {}).items()
         ]
 
-    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+    async def secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
         self.secret_reads += 1
         await asyncio.sleep(0)
-        return self.secrets.get(name)
+        held = self.secrets.get(name)
+        if isinstance(held, dict):  # values given: judged as the real API client judges them
+            data = {k: base64.b64encode(v.encode()).decode() for k, v in held.items()}
+            return secret_key_problems({"data": data})
+        return None if held is None else {key: None for key in held}
 
     # Views
     def agent(self, key):
@@ -271,6 +281,40 @@ async def test_a_missing_secret_key_is_reported_and_retried(store):
     assert store.children() == {}
     assert reconciler._agents.pending(AGENT)
     await reconciler.close()
+
+
+async def test_a_secret_key_that_cannot_go_in_a_header_is_reported_never_its_value(store):
+    store.secrets["llm-keys"] = {"anthropic": "\ufeffsk-ant-0123456789",
+                                 "openrouter": "sk-or-0123456789\n"}  # fmt: skip
+    reconciler = _reconciler(store)
+    reconciler.secret_ttl = 0.0
+    await reconciler.reconcile_agent(AGENT)
+    status = store.agent(AGENT)["status"]
+    cond = {c["type"]: c for c in status["conditions"]}["PoolResolved"]
+    assert (cond["status"], cond["reason"]) == ("False", "SecretKeyInvalid")
+    assert "Secret 'llm-keys', key 'anthropic'" in cond["message"]
+    assert "'claude'" in cond["message"] and "U+FEFF" in cond["message"]
+    assert "sk-ant" not in json.dumps(status)
+    assert store.children() == {}
+    assert reconciler._agents.pending(AGENT)  # looked at again, as a missing key is
+    store.secrets["llm-keys"]["anthropic"] = "sk-ant-0123456789"  # fixed
+    await reconciler.reconcile_agent(AGENT)
+    assert len(store.children()) == 6
+    await reconciler.close()
+
+
+def test_a_secret_s_values_are_judged_as_api_keys_and_only_the_verdict_is_kept():
+    data = {"bom": "\ufeffsk-1234567".encode(), "newline": b"sk-1234567\n", "empty": b" \n",
+            "latin1": b"sk-\xe9abc", "nul": b"sk-\x00abc"}  # fmt: skip
+    body = {"data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+    problems = secret_key_problems(body)
+    assert problems["newline"] is None
+    assert "U+FEFF at position 0" in (problems["bom"] or "")
+    assert problems["empty"] == "is empty"
+    assert problems["latin1"] == "is not UTF-8 text"
+    assert "U+0000 at position 3" in (problems["nul"] or "")
+    assert secret_key_problems({"data": {"k": "not base64!"}})["k"] == "is not valid base64"
+    assert secret_key_problems({}) == {}
 
 
 async def test_many_agents_share_one_secret_lookup(store):

@@ -26,10 +26,11 @@ from llmagents.chat import (
     ToolChoice,
     ToolChoiceMode,
 )
-from llmagents.errors import ProviderError
-from llmagents.testing.fake_providers import FaultPlan
+from llmagents.errors import BadRequest, ProviderError
+from llmagents.providers import GeminiAdapter
+from llmagents.testing.fake_providers import FakeGemini, FaultPlan
 
-from .conftest import Pair
+from .conftest import API_KEY, Pair
 
 WEATHER = Tool("get_weather", "Current weather in a city.", {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
@@ -171,3 +172,47 @@ async def test_a_tool_call_stream_cut_mid_arguments_raises_after_what_arrived(pa
             received.append(chunk)
     assert received and received[0].tool_calls and received[0].tool_calls[0].name
     assert all(c.finish_reason is None for c in received)
+
+
+async def test_gemini_3_gets_back_its_thought_signatures_and_a_stand_in_for_foreign_calls(
+) -> None:
+    async with FakeGemini(api_key=API_KEY) as fake:
+        def adapter() -> GeminiAdapter:
+            return GeminiAdapter(name="g3", model="gemini-3-pro-preview", base_url=fake.base_url,
+                                 api_key=API_KEY)  # fmt: skip
+
+        async with adapter() as gemini:
+            first = await gemini.complete(ASK_TOOLS, timeout=2.0)
+            assert [c.name for c in first.tool_calls] == ["get_weather", "get_time"]
+            results = [Message(Role.TOOL, "sunny", tool_call_id=first.tool_calls[0].id),
+                       Message(Role.TOOL, "14:05", tool_call_id=first.tool_calls[1].id)]
+            history = ChatRequest([*ASK_TOOLS.messages,
+                                   Message(Role.ASSISTANT, "", tool_calls=first.tool_calls),
+                                   *results], tools=ASK_TOOLS.tools)  # fmt: skip
+            # The fake refuses the history unless the first call carries the signature it
+            # gave; a forged one fails the same way, so this one was carried back.
+            answer = await gemini.complete(history, timeout=2.0)
+            assert "sunny" in answer.text and "14:05" in answer.text
+
+        # Another provider's calls (or a runner restarted since) carry the stand-in.
+        async with adapter() as fresh:
+            answer = await fresh.complete(history, timeout=2.0)
+            assert "sunny" in answer.text and "14:05" in answer.text
+        forged = GeminiAdapter(name="g3", model="gemini-3-pro-preview",
+                               base_url=fake.base_url, api_key=API_KEY)  # fmt: skip
+        forged._remember(first.tool_calls[0].id, "Zm9yZ2Vk")
+        with pytest.raises(BadRequest, match="thought_signature"):
+            await forged.complete(history, timeout=2.0)
+        await forged.aclose()
+
+
+def test_anthropic_tool_choice_none_stays_none_when_parallel_calls_are_off() -> None:
+    from llmagents.providers import AnthropicAdapter
+
+    adapter = AnthropicAdapter(name="a", model="m", base_url="https://x", api_key="k")
+    request = ChatRequest(ASK_TOOLS.messages, tools=ASK_TOOLS.tools, parallel_tool_calls=False,
+                          tool_choice=ToolChoice(ToolChoiceMode.NONE))  # fmt: skip
+    assert adapter._payload(request, stream=False)["tool_choice"] == {"type": "none"}
+    request.tool_choice = None
+    assert adapter._payload(request, stream=False)["tool_choice"] == {
+        "type": "auto", "disable_parallel_tool_use": True}  # fmt: skip

@@ -73,6 +73,25 @@ async def test_restore_turns_half_open_into_an_immediate_probe(clock: FakeClock)
     assert call.attempts[0].probe
 
 
+async def test_restore_keeps_when_each_provider_last_answered_and_last_failed(
+    clock: FakeClock,
+) -> None:
+    # Status shows lastSuccess and the pool lastSeen; a restarted runner must not blank them.
+    spec = two()
+    engine = manager(spec, clock)
+    await engine.execute(CallTask(), Scripted(clock, {"a": [ServerError("x")]}))
+    before = engine.status()
+    assert before["local"].last_success is not None and before["a"].last_failure is not None
+    saved = json.loads(json.dumps(engine.snapshot()))
+    clock.advance(60)
+    restored = manager(spec, clock)
+    restored.restore(saved)
+    after = restored.status()
+    assert after["local"].last_success == before["local"].last_success
+    assert after["a"].last_failure == before["a"].last_failure
+    assert after["a"].last_success is None
+
+
 async def test_restore_does_not_carry_over_misconfiguration(clock: FakeClock) -> None:
     spec = two()
     engine = manager(spec, clock)

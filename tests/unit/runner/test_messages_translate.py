@@ -169,7 +169,7 @@ def _events(raw: bytes) -> list[Any]:
 
 
 def test_streamed_text_then_a_tool_call_follow_anthropics_event_order() -> None:
-    writer = MessagesStream("gpt-4.1")
+    writer = MessagesStream("gpt-4.1", input_estimate=10)
     raw = writer.start() + writer.chunk(StreamChunk(text="Checking."))
     raw += writer.chunk(
         StreamChunk(tool_calls=(ToolCallDelta(0, id="call_1", name="get_weather"),))
@@ -192,5 +192,13 @@ def test_streamed_text_then_a_tool_call_follow_anthropics_event_order() -> None:
     ]
     assert events[4].content_block.id == "call_1"
     assert "".join(e.delta.partial_json for e in events[5:7]) == '{"city":"Oslo"}'
+    assert events[0].message.usage.input_tokens == 10  # the estimate, until message_delta
     assert events[8].delta.stop_reason == "tool_use"
     assert (events[8].usage.input_tokens, events[8].usage.output_tokens) == (12, 9)
+
+
+def test_sampling_and_metadata_ride_along_for_anthropic_but_thinking_does_not() -> None:
+    call = parse({"messages": [{"role": "user", "content": "hi"}], "top_k": 5,
+                  "metadata": {"user_id": "u1"},
+                  "thinking": {"type": "enabled", "budget_tokens": 2000}})  # fmt: skip
+    assert call.request.passthrough == {"anthropic": {"metadata": {"user_id": "u1"}, "top_k": 5}}

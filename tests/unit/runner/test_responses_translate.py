@@ -244,3 +244,12 @@ def test_a_stream_cut_short_ends_with_response_incomplete(reason: str) -> None:
     events = _events(writer.start() + writer.text("Once") + writer.end(reason, Usage(1, 1)))
     assert events[-1].type == "response.incomplete"
     assert events[-1].response.output[0].status == "incomplete"
+
+
+def test_fields_chat_completions_also_take_ride_along_for_openai_compatible_providers() -> None:
+    call = parse({"input": "hi", "reasoning": {"effort": "low", "summary": "auto"},
+                  "prompt_cache_key": "k1", "user": "u1", "include": ["x"], "metadata": {"a": "b"}})  # fmt: skip
+    assert call.request.passthrough == {
+        "openai": {"prompt_cache_key": "k1", "reasoning_effort": "low", "user": "u1"}
+    }
+    assert parse({"input": "hi"}).request.passthrough == {}
