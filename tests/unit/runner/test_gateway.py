@@ -134,6 +134,7 @@ BAD_REQUESTS = {
     "tool_choice naming no tool": ({"tool_choice": {"type": "function",
                                                     "function": {"name": "nowhere"}}}, None),
     "n above one": ({"n": 2}, "n"),
+    "legacy functions": ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
     "unknown role": ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]"),
 }  # fmt: skip
 
