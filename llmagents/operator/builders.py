@@ -309,7 +309,6 @@ def deployment(
         "automountServiceAccountToken": False,
         "securityContext": _POD_SECURITY,
         "enableServiceLinks": False,
-        "securityContext": _POD_SECURITY,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "containers": containers,
     }

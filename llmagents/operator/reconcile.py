@@ -99,7 +99,7 @@ class Reconciler:
         self.children = Children(api, namespaces=namespaces)
         self._locks: dict[AgentKey, asyncio.Lock] = {}
         # Per agent: the inputs its manifests were built from, and the manifests.
-        self._built: dict[AgentKey, tuple[tuple, dict[ChildKey, dict[str, Any]]]] = {}
+        self._built: dict[AgentKey, tuple[tuple[Any, ...], dict[ChildKey, dict[str, Any]]]] = {}
         self._status_written: dict[Hashable, Any] = {}
         self._failures: dict[AgentKey, int] = {}
         self._secrets: dict[

@@ -181,7 +181,7 @@ async def run(args: argparse.Namespace) -> int:
         keys = api_keys(config, env)
         redactor = Redactor(keys.values())
         install_log_redaction(redactor)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         metrics = RunnerMetrics(agent)
         try:
             runner = Runner(

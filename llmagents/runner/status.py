@@ -267,9 +267,9 @@ def build_status(
     exhausted = None
     if budget is not None:
         exhausted = budget.exhausted()
-    spent = budget.spent if budget is not None else spend.cost
+    spent_usd = budget.spent if budget is not None else spend.cost
     cost = CostStatus(
-        spent_usd=spent,
+        spent_usd=spent_usd,
         total_usd=spend.cost,
         period=budget.period if budget is not None else None,
         period_start=budget.period_start if budget is not None else None,
