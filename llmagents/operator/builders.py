@@ -212,7 +212,9 @@ def runner_container(
         **_RUNNER_PROBES,
         **_resources(agent.spec.resources),
         "securityContext": _SECURITY,
-        "volumeMounts": [{"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}
+        ],
     }
 
 
