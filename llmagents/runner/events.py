@@ -32,7 +32,7 @@ from llmagents.api.status import API_VERSION
 from llmagents.chat import Usage
 from llmagents.events import EventGone, EventRecorder, EventType, Regarding
 from llmagents.routing import BreakerState, EngineListener, Fallback, ProviderManager, Transition
-from llmagents.runner.kube import KubeClient, KubeNotFound
+from llmagents.kube import KubeClient, KubeNotFound
 
 logger = logging.getLogger(__name__)
 
