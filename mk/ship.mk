@@ -5,7 +5,7 @@ IMAGE_REPO ?= ghcr.io/llmagents/llmagents
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
 
-.PHONY: image image-with-model e2e-kind chart-test chart-crds prometheus-tools
+.PHONY: image image-with-model e2e e2e-kind chart-test chart-crds prometheus-tools
 
 # The image (operator, runner and onnx-server). hack/image.sh starts a Docker engine when
 # none answers (installing Debian's docker.io as root) and builds a Python base from Debian
@@ -17,6 +17,11 @@ image:
 # volume), and without the converter's packages.
 image-with-model:
 	hack/image.sh $(IMAGE)-model with-model
+
+# The image and the chart on a real node (containerd + a real kubelet joined to the local
+# control plane, in namespaces of the run's own): hack/e2e.sh, docs/e2e.md.
+e2e: venv
+	IMAGE=$(IMAGE_REPO):e2e hack/e2e.sh
 
 # kind + the image + the chart + examples/quickstart.yaml to phase Completed; skips without Docker or kind.
 e2e-kind:

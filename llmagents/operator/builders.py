@@ -136,6 +136,10 @@ _RUNNER_PROBES = {
 # profile) holds for every container, the agent's own included; each container adds the rest.
 _POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 _SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+# With _SECURITY on every container, what the restricted Pod Security Standard asks of a
+# pod: a namespace that enforces it refused every agent pod without these (seen on a real
+# API server by tests/e2e). The image runs as uid 65532; an agent image must be non-root.
+_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 TOKEN_VOLUME = "runner-token"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -165,8 +169,11 @@ def _token_volume() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _resources(value: Any) -> dict[str, Any]:
-    return {"resources": value.to_wire()} if value is not None else {}
+def _resources(value: Any, default: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The agent's own resources, else the operator's default for that container."""
+    if value is not None:
+        return {"resources": value.to_wire()}
+    return {"resources": default} if default else {}
 
 
 def runner_container(
@@ -210,7 +217,7 @@ def runner_container(
         "env": env,
         "ports": ports,
         **_RUNNER_PROBES,
-        **_resources(agent.spec.resources),
+        **_resources(agent.spec.resources, settings.runner_resources),
         "securityContext": _SECURITY,
         "volumeMounts": [
             {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}
@@ -237,7 +244,7 @@ def onnx_container(agent: AgentObject, settings: OperatorSettings) -> dict[str, 
         # this pod's runner), where the kubelet's probes cannot reach; the runner's breaker
         # notices a dead sidecar, and a crashed one restarts like any container.
         "ports": [{"name": "onnx", "containerPort": settings.onnx_port, "protocol": "TCP"}],
-        **_resources(sidecar.resources if sidecar else None),
+        **_resources(sidecar.resources if sidecar else None, settings.onnx_resources),
         "securityContext": _SECURITY,
     }
     if mounts:
@@ -302,6 +309,7 @@ def deployment(
         "automountServiceAccountToken": False,
         "securityContext": _POD_SECURITY,
         "enableServiceLinks": False,
+        "securityContext": _POD_SECURITY,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "containers": containers,
     }

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import re
 import socket
 import uuid
 from typing import Any
@@ -20,7 +22,10 @@ from typing import Any
 import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
+from llmagents.api.agent import QUANTITY_PATTERN, ResourceRequirements
+from llmagents.kube import KubeClient
 from llmagents.operator.handlers import OperatorState, register
 from llmagents.operator.leader import LeadershipLost, LeaseElector
 from llmagents.operator.reconcile import RESYNC_SECONDS
@@ -34,6 +39,21 @@ from llmagents.operator.settings import (
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "llmagents-operator"
+
+
+def _resources_arg(text: str) -> dict[str, Any] | None:
+    """A container's resources as JSON, checked like an agent's spec.resources."""
+    try:
+        value = ResourceRequirements.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as exc:
+        raise argparse.ArgumentTypeError(f"not container resources: {exc}") from exc
+    for kind in (value.requests or {}, value.limits or {}):
+        for name, quantity in kind.items():  # the API server would refuse every Deployment
+            if not re.fullmatch(QUANTITY_PATTERN, str(quantity)):
+                raise argparse.ArgumentTypeError(
+                    f"not container resources: {name}: {quantity!r} is not a quantity"
+                )
+    return value.to_wire() or None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +73,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image-pull-policy", default="IfNotPresent", help="Pull policy of runner containers."
     )
+    parser.add_argument(
+        "--runner-resources", type=_resources_arg, default=None, metavar="JSON",
+        help='Runner container resources for agents that set none, e.g. '
+        '\'{"requests": {"memory": "96Mi"}, "limits": {"memory": "256Mi"}}\'.',
+    )  # fmt: skip
+    parser.add_argument(
+        "--onnx-resources", type=_resources_arg, default=None, metavar="JSON",
+        help="ONNX sidecar resources for agents whose onnx section sets none (same form).",
+    )  # fmt: skip
     parser.add_argument(
         "--runner-otlp-endpoint",
         default=os.environ.get(ENV_RUNNER_OTLP_ENDPOINT) or None,
@@ -126,27 +155,22 @@ class Probes:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _lease_api() -> Any:
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CoordinationV1Api()
-
-
 async def run(args: argparse.Namespace) -> int:
-    settings = OperatorSettings(image=args.image, image_pull_policy=args.image_pull_policy,
-                                runner_otlp_endpoint=args.runner_otlp_endpoint)
+    settings = OperatorSettings(
+        image=args.image, image_pull_policy=args.image_pull_policy,
+        runner_resources=args.runner_resources, onnx_resources=args.onnx_resources,
+        runner_otlp_endpoint=args.runner_otlp_endpoint,
+    )  # fmt: skip
     probes = Probes()
     if args.liveness:
         await probes.start(args.liveness_host, args.liveness)
     elector: LeaseElector | None = None
+    kube: KubeClient | None = None
     if args.leader_election:
         identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        kube = await KubeClient.from_environment()
         elector = LeaseElector(
-            _lease_api(),
+            kube,
             namespace=args.lease_namespace,
             name=LEASE_NAME,
             identity=identity,
@@ -162,6 +186,8 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         if elector is not None:
             await elector.release()
+        if kube is not None:
+            await kube.aclose()
         await probes.stop()
 
 

@@ -7,6 +7,7 @@ settings), and tests build manifests with any settings they like.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from llmagents import __version__
 from llmagents.api.runner_config import (
@@ -42,6 +43,10 @@ class OperatorSettings:
     onnx_port: int = DEFAULT_ONNX_PORT
     termination_grace_seconds: int = 30
     """Time the runner gets on SIGTERM to write a final checkpoint."""
+    runner_resources: dict[str, Any] | None = None
+    """The runner container's resources when the agent sets none (chart: runner.resources)."""
+    onnx_resources: dict[str, Any] | None = None
+    """The ONNX sidecar's resources when the agent sets none (chart: runner.onnxResources)."""
     runner_otlp_endpoint: str | None = None
     """OTLP/HTTP endpoint the runners send traces to (their OTEL_EXPORTER_OTLP_ENDPOINT);
     None = no traces."""

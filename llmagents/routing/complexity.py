@@ -10,7 +10,7 @@ strategy's order alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from llmagents.api.pool import Tier
@@ -19,6 +19,9 @@ from llmagents.api.work import Complexity
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 """Role markers and separators each message costs on top of its text."""
+IMAGE_TOKENS = 800
+"""An image in the input, whatever its size: about what a 1024x1024 image costs at OpenAI
+(765) and Anthropic (about 1400 at most, less when smaller)."""
 
 SIMPLE_MAX_INPUT_TOKENS = 256
 """Prompts up to this many estimated tokens are ``simple`` unless the task says otherwise."""
@@ -32,8 +35,10 @@ _TIER_RANKS: dict[Complexity, dict[Tier, int]] = {
 
 
 class HasContent(Protocol):
+    """A message: its content is text, or parts (text parts have ``text``, images ``url``)."""
+
     @property
-    def content(self) -> str: ...
+    def content(self) -> str | Sequence[object]: ...
 
 
 def estimate_tokens(text: str) -> int:
@@ -42,8 +47,19 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_message_tokens(messages: Iterable[HasContent]) -> int:
-    """Rough prompt tokens of a conversation."""
-    return sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+    """Rough prompt tokens of a conversation: text parts, images and tool calls included."""
+    total = 0
+    for message in messages:
+        content = message.content
+        if isinstance(content, str):
+            text, images = content, 0
+        else:
+            text = "".join(str(getattr(part, "text", "")) for part in content)
+            images = sum(1 for part in content if hasattr(part, "url"))
+        for call in getattr(message, "tool_calls", ()):
+            text += call.name + call.arguments
+        total += estimate_tokens(text) + images * IMAGE_TOKENS + MESSAGE_OVERHEAD_TOKENS
+    return total
 
 
 def complexity_for(input_tokens: int) -> Complexity:

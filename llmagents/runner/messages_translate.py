@@ -10,8 +10,8 @@ messages answering their ``tool_use_id`` (in order, before the rest of that mess
 assistant message's ``tool_use`` blocks become its tool calls, their ``input`` the call's
 JSON arguments; ``thinking`` blocks carry no content another provider can read and are
 dropped. A ``tool_use`` id is the chat model's tool-call id, so a conversation continues on
-any provider with the ids the client knows. ``top_k`` has no equivalent elsewhere and is
-not passed on.
+any provider with the ids the client knows. ``top_k``, ``metadata`` and ``service_tier``
+reach an Anthropic provider unchanged; other protocols have no place for them.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from llmagents.chat import (
 )
 from llmagents.runner.chat_path import Refusal
 from llmagents.wire import anthropic as wire
+from llmagents.wire import extras
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,19 @@ def to_chat(request: wire.MessagesRequest) -> ChatRequest:
         tools=tuple(Tool(t.name, t.description, t.input_schema) for t in request.tools or ()),
         tool_choice=_tool_choice(request),
         parallel_tool_calls=parallel,
+        passthrough=_passthrough(request),
     )
+
+
+def _passthrough(request: wire.MessagesRequest) -> dict[str, dict[str, Any]]:
+    """What an Anthropic provider also gets unchanged: ``top_k``, ``metadata`` and
+    ``service_tier``. Not ``thinking``: its blocks would have to come back to the client
+    and be sent again in later turns, which other providers' answers cannot do."""
+    kept = extras(request)
+    out = {name: kept[name] for name in ("metadata", "service_tier") if kept.get(name) is not None}
+    if request.top_k is not None:
+        out["top_k"] = request.top_k
+    return {"anthropic": out} if out else {}
 
 
 def _assistant(blocks: Iterable[Any], calls: dict[str, str]) -> Message:
@@ -285,8 +298,8 @@ class MessagesStream:
     ``message_delta`` with the stop reason and the usage, and ``message_stop``. Input tokens
     are known only at the end: ``message_start`` reports the gateway's estimate (what
     clients that read only it, as LangChain does, then show) and ``message_delta`` the
-    provider's count, which Anthropic's SDK puts in its place. A provider failing mid-answer ends the stream with an
-    ``error`` event, which the SDK raises.
+    provider's count, which Anthropic's SDK puts in its place. A provider failing
+    mid-answer ends the stream with an ``error`` event, which the SDK raises.
     """
 
     def __init__(self, model: str, *, input_estimate: int = 0) -> None:

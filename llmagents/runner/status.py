@@ -40,7 +40,7 @@ from llmagents.api.status import (
 from llmagents.pricing import KnownPrice
 from llmagents.routing import ProviderManager
 from llmagents.routing import clock as clocks
-from llmagents.runner.kube import KubeClient, KubeError, custom_path
+from llmagents.kube import KubeClient, KubeError, custom_path
 
 logger = logging.getLogger(__name__)
 

@@ -85,6 +85,11 @@ class Layout:
     pki: Pki
     ports: Ports
     pod_cidr: str
+    # A real kubelet (llmagents.testing.node) instead of kwok, in a network namespace of
+    # its own: the API server then listens on every address of that namespace, port 443,
+    # so that pods reach it at the `kubernetes` Service's address (10.96.0.1 on its
+    # loopback) without a proxy or NAT.
+    real_node: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -115,14 +120,20 @@ def apiserver_args(c: Layout) -> list[str]:
     return [
         str(bins / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={'0.0.0.0' if c.real_node else '127.0.0.1'}",
         "--advertise-address=127.0.0.1",
         f"--secure-port={p.apiserver}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         # The `kubernetes` Service would list 127.0.0.1 as an endpoint; nobody should
-        # reach the API through a Service here, so it gets none.
+        # reach the API through a Service here, so it gets none. (A real node's pods dial
+        # the Service address, which is a local address of their node: no endpoint needed.)
         "--endpoint-reconciler-type=none",
-        "--authorization-mode=RBAC",
+        # Node: a real kubelet may read exactly what its pods need (kwok never asks).
+        "--authorization-mode=Node,RBAC",
+        f"--kubelet-client-certificate={pki.client('kubelet-client').cert}",
+        f"--kubelet-client-key={pki.client('kubelet-client').key}",
+        # A node's name resolves nowhere here; its InternalIP does.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         f"--client-ca-file={pki.ca_cert}",
         f"--tls-cert-file={pki.serving_cert}",
         f"--tls-private-key-file={pki.serving_key}",

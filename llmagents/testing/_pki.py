@@ -18,10 +18,13 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# Names the API server's serving certificate answers to. Only 127.0.0.1 is ever dialled;
-# the in-cluster names are there so that clients that insist on them still verify.
+# Names the API server's serving certificate answers to. Processes on this machine dial
+# 127.0.0.1; pods on a real node (llmagents.testing.node) dial the `kubernetes` Service's
+# address 10.96.0.1, the first of the service CIDR; the in-cluster names are there so that
+# clients that insist on them still verify.
 _SERVING_SANS = (
     "IP:127.0.0.1",
+    "IP:10.96.0.1",
     "DNS:localhost",
     "DNS:kubernetes",
     "DNS:kubernetes.default",
@@ -79,6 +82,10 @@ CLIENTS: dict[str, str] = {
     "scheduler": "/CN=system:kube-scheduler",
     # The API server's identity towards aggregated API servers (request-header auth).
     "front-proxy-client": "/CN=front-proxy-client",
+    # The API server's identity towards kubelets (`kubectl logs`, exec), as kubeadm makes it.
+    "kubelet-client": "/O=system:masters/CN=kube-apiserver-kubelet-client",
+    # A real node's kubelet (llmagents.testing.node): the Node authorizer's naming.
+    "node": "/O=system:nodes/CN=system:node:llmagents-node",
 }
 
 

@@ -14,6 +14,10 @@ etcd data, logs, kubeconfig, pid file) lives in ``$LLMAGENTS_CLUSTER_DIR/<name>`
 (default ``~/.cache/llmagents/cluster/<name>``), so a demo cluster and test clusters
 run side by side. Only the standard library is used, so ``hack/cluster-up.sh`` runs on
 any ``python3``.
+
+``real_node=True`` leaves kwok out for a real kubelet (``llmagents.testing.node``): then
+the cluster must run in a network namespace of its own, where the API server listens on
+port 443 of every address, the `kubernetes` Service's 10.96.0.1 included.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -120,6 +125,7 @@ class LocalCluster:
         ephemeral: bool = False,
         die_with_parent: bool = False,
         pki_dir: Path | None = None,
+        real_node: bool = False,
     ) -> None:
         self.name = name
         self.dir = (state_root or default_state_root()) / name
@@ -131,6 +137,8 @@ class LocalCluster:
         # Clusters share one PKI by default: making keys costs seconds, reusing them nothing,
         # and a local CA has nothing to isolate.
         self._pki_dir = pki_dir or (state_root or default_state_root()) / "pki"
+        # No kwok: a real kubelet joins (llmagents.testing.node); see Layout.real_node.
+        self.real_node = real_node
         self._procs: list[subprocess.Popen[bytes]] = []
         self._running: dict[str, subprocess.Popen[bytes]] = {}
         self._argv: dict[str, list[str]] = {}
@@ -192,7 +200,9 @@ class LocalCluster:
         self._write_kubeconfigs(pki)
         self.pod_cidr = pod_cidr_for(self.name, self._cidrs_in_use())
         (self.dir / "pod-cidr").write_text(self.pod_cidr)
-        layout = Layout(self.name, self.dir, bins, pki, self.ports, self.pod_cidr)
+        layout = Layout(
+            self.name, self.dir, bins, pki, self.ports, self.pod_cidr, real_node=self.real_node
+        )
         try:
             self._spawn("etcd", etcd_args(layout))
             self._wait("etcd", deadline, lambda: self._etcd_healthy())
@@ -211,10 +221,11 @@ class LocalCluster:
                 logger.info("kube-controller-manager gave up waiting; starting it again")
                 self._running.pop("kube-controller-manager")
                 self._spawn("kube-controller-manager", self._argv["kube-controller-manager"])
-            # kwok backs off exponentially while the API server is away: start it now.
-            self._spawn("kwok", kwok_args(layout))
-            self._create_node()
-            self._wait("kwok node Ready", deadline, self._node_ready)
+            if not self.real_node:
+                # kwok backs off exponentially while the API server is away: start it now.
+                self._spawn("kwok", kwok_args(layout))
+                self._create_node()
+                self._wait("kwok node Ready", deadline, self._node_ready)
             self._wait("default service account", deadline, self._default_sa_exists)
             self._wait("kube-scheduler", deadline, lambda: self._healthz(self.ports.scheduler))
             self._wait(
@@ -262,6 +273,19 @@ class LocalCluster:
             raise ClusterError(f"{name} is not running in cluster {self.name}")
         _proc.terminate_group(proc.pid, grace=0.0 if kill else 10.0, proc=proc)
         _proc.forget_pid(self.pidfile, proc.pid)
+
+    def pause_component(self, name: str) -> None:
+        """Stall one component (SIGSTOP): its connections stay open and nothing answers."""
+        proc = self._running.get(name)
+        if proc is None:
+            raise ClusterError(f"{name} is not running in cluster {self.name}")
+        _proc.signal_group(proc.pid, signal.SIGSTOP)
+
+    def resume_component(self, name: str) -> None:
+        """Let a stalled component go on (SIGCONT)."""
+        proc = self._running.get(name)
+        if proc is not None:
+            _proc.signal_group(proc.pid, signal.SIGCONT)
 
     def start_component(self, name: str, *, timeout: float = 60.0) -> None:
         """Start a stopped component again, exactly as before, and wait until it is healthy."""
@@ -336,6 +360,8 @@ class LocalCluster:
         while len(chosen) < 6:
             chosen.add(free_port())
         ports = Ports(*sorted(chosen))
+        if self.real_node:  # the `kubernetes` Service's port (see Layout.real_node)
+            ports.apiserver = 443
         saved.write_text(json.dumps(asdict(ports)))
         return ports
 

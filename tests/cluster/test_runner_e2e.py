@@ -361,7 +361,8 @@ def test_budget_stop_stops_and_local_only_continues_on_the_onnx_sidecar(
     sidecar = eventually(frugal_sidecar, timeout=120, what="frugal's onnx container running")
 
     eventually(lambda: status(kubectl, "thrifty").get("phase") == "BudgetExhausted",
-               timeout=120, what="thrifty stopped for budget")  # fmt: skip
+               timeout=120, what="thrifty stopped for budget",
+               details=lambda: json.dumps(status(kubectl, "thrifty"), indent=1))  # fmt: skip
     eventually(lambda: get(kubectl, "deployment", "thrifty")["spec"]["replicas"] == 0,
                what="thrifty scaled to zero")  # fmt: skip
     assert (status(kubectl, "thrifty").get("tasks") or {}).get("done") == 1

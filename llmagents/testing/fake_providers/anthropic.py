@@ -136,16 +136,16 @@ class FakeAnthropic(FakeProviderServer):
             events.append((wire.sse(wire.ContentBlockStop(index=0)), False))
             index = 1
         for call_index, tool_call in enumerate(answer.tool_calls, start=index):
-            start = {"type": "content_block_start", "index": call_index, "content_block":
-                     {"type": "tool_use", "id": tool_call.id, "name": tool_call.name,
-                      "input": {}}}  # fmt: skip
-            events.append((wire.sse_json("content_block_start", start), False))
+            opening = {"type": "content_block_start", "index": call_index, "content_block":
+                       {"type": "tool_use", "id": tool_call.id, "name": tool_call.name,
+                        "input": {}}}  # fmt: skip
+            events.append((wire.sse_json("content_block_start", opening), False))
             arguments = tool_call.arguments_json
             half = len(arguments) // 2
             for piece in (arguments[:half], arguments[half:]):
-                delta = wire.InputJsonDelta(partial_json=piece)
-                events.append((wire.sse(wire.ContentBlockDelta(index=call_index, delta=delta)),
-                               True))  # fmt: skip
+                piece_delta = wire.InputJsonDelta(partial_json=piece)
+                event = wire.ContentBlockDelta(index=call_index, delta=piece_delta)
+                events.append((wire.sse(event), True))
             events.append((wire.sse(wire.ContentBlockStop(index=call_index)), False))
         delta = wire.MessageDelta(
             delta=wire.MessageDeltaBody(stop_reason=_stop_reason(answer)),

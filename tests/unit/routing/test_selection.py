@@ -93,3 +93,16 @@ def test_aliases_and_the_default_must_name_providers_of_the_pool() -> None:
         pool(provider("a"), models={"smart": ["a", "nowhere"]})
     with pytest.raises(pydantic.ValidationError, match="defaultModel"):
         pool(provider("a"), defaultModel="smart")
+
+
+def test_token_estimates_count_text_parts_images_and_tool_calls() -> None:
+    from llmagents.chat import ImagePart, Message, Role, TextPart, ToolCall
+    from llmagents.routing.complexity import IMAGE_TOKENS, estimate_message_tokens
+
+    words = "word " * 400  # 2000 characters, about 500 tokens
+    as_text = estimate_message_tokens([Message(Role.USER, words)])
+    as_parts = estimate_message_tokens([Message(Role.USER, (TextPart(words),
+                                                            ImagePart("https://x/y.png")))])
+    assert as_parts == as_text + IMAGE_TOKENS
+    call = Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c1", "f", '{"a": "' + words + '"}'),))
+    assert estimate_message_tokens([call]) > 500

@@ -195,3 +195,10 @@ def test_streamed_text_then_a_tool_call_follow_anthropics_event_order() -> None:
     assert events[0].message.usage.input_tokens == 10  # the estimate, until message_delta
     assert events[8].delta.stop_reason == "tool_use"
     assert (events[8].usage.input_tokens, events[8].usage.output_tokens) == (12, 9)
+
+
+def test_sampling_and_metadata_ride_along_for_anthropic_but_thinking_does_not() -> None:
+    call = parse({"messages": [{"role": "user", "content": "hi"}], "top_k": 5,
+                  "metadata": {"user_id": "u1"},
+                  "thinking": {"type": "enabled", "budget_tokens": 2000}})  # fmt: skip
+    assert call.request.passthrough == {"anthropic": {"metadata": {"user_id": "u1"}, "top_k": 5}}

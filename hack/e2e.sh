@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# End-to-end on a real node (`make e2e`): the image built from this checkout, run as
+# containers by containerd and a real kubelet joined to the local control plane, in a
+# network and mount namespace of this run's own. See docs/e2e.md.
+#
+#   1. a Docker engine (hack/docker-engine.sh: started, and installed on Debian, when none
+#      answers) builds the image with the model (make image-with-model) and the gateway
+#      agent's image (tests/e2e/agent);
+#   2. the control plane, the kubelet and pause (hack/build-k8s.sh, hack/build-node.sh;
+#      cached in ~/.cache/llmagents);
+#   3. pytest tests/e2e under `unshare --net --mount`: the tests start the control plane,
+#      containerd, the kubelet and fake providers there, and stop them at the end.
+#
+# Whatever this run started it stops, failure included: the dockerd it started, the
+# node's processes and cgroups (also after a killed pytest), and the namespaces, with
+# every mount in them, vanish with their last process.
+#
+# Without root, containerd, runc or the CNI plugins it prints why and exits 0, except
+# under CI=true, where it fails: CI must not pass by skipping.
+#
+# Environment:
+#   IMAGE     image reference to build (default ghcr.io/llmagents/llmagents:e2e; the model
+#             variant is tagged IMAGE-model)
+#   PYTEST_ARGS  extra pytest arguments (e.g. -k quickstart)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+image="${IMAGE:-ghcr.io/llmagents/llmagents:e2e}"
+agent_image="llmagents.local/e2e-agent:openai"
+cache_root="${LLMAGENTS_CACHE:-$HOME/.cache/llmagents}"
+log() { echo "e2e: $*" >&2; }
+
+skip() {
+  if [[ "${CI:-}" == true ]]; then
+    log "cannot run under CI: $*"
+    exit 1
+  fi
+  echo "e2e: skipped: $*"
+  exit 0
+}
+
+[[ $EUID -eq 0 ]] || skip "a real node needs root (containerd, kubelet, namespaces, cgroups)"
+for tool in containerd runc ctr unshare ip; do
+  command -v "$tool" >/dev/null 2>&1 || {
+    if command -v apt-get >/dev/null 2>&1; then
+      log "installing Debian's containerd, runc and CNI plugins"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        containerd runc containernetworking-plugins iproute2 >/dev/null || skip "$tool is missing"
+      break
+    fi
+    skip "$tool is missing"
+  }
+done
+[[ -x /usr/lib/cni/bridge ]] || {
+  command -v apt-get >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends containernetworking-plugins >/dev/null
+  [[ -x /usr/lib/cni/bridge ]] || skip "no CNI plugins in /usr/lib/cni"
+}
+[[ -d /sys/fs/cgroup/memory ]] || skip "the node is configured for cgroup v1 (this machine class)"
+
+# Stop at the end only a dockerd this run starts: not a system engine, nor the private one
+# an earlier `make image` left running (hack/docker-engine.sh's pid file).
+started_docker=1
+docker_pid="$(cat "$cache_root/docker/dockerd.pid" 2>/dev/null || true)"
+if docker info >/dev/null 2>&1 || { [[ -n "$docker_pid" ]] && kill -0 "$docker_pid" 2>/dev/null; }; then
+  started_docker=0
+fi
+finish() {
+  local status=$?
+  # A killed pytest leaves the node's processes running in its cgroup: end them.
+  "$root/.venv/bin/python" -m llmagents.testing.node cleanup || true
+  if ((started_docker)); then "$here/docker-engine.sh" stop || true; fi
+  exit "$status"
+}
+trap finish EXIT
+trap "exit 143" TERM
+trap "exit 130" INT
+
+engine="$("$here/docker-engine.sh" ensure)"
+[[ -n "$engine" ]] && export "${engine?}"
+start=$SECONDS
+"$here/image.sh" "$image-model" with-model
+log "building the gateway agent's image $agent_image"
+base="$("$here/base-image.sh")"
+ca_args=()
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  ca_args=(--build-arg "BUILD_CA_CERTS=$(cat /usr/local/share/ca-certificates/*.crt)")
+fi
+DOCKER_BUILDKIT=0 nice docker build -q --network host --build-arg "PYTHON_IMAGE=$base" \
+  "${ca_args[@]}" -t "$agent_image" "$root/tests/e2e/agent" >/dev/null
+log "images ready in $((SECONDS - start)) s"
+
+LLMAGENTS_K8S_BIN="$("$here/build-k8s.sh")"
+"$here/build-node.sh" >/dev/null
+export LLMAGENTS_K8S_BIN LLMAGENTS_E2E_IMAGE="$image-model" LLMAGENTS_E2E_AGENT_IMAGE="$agent_image"
+
+log "running tests/e2e in a network and mount namespace of its own"
+# shellcheck disable=SC2086 # PYTEST_ARGS is split on purpose
+unshare --net --mount --propagation slave -- sh -c \
+  'ip link set lo up && exec "$@"' sh \
+  env LLMAGENTS_NODE_NETNS=1 "$root/.venv/bin/python" -m pytest -p no:xdist -p no:randomly \
+  "$root/tests/e2e" ${PYTEST_ARGS:-}

@@ -1,0 +1,65 @@
+"""The real node's configuration (llmagents/testing/_nodeconfig.py), read as its programs
+read it: what this machine class needs is there, and nothing reaches off the machine."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from llmagents.testing import _components
+from llmagents.testing._nodeconfig import (
+    GATEWAY,
+    POD_SUBNET,
+    SERVICE_IP,
+    NodeLayout,
+    cni_conflist,
+    containerd_config,
+    kubelet_args,
+    kubelet_config,
+)
+from llmagents.testing.node import missing_prerequisites
+
+LAYOUT = NodeLayout(
+    dir=Path("/state/node"), bins=Path("/bins"), ca_cert=Path("/pki/ca.crt"),
+    cgroup_root="/llmagents-node-test", kubelet_port=40001, kubelet_healthz_port=40002,
+)  # fmt: skip
+
+
+def test_containerd_keeps_everything_under_the_node_and_restricts_oom_score_adj():
+    config = tomllib.loads(containerd_config(LAYOUT))
+    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
+    # Without it every sandbox fails here: CAP_SYS_RESOURCE is withheld from runc.
+    assert cri["restrict_oom_score_adj"] is True
+    assert cri["netns_mounts_under_state_dir"] is True
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
+    paths = [config["root"], config["state"], config["grpc"]["address"],
+             config["ttrpc"]["address"], cri["cni"]["conf_dir"],
+             config["plugins"]["io.containerd.internal.v1.opt"]["path"]]  # fmt: skip
+    assert all(p.startswith("/state/node/") for p in paths), paths
+
+
+def test_the_pod_network_is_a_bridge_without_nat_on_the_gateway():
+    (bridge,) = json.loads(cni_conflist(LAYOUT))["plugins"]
+    assert bridge["type"] == "bridge" and bridge["ipMasq"] is False
+    (pod_range,) = bridge["ipam"]["ranges"][0]
+    assert pod_range == {"subnet": POD_SUBNET, "gateway": GATEWAY}
+    # The Service address pods dial for in-cluster configuration is the first of the CIDR.
+    assert SERVICE_IP == _components.SERVICE_CIDR.replace("0.0/16", "0.1")
+
+
+def test_the_kubelet_runs_on_cgroup_v1_with_webhook_auth_in_the_node_s_directories():
+    config = json.loads(kubelet_config(LAYOUT))
+    assert config["failCgroupV1"] is False and config["cgroupDriver"] == "cgroupfs"
+    assert config["cgroupRoot"] == "/llmagents-node-test"
+    assert config["authentication"]["anonymous"]["enabled"] is False
+    assert config["authorization"]["mode"] == "Webhook"
+    assert config["readOnlyPort"] == 0 and config["address"] == GATEWAY
+    assert config["containerRuntimeEndpoint"] == "unix:///state/node/containerd/containerd.sock"
+    args = kubelet_args(LAYOUT, Path("/state/node/kubelet.kubeconfig"))
+    assert "--root-dir=/state/node/kubelet" in args and f"--node-ip={GATEWAY}" in args
+
+
+def test_a_node_outside_a_namespace_of_its_own_is_refused(monkeypatch):
+    monkeypatch.delenv("LLMAGENTS_NODE_NETNS", raising=False)
+    assert any("network namespace of its own" in m for m in missing_prerequisites())
