@@ -333,6 +333,7 @@ class Runner:
             self.metrics.providers({n: (s.breaker, s.healthy) for n, s in status.items()})
             if self.agent_events is not None:
                 self.agent_events.providers_checked({n: s.misconfigured for n, s in status.items()})
+                self.agent_events.budget_checked()
             if not await self._store_results():
                 self.message = RESULTS_PENDING
             elif self.message == RESULTS_PENDING:
