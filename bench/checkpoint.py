@@ -101,9 +101,9 @@ async def _writes(store: Any, build: Any, writes: int) -> dict[str, float]:
 async def _configmap_writes(kubeconfig: str, build: Any, writes: int) -> dict[str, float]:
     from llmagents.api.runner_config import AgentIdentity
     from llmagents.runner.configmap_store import ConfigMapCheckpointStore
-    from llmagents.runner.kube import KubeClient
+    from llmagents.kube import KubeClient
 
-    kube = KubeClient.from_environment(kubeconfig=kubeconfig)
+    kube = await KubeClient.from_environment(kubeconfig=kubeconfig)
     namespace = f"bench-checkpoint-{uuid.uuid4().hex[:6]}"
     await kube.request("POST", "/api/v1/namespaces",
                        body={"metadata": {"name": namespace}})  # fmt: skip

@@ -32,13 +32,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
 from llmagents.api.pool import ProviderType
@@ -237,20 +237,26 @@ class Sidecar:
             )
         self.log = log
 
-    def ready(self) -> bool:
+    async def ready(self, http: aiohttp.ClientSession) -> bool:
         if self.proc.poll() is not None:
             raise ConfigError(
                 f"the ONNX sidecar exited with {self.proc.returncode}; see {self.log}"
             )
         try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+            async with http.get(f"{self.url}/readyz") as response:
                 return response.status == 200
-        except OSError:
+        except (aiohttp.ClientError, TimeoutError):
             return False
 
     async def wait_ready(self, stop: asyncio.Event, timeout: float) -> bool:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            return await self._wait_ready(http, stop, timeout)
+
+    async def _wait_ready(
+        self, http: aiohttp.ClientSession, stop: asyncio.Event, timeout: float
+    ) -> bool:
         deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(self.ready):
+        while not await self.ready(http):
             if time.monotonic() > deadline:
                 raise ConfigError(
                     f"the ONNX sidecar was not ready in {timeout:.0f} s; see {self.log}"

@@ -219,7 +219,9 @@ def runner_container(
         **_RUNNER_PROBES,
         **_resources(agent.spec.resources, settings.runner_resources),
         "securityContext": _SECURITY,
-        "volumeMounts": [{"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}
+        ],
     }
 
 

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kopf._cogs.structs.references import Selector  # kopf exports no public name for it
 
 from llmagents.api.status import GROUP, VERSION
 from llmagents.events import EventRecorder
+from llmagents.kube import KubeClient
 from llmagents.operator.children import OURS
 from llmagents.operator.events import CONTROLLER, OperatorEvents
-from llmagents.operator.kube import KopfApi, KopfEventSink
+from llmagents.operator.kube import ApiEventSink, ClusterApi
 from llmagents.operator.metrics import default_gauges
 from llmagents.operator.objects import AgentKey, PoolKey
 from llmagents.operator.reconcile import RESYNC_SECONDS, Reconciler
@@ -38,7 +38,8 @@ from llmagents.operator.settings import LABEL_MANAGED_BY, MANAGED_BY, OperatorSe
 
 logger = logging.getLogger(__name__)
 
-DEPLOYMENTS = Selector("apps", "v1", "deployments")
+DEPLOYMENTS = ("apps", "v1", "deployments")
+"""kopf's selector of Deployments, in the tuple form its settings take."""
 _OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
@@ -105,6 +106,7 @@ class OperatorState:
     reconciler: Reconciler | None = None
     events: EventRecorder | None = None
     events_task: asyncio.Task[None] | None = None
+    kube: KubeClient | None = None
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -151,16 +153,18 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         return state.reconciler
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # In-cluster service account, else the kubeconfig: as the kubernetes client reads it.
-        return kopf.login_via_client(**kwargs)
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster service account, else the kubeconfig, as the one Kubernetes client of
+        # the project (kubernetes_asyncio) reads them.
+        return await kopf.login_via_async_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
-        api = KopfApi(settings)
+        state.kube = await KubeClient.from_environment()
+        api = ClusterApi(state.kube)
         state.events = EventRecorder(
-            KopfEventSink(api), controller=CONTROLLER, instance=socket.gethostname(),
+            ApiEventSink(api), controller=CONTROLLER, instance=socket.gethostname(),
             per_minute=120,
         )  # fmt: skip
         state.events_task = asyncio.create_task(state.events.run())
@@ -183,6 +187,8 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             state.events.close()
         if state.events_task is not None:
             await state.events_task
+        if state.kube is not None:
+            await state.kube.aclose()
 
     @kopf.index(GROUP, VERSION, "llmagents", id="agents", registry=registry)
     async def agents(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:

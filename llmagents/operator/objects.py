@@ -48,9 +48,7 @@ class SpecCache:
         # (model, namespace, name) -> (uid, generation, spec, error)
         self._parsed: dict[tuple[type, str, str], tuple[str, int, Any, str | None]] = {}
 
-    def parse(
-        self, model: type[_Spec], body: Mapping[str, Any]
-    ) -> tuple[_Spec | None, str | None]:
+    def parse(self, model: type[_Spec], body: Mapping[str, Any]) -> tuple[_Spec | None, str | None]:
         meta = body.get("metadata", {})
         key = (model, meta.get("namespace", ""), meta.get("name", ""))
         version = (meta.get("uid", ""), int(meta.get("generation") or 0))

@@ -293,13 +293,14 @@ def _tools(payload: dict[str, Any], request: ChatRequest) -> None:
         tools.append({
             "name": JSON_TOOL,
             "description": "Give the answer by calling this tool with it as the input.",
-            "input_schema": schema or {"type": "object"},
+            # Anthropic wants an object schema; OpenAI's structured outputs do too.
+            "input_schema": {"type": "object", **(schema or {})},
         })  # fmt: skip
         if not request.tools:
             choice = {"type": "tool", "name": JSON_TOOL}
     if request.parallel_tool_calls is False and choice is not None and choice["type"] != "none":
         choice["disable_parallel_tool_use"] = True
-    elif request.parallel_tool_calls is False and tools:
+    elif request.parallel_tool_calls is False and tools and choice is None:
         choice = {"type": "auto", "disable_parallel_tool_use": True}
     if tools:
         payload["tools"] = tools

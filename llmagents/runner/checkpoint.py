@@ -123,6 +123,9 @@ class Checkpoint:
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     custom_state: Any = None
+    unstored_results: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of ended tasks whose results may not be in the results store yet: written there
+    again after a restart (writes are idempotent), dropped once stored."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +144,7 @@ class Checkpoint:
             "failed": self.failed,
             "engine": self.engine,
             "customState": self.custom_state,
+            "unstoredResults": self.unstored_results,
         }
 
     @classmethod
@@ -160,6 +164,11 @@ class Checkpoint:
                 raise ValueError("failed is not a map of task names to errors")
             if not isinstance(data["engine"], dict):
                 raise ValueError("engine is not an object")
+            unstored = data.get("unstoredResults") or []
+            if not isinstance(unstored, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("task"), str) for r in unstored
+            ):
+                raise ValueError("unstoredResults is not a list of result rows")
             return cls(
                 agent_uid=_text(data, "agentUID"),
                 epoch=_whole(data, "epoch"),
@@ -171,6 +180,7 @@ class Checkpoint:
                 completed=list(completed),
                 failed=dict(failed),
                 custom_state=data.get("customState"),
+                unstored_results=list(unstored),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointCorrupt(f"checkpoint is missing or has a bad field: {exc}") from None

@@ -133,13 +133,23 @@ class Checkpointer:
 
     # -- requests -------------------------------------------------------------------------
 
-    def request(self) -> None:
-        """Ask for a write soon (coalesced, at most one per ``min_spacing``); never blocks."""
+    def request(self) -> int:
+        """Ask for a write soon (coalesced, at most one per ``min_spacing``); never blocks.
+
+        Returns the request's generation: the state as of now is in the store once
+        ``covered`` reaches it.
+        """
         self._requested += 1
         # Every paid call asks; waking the writer only to find it must wait out min_spacing
         # anyway would cost each call a loop iteration and a timer.
         if self._last_attempt + self.min_spacing < self._asleep_until:
             self._wake.set()
+        return self._requested
+
+    @property
+    def covered(self) -> int:
+        """The generation of the latest request the store's checkpoint includes."""
+        return self._covered
 
     async def save(self, timeout: float | None = None) -> bool:
         """Write the current state now and wait until it landed.

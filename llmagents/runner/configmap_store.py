@@ -35,7 +35,7 @@ from llmagents.runner.checkpoint import (
     decode,
     parse_epoch,
 )
-from llmagents.runner.kube import (
+from llmagents.kube import (
     KubeClient,
     KubeConflict,
     KubeError,

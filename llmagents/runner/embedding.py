@@ -33,10 +33,17 @@ class _Embedded:
     usage: None = None
 
 
-def embedding_providers(pool: ProviderPoolSpec, model: str | None) -> list[str]:
+def embedding_providers(
+    pool: ProviderPoolSpec, model: str | None, *, priced_only: bool = False
+) -> list[str]:
     """The providers an embeddings request naming ``model`` may use, in pool order: a
-    provider's name, an embedding model of the pool, or anything else for all of them."""
-    offering = [p for p in pool.providers if p.embeddings is not None]
+    provider's name, an embedding model of the pool, or anything else for all of them.
+    ``priced_only`` (an agent with a budget) leaves out embedding models of unknown price,
+    as the engine does with chat models: their spend could not be counted."""
+    offering = [
+        p for p in pool.providers
+        if p.embeddings is not None and not (priced_only and embedding_price(p) is None)
+    ]  # fmt: skip
     if model:
         named = [p.name for p in offering if model in (p.name, p.embeddings.model)]  # type: ignore[union-attr]
         if named:
@@ -55,7 +62,7 @@ def embedding_price(spec: ProviderSpec) -> Price | None:
 
 
 _PRICES: dict[tuple[object, ...], Price | None] = {}
-"""Resolved once per model: the price table is looked up by a linear search."""
+"""Resolved once per embedding model, not per call."""
 
 
 def _price(spec: ProviderSpec) -> Price | None:

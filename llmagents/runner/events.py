@@ -32,7 +32,7 @@ from llmagents.api.status import API_VERSION
 from llmagents.chat import Usage
 from llmagents.events import EventGone, EventRecorder, EventType, Regarding
 from llmagents.routing import BreakerState, EngineListener, Fallback, ProviderManager, Transition
-from llmagents.runner.kube import KubeClient, KubeNotFound
+from llmagents.kube import KubeClient, KubeNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +114,20 @@ class AgentEvents(EngineListener):
         )
 
     def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
+        if cost > 0:
+            self.budget_checked()
+
+    def budget_checked(self) -> None:
+        """Record BudgetLow and BudgetExhausted once per budget period, when they become true.
+
+        Exhausted is the budget's own verdict: spent, or too little left for any call."""
         budget = self.manager.budget if self.manager is not None else None
-        if budget is None or cost <= 0:
+        if budget is None:
             return
+        exhausted = budget.exhausted()  # rolls the period first
         period = (budget.period.value, budget.period_start)
         spent, limit = budget.spent, budget.limit
-        if spent >= limit and ("exhausted", period) not in self._budget_marks:
+        if exhausted and ("exhausted", period) not in self._budget_marks:
             self._budget_marks.add(("exhausted", period))
             self._record("BudgetExhausted", f"spent ${spent:.4f} of ${limit:g} "
                          f"({budget.period.value}); onExhausted: {budget.on_exhausted.value}",

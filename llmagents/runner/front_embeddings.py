@@ -19,8 +19,8 @@ from llmagents.embeddings import EmbeddingRequest
 from llmagents.errors import BudgetExhausted, CallFailed, DeadlineExceeded
 from llmagents.runner.chat_path import Refusal, RefusalKind
 from llmagents.runner.embedding import embed, embedding_providers
-from llmagents.runner.web import Request, Response
 from llmagents.runner.openai_chat import json_response, refusal_response
+from llmagents.runner.web import Request, Response
 from llmagents.wire import embeddings as wire
 
 if TYPE_CHECKING:
@@ -38,12 +38,19 @@ async def handle(runner: Runner, request: Request) -> Response:
                 retry=False,
             )
         parsed = _parse(request.body)
-        providers = embedding_providers(runner.config.pool, parsed.model)
+        pool = runner.config.pool
+        budgeted = runner.engine.manager.budget is not None
+        providers = embedding_providers(pool, parsed.model, priced_only=budgeted)
         if not providers:
+            if embedding_providers(pool, parsed.model):
+                message = ("no embedding model of a known price, and the agent has a budget: "
+                           "set embeddings.inputPerMillion")  # fmt: skip
+            else:
+                message = ("no provider of the pool has an embedding model: set "
+                           "embeddings.model on an openai or gemini provider")  # fmt: skip
             raise Refusal(
                 400,
-                f"no provider of pool {runner.config.pool_name} has an embedding "
-                "model: set embeddings.model on an openai or gemini provider",
+                f"pool {runner.config.pool_name}: {message}",
                 code="embeddings_unavailable",
                 param="model",
             )

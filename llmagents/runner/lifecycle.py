@@ -11,10 +11,12 @@ What is guaranteed about spend (the figure that must never be lost or reset):
   runner still alive can no longer write. If the agent's status shows more spend than the
   checkpoint (spent after the last checkpoint landed), the difference is charged to the
   budget, so the budget is never under-counted.
-- Task mode: after each task its completion, result and spend are written and awaited
-  (bounded by ``task_save_timeout``) before the next task starts. A runner killed at any
-  moment therefore loses at most the spend of the call in flight; that call's task was
-  not marked done and runs again.
+- Task mode: a task's completion, spend and result row enter the checkpoint together,
+  and the checkpoint is written and awaited (bounded by ``task_save_timeout``) before the
+  result row goes to the results store and the next task starts (``outcomes``,
+  docs/exactly-once.md). A runner killed at any moment therefore loses at most the spend of
+  the call in flight, whose task was not marked done and runs again; a completed task never
+  runs again and never has two result rows.
 - Gateway mode: every paid call requests a checkpoint; writes are coalesced to one per
   ``checkpoint_spacing`` (1 s by default). A runner killed at any moment loses at most the
   spend of calls in flight and of those that ended within the last ``checkpoint_spacing``.
@@ -51,6 +53,7 @@ from llmagents.runner.checkpointer import Checkpointer
 from llmagents.runner.engine import AgentEngine
 from llmagents.runner.events import AgentEvents
 from llmagents.runner.metrics import RunnerMetrics
+from llmagents.runner.outcomes import Outcomes
 from llmagents.runner.results import ResultStore, TaskResult
 from llmagents.runner.secrets import Redactor
 from llmagents.runner.status import RunnerReport, StatusReporter, StatusSink, build_status
@@ -150,6 +153,7 @@ class Runner:
         if self.agent_events is not None:
             self.agent_events.manager = self.engine.manager
         self.results = results
+        self.outcomes = Outcomes(results, agent=self.agent)
         self.tasks = list(config.tasks or [])
         self.progress = Progress()
         self.started_at: datetime = wall_clock()
@@ -192,6 +196,7 @@ class Runner:
         ``previous_status`` is the agent's status before this runner (for the spend check).
         """
         await self.checkpointer.claim(self._restore)
+        await self.results.claim(self.checkpointer.epoch)
         if previous_status is not None:
             self._reconcile_spend(previous_status)
         self._set_phase(RunnerPhase.RUNNING)
@@ -220,6 +225,7 @@ class Runner:
         self.progress = Progress(list(checkpoint.completed), dict(checkpoint.failed))
         self.started_at = checkpoint.started_at
         self.custom_state = checkpoint.custom_state
+        self.outcomes.restore(checkpoint.unstored_results)
         spend = self.engine.manager.spend
         logger.info("agent %s: restored checkpoint %d: %d tasks done, %d failed, $%.6f spent",
                     self.agent, checkpoint.sequence, len(checkpoint.completed),
@@ -245,7 +251,7 @@ class Runner:
         if self._task_retry_delays is not None:
             options["retry_delays"] = self._task_retry_delays
         loop = TaskLoop(
-            self.engine, self.tasks, self.progress, self.results,
+            self.engine, self.tasks, self.progress, record=self._record,
             after_task=self._after_task, on_budget_wait=self._budget_wait,
             redact=self.redact, wall_clock=self._wall_clock, **options,
         )  # fmt: skip
@@ -269,12 +275,28 @@ class Runner:
             await self.checkpointer.save(self._task_save_timeout)
         return end
 
+    def _record(self, result: TaskResult) -> None:
+        """A task ended (its progress already updated): its row waits for the checkpoint."""
+        self.outcomes.record(result, self.checkpointer.request())
+
     async def _after_task(self, result: TaskResult) -> None:
         self.metrics.task_ended(ok=result.ok)
         not_stored = len(self.results.not_stored)
-        await self.results.flush()
+        # The checkpoint is the commit; the result row is written only once it landed.
         await self.checkpointer.save(self._task_save_timeout)
+        await self._store_results()
         self.reporter.changed(urgent=len(self.results.not_stored) > not_stored)
+
+    async def _store_results(self) -> bool:
+        """Write the rows whose checkpoint landed; False while the store has some pending."""
+        stored = await self.outcomes.store(self.checkpointer.covered)
+        fenced = self.results.fenced
+        if fenced is not None and not self.work_stop.is_set():
+            logger.error("agent %s: a newer runner (epoch %d) took over the results; this "
+                         "runner stops working", self.agent, fenced)  # fmt: skip
+            self.work_stop.set()
+            self.reporter.muted = True
+        return stored
 
     def _budget_wait(self, waiting: bool) -> None:
         if waiting:
@@ -311,7 +333,8 @@ class Runner:
             self.metrics.providers({n: (s.breaker, s.healthy) for n, s in status.items()})
             if self.agent_events is not None:
                 self.agent_events.providers_checked({n: s.misconfigured for n, s in status.items()})
-            if not await self.results.flush():
+                self.agent_events.budget_checked()
+            if not await self._store_results():
                 self.message = RESULTS_PENDING
             elif self.message == RESULTS_PENDING:
                 self.message = None
@@ -335,6 +358,7 @@ class Runner:
             completed=list(self.progress.completed),
             failed=dict(self.progress.failed),
             custom_state=self.custom_state if with_custom_state else None,
+            unstored_results=self.outcomes.rows(lean=not with_custom_state),
         )
 
     def _checkpoint_changed(self) -> None:
@@ -439,13 +463,13 @@ class Runner:
         self.work_stop.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(grace * 0.3):
-                await self.results.flush()
         if self.checkpointer.fenced is None:
-            saved = await self.checkpointer.save(max(0.1, (deadline - loop.time()) * 0.6))
+            saved = await self.checkpointer.save(max(0.1, (deadline - loop.time()) * 0.5))
             logger.info("agent %s: final checkpoint %s", self.agent,
                         "saved" if saved else "NOT saved (store unreachable)")
+            with contextlib.suppress(Exception):  # after the checkpoint: see outcomes
+                async with asyncio.timeout(max(0.1, (deadline - loop.time()) * 0.4)):
+                    await self._store_results()
             await self.reporter.flush(max(0.1, deadline - loop.time() - 0.2))
         if self.events is not None:
             await self.events.flush(max(0.1, min(2.0, deadline - loop.time() - 0.1)))

@@ -49,7 +49,7 @@ from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
 from llmagents.runner import tracing
 from llmagents.runner.fleet import FleetBreaker, read_pool, watch_pool
 from llmagents.runner.gateway import Gateway
-from llmagents.runner.kube import KubeClient, KubeError, config_map_path, custom_path
+from llmagents.kube import KubeClient, KubeError, config_map_path, custom_path
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.results import ConfigMapResultStore
@@ -149,8 +149,6 @@ def _metrics_app(metrics: RunnerMetrics, ready: Callable[[], bool]) -> web.Appli
 
 
 async def run(args: argparse.Namespace) -> int:
-    # One line per API and provider request would drown what the runner itself says.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     env = os.environ
     missing = [name for name in (ENV_AGENT, ENV_NAMESPACE) if not env.get(name)]
     if missing:
@@ -162,7 +160,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    kube = KubeClient.from_environment(kubeconfig=args.kubeconfig)
+    kube = await KubeClient.from_environment(kubeconfig=args.kubeconfig)
     status_sink = AgentStatusSink(kube, namespace=namespace, name=agent)
     started: list[web.AppRunner] = []
     try:

@@ -52,6 +52,7 @@ _ERROR_TYPES = {
     RefusalKind.UNAVAILABLE: "server_error",
     RefusalKind.DEADLINE: "server_error",
 }
+_LEGACY = ("functions", "function_call")
 # Named fields the neutral model has no place for: passed on to OpenAI-compatible providers.
 _OPENAI_ONLY = ("presence_penalty", "frequency_penalty", "user")
 
@@ -104,9 +105,16 @@ async def handle(runner: Runner, request: Request) -> Response | StreamingRespon
 def parse(raw: bytes) -> wire.ChatCompletionRequest:
     """The request, validated; ``Refusal`` (400) naming the first wrong field."""
     try:
-        return wire.ChatCompletionRequest.model_validate_json(raw)
+        request = wire.ChatCompletionRequest.model_validate_json(raw)
     except ValidationError as invalid:
         raise _invalid(invalid) from None
+    for legacy in _LEGACY:
+        # Passed on, these would reach OpenAI-compatible providers only and vanish on the
+        # way to the others: the answer would silently call no function.
+        if (request.__pydantic_extra__ or {}).get(legacy) is not None:
+            raise Refusal(400, f"'{legacy}' is OpenAI's deprecated form of function calling; "
+                          "send 'tools' and 'tool_choice' instead", param=legacy)  # fmt: skip
+    return request
 
 
 def _invalid(invalid: ValidationError) -> Refusal:

@@ -40,7 +40,7 @@ from llmagents.api.status import (
 from llmagents.pricing import KnownPrice
 from llmagents.routing import ProviderManager
 from llmagents.routing import clock as clocks
-from llmagents.runner.kube import KubeClient, KubeError, custom_path
+from llmagents.kube import KubeClient, KubeError, custom_path
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +270,7 @@ def build_status(
     cost = CostStatus(
         spent_usd=spent,
         total_usd=spend.cost,
+        limit_usd=budget.limit if budget is not None else None,
         period=budget.period if budget is not None else None,
         period_start=budget.period_start if budget is not None else None,
     )

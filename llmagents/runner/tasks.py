@@ -14,8 +14,11 @@ keeps to the budget within the call; this loop adds what only the task list know
 - a task with a ``responseFormat`` asks providers for JSON of its schema and accepts only
   an answer that is JSON valid against it (``answer_check``); a provider whose answer fails
   is retried and fallen back from like one that sent a malformed answer;
-- after each task, ``after_task`` runs (results flushed, checkpoint saved, status told)
-  before the next one starts.
+- a task's end is recorded by ``record`` in the same step as the answer arrives, with no
+  await between the engine charging the call and the task counting as ended: any
+  checkpoint holds both or neither (docs/exactly-once.md);
+- after each task, ``after_task`` runs (checkpoint saved, then the result written, status
+  told) before the next one starts.
 """
 
 from __future__ import annotations
@@ -41,11 +44,16 @@ from llmagents.chat import (
     ResponseFormatType,
     Role,
 )
-from llmagents.errors import BudgetExhausted, CallFailed, CapabilityUnavailable
+from llmagents.errors import (
+    BudgetExhausted,
+    CallFailed,
+    CapabilityUnavailable,
+    RequestNotEncodable,
+)
 from llmagents.routing import CallTask
 from llmagents.routing import clock as clocks
 from llmagents.runner.engine import AgentEngine, AnswerCheck
-from llmagents.runner.results import ResultStore, TaskResult
+from llmagents.runner.results import TaskResult
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +150,8 @@ class TaskLoop:
         engine: AgentEngine,
         tasks: Sequence[TaskSpec],
         progress: Progress,
-        results: ResultStore,
         *,
+        record: Callable[[TaskResult], None],
         after_task: Callable[[TaskResult], Awaitable[None]],
         on_budget_wait: Callable[[bool], None],
         redact: Callable[[str], str] = lambda text: text,
@@ -154,7 +162,7 @@ class TaskLoop:
         self.engine = engine
         self.tasks = list(tasks)
         self.progress = progress
-        self.results = results
+        self._record = record
         self._after_task = after_task
         self._on_budget_wait = on_budget_wait
         self._redact = redact
@@ -173,11 +181,12 @@ class TaskLoop:
             result = await self._run_task(spec, stop)
             if isinstance(result, LoopEnd):
                 return result
+            # No await from the engine's charge to here: see the module docstring.
             if result.ok:
                 self.progress.complete(spec.name)
             else:
                 self.progress.fail(spec.name, result.error or "failed")
-            self.results.add(result)
+            self._record(result)
             await self._after_task(result)
         return LoopEnd.FINISHED
 
@@ -204,6 +213,12 @@ class TaskLoop:
                 if not await self._wait_for_budget(stop):
                     return LoopEnd.STOPPED
                 continue
+            except RequestNotEncodable as invalid:
+                # The task itself holds what strict JSON cannot: no provider is called, and
+                # no retry helps.
+                logger.error("task %s failed: %s", spec.name, invalid)
+                return TaskResult(spec.name, ok=False, ended_at=self._wall_clock(),
+                                  error=str(invalid), attempts=attempts)  # fmt: skip
             except CallFailed as failed:
                 attempts += len(failed.attempts)
                 # No wait gives a provider a capability it lacks (a responseFormat needs

@@ -20,7 +20,7 @@ from llmagents.api.runner_config import AgentIdentity, results_config_map_names
 from llmagents.runner.checkpoint import Checkpoint
 from llmagents.runner.checkpointer import Checkpointer
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
-from llmagents.runner.kube import KubeClient
+from llmagents.kube import KubeClient
 from llmagents.runner.results import ConfigMapResultStore, TaskResult
 from llmagents.testing.cluster import ClusterInfo, Kubectl
 
@@ -46,7 +46,7 @@ def owner(kubectl: Kubectl, namespace: str) -> AgentIdentity:
 
 @pytest.fixture
 async def kube(cluster: ClusterInfo) -> AsyncIterator[KubeClient]:
-    client = KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
+    client = await KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
     yield client
     await client.aclose()
 
@@ -105,8 +105,7 @@ async def test_results_shards_are_created_as_they_fill_and_go_with_the_agent(
 
     kubectl("delete", "configmap", names[0])
     results.add(TaskResult(task="t2", ok=False, ended_at=datetime.now(UTC), error="boom"))
-    assert not await results.flush()  # the shard vanished: kept pending, created again
-    assert await results.flush()
+    assert await results.flush()  # the shard vanished: created again and written at once
     assert json.loads(config_map(kubectl, names[0])["data"]["t2"])["error"] == "boom"
 
     kubectl("delete", "llmagent", "keeper")
@@ -125,3 +124,80 @@ async def test_a_result_that_finds_every_shard_full_is_listed_not_stored(
     stored = config_map(kubectl, names[0])
     assert stored is not None and sorted(stored["data"]) == ["t0", "t1"]
     assert results.not_stored == ["t2", "t3"]
+
+
+async def test_a_stale_runner_beside_its_replacement_has_its_checkpoint_and_results_refused(
+    kube: KubeClient, kubectl: Kubectl, owner: AgentIdentity
+) -> None:
+    names = results_config_map_names("keeper")
+    old_done: list[str] = []
+    old_store = ConfigMapCheckpointStore(kube, owner=owner, name="keeper-checkpoint")
+    old = Checkpointer(old_store, state(old_done), interval=60, min_spacing=0)
+    await old.claim(lambda restored: None)
+    old_results = ConfigMapResultStore(kube, owner=owner, names=names)
+    await old_results.claim(old.epoch)
+    old_writer = asyncio.create_task(old.run())
+    old_done.append("t1")
+    assert await old.save(10)
+    old_results.add(TaskResult(task="t1", ok=True, ended_at=datetime.now(UTC), text="first"))
+    assert await old_results.flush()
+
+    # The replacement starts while the old pod still runs (a partition, a slow shutdown).
+    new_done: list[str] = []
+    new_store = ConfigMapCheckpointStore(kube, owner=owner, name="keeper-checkpoint")
+    new = Checkpointer(new_store, state(new_done), interval=60, min_spacing=0)
+    restored = await new.claim(lambda checkpoint: new_done.extend(checkpoint.completed))
+    assert restored is not None and new_done == ["t1"] and new.epoch == old.epoch + 1
+    new_results = ConfigMapResultStore(kube, owner=owner, names=names)
+    await new_results.claim(new.epoch)
+
+    # The old runner ends another task: its checkpoint write names a resourceVersion the
+    # API server no longer has (409), and the re-read shows the newer epoch: fenced.
+    old_done.append("t2")
+    assert not await old.save(10)
+    assert old.fenced is not None and (old.fenced.ours, old.fenced.theirs) == (1, 2)
+    await old_writer
+    # Its result write is refused the same way: the shard was claimed by epoch 2.
+    old_results.add(TaskResult(task="t2", ok=True, ended_at=datetime.now(UTC), text="stale"))
+    assert not await old_results.flush()
+    assert old_results.fenced == new.epoch
+    shard = config_map(kubectl, names[0])
+    assert shard is not None and sorted(shard["data"]) == ["t1"]
+    assert shard["metadata"]["annotations"]["llmagents.dev/results-epoch"] == str(new.epoch)
+    stored = await new_store.read()
+    assert stored.epoch == new.epoch and stored.checkpoint is not None
+    assert stored.checkpoint.completed == ["t1"]
+
+    # The replacement writes on.
+    new_done.append("t2")
+    new_writer = asyncio.create_task(new.run())
+    try:
+        assert await new.save(10)
+        new_results.add(TaskResult(task="t2", ok=True, ended_at=datetime.now(UTC), text="new"))
+        assert await new_results.flush()
+    finally:
+        new.close()
+        await new_writer
+    shard = config_map(kubectl, names[0])
+    assert shard is not None and json.loads(shard["data"]["t2"])["text"] == "new"
+    assert (await new_store.read()).checkpoint.completed == ["t1", "t2"]
+
+
+async def test_a_result_written_again_after_a_restart_stays_one_row_in_its_shard(
+    kube: KubeClient, kubectl: Kubectl, owner: AgentIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("llmagents.runner.results.SHARD_LIMIT", 600)
+    names = results_config_map_names("keeper")[:2]
+    first = ConfigMapResultStore(kube, owner=owner, names=names)
+    await first.claim(1)
+    for n in range(2):  # about 250 bytes each: the first shard holds two
+        first.add(TaskResult(task=f"t{n}", ok=True, ended_at=datetime.now(UTC), text="x" * 80))
+    assert await first.flush()
+    # A restarted runner writes t0 again (it cannot know whether the write landed) and t2.
+    second = ConfigMapResultStore(kube, owner=owner, names=names)
+    await second.claim(2)
+    second.add(TaskResult(task="t0", ok=True, ended_at=datetime.now(UTC), text="x" * 80))
+    second.add(TaskResult(task="t2", ok=True, ended_at=datetime.now(UTC), text="x" * 80))
+    assert await second.flush()
+    shards = [sorted((config_map(kubectl, n) or {}).get("data") or {}) for n in names]
+    assert shards == [["t0", "t1"], ["t2"]]

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import agents
 import anthropic
 import openai
+import pydantic
 import pytest
 
 from llmagents.api.runner_config import RunnerConfig
@@ -288,3 +289,31 @@ async def test_an_anthropic_sdk_loop_begun_on_gemini_finishes_on_claude_with_its
     assert final.content[0].text.startswith("[fake-anthropic:claude-sonnet-4-5] tool results:")
     assert "get_weather done" in final.content[0].text and "get_time done" in final.content[0].text
     assert runner.engine.manager.current_provider == "claude"
+
+
+class Forecast(pydantic.BaseModel):
+    city: str
+    days: int
+    sunny: bool
+
+
+async def test_an_agents_sdk_agent_with_an_output_type_gets_its_structured_answer(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"outage": True})
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="llmagents-gateway", max_retries=0)
+    agent = agents.Agent(
+        name="forecaster",
+        instructions="Answer with the forecast.",
+        output_type=Forecast,
+        model=agents.OpenAIResponsesModel(model="auto", openai_client=client),
+    )
+    result = await agents.Runner.run(
+        agent, "The forecast for Lisbon, please", run_config=agents.RunConfig(tracing_disabled=True)
+    )
+    # text.format json_schema crossed the gateway: the fallback answered JSON of the schema,
+    # which the SDK parsed into the model.
+    assert isinstance(result.final_output, Forecast)
+    assert result.final_output.city == "Lisbon"
+    assert runner.engine.manager.spend_by_provider["fallback"].calls == 1

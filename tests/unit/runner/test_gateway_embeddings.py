@@ -151,7 +151,7 @@ async def test_a_pool_without_an_embedding_model_refuses_clearly(
 ) -> None:
     runner, gateway, url = await serve(edges, config(fakes, tasks=None))
     try:
-        with pytest.raises(openai.BadRequestError, match="embeddings.model") as refused:
+        with pytest.raises(openai.BadRequestError, match="embeddings.model on an") as refused:
             await client(url).embeddings.create(model="auto", input="x")
         assert refused.value.code == "embeddings_unavailable"
     finally:
@@ -209,3 +209,24 @@ def test_an_embedding_model_without_a_stated_price_is_charged_at_the_tables(
     price = embedding_price(spec)
     assert price is not None
     assert (price.base.input, price.base.output) == (pytest.approx(per_million), 0.0)
+
+
+async def test_an_embedding_model_of_unknown_price_is_not_used_by_an_agent_with_a_budget(
+    fakes: Fakes, edges: Edges
+) -> None:
+    # A self-hosted endpoint's model: no table knows its price, and none is stated.
+    cfg = with_embeddings(config(fakes, tasks=None, budget={"limit": 100}), None)
+    unpriced = [
+        p.model_copy(update={"embeddings": p.embeddings.model_copy(
+            update={"model": "bge-small", "input_per_million": None})})
+        for p in cfg.pool.providers
+    ]  # fmt: skip
+    cfg = cfg.model_copy(update={"pool": cfg.pool.model_copy(update={"providers": unpriced})})
+    runner, gateway, url = await serve(edges, cfg)
+    try:
+        with pytest.raises(openai.BadRequestError, match="embeddings.inputPerMillion"):
+            await client(url).embeddings.create(model="auto", input="x")
+    finally:
+        await gateway.stop()
+        await runner.shutdown(5)
+    assert fakes.primary.stats.requests == 0 and fakes.fallback.stats.requests == 0

@@ -11,7 +11,7 @@ from llmagents.api.status import RunnerAgentStatus, RunnerPhase
 from llmagents.routing import BreakerState, CallTask
 from llmagents.runner.engine import AgentEngine
 from llmagents.runner.fleet import FleetBreaker
-from llmagents.runner.kube import KubeUnavailable
+from llmagents.kube import KubeUnavailable
 from llmagents.runner.status import MemoryStatusSink, RunnerReport, StatusReporter
 from llmagents.runner.tasks import task_request
 

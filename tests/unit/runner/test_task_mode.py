@@ -11,7 +11,7 @@ import pytest
 from llmagents.api.status import BreakerState, CostStatus, RunnerAgentStatus, RunnerPhase
 from llmagents.runner.checkpoint import FileCheckpointStore
 from llmagents.runner.lifecycle import Runner
-from llmagents.runner.results import FileResultStore, TaskResult
+from llmagents.runner.results import FileResultStore
 from llmagents.runner.tasks import LoopEnd
 
 from .conftest import Edges, Fakes, config
@@ -189,11 +189,13 @@ async def test_an_oversize_checkpoint_shows_as_a_condition_and_spend_is_still_sa
 class RoomForTwo(FileResultStore):
     """A result store that fills up after two results, as full results ConfigMaps do."""
 
-    def add(self, result: TaskResult) -> None:
-        if len(self._pending) + self.stored >= 2:
-            self.not_stored.append(result.task)
+    def add_row(self, row: dict) -> None:
+        if row["task"] in self._pending:
+            super().add_row(row)
+        elif len(self._pending) + self.stored >= 2:
+            self.not_stored.append(row["task"])
         else:
-            super().add(result)
+            super().add_row(row)
 
     async def flush(self) -> bool:
         self.stored += len(self._pending)
@@ -237,3 +239,16 @@ async def test_spend_the_status_shows_beyond_the_checkpoint_still_counts_against
     assert second.engine.manager.budget.spent == pytest.approx(saved + 0.5)
     assert second.engine.manager.spend.cost == pytest.approx(saved)  # per provider: exact
     await second.shutdown(5)
+
+
+async def test_a_task_strict_json_cannot_carry_fails_clearly_and_calls_no_provider(
+    fakes: Fakes, edges: Edges
+) -> None:
+    tasks = [{"name": "broken", "prompt": "a lone \ud800 surrogate"},
+             {"name": "fine", "prompt": "Question?"}]  # fmt: skip
+    runner = edges.runner(config(fakes, tasks=tasks))
+    assert await run(runner) is LoopEnd.FINISHED
+    rows = results(edges)
+    assert rows["broken"]["ok"] is False and "strict JSON" in rows["broken"]["error"]
+    assert rows["fine"]["ok"] is True
+    assert fakes.primary.stats.requests == 1  # only the fine task's call

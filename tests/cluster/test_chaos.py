@@ -1,0 +1,160 @@
+"""Chaos on the real control plane: the runner pod SIGKILLed at random instants while a
+flapping provider makes it fall back, then audited against the fakes' own counters.
+
+The operator runs the agent as a Deployment; the process kubelet runs its pod and restarts
+the runner container after each kill with a short back-off (0.1 s, at most 0.3 s: the
+default ten-second back-off of a real kubelet would make the test slow, not different).
+Checkpoint and results go to ConfigMaps on the real API server, so every write the runner
+makes is the compare-and-swap it makes in production. The audit is the one of the local
+chaos test (``llmagents.testing.audit``): one result row per task, every task done in the
+checkpoint, and spend matching the providers' bill but for the calls in flight at the kills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from polling import eventually
+from test_crds import install_crds
+from test_operator import OperatorProcess, get
+
+from llmagents.testing.audit import Prices, audit
+from llmagents.testing.cluster import ClusterInfo, Kubectl
+from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
+from llmagents.testing.kubelet import ProcessKubelet
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+TASKS = [f"task-{i:02d}" for i in range(30)]
+PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
+KILLS = 8
+KEY = "sk-chaos-cluster-0123456789"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def crds(cluster: ClusterInfo) -> None:
+    install_crds(cluster)
+
+
+@pytest.fixture
+def operator(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log",
+                         "--no-leader-election")  # fmt: skip
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def kubelet(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Iterator[ProcessKubelet]:
+    started = ProcessKubelet(cluster.kubeconfig, namespace=namespace,
+                             state_dir=tmp_path / "kubelet", backoff_initial=0.1,
+                             backoff_max=0.3, max_stop_grace=10.0)  # fmt: skip
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[ThreadedFake, ThreadedFake]]:
+    flapping = FaultPlan(fail_rate=0.3, fail_with=["503", "reset", "429"], latency="20:120")
+    primary = FakeOpenAI(api_key=KEY, faults=flapping).start_in_thread()
+    fallback = FakeOpenAI(api_key=KEY, faults=FaultPlan(latency="20:120")).start_in_thread()
+    yield primary, fallback
+    primary.stop()
+    fallback.stop()
+
+
+def setup(kubectl: Kubectl, primary: str, fallback: str) -> None:
+    kubectl("create", "secret", "generic", "keys", f"--from-literal=key={KEY}")
+    provider = {"type": "openai", "secretRef": {"name": "keys", "key": "key"},
+                "pricing": PRICES, "timeout": "5s", "maxRetries": 1}  # fmt: skip
+    pool = {"providers": [
+                {**provider, "name": "primary", "model": "gpt-4o-mini", "baseURL": primary,
+                 "priority": 1},
+                {**provider, "name": "fallback", "model": "gpt-4.1", "baseURL": fallback,
+                 "priority": 2}],
+            "retry": {"initialDelay": "10ms", "jitter": 0},
+            "circuitBreaker": {"maxFailures": 3, "recoveryTime": "1s"}}  # fmt: skip
+    kubectl.apply(json.dumps({"apiVersion": "llmagents.dev/v1alpha1", "kind": "ProviderPool",
+                              "metadata": {"name": "pool"}, "spec": pool}))  # fmt: skip
+    agent = {"poolRef": {"name": "pool"}, "checkpointInterval": "30s",
+             "budget": {"limit": 50, "period": "total"},
+             "work": {"tasks": [{"name": n, "prompt": f"Chaos question {n}?"} for n in TASKS]}}  # fmt: skip
+    kubectl.apply(json.dumps({"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
+                              "metadata": {"name": "chaos"}, "spec": agent}))  # fmt: skip
+
+
+def checkpoint(kubectl: Kubectl) -> dict[str, Any]:
+    config_map = get(kubectl, "configmap", "chaos-checkpoint") or {}
+    text = (config_map.get("data") or {}).get("checkpoint.json")
+    return json.loads(text) if text else {}
+
+
+def result_rows(kubectl: Kubectl) -> list[dict[str, Any]]:
+    rows = []
+    for index in range(4):
+        data = (get(kubectl, "configmap", f"chaos-results-{index}") or {}).get("data") or {}
+        rows.extend(json.loads(value) for value in data.values())
+    return rows
+
+
+def running_runner(kubelet: ProcessKubelet, namespace: str, not_pid: int | None) -> Any:
+    for container in kubelet.statuses(namespace):
+        if container.container == "runner" and container.running and container.pid != not_pid:
+            return container
+    return None
+
+
+ROUNDS = range(int(os.environ.get("LLMAGENTS_CHAOS_ROUNDS") or 1))
+"""``LLMAGENTS_CHAOS_ROUNDS=20`` repeats the test (each round with its own seed)."""
+
+
+@pytest.mark.timeout(170)
+@pytest.mark.parametrize("round_", ROUNDS)
+def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, kubelet: ProcessKubelet,
+    fakes: tuple[ThreadedFake, ThreadedFake], round_: int,
+) -> None:  # fmt: skip
+    seed = int(os.environ.get("LLMAGENTS_CHAOS_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    began = time.monotonic()
+    setup(kubectl, fakes[0].base_url, fakes[1].base_url)
+    pid: int | None = None
+    kills = 0
+    while kills < KILLS:
+        runner = eventually(lambda: running_runner(kubelet, namespace, pid), timeout=60,
+                            what=f"seed {seed}: the runner running again")  # fmt: skip
+        if len(checkpoint(kubectl).get("completed") or []) == len(TASKS):
+            break  # done before every kill was spent: the audit still holds
+        # From the process's start (imports, claim) to a few tasks in.
+        time.sleep(rng.uniform(0.2, 4.0))
+        pid = runner.pid
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        kills += 1
+    eventually(lambda: len(checkpoint(kubectl).get("completed") or []) == len(TASKS)
+               and not checkpoint(kubectl).get("unstoredResults")
+               and len(result_rows(kubectl)) >= len(TASKS),
+               timeout=120, what=f"seed {seed}: every task done and stored")  # fmt: skip
+    report = audit(
+        tasks=TASKS, rows=result_rows(kubectl), checkpoint=checkpoint(kubectl),
+        stats={"primary": fakes[0].stats(), "fallback": fakes[1].stats()},
+        prices={name: Prices(1000.0, 2000.0) for name in ("primary", "fallback")},
+        kills=kills,
+    )  # fmt: skip
+    print(f"seed {seed}: {report.summary()} in {time.monotonic() - began:.0f} s")
+    assert not report.problems, f"seed {seed}: {report.summary()}: {report.problems}"
+    assert kills >= KILLS // 2
