@@ -231,6 +231,15 @@ class CostStatus(ApiModel):
     total_usd: float = Field(
         default=0.0, ge=0, alias="totalUSD", description="USD spent over the agent's life."
     )
+    limit_usd: float | None = Field(
+        default=None,
+        ge=0,
+        alias="limitUSD",
+        description=(
+            "The budget limit the runner enforced when it reported; a spec limit above it"
+            " means the user raised the limit since."
+        ),
+    )
     period: BudgetPeriod | None = Field(default=None, description="The budget period counted.")
     period_start: datetime | None = Field(
         default=None, description="Start of the current budget period."

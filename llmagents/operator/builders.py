@@ -136,10 +136,6 @@ _RUNNER_PROBES = {
 # profile) holds for every container, the agent's own included; each container adds the rest.
 _POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 _SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-# With _SECURITY on every container, what the restricted Pod Security Standard asks of a
-# pod: a namespace that enforces it refused every agent pod without these (seen on a real
-# API server by tests/e2e). The image runs as uid 65532; an agent image must be non-root.
-_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 TOKEN_VOLUME = "runner-token"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"

@@ -112,8 +112,11 @@ def _budget(agent: AgentObject, now: datetime) -> tuple[bool, CondSpec, float | 
     if not status.budget_exhausted:
         return False, _true(BUDGET_AVAILABLE, "WithinBudget"), None
     spent = status.cost.spent_usd if status.cost else 0.0
-    if spent < budget.limit:
-        # The user raised the limit above what was spent: let the runner continue.
+    # A hard cap is rarely spent to the cent: the runner also reports the budget exhausted
+    # when what is left pays for no call. Only a limit above the one the runner enforced
+    # means the user raised it (a runner that does not report its limit: above the spend).
+    enforced = status.cost.limit_usd if status.cost else None
+    if budget.limit > (enforced if enforced is not None else spent):
         return False, _true(BUDGET_AVAILABLE, "LimitRaised"), None
     period_start = status.cost.period_start if status.cost else None
     rollover = next_period_start(budget.period, period_start) if period_start else None
@@ -127,6 +130,8 @@ def _budget(agent: AgentObject, now: datetime) -> tuple[bool, CondSpec, float | 
             wait,
         )
     message = f"spent {spent:.4f} of {budget.limit:.4f} USD ({budget.period.value})"
+    if spent < budget.limit:
+        message += "; what is left pays for no call"
     return True, _false(BUDGET_AVAILABLE, "BudgetExhausted", message), wait
 
 

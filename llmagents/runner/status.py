@@ -271,6 +271,7 @@ def build_status(
     cost = CostStatus(
         spent_usd=spent_usd,
         total_usd=spend.cost,
+        limit_usd=budget.limit if budget is not None else None,
         period=budget.period if budget is not None else None,
         period_start=budget.period_start if budget is not None else None,
     )

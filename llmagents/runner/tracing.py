@@ -9,7 +9,8 @@ the exporter. The other standard variables (``OTEL_EXPORTER_OTLP_HEADERS``,
 Each gateway request or task is one span, ``chat`` (``gen_ai.operation.name``), that ends when its answer has been given (a stream's when it ends). Each try at a
 provider is a child span of it with that provider's ``gen_ai.provider.name``,
 ``gen_ai.request.model``, server address, the outcome (``error.type`` is the error kind), its
-retry number and backoff, the fallback that led to it and why, and the usage it reported.
+retry number and the error that made it retry, the fallback that led to it and why, and the
+usage it reported.
 The call span carries who answered, ``gen_ai.usage.*`` and the cost. A gateway request's
 ``traceparent`` (W3C Trace Context) is the call span's parent, so an agent's own trace
 continues through the runner to its providers.
@@ -87,6 +88,8 @@ class CallTracer(EngineListener):
         self._shutdown = shutdown
         self._fallbacks: dict[int, Fallback] = {}
         """The fallback that leads to the next attempt, by call span id."""
+        self._failed: dict[tuple[int, str], str] = {}
+        """The error kind of the latest failed attempt, by call span id and provider."""
 
     # -- incoming context ---------------------------------------------------------------------
 
@@ -128,7 +131,10 @@ class CallTracer(EngineListener):
         self, span: Span, result: CallResult[Any] | None, *, error: BaseException | None = None
     ) -> None:
         """End a call span with who answered, usage and cost, or with the error that ended it."""
-        self._fallbacks.pop(span.get_span_context().span_id, None)
+        span_id = span.get_span_context().span_id
+        self._fallbacks.pop(span_id, None)
+        for key in [k for k in self._failed if k[0] == span_id]:
+            del self._failed[key]
         if result is not None:
             # One set_attributes: the SDK validates and locks per call, not per attribute.
             attributes: dict[str, Any] = {
@@ -158,12 +164,14 @@ class CallTracer(EngineListener):
     def attempt(self, attempt: Attempt) -> Iterator[Span]:
         """The span of one try, a child of the current call span."""
         spec = attempt.provider
-        parent = trace.get_current_span()
+        parent_id = trace.get_current_span().get_span_context().span_id
         attributes = self._attempt_attributes(spec, attempt)
-        fallback = self._fallbacks.pop(parent.get_span_context().span_id, None)
+        fallback = self._fallbacks.pop(parent_id, None)
         if fallback is not None:
             attributes["llmagents.fallback.from"] = fallback.from_provider
             attributes["llmagents.fallback.reason"] = fallback.reason
+        if attempt.retry:
+            attributes["llmagents.retry.reason"] = self._failed.get((parent_id, spec.name), "")
         span = self.tracer.start_span(f"chat {spec.model}", kind=SpanKind.CLIENT,
                                       attributes=attributes)  # fmt: skip
         try:
@@ -171,6 +179,8 @@ class CallTracer(EngineListener):
         except ProviderError as error:
             span.set_attribute("error.type", error.kind.value)
             span.set_status(Status(StatusCode.ERROR, self._redact(error.message)[:1024]))
+            if parent_id:
+                self._failed[(parent_id, spec.name)] = error.kind.value
             raise
         except BaseException as error:
             span.set_attribute("error.type", type(error).__name__)

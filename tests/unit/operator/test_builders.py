@@ -93,23 +93,6 @@ def test_deployment_runs_one_runner_recreated_never_overlapping():
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_every_agent_pod_meets_the_restricted_pod_security_standard():
-    gateway = agent_body()
-    gateway["spec"]["work"] = {"agent": {"image": "example.test/bot:1"}}
-    for body in (agent_body(), gateway):
-        pod = _deployment(_build(body))["spec"]["template"]["spec"]
-        assert pod["securityContext"] == {
-            "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"},
-        }  # fmt: skip
-        for container in pod["containers"]:
-            assert container["securityContext"] == {
-                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-            }, container["name"]  # fmt: skip
-            assert all("hostPort" not in p for p in container.get("ports", []))
-        assert "hostNetwork" not in pod and "hostPID" not in pod
-    assert {c["name"] for c in pod["containers"]} >= {"runner", "agent"}
-
-
 def test_runner_and_sidecar_get_the_operator_s_default_resources_unless_the_agent_sets_them():
     from dataclasses import replace
 

@@ -103,6 +103,23 @@ def test_raising_the_limit_resumes_an_exhausted_agent():
     assert _conds(verdict)["BudgetAvailable"] == ("True", "LimitRaised")
 
 
+def test_a_budget_with_room_for_no_call_stops_the_agent_until_the_limit_is_raised():
+    # The hard cap leaves cents no call fits in: exhausted though spent < limit.
+    status = {
+        "providers": HEALTHY,
+        "budgetExhausted": True,
+        "cost": {"spentUSD": 0.007, "limitUSD": 0.012},
+    }
+    verdict = decide(_agent(status, budget={"limit": 0.012}), RESOLVED, NOW)
+    assert (verdict.phase, verdict.replicas) == (Phase.BUDGET_EXHAUSTED, 0)
+    reason, message = _conds(verdict)["BudgetAvailable"][1], verdict.conditions
+    assert reason == "BudgetExhausted"
+    assert any("pays for no call" in (c.message or "") for c in message)
+    raised = decide(_agent(status, budget={"limit": 0.02}), RESOLVED, NOW)
+    assert raised.replicas == 1
+    assert _conds(raised)["BudgetAvailable"] == ("True", "LimitRaised")
+
+
 def test_spent_budget_with_local_only_keeps_running_on_free_providers():
     status = {"providers": HEALTHY, "budgetExhausted": True, "cost": {"spentUSD": 1.0}}
     agent = _agent(status, budget={"limit": 1.0, "onExhausted": "local-only"})

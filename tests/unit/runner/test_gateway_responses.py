@@ -136,7 +136,7 @@ async def test_requests_that_need_stored_state_are_refused_clearly(
         ),
         (
             {"input": [{"type": "function_call_output", "call_id": "c9", "output": "4"}]},
-            "no function_call item with call_id 'c9'",
+            "no call with call_id 'c9'",
         ),
         ({"input": [{"type": "web_search_call", "id": "ws"}]}, "web_search_call"),
         (

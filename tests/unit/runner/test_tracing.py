@@ -184,3 +184,34 @@ def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv(tracing.ENV_TRACES_ENDPOINT, raising=False)
     assert tracing.from_environment(agent="a", namespace="n") is None
 
+
+
+async def test_a_retried_attempt_says_which_error_it_retries(fakes: Fakes) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llmagents.routing import CallTask
+    from llmagents.runner.engine import AgentEngine
+    from llmagents.runner.tasks import task_request
+
+    from .conftest import KEYS
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = tracing.CallTracer(provider.get_tracer("test"), agent="agent-a")
+    cfg = config(fakes, tasks=1)
+    providers = [p.model_copy(update={"max_retries": 1}) for p in cfg.pool.providers]
+    cfg = cfg.model_copy(update={"pool": cfg.pool.model_copy(update={"providers": providers})})
+    engine = AgentEngine.build(cfg, api_keys=KEYS, listener=tracer, tracer=tracer)
+    fakes.primary.core.update({"script": ["429"]})
+    result = await engine.complete(task_request(cfg.tasks[0]), CallTask(input_tokens=5))
+    await engine.aclose()
+    assert result.provider == "primary"
+    attempts = sorted((s for s in exporter.get_finished_spans() if s.name != "chat"),
+                      key=lambda s: s.start_time)  # fmt: skip
+    assert [(a.attributes["llmagents.retry"], a.attributes.get("error.type")) for a in attempts] \
+        == [(0, "rate_limited"), (1, None)]
+    assert attempts[1].attributes["llmagents.retry.reason"] == "rate_limited"
+    assert "llmagents.retry.reason" not in attempts[0].attributes
