@@ -31,8 +31,8 @@ from typing import Any
 from llmagents.api.status import API_VERSION
 from llmagents.chat import Usage
 from llmagents.events import EventGone, EventRecorder, EventType, Regarding
-from llmagents.routing import BreakerState, EngineListener, Fallback, ProviderManager, Transition
 from llmagents.kube import KubeClient, KubeNotFound
+from llmagents.routing import BreakerState, EngineListener, Fallback, ProviderManager, Transition
 
 logger = logging.getLogger(__name__)
 
