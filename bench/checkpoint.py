@@ -100,8 +100,8 @@ async def _writes(store: Any, build: Any, writes: int) -> dict[str, float]:
 
 async def _configmap_writes(kubeconfig: str, build: Any, writes: int) -> dict[str, float]:
     from llmagents.api.runner_config import AgentIdentity
-    from llmagents.runner.configmap_store import ConfigMapCheckpointStore
     from llmagents.kube import KubeClient
+    from llmagents.runner.configmap_store import ConfigMapCheckpointStore
 
     kube = await KubeClient.from_environment(kubeconfig=kubeconfig)
     namespace = f"bench-checkpoint-{uuid.uuid4().hex[:6]}"

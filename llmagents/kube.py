@@ -78,7 +78,7 @@ def _error(exc: ApiException, what: str) -> KubeError:
     status = exc.status or None
     message = exc.reason or ""
     try:
-        message = str(json.loads(exc.body).get("message", message))
+        message = str(json.loads(exc.body or "").get("message", message))
     except (TypeError, ValueError, AttributeError):
         pass
     text = f"{what}: HTTP {status}: {message}" if status else f"{what}: {message}"
@@ -114,7 +114,9 @@ class KubeClient:
         configuration = k8s.Configuration()
         if kubeconfig is None:
             try:
-                k8s_config.load_incluster_config(client_configuration=configuration)
+                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
             except k8s_config.ConfigException:
                 await k8s_config.load_kube_config(client_configuration=configuration)
         else:

@@ -355,7 +355,8 @@ async def _run(
     if needs_sidecar(config):
         if args.onnx_url is None:
             sidecar = Sidecar(state / "onnx.log", args.onnx_model_dir)
-        config = config.model_copy(update={"onnx_url": args.onnx_url or sidecar.url})
+        onnx_url = args.onnx_url if sidecar is None else sidecar.url
+        config = config.model_copy(update={"onnx_url": onnx_url})
     redactor = Redactor(keys.values())
     install_log_redaction(redactor)
     sink = TableSink(local.agent, [p.name for p in config.pool.providers], quiet=args.once)

@@ -61,10 +61,12 @@ class KopfViews:
             self.indexes = {i: kwargs[i] for i in ("agents", "pools")}
 
     def agent(self, key: AgentKey) -> Mapping[str, Any] | None:
-        return _first(self.indexes.get("agents"), key)
+        found: Mapping[str, Any] | None = _first(self.indexes.get("agents"), key)
+        return found
 
     def pool(self, key: PoolKey) -> Mapping[str, Any] | None:
-        return _first(self.indexes.get("pools"), key)
+        found: Mapping[str, Any] | None = _first(self.indexes.get("pools"), key)
+        return found
 
     def agents_of_pool(self, key: PoolKey) -> list[AgentKey]:
         # A scan rather than an index of its own: pools are folded at most once a second,
@@ -190,12 +192,18 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         if state.kube is not None:
             await state.kube.aclose()
 
-    @kopf.index(GROUP, VERSION, "llmagents", id="agents", registry=registry)
-    async def agents(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+    # kopf's callback types take keyword arguments only (``**kwargs``); handlers that name
+    # theirs are what kopf documents, hence the ignores.
+    @kopf.index(GROUP, VERSION, "llmagents", id="agents", registry=registry)  # type: ignore[arg-type]
+    async def agents(
+        namespace: str, name: str, body: kopf.Body, **_: Any
+    ) -> dict[AgentKey, dict[str, Any]]:
         return {(namespace, name): _snapshot(body)}
 
-    @kopf.index(GROUP, VERSION, "providerpools", id="pools", registry=registry)
-    async def pools(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+    @kopf.index(GROUP, VERSION, "providerpools", id="pools", registry=registry)  # type: ignore[arg-type]
+    async def pools(
+        namespace: str, name: str, body: kopf.Body, **_: Any
+    ) -> dict[PoolKey, dict[str, Any]]:
         return {(namespace, name): _snapshot(body)}
 
     @kopf.on.event("apps", "v1", "deployments", id="deployment-event", labels=_OURS,
@@ -203,7 +211,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     async def deployment_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
         await reconciler(kwargs).child_changed({**body, "kind": "Deployment"}, type)
 
-    @kopf.on.event(GROUP, VERSION, "llmagents", id="agent-event", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "llmagents", id="agent-event", registry=registry)  # type: ignore[arg-type]
     async def agent_event(
         type: str | None, namespace: str, name: str, spec: kopf.Spec, **kwargs: Any
     ) -> None:
@@ -213,7 +221,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             return
         await reconciler(kwargs).reconcile_agent((namespace, name))
 
-    @kopf.on.event(GROUP, VERSION, "providerpools", id="pool-event", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "providerpools", id="pool-event", registry=registry)  # type: ignore[arg-type]
     async def pool_event(
         type: str | None, namespace: str, name: str, meta: kopf.Meta, **kwargs: Any
     ) -> None:

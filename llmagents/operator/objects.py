@@ -68,7 +68,7 @@ def _parse(model: type[_Spec], body: Mapping[str, Any]) -> tuple[_Spec | None, s
         return model.model_validate(body.get("spec") or {}), None
     except ValidationError as exc:
         return None, _error_text(exc)
-    except Exception as exc:  # noqa: BLE001 - a spec the models choke on is still only invalid
+    except Exception as exc:
         # Anything else a validator lets escape (an overflow was one) must become the
         # object's condition too, not a reconcile that fails and retries forever.
         return None, f"{type(exc).__name__}: {exc}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from llmagents.api.status import (
     Condition,
@@ -237,7 +238,7 @@ def conditions(
 def same_conditions(a: list[Condition] | None, b: list[Condition] | None) -> bool:
     """Equal but for transition times, which follow from the rest."""
 
-    def key(items: list[Condition] | None) -> list[tuple]:
+    def key(items: list[Condition] | None) -> list[tuple[Any, ...]]:
         return sorted(
             (c.type, c.status, c.reason, c.message, c.observed_generation) for c in items or []
         )

@@ -53,5 +53,5 @@ def input_of(arguments: str) -> str:
     except ValueError:
         return arguments
     if isinstance(value, dict) and isinstance(value.get("input"), str):
-        return value["input"]
+        return str(value["input"])
     return arguments

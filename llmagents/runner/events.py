@@ -5,18 +5,18 @@ the runner (a provider found misconfigured, a fenced checkpoint, the task list d
 records Events through an ``EventRecorder`` (``llmagents.events``), which aggregates repeats
 into series and bounds the writes. Reasons a user can grep:
 
-==================== ======= ==============================================================
-reason               type    when
-==================== ======= ==============================================================
-CircuitOpened        Warning a provider's breaker opened (until when, and why)
-CircuitClosed        Normal  a probe succeeded and the breaker closed again
-FellBack             Normal  a call moved from one provider to another (series per pair)
+===================== ======= ==============================================================
+reason                type    when
+===================== ======= ==============================================================
+CircuitOpened         Warning a provider's breaker opened (until when, and why)
+CircuitClosed         Normal  a probe succeeded and the breaker closed again
+FellBack              Normal  a call moved from one provider to another (series per pair)
 ProviderMisconfigured Warning a provider refused the key, the model or the request
-BudgetLow            Warning 80% of the period's budget is spent
-BudgetExhausted      Warning the period's budget is spent
-CheckpointFenced     Warning a newer runner took over; this one stops writing
-TasksCompleted       Normal  every task of the list ended
-==================== ======= ==============================================================
+BudgetLow             Warning 80% of the period's budget is spent
+BudgetExhausted       Warning the period's budget is spent, or too little is left for a call
+CheckpointFenced      Warning a newer runner took over; this one stops writing
+TasksCompleted        Normal  every task of the list ended (Warning when some failed)
+===================== ======= ==============================================================
 
 Notes never carry a key: they pass through the runner's redactor. ``KubeEventSink`` is the
 only place Events meet the runner's Kubernetes client.
@@ -31,8 +31,8 @@ from typing import Any
 from llmagents.api.status import API_VERSION
 from llmagents.chat import Usage
 from llmagents.events import EventGone, EventRecorder, EventType, Regarding
-from llmagents.routing import BreakerState, EngineListener, Fallback, ProviderManager, Transition
 from llmagents.kube import KubeClient, KubeNotFound
+from llmagents.routing import BreakerState, EngineListener, Fallback, ProviderManager, Transition
 
 logger = logging.getLogger(__name__)
 

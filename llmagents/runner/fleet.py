@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from llmagents.api.status import API_VERSION, ProviderPoolStatus
 from llmagents.kube import KubeClient, KubeError, custom_path
+from llmagents.retrying import Backoff
 from llmagents.routing import BreakerState, ProviderManager
 from llmagents.routing import clock as clocks
 
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 WATCH_SECONDS = 240
 """Server-side length of one watch request; it is renewed from the last resourceVersion."""
-_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+_RETRY = Backoff(first=1.0, cap=30.0)
 
 
 class FleetBreaker:
@@ -154,7 +155,7 @@ async def _pause(
     fleet: FleetBreaker, pool: str, error: Exception, failures: int, stop: asyncio.Event
 ) -> int:
     """Waits before the next try (or until ``stop``); the new count of failures."""
-    delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
+    delay = _RETRY.delay(failures)
     failures += 1
     if failures in (1, 5) or failures % 50 == 0:
         logger.warning("agent %s: cannot watch ProviderPool %s (retrying in %gs): %s",

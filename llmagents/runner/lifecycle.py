@@ -247,7 +247,7 @@ class Runner:
 
     async def run_tasks(self) -> LoopEnd:
         """Run the pending tasks; the runner phase says Completed when all ended."""
-        options = {}
+        options: dict[str, Any] = {}
         if self._task_retry_delays is not None:
             options["retry_delays"] = self._task_retry_delays
         loop = TaskLoop(

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import uvloop
 import yaml
 from aiohttp import web
-from pydantic import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+from pydantic import ValidationError
 
 from llmagents.api.runner_config import (
     CONFIG_KEY,
@@ -42,14 +42,15 @@ from llmagents.api.runner_config import (
 )
 from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus, RunnerPhase
 from llmagents.errors import ConfigError
+from llmagents.events import EventRecorder
+from llmagents.kube import KubeClient, KubeError, config_map_path, custom_path
+from llmagents.retrying import Backoff
+from llmagents.runner import tracing
 from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable, corrupt_conditions
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
-from llmagents.events import EventRecorder
 from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
-from llmagents.runner import tracing
 from llmagents.runner.fleet import FleetBreaker, read_pool, watch_pool
 from llmagents.runner.gateway import Gateway
-from llmagents.kube import KubeClient, KubeError, config_map_path, custom_path
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.results import ConfigMapResultStore
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 ENV_POD_IP = "LLMAGENTS_POD_IP"
 """The pod's own loopback address, set by the process kubelet on the shared test host."""
-_START_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+_START_RETRY = Backoff(first=0.5, cap=10.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +95,7 @@ async def _retry(what: str, action: Callable[[], object], stop: asyncio.Event) -
         try:
             return await action()  # type: ignore[misc]
         except (KubeError, StoreUnavailable) as error:
-            delay = _START_DELAYS[min(failures, len(_START_DELAYS) - 1)]
+            delay = _START_RETRY.delay(failures)
             failures += 1
             logger.warning("%s failed (retrying in %gs): %s", what, delay, error)
             with contextlib.suppress(TimeoutError):
@@ -180,7 +181,7 @@ async def run(args: argparse.Namespace) -> int:
         keys = api_keys(config, env)
         redactor = Redactor(keys.values())
         install_log_redaction(redactor)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         metrics = RunnerMetrics(agent)
         try:
             runner = Runner(

@@ -40,6 +40,7 @@ from llmagents.chat import (
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
 from llmagents.runner.web import Request, Response, StreamingResponse
+from llmagents.wire import extras as wire_extras
 from llmagents.wire import openai_chat as wire
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def _response_format(fmt: Any) -> ResponseFormat | None:
 
 def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
     """The neutral request; fields it does not name ride along for OpenAI-compatible providers."""
-    passthrough = wire.extras(request)
+    passthrough = wire_extras(request)
     for name in _OPENAI_ONLY:
         value = getattr(request, name)
         if value is not None:
@@ -188,7 +189,7 @@ def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
         tools=tuple(
             Tool(t.function.name, t.function.description,
                  t.function.parameters or {"type": "object", "properties": {}},
-                 t.function.strict)  # fmt: skip
+                 t.function.strict)
             for t in request.tools or ()
         ),
         tool_choice=_tool_choice(request.tool_choice),

@@ -78,8 +78,9 @@ class ResponsesStream:
                 content_index=0,
                 part=_dump(message.content[0]),
             )
-        message = self._open
-        assert isinstance(message, OutputMessage)
+        opened = self._open
+        assert isinstance(opened, OutputMessage)
+        message = opened
         message.content[0].text += delta
         return events + self._event(
             "response.output_text.delta",
@@ -125,7 +126,7 @@ class ResponsesStream:
     def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
         status, details = ending(finish_reason)
         events = self._close(incomplete=details is not None)
-        self.response.status = status  # type: ignore[assignment]
+        self.response.status = status
         self.response.incomplete_details = details
         self.response.usage = usage_object(usage) if usage is not None else None
         kind = "response.completed" if status == "completed" else "response.incomplete"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -322,7 +322,9 @@ def usage_object(usage: Usage) -> ResponseUsage:
     )
 
 
-def ending(finish_reason: str | None) -> tuple[str, IncompleteDetails | None]:
+def ending(
+    finish_reason: str | None,
+) -> tuple[Literal["completed", "incomplete"], IncompleteDetails | None]:
     if finish_reason == FinishReason.LENGTH:
         return "incomplete", IncompleteDetails(reason="max_output_tokens")
     if finish_reason == FinishReason.CONTENT_FILTER:

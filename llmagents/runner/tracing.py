@@ -6,7 +6,8 @@ Off unless the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 the exporter. The other standard variables (``OTEL_EXPORTER_OTLP_HEADERS``,
 ``OTEL_SERVICE_NAME``, ``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER``) apply as usual.
 
-Each gateway request or task is one span, ``chat`` (``gen_ai.operation.name``), that ends when its answer has been given (a stream's when it ends). Each try at a
+Each gateway request or task is one span, ``chat`` (``gen_ai.operation.name``; an
+embeddings request ``embeddings``), that ends when its answer has been given (a stream's when it ends). Each try at a
 provider is a child span of it with that provider's ``gen_ai.provider.name``,
 ``gen_ai.request.model``, server address, the outcome (``error.type`` is the error kind), its
 retry number and the error that made it retry, the fallback that led to it and why, and the
@@ -108,6 +109,15 @@ class CallTracer(EngineListener):
 
     # -- the call span --------------------------------------------------------------------------
 
+    def start_embeddings(self, task: CallTask, *, inputs: int) -> Span:
+        """The span of an embeddings call (``gen_ai.operation.name`` ``embeddings``)."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "embeddings",
+            "llmagents.agent": self.agent,
+            "llmagents.inputs": inputs,
+        }
+        return self.tracer.start_span("embeddings", kind=SpanKind.CLIENT, attributes=attributes)
+
     def start_call(self, request: ChatRequest, task: CallTask, *, stream: bool) -> Span:
         # The model is each provider's (on the attempt spans): the call itself has none, so
         # its name is the operation alone, as the conventions say for that case.
@@ -161,18 +171,24 @@ class CallTracer(EngineListener):
     # -- attempts -------------------------------------------------------------------------------
 
     @contextmanager
-    def attempt(self, attempt: Attempt) -> Iterator[Span]:
-        """The span of one try, a child of the current call span."""
+    def attempt(
+        self, attempt: Attempt, *, operation: str = "chat", model: str | None = None
+    ) -> Iterator[Span]:
+        """The span of one try, a child of the current call span; ``model`` replaces the
+        provider's chat model (an embedding model)."""
         spec = attempt.provider
         parent_id = trace.get_current_span().get_span_context().span_id
         attributes = self._attempt_attributes(spec, attempt)
+        model = model or spec.model
+        attributes["gen_ai.operation.name"] = operation
+        attributes["gen_ai.request.model"] = model
         fallback = self._fallbacks.pop(parent_id, None)
         if fallback is not None:
             attributes["llmagents.fallback.from"] = fallback.from_provider
             attributes["llmagents.fallback.reason"] = fallback.reason
         if attempt.retry:
             attributes["llmagents.retry.reason"] = self._failed.get((parent_id, spec.name), "")
-        span = self.tracer.start_span(f"chat {spec.model}", kind=SpanKind.CLIENT,
+        span = self.tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT,
                                       attributes=attributes)  # fmt: skip
         try:
             yield span

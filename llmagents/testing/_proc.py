@@ -54,7 +54,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509 - see _LIBC
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
 
 

@@ -235,7 +235,7 @@ class RealNode:
                 server=self.cluster.server, ca_pem=pki.ca_cert.read_bytes(), name="llmagents",
                 user={"client-certificate-data": b64(cert.cert.read_bytes()),
                       "client-key-data": b64(cert.key.read_bytes())},
-            )  # fmt: skip
+            )
         )
         kubeconfig.chmod(0o600)
 

@@ -133,7 +133,7 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
     pid: int | None = None
     kills = 0
     while kills < KILLS:
-        runner = eventually(lambda: running_runner(kubelet, namespace, pid), timeout=60,
+        runner = eventually(lambda last=pid: running_runner(kubelet, namespace, last), timeout=60,
                             what=f"seed {seed}: the runner running again")  # fmt: skip
         if len(checkpoint(kubectl).get("completed") or []) == len(TASKS):
             break  # done before every kill was spent: the audit still holds

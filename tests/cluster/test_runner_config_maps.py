@@ -17,10 +17,10 @@ from polling import eventually
 from test_crds import install_crds
 
 from llmagents.api.runner_config import AgentIdentity, results_config_map_names
+from llmagents.kube import KubeClient
 from llmagents.runner.checkpoint import Checkpoint
 from llmagents.runner.checkpointer import Checkpointer
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
-from llmagents.kube import KubeClient
 from llmagents.runner.results import ConfigMapResultStore, TaskResult
 from llmagents.testing.cluster import ClusterInfo, Kubectl
 
