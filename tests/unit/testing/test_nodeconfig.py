@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from llmagents.testing import _components
-from llmagents.testing.cluster import REPO_ROOT
 from llmagents.testing._nodeconfig import (
     GATEWAY,
     POD_SUBNET,
@@ -25,6 +24,7 @@ from llmagents.testing._nodeconfig import (
     kubelet_args,
     kubelet_config,
 )
+from llmagents.testing.cluster import REPO_ROOT
 from llmagents.testing.node import missing_prerequisites
 
 LAYOUT = NodeLayout(
