@@ -62,6 +62,7 @@ def runner_config(agent: AgentObject, pool: PoolObject, settings: OperatorSettin
         pool=pool_spec,
         mode=WorkMode.TASKS if tasks is not None else WorkMode.GATEWAY,
         tasks=tasks,
+        agent_digest=spec.work.agent_digest(),
         budget=spec.budget,
         max_runtime=spec.max_runtime,
         checkpoint_interval=spec.checkpoint_interval,

@@ -11,9 +11,11 @@ the time. The rules, first match wins:
 5. maxRuntime passed since the runner's start (or the agent's creation) -> Completed
    (MaxRuntimeReached), 0 replicas;
 6. every task ended -> Completed (TasksCompleted), 0 replicas, until the task list changes;
-7. runner reports an unrecoverable error -> Failed;
-8. no report from the runner yet -> Pending (RunnerStarting);
-9. some provider unhealthy -> Degraded; otherwise Running.
+7. the gateway agent reported its work done -> Completed (AgentCompleted), 0 replicas,
+   until the agent container's spec changes;
+8. runner reports an unrecoverable error -> Failed;
+9. no report from the runner yet -> Pending (RunnerStarting);
+10. some provider unhealthy -> Degraded; otherwise Running.
 
 Messages hold no clock readings, so the same situation always yields the same status and
 the operator has nothing to write.
@@ -27,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from llmagents.api.status import (
+    AgentCompletion,
     Condition,
     ConditionStatus,
     LLMAgentStatus,
@@ -156,6 +159,16 @@ def _tasks_finished(agent: AgentObject) -> bool:
     return progress.total == len(tasks) and progress.finished
 
 
+def _agent_completion(agent: AgentObject) -> AgentCompletion | None:
+    """The gateway agent's completion, if it was reported for the container in the spec."""
+    assert agent.spec is not None
+    completion = agent.status.completion
+    # A completion reported by an earlier container (another digest) is of other work.
+    if completion is None or completion.agent_digest != agent.spec.work.agent_digest():
+        return None
+    return completion
+
+
 def decide(agent: AgentObject, resolution: Resolution, now: datetime) -> Verdict:
     """The verdict for ``agent`` at ``now`` (see the module docstring for the rules)."""
     if agent.spec is None:
@@ -198,6 +211,12 @@ def decide(agent: AgentObject, resolution: Resolution, now: datetime) -> Verdict
         failed = status.tasks.failed if status.tasks else 0
         message = f"{failed} task(s) failed" if failed else "all tasks done"
         return Verdict(Phase.COMPLETED, 0, [_false(READY, "TasksCompleted", message), *common])
+    completion = _agent_completion(agent)
+    if completion is not None:
+        message = "the agent reported its work done"
+        if completion.summary:
+            message += f": {completion.summary}"
+        return Verdict(Phase.COMPLETED, 0, [_false(READY, "AgentCompleted", message), *common])
     if status.runner_phase is RunnerPhase.FAILED:
         message = status.message or "the runner stopped on an error"
         return Verdict(Phase.FAILED, 1, [_false(READY, "RunnerFailed", message), *common], wait)

@@ -5,18 +5,19 @@ the runner (a provider found misconfigured, a fenced checkpoint, the task list d
 records Events through an ``EventRecorder`` (``llmagents.events``), which aggregates repeats
 into series and bounds the writes. Reasons a user can grep:
 
-==================== ======= ==============================================================
-reason               type    when
-==================== ======= ==============================================================
-CircuitOpened        Warning a provider's breaker opened (until when, and why)
-CircuitClosed        Normal  a probe succeeded and the breaker closed again
-FellBack             Normal  a call moved from one provider to another (series per pair)
+===================== ======= ==============================================================
+reason                type    when
+===================== ======= ==============================================================
+CircuitOpened         Warning a provider's breaker opened (until when, and why)
+CircuitClosed         Normal  a probe succeeded and the breaker closed again
+FellBack              Normal  a call moved from one provider to another (series per pair)
 ProviderMisconfigured Warning a provider refused the key, the model or the request
-BudgetLow            Warning 80% of the period's budget is spent
-BudgetExhausted      Warning the period's budget is spent
-CheckpointFenced     Warning a newer runner took over; this one stops writing
-TasksCompleted       Normal  every task of the list ended
-==================== ======= ==============================================================
+BudgetLow             Warning 80% of the period's budget is spent
+BudgetExhausted       Warning the period's budget is spent, or too little is left for a call
+CheckpointFenced      Warning a newer runner took over; this one stops writing
+TasksCompleted        Normal  every task of the list ended (Warning when some failed)
+AgentCompleted        Normal  the gateway agent reported its work done
+===================== ======= ==============================================================
 
 Notes never carry a key: they pass through the runner's redactor. ``KubeEventSink`` is the
 only place Events meet the runner's Kubernetes client.
@@ -150,6 +151,10 @@ class AgentEvents(EngineListener):
     def fenced(self, detail: str) -> None:
         self._record("CheckpointFenced", f"a newer runner took over the checkpoint; this one "
                      f"stops working and writing: {detail}", warning=True)  # fmt: skip
+
+    def agent_completed(self, summary: str | None) -> None:
+        self._record("AgentCompleted", "the agent reported its work done"
+                     + (f": {summary}" if summary else ""))  # fmt: skip
 
     def tasks_completed(self, done: int, failed: int) -> None:
         self._record("TasksCompleted", f"{done} task(s) done, {failed} failed",

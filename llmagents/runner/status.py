@@ -26,6 +26,7 @@ from typing import Protocol
 from llmagents.api.status import (
     API_VERSION,
     RUNNER_FIELD_MANAGER,
+    AgentCompletion,
     BreakerState,
     Condition,
     CostStatus,
@@ -226,6 +227,7 @@ def build_status(
     last_checkpoint: datetime | None,
     redact: Callable[[str], str] = lambda text: text,
     known_prices: Mapping[str, KnownPrice] | None = None,
+    completion: AgentCompletion | None = None,
 ) -> RunnerAgentStatus:
     """The runner's status from the engine's state and the runner's own progress."""
     providers = []
@@ -291,6 +293,7 @@ def build_status(
         tasks=tasks,
         last_checkpoint=last_checkpoint,
         budget_exhausted=exhausted,
+        completion=completion,
     )
 
 

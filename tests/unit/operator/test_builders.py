@@ -177,6 +177,19 @@ def test_gateway_mode_adds_the_agent_container_pointed_at_the_local_gateway():
     ]
 
 
+def test_the_runner_config_carries_the_agent_containers_digest_which_follows_its_spec():
+    def digest(image: str, env: str) -> str | None:
+        work = {"agent": {"image": image, "env": [{"name": "RUN", "value": env}]}}
+        text = _build(agent_body(work=work))[("ConfigMap", "writer-config")]["data"]
+        return RunnerConfig.from_yaml(text["runner.yaml"]).agent_digest
+
+    first = digest("example.test/agent:1", "1")
+    assert first is not None and first == digest("example.test/agent:1", "1")
+    assert first not in (digest("example.test/agent:2", "1"), digest("example.test/agent:1", "2"))
+    tasks = _build()[("ConfigMap", "writer-config")]["data"]["runner.yaml"]
+    assert RunnerConfig.from_yaml(tasks).agent_digest is None
+
+
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
