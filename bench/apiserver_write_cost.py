@@ -41,11 +41,11 @@ import aiohttp
 import yaml
 
 from llmagents.operator.builders import children
-from llmagents.operator.kube import object_path
+from llmagents.operator.cluster_api import object_path
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.rbac import operator_cluster_role
 from llmagents.operator.settings import OperatorSettings
-from llmagents.testing.cluster import Kubectl, LocalCluster
+from tooling.cluster import Kubectl, LocalCluster
 
 NAMESPACE = "bench"
 IN_FLIGHT = 8

@@ -34,7 +34,7 @@ from llmagents.chat import Usage
 from llmagents.errors import ServerError
 from llmagents.routing import Attempt, CallTask, ProviderManager
 from llmagents.runner.checkpoint import Checkpoint, FileCheckpointStore, encode
-from llmagents.runner.checkpointer import Checkpointer
+from llmagents.runner.checkpoint_writer import Checkpointer
 
 
 class _Answer:

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from llmagents.operator.rbac import operator_cluster_role
-from llmagents.testing.cluster import Kubectl, LocalCluster, kubectl_path
+from tooling.cluster import Kubectl, LocalCluster, kubectl_path
 
 NAMESPACE = "bench"
 OPERATOR_KINDS = ("llmagents", "providerpools", "configmaps", "serviceaccounts", "roles",

@@ -7,4 +7,4 @@ root="$(dirname "$here")"
 py="$root/.venv/bin/python"
 [[ -x "$py" ]] || py=python3
 cd "$root"
-exec "$py" -m llmagents.testing.cluster down "$@"
+exec env PYTHONPATH="$root" "$py" -m tooling.cluster down "$@"

@@ -13,4 +13,4 @@ py="$root/.venv/bin/python"
 LLMAGENTS_K8S_BIN="$("$here/build-k8s.sh")"
 export LLMAGENTS_K8S_BIN
 cd "$root"
-exec "$py" -m llmagents.testing.cluster up "$@"
+exec env PYTHONPATH="$root" "$py" -m tooling.cluster up "$@"

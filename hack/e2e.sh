@@ -70,7 +70,7 @@ fi
 finish() {
   local status=$?
   # A killed pytest leaves the node's processes running in its cgroup: end them.
-  "$root/.venv/bin/python" -m llmagents.testing.node cleanup || true
+  PYTHONPATH="$root" "$root/.venv/bin/python" -m tooling.node cleanup || true
   if ((started_docker)); then "$here/docker-engine.sh" stop || true; fi
   exit "$status"
 }

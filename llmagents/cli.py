@@ -19,11 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "llmagents.testing.fake_providers.cli",
         "run a fake model provider that injects faults, to rehearse fallback settings",
     ),
-    "demo": ("llmagents.demo", "start (up) or stop (down) the local demo that `make demo` runs"),
     "crds": ("llmagents.api.crd", "write the CRD manifests generated from the API models"),
     "operator": ("llmagents.operator.main", "run the operator that turns LLMAgents into runner pods"),
     "onnx-convert": ("llmagents.onnx.convert", "convert a GGUF Llama model for the ONNX sidecar"),
-    "onnx-server": ("llmagents.onnx.serve", "serve a local ONNX model behind OpenAI's chat API"),
+    "onnx-server": ("llmagents.onnx.main", "serve a local ONNX model behind OpenAI's chat API"),
     "runner": ("llmagents.runner.main", "run an agent's runner: its task list or its gateway"),
     "run": ("llmagents.local_run", "run a manifest's agent on this machine, without Kubernetes"),
 }

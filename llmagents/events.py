@@ -17,7 +17,7 @@ which they are dropped and counted (``dropped``), never blocking the work. Write
 are logged (rate-limited) and retried a few times, then given up.
 
 Where Events go is an ``EventSink``: the runner's Kubernetes client (``runner.events``) or
-the operator's (``operator.kube``); tests use ``MemoryEventSink``.
+the operator's (``operator.cluster_api``); tests use ``MemoryEventSink``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-# The demo: the whole product on this machine in a few minutes (llmagents/demo.py).
+# The demo: the whole product on this machine in a few minutes (tooling/demo.py, outside the
+# product package).
 # Included by the Makefile (it provides VENV, PY and k8s-bins).
 
 .PHONY: demo demo-down
@@ -7,8 +8,8 @@
 # providers with an outage, examples/quickstart.yaml and `kubectl get llmagents` until the
 # agent completes. Everything stays up for exploration until `make demo-down`.
 demo: $(VENV)/.installed k8s-bins
-	LLMAGENTS_K8S_BIN="$$(hack/build-k8s.sh)" $(VENV)/bin/llmagents --log-level WARNING demo up
+	LLMAGENTS_K8S_BIN="$$(hack/build-k8s.sh)" $(PY) -m tooling.demo --log-level WARNING up
 
 demo-down:
-	@test -x $(VENV)/bin/llmagents || { echo "demo-down: no virtualenv, nothing to stop"; exit 0; }
-	$(VENV)/bin/llmagents --log-level WARNING demo down
+	@test -x $(PY) || { echo "demo-down: no virtualenv, nothing to stop"; exit 0; }
+	$(PY) -m tooling.demo --log-level WARNING down

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from llmagents.operator.kube import Api
+from llmagents.operator.cluster_api import Api
 from llmagents.operator.objects import AgentKey
 from llmagents.operator.settings import ANNOTATION_HASH, LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY
 

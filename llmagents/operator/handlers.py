@@ -29,8 +29,8 @@ from llmagents.api.status import GROUP, VERSION
 from llmagents.events import EventRecorder
 from llmagents.kube import KubeClient
 from llmagents.operator.children import OURS
+from llmagents.operator.cluster_api import ApiEventSink, ClusterApi
 from llmagents.operator.events import CONTROLLER, OperatorEvents
-from llmagents.operator.kube import ApiEventSink, ClusterApi
 from llmagents.operator.metrics import default_gauges
 from llmagents.operator.objects import AgentKey, PoolKey
 from llmagents.operator.reconcile import RESYNC_SECONDS, Reconciler

@@ -44,8 +44,8 @@ from llmagents.operator.children import (
     is_subset,
     owner,
 )
+from llmagents.operator.cluster_api import Api
 from llmagents.operator.events import OperatorEvents
-from llmagents.operator.kube import Api
 from llmagents.operator.metrics import AgentGauges
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
 from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide

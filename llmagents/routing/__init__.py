@@ -31,7 +31,7 @@ from llmagents.routing.costs import (
 from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health, HealthStats
 from llmagents.routing.manager import Call, ProviderManager
-from llmagents.routing.snapshot import ProviderStatus
+from llmagents.routing.snapshot import ProviderReport
 
 __all__ = [
     "Admission",
@@ -53,7 +53,7 @@ __all__ = [
     "HealthStats",
     "Price",
     "ProviderManager",
-    "ProviderStatus",
+    "ProviderReport",
     "Rates",
     "SkipReason",
     "Spend",

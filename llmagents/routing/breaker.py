@@ -25,27 +25,17 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import Any
 
 from llmagents.api.pool import CircuitBreakerSpec
+from llmagents.api.status import BreakerState as BreakerState  # one definition, the API's
 from llmagents.routing.clock import WallClock
 
 logger = logging.getLogger(__name__)
 
 TRANSITION_HISTORY = 64
 """Transitions kept per provider; older ones reach only the listener and the logs."""
-
-
-class BreakerState(StrEnum):
-    """Where a provider's breaker stands."""
-
-    CLOSED = "closed"
-    """Calls flow; failures are counted."""
-    OPEN = "open"
-    """Calls are refused until the recovery time has passed."""
-    HALF_OPEN = "half-open"
-    """A bounded number of probe calls may test the provider."""
 
 
 class Admission(IntEnum):

@@ -56,7 +56,7 @@ from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health
 from llmagents.routing.run import Run, admission_of, later_fits
 from llmagents.routing.snapshot import (
-    ProviderStatus,
+    ProviderReport,
     provider_status,
     restore_state,
     snapshot_state,
@@ -479,7 +479,7 @@ class ProviderManager:
         """A provider's recent breaker transitions, oldest first."""
         return list(self._states[provider].breaker.transitions)
 
-    def status(self) -> dict[str, ProviderStatus]:
+    def status(self) -> dict[str, ProviderReport]:
         """Per provider, in pool order: health at a glance."""
         now, wall_now = self._clock(), self._wall_clock()
         return {

@@ -28,7 +28,7 @@ SNAPSHOT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderStatus:
+class ProviderReport:
     """One provider at a glance; healthy means breaker closed and not misconfigured.
 
     The rates and latencies cover the health window; ``open_since`` and ``breaker_reason``
@@ -65,11 +65,11 @@ class ProviderStatus:
         }
 
 
-def provider_status(state: ProviderState, *, now: float, wall_now: datetime) -> ProviderStatus:
+def provider_status(state: ProviderState, *, now: float, wall_now: datetime) -> ProviderReport:
     breaker_state = state.breaker.refresh(now)
     stats = state.health.stats(now, wall_now)
     outage = state.breaker.outage()
-    return ProviderStatus(
+    return ProviderReport(
         name=state.name,
         healthy=breaker_state is BreakerState.CLOSED and state.misconfigured is None,
         breaker=breaker_state,

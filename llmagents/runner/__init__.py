@@ -18,15 +18,15 @@ from llmagents.runner.checkpoint import (
     CheckpointTooLarge,
     FileCheckpointStore,
 )
-from llmagents.runner.engine import AgentEngine, OpenStream
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.metrics import METRIC_NAMES, RunnerMetrics
+from llmagents.runner.pool_client import OpenStream, PoolClient
 from llmagents.runner.results import FileResultStore, ResultStore, TaskResult
 from llmagents.runner.status import MemoryStatusSink, RunnerReport, StatusSink
 
 __all__ = [
     "METRIC_NAMES",
-    "AgentEngine",
+    "PoolClient",
     "Checkpoint",
     "CheckpointFenced",
     "CheckpointStore",

@@ -34,8 +34,8 @@ from llmagents.routing import CallTask
 from llmagents.runner.web import StreamingResponse
 
 if TYPE_CHECKING:
-    from llmagents.runner.engine import OpenStream
     from llmagents.runner.lifecycle import Runner
+    from llmagents.runner.pool_client import OpenStream
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from llmagents.pricing import resolve_embeddings
 from llmagents.routing import Attempt, CallResult, CallTask
 from llmagents.routing.complexity import estimate_tokens
 from llmagents.routing.costs import Price
-from llmagents.runner.engine import AgentEngine
+from llmagents.runner.pool_client import PoolClient
 from llmagents.runner.tracing import use_call_span
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _price(spec: ProviderSpec) -> Price | None:
 
 
 async def embed(
-    engine: AgentEngine, request: EmbeddingRequest, providers: list[str]
+    engine: PoolClient, request: EmbeddingRequest, providers: list[str]
 ) -> CallResult[Embeddings]:
     """Vectors from the first of ``providers`` that answers; raises what ``execute`` raises."""
     pool = engine.manager.pool

@@ -2,7 +2,7 @@
 
 ``Runner`` is the pod's main process without its edges: it is given a ``CheckpointStore``,
 a ``StatusSink`` and a ``ResultStore`` (ConfigMaps and the LLMAgent in a cluster, files and
-memory elsewhere) and owns the one ``AgentEngine`` that task mode and the gateway share.
+memory elsewhere) and owns the one ``PoolClient`` that task mode and the gateway share.
 
 What is guaranteed about spend (the figure that must never be lost or reset):
 
@@ -55,11 +55,11 @@ from llmagents.routing import AttemptRecord, EngineListener, Fallback, Transitio
 from llmagents.routing import clock as clocks
 from llmagents.runner.background import Supervisor
 from llmagents.runner.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore
-from llmagents.runner.checkpointer import Checkpointer
-from llmagents.runner.engine import AgentEngine
+from llmagents.runner.checkpoint_writer import Checkpointer
 from llmagents.runner.events import AgentEvents
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.outcomes import Outcomes
+from llmagents.runner.pool_client import PoolClient
 from llmagents.runner.results import ResultStore, TaskResult
 from llmagents.runner.secrets import Redactor
 from llmagents.runner.status import RunnerReport, StatusReporter, StatusSink, build_status
@@ -157,7 +157,7 @@ class Runner:
             listeners.append(self.agent_events)
         if tracer is not None:
             listeners.append(tracer)
-        self.engine = AgentEngine.build(
+        self.engine = PoolClient.build(
             config, api_keys=api_keys, listener=_Fanout(*listeners),
             clock=clock, wall_clock=wall_clock, tracer=tracer,
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """Task mode: the agent's task list, in order, through the engine.
 
-Each task is one call through ``AgentEngine.complete``: the engine falls back, retries and
+Each task is one call through ``PoolClient.complete``: the engine falls back, retries and
 keeps to the budget within the call; this loop adds what only the task list knows:
 
 - a completed or failed task (by name, from the checkpoint) never runs again;
@@ -52,7 +52,7 @@ from llmagents.errors import (
 )
 from llmagents.routing import CallTask
 from llmagents.routing import clock as clocks
-from llmagents.runner.engine import AgentEngine, AnswerCheck
+from llmagents.runner.pool_client import AnswerCheck, PoolClient
 from llmagents.runner.results import TaskResult
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class TaskLoop:
 
     def __init__(
         self,
-        engine: AgentEngine,
+        engine: PoolClient,
         tasks: Sequence[TaskSpec],
         progress: Progress,
         *,

@@ -1,4 +1,4 @@
-"""Fixtures for tests on the real local control plane (see ``llmagents.testing.cluster``).
+"""Fixtures for tests on the real local control plane (see ``tooling.cluster``).
 
 - ``cluster`` (session): a running control plane, started for this pytest process (one
   per xdist worker) and stopped at the end, or the one ``LLMAGENTS_TEST_KUBECONFIG``
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from llmagents.testing import _proc
-from llmagents.testing.cluster import (
+from tooling import _proc
+from tooling.cluster import (
     ClusterError,
     ClusterInfo,
     Kubectl,
@@ -34,7 +34,7 @@ from llmagents.testing.cluster import (
     find_bin_dir,
     kubectl_path,
 )
-from llmagents.testing.kubelet import ProcessKubelet
+from tooling.kubelet import ProcessKubelet
 
 
 def _unavailable(reason: str) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polling import eventually
 from test_operator import OperatorProcess, get
 from test_runner_e2e import (  # noqa: F401 (fixtures)
     Fakes,
@@ -33,8 +32,9 @@ from test_runner_e2e import (  # noqa: F401 (fixtures)
 )
 
 from llmagents.api.status import format_usd
-from llmagents.testing.cluster import Kubectl
-from llmagents.testing.kubelet import ProcessKubelet
+from tooling.cluster import Kubectl
+from tooling.kubelet import ProcessKubelet
+from tooling.polling import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polling import eventually
 from test_crds import install_crds
 from test_operator import OperatorProcess, get
 
 from llmagents.testing.audit import Prices, audit
-from llmagents.testing.cluster import ClusterInfo, Kubectl
 from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
-from llmagents.testing.kubelet import ProcessKubelet
+from tooling.cluster import ClusterInfo, Kubectl
+from tooling.kubelet import ProcessKubelet
+from tooling.polling import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

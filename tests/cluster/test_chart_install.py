@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 import yaml
-from polling import eventually, free_port
 from test_crds import install_crds
 
-from llmagents.testing.cluster import ClusterInfo, Kubectl
 from llmagents.testing.fake_providers import FakeOpenAI, ThreadedFake
-from llmagents.testing.kubelet import ProcessKubelet
+from tooling._components import free_port
+from tooling.cluster import ClusterInfo, Kubectl
+from tooling.kubelet import ProcessKubelet
+from tooling.polling import eventually
 
 # The chart helpers (helm lookup, values sets) live with the chart's unit tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "chart"))

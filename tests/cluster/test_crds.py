@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmagents.testing.cluster import ClusterInfo, Kubectl
+from tooling.cluster import ClusterInfo, Kubectl
 
 pytestmark = pytest.mark.cluster
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from polling import eventually
 
-from llmagents.testing import _proc
-from llmagents.testing.cluster import ClusterInfo, Kubectl
-from llmagents.testing.kubelet import ContainerStatus, ProcessKubelet
+from tooling import _proc
+from tooling.cluster import ClusterInfo, Kubectl
+from tooling.kubelet import ContainerStatus, ProcessKubelet
+from tooling.polling import eventually
 
 pytestmark = pytest.mark.cluster
 

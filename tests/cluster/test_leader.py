@@ -10,7 +10,7 @@ import pytest
 
 from llmagents.kube import KubeClient
 from llmagents.operator.leader import LeadershipLost, LeaseElector
-from llmagents.testing.cluster import ClusterInfo
+from tooling.cluster import ClusterInfo
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("control-plane-outages")]
 

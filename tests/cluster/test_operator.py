@@ -20,13 +20,14 @@ from typing import Any
 
 import pytest
 import yaml
-from polling import eventually, free_port
 from test_crds import install_crds
 
 from llmagents.api.runner_config import AgentIdentity
 from llmagents.operator.rbac import operator_cluster_role
 from llmagents.runner.configmap_store import owned_config_map
-from llmagents.testing.cluster import ClusterInfo, Kubectl
+from tooling._components import free_port
+from tooling.cluster import ClusterInfo, Kubectl
+from tooling.polling import eventually
 
 pytestmark = pytest.mark.cluster
 

@@ -16,7 +16,7 @@ import pytest
 from llmagents.operator.builders import children
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.settings import OperatorSettings
-from llmagents.testing.cluster import Kubectl
+from tooling.cluster import Kubectl
 
 pytestmark = pytest.mark.cluster
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from llmagents.testing._pod import NotReady, Translation, expand, plan_pod
+from tooling._pod import NotReady, Translation, expand, plan_pod
 
 
 class FakeSource:

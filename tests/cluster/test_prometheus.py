@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 import yaml
-from polling import eventually, free_port
 from test_crds import install_crds
 
 from llmagents.api.runner_config import (
@@ -34,8 +33,10 @@ from llmagents.api.runner_config import (
     checkpoint_config_map_name,
     results_config_map_names,
 )
-from llmagents.testing.cluster import ClusterInfo, Kubectl
 from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
+from tooling._components import free_port
+from tooling.cluster import ClusterInfo, Kubectl
+from tooling.polling import eventually
 
 # The chart's rule files are loaded the way the promtool tests load them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "alerts"))

@@ -13,16 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from polling import eventually
 from test_crds import install_crds
 
 from llmagents.api.runner_config import AgentIdentity, results_config_map_names
 from llmagents.kube import KubeClient
 from llmagents.runner.checkpoint import Checkpoint
-from llmagents.runner.checkpointer import Checkpointer
+from llmagents.runner.checkpoint_writer import Checkpointer
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
 from llmagents.runner.results import ConfigMapResultStore, TaskResult
-from llmagents.testing.cluster import ClusterInfo, Kubectl
+from tooling.cluster import ClusterInfo, Kubectl
+from tooling.polling import eventually
 
 pytestmark = pytest.mark.cluster
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from polling import eventually
 from test_crds import install_crds
 from test_operator import OperatorProcess, get
 
@@ -30,9 +29,10 @@ from llmagents.api.status import format_usd
 from llmagents.onnx.generation import SamplingParams, TextGenerator
 from llmagents.onnx.model_dir import GENERATION_CONFIG_FILE
 from llmagents.onnx.tiny import TINY_MODEL_NAME, build_tiny_model
-from llmagents.testing.cluster import ClusterInfo, Kubectl
 from llmagents.testing.fake_providers import FakeOpenAI, ThreadedFake
-from llmagents.testing.kubelet import ProcessKubelet
+from tooling.cluster import ClusterInfo, Kubectl
+from tooling.kubelet import ProcessKubelet
+from tooling.polling import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

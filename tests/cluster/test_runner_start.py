@@ -17,7 +17,7 @@ import pytest
 import yaml
 from test_crds import install_crds
 
-from llmagents.testing.cluster import ClusterInfo, Kubectl
+from tooling.cluster import ClusterInfo, Kubectl
 
 pytestmark = pytest.mark.cluster
 

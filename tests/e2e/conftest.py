@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from node_e2e import CHART, OPERATOR_NS, RELEASE, Fakes, Kube
 
-from llmagents.testing import _proc
-from llmagents.testing.cluster import LocalCluster, default_state_root
-from llmagents.testing.node import NETNS_ENV, NodeUnavailable, RealNode, missing_prerequisites
+from tooling import _proc
+from tooling.cluster import LocalCluster, default_state_root
+from tooling.node import NETNS_ENV, NodeUnavailable, RealNode, missing_prerequisites
 
 E2E_DIR = Path(__file__).parent
 

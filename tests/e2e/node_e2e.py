@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import yaml
 
-from llmagents.demo import quickstart_docs
-from llmagents.testing._nodeconfig import GATEWAY
-from llmagents.testing.cluster import REPO_ROOT
 from llmagents.testing.fake_providers import FakeAnthropic, FakeOpenAI, FaultPlan
 from llmagents.testing.fake_providers.threaded import ThreadedFake
+from tooling._nodeconfig import GATEWAY
+from tooling.cluster import REPO_ROOT
+from tooling.demo import quickstart_docs
 
 T = TypeVar("T")
 CHART = REPO_ROOT / "charts" / "llmagents"
@@ -28,22 +25,6 @@ RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
 }
-
-
-def eventually(
-    probe: Callable[[], T | None], *, timeout: float, what: str,
-    details: Callable[[], str] | None = None,
-) -> T:  # fmt: skip
-    """Poll ``probe`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{details()}" if details is not None else ""
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
-        time.sleep(1.0)
 
 
 @dataclass

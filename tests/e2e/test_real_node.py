@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_e2e import CHART, OPERATOR_NS, RELEASE, Fakes, Kube, dump, eventually
+from node_e2e import CHART, OPERATOR_NS, RELEASE, Fakes, Kube, dump
 
 from llmagents.testing.fake_providers import FaultPlan
 from llmagents.testing.fake_providers.faults import Latency
-from llmagents.testing.node import CGROUP_FS, RealNode
+from tooling.node import CGROUP_FS, RealNode
+from tooling.polling import eventually
 
 # Pods start on a loaded 2-core machine; each wait below has its own deadline.
 pytestmark = pytest.mark.timeout(1800)

@@ -17,7 +17,7 @@ from alert_rules import CHART, load_rules
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from llmagents.operator.kube import WRITES
+from llmagents.operator.cluster_api import WRITES
 from llmagents.operator.metrics import OPERATOR_METRIC_NAMES, AgentGauges
 from llmagents.runner.metrics import METRIC_NAMES as RUNNER_METRIC_NAMES
 from llmagents.runner.metrics import RunnerMetrics

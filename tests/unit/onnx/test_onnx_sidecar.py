@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from llmagents.onnx import Delta, SamplingParams, ServerSettings, Sidecar, TextGenerator
-from llmagents.onnx.serve import serve
+from llmagents.onnx.main import serve
 from llmagents.onnx.tiny import TINY_MODEL_NAME, build_tiny_model
 
 HELLO = [{"role": "user", "content": "Hello! How can I help you today?"}]

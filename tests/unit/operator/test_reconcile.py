@@ -19,9 +19,10 @@ import pytest
 from operator_samples import NAMESPACE, agent_body, pool_body
 
 from llmagents.operator.children import CHILD_KINDS, is_subset
-from llmagents.operator.kube import secret_key_problems
+from llmagents.operator.cluster_api import secret_key_problems
 from llmagents.operator.reconcile import Reconciler
 from llmagents.operator.settings import OperatorSettings
+from tooling.polling import eventually_async as _eventually
 
 NOW = datetime(2030, 1, 1, 0, 10, tzinfo=UTC)
 AGENT = (NAMESPACE, "writer")
@@ -125,11 +126,6 @@ def _reconciler(store: Store, resync_seconds: float = 0.0) -> Reconciler:
     )
 
 
-async def _eventually(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_first_reconcile_creates_every_child_and_sets_status(store):

@@ -20,7 +20,7 @@ from llmagents.runner.checkpoint import (
     decode,
     encode,
 )
-from llmagents.runner.checkpointer import Checkpointer
+from llmagents.runner.checkpoint_writer import Checkpointer
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -11,10 +11,11 @@ from llmagents.api.status import RunnerAgentStatus, RunnerPhase
 from llmagents.kube import KubeUnavailable
 from llmagents.retrying import Backoff
 from llmagents.routing import BreakerState, CallTask
-from llmagents.runner.engine import AgentEngine
 from llmagents.runner.fleet import FleetBreaker
+from llmagents.runner.pool_client import PoolClient
 from llmagents.runner.status import MemoryStatusSink, RunnerReport, StatusReporter
 from llmagents.runner.tasks import task_request
+from tooling.polling import eventually_async as eventually
 
 from .conftest import KEYS, Fakes, config
 
@@ -43,10 +44,6 @@ class Counter:
                                               message=f"step {self.value}"))  # fmt: skip
 
 
-async def eventually(condition, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 async def test_many_changes_make_few_writes_and_the_last_one_wins() -> None:
@@ -128,7 +125,7 @@ class Clock:
 
 
 async def test_a_provider_the_fleet_has_open_starts_open_here(fakes: Fakes) -> None:
-    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    engine = PoolClient.build(config(fakes, tasks=None), api_keys=KEYS)
     fleet = FleetBreaker(engine.manager)
     assert fleet.apply(pool_status("primary", agents=3, open_breakers=1)) == []
     assert fleet.apply(pool_status("primary", agents=3, open_breakers=2)) == ["primary"]
@@ -149,7 +146,7 @@ async def test_a_provider_the_fleet_has_open_starts_open_here(fakes: Fakes) -> N
 async def test_the_fleet_rule_is_at_least_half_of_the_agents_not_a_strict_majority(
     fakes: Fakes, open_breakers: int, agents: int, opens: bool
 ) -> None:
-    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    engine = PoolClient.build(config(fakes, tasks=None), api_keys=KEYS)
     fleet = FleetBreaker(engine.manager)
     view = pool_status("primary", agents=agents, open_breakers=open_breakers)
     assert fleet.apply(view) == (["primary"] if opens else [])
@@ -158,7 +155,7 @@ async def test_the_fleet_rule_is_at_least_half_of_the_agents_not_a_strict_majori
 
 async def test_after_the_recovery_time_a_probe_goes_through(fakes: Fakes) -> None:
     clock = Clock()
-    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS,
+    engine = PoolClient.build(config(fakes, tasks=None), api_keys=KEYS,
                                clock=clock.monotonic, wall_clock=clock.wall)  # fmt: skip
     fleet = FleetBreaker(engine.manager, wall_clock=clock.wall)
     fleet.apply(pool_status("primary", agents=1, open_breakers=1))
@@ -171,7 +168,7 @@ async def test_after_the_recovery_time_a_probe_goes_through(fakes: Fakes) -> Non
 
 async def test_the_fleet_view_is_taken_on_change_not_reapplied(fakes: Fakes) -> None:
     clock = Clock()
-    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS,
+    engine = PoolClient.build(config(fakes, tasks=None), api_keys=KEYS,
                                clock=clock.monotonic, wall_clock=clock.wall)  # fmt: skip
     fleet = FleetBreaker(engine.manager, wall_clock=clock.wall)
     assert fleet.apply(pool_status("primary", agents=1, open_breakers=1)) == ["primary"]
@@ -188,7 +185,7 @@ async def test_the_fleet_view_is_taken_on_change_not_reapplied(fakes: Fakes) -> 
 
 
 async def test_a_pool_status_that_does_not_validate_is_ignored(fakes: Fakes) -> None:
-    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    engine = PoolClient.build(config(fakes, tasks=None), api_keys=KEYS)
     fleet = FleetBreaker(engine.manager)
     assert fleet.apply({"providers": [{"name": "primary"}]}) == []
     assert fleet.apply(None) == []
@@ -201,7 +198,7 @@ async def test_status_tells_per_provider_why_and_until_when_it_is_open_and_what_
 ) -> None:
     from llmagents.runner.status import build_status
 
-    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS)
+    engine = PoolClient.build(config(fakes, tasks=None), api_keys=KEYS)
     fakes.primary.core.update({"outage": True})
     request = task_request(config(fakes).tasks[0])
     for _ in range(3):  # maxFailures 2: two failures open the primary, then it is skipped
@@ -232,7 +229,7 @@ async def test_status_and_the_pool_show_when_each_provider_last_answered(fakes: 
     from llmagents.runner.status import build_status
 
     clock = Clock()
-    engine = AgentEngine.build(config(fakes, tasks=None), api_keys=KEYS,
+    engine = PoolClient.build(config(fakes, tasks=None), api_keys=KEYS,
                                clock=clock.monotonic, wall_clock=clock.wall)  # fmt: skip
     fakes.primary.core.update({"outage": True})
     await engine.complete(task_request(config(fakes).tasks[0]), CallTask(input_tokens=5))

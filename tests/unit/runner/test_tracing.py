@@ -192,7 +192,7 @@ async def test_a_retried_attempt_says_which_error_it_retries(fakes: Fakes) -> No
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from llmagents.routing import CallTask
-    from llmagents.runner.engine import AgentEngine
+    from llmagents.runner.pool_client import PoolClient
     from llmagents.runner.tasks import task_request
 
     from .conftest import KEYS
@@ -204,7 +204,7 @@ async def test_a_retried_attempt_says_which_error_it_retries(fakes: Fakes) -> No
     cfg = config(fakes, tasks=1)
     providers = [p.model_copy(update={"max_retries": 1}) for p in cfg.pool.providers]
     cfg = cfg.model_copy(update={"pool": cfg.pool.model_copy(update={"providers": providers})})
-    engine = AgentEngine.build(cfg, api_keys=KEYS, listener=tracer, tracer=tracer)
+    engine = PoolClient.build(cfg, api_keys=KEYS, listener=tracer, tracer=tracer)
     fakes.primary.core.update({"script": ["429"]})
     result = await engine.complete(task_request(cfg.tasks[0]), CallTask(input_tokens=5))
     await engine.aclose()

@@ -1,4 +1,4 @@
-"""The real node's configuration (llmagents/testing/_nodeconfig.py), read as its programs
+"""The real node's configuration (tooling/_nodeconfig.py), read as its programs
 read it: what this machine class needs is there, and nothing reaches off the machine; and
 hack/e2e.sh's refusal where no node can run (a skip locally, a failure under CI)."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from llmagents.testing import _components
-from llmagents.testing._nodeconfig import (
+from tooling import _components
+from tooling._nodeconfig import (
     GATEWAY,
     POD_SUBNET,
     SERVICE_IP,
@@ -24,8 +24,8 @@ from llmagents.testing._nodeconfig import (
     kubelet_args,
     kubelet_config,
 )
-from llmagents.testing.cluster import REPO_ROOT
-from llmagents.testing.node import missing_prerequisites
+from tooling.cluster import REPO_ROOT
+from tooling.node import missing_prerequisites
 
 LAYOUT = NodeLayout(
     dir=Path("/state/node"), bins=Path("/bins"), ca_cert=Path("/pki/ca.crt"),

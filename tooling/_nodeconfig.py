@@ -1,6 +1,6 @@
 """A real node's configuration files: containerd, CNI and kubelet, as pure functions.
 
-``RealNode`` (``llmagents/testing/node.py``) decides when to run what; this module says
+``RealNode`` (``tooling/node.py``) decides when to run what; this module says
 how each part is configured for this machine class and why. Everything a node writes
 lives under its state directory; the only shared kernel state it touches is a cgroup
 subtree of its own (``cgroup_root``) and the network namespace it runs in.

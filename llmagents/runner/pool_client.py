@@ -1,6 +1,6 @@
 """The agent's one engine: the ``ProviderManager`` and an adapter per provider, built once.
 
-Task mode and gateway mode both call models through the ``AgentEngine`` of their process,
+Task mode and gateway mode both call models through the ``PoolClient`` of their process,
 so spend, budget, breakers and health are one whichever mode (or both) sends the call. The
 engine never calls an adapter itself: each call is an ``async (Attempt) -> answer`` function
 made here, and ``ProviderManager.execute`` decides who gets it.
@@ -201,7 +201,7 @@ class OpenStream:
 
 
 @dataclass(slots=True)
-class AgentEngine:
+class PoolClient:
     """The manager and its adapters; ``complete`` and ``open_stream`` are the two calls."""
 
     manager: ProviderManager
@@ -227,7 +227,7 @@ class AgentEngine:
         wall_clock: clocks.WallClock = clocks.utc_now,
         sleep: clocks.Sleep = clocks.sleep,
         tracer: CallTracer | None = None,
-    ) -> AgentEngine:
+    ) -> PoolClient:
         """Adapters for every provider of the (URL-resolved) pool and a manager over them.
 
         Raises ``ConfigError`` when a remote provider has no key in the environment.

@@ -19,7 +19,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 # Names the API server's serving certificate answers to. Processes on this machine dial
-# 127.0.0.1; pods on a real node (llmagents.testing.node) dial the `kubernetes` Service's
+# 127.0.0.1; pods on a real node (tooling.node) dial the `kubernetes` Service's
 # address 10.96.0.1, the first of the service CIDR; the in-cluster names are there so that
 # clients that insist on them still verify.
 _SERVING_SANS = (
@@ -84,7 +84,7 @@ CLIENTS: dict[str, str] = {
     "front-proxy-client": "/CN=front-proxy-client",
     # The API server's identity towards kubelets (`kubectl logs`, exec), as kubeadm makes it.
     "kubelet-client": "/O=system:masters/CN=kube-apiserver-kubelet-client",
-    # A real node's kubelet (llmagents.testing.node): the Node authorizer's naming.
+    # A real node's kubelet (tooling.node): the Node authorizer's naming.
     "node": "/O=system:nodes/CN=system:node:llmagents-node",
 }
 

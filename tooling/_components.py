@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmagents.testing._pki import Pki
+from tooling._pki import Pki
 
 NODE_NAME = "kwok-node-0"
 SERVICE_CIDR = "10.96.0.0/16"  # allocated, never connected to
@@ -85,7 +85,7 @@ class Layout:
     pki: Pki
     ports: Ports
     pod_cidr: str
-    # A real kubelet (llmagents.testing.node) instead of kwok, in a network namespace of
+    # A real kubelet (tooling.node) instead of kwok, in a network namespace of
     # its own: the API server then listens on every address of that namespace, port 443,
     # so that pods reach it at the `kubernetes` Service's address (10.96.0.1 on its
     # loopback) without a proxy or NAT.

@@ -12,7 +12,7 @@ container's output to ``<state_dir>/<namespace>/<pod>-<uid8>/logs/<container>.lo
 
 kwok owns pod status, so container state is not written back to the API; it is logged
 and available from :meth:`ProcessKubelet.statuses`. Run standalone for the demo with
-``python -m llmagents.testing.kubelet --kubeconfig ...``.
+``python -m tooling.kubelet --kubeconfig ...``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any, Self
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from llmagents.testing._pod import Translation
-from llmagents.testing._podrun import ApiSource, ContainerStatus, PodRunner
+from tooling._pod import Translation
+from tooling._podrun import ApiSource, ContainerStatus, PodRunner
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ class ProcessKubelet:
 
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m llmagents.testing.kubelet", description=__doc__.splitlines()[0]
+        prog="python -m tooling.kubelet", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--namespace", default=None, help="Watch one namespace (default all).")

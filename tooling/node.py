@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmagents.testing import _proc
-from llmagents.testing._components import b64, free_port, kubeconfig_text
-from llmagents.testing._nodeconfig import (
+from tooling import _proc
+from tooling._components import b64, free_port, kubeconfig_text
+from tooling._nodeconfig import (
     BRIDGE,
     GATEWAY,
     NODE_NAME,
@@ -50,7 +50,7 @@ from llmagents.testing._nodeconfig import (
     kubelet_config,
     pause_dockerfile,
 )
-from llmagents.testing.cluster import REPO_ROOT, LocalCluster
+from tooling.cluster import REPO_ROOT, LocalCluster
 
 logger = logging.getLogger(__name__)
 
@@ -391,5 +391,5 @@ if __name__ == "__main__":
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if sys.argv[1:] != ["cleanup"]:
-        sys.exit("usage: python -m llmagents.testing.node cleanup")
+        sys.exit("usage: python -m tooling.node cleanup")
     cleanup()

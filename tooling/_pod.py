@@ -240,7 +240,7 @@ def plan_pod(
     pod: dict[str, Any], *, source: ObjectSource, pod_dir: Path, pod_ip: str, t: Translation,
 ) -> PodPlan:  # fmt: skip
     """Materialise the pod's volumes under ``pod_dir`` and plan its containers of our image."""
-    from llmagents.testing._podfs import (
+    from tooling._podfs import (
         materialise_volumes,
         mount_container,
         write_kubeconfig,

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llmagents.testing import _proc
-from llmagents.testing._pod import (
+from tooling import _proc
+from tooling._pod import (
     ContainerPlan,
     NotReady,
     ObjectSource,

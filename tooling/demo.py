@@ -1,4 +1,4 @@
-"""``llmagents demo up|down``: the whole product on this machine, in a few minutes (``make demo``).
+"""``python -m tooling.demo up|down``: the whole product on this machine, in a few minutes (``make demo``).
 
 ``up`` starts a local control plane named ``demo`` (``testing.cluster``), the process
 kubelet (so pods of our image become local processes), fake providers on loopback (the
@@ -36,8 +36,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from llmagents.testing import _proc
-from llmagents.testing.cluster import (
+from tooling import _proc, polling
+from tooling.cluster import (
     REPO_ROOT,
     ClusterError,
     Kubectl,
@@ -73,15 +73,11 @@ def state_dir() -> Path:
 def eventually(
     probe: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.5
 ) -> T:
-    """Poll ``probe`` until it returns something truthy; ``ClusterError`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+    """``polling.eventually``, failing as ``ClusterError`` (what the demo reports)."""
+    try:
+        return polling.eventually(probe, timeout=timeout, what=what, every=every)
+    except polling.NotReached as missed:
+        raise ClusterError(str(missed)) from None
 
 
 def _say(text: str) -> None:
@@ -120,7 +116,7 @@ class Demo:
         self.cluster.start(timeout=240)
         print(f"control plane ready in {time.monotonic() - began:.0f} s at {self.cluster.server}")
         self.kubectl = Kubectl(self.cluster.kubectl, self.cluster.kubeconfig, "default")
-        self.spawn("kubelet", [sys.executable, "-m", "llmagents.testing.kubelet",
+        self.spawn("kubelet", [sys.executable, "-m", "tooling.kubelet",
                                "--kubeconfig", str(self.cluster.kubeconfig),
                                "--state-dir", str(self.state / "kubelet"), "--backoff", "2"])  # fmt: skip
         return self.kubectl
@@ -358,3 +354,13 @@ def main(args: argparse.Namespace) -> int:
         Demo(state_dir()).down()
         return 0
     return up(args)
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m tooling.demo", description=__doc__)
+    _parser.add_argument("--log-level", default="INFO", help="Logging level.")
+    add_arguments(_parser)
+    _args = _parser.parse_args()
+    logging.basicConfig(level=_args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")  # fmt: skip
+    sys.exit(main(_args))

@@ -15,7 +15,7 @@ etcd data, logs, kubeconfig, pid file) lives in ``$LLMAGENTS_CLUSTER_DIR/<name>`
 run side by side. Only the standard library is used, so ``hack/cluster-up.sh`` runs on
 any ``python3``.
 
-``real_node=True`` leaves kwok out for a real kubelet (``llmagents.testing.node``): then
+``real_node=True`` leaves kwok out for a real kubelet (``tooling.node``): then
 the cluster must run in a network namespace of its own, where the API server listens on
 port 443 of every address, the `kubernetes` Service's 10.96.0.1 included.
 """
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from llmagents.testing import _proc
-from llmagents.testing._components import (
+from tooling import _proc
+from tooling._components import (
     NODE_NAME,
     Layout,
     Ports,
@@ -56,11 +56,11 @@ from llmagents.testing._components import (
     port_free,
     scheduler_args,
 )
-from llmagents.testing._pki import Pki, ensure_pki
+from tooling._pki import Pki, ensure_pki
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ClusterError(RuntimeError):
@@ -137,7 +137,7 @@ class LocalCluster:
         # Clusters share one PKI by default: making keys costs seconds, reusing them nothing,
         # and a local CA has nothing to isolate.
         self._pki_dir = pki_dir or (state_root or default_state_root()) / "pki"
-        # No kwok: a real kubelet joins (llmagents.testing.node); see Layout.real_node.
+        # No kwok: a real kubelet joins (tooling.node); see Layout.real_node.
         self.real_node = real_node
         self._procs: list[subprocess.Popen[bytes]] = []
         self._running: dict[str, subprocess.Popen[bytes]] = {}
@@ -503,7 +503,7 @@ class Kubectl:
 
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m llmagents.testing.cluster", description=__doc__.splitlines()[0]
+        prog="python -m tooling.cluster", description=__doc__.splitlines()[0]
     )
     parser.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
     parser.add_argument("--name", default=os.environ.get("LLMAGENTS_CLUSTER_NAME", "default"))

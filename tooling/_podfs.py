@@ -23,10 +23,10 @@ from base64 import b64encode
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmagents.testing._pod import NotReady, ObjectSource, _field_value
+from tooling._pod import NotReady, ObjectSource, _field_value
 
 if TYPE_CHECKING:
-    from llmagents.testing._pod import Translation
+    from tooling._pod import Translation
 
 logger = logging.getLogger(__name__)
 
