@@ -255,12 +255,17 @@ class Observer:
         kube: Any, path: str, params: dict, seen: Callable[[dict], None], *,
         metadata_only: bool = False,
     ) -> None:  # fmt: skip
+        from llmagents.kube import KubeError
+
         while True:  # the server ends a watch after timeoutSeconds; the process ends this one
-            async for event in kube.watch(
-                path, params=params, timeout_seconds=290, metadata_only=metadata_only
-            ):
-                if event.get("type") in ("ADDED", "MODIFIED"):
-                    seen(event["object"])
+            try:
+                async for event in kube.watch(
+                    path, params=params, timeout_seconds=290, metadata_only=metadata_only
+                ):
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        seen(event["object"])
+            except KubeError:  # e.g. the CRD not served yet: watch again (events re-list)
+                await asyncio.sleep(0.5)
 
 
 def main() -> int:
