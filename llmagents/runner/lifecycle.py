@@ -171,6 +171,8 @@ class Runner:
         self.custom_state: Any = None
         self.completion: AgentCompletion | None = None
         """Set once the gateway agent reported its work done (``complete``)."""
+        self.completion_saved = asyncio.Event()
+        """Set once the completion is in a stored checkpoint (restored, or saved since)."""
         self.phase = RunnerPhase.STARTING
         self.message: str | None = None
         self.work_stop = asyncio.Event()
@@ -213,6 +215,7 @@ class Runner:
         if previous_status is not None:
             self._reconcile_spend(previous_status)
         if self.completion is not None:
+            self.completion_saved.set()
             self._set_phase(RunnerPhase.COMPLETED, _completed_message(self.completion))
         else:
             self._set_phase(RunnerPhase.RUNNING)
