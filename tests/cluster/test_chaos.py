@@ -158,3 +158,42 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
     print(f"seed {seed}: {report.summary()} in {time.monotonic() - began:.0f} s")
     assert not report.problems, f"seed {seed}: {report.summary()}: {report.problems}"
     assert kills >= KILLS // 2
+
+
+def test_a_corrupt_checkpoint_stops_the_runner_with_a_condition_and_is_left_as_it_is(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, kubelet: ProcessKubelet,
+    fakes: tuple[ThreadedFake, ThreadedFake],
+) -> None:  # fmt: skip
+    # Spend below zero would be a refund of everything spent: never restored.
+    corrupt = {"schema": "llmagents.dev/checkpoint/v1", "agentUID": "x", "epoch": 3,
+               "sequence": 9, "writtenAt": "2026-01-01T00:00:00+00:00",
+               "startedAt": "2026-01-01T00:00:00+00:00",
+               "progress": {"total": 30, "done": 0, "failed": 0}, "completed": [], "failed": {},
+               "engine": {"version": 1, "spend": {"total": {"calls": 1, "inputTokens": 1,
+                                                            "outputTokens": 1, "cost": -5.0},
+                                                  "byProvider": {}},
+                          "budget": None, "providers": {}}}  # fmt: skip
+    kubectl.apply(json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chaos-checkpoint",
+        "annotations": {"llmagents.dev/checkpoint-epoch": "3"}},
+        "data": {"checkpoint.json": json.dumps(corrupt)}}))  # fmt: skip
+    setup(kubectl, fakes[0].base_url, fakes[1].base_url)
+    # The uid check comes first: give the stored checkpoint this agent's uid.
+    uid = kubectl.json("get", "llmagent", "chaos")["metadata"]["uid"]
+    corrupt["agentUID"] = uid
+    kubectl("patch", "configmap", "chaos-checkpoint", "--type=merge", "-p",
+            json.dumps({"data": {"checkpoint.json": json.dumps(corrupt)}}))  # fmt: skip
+    before = get(kubectl, "configmap", "chaos-checkpoint") or {}
+
+    def corrupt_condition() -> dict[str, Any] | None:
+        status = (get(kubectl, "llmagent", "chaos") or {}).get("status") or {}
+        found = [c for c in status.get("conditions") or [] if c["type"] == "CheckpointCorrupt"]
+        return found[0] if found else None
+
+    condition = eventually(corrupt_condition, timeout=90, what="the CheckpointCorrupt condition")
+    assert condition["status"] == "True" and "cost -5.0" in condition["message"]
+    assert "delete it to start afresh" in condition["message"]
+    after = get(kubectl, "configmap", "chaos-checkpoint") or {}
+    assert after["data"] == before["data"]
+    assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert fakes[0].stats()["requests"] == 0 and fakes[1].stats()["requests"] == 0
