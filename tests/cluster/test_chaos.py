@@ -33,7 +33,7 @@ from llmagents.testing.kubelet import ProcessKubelet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-TASKS = [f"task-{i:02d}" for i in range(30)]
+TASKS = [f"task-{i:02d}" for i in range(60)]
 PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
 KILLS = 8
 KEY = "sk-chaos-cluster-0123456789"
@@ -116,6 +116,19 @@ def running_runner(kubelet: ProcessKubelet, namespace: str, not_pid: int | None)
     return None
 
 
+def runner_log(kubelet: ProcessKubelet, namespace: str, kubectl: Kubectl) -> str:
+    """Pods, events, the runner's statuses and the end of its log, for a failure message."""
+    lines = [kubectl("get", "deploy,rs,pods", "-o", "wide", check=False).stdout,
+             kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout[-3000:]]
+    for container in kubelet.statuses(namespace):
+        lines.append(f"{container.pod}/{container.container}: running={container.running} "
+                     f"pid={container.pid} restarts={container.restart_count} "
+                     f"exits={container.exit_codes[-5:]}")  # fmt: skip
+        if container.container == "runner" and container.log_path.exists():
+            lines.append(container.log_path.read_text(errors="replace")[-4000:])
+    return "\n".join(lines)
+
+
 ROUNDS = range(int(os.environ.get("LLMAGENTS_CHAOS_ROUNDS") or 1))
 """``LLMAGENTS_CHAOS_ROUNDS=20`` repeats the test (each round with its own seed)."""
 
@@ -132,13 +145,19 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
     setup(kubectl, fakes[0].base_url, fakes[1].base_url)
     pid: int | None = None
     kills = 0
+
+    def done() -> bool:
+        return len(checkpoint(kubectl).get("completed") or []) == len(TASKS)
+
     while kills < KILLS:
-        runner = eventually(lambda: running_runner(kubelet, namespace, pid), timeout=60,
-                            what=f"seed {seed}: the runner running again")  # fmt: skip
-        if len(checkpoint(kubectl).get("completed") or []) == len(TASKS):
+        # A runner whose tasks are all done is scaled to zero by the operator: not back.
+        runner = eventually(lambda: done() or running_runner(kubelet, namespace, pid),
+                            timeout=60, what=f"seed {seed}: the runner running again after "
+                            f"{kills} kills", details=lambda: runner_log(kubelet, namespace, kubectl))  # fmt: skip
+        if runner is True:
             break  # done before every kill was spent: the audit still holds
         # From the process's start (imports, claim) to a few tasks in.
-        time.sleep(rng.uniform(0.2, 4.0))
+        time.sleep(rng.uniform(0.2, 3.0))
         pid = runner.pid
         try:
             os.kill(pid, signal.SIGKILL)
@@ -148,7 +167,8 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
     eventually(lambda: len(checkpoint(kubectl).get("completed") or []) == len(TASKS)
                and not checkpoint(kubectl).get("unstoredResults")
                and len(result_rows(kubectl)) >= len(TASKS),
-               timeout=120, what=f"seed {seed}: every task done and stored")  # fmt: skip
+               timeout=120, what=f"seed {seed}: every task done and stored",
+               details=lambda: runner_log(kubelet, namespace, kubectl))  # fmt: skip
     report = audit(
         tasks=TASKS, rows=result_rows(kubectl), checkpoint=checkpoint(kubectl),
         stats={"primary": fakes[0].stats(), "fallback": fakes[1].stats()},
