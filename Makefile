@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 # Parallel pytest workers; the cluster tests share one control plane per worker.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv test test-unit test-cluster bench crds k8s-bins cluster-up cluster-down demo demo-down e2e-kind clean
+.PHONY: help venv lint test test-unit test-cluster bench crds k8s-bins cluster-up cluster-down demo demo-down e2e-kind clean
 
 help:
 	@echo "make demo         the whole product locally (make demo-down stops it)"
-	@echo "make test         install everything needed and run the whole suite"
+	@echo "make test         install everything needed, lint, and run the whole suite"
+	@echo "make lint         ruff, mypy --strict over llmagents/, import-linter's layer contracts"
 	@echo "make test-unit    only the tests that need no cluster"
 	@echo "make bench        run the benchmarks in bench/"
 	@echo "make k8s-bins     build the local control plane binaries (cached outside the repo)"
@@ -37,8 +38,17 @@ k8s-bins:
 
 # The Go build of the control plane is the long pole on a fresh machine, so it runs
 # beside the Python install and the unit tests rather than before them.
+# Lint rules, mypy's settings and the import contracts (api <- routing <- providers <-
+# runner/operator; routing does no I/O; the runtime never imports the cluster harness) live
+# in pyproject.toml.
+lint: venv
+	$(VENV)/bin/ruff check llmagents tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
 test:
 	$(MAKE) --no-print-directory -j3 venv k8s-bins prometheus-tools
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup tests
 
 test-unit: venv

@@ -100,10 +100,10 @@ async def _writes(store: Any, build: Any, writes: int) -> dict[str, float]:
 
 async def _configmap_writes(kubeconfig: str, build: Any, writes: int) -> dict[str, float]:
     from llmagents.api.runner_config import AgentIdentity
+    from llmagents.kube import KubeClient
     from llmagents.runner.configmap_store import ConfigMapCheckpointStore
-    from llmagents.runner.kube import KubeClient
 
-    kube = KubeClient.from_environment(kubeconfig=kubeconfig)
+    kube = await KubeClient.from_environment(kubeconfig=kubeconfig)
     namespace = f"bench-checkpoint-{uuid.uuid4().hex[:6]}"
     await kube.request("POST", "/api/v1/namespaces",
                        body={"metadata": {"name": namespace}})  # fmt: skip

@@ -266,7 +266,7 @@ def _report(
     if reference:
         ours = next((e for e in engines if e["engine"] == "onnx-q4"), None)
         if ours:
-            pairs = zip(ours["rounds"][0]["tokens"], reference["rounds"][0]["tokens"])
+            pairs = zip(ours["rounds"][0]["tokens"], reference["rounds"][0]["tokens"], strict=False)
             same = next((i for i, (a, b) in enumerate(pairs) if a != b), args_tokens + 1)
             print(f"\nonnx-q4 and llama.cpp greedy tokens identical for the first {same}")
     print("\n| sidecar model | requests | completion tokens | tokens/s | first chunk ms |")

@@ -223,9 +223,9 @@ class Observer:
             self.error = exc
 
     async def _watch_all(self) -> None:
-        from llmagents.runner.kube import KubeClient
+        from llmagents.kube import KubeClient
 
-        kube = KubeClient.from_environment(kubeconfig=self._kubeconfig)
+        kube = await KubeClient.from_environment(kubeconfig=self._kubeconfig)
         ours = {"labelSelector": "app.kubernetes.io/managed-by=llmagents-operator"}
 
         def deployment(obj: dict) -> None:
@@ -255,13 +255,17 @@ class Observer:
         kube: Any, path: str, params: dict, seen: Callable[[dict], None], *,
         metadata_only: bool = False,
     ) -> None:  # fmt: skip
+        from llmagents.kube import KubeError
+
         while True:  # the server ends a watch after timeoutSeconds; the process ends this one
-            async for event in kube.watch(
-                path, params={**params, "timeoutSeconds": "290"}, idle_timeout=300,
-                metadata_only=metadata_only,
-            ):  # fmt: skip
-                if event.get("type") in ("ADDED", "MODIFIED"):
-                    seen(event["object"])
+            try:
+                async for event in kube.watch(
+                    path, params=params, timeout_seconds=290, metadata_only=metadata_only
+                ):
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        seen(event["object"])
+            except KubeError:  # e.g. the CRD not served yet: watch again (events re-list)
+                await asyncio.sleep(0.5)
 
 
 def main() -> int:
@@ -335,6 +339,7 @@ def main() -> int:
             while progress != (args.agents,) * 3:
                 if time.monotonic() - start > args.timeout:
                     print(f"not converged after {args.timeout:.0f} s: {progress}", file=sys.stderr)
+                    print(log.read_text()[-3000:], file=sys.stderr)
                     return 1
                 time.sleep(0.2)
                 progress = observer.progress()

@@ -40,23 +40,24 @@ skip() {
   exit 0
 }
 
+# Debian's packages, with a refresh of the package lists when they are missing or stale.
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || return 1
+  log "installing Debian's $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
+
 [[ $EUID -eq 0 ]] || skip "a real node needs root (containerd, kubelet, namespaces, cgroups)"
 for tool in containerd runc ctr unshare ip; do
-  command -v "$tool" >/dev/null 2>&1 || {
-    if command -v apt-get >/dev/null 2>&1; then
-      log "installing Debian's containerd, runc and CNI plugins"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        containerd runc containernetworking-plugins iproute2 >/dev/null || skip "$tool is missing"
-      break
-    fi
-    skip "$tool is missing"
-  }
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    apt_install containerd runc containernetworking-plugins iproute2 || skip "$tool is missing"
+    break
+  fi
 done
-[[ -x /usr/lib/cni/bridge ]] || {
-  command -v apt-get >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends containernetworking-plugins >/dev/null
-  [[ -x /usr/lib/cni/bridge ]] || skip "no CNI plugins in /usr/lib/cni"
-}
+[[ -x /usr/lib/cni/bridge ]] || apt_install containernetworking-plugins || true
+[[ -x /usr/lib/cni/bridge ]] || skip "no CNI plugins in /usr/lib/cni"
 [[ -d /sys/fs/cgroup/memory ]] || skip "the node is configured for cgroup v1 (this machine class)"
 
 # Stop at the end only a dockerd this run starts: not a system engine, nor the private one

@@ -44,7 +44,8 @@ class Capability(StrEnum):
     VISION = "vision"
     """Images in the input."""
     JSON_SCHEMA = "jsonSchema"
-    """Structured output constrained by a JSON Schema (``response_format: json_schema``)."""
+    """Structured output: JSON constrained by a JSON Schema (``response_format: json_schema``),
+    or any JSON object (``json_object``)."""
     STREAMING = "streaming"
     """Answers streamed as they are generated."""
 
@@ -204,7 +205,9 @@ class ChatRequest:
             needed.add(Capability.TOOLS)
         if any(m.images for m in self.messages):
             needed.add(Capability.VISION)
-        if self.response_format and self.response_format.type is ResponseFormatType.JSON_SCHEMA:
+        if self.response_format and self.response_format.type is not ResponseFormatType.TEXT:
+            # JSON mode without a schema needs the same machinery (constrained decoding or
+            # a forced tool); a model without it answers prose.
             needed.add(Capability.JSON_SCHEMA)
         if stream:
             needed.add(Capability.STREAMING)

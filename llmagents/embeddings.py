@@ -23,10 +23,9 @@ class EmbeddingRequest:
 
 @dataclass(slots=True)
 class Embeddings:
-    """One vector per input, in order, and the tokens the provider counted."""
+    """One vector per input, in order, and the tokens the provider counted (the gateway's
+    estimate when the provider reports none, as Gemini does)."""
 
     vectors: list[list[float]]
     usage: Usage
     model: str
-    usage_reported: bool = True
-    """False when the provider reports no usage (Gemini): ``usage`` is then an estimate."""

@@ -197,6 +197,11 @@ ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
 """One class per kind, for code that has a kind and needs the exception."""
 
 
+class RequestNotEncodable(LLMAgentsError):
+    """A request holds what strict JSON cannot (``NaN``, ``Infinity``, a lone surrogate); no
+    provider was called. The request is at fault, never a provider."""
+
+
 class CallFailed(LLMAgentsError):
     """No provider of the pool answered a call; ``attempts`` and ``reasons`` say why."""
 

@@ -32,13 +32,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
 from llmagents.api.pool import ProviderType
@@ -237,20 +237,26 @@ class Sidecar:
             )
         self.log = log
 
-    def ready(self) -> bool:
+    async def ready(self, http: aiohttp.ClientSession) -> bool:
         if self.proc.poll() is not None:
             raise ConfigError(
                 f"the ONNX sidecar exited with {self.proc.returncode}; see {self.log}"
             )
         try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+            async with http.get(f"{self.url}/readyz") as response:
                 return response.status == 200
-        except OSError:
+        except (aiohttp.ClientError, TimeoutError):
             return False
 
     async def wait_ready(self, stop: asyncio.Event, timeout: float) -> bool:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            return await self._wait_ready(http, stop, timeout)
+
+    async def _wait_ready(
+        self, http: aiohttp.ClientSession, stop: asyncio.Event, timeout: float
+    ) -> bool:
         deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(self.ready):
+        while not await self.ready(http):
             if time.monotonic() > deadline:
                 raise ConfigError(
                     f"the ONNX sidecar was not ready in {timeout:.0f} s; see {self.log}"
@@ -349,7 +355,8 @@ async def _run(
     if needs_sidecar(config):
         if args.onnx_url is None:
             sidecar = Sidecar(state / "onnx.log", args.onnx_model_dir)
-        config = config.model_copy(update={"onnx_url": args.onnx_url or sidecar.url})
+        onnx_url = args.onnx_url if sidecar is None else sidecar.url
+        config = config.model_copy(update={"onnx_url": onnx_url})
     redactor = Redactor(keys.values())
     install_log_redaction(redactor)
     sink = TableSink(local.agent, [p.name for p in config.pool.providers], quiet=args.once)

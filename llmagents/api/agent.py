@@ -7,6 +7,8 @@ the referenced ProviderPool and renders the runner's configuration from both (se
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 from typing import Annotated
 
@@ -124,6 +126,19 @@ class WorkSpec(ApiModel):
         if (self.tasks is None) == (self.agent is None):
             raise ValueError("work: set exactly one of tasks or agent")
         return self
+
+    def agent_digest(self) -> str | None:
+        """A digest of the agent container's spec (None for a task list).
+
+        A gateway agent's reported completion holds for the container it was reported by:
+        the runner records this digest with it and the operator compares it with the spec's,
+        so a changed image, command, args, env or resources starts the agent again, as a
+        changed task list does, and nothing else (a raised budget, say) does.
+        """
+        if self.agent is None:
+            return None
+        wire = json.dumps(self.agent.to_wire(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(wire.encode()).hexdigest()[:16]
 
 
 class ModelVolume(ApiModel):

@@ -56,7 +56,7 @@ class Resource:
 
 def _column(
     name: str, path: str, kind: str = "string", *, wide: bool = False, **extra: str
-) -> dict:
+) -> dict[str, Any]:
     col: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path}
     if wide:
         col["priority"] = 1
@@ -223,6 +223,6 @@ def main(args: argparse.Namespace) -> int:
         for path in stale:
             print(f"stale: {path} (run `make crds`)", file=sys.stderr)
         return 1 if stale else 0
-    for path in write(args.out):
-        print(path)
+    for written in write(args.out):
+        print(written)
     return 0

@@ -144,7 +144,10 @@ class Capabilities(ApiModel):
     vision: bool | None = Field(default=None, description="Images in the input.")
     json_schema: bool | None = Field(
         default=None,
-        description="Structured output constrained by a JSON Schema (response_format json_schema).",
+        description=(
+            "Structured output: JSON for a JSON Schema or any JSON object (response_format "
+            "json_schema or json_object)."
+        ),
     )
     streaming: bool | None = Field(default=None, description="Answers streamed as generated.")
 

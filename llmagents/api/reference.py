@@ -102,7 +102,7 @@ def _describe(prop: dict[str, Any]) -> str:
         facts.append(f"rule: {rule['message']}")
     if facts:
         text = f"{text} ({'; '.join(facts)})" if text else "; ".join(facts)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,6 +120,14 @@ class RunnerConfig(ApiModel):
     )
     mode: WorkMode = Field(description="Task list or gateway.")
     tasks: list[TaskSpec] | None = Field(default=None, description="The tasks (tasks mode).")
+    agent_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Digest of the agent container's spec (gateway mode): a completion recorded for "
+            "another digest is of earlier work and is dropped."
+        ),
+    )
     budget: BudgetSpec | None = Field(default=None, description="Spending limit; unset = none.")
     max_runtime: Duration | None = Field(default=None, description="Wall-time limit.")
     checkpoint_interval: Duration = Field(description="How often to checkpoint.")

@@ -143,7 +143,7 @@ def member_docs(enum_cls: type[Enum]) -> dict[str, str]:
     return docs
 
 
-def _convert(node: dict[str, Any], defs: dict[str, Any], enums: dict[str, type[Enum]]) -> dict:
+def _convert(node: dict[str, Any], defs: dict[str, Any], enums: dict[str, type[Enum]]) -> dict[str, Any]:
     node = dict(node)
     ref_name: str | None = None
     if "$ref" in node:
@@ -167,7 +167,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], enums: dict[str, type[E
             out[key] = [{"type": b["type"]} for b in value]
         elif key == "properties":
             out[key] = {name: _convert(sub, defs, enums) for name, sub in value.items()}
-        elif key == "items" or key == "additionalProperties" and isinstance(value, dict):
+        elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
             out[key] = _convert(value, defs, enums)
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
             bound = "minimum" if key == "exclusiveMinimum" else "maximum"

@@ -83,7 +83,8 @@ class Phase(StrEnum):
     BUDGET_EXHAUSTED = "BudgetExhausted"
     """Spent its budget with onExhausted=stop; scaled to zero."""
     COMPLETED = "Completed"
-    """Finished its tasks or reached maxRuntime; scaled to zero."""
+    """Finished its tasks, reported itself done (gateway agent) or reached maxRuntime;
+    scaled to zero."""
     SUSPENDED = "Suspended"
     """spec.suspend is true; scaled to zero."""
     FAILED = "Failed"
@@ -109,7 +110,8 @@ class RunnerPhase(StrEnum):
     RUNNING = "Running"
     """Working through tasks or serving the gateway."""
     COMPLETED = "Completed"
-    """Every task reached an end (done or failed)."""
+    """Every task reached an end (done or failed), or the gateway agent reported itself
+    done; the runner takes no more calls."""
     FAILED = "Failed"
     """Stopped on an error it cannot recover from; see message."""
 
@@ -231,6 +233,15 @@ class CostStatus(ApiModel):
     total_usd: float = Field(
         default=0.0, ge=0, alias="totalUSD", description="USD spent over the agent's life."
     )
+    limit_usd: float | None = Field(
+        default=None,
+        ge=0,
+        alias="limitUSD",
+        description=(
+            "The budget limit the runner enforced when it reported; a spec limit above it"
+            " means the user raised the limit since."
+        ),
+    )
     period: BudgetPeriod | None = Field(default=None, description="The budget period counted.")
     period_start: datetime | None = Field(
         default=None, description="Start of the current budget period."
@@ -276,6 +287,28 @@ class TaskProgress(ApiModel):
         return self.total > 0 and self.done + self.failed >= self.total
 
 
+MAX_COMPLETION_SUMMARY = 1024
+"""Characters of the summary a gateway agent may report with its completion."""
+
+
+class AgentCompletion(ApiModel):
+    """A gateway agent's report that its work is done (``POST /v1/agent/complete``)."""
+
+    completed_at: datetime = Field(description="When the runner recorded the completion.")
+    summary: str | None = Field(
+        default=None,
+        max_length=MAX_COMPLETION_SUMMARY,
+        description="What the agent said about its result, if anything.",
+    )
+    agent_digest: str = Field(
+        max_length=64,
+        description=(
+            "Digest of the agent container's spec the completion was reported under; a "
+            "changed container (another digest) starts the agent again."
+        ),
+    )
+
+
 class RunnerAgentStatus(ApiModel):
     """The part of an LLMAgent's status the runner writes (field manager llmagents-runner)."""
 
@@ -305,6 +338,11 @@ class RunnerAgentStatus(ApiModel):
     )
     budget_exhausted: bool | None = Field(
         default=None, description="Whether the current period's budget is spent."
+    )
+    completion: AgentCompletion | None = Field(
+        default=None,
+        description="Set once a gateway agent reported its work done; the operator then "
+        "completes the agent and scales its runner to zero.",
     )
 
     @model_validator(mode="after")

@@ -98,7 +98,7 @@ def _unsupported(capability: Capability, param: str) -> RequestError:
 def _refuse_what_it_cannot_do(body: wire.ChatCompletionRequest) -> None:
     if body.tools:
         raise _unsupported(Capability.TOOLS, "tools")
-    if isinstance(body.response_format, wire.JsonSchemaFormat):
+    if isinstance(body.response_format, wire.JsonSchemaFormat | wire.JsonObjectFormat):
         raise _unsupported(Capability.JSON_SCHEMA, "response_format")
     for i, message in enumerate(body.messages):
         if isinstance(message, wire.ToolMessage) or getattr(message, "tool_calls", None):

@@ -45,7 +45,7 @@ KV_GROWTH = 256
 
 _PAST_PREFIX = "past_key_values."
 _PRESENT_PREFIX = "present."
-_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+_DTYPES: dict[str, type[np.generic]] = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 @dataclass(slots=True)
@@ -85,7 +85,7 @@ class Decoder:
             self.session = ort.InferenceSession(
                 os.fspath(model_file), options, providers=["CPUExecutionProvider"]
             )
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped errors
+        except Exception as exc:
             raise ConfigError(f"onnxruntime cannot load {model_file}: {exc}") from None
         inputs = {i.name: i for i in self.session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - inputs.keys()
@@ -131,7 +131,7 @@ class Decoder:
         else:
             logits = self._plain_step(state, new_tokens)
         state.tokens.extend(new_tokens)
-        return logits[0, -1].astype(np.float32, copy=False)
+        return np.asarray(logits[0, -1], dtype=np.float32)
 
     def _plain_step(self, state: DecodeState, new_tokens: list[int]) -> np.ndarray:
         if self.has_cache:
@@ -148,8 +148,8 @@ class Decoder:
             feed["position_ids"] = _ortvalue(np.arange(start, total, dtype=np.int64)[None, :])
         results = self.session.run_with_ort_values(self._output_names, feed)
         if self.has_cache:
-            state.past = {c.past: value for c, value in zip(self._cache, results[1:])}
-        return results[0].numpy()
+            state.past = {c.past: value for c, value in zip(self._cache, results[1:], strict=False)}
+        return np.asarray(results[0].numpy())
 
     def _shared_step(self, state: DecodeState, new_tokens: list[int]) -> np.ndarray:
         total = len(state.tokens) + len(new_tokens)
@@ -165,7 +165,7 @@ class Decoder:
             binding.bind_cpu_input("position_ids", positions)
         self.session.run_with_iobinding(binding)
         # A copy: onnxruntime writes the next step's logits into this output's memory.
-        return binding.get_outputs()[0].numpy().copy()
+        return np.array(binding.get_outputs()[0].numpy())
 
     def _grow(self, state: DecodeState, total: int) -> ort.IOBinding:
         """New, longer buffers holding the cached positions, bound as past and present."""

@@ -74,7 +74,7 @@ class ChatFormat:
     def __init__(self, info: ModelInfo) -> None:
         try:
             self.tokenizer = Tokenizer.from_file(str(info.tokenizer_file))
-        except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exceptions
+        except Exception as exc:
             raise ConfigError(f"{info.tokenizer_file} is not a tokenizers file: {exc}") from None
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise_template_error

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor
@@ -107,7 +107,7 @@ class _Metadata:
         self._fields = reader.fields
         self._path = path
 
-    def get(self, key: str, default: object = _MISSING) -> object:
+    def get(self, key: str, default: object = _MISSING) -> Any:
         field = self._fields.get(key)
         if field is None:
             if default is self._MISSING:
@@ -116,12 +116,17 @@ class _Metadata:
         return field.contents()
 
 
+def _pair(merge: str) -> tuple[str, str]:
+    left, _, right = merge.partition(" ")
+    return left, right
+
+
 def _tokenizer(meta: _Metadata, tokens: list[str], path: Path) -> Tokenizer:
     if meta.get("tokenizer.ggml.model") != "gpt2":
         raise ConfigError(f"{path}: only GPT-2 style BPE tokenizers are supported")
     types = list(meta.get("tokenizer.ggml.token_type"))
-    merges = [tuple(str(m).split(" ", 1)) for m in meta.get("tokenizer.ggml.merges")]
-    special = [t for t, kind in zip(tokens, types) if kind in _CONTROL_TOKEN_TYPES]
+    merges = [_pair(str(m)) for m in meta.get("tokenizer.ggml.merges")]
+    special = [t for t, kind in zip(tokens, types, strict=False) if kind in _CONTROL_TOKEN_TYPES]
     vocab = {token: i for i, token in enumerate(tokens)}
     return byte_level_bpe(vocab, merges, special)
 
@@ -196,7 +201,7 @@ def _f16(blocks: np.ndarray, offset: int) -> np.ndarray:
 def _nibbles_low_first(qs: np.ndarray) -> np.ndarray:
     """GGUF's (j, j + 16) nibble pairs -> MatMulNBits' (2j, 2j + 1) pairs."""
     codes = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)  # weight order 0..31
-    return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
+    return np.asarray(codes[..., 0::2] | (codes[..., 1::2] << 4), dtype=np.uint8)
 
 
 def _q4_1(raw: np.ndarray) -> BlockLinear:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import numpy as np
 import onnx
@@ -109,7 +110,7 @@ class BlockLinear:
         w = centred.reshape(n, blocks, BLOCK_SIZE) * self.scales[..., None]
         if self.offsets is not None:
             w = w + self.offsets[..., None]
-        return w.reshape(n, blocks * BLOCK_SIZE)
+        return np.asarray(w.reshape(n, blocks * BLOCK_SIZE))
 
 
 Linear = FloatLinear | BlockLinear
@@ -192,6 +193,18 @@ class _Graph:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
+    @overload
+    def op(
+        self, op_type: str, inputs: list[str], *, name: str = ..., domain: str = ...,
+        outputs: Literal[1] = ..., **attrs: Any,
+    ) -> str: ...
+
+    @overload
+    def op(
+        self, op_type: str, inputs: list[str], *, name: str = ..., domain: str = ...,
+        outputs: int | list[str], **attrs: Any,
+    ) -> list[str]: ...
+
     def op(
         self,
         op_type: str,
@@ -200,8 +213,9 @@ class _Graph:
         name: str = "",
         domain: str = "",
         outputs: int | list[str] = 1,
-        **attrs: object,
+        **attrs: Any,
     ) -> str | list[str]:
+        """One node; its output's name, or the names of its several outputs."""
         self._count += 1
         base = name or f"{op_type.lower()}_{self._count}"
         names = (
@@ -212,7 +226,7 @@ class _Graph:
         self.nodes.append(
             helper.make_node(op_type, inputs, names, name=base, domain=domain, **attrs)
         )
-        return names[0] if len(names) == 1 else names
+        return str(names[0]) if len(names) == 1 else [str(n) for n in names]
 
     def linear(self, x: str, w: Linear, name: str, *, accuracy_level: int) -> str:
         if isinstance(w, FloatLinear):
@@ -388,9 +402,11 @@ def _model(
     g: _Graph, config: LlamaConfig, inputs: list[str], outputs: list[str]
 ) -> onnx.ModelProto:
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
-    kv = lambda name, seq: helper.make_tensor_value_info(
-        name, f32, ["batch", config.num_kv_heads, seq, config.head_dim]
-    )
+    def kv(name: str, seq: str) -> Any:
+        return helper.make_tensor_value_info(
+            name, f32, ["batch", config.num_kv_heads, seq, config.head_dim]
+        )
+
     graph = helper.make_graph(
         g.nodes,
         "llama_decoder",

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +89,7 @@ class Sidecar:
             self.generator = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._loader
             )
-        except Exception as exc:  # noqa: BLE001 - reported on /readyz and by the exit status
+        except Exception as exc:
             self.load_error = str(exc)
             where = self.settings.model_dir or "SmolLM2 (cached conversion)"
             logger.error("model %s failed to load: %s", where, exc)
@@ -261,7 +261,7 @@ class Sidecar:
 
 async def _in_thread(
     executor: ThreadPoolExecutor, source: Iterator[Delta], cancelled: threading.Event
-):
+) -> AsyncIterator[Delta]:
     """Drive a blocking iterator in ``executor``, yielding its items on the event loop."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Delta | BaseException | None] = asyncio.Queue()
@@ -272,7 +272,7 @@ async def _in_thread(
                 loop.call_soon_threadsafe(queue.put_nowait, item)
                 if cancelled.is_set():
                     break
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the event loop
+        except BaseException as exc:
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)

@@ -62,6 +62,7 @@ def runner_config(agent: AgentObject, pool: PoolObject, settings: OperatorSettin
         pool=pool_spec,
         mode=WorkMode.TASKS if tasks is not None else WorkMode.GATEWAY,
         tasks=tasks,
+        agent_digest=spec.work.agent_digest(),
         budget=spec.budget,
         max_runtime=spec.max_runtime,
         checkpoint_interval=spec.checkpoint_interval,
@@ -136,10 +137,6 @@ _RUNNER_PROBES = {
 # profile) holds for every container, the agent's own included; each container adds the rest.
 _POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 _SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-# With _SECURITY on every container, what the restricted Pod Security Standard asks of a
-# pod: a namespace that enforces it refused every agent pod without these (seen on a real
-# API server by tests/e2e). The image runs as uid 65532; an agent image must be non-root.
-_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 TOKEN_VOLUME = "runner-token"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -219,7 +216,9 @@ def runner_container(
         **_RUNNER_PROBES,
         **_resources(agent.spec.resources, settings.runner_resources),
         "securityContext": _SECURITY,
-        "volumeMounts": [{"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}
+        ],
     }
 
 
@@ -307,7 +306,6 @@ def deployment(
         "automountServiceAccountToken": False,
         "securityContext": _POD_SECURITY,
         "enableServiceLinks": False,
-        "securityContext": _POD_SECURITY,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "containers": containers,
     }

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kopf._cogs.structs.references import Selector  # kopf exports no public name for it
 
 from llmagents.api.status import GROUP, VERSION
 from llmagents.events import EventRecorder
+from llmagents.kube import KubeClient
 from llmagents.operator.children import OURS
 from llmagents.operator.events import CONTROLLER, OperatorEvents
-from llmagents.operator.kube import KopfApi, KopfEventSink
+from llmagents.operator.kube import ApiEventSink, ClusterApi
 from llmagents.operator.metrics import default_gauges
 from llmagents.operator.objects import AgentKey, PoolKey
 from llmagents.operator.reconcile import RESYNC_SECONDS, Reconciler
@@ -38,7 +38,8 @@ from llmagents.operator.settings import LABEL_MANAGED_BY, MANAGED_BY, OperatorSe
 
 logger = logging.getLogger(__name__)
 
-DEPLOYMENTS = Selector("apps", "v1", "deployments")
+DEPLOYMENTS = ("apps", "v1", "deployments")
+"""kopf's selector of Deployments, in the tuple form its settings take."""
 _OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
@@ -60,10 +61,12 @@ class KopfViews:
             self.indexes = {i: kwargs[i] for i in ("agents", "pools")}
 
     def agent(self, key: AgentKey) -> Mapping[str, Any] | None:
-        return _first(self.indexes.get("agents"), key)
+        found: Mapping[str, Any] | None = _first(self.indexes.get("agents"), key)
+        return found
 
     def pool(self, key: PoolKey) -> Mapping[str, Any] | None:
-        return _first(self.indexes.get("pools"), key)
+        found: Mapping[str, Any] | None = _first(self.indexes.get("pools"), key)
+        return found
 
     def agents_of_pool(self, key: PoolKey) -> list[AgentKey]:
         # A scan rather than an index of its own: pools are folded at most once a second,
@@ -105,6 +108,7 @@ class OperatorState:
     reconciler: Reconciler | None = None
     events: EventRecorder | None = None
     events_task: asyncio.Task[None] | None = None
+    kube: KubeClient | None = None
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -151,16 +155,18 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         return state.reconciler
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # In-cluster service account, else the kubeconfig: as the kubernetes client reads it.
-        return kopf.login_via_client(**kwargs)
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster service account, else the kubeconfig, as the one Kubernetes client of
+        # the project (kubernetes_asyncio) reads them.
+        return await kopf.login_via_async_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
-        api = KopfApi(settings)
+        state.kube = await KubeClient.from_environment()
+        api = ClusterApi(state.kube)
         state.events = EventRecorder(
-            KopfEventSink(api), controller=CONTROLLER, instance=socket.gethostname(),
+            ApiEventSink(api), controller=CONTROLLER, instance=socket.gethostname(),
             per_minute=120,
         )  # fmt: skip
         state.events_task = asyncio.create_task(state.events.run())
@@ -183,13 +189,21 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             state.events.close()
         if state.events_task is not None:
             await state.events_task
+        if state.kube is not None:
+            await state.kube.aclose()
 
-    @kopf.index(GROUP, VERSION, "llmagents", id="agents", registry=registry)
-    async def agents(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+    # kopf's callback types take keyword arguments only (``**kwargs``); handlers that name
+    # theirs are what kopf documents, hence the ignores.
+    @kopf.index(GROUP, VERSION, "llmagents", id="agents", registry=registry)  # type: ignore[arg-type]
+    async def agents(
+        namespace: str, name: str, body: kopf.Body, **_: Any
+    ) -> dict[AgentKey, dict[str, Any]]:
         return {(namespace, name): _snapshot(body)}
 
-    @kopf.index(GROUP, VERSION, "providerpools", id="pools", registry=registry)
-    async def pools(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+    @kopf.index(GROUP, VERSION, "providerpools", id="pools", registry=registry)  # type: ignore[arg-type]
+    async def pools(
+        namespace: str, name: str, body: kopf.Body, **_: Any
+    ) -> dict[PoolKey, dict[str, Any]]:
         return {(namespace, name): _snapshot(body)}
 
     @kopf.on.event("apps", "v1", "deployments", id="deployment-event", labels=_OURS,
@@ -197,7 +211,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     async def deployment_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
         await reconciler(kwargs).child_changed({**body, "kind": "Deployment"}, type)
 
-    @kopf.on.event(GROUP, VERSION, "llmagents", id="agent-event", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "llmagents", id="agent-event", registry=registry)  # type: ignore[arg-type]
     async def agent_event(
         type: str | None, namespace: str, name: str, spec: kopf.Spec, **kwargs: Any
     ) -> None:
@@ -207,7 +221,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             return
         await reconciler(kwargs).reconcile_agent((namespace, name))
 
-    @kopf.on.event(GROUP, VERSION, "providerpools", id="pool-event", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "providerpools", id="pool-event", registry=registry)  # type: ignore[arg-type]
     async def pool_event(
         type: str | None, namespace: str, name: str, meta: kopf.Meta, **kwargs: Any
     ) -> None:

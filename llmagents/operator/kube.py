@@ -1,10 +1,10 @@
-"""The operator's few API calls: server-side apply, label-selected lists of its children, and
-reading a Secret's key names (with a verdict on each value as an API key).
+"""The operator's few API calls: server-side apply, label-selected lists of its children,
+reading a Secret's key names (with a verdict on each value as an API key), and its Events.
 
-kopf has no server-side apply, so the operator sends it through kopf's own authenticated
-request function: the same credentials, session, re-login and retry/backoff on 5xx and 429
-as kopf's watches. That function is kopf-internal (``kopf._cogs``); this module is the
-only place that touches it, so a kopf upgrade that moves it breaks here and nowhere else.
+kopf watches; everything the operator writes or lists itself goes through the project's one
+Kubernetes client (``llmagents.kube``, kubernetes_asyncio), with at most ``concurrency``
+requests in flight so that a burst of thousands of agents queues here rather than flooding
+the API server into 429s. A failed request raises ``KubeError``; the reconciler retries.
 
 Every write is counted (``llmagents_operator_api_writes_total``): a converged operator
 must write nothing, and the benchmark reads that counter.
@@ -18,16 +18,13 @@ import binascii
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
-from urllib.parse import urlencode
 
-import kopf
-from kopf._cogs.clients import api as kopf_api
-from kopf._cogs.clients import errors as kopf_errors
 from prometheus_client import Counter
 
 from llmagents.api.status import OPERATOR_FIELD_MANAGER
 from llmagents.events import EventGone
 from llmagents.keys import secret_value_problem
+from llmagents.kube import MERGE_PATCH, KubeClient, KubeNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +46,7 @@ _PLURALS = {
     "ProviderPool": "providerpools",
 }
 
-
 _LIST_PAGE = 500
-# The operator sends only what its builders and models made, and reads no warnings: the API
-# server's check for unknown or duplicate fields (a second, strict parse of every body) is
-# work for nothing.
-_WRITE_QUERY = f"fieldManager={OPERATOR_FIELD_MANAGER}&fieldValidation=Ignore"
 
 
 def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
@@ -89,13 +81,11 @@ class Api(Protocol):
         ...
 
 
-class KopfApi:
-    """``Api`` over kopf's authenticated session; usable only inside a running operator."""
+class ClusterApi:
+    """``Api`` over the project's Kubernetes client."""
 
-    def __init__(self, settings: kopf.OperatorSettings, *, concurrency: int = 32) -> None:
-        self._settings = settings
-        # kopf's connection pool is unbounded; a burst of thousands of agents must queue
-        # here rather than flood the API server into 429s.
+    def __init__(self, kube: KubeClient, *, concurrency: int = 32) -> None:
+        self.kube = kube
         self._slots = asyncio.Semaphore(concurrency)
 
     async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None) -> None:
@@ -105,20 +95,12 @@ class KopfApi:
         )
         if subresource:
             path += f"/{subresource}"
-        url = f"{path}?{_WRITE_QUERY}&force=true"
         async with self._slots:
             WRITES.labels(manifest["kind"], subresource or "").inc()
-            response = await kopf_api.request(
-                "patch",
-                url,
-                payload=manifest,  # JSON is YAML, which apply-patch+yaml accepts
-                headers={"Content-Type": "application/apply-patch+yaml"},
-                settings=self._settings,
-                logger=logger,
-            )
-            # Read to the end: aiohttp closes a connection whose body was left unread, and
-            # a new TLS handshake per write cost both sides more than the body does.
-            await response.read()
+            # The operator sends only what its builders and models made, and reads no
+            # warnings: the API server's strict second parse of every body is work for nothing.
+            await self.kube.apply(path, manifest, field_manager=OPERATOR_FIELD_MANAGER,
+                                  validate=False)  # fmt: skip
 
     async def list(
         self, api_version: str, kind: str, *, namespace: str | None, labels: str
@@ -127,9 +109,7 @@ class KopfApi:
         path = collection_path(api_version, kind, namespace)
         while True:
             async with self._slots:
-                body = await kopf_api.get(
-                    f"{path}?{urlencode(query)}", settings=self._settings, logger=logger
-                )
+                body = await self.kube.request("GET", path, params=query)
             yield body.get("items") or []
             token = (body.get("metadata") or {}).get("continue")
             if not token:
@@ -140,35 +120,27 @@ class KopfApi:
         """POST an ``events.k8s.io/v1`` Event."""
         async with self._slots:
             WRITES.labels("Event", "").inc()
-            response = await kopf_api.request(
-                "post", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events",
-                payload=body, settings=self._settings, logger=logger,
-            )  # fmt: skip
-            await response.read()
+            await self.kube.request(
+                "POST", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events", body=body
+            )
 
     async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch an Event (its series); ``EventGone`` when it expired."""
         async with self._slots:
             WRITES.labels("Event", "").inc()
             try:
-                response = await kopf_api.request(
-                    "patch", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/{name}",
-                    payload=patch, headers={"Content-Type": "application/merge-patch+json"},
-                    settings=self._settings, logger=logger,
+                await self.kube.request(
+                    "PATCH", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/{name}",
+                    body=patch, content_type=MERGE_PATCH,
                 )  # fmt: skip
-            except kopf_errors.APINotFoundError:
+            except KubeNotFound:
                 raise EventGone(name) from None
-            await response.read()
 
     async def secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
         async with self._slots:
             try:
-                body = await kopf_api.get(
-                    object_path("v1", "Secret", namespace, name),
-                    settings=self._settings,
-                    logger=logger,
-                )
-            except kopf_errors.APINotFoundError:
+                body = await self.kube.get(object_path("v1", "Secret", namespace, name))
+            except KubeNotFound:
                 return None
         return secret_key_problems(body)
 
@@ -191,10 +163,10 @@ def secret_key_problems(secret: Mapping[str, Any]) -> dict[str, str | None]:
     return problems
 
 
-class KopfEventSink:
-    """``llmagents.events.EventSink`` over ``KopfApi``."""
+class ApiEventSink:
+    """``llmagents.events.EventSink`` over ``ClusterApi``."""
 
-    def __init__(self, api: KopfApi) -> None:
+    def __init__(self, api: ClusterApi) -> None:
         self.api = api
 
     async def create(self, namespace: str, body: dict[str, Any]) -> None:

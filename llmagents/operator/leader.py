@@ -2,11 +2,17 @@
 
 Only the holder of the Lease runs kopf; the others wait, ready to take over. The rules are
 client-go's: a Lease is free when it has no holder or when its record has not changed for
-``lease_seconds`` as observed on this replica's own clock (so clock skew between replicas
-does not matter); the holder renews every ``renew_seconds``; every change goes through the
-Lease's resourceVersion, so two candidates can never both win. A leader that cannot renew
-for ``lease_seconds`` stops leading, and the process exits so that it restarts as a
-candidate. On a clean shutdown the leader releases the Lease for a fast handover.
+its ``leaseDurationSeconds`` as observed on this replica's own clock (so clock skew between
+replicas does not matter); the holder renews every ``renew_seconds``; every change goes
+through the Lease's resourceVersion, so two candidates can never both win.
+
+A leader that has not renewed for ``renew_deadline`` seconds stops leading, and the process
+exits so that it restarts as a candidate. The deadline is shorter than the Lease's duration,
+so the old leader has stopped before a standby may take over; it is enforced around the
+renewal itself, so a call that hangs (an API server that accepts the connection and never
+answers) cannot keep a leader leading past it. Each Lease call also has its own request
+timeout, shorter than the deadline, so that one hung call leaves time for another try.
+On a clean shutdown the leader releases the Lease for a fast handover.
 
 The renewals are the only writes of a converged operator (one per ``renew_seconds``).
 """
@@ -15,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from llmagents.kube import KubeClient, KubeConflict, KubeError, KubeNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ class LeaseElector:
 
     def __init__(
         self,
-        api: client.CoordinationV1Api,
+        kube: KubeClient,
         *,
         namespace: str,
         name: str,
@@ -42,40 +46,74 @@ class LeaseElector:
         lease_seconds: int = 30,
         renew_seconds: float = 10.0,
         retry_seconds: float = 2.0,
+        renew_deadline: float | None = None,
+        request_timeout: float | None = None,
     ) -> None:
-        self.api = api
+        self.kube = kube
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
         self.retry_seconds = retry_seconds
+        self.renew_deadline = (
+            renew_deadline if renew_deadline is not None else lease_seconds * 2 / 3
+        )
+        self.request_timeout = (
+            request_timeout if request_timeout is not None else min(5.0, self.renew_deadline / 3)
+        )
+        if not (0 < self.request_timeout < self.renew_deadline < lease_seconds
+                and renew_seconds < self.renew_deadline):  # fmt: skip
+            raise ValueError(
+                f"need 0 < request timeout ({self.request_timeout:g}s) < renew deadline "
+                f"({self.renew_deadline:g}s) < lease duration ({lease_seconds}s), and renewals "
+                f"(every {renew_seconds:g}s) more often than the deadline"
+            )
         self.leading = False
-        self._observed: tuple[Any, float] | None = None  # (record, monotonic time seen)
+        self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        self._observed: tuple[Any, float] | None = None  # (record, loop time seen)
 
     async def acquire(self) -> None:
         """Return once this identity holds the Lease."""
         logger.info("waiting to lead: Lease %s/%s as %s", self.namespace, self.name, self.identity)
-        while not await asyncio.to_thread(self._try_acquire_or_renew):
+        while True:
+            try:
+                if await self._try_acquire_or_renew():
+                    break
+            except KubeError as exc:
+                logger.warning("acquiring Lease %s/%s failed: %s", self.namespace, self.name, exc)
             await asyncio.sleep(self.retry_seconds)
         self.leading = True
         logger.info("leading: Lease %s/%s held by %s", self.namespace, self.name, self.identity)
 
     async def keep(self) -> None:
-        """Renew until cancelled; raises ``LeadershipLost`` when renewal fails too long."""
-        last_renewed = time.monotonic()
+        """Renew until cancelled; raises ``LeadershipLost`` once renewal has failed for
+        ``renew_deadline`` seconds, however long a call hangs."""
+        loop = asyncio.get_running_loop()
+        last_renewed = loop.time()
+        wait = self.renew_seconds
         while True:
-            await asyncio.sleep(self.renew_seconds)
+            await asyncio.sleep(wait)
+            deadline = last_renewed + self.renew_deadline
+            renewed = False
             try:
-                renewed = await asyncio.to_thread(self._try_acquire_or_renew)
-            except Exception as exc:
+                async with asyncio.timeout_at(deadline):
+                    renewed = await self._try_acquire_or_renew()
+            except TimeoutError:
+                pass
+            except KubeError as exc:
                 logger.warning("renewing Lease %s/%s failed: %s", self.namespace, self.name, exc)
-                renewed = False
+            now = loop.time()
             if renewed:
-                last_renewed = time.monotonic()
-            elif time.monotonic() - last_renewed >= self.lease_seconds:
+                last_renewed, wait = now, self.renew_seconds
+            elif now >= deadline:
                 self.leading = False
-                raise LeadershipLost(f"Lease {self.namespace}/{self.name} not renewed in time")
+                raise LeadershipLost(
+                    f"Lease {self.namespace}/{self.name} not renewed for "
+                    f"{now - last_renewed:.1f}s (deadline {self.renew_deadline:g}s)"
+                )
+            else:
+                wait = min(self.retry_seconds, max(deadline - now, 0.0))
 
     async def release(self) -> None:
         """Give the Lease up (best effort) so that a standby takes over at once."""
@@ -83,72 +121,62 @@ class LeaseElector:
             return
         self.leading = False
         try:
-            await asyncio.to_thread(self._release)
-        except Exception as exc:
+            lease = await self._call("GET", self._path)
+            spec = lease.setdefault("spec", {})
+            if spec.get("holderIdentity") != self.identity:
+                return
+            spec["holderIdentity"] = None
+            spec["leaseDurationSeconds"] = 1
+            await self._call("PUT", self._path, body=lease)
+        except KubeError as exc:
             logger.warning("releasing Lease %s/%s failed: %s", self.namespace, self.name, exc)
 
-    def _try_acquire_or_renew(self) -> bool:
+    async def _call(self, method: str, path: str, *, body: Any = None) -> dict[str, Any]:
+        return await self.kube.request(method, path, body=body, timeout=self.request_timeout)
+
+    async def _try_acquire_or_renew(self) -> bool:
         now = _micro_now()
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            return self._create(now)
-        spec = lease.spec
-        record = (spec.holder_identity, spec.renew_time, spec.lease_transitions)
+            lease = await self._call("GET", self._path)
+        except KubeNotFound:
+            return await self._create(now)
+        spec = lease.setdefault("spec", {})
+        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
+        seen_at = asyncio.get_running_loop().time()
         if self._observed is None or self._observed[0] != record:
-            self._observed = (record, time.monotonic())
-        holder = spec.holder_identity
-        expired = time.monotonic() - self._observed[1] >= (
-            spec.lease_duration_seconds or self.lease_seconds
-        )
+            self._observed = (record, seen_at)
+        holder = spec.get("holderIdentity")
+        duration = spec.get("leaseDurationSeconds") or self.lease_seconds
+        expired = seen_at - self._observed[1] >= duration
         if holder and holder != self.identity and not expired:
             return False
         if holder != self.identity:
-            spec.lease_transitions = (spec.lease_transitions or 0) + 1
-            spec.acquire_time = now
-        spec.holder_identity = self.identity
-        spec.lease_duration_seconds = self.lease_seconds
-        spec.renew_time = now
+            spec["leaseTransitions"] = (spec.get("leaseTransitions") or 0) + 1
+            spec["acquireTime"] = now
+        spec["holderIdentity"] = self.identity
+        spec["leaseDurationSeconds"] = self.lease_seconds
+        spec["renewTime"] = now
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
-        except ApiException as exc:
-            if exc.status == 409:  # someone else changed it first
-                return False
-            raise
+            await self._call("PUT", self._path, body=lease)  # carries the resourceVersion
+        except KubeConflict:  # someone else changed it first
+            return False
         return True
 
-    def _create(self, now: datetime) -> bool:
-        body = client.V1Lease(
-            metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
-            spec=client.V1LeaseSpec(
-                holder_identity=self.identity,
-                lease_duration_seconds=self.lease_seconds,
-                acquire_time=now,
-                renew_time=now,
-                lease_transitions=0,
-            ),
-        )
+    async def _create(self, now: str) -> bool:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
+                     "acquireTime": now, "renewTime": now, "leaseTransitions": 0},
+        }  # fmt: skip
         try:
-            self.api.create_namespaced_lease(self.namespace, body)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
+            await self._call("POST", self._path.rsplit("/", 1)[0], body=body)
+        except KubeConflict:
+            return False
         return True
 
-    def _release(self) -> None:
-        lease = self.api.read_namespaced_lease(self.name, self.namespace)
-        if lease.spec.holder_identity != self.identity:
-            return
-        lease.spec.holder_identity = None
-        lease.spec.lease_duration_seconds = 1
-        self.api.replace_namespaced_lease(self.name, self.namespace, lease)
 
-
-def _micro_now() -> datetime:
-    # The client writes isoformat(), which drops a zero fraction; the API server's MicroTime
-    # parser then refuses the value. A microsecond never matters to a Lease.
-    now = datetime.now(UTC)
-    return now if now.microsecond else now.replace(microsecond=1)
+def _micro_now() -> str:
+    """Now as the API server's MicroTime (RFC 3339 with microseconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

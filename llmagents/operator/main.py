@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from llmagents.api.agent import QUANTITY_PATTERN, ResourceRequirements
+from llmagents.kube import KubeClient
 from llmagents.operator.handlers import OperatorState, register
 from llmagents.operator.leader import LeadershipLost, LeaseElector
 from llmagents.operator.reconcile import RESYNC_SECONDS
@@ -154,16 +155,6 @@ class Probes:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _lease_api() -> Any:
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CoordinationV1Api()
-
-
 async def run(args: argparse.Namespace) -> int:
     settings = OperatorSettings(
         image=args.image, image_pull_policy=args.image_pull_policy,
@@ -174,10 +165,12 @@ async def run(args: argparse.Namespace) -> int:
     if args.liveness:
         await probes.start(args.liveness_host, args.liveness)
     elector: LeaseElector | None = None
+    kube: KubeClient | None = None
     if args.leader_election:
         identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        kube = await KubeClient.from_environment()
         elector = LeaseElector(
-            _lease_api(),
+            kube,
             namespace=args.lease_namespace,
             name=LEASE_NAME,
             identity=identity,
@@ -193,6 +186,8 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         if elector is not None:
             await elector.release()
+        if kube is not None:
+            await kube.aclose()
         await probes.stop()
 
 

@@ -48,9 +48,7 @@ class SpecCache:
         # (model, namespace, name) -> (uid, generation, spec, error)
         self._parsed: dict[tuple[type, str, str], tuple[str, int, Any, str | None]] = {}
 
-    def parse(
-        self, model: type[_Spec], body: Mapping[str, Any]
-    ) -> tuple[_Spec | None, str | None]:
+    def parse(self, model: type[_Spec], body: Mapping[str, Any]) -> tuple[_Spec | None, str | None]:
         meta = body.get("metadata", {})
         key = (model, meta.get("namespace", ""), meta.get("name", ""))
         version = (meta.get("uid", ""), int(meta.get("generation") or 0))
@@ -70,7 +68,7 @@ def _parse(model: type[_Spec], body: Mapping[str, Any]) -> tuple[_Spec | None, s
         return model.model_validate(body.get("spec") or {}), None
     except ValidationError as exc:
         return None, _error_text(exc)
-    except Exception as exc:  # noqa: BLE001 - a spec the models choke on is still only invalid
+    except Exception as exc:
         # Anything else a validator lets escape (an overflow was one) must become the
         # object's condition too, not a reconcile that fails and retries forever.
         return None, f"{type(exc).__name__}: {exc}"

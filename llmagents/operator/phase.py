@@ -11,9 +11,11 @@ the time. The rules, first match wins:
 5. maxRuntime passed since the runner's start (or the agent's creation) -> Completed
    (MaxRuntimeReached), 0 replicas;
 6. every task ended -> Completed (TasksCompleted), 0 replicas, until the task list changes;
-7. runner reports an unrecoverable error -> Failed;
-8. no report from the runner yet -> Pending (RunnerStarting);
-9. some provider unhealthy -> Degraded; otherwise Running.
+7. the gateway agent reported its work done -> Completed (AgentCompleted), 0 replicas,
+   until the agent container's spec changes;
+8. runner reports an unrecoverable error -> Failed;
+9. no report from the runner yet -> Pending (RunnerStarting);
+10. some provider unhealthy -> Degraded; otherwise Running.
 
 Messages hold no clock readings, so the same situation always yields the same status and
 the operator has nothing to write.
@@ -24,8 +26,10 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from llmagents.api.status import (
+    AgentCompletion,
     Condition,
     ConditionStatus,
     LLMAgentStatus,
@@ -111,8 +115,11 @@ def _budget(agent: AgentObject, now: datetime) -> tuple[bool, CondSpec, float | 
     if not status.budget_exhausted:
         return False, _true(BUDGET_AVAILABLE, "WithinBudget"), None
     spent = status.cost.spent_usd if status.cost else 0.0
-    if spent < budget.limit:
-        # The user raised the limit above what was spent: let the runner continue.
+    # A hard cap is rarely spent to the cent: the runner also reports the budget exhausted
+    # when what is left pays for no call. Only a limit above the one the runner enforced
+    # means the user raised it (a runner that does not report its limit: above the spend).
+    enforced = status.cost.limit_usd if status.cost else None
+    if budget.limit > (enforced if enforced is not None else spent):
         return False, _true(BUDGET_AVAILABLE, "LimitRaised"), None
     period_start = status.cost.period_start if status.cost else None
     rollover = next_period_start(budget.period, period_start) if period_start else None
@@ -126,6 +133,8 @@ def _budget(agent: AgentObject, now: datetime) -> tuple[bool, CondSpec, float | 
             wait,
         )
     message = f"spent {spent:.4f} of {budget.limit:.4f} USD ({budget.period.value})"
+    if spent < budget.limit:
+        message += "; what is left pays for no call"
     return True, _false(BUDGET_AVAILABLE, "BudgetExhausted", message), wait
 
 
@@ -148,6 +157,16 @@ def _tasks_finished(agent: AgentObject) -> bool:
         return False
     # A changed task list (new total) means there is new work, whatever the runner said.
     return progress.total == len(tasks) and progress.finished
+
+
+def _agent_completion(agent: AgentObject) -> AgentCompletion | None:
+    """The gateway agent's completion, if it was reported for the container in the spec."""
+    assert agent.spec is not None
+    completion = agent.status.completion
+    # A completion reported by an earlier container (another digest) is of other work.
+    if completion is None or completion.agent_digest != agent.spec.work.agent_digest():
+        return None
+    return completion
 
 
 def decide(agent: AgentObject, resolution: Resolution, now: datetime) -> Verdict:
@@ -192,6 +211,12 @@ def decide(agent: AgentObject, resolution: Resolution, now: datetime) -> Verdict
         failed = status.tasks.failed if status.tasks else 0
         message = f"{failed} task(s) failed" if failed else "all tasks done"
         return Verdict(Phase.COMPLETED, 0, [_false(READY, "TasksCompleted", message), *common])
+    completion = _agent_completion(agent)
+    if completion is not None:
+        message = "the agent reported its work done"
+        if completion.summary:
+            message += f": {completion.summary}"
+        return Verdict(Phase.COMPLETED, 0, [_false(READY, "AgentCompleted", message), *common])
     if status.runner_phase is RunnerPhase.FAILED:
         message = status.message or "the runner stopped on an error"
         return Verdict(Phase.FAILED, 1, [_false(READY, "RunnerFailed", message), *common], wait)
@@ -232,7 +257,7 @@ def conditions(
 def same_conditions(a: list[Condition] | None, b: list[Condition] | None) -> bool:
     """Equal but for transition times, which follow from the rest."""
 
-    def key(items: list[Condition] | None) -> list[tuple]:
+    def key(items: list[Condition] | None) -> list[tuple[Any, ...]]:
         return sorted(
             (c.type, c.status, c.reason, c.message, c.observed_generation) for c in items or []
         )

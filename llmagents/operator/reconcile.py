@@ -52,13 +52,14 @@ from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, 
 from llmagents.operator.pool_status import pool_status
 from llmagents.operator.scheduler import Scheduler
 from llmagents.operator.settings import OperatorSettings
+from llmagents.retrying import Backoff
 
 logger = logging.getLogger(__name__)
 
 SECRET_RETRY = 15.0
 POOL_FOLD_DELAY = 1.0
 RESYNC_SECONDS = 300.0
-_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+_RETRY = Backoff(first=1.0, cap=60.0)
 
 
 class Views(Protocol):
@@ -98,7 +99,7 @@ class Reconciler:
         self.children = Children(api, namespaces=namespaces)
         self._locks: dict[AgentKey, asyncio.Lock] = {}
         # Per agent: the inputs its manifests were built from, and the manifests.
-        self._built: dict[AgentKey, tuple[tuple, dict[ChildKey, dict[str, Any]]]] = {}
+        self._built: dict[AgentKey, tuple[tuple[Any, ...], dict[ChildKey, dict[str, Any]]]] = {}
         self._status_written: dict[Hashable, Any] = {}
         self._failures: dict[AgentKey, int] = {}
         self._secrets: dict[
@@ -127,7 +128,7 @@ class Reconciler:
             except Exception as exc:
                 failures = self._failures.get(key, 0)
                 self._failures[key] = failures + 1
-                delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
+                delay = _RETRY.delay(failures)
                 logger.warning(
                     "agent %s/%s: reconcile failed, retrying in %.0fs: %s",
                     key[0], key[1], delay, exc,

@@ -28,7 +28,7 @@ from yarl import URL
 
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk
 from llmagents.embeddings import EmbeddingRequest, Embeddings
-from llmagents.errors import BadRequest, ProviderError
+from llmagents.errors import BadRequest, ProviderError, RequestNotEncodable
 from llmagents.providers.embeddings import embeddings_call, parse_embeddings
 from llmagents.providers.mapping import Headers, decode_json, missing, transport_error
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
@@ -46,7 +46,14 @@ ample for any chat answer (inline images included), far below what would hurt th
 
 
 def _json(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    """Strict JSON (no ``NaN`` or ``Infinity``, no lone surrogates), or ``RequestNotEncodable``:
+    the front doors refuse such requests first; this is the last line, for every caller."""
+    try:
+        return json.dumps(
+            document, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise RequestNotEncodable(f"the request cannot be sent as strict JSON: {exc}") from None
 
 
 def _is_success(status: int) -> bool:

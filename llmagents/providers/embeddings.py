@@ -3,7 +3,7 @@
 Kept beside the chat translation rather than inside it: an adapter's ``embed`` asks this
 module for the call's path and body and for the reading of its answer, by protocol. Gemini
 reports no token usage for embeddings, so its usage is estimated (about four characters a
-token) and flagged as such; its cost is an estimate too.
+token), and so is its cost.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def parse_embeddings(
             batch = wire.GeminiBatchEmbedResponse.model_validate(data)
             vectors = [e.values for e in batch.embeddings]
             estimate = sum(estimate_tokens(text) for text in request.inputs)
-            result = Embeddings(vectors, Usage(estimate, 0), model, usage_reported=False)
+            result = Embeddings(vectors, Usage(estimate, 0), model)
         else:
             answer = wire.EmbeddingsResponse.model_validate(data)
             ordered = sorted(answer.data, key=lambda d: d.index)
@@ -71,9 +71,7 @@ def parse_embeddings(
                 )
             else:
                 estimate = sum(estimate_tokens(text) for text in request.inputs)
-                result = Embeddings(
-                    vectors, Usage(estimate, 0), answer.model or model, usage_reported=False
-                )
+                result = Embeddings(vectors, Usage(estimate, 0), answer.model or model)
     except (ValidationError, ValueError):
         raise missing("the embeddings' vectors", provider=provider) from None
     if len(result.vectors) != len(request.inputs):

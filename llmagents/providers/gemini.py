@@ -161,7 +161,8 @@ def _error_from_body(
 ) -> ProviderError:
     code = str(error.get("status", ""))
     message = f"{code or error.get('code')}: {short(error.get('message', ''))}"
-    details = error.get("details") if isinstance(error.get("details"), list) else []
+    found = error.get("details")
+    details: list[Any] = found if isinstance(found, list) else []
     retry_after = retry_after_seconds(headers) if headers is not None else None
     reasons = set()
     for detail in details:

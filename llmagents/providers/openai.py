@@ -171,8 +171,9 @@ class OpenAIAdapter(ProviderAdapter):
 
 
 def _error_of(data: dict[str, Any]) -> dict[str, Any] | None:
-    if isinstance(data.get("error"), dict):
-        return data["error"]
+    error = data.get("error")
+    if isinstance(error, dict):
+        return error
     if data.get("object") == "error":
         return data
     return None

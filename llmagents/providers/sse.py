@@ -8,7 +8,7 @@ Anthropic names its events (``event: content_block_delta``), OpenAI and Gemini s
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 
@@ -20,7 +20,7 @@ class SseEvent:
     data: str
 
 
-async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncGenerator[str, None]:
     """UTF-8 text lines without their ``\n`` (a ``\r`` before it is left to ``iter_sse``),
     from byte chunks cut anywhere, even inside a character; a last line without a newline
     is yielded too. No line length limit: an event is as long as the provider makes it."""
@@ -35,7 +35,7 @@ async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
         yield pending
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncGenerator[SseEvent, None]:
     """Turn a stream of text lines (without line endings) into events, per the WHATWG rules.
 
     An event without data is not dispatched; a partial event cut off by the end of the stream

@@ -18,7 +18,16 @@ from llmagents.routing.calls import (
     SkipReason,
 )
 from llmagents.routing.complexity import complexity_for, estimate_message_tokens, estimate_tokens
-from llmagents.routing.costs import FREE, CostLedger, Price, Rates, Spend, spec_price, token_cost, usage_cost
+from llmagents.routing.costs import (
+    FREE,
+    CostLedger,
+    Price,
+    Rates,
+    Spend,
+    spec_price,
+    token_cost,
+    usage_cost,
+)
 from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health, HealthStats
 from llmagents.routing.manager import Call, ProviderManager

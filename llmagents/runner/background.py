@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from llmagents.api.status import Condition, ConditionStatus
+from llmagents.retrying import Backoff
 from llmagents.routing import clock as clocks
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 CONDITION = "BackgroundTaskFailed"
 SHOWN_FOR = 600.0
 """Seconds the condition stays after a job's latest failure."""
-RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+RESTART = Backoff(first=1.0, cap=30.0)
 MAX_MESSAGE = 512
 
 
@@ -50,13 +51,13 @@ class Supervisor:
         on_failure: Callable[[], None] = lambda: None,
         redact: Callable[[str], str] = lambda text: text,
         wall_clock: clocks.WallClock = clocks.utc_now,
-        delays: tuple[float, ...] = RESTART_DELAYS,
+        restart: Backoff = RESTART,
     ) -> None:
         self.agent = agent
         self._on_failure = on_failure
         self._redact = redact
         self._wall_clock = wall_clock
-        self._delays = delays
+        self._restart = restart
         self._tasks: list[asyncio.Task[None]] = []
         self.failures: dict[str, _Failure] = {}
         """Latest failure per job reason."""
@@ -72,8 +73,8 @@ class Supervisor:
             try:
                 await job()
                 return
-            except Exception as error:  # noqa: BLE001 - the point: nothing ends a job quietly
-                delay = self._delays[min(count, len(self._delays) - 1)]
+            except Exception as error:
+                delay = self._restart.delay(count)
                 count += 1
                 text = self._redact(f"{type(error).__name__}: {error}")[:MAX_MESSAGE]
                 logger.exception("agent %s: the %s failed (%d so far); restarting it in %gs",

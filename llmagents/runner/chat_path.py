@@ -28,6 +28,7 @@ from llmagents.errors import (
     DeadlineExceeded,
     LLMAgentsError,
     ProviderError,
+    RequestNotEncodable,
 )
 from llmagents.routing import CallTask
 from llmagents.runner.web import StreamingResponse
@@ -135,6 +136,8 @@ async def answer(runner: Runner, call: ChatCall) -> Answered:
         result = await runner.engine.complete(call.request, task)
     except (BudgetExhausted, CallFailed) as failed:
         raise _refusal(runner, failed) from None
+    except RequestNotEncodable as invalid:
+        raise Refusal(400, str(invalid)) from None
     return Answered(result.value, result.provider, result.cost)
 
 
@@ -145,6 +148,8 @@ async def open_stream(runner: Runner, call: ChatCall) -> OpenStream:
         return await runner.engine.open_stream(call.request, task)
     except (BudgetExhausted, CallFailed) as failed:
         raise _refusal(runner, failed) from None
+    except RequestNotEncodable as invalid:
+        raise Refusal(400, str(invalid)) from None
 
 
 def _refusal(runner: Runner, failed: BudgetExhausted | CallFailed) -> Refusal:

@@ -4,7 +4,9 @@ A checkpoint (schema v1) is everything a restarted runner needs to go on as if i
 stopped: progress through the task list (completed and failed task names, failures with
 their error), the engine's snapshot (spend by provider with tokens, the budget's period and
 spend, breakers with their transitions, health, current provider), when the runner first
-started (``maxRuntime`` counts from there) and the custom state gateway clients stored.
+started (``maxRuntime`` counts from there), the custom state gateway clients stored and,
+once a gateway agent reported its work done, that completion (``completion``: when, its
+summary and the digest of the agent container it holds for).
 
 Stores keep one checkpoint each and compare-and-swap on a version: ``write`` succeeds only
 if nobody wrote since the version the writer last saw, otherwise ``VersionConflict``. Each
@@ -38,7 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from llmagents.api.status import Condition, ConditionStatus
+from pydantic import ValidationError
+
+from llmagents.api.status import AgentCompletion, Condition, ConditionStatus
 from llmagents.errors import LLMAgentsError
 
 SCHEMA = "llmagents.dev/checkpoint/v1"
@@ -126,6 +130,9 @@ class Checkpoint:
     unstored_results: list[dict[str, Any]] = field(default_factory=list)
     """Rows of ended tasks whose results may not be in the results store yet: written there
     again after a restart (writes are idempotent), dropped once stored."""
+    completion: AgentCompletion | None = None
+    """The gateway agent's report that its work is done; a runner restoring it serves no
+    paid call."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +152,7 @@ class Checkpoint:
             "engine": self.engine,
             "customState": self.custom_state,
             "unstoredResults": self.unstored_results,
+            "completion": self.completion.to_wire() if self.completion is not None else None,
         }
 
     @classmethod
@@ -181,9 +189,22 @@ class Checkpoint:
                 failed=dict(failed),
                 custom_state=data.get("customState"),
                 unstored_results=list(unstored),
+                completion=_completion(data.get("completion")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointCorrupt(f"checkpoint is missing or has a bad field: {exc}") from None
+
+
+def _completion(raw: Any) -> AgentCompletion | None:
+    if raw is None:
+        return None
+    try:
+        return AgentCompletion.model_validate(raw)
+    except ValidationError as error:
+        # ValidationError is a ValueError: from_dict reports it as a bad field.
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ValueError(f"completion.{where}: {first['msg']}") from None
 
 
 def _whole(data: dict[str, Any], key: str) -> int:

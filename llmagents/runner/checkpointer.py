@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from llmagents.retrying import Backoff
 from llmagents.routing import clock as clocks
 from llmagents.runner.checkpoint import (
     Checkpoint,
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 BuildCheckpoint = Callable[[int, int, bool], Checkpoint]
 """(epoch, sequence, with custom state) -> the runner's current state as a checkpoint."""
 
-_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+_RETRY = Backoff(first=0.5, cap=10.0)
 _CLAIM_ATTEMPTS = 20
 
 
@@ -212,7 +213,7 @@ class Checkpointer:
             logger.error("agent %s: %s", self.agent, fenced)
             self._notify()
         except CheckpointError as error:
-            delay = _RETRY_DELAYS[min(self.failures, len(_RETRY_DELAYS) - 1)]
+            delay = _RETRY.delay(self.failures)
             self.failures += 1
             self._retry_at = self._clock() + delay
             self._last_failed = number

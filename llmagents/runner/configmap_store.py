@@ -23,6 +23,15 @@ from typing import Any
 
 from llmagents.api.runner_config import AgentIdentity
 from llmagents.api.status import API_VERSION, RUNNER_FIELD_MANAGER
+from llmagents.kube import (
+    KubeClient,
+    KubeConflict,
+    KubeError,
+    KubeInvalid,
+    KubeNotFound,
+    KubeUnavailable,
+    config_map_path,
+)
 from llmagents.runner.checkpoint import (
     MAX_CHECKPOINT_BYTES,
     CheckpointError,
@@ -34,15 +43,6 @@ from llmagents.runner.checkpoint import (
     b64decode,
     decode,
     parse_epoch,
-)
-from llmagents.runner.kube import (
-    KubeClient,
-    KubeConflict,
-    KubeError,
-    KubeInvalid,
-    KubeNotFound,
-    KubeUnavailable,
-    config_map_path,
 )
 
 logger = logging.getLogger(__name__)

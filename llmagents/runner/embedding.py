@@ -20,6 +20,7 @@ from llmagents.routing import Attempt, CallResult, CallTask
 from llmagents.routing.complexity import estimate_tokens
 from llmagents.routing.costs import Price
 from llmagents.runner.engine import AgentEngine
+from llmagents.runner.tracing import use_call_span
 
 logger = logging.getLogger(__name__)
 
@@ -90,18 +91,38 @@ async def embed(
         name="embeddings",
     )
 
+    tracer = engine.tracer
+
     async def call(attempt: Attempt) -> _Embedded:
         spec = attempt.provider
         assert spec.embeddings is not None
         adapter = engine.adapters[spec.name]
-        got = await adapter.embed(request, model=spec.embeddings.model, timeout=attempt.timeout)
+        if tracer is None:
+            got = await adapter.embed(request, model=spec.embeddings.model,
+                                      timeout=attempt.timeout)  # fmt: skip
+            return _Embedded(got)
+        with tracer.attempt(attempt, operation="embeddings", model=spec.embeddings.model) as span:
+            got = await adapter.embed(request, model=spec.embeddings.model,
+                                      timeout=attempt.timeout)  # fmt: skip
+            tracer.answered(span, got.usage)
         return _Embedded(got)
 
-    result = await engine.manager.execute(task, call)
+    if tracer is None:
+        result = await engine.manager.execute(task, call)
+    else:
+        span = tracer.start_embeddings(task, inputs=len(request.inputs))
+        try:
+            with use_call_span(span):
+                result = await engine.manager.execute(task, call)
+        except BaseException as error:
+            tracer.end_call(span, None, error=error)
+            raise
     embeddings = result.value.embeddings
     engine.manager.record_usage(
         result, embeddings.usage, price=embedding_price(specs[result.provider])
     )
+    if tracer is not None:
+        tracer.end_call(span, result)
     return CallResult(
         result.provider,
         embeddings,

@@ -5,18 +5,19 @@ the runner (a provider found misconfigured, a fenced checkpoint, the task list d
 records Events through an ``EventRecorder`` (``llmagents.events``), which aggregates repeats
 into series and bounds the writes. Reasons a user can grep:
 
-==================== ======= ==============================================================
-reason               type    when
-==================== ======= ==============================================================
-CircuitOpened        Warning a provider's breaker opened (until when, and why)
-CircuitClosed        Normal  a probe succeeded and the breaker closed again
-FellBack             Normal  a call moved from one provider to another (series per pair)
+===================== ======= ==============================================================
+reason                type    when
+===================== ======= ==============================================================
+CircuitOpened         Warning a provider's breaker opened (until when, and why)
+CircuitClosed         Normal  a probe succeeded and the breaker closed again
+FellBack              Normal  a call moved from one provider to another (series per pair)
 ProviderMisconfigured Warning a provider refused the key, the model or the request
-BudgetLow            Warning 80% of the period's budget is spent
-BudgetExhausted      Warning the period's budget is spent
-CheckpointFenced     Warning a newer runner took over; this one stops writing
-TasksCompleted       Normal  every task of the list ended
-==================== ======= ==============================================================
+BudgetLow             Warning 80% of the period's budget is spent
+BudgetExhausted       Warning the period's budget is spent, or too little is left for a call
+CheckpointFenced      Warning a newer runner took over; this one stops writing
+TasksCompleted        Normal  every task of the list ended (Warning when some failed)
+AgentCompleted        Normal  the gateway agent reported its work done
+===================== ======= ==============================================================
 
 Notes never carry a key: they pass through the runner's redactor. ``KubeEventSink`` is the
 only place Events meet the runner's Kubernetes client.
@@ -31,8 +32,8 @@ from typing import Any
 from llmagents.api.status import API_VERSION
 from llmagents.chat import Usage
 from llmagents.events import EventGone, EventRecorder, EventType, Regarding
+from llmagents.kube import KubeClient, KubeNotFound
 from llmagents.routing import BreakerState, EngineListener, Fallback, ProviderManager, Transition
-from llmagents.runner.kube import KubeClient, KubeNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +115,20 @@ class AgentEvents(EngineListener):
         )
 
     def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
+        if cost > 0:
+            self.budget_checked()
+
+    def budget_checked(self) -> None:
+        """Record BudgetLow and BudgetExhausted once per budget period, when they become true.
+
+        Exhausted is the budget's own verdict: spent, or too little left for any call."""
         budget = self.manager.budget if self.manager is not None else None
-        if budget is None or cost <= 0:
+        if budget is None:
             return
+        exhausted = budget.exhausted()  # rolls the period first
         period = (budget.period.value, budget.period_start)
         spent, limit = budget.spent, budget.limit
-        if spent >= limit and ("exhausted", period) not in self._budget_marks:
+        if exhausted and ("exhausted", period) not in self._budget_marks:
             self._budget_marks.add(("exhausted", period))
             self._record("BudgetExhausted", f"spent ${spent:.4f} of ${limit:g} "
                          f"({budget.period.value}); onExhausted: {budget.on_exhausted.value}",
@@ -142,6 +151,10 @@ class AgentEvents(EngineListener):
     def fenced(self, detail: str) -> None:
         self._record("CheckpointFenced", f"a newer runner took over the checkpoint; this one "
                      f"stops working and writing: {detail}", warning=True)  # fmt: skip
+
+    def agent_completed(self, summary: str | None) -> None:
+        self._record("AgentCompleted", "the agent reported its work done"
+                     + (f": {summary}" if summary else ""))  # fmt: skip
 
     def tasks_completed(self, done: int, failed: int) -> None:
         self._record("TasksCompleted", f"{done} task(s) done, {failed} failed",

@@ -26,15 +26,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmagents.api.status import API_VERSION, ProviderPoolStatus
+from llmagents.kube import KubeClient, KubeError, custom_path
+from llmagents.retrying import Backoff
 from llmagents.routing import BreakerState, ProviderManager
 from llmagents.routing import clock as clocks
-from llmagents.runner.kube import KubeClient, KubeError, custom_path
 
 logger = logging.getLogger(__name__)
 
 WATCH_SECONDS = 240
 """Server-side length of one watch request; it is renewed from the last resourceVersion."""
-_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+_RETRY = Backoff(first=1.0, cap=30.0)
 
 
 class FleetBreaker:
@@ -58,8 +59,9 @@ class FleetBreaker:
         try:
             status = ProviderPoolStatus.model_validate(raw_status or {})
         except ValidationError as error:
-            logger.warning("agent %s: ignoring a pool status that does not validate: %s",
-                           self.agent, error)
+            logger.warning(
+                "agent %s: ignoring a pool status that does not validate: %s", self.agent, error
+            )
             return []
         local = self.manager.status()
         opened = []
@@ -70,13 +72,24 @@ class FleetBreaker:
             was_open = self._fleet_open.get(provider.name, False)
             self._fleet_open[provider.name] = fleet_open
             mine = local.get(provider.name)
-            if not fleet_open or was_open or mine is None or mine.breaker is not BreakerState.CLOSED:
+            if (
+                not fleet_open
+                or was_open
+                or mine is None
+                or mine.breaker is not BreakerState.CLOSED
+            ):
                 continue
             until = self._wall_clock() + timedelta(seconds=self._recovery.total_seconds())
-            reason = f"{provider.open_breakers} of {provider.agents} agents of the pool have it open"
+            reason = (
+                f"{provider.open_breakers} of {provider.agents} agents of the pool have it open"
+            )
             self.manager.force_open(provider.name, reason=reason, until=until)
-            logger.warning("agent %s: provider %s opened from the fleet's view: %s",
-                           self.agent, provider.name, reason)
+            logger.warning(
+                "agent %s: provider %s opened from the fleet's view: %s",
+                self.agent,
+                provider.name,
+                reason,
+            )
             opened.append(provider.name)
         return opened
 
@@ -93,8 +106,12 @@ async def read_pool(
         async with asyncio.timeout(timeout):
             body = await kube.get(custom_path(API_VERSION, namespace, "providerpools", pool))
     except (KubeError, TimeoutError) as error:
-        logger.info("agent %s: pool %s not read before starting (%s); the watch catches up",
-                    fleet.agent, pool, error)
+        logger.info(
+            "agent %s: pool %s not read before starting (%s); the watch catches up",
+            fleet.agent,
+            pool,
+            error,
+        )
         return False
     fleet.apply(body.get("status"))
     return True
@@ -119,20 +136,30 @@ async def watch_pool(
                 fleet.apply(item.get("status"))
             version = listing["metadata"]["resourceVersion"]
             failures = 0
-            params = {"fieldSelector": selector, "resourceVersion": version,
-                      "timeoutSeconds": str(WATCH_SECONDS), "allowWatchBookmarks": "true"}  # fmt: skip
-            async for event in kube.watch(path, params=params, idle_timeout=WATCH_SECONDS + 30):
+            async for event in kube.watch(path, params={"fieldSelector": selector},
+                                          timeout_seconds=WATCH_SECONDS,
+                                          resource_version=version):  # fmt: skip
                 if stop.is_set():
                     return
                 if event.get("type") in ("ADDED", "MODIFIED"):
                     fleet.apply(event["object"].get("status"))
-                elif event.get("type") == "ERROR":
-                    break  # typically 410 Gone: list again
-        except (KubeError, ValueError, KeyError) as error:
-            delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
-            failures += 1
-            if failures in (1, 5) or failures % 50 == 0:
-                logger.warning("agent %s: cannot watch ProviderPool %s (retrying in %gs): %s",
-                               fleet.agent, pool, delay, error)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+        except KubeError as error:
+            if error.status == 410:  # the resourceVersion expired: list again, at once
+                continue
+            failures = await _pause(fleet, pool, error, failures, stop)
+        except (ValueError, KeyError) as error:
+            failures = await _pause(fleet, pool, error, failures, stop)
+
+
+async def _pause(
+    fleet: FleetBreaker, pool: str, error: Exception, failures: int, stop: asyncio.Event
+) -> int:
+    """Waits before the next try (or until ``stop``); the new count of failures."""
+    delay = _RETRY.delay(failures)
+    failures += 1
+    if failures in (1, 5) or failures % 50 == 0:
+        logger.warning("agent %s: cannot watch ProviderPool %s (retrying in %gs): %s",
+                       fleet.agent, pool, delay, error)  # fmt: skip
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+    return failures

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from llmagents.routing import CallTask
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
-from llmagents.runner.web import Request, Response, StreamingResponse
 from llmagents.runner.messages_translate import MessagesStream, message_object, parse_messages
+from llmagents.runner.web import Request, Response, StreamingResponse
 
 if TYPE_CHECKING:
     from llmagents.runner.lifecycle import Runner

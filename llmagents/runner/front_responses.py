@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal
-from llmagents.runner.web import Request, Response, StreamingResponse
 from llmagents.runner.openai_chat import json_response, refusal_response
 from llmagents.runner.responses_stream import ResponsesStream
 from llmagents.runner.responses_translate import parse_responses, response_object
+from llmagents.runner.web import Request, Response, StreamingResponse
 
 if TYPE_CHECKING:
     from llmagents.runner.lifecycle import Runner

@@ -24,6 +24,11 @@ provider. It serves, on the pod's loopback only:
   ``MAX_CUSTOM_STATE`` bytes and ``MAX_STATE_NESTING`` levels deep; 413 and 400 otherwise),
   saved in the runner's checkpoint and returned after restarts. A PUT answers once the
   checkpoint holding it landed (``saved``), or after a bounded wait.
+- ``POST /v1/agent/complete``: the agent says its work is done (optional body
+  ``{"summary": "..."}``, at most ``MAX_COMPLETION_SUMMARY`` characters). From then on the
+  runner takes no call; the answer (200) comes only once a checkpoint holding the completion
+  landed, so a runner killed right after still knows it, starts Completed and serves nothing
+  paid. The operator then completes the agent and scales it to zero. Repeating it is safe.
 - ``/healthz`` and ``/readyz``.
 
 It runs on uvicorn (``web.Server``) rather than aiohttp's server: the gateway is on the path
@@ -42,6 +47,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmagents.api.status import MAX_COMPLETION_SUMMARY
 from llmagents.routing.selection import askable_models
 from llmagents.runner import front_embeddings, front_messages, front_responses, openai_chat
 from llmagents.runner.checkpoint import nesting_depth
@@ -61,6 +69,19 @@ MAX_STATE_NESTING = 32
 """Levels of arrays and objects custom state may nest: the checkpoint's encoder and decoder
 recurse, and the checkpoint itself must stay within ``checkpoint.MAX_NESTING``."""
 STATE_SAVE_TIMEOUT = 5.0
+MAX_COMPLETION_BODY = 16 * 1024
+"""Bytes of a completion report's body: a summary, not a result store."""
+COMPLETION_SAVE_TIMEOUT = 10.0
+"""Seconds a completion report waits for its checkpoint before answering 503 (retry)."""
+
+
+class CompletionReport(BaseModel):
+    """The body of ``POST /v1/agent/complete``; unknown fields are refused, so a typo in a
+    field name is an error rather than a summary silently lost."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    summary: str | None = Field(default=None, max_length=MAX_COMPLETION_SUMMARY)
 
 Route = Callable[[Request], Awaitable[Response | StreamingResponse]]
 FrontDoor = Callable[["Runner", Request], Awaitable[Response | StreamingResponse]]
@@ -92,6 +113,7 @@ class Gateway:
         self._routes |= {
             "/v1/models": {"GET": self._models},
             "/v1/checkpoint/state": {"GET": self._get_state, "PUT": self._put_state},
+            "/v1/agent/complete": {"POST": self._complete},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
         }
@@ -181,6 +203,38 @@ class Gateway:
         self.runner.set_custom_state(document["state"])
         saved = await self.runner.checkpointer.save(STATE_SAVE_TIMEOUT)
         return json_response({"saved": saved, "sequence": self.runner.checkpointer.sequence})
+
+    async def _complete(self, request: Request) -> Response:
+        """The agent's report that its work is done; 200 once it is durable."""
+        if len(request.body) > MAX_COMPLETION_BODY:
+            body = error_body(f"a completion report is limited to {MAX_COMPLETION_BODY} bytes; "
+                              "store results elsewhere (PUT /v1/checkpoint/state, say)",
+                              kind="invalid_request_error", code="completion_too_large")  # fmt: skip
+            return json_response(body, 413)
+        try:
+            report = (CompletionReport.model_validate_json(request.body)
+                      if request.body.strip() else CompletionReport())  # fmt: skip
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                for e in error.errors()
+            )
+            body = error_body('the body must be empty or a JSON object {"summary": "..."} '
+                              f"(at most {MAX_COMPLETION_SUMMARY} characters): {problems}",
+                              kind="invalid_request_error")  # fmt: skip
+            return json_response(body, 400)
+        completion = self.runner.complete(report.summary)
+        if not await self.runner.checkpointer.save(COMPLETION_SAVE_TIMEOUT):
+            # The runner already takes no call; what is missing is the checkpoint.
+            body = error_body("the completion is recorded but its checkpoint could not be "
+                              "saved yet; send the same request again",
+                              kind="server_error", code="completion_not_saved")  # fmt: skip
+            return json_response(body, 503)
+        return json_response({
+            "completed": True,
+            "completedAt": completion.completed_at.isoformat(),
+            "summary": completion.summary,
+        })  # fmt: skip
 
     async def _healthz(self, request: Request) -> Response:
         return json_response({"alive": True})

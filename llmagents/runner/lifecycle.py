@@ -22,6 +22,10 @@ What is guaranteed about spend (the figure that must never be lost or reset):
   spend of calls in flight and of those that ended within the last ``checkpoint_spacing``.
 - While the API server is unreachable nothing can be saved: work continues, writes are
   retried with the latest state, and the guarantees above resume once it is back.
+- Gateway mode, completion: the agent's ``POST /v1/agent/complete`` stops the runner taking
+  calls at once and is answered only once a checkpoint holding the completion landed; a
+  runner restored from such a checkpoint starts Completed and takes no call, so a completed
+  agent never runs, and pays, twice (unless its container's spec changes: ``agent_digest``).
 - SIGTERM (pod deletion, scale to zero): work stops, a final checkpoint and status are
   written within the grace period.
 """
@@ -37,6 +41,8 @@ from typing import Any
 
 from llmagents.api.runner_config import RunnerConfig, WorkMode
 from llmagents.api.status import (
+    MAX_COMPLETION_SUMMARY,
+    AgentCompletion,
     Condition,
     ConditionStatus,
     RunnerAgentStatus,
@@ -68,6 +74,11 @@ PRICE_UNKNOWN = "PriceUnknown"
 RESULTS_NOT_STORED = "ResultsNotStored"
 RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
 HOUSEKEEPING_INTERVAL = 1.0
+
+
+def _completed_message(completion: AgentCompletion) -> str:
+    message = "the agent reported its work done"
+    return f"{message}: {completion.summary}" if completion.summary else message
 
 
 class _Fanout(EngineListener):
@@ -159,6 +170,8 @@ class Runner:
         self.progress = Progress()
         self.started_at: datetime = wall_clock()
         self.custom_state: Any = None
+        self.completion: AgentCompletion | None = None
+        """Set once the gateway agent reported its work done (``complete``)."""
         self.phase = RunnerPhase.STARTING
         self.message: str | None = None
         self.work_stop = asyncio.Event()
@@ -205,7 +218,10 @@ class Runner:
         await self.results.claim(self.checkpointer.epoch)
         if previous_status is not None:
             self._reconcile_spend(previous_status)
-        self._set_phase(RunnerPhase.RUNNING)
+        if self.completion is not None:
+            self._set_phase(RunnerPhase.COMPLETED, _completed_message(self.completion))
+        else:
+            self._set_phase(RunnerPhase.RUNNING)
         supervise = self._supervisor.start
         supervise("checkpoint writer", "CheckpointWriterFailed", self.checkpointer.run)
         supervise("status reporter", "StatusReporterFailed", self.reporter.run)
@@ -233,6 +249,12 @@ class Runner:
         self.started_at = checkpoint.started_at
         self.custom_state = checkpoint.custom_state
         self.outcomes.restore(checkpoint.unstored_results)
+        completion = checkpoint.completion
+        if completion is not None and completion.agent_digest != (self.config.agent_digest or ""):
+            logger.info("agent %s: the agent container changed since it reported its work "
+                        "done; serving it again", self.agent)  # fmt: skip
+            completion = None
+        self.completion = completion
         spend = self.engine.manager.spend
         logger.info("agent %s: restored checkpoint %d: %d tasks done, %d failed, $%.6f spent",
                     self.agent, checkpoint.sequence, len(checkpoint.completed),
@@ -254,7 +276,7 @@ class Runner:
 
     async def run_tasks(self) -> LoopEnd:
         """Run the pending tasks; the runner phase says Completed when all ended."""
-        options = {}
+        options: dict[str, Any] = {}
         if self._task_retry_delays is not None:
             options["retry_delays"] = self._task_retry_delays
         loop = TaskLoop(
@@ -317,6 +339,26 @@ class Runner:
         """Whether new calls may be taken (the gateway asks)."""
         return self.phase is RunnerPhase.RUNNING and not self.work_stop.is_set()
 
+    def complete(self, summary: str | None) -> AgentCompletion:
+        """Record the gateway agent's report that its work is done; the runner takes no
+        call from now on. The first report counts: a repeated one changes nothing.
+
+        The caller awaits ``checkpointer.save`` before it confirms: the completion is only
+        durable once a checkpoint holding it landed.
+        """
+        if self.completion is None:
+            self.completion = AgentCompletion(
+                completed_at=self._wall_clock(),
+                summary=self.redact(summary)[:MAX_COMPLETION_SUMMARY] if summary else None,
+                agent_digest=self.config.agent_digest or "",
+            )
+            logger.info("agent %s: the agent reported its work done", self.agent)
+            self._set_phase(RunnerPhase.COMPLETED, _completed_message(self.completion))
+            if self.agent_events is not None:
+                self.agent_events.agent_completed(self.completion.summary)
+            self.checkpointer.request()
+        return self.completion
+
     def set_custom_state(self, state: Any) -> None:
         self.custom_state = state
         self.checkpointer.request()
@@ -334,12 +376,14 @@ class Runner:
                 self.work_stop.set()
                 self.reporter.changed(urgent=True)
                 break
-            if probing is None or probing.done():
+            # A completed agent's runner makes no call, probes included (they may be paid).
+            if self.phase is not RunnerPhase.COMPLETED and (probing is None or probing.done()):
                 probing = asyncio.create_task(self.engine.run_due_probes())
             status = self.engine.manager.status()
             self.metrics.providers({n: (s.breaker, s.healthy) for n, s in status.items()})
             if self.agent_events is not None:
                 self.agent_events.providers_checked({n: s.misconfigured for n, s in status.items()})
+                self.agent_events.budget_checked()
             if not await self._store_results():
                 self.message = RESULTS_PENDING
             elif self.message == RESULTS_PENDING:
@@ -367,6 +411,7 @@ class Runner:
             failed=dict(self.progress.failed),
             custom_state=self.custom_state if with_custom_state else None,
             unstored_results=self.outcomes.rows(lean=not with_custom_state),
+            completion=self.completion,
         )
 
     def _checkpoint_changed(self) -> None:
@@ -399,6 +444,7 @@ class Runner:
             last_checkpoint=self.checkpointer.last_success,
             redact=self.redact,
             known_prices=self.engine.known_prices,
+            completion=self.completion,
         )
         conditions = []
         unknown = self._price_unknown()

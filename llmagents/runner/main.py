@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import uvloop
 import yaml
 from aiohttp import web
-from pydantic import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+from pydantic import ValidationError
 
 from llmagents.api.runner_config import (
     CONFIG_KEY,
@@ -42,14 +42,15 @@ from llmagents.api.runner_config import (
 )
 from llmagents.api.status import API_VERSION, LLMAgentStatus, RunnerAgentStatus, RunnerPhase
 from llmagents.errors import ConfigError
+from llmagents.events import EventRecorder
+from llmagents.kube import KubeClient, KubeError, config_map_path, custom_path
+from llmagents.retrying import Backoff
+from llmagents.runner import tracing
 from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable, corrupt_conditions
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
-from llmagents.events import EventRecorder
 from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
-from llmagents.runner import tracing
 from llmagents.runner.fleet import FleetBreaker, read_pool, watch_pool
 from llmagents.runner.gateway import Gateway
-from llmagents.runner.kube import KubeClient, KubeError, config_map_path, custom_path
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.results import ConfigMapResultStore
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 ENV_POD_IP = "LLMAGENTS_POD_IP"
 """The pod's own loopback address, set by the process kubelet on the shared test host."""
-_START_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+_START_RETRY = Backoff(first=0.5, cap=10.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +95,7 @@ async def _retry(what: str, action: Callable[[], object], stop: asyncio.Event) -
         try:
             return await action()  # type: ignore[misc]
         except (KubeError, StoreUnavailable) as error:
-            delay = _START_DELAYS[min(failures, len(_START_DELAYS) - 1)]
+            delay = _START_RETRY.delay(failures)
             failures += 1
             logger.warning("%s failed (retrying in %gs): %s", what, delay, error)
             with contextlib.suppress(TimeoutError):
@@ -149,8 +150,6 @@ def _metrics_app(metrics: RunnerMetrics, ready: Callable[[], bool]) -> web.Appli
 
 
 async def run(args: argparse.Namespace) -> int:
-    # One line per API and provider request would drown what the runner itself says.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     env = os.environ
     missing = [name for name in (ENV_AGENT, ENV_NAMESPACE) if not env.get(name)]
     if missing:
@@ -162,7 +161,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    kube = KubeClient.from_environment(kubeconfig=args.kubeconfig)
+    kube = await KubeClient.from_environment(kubeconfig=args.kubeconfig)
     status_sink = AgentStatusSink(kube, namespace=namespace, name=agent)
     started: list[web.AppRunner] = []
     try:
@@ -182,7 +181,7 @@ async def run(args: argparse.Namespace) -> int:
         keys = api_keys(config, env)
         redactor = Redactor(keys.values())
         install_log_redaction(redactor)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         metrics = RunnerMetrics(agent)
         try:
             runner = Runner(

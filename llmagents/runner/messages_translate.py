@@ -239,7 +239,7 @@ def _tool_choice(request: wire.MessagesRequest) -> ToolChoice | None:
 
 def stop_reason(finish_reason: str | None) -> str:
     try:
-        return _STOP_REASONS[FinishReason(finish_reason)]
+        return _STOP_REASONS[FinishReason(finish_reason or "")]
     except ValueError:
         return "end_turn"
 

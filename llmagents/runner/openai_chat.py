@@ -40,6 +40,7 @@ from llmagents.chat import (
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
 from llmagents.runner.web import Request, Response, StreamingResponse
+from llmagents.wire import extras as wire_extras
 from llmagents.wire import openai_chat as wire
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ _ERROR_TYPES = {
     RefusalKind.UNAVAILABLE: "server_error",
     RefusalKind.DEADLINE: "server_error",
 }
+_LEGACY = ("functions", "function_call")
 # Named fields the neutral model has no place for: passed on to OpenAI-compatible providers.
 _OPENAI_ONLY = ("presence_penalty", "frequency_penalty", "user")
 
@@ -104,9 +106,16 @@ async def handle(runner: Runner, request: Request) -> Response | StreamingRespon
 def parse(raw: bytes) -> wire.ChatCompletionRequest:
     """The request, validated; ``Refusal`` (400) naming the first wrong field."""
     try:
-        return wire.ChatCompletionRequest.model_validate_json(raw)
+        request = wire.ChatCompletionRequest.model_validate_json(raw)
     except ValidationError as invalid:
         raise _invalid(invalid) from None
+    for legacy in _LEGACY:
+        # Passed on, these would reach OpenAI-compatible providers only and vanish on the
+        # way to the others: the answer would silently call no function.
+        if (request.__pydantic_extra__ or {}).get(legacy) is not None:
+            raise Refusal(400, f"'{legacy}' is OpenAI's deprecated form of function calling; "
+                          "send 'tools' and 'tool_choice' instead", param=legacy)  # fmt: skip
+    return request
 
 
 def _invalid(invalid: ValidationError) -> Refusal:
@@ -165,7 +174,7 @@ def _response_format(fmt: Any) -> ResponseFormat | None:
 
 def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
     """The neutral request; fields it does not name ride along for OpenAI-compatible providers."""
-    passthrough = wire.extras(request)
+    passthrough = wire_extras(request)
     for name in _OPENAI_ONLY:
         value = getattr(request, name)
         if value is not None:
@@ -180,7 +189,7 @@ def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
         tools=tuple(
             Tool(t.function.name, t.function.description,
                  t.function.parameters or {"type": "object", "properties": {}},
-                 t.function.strict)  # fmt: skip
+                 t.function.strict)
             for t in request.tools or ()
         ),
         tool_choice=_tool_choice(request.tool_choice),

@@ -11,8 +11,10 @@ import time
 from typing import Any
 
 from llmagents.chat import StreamChunk, ToolCallDelta, Usage
+from llmagents.runner.custom_tools import custom_names, input_of
 from llmagents.runner.responses_translate import ending, skeleton, usage_object
 from llmagents.wire.responses import (
+    OutputCustomToolCall,
     OutputFunctionCall,
     OutputItem,
     OutputMessage,
@@ -40,7 +42,10 @@ class ResponsesStream:
         self.response = skeleton(wire, new_id("resp"), model, int(time.time()))
         self._sequence = 0
         self._open: OutputItem | None = None
-        self._calls: dict[int, OutputFunctionCall] = {}
+        self._calls: dict[int, OutputFunctionCall | OutputCustomToolCall] = {}
+        self._arguments: dict[str, str] = {}
+        """A custom call's JSON arguments as they stream; its input is sent once whole."""
+        self._custom = custom_names(wire)
         self._positions: dict[str, int] = {}
 
     def _event(self, kind: str, **fields: Any) -> bytes:
@@ -73,8 +78,9 @@ class ResponsesStream:
                 content_index=0,
                 part=_dump(message.content[0]),
             )
-        message = self._open
-        assert isinstance(message, OutputMessage)
+        opened = self._open
+        assert isinstance(opened, OutputMessage)
+        message = opened
         message.content[0].text += delta
         return events + self._event(
             "response.output_text.delta",
@@ -89,16 +95,22 @@ class ResponsesStream:
         call = self._calls.get(delta.index)
         if call is None:
             events += self._close()
-            call = OutputFunctionCall(
-                id=new_id("fc"),
-                call_id=delta.id or new_id("call"),
-                name=delta.name or "",
-                arguments="",
-                status="in_progress",
-            )
+            call_id, name = delta.id or new_id("call"), delta.name or ""
+            if name in self._custom:
+                call = OutputCustomToolCall(id=new_id("ctc"), call_id=call_id, name=name,
+                                            input="", status="in_progress")  # fmt: skip
+                self._arguments[call.id] = ""
+            else:
+                call = OutputFunctionCall(id=new_id("fc"), call_id=call_id, name=name,
+                                          arguments="", status="in_progress")  # fmt: skip
             self._calls[delta.index] = call
             events += self._add(call)
-        elif call is not self._open:
+        if isinstance(call, OutputCustomToolCall):
+            # Its input is a string inside JSON arguments: sent whole when the call closes.
+            self._arguments[call.id] += delta.arguments
+            call.input = input_of(self._arguments[call.id])
+            return events
+        if call is not self._open:
             # The API streams one item after the other. A piece of a call already closed
             # (interleaved parallel calls; no adapter sends them) still reaches the call's
             # arguments in response.completed, though its done events went out without it.
@@ -114,7 +126,7 @@ class ResponsesStream:
     def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
         status, details = ending(finish_reason)
         events = self._close(incomplete=details is not None)
-        self.response.status = status  # type: ignore[assignment]
+        self.response.status = status
         self.response.incomplete_details = details
         self.response.usage = usage_object(usage) if usage is not None else None
         kind = "response.completed" if status == "completed" else "response.incomplete"
@@ -152,6 +164,10 @@ class ResponsesStream:
             events += self._event(
                 "response.content_part.done", **where, content_index=0, part=_dump(part)
             )
+        elif isinstance(item, OutputCustomToolCall):
+            events = self._event(
+                "response.custom_tool_call_input.delta", **where, delta=item.input
+            ) + self._event("response.custom_tool_call_input.done", **where, input=item.input)
         else:
             events = self._event(
                 "response.function_call_arguments.done",

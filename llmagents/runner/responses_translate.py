@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -39,17 +39,22 @@ from llmagents.chat import (
     Usage,
 )
 from llmagents.runner.chat_path import Refusal
+from llmagents.runner.custom_tools import arguments_of, as_function, custom_names, input_of
 from llmagents.wire import extras
 from llmagents.wire.responses import (
     ContentPart as WirePart,
 )
 from llmagents.wire.responses import (
+    CustomTool,
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
     FunctionCallItem,
     FunctionCallOutputItem,
     IncompleteDetails,
     InputImage,
     InputTokensDetails,
     MessageItem,
+    OutputCustomToolCall,
     OutputFunctionCall,
     OutputMessage,
     OutputRefusal,
@@ -139,6 +144,11 @@ _TAGS = frozenset(
         "text",
         "json_object",
         "json_schema",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "function",
+        "custom",
+        "grammar",
     }
 )
 
@@ -173,12 +183,15 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
         elif isinstance(item, FunctionCallItem):
             _add_call(messages, ToolCall(item.call_id, item.name, item.arguments))
             calls[item.call_id] = item.name
-        elif isinstance(item, FunctionCallOutputItem):
+        elif isinstance(item, CustomToolCallItem):
+            _add_call(messages, ToolCall(item.call_id, item.name, arguments_of(item.input)))
+            calls[item.call_id] = item.name
+        elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
             if item.call_id not in calls:
                 raise Refusal(
                     400,
-                    f"input[{index}]: no function_call item with call_id "
-                    f"{item.call_id!r} comes before this function_call_output",
+                    f"input[{index}]: no call with call_id {item.call_id!r} comes before "
+                    f"this {item.type}",
                     param=f"input[{index}].call_id",
                 )
             output = (
@@ -192,7 +205,7 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
         # reasoning items carry no content another provider can read: dropped
     if not any(m.role is not Role.SYSTEM for m in messages):
         raise Refusal(
-            400, "input must hold at least one message or function call output", param="input"
+            400, "input must hold at least one message or tool call output", param="input"
         )
     return ChatRequest(
         messages,
@@ -200,7 +213,9 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
         temperature=wire.temperature,
         top_p=wire.top_p,
         tools=tuple(
-            Tool(t.name, t.description, t.parameters or {"type": "object"}, t.strict)
+            as_function(t)
+            if isinstance(t, CustomTool)
+            else Tool(t.name, t.description, t.parameters or {"type": "object"}, t.strict)
             for t in wire.tools
         ),
         tool_choice=_tool_choice(wire),
@@ -273,8 +288,8 @@ def _tool_choice(wire: ResponsesRequest) -> ToolChoice | None:
         if choice.name not in {t.name for t in wire.tools}:
             raise Refusal(
                 400,
-                f"tool_choice names function {choice.name!r}, which is not "
-                "among the request's tools",
+                f"tool_choice names tool {choice.name!r}, which is not among the request's "
+                "tools",
                 param="tool_choice",
             )
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
@@ -307,7 +322,9 @@ def usage_object(usage: Usage) -> ResponseUsage:
     )
 
 
-def ending(finish_reason: str | None) -> tuple[str, IncompleteDetails | None]:
+def ending(
+    finish_reason: str | None,
+) -> tuple[Literal["completed", "incomplete"], IncompleteDetails | None]:
     if finish_reason == FinishReason.LENGTH:
         return "incomplete", IncompleteDetails(reason="max_output_tokens")
     if finish_reason == FinishReason.CONTENT_FILTER:
@@ -362,9 +379,18 @@ def response_object(
                 content=[OutputText(type="output_text", text=text)],
             )
         )
+    custom = custom_names(wire)
     for call in calls:
         response.output.append(
-            OutputFunctionCall(
+            OutputCustomToolCall(
+                id=new_id("ctc"),
+                call_id=call.id,
+                name=call.name,
+                input=input_of(call.arguments),
+                status="completed",
+            )
+            if call.name in custom
+            else OutputFunctionCall(
                 id=new_id("fc"),
                 call_id=call.id,
                 name=call.name,

@@ -37,14 +37,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llmagents.api.runner_config import AgentIdentity
-from llmagents.runner.configmap_store import ensure_config_map
-from llmagents.runner.kube import (
+from llmagents.kube import (
     KubeClient,
     KubeConflict,
     KubeError,
     KubeNotFound,
     config_map_path,
 )
+from llmagents.runner.configmap_store import ensure_config_map
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from typing import Protocol
 from llmagents.api.status import (
     API_VERSION,
     RUNNER_FIELD_MANAGER,
+    AgentCompletion,
     BreakerState,
     Condition,
     CostStatus,
@@ -37,14 +38,15 @@ from llmagents.api.status import (
     TokenStatus,
     status_apply_body,
 )
+from llmagents.kube import KubeClient, KubeError, custom_path
 from llmagents.pricing import KnownPrice
+from llmagents.retrying import Backoff
 from llmagents.routing import ProviderManager
 from llmagents.routing import clock as clocks
-from llmagents.runner.kube import KubeClient, KubeError, custom_path
 
 logger = logging.getLogger(__name__)
 
-_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+_RETRY = Backoff(first=1.0, cap=15.0)
 
 
 @dataclass(slots=True)
@@ -110,11 +112,11 @@ class StatusReporter:
         min_interval: float = 5.0,
         clock: clocks.Clock = clocks.monotonic,
         on_failure: Callable[[], None] | None = None,
-        retry_delays: tuple[float, ...] = _RETRY_DELAYS,
+        retry: Backoff = _RETRY,
         agent: str = "-",
     ) -> None:
         self.sink = sink
-        self._retry_delays = retry_delays
+        self._retry = retry
         self._build = build
         self.min_interval = min_interval
         self._clock = clock
@@ -173,7 +175,7 @@ class StatusReporter:
                 self._last_sent = fingerprint
         except (KubeError, OSError) as error:
             self._urgent = self._urgent or urgent
-            delay = self._retry_delays[min(self._failures, len(self._retry_delays) - 1)]
+            delay = self._retry.delay(self._failures)
             self._failures += 1
             self._retry_at = self._clock() + delay
             if self._on_failure is not None:
@@ -225,6 +227,7 @@ def build_status(
     last_checkpoint: datetime | None,
     redact: Callable[[str], str] = lambda text: text,
     known_prices: Mapping[str, KnownPrice] | None = None,
+    completion: AgentCompletion | None = None,
 ) -> RunnerAgentStatus:
     """The runner's status from the engine's state and the runner's own progress."""
     providers = []
@@ -266,10 +269,11 @@ def build_status(
     exhausted = None
     if budget is not None:
         exhausted = budget.exhausted()
-    spent = budget.spent if budget is not None else spend.cost
+    spent_usd = budget.spent if budget is not None else spend.cost
     cost = CostStatus(
-        spent_usd=spent,
+        spent_usd=spent_usd,
         total_usd=spend.cost,
+        limit_usd=budget.limit if budget is not None else None,
         period=budget.period if budget is not None else None,
         period_start=budget.period_start if budget is not None else None,
     )
@@ -289,6 +293,7 @@ def build_status(
         tasks=tasks,
         last_checkpoint=last_checkpoint,
         budget_exhausted=exhausted,
+        completion=completion,
     )
 
 

@@ -44,7 +44,12 @@ from llmagents.chat import (
     ResponseFormatType,
     Role,
 )
-from llmagents.errors import BudgetExhausted, CallFailed, CapabilityUnavailable
+from llmagents.errors import (
+    BudgetExhausted,
+    CallFailed,
+    CapabilityUnavailable,
+    RequestNotEncodable,
+)
 from llmagents.routing import CallTask
 from llmagents.routing import clock as clocks
 from llmagents.runner.engine import AgentEngine, AnswerCheck
@@ -208,6 +213,12 @@ class TaskLoop:
                 if not await self._wait_for_budget(stop):
                     return LoopEnd.STOPPED
                 continue
+            except RequestNotEncodable as invalid:
+                # The task itself holds what strict JSON cannot: no provider is called, and
+                # no retry helps.
+                logger.error("task %s failed: %s", spec.name, invalid)
+                return TaskResult(spec.name, ok=False, ended_at=self._wall_clock(),
+                                  error=str(invalid), attempts=attempts)  # fmt: skip
             except CallFailed as failed:
                 attempts += len(failed.attempts)
                 # No wait gives a provider a capability it lacks (a responseFormat needs

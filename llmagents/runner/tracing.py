@@ -6,10 +6,12 @@ Off unless the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 the exporter. The other standard variables (``OTEL_EXPORTER_OTLP_HEADERS``,
 ``OTEL_SERVICE_NAME``, ``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER``) apply as usual.
 
-Each gateway request or task is one span, ``chat`` (``gen_ai.operation.name``), that ends when its answer has been given (a stream's when it ends). Each try at a
+Each gateway request or task is one span, ``chat`` (``gen_ai.operation.name``; an
+embeddings request ``embeddings``), that ends when its answer has been given (a stream's when it ends). Each try at a
 provider is a child span of it with that provider's ``gen_ai.provider.name``,
 ``gen_ai.request.model``, server address, the outcome (``error.type`` is the error kind), its
-retry number and backoff, the fallback that led to it and why, and the usage it reported.
+retry number and the error that made it retry, the fallback that led to it and why, and the
+usage it reported.
 The call span carries who answered, ``gen_ai.usage.*`` and the cost. A gateway request's
 ``traceparent`` (W3C Trace Context) is the call span's parent, so an agent's own trace
 continues through the runner to its providers.
@@ -87,6 +89,8 @@ class CallTracer(EngineListener):
         self._shutdown = shutdown
         self._fallbacks: dict[int, Fallback] = {}
         """The fallback that leads to the next attempt, by call span id."""
+        self._failed: dict[tuple[int, str], str] = {}
+        """The error kind of the latest failed attempt, by call span id and provider."""
 
     # -- incoming context ---------------------------------------------------------------------
 
@@ -104,6 +108,15 @@ class CallTracer(EngineListener):
             otel_context.detach(token)
 
     # -- the call span --------------------------------------------------------------------------
+
+    def start_embeddings(self, task: CallTask, *, inputs: int) -> Span:
+        """The span of an embeddings call (``gen_ai.operation.name`` ``embeddings``)."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "embeddings",
+            "llmagents.agent": self.agent,
+            "llmagents.inputs": inputs,
+        }
+        return self.tracer.start_span("embeddings", kind=SpanKind.CLIENT, attributes=attributes)
 
     def start_call(self, request: ChatRequest, task: CallTask, *, stream: bool) -> Span:
         # The model is each provider's (on the attempt spans): the call itself has none, so
@@ -128,7 +141,10 @@ class CallTracer(EngineListener):
         self, span: Span, result: CallResult[Any] | None, *, error: BaseException | None = None
     ) -> None:
         """End a call span with who answered, usage and cost, or with the error that ended it."""
-        self._fallbacks.pop(span.get_span_context().span_id, None)
+        span_id = span.get_span_context().span_id
+        self._fallbacks.pop(span_id, None)
+        for key in [k for k in self._failed if k[0] == span_id]:
+            del self._failed[key]
         if result is not None:
             # One set_attributes: the SDK validates and locks per call, not per attribute.
             attributes: dict[str, Any] = {
@@ -155,22 +171,32 @@ class CallTracer(EngineListener):
     # -- attempts -------------------------------------------------------------------------------
 
     @contextmanager
-    def attempt(self, attempt: Attempt) -> Iterator[Span]:
-        """The span of one try, a child of the current call span."""
+    def attempt(
+        self, attempt: Attempt, *, operation: str = "chat", model: str | None = None
+    ) -> Iterator[Span]:
+        """The span of one try, a child of the current call span; ``model`` replaces the
+        provider's chat model (an embedding model)."""
         spec = attempt.provider
-        parent = trace.get_current_span()
+        parent_id = trace.get_current_span().get_span_context().span_id
         attributes = self._attempt_attributes(spec, attempt)
-        fallback = self._fallbacks.pop(parent.get_span_context().span_id, None)
+        model = model or spec.model
+        attributes["gen_ai.operation.name"] = operation
+        attributes["gen_ai.request.model"] = model
+        fallback = self._fallbacks.pop(parent_id, None)
         if fallback is not None:
             attributes["llmagents.fallback.from"] = fallback.from_provider
             attributes["llmagents.fallback.reason"] = fallback.reason
-        span = self.tracer.start_span(f"chat {spec.model}", kind=SpanKind.CLIENT,
+        if attempt.retry:
+            attributes["llmagents.retry.reason"] = self._failed.get((parent_id, spec.name), "")
+        span = self.tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT,
                                       attributes=attributes)  # fmt: skip
         try:
             yield span
         except ProviderError as error:
             span.set_attribute("error.type", error.kind.value)
             span.set_status(Status(StatusCode.ERROR, self._redact(error.message)[:1024]))
+            if parent_id:
+                self._failed[(parent_id, spec.name)] = error.kind.value
             raise
         except BaseException as error:
             span.set_attribute("error.type", type(error).__name__)

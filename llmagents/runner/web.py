@@ -339,7 +339,8 @@ class Server:
     async def start(self, host: str, port: int) -> None:
         config = uvicorn.Config(
             self.app, host=host, port=port, loop="none", ws="none", lifespan="off",
-            http=partial(_Protocol, error_response=self.error_response),
+            # uvicorn takes any callable that makes the protocol, not only a class.
+            http=partial(_Protocol, error_response=self.error_response),  # type: ignore[arg-type]
             log_config=None, access_log=False, server_header=False, proxy_headers=False,
             timeout_keep_alive=KEEPALIVE_TIMEOUT,
         )  # fmt: skip
@@ -360,7 +361,8 @@ class Server:
         server.should_exit = True
         if self._ticking is not None:
             await self._ticking
-        server.config.timeout_graceful_shutdown = max(grace - 0.1, 0.0)  # it sleeps 0.1 s first
+        # It sleeps 0.1 s first; its setting is typed as whole seconds but any number works.
+        server.config.timeout_graceful_shutdown = max(grace - 0.1, 0.0)  # type: ignore[assignment]
         await server.shutdown()
         for connection in list(server.server_state.connections):
             connection.transport.abort()

@@ -160,7 +160,7 @@ def kubelet_config(n: NodeLayout) -> str:
         "registerNode": True,
         "serializeImagePulls": False,
         "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%",
-                         "imagefs.available": "1%"},  # fmt: skip
+                         "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "shutdownGracePeriod": "0s",

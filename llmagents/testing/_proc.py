@@ -54,7 +54,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509 - see _LIBC
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
 
 
@@ -73,7 +73,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
+def signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
     except ProcessLookupError:
@@ -91,7 +91,7 @@ def terminate_group(pid: int, *, grace: float, proc: subprocess.Popen[bytes] | N
 
     ``proc`` is reaped when given, so no zombie is left behind.
     """
-    _signal_group(pid, signal.SIGTERM)
+    signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -100,7 +100,7 @@ def terminate_group(pid: int, *, grace: float, proc: subprocess.Popen[bytes] | N
             break
         time.sleep(0.05)
     # The leader may be gone while its group lingers; SIGKILL the group regardless.
-    _signal_group(pid, signal.SIGKILL)
+    signal_group(pid, signal.SIGKILL)
     if proc is not None:
         try:
             proc.wait(timeout=5)

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -272,6 +273,19 @@ class LocalCluster:
             raise ClusterError(f"{name} is not running in cluster {self.name}")
         _proc.terminate_group(proc.pid, grace=0.0 if kill else 10.0, proc=proc)
         _proc.forget_pid(self.pidfile, proc.pid)
+
+    def pause_component(self, name: str) -> None:
+        """Stall one component (SIGSTOP): its connections stay open and nothing answers."""
+        proc = self._running.get(name)
+        if proc is None:
+            raise ClusterError(f"{name} is not running in cluster {self.name}")
+        _proc.signal_group(proc.pid, signal.SIGSTOP)
+
+    def resume_component(self, name: str) -> None:
+        """Let a stalled component go on (SIGCONT)."""
+        proc = self._running.get(name)
+        if proc is not None:
+            _proc.signal_group(proc.pid, signal.SIGCONT)
 
     def start_component(self, name: str, *, timeout: float = 60.0) -> None:
         """Start a stopped component again, exactly as before, and wait until it is healthy."""

@@ -193,7 +193,7 @@ class ProcessKubelet:
                     if self._stopping.is_set():
                         return
                     self._handle(event["type"], event["raw_object"])
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive API hiccups
+            except Exception as exc:
                 if self._stopping.is_set():
                     return
                 logger.warning("pod watch failed (%s); listing again", exc)

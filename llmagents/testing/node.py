@@ -109,7 +109,8 @@ class RealNode:
         """Network, runtime, images, kubelet; returns once the node is Ready and untainted."""
         if missing := missing_prerequisites():
             raise NodeUnavailable("cannot run a real node here: needs " + ", ".join(missing))
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         bins = self._bins or find_node_bins()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
@@ -137,7 +138,8 @@ class RealNode:
         except BaseException:
             self.stop()
             raise
-        logger.info("node %s ready (state %s)", NODE_NAME, self.dir)
+        logger.info("node %s ready in %.0f s (state %s)", NODE_NAME, time.monotonic() - began,
+                    self.dir)  # fmt: skip
 
     def stop(self) -> None:
         """Kubelet, pods, runtime, mounts and cgroups: everything start made, failure or not."""
@@ -165,11 +167,12 @@ class RealNode:
 
     def load_images(self, images: Sequence[str]) -> None:
         """``docker save`` from the engine that built them, ``ctr images import`` here."""
+        assert self.layout is not None, "start the node first"
         save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
         assert save.stdout is not None
         imported = subprocess.run(
-            ["ctr", "--address", str(self.layout.containerd_socket) if self.layout else "",
-             "-n", "k8s.io", "images", "import", "-"],
+            ["ctr", "--address", str(self.layout.containerd_socket), "-n", "k8s.io",
+             "images", "import", "-"],
             stdin=save.stdout, capture_output=True, check=False, timeout=900,
         )  # fmt: skip
         save.stdout.close()
@@ -232,7 +235,7 @@ class RealNode:
                 server=self.cluster.server, ca_pem=pki.ca_cert.read_bytes(), name="llmagents",
                 user={"client-certificate-data": b64(cert.cert.read_bytes()),
                       "client-key-data": b64(cert.key.read_bytes())},
-            )  # fmt: skip
+            )
         )
         kubeconfig.chmod(0o600)
 
@@ -296,7 +299,8 @@ class RealNode:
     def _kill_cgroup_tree(cgroup_root: str, timeout: float = 30.0) -> None:
         """SIGKILL every process in the node's subtree (runtime, shims, containers) until
         none is left."""
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         while time.monotonic() < deadline:
             pids = _pids_in(CGROUP_FS / "pids" / cgroup_root.lstrip("/"))
             if not pids:

@@ -145,7 +145,8 @@ class MessagesRequest(StrictWireModel):
 
     @model_validator(mode="after")
     def _finite(self) -> MessagesRequest:
-        if not finite_json(extras(self)):
+        schemas = [t.input_schema for t in self.tools or ()]
+        if not finite_json(extras(self)) or not finite_json(schemas):
             raise ValueError("numbers must be finite (no NaN or Infinity) and nesting bounded")
         return self
 

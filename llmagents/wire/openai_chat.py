@@ -188,7 +188,10 @@ class ChatCompletionRequest(StrictWireModel):
     def _checked(self) -> ChatCompletionRequest:
         if isinstance(self.stop, list) and len(self.stop) > MAX_STOP_SEQUENCES:
             raise ValueError(f"stop: at most {MAX_STOP_SEQUENCES} sequences")
-        if not finite_json(extras(self)):
+        schemas = [t.function.parameters for t in self.tools or ()]
+        if isinstance(self.response_format, JsonSchemaFormat):
+            schemas.append(self.response_format.json_schema.schema_)
+        if not finite_json(extras(self)) or not finite_json(schemas):
             raise ValueError("numbers must be finite (no NaN or Infinity) and nesting bounded")
         if isinstance(self.tool_choice, NamedToolChoice):
             names = {t.function.name for t in self.tools or ()}

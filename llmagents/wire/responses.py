@@ -98,6 +98,25 @@ class FunctionCallOutputItem(StrictWireModel):
     status: str | None = None
 
 
+class CustomToolCallItem(StrictWireModel):
+    """A call of a custom (free-text input) tool the model made, sent back."""
+
+    type: Literal["custom_tool_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: str
+    id: str | None = None
+
+
+class CustomToolCallOutputItem(StrictWireModel):
+    """The client's result of a custom tool call, answering ``call_id``."""
+
+    type: Literal["custom_tool_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[ContentPart]
+    id: str | None = None
+
+
 class ReasoningItem(StrictWireModel):
     """A reasoning model's hidden reasoning, sent back by clients; it carries no
     conversation content another provider could read, so it is dropped."""
@@ -122,6 +141,8 @@ InputItem = Annotated[
     Annotated[MessageItem, Tag("message")]
     | Annotated[FunctionCallItem, Tag("function_call")]
     | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[CustomToolCallItem, Tag("custom_tool_call")]
+    | Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
     | Annotated[ItemReference, Tag("item_reference")],
     Discriminator(_item_tag),
@@ -140,8 +161,37 @@ class FunctionTool(StrictWireModel):
     strict: bool | None = None
 
 
+class CustomFormatText(StrictWireModel):
+    type: Literal["text"]
+
+
+class CustomFormatGrammar(StrictWireModel):
+    type: Literal["grammar"]
+    syntax: Literal["lark", "regex"]
+    definition: str
+
+
+CustomFormat = Annotated[CustomFormatText | CustomFormatGrammar, Field(discriminator="type")]
+
+
+class CustomTool(StrictWireModel):
+    """A tool whose input is free text rather than JSON arguments (Codex's ``apply_patch``).
+    Other providers get it as a function of one string argument, ``input``; a grammar
+    becomes part of its description, which the model reads but no provider enforces."""
+
+    type: Literal["custom"]
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    format: CustomFormat | None = None
+
+
+Tool = Annotated[FunctionTool | CustomTool, Field(discriminator="type")]
+
+
 class ToolChoiceFunction(StrictWireModel):
-    type: Literal["function"]
+    """A named tool the model must call: ``function`` or ``custom``."""
+
+    type: Literal["function", "custom"]
     name: str = Field(min_length=1)
 
 
@@ -180,7 +230,7 @@ class ResponsesRequest(StrictWireModel):
     model: str | None = None
     input: str | list[InputItem]
     instructions: str | None = None
-    tools: list[FunctionTool] = Field(default_factory=list)
+    tools: list[Tool] = Field(default_factory=list)
     tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunction | None = None
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
@@ -256,7 +306,16 @@ class OutputFunctionCall(WireModel):
     status: Literal["in_progress", "completed", "incomplete"]
 
 
-OutputItem = OutputMessage | OutputFunctionCall
+class OutputCustomToolCall(WireModel):
+    type: Literal["custom_tool_call"] = "custom_tool_call"
+    id: str
+    call_id: str
+    name: str
+    input: str
+    status: Literal["in_progress", "completed", "incomplete"]
+
+
+OutputItem = OutputMessage | OutputFunctionCall | OutputCustomToolCall
 
 
 class InputTokensDetails(WireModel):

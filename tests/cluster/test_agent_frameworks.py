@@ -1,7 +1,9 @@
 """A gateway-mode agent whose container runs agent frameworks nobody here wrote, on the real
 control plane: the OpenAI Agents SDK (its default Responses model) and Anthropic's SDK, each
 running a tool loop to its final answer through the runner's gateway while the primary
-provider goes down mid-run; ``kubectl get llmagents`` then shows what the run cost.
+provider goes down mid-run, then reporting its work done (``POST /v1/agent/complete``) and
+exiting: the operator completes the agent and scales it to zero, nothing is paid twice, and
+``kubectl get llmagents`` shows what the run cost.
 
 The container is a Python process run by the process kubelet with the environment the
 operator gives it (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``); the providers are the fake
@@ -17,7 +19,7 @@ from typing import Any
 
 import pytest
 from polling import eventually
-from test_operator import OperatorProcess
+from test_operator import OperatorProcess, get
 from test_runner_e2e import (  # noqa: F401 (fixtures)
     Fakes,
     apply_agent,
@@ -38,8 +40,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 AGENT_LOOP = textwrap.dedent(
     """
-    import asyncio, json, time
-    import agents, anthropic, openai
+    import asyncio, json, os, time
+    import agents, anthropic, httpx, openai
 
     PROMPT = "What do get_weather and get_time say for Paris?"
 
@@ -89,9 +91,13 @@ AGENT_LOOP = textwrap.dedent(
                 for b in reply.content if b.type == "tool_use"]})
 
     wait_for_gateway()
-    print(json.dumps({"openai_agents": asyncio.run(openai_agent()),
-                      "anthropic": anthropic_agent()}), flush=True)
-    time.sleep(600)  # a Deployment's container that exits is restarted
+    answers = {"openai_agents": asyncio.run(openai_agent()), "anthropic": anthropic_agent()}
+    print(json.dumps(answers), flush=True)
+    # Done: say so before exiting (a Deployment's container that exits is restarted, and
+    # its loop would run again; after this the gateway refuses every call).
+    done = httpx.post(os.environ["LLMAGENTS_GATEWAY_URL"] + "/agent/complete",
+                      json={"summary": "answered both questions"}, timeout=30)
+    done.raise_for_status()
     """
 )
 
@@ -135,3 +141,22 @@ def test_agent_frameworks_in_the_agent_container_finish_through_a_fallback_and_s
 
     row = eventually(costed, timeout=60, what="kubectl get llmagents shows the run's cost")
     assert row["COST"] != "$0" and row["PROVIDER"] == "fallback"
+
+    # Completed and scaled to zero; the restarted container's second loop paid nothing.
+    def completed() -> dict[str, Any] | None:
+        current = status(kubectl, "frameworks")
+        return current if current.get("phase") == "Completed" else None
+
+    current = eventually(completed, timeout=60, what="the agent completed")
+    ready = next(c for c in current["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "AgentCompleted")
+    assert ready["message"] == "the agent reported its work done: answered both questions"
+    assert current["completion"]["summary"] == "answered both questions"
+    eventually(lambda: get(kubectl, "deployment", "frameworks")["spec"]["replicas"] == 0,
+               timeout=30, what="the runner Deployment scaled to zero")  # fmt: skip
+    eventually(lambda: not any(c.running for c in process_kubelet.statuses(namespace)),
+               timeout=60, what="the pod's processes stopped")  # fmt: skip
+    row = table_row(kubectl, "frameworks")
+    assert row["PHASE"] == "Completed" and row["COST"] == format_usd(paid)
+    assert fakes.fallback.stats()["requests"] == 3
+    assert status(kubectl, "frameworks")["cost"]["spentUSD"] == pytest.approx(paid)

@@ -151,7 +151,7 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
 
     while kills < KILLS:
         # A runner whose tasks are all done is scaled to zero by the operator: not back.
-        runner = eventually(lambda: done() or running_runner(kubelet, namespace, pid),
+        runner = eventually(lambda last=pid: done() or running_runner(kubelet, namespace, last),
                             timeout=60, what=f"seed {seed}: the runner running again after "
                             f"{kills} kills", details=lambda: runner_log(kubelet, namespace, kubectl))  # fmt: skip
         if runner is True:

@@ -1,4 +1,5 @@
-"""A real Prometheus scrapes a real runner and fires the chart's circuit-open alert.
+"""A real Prometheus scrapes a real runner and fires the chart's circuit-open alert; another
+scrapes the operator and fires the not-ready alert for an agent that has no pod.
 
 The runner (``llmagents runner``, as the operator would start it: its ConfigMap, LLMAgent and
 checkpoint ConfigMap in the namespace) works through a task list against two fake providers
@@ -159,10 +160,10 @@ def runner(
         _stop(proc)
 
 
-def _rule_file(path: Path) -> Path:
+def _rule_file(path: Path, alert: str = ALERT) -> Path:
     """The chart's rules, with the tested alert's hold time shortened (nothing else)."""
     rules = load_rules()
-    shipped = next(r for r in rules if r["alert"] == ALERT)
+    shipped = next(r for r in rules if r["alert"] == alert)
     short = {**shipped, "for": "2s"}
     assert {k: v for k, v in short.items() if k != "for"} == {
         k: v for k, v in shipped.items() if k != "for"
@@ -172,24 +173,16 @@ def _rule_file(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def prometheus(
-    runner: tuple[int, Path], namespace: str, tmp_path: Path
-) -> Iterator[tuple[str, Path]]:
+def _start_prometheus(
+    tmp_path: Path, scrape_configs: list[dict[str, Any]], alert: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     binary = require_tool("prometheus")
-    runner_port, _ = runner
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(_rule_file(tmp_path / "rules.yaml"))],
-        "scrape_configs": [{
-            # The job name the chart's runner ServiceMonitor sets; the namespace label is
-            # what Kubernetes service discovery would add.
-            "job_name": "llmagents-runner",
-            "static_configs": [{"targets": [f"127.0.0.1:{runner_port}"],
-                                "labels": {"namespace": namespace}}],
-        }],
+        "rule_files": [str(_rule_file(tmp_path / "rules.yaml", alert))],
+        "scrape_configs": scrape_configs,
     }))  # fmt: skip
     log = tmp_path / "prometheus.log"
     argv = [
@@ -198,8 +191,23 @@ def prometheus(
     ]  # fmt: skip
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+@pytest.fixture
+def prometheus(
+    runner: tuple[int, Path], namespace: str, tmp_path: Path
+) -> Iterator[tuple[str, Path]]:
+    runner_port, _ = runner
+    proc, url, log = _start_prometheus(tmp_path, [{
+        # The job name the chart's runner ServiceMonitor sets; the namespace label is
+        # what Kubernetes service discovery would add.
+        "job_name": "llmagents-runner",
+        "static_configs": [{"targets": [f"127.0.0.1:{runner_port}"],
+                            "labels": {"namespace": namespace}}],
+    }], ALERT)  # fmt: skip
     try:
-        yield f"http://127.0.0.1:{port}", log
+        yield url, log
     finally:
         _stop(proc)
 
@@ -235,3 +243,46 @@ def test_prometheus_fires_the_circuit_open_alert_from_a_real_runner(
     assert states == {"primary": "2", "fallback": "0"}
     assert fakes["primary"].stats()["requests"] >= 2
     assert fakes["fallback"].stats()["requests"] >= len(TASKS)
+
+
+def test_an_agent_stuck_pending_with_no_pod_fires_not_ready_from_the_operators_gauge(
+    cluster: ClusterInfo, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    """No pool, so no pod and no runner metric at all: the operator's phase gauge alone,
+    scraped as the chart's ServiceMonitor does (honorLabels), makes the alert fire."""
+    from test_operator import OperatorProcess
+
+    alert_name = "LLMAgentNotReady"
+    operator = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log",
+                               "--no-leader-election").start()  # fmt: skip
+    proc, url, log = _start_prometheus(tmp_path, [{
+        "job_name": "llmagents-operator",
+        "honor_labels": True,
+        # The operator pod's own namespace, which honor_labels must not let win.
+        "static_configs": [{"targets": [f"127.0.0.1:{operator.port}"],
+                            "labels": {"namespace": "llmagents-system"}}],
+    }], alert_name)  # fmt: skip
+    try:
+        kubectl.apply(json.dumps({
+            "apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
+            "metadata": {"name": "orphan"},
+            "spec": {"poolRef": {"name": "no-such-pool"},
+                     "work": {"tasks": [{"name": "t", "prompt": "hello"}]}},
+        }))  # fmt: skip
+
+        def firing() -> list[dict[str, Any]]:
+            body = _get_json(f"{url}/api/v1/alerts") or {}
+            alerts = (body.get("data") or {}).get("alerts", [])
+            return [a for a in alerts
+                    if a["labels"]["alertname"] == alert_name and a["state"] == "firing"]  # fmt: skip
+
+        (alert,) = eventually(firing, timeout=120, what=lambda: f"{alert_name} to fire\n"
+                              f"{log.read_text()[-2000:]}\n{operator.log.read_text()[-2000:]}")
+        assert alert["labels"]["agent"] == "orphan"
+        assert alert["labels"]["namespace"] == namespace
+        assert alert["annotations"]["summary"] == (
+            f"Agent {namespace}/orphan has not been ready for 10 minutes.")
+        assert kubectl("get", "pods", "-o", "name").stdout.strip() == ""
+    finally:
+        _stop(proc)
+        operator.stop()

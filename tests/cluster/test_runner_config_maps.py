@@ -17,10 +17,10 @@ from polling import eventually
 from test_crds import install_crds
 
 from llmagents.api.runner_config import AgentIdentity, results_config_map_names
+from llmagents.kube import KubeClient
 from llmagents.runner.checkpoint import Checkpoint
 from llmagents.runner.checkpointer import Checkpointer
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
-from llmagents.runner.kube import KubeClient
 from llmagents.runner.results import ConfigMapResultStore, TaskResult
 from llmagents.testing.cluster import ClusterInfo, Kubectl
 
@@ -46,7 +46,7 @@ def owner(kubectl: Kubectl, namespace: str) -> AgentIdentity:
 
 @pytest.fixture
 async def kube(cluster: ClusterInfo) -> AsyncIterator[KubeClient]:
-    client = KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
+    client = await KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
     yield client
     await client.aclose()
 

@@ -349,7 +349,8 @@ def test_budget_stop_stops_and_local_only_continues_on_the_onnx_sidecar(
     model_kubelet: ProcessKubelet, fakes: Fakes, tiny_model: Path,
 ) -> None:  # fmt: skip
     setup(kubectl, fakes, local=True)
-    # Each call is estimated below $0.012 and costs more: the first call spends the budget.
+    # Each call is estimated below $0.012 and would cost more: the hard cap lowers the first
+    # call's output limit to fit, and after it no paid call fits in what is left.
     apply_agent(kubectl, "thrifty", tasks=4, budget={"limit": 0.012, "onExhausted": "stop"})
     apply_agent(kubectl, "frugal", tasks=4, budget={"limit": 0.012, "onExhausted": "local-only"})
 
@@ -361,10 +362,17 @@ def test_budget_stop_stops_and_local_only_continues_on_the_onnx_sidecar(
     sidecar = eventually(frugal_sidecar, timeout=120, what="frugal's onnx container running")
 
     eventually(lambda: status(kubectl, "thrifty").get("phase") == "BudgetExhausted",
-               timeout=120, what="thrifty stopped for budget")  # fmt: skip
+               timeout=120, what="thrifty stopped for budget",
+               details=lambda: json.dumps(status(kubectl, "thrifty"), indent=1))  # fmt: skip
     eventually(lambda: get(kubectl, "deployment", "thrifty")["spec"]["replicas"] == 0,
                what="thrifty scaled to zero")  # fmt: skip
-    assert (status(kubectl, "thrifty").get("tasks") or {}).get("done") == 1
+    # The task that found no paid provider fitting went to the free sidecar (a call that does
+    # not fit goes to a cheaper provider); the next one found the budget exhausted and stopped.
+    thrifty = status(kubectl, "thrifty")
+    assert (thrifty.get("tasks") or {}).get("done") == 2
+    assert thrifty["cost"]["spentUSD"] <= 0.012
+    assert [r["provider"] for _, r in sorted(results(kubectl, "thrifty").items())] == [
+        "primary", "local"]  # fmt: skip
 
     eventually(lambda: (status(kubectl, "frugal").get("tasks") or {}).get("done") == 4,
                timeout=120, what="frugal finished on the onnx sidecar")  # fmt: skip

@@ -122,8 +122,11 @@ class Fakes:
         they learn of its providers (a provider open for the pool starts open for them)."""
         urls = {"anthropic": self.anthropic.url, "openai": self.openai.url}
         docs = quickstart_docs(QUICKSTART.read_text(), fakes=urls, real={})
+        pool = next(d for d in docs if d["kind"] == "ProviderPool")
+        for provider in pool["spec"]["providers"]:
+            if "baseURL" in provider:  # plain http off loopback: the fakes are ours
+                provider["allowInsecureBaseURL"] = True
         if name != "quickstart":
-            pool = next(d for d in docs if d["kind"] == "ProviderPool")
             agent = next(d for d in docs if d["kind"] == "LLMAgent")
             pool["metadata"]["name"] = agent["metadata"]["name"] = name
             agent["spec"]["poolRef"]["name"] = name

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-
 from pathlib import Path
 from typing import Any
 

@@ -42,10 +42,12 @@ def test_images_need_vision_and_schemas_need_json_schema() -> None:
         response_format=ResponseFormat(ResponseFormatType.JSON_SCHEMA, schema={"type": "object"}),
     )
     assert request.required_capabilities() == {Capability.VISION, Capability.JSON_SCHEMA}
+    # JSON mode without a schema needs structured output too: a model without it (the
+    # local sidecar) answers prose that the client then fails to parse.
     json_mode = ChatRequest(
         [Message(Role.USER, "x")], response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT)
     )
-    assert json_mode.required_capabilities() == frozenset()
+    assert json_mode.required_capabilities() == {Capability.JSON_SCHEMA}
 
 
 def test_message_text_joins_text_parts_and_skips_images() -> None:

@@ -22,7 +22,8 @@ from llmagents.testing.fake_providers.faults import (
 )
 from llmagents.testing.fake_providers.gemini import FakeGemini
 from llmagents.testing.fake_providers.openai import FakeOpenAI
-from llmagents.testing.fake_providers.server import FakeProviderServer, ThreadedFake
+from llmagents.testing.fake_providers.server import FakeProviderServer
+from llmagents.testing.fake_providers.threaded import ThreadedFake
 
 FAKE_TYPES: dict[str, type[FakeProviderServer]] = {
     "anthropic": FakeAnthropic,

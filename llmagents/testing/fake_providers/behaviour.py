@@ -144,7 +144,7 @@ class _Context:
     def word(self) -> str:
         word = self.words[self.used % len(self.words)]
         self.used += 1
-        return word
+        return str(word)
 
 
 def example_for(schema: dict[str, Any], context: _Context, depth: int = 0) -> Any:

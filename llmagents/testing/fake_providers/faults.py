@@ -263,7 +263,7 @@ class FaultCore:
         self.stats = FakeStats()
 
     def elapsed(self) -> float:
-        return self._clock() - self._started
+        return float(self._clock() - self._started)
 
     def outage_active(self) -> bool:
         plan = self._plan

@@ -85,7 +85,7 @@ class ThreadedFake:
         self._stop = asyncio.Event()
         try:
             await self.server.start()
-        except Exception as exc:  # noqa: BLE001 - the starting thread re-raises it
+        except Exception as exc:
             self._error = exc
             self._ready.set()
             return

@@ -106,7 +106,7 @@ def test_interleaved_requests_on_one_decoder_keep_their_own_caches(exact_model) 
 
     expected_a, expected_b = alone(feeds_a), alone(feeds_b)
     state_a, state_b = DecodeState(), DecodeState()
-    for fed_a, fed_b, want_a, want_b in zip(feeds_a, feeds_b, expected_a, expected_b):
+    for fed_a, fed_b, want_a, want_b in zip(feeds_a, feeds_b, expected_a, expected_b, strict=False):
         np.testing.assert_array_equal(decoder.step(state_a, fed_a), want_a)
         np.testing.assert_array_equal(decoder.step(state_b, fed_b), want_b)
 

@@ -93,23 +93,6 @@ def test_deployment_runs_one_runner_recreated_never_overlapping():
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_every_agent_pod_meets_the_restricted_pod_security_standard():
-    gateway = agent_body()
-    gateway["spec"]["work"] = {"agent": {"image": "example.test/bot:1"}}
-    for body in (agent_body(), gateway):
-        pod = _deployment(_build(body))["spec"]["template"]["spec"]
-        assert pod["securityContext"] == {
-            "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"},
-        }  # fmt: skip
-        for container in pod["containers"]:
-            assert container["securityContext"] == {
-                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-            }, container["name"]  # fmt: skip
-            assert all("hostPort" not in p for p in container.get("ports", []))
-        assert "hostNetwork" not in pod and "hostPID" not in pod
-    assert {c["name"] for c in pod["containers"]} >= {"runner", "agent"}
-
-
 def test_runner_and_sidecar_get_the_operator_s_default_resources_unless_the_agent_sets_them():
     from dataclasses import replace
 
@@ -192,6 +175,19 @@ def test_gateway_mode_adds_the_agent_container_pointed_at_the_local_gateway():
     assert {"name": "gateway", "containerPort": 8080, "protocol": "TCP"} in containers["runner"][
         "ports"
     ]
+
+
+def test_the_runner_config_carries_the_agent_containers_digest_which_follows_its_spec():
+    def digest(image: str, env: str) -> str | None:
+        work = {"agent": {"image": image, "env": [{"name": "RUN", "value": env}]}}
+        text = _build(agent_body(work=work))[("ConfigMap", "writer-config")]["data"]
+        return RunnerConfig.from_yaml(text["runner.yaml"]).agent_digest
+
+    first = digest("example.test/agent:1", "1")
+    assert first is not None and first == digest("example.test/agent:1", "1")
+    assert first not in (digest("example.test/agent:2", "1"), digest("example.test/agent:1", "2"))
+    tasks = _build()[("ConfigMap", "writer-config")]["data"]["runner.yaml"]
+    assert RunnerConfig.from_yaml(tasks).agent_digest is None
 
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kopf
-from kopf._cogs.structs.references import Selector
+import pytest
 
 from llmagents.operator.handlers import KopfViews, OperatorState, configure_kopf, register
 from llmagents.operator.settings import OperatorSettings
@@ -14,19 +15,29 @@ from llmagents.operator.settings import OperatorSettings
 def test_deployments_are_watched_only_through_the_operators_label():
     settings = kopf.OperatorSettings()
     configure_kopf(settings)
-    assert settings.watching.label_selectors == {
-        Selector("apps", "v1", "deployments"): "app.kubernetes.io/managed-by=llmagents-operator"
+    selectors = {(s.group, s.version, s.plural or s.any_name): labels
+                 for s, labels in settings.watching.label_selectors.items()}  # fmt: skip
+    assert selectors == {
+        ("apps", "v1", "deployments"): "app.kubernetes.io/managed-by=llmagents-operator"
     }
 
 
-def test_of_the_children_only_deployments_are_watched():
-    registry = kopf.OperatorRegistry()
-    register(registry, OperatorState(settings=OperatorSettings()))
-    # kopf has no public listing of what a registry watches.
-    watched = {s.any_name for s in registry._watching.get_all_selectors()}
-    indexed = {s.any_name for s in registry._indexing.get_all_selectors()}
-    assert watched == {"llmagents", "providerpools", "deployments"}
-    assert indexed == {"llmagents", "providerpools"}
+def test_of_the_children_only_deployments_are_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    watched: list[str] = []
+    indexed: list[str] = []
+
+    def spy(real: Any, seen: list[str]) -> Any:
+        def decorator(*resource: str, **options: Any) -> Any:
+            seen.append(resource[-1])
+            return real(*resource, **options)
+
+        return decorator
+
+    monkeypatch.setattr(kopf.on, "event", spy(kopf.on.event, watched))
+    monkeypatch.setattr(kopf, "index", spy(kopf.index, indexed))
+    register(kopf.OperatorRegistry(), OperatorState(settings=OperatorSettings()))
+    assert sorted(watched) == ["deployments", "llmagents", "providerpools"]
+    assert sorted(indexed) == ["llmagents", "providerpools"]
 
 
 def test_kopf_keeps_its_names_under_ours_and_posts_only_warnings():

@@ -103,6 +103,23 @@ def test_raising_the_limit_resumes_an_exhausted_agent():
     assert _conds(verdict)["BudgetAvailable"] == ("True", "LimitRaised")
 
 
+def test_a_budget_with_room_for_no_call_stops_the_agent_until_the_limit_is_raised():
+    # The hard cap leaves cents no call fits in: exhausted though spent < limit.
+    status = {
+        "providers": HEALTHY,
+        "budgetExhausted": True,
+        "cost": {"spentUSD": 0.007, "limitUSD": 0.012},
+    }
+    verdict = decide(_agent(status, budget={"limit": 0.012}), RESOLVED, NOW)
+    assert (verdict.phase, verdict.replicas) == (Phase.BUDGET_EXHAUSTED, 0)
+    reason, message = _conds(verdict)["BudgetAvailable"][1], verdict.conditions
+    assert reason == "BudgetExhausted"
+    assert any("pays for no call" in (c.message or "") for c in message)
+    raised = decide(_agent(status, budget={"limit": 0.02}), RESOLVED, NOW)
+    assert raised.replicas == 1
+    assert _conds(raised)["BudgetAvailable"] == ("True", "LimitRaised")
+
+
 def test_spent_budget_with_local_only_keeps_running_on_free_providers():
     status = {"providers": HEALTHY, "budgetExhausted": True, "cost": {"spentUSD": 1.0}}
     agent = _agent(status, budget={"limit": 1.0, "onExhausted": "local-only"})
@@ -127,6 +144,35 @@ def test_finished_tasks_complete_the_agent_until_the_list_changes():
     assert "1 task(s) failed" in verdict.conditions[0].message
     more_work = {"tasks": [{"name": n, "prompt": n} for n in ("t1", "t2", "t3")]}
     assert decide(_agent(status, work=more_work), RESOLVED, NOW).replicas == 1
+
+
+def _gateway_work(image: str = "example.com/agent:1") -> dict:
+    return {"agent": {"image": image, "args": ["--loop"]}}
+
+
+def test_a_gateway_agent_reporting_completion_completes_until_its_container_changes():
+    work = _gateway_work()
+    digest = AgentObject.from_body(agent_body(work=work)).spec.work.agent_digest()
+    completion = {"completedAt": "2030-01-01T00:09:00Z", "summary": "report written",
+                  "agentDigest": digest}
+    status = {"providers": HEALTHY, "runnerPhase": "Completed", "completion": completion,
+              "cost": {"spentUSD": 0.25, "totalUSD": 0.25}}
+    verdict = decide(_agent(status, work=work), RESOLVED, NOW)
+    assert (verdict.phase, verdict.replicas) == (Phase.COMPLETED, 0)
+    assert _conds(verdict)["Ready"] == ("False", "AgentCompleted")
+    assert verdict.conditions[0].message == "the agent reported its work done: report written"
+    # Raising the budget is not new work: still completed.
+    budget = {"limit": 5, "period": "total", "onExhausted": "stop"}
+    assert decide(_agent(status, work=work, budget=budget), RESOLVED, NOW).replicas == 0
+    # A new image is: the runner runs again (and drops the old completion).
+    changed = decide(_agent(status, work=_gateway_work("example.com/agent:2")), RESOLVED, NOW)
+    assert (changed.phase, changed.replicas) == (Phase.RUNNING, 1)
+
+
+def test_a_gateway_agent_that_reported_nothing_keeps_running():
+    status = {"providers": HEALTHY, "runnerPhase": "Running"}
+    verdict = decide(_agent(status, work=_gateway_work()), RESOLVED, NOW)
+    assert (verdict.phase, verdict.replicas) == (Phase.RUNNING, 1)
 
 
 def test_a_runner_reporting_failure_fails_the_agent():

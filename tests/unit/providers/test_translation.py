@@ -216,3 +216,19 @@ def test_anthropic_tool_choice_none_stays_none_when_parallel_calls_are_off() -> 
     request.tool_choice = None
     assert adapter._payload(request, stream=False)["tool_choice"] == {
         "type": "auto", "disable_parallel_tool_use": True}  # fmt: skip
+
+
+async def test_what_strict_json_cannot_hold_never_leaves_the_adapter(pair: Pair) -> None:
+    from llmagents.errors import RequestNotEncodable
+
+    nan = Tool("f", None, {"type": "object", "properties": {"x": {"default": float("nan")}}})
+    for request in (
+        ChatRequest([Message(Role.USER, "call f")], tools=(nan,)),
+        ChatRequest([Message(Role.USER, "lone \ud800 surrogate")]),
+    ):
+        with pytest.raises(RequestNotEncodable, match="strict JSON"):
+            await pair.adapter.complete(request, timeout=2.0)
+        with pytest.raises(RequestNotEncodable):
+            async for _ in pair.adapter.stream(request, timeout=2.0):
+                pass
+    assert pair.fake.stats.requests == 0

@@ -440,7 +440,7 @@ async def test_https_goes_through_a_connect_tunnel_and_is_still_verified(
 @pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:1080", "socks5h://proxy.internal:1080"])
 def test_a_proxy_scheme_that_cannot_be_spoken_is_refused_by_name(monkeypatch, proxy) -> None:
     monkeypatch.setenv("HTTPS_PROXY", proxy)
-    with pytest.raises(ConfigError, match="is a socks5h?:// proxy; only http:// proxies"):
+    with pytest.raises(ConfigError, match=r"is a socks5h?:// proxy; only http:// proxies"):
         OpenAIAdapter(name="p", model="m", base_url="https://api.openai.com/v1", api_key="k")
 
 

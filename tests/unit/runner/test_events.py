@@ -210,3 +210,21 @@ async def test_an_event_recorded_while_another_is_written_is_written_without_wai
             await asyncio.sleep(0.01)
     events.close()
     await job
+
+
+async def test_a_budget_with_no_room_left_for_a_call_is_exhausted_as_the_budget_says(
+    fakes: Fakes, edges: Edges
+) -> None:
+    sink = MemoryEventSink()
+    events = EventRecorder(sink, controller="c", instance="i")
+    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 0.5}), events=events)
+    budget = runner.engine.manager.budget
+    assert budget is not None
+    budget.charge(0.3)  # 60%: not low yet
+    runner.agent_events.budget_checked()
+    budget.mark_full()  # a paid call found no room in the $0.20 left
+    runner.agent_events.budget_checked()
+    runner.agent_events.budget_checked()
+    await events.write_due()
+    assert [e["reason"] for e in sink.events.values()] == ["BudgetExhausted"]
+    await runner.close()

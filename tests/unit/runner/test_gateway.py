@@ -134,6 +134,10 @@ BAD_REQUESTS = {
     "tool_choice naming no tool": ({"tool_choice": {"type": "function",
                                                     "function": {"name": "nowhere"}}}, None),
     "n above one": ({"n": 2}, "n"),
+    "non-finite number in a tool's schema": (b'"tools": [{"type": "function", "function": '
+                                             b'{"name": "f", "parameters": {"default": NaN}}}]',
+                                             None),
+    "legacy functions": ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
     "unknown role": ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]"),
 }  # fmt: skip
 

@@ -151,7 +151,7 @@ async def test_a_pool_without_an_embedding_model_refuses_clearly(
 ) -> None:
     runner, gateway, url = await serve(edges, config(fakes, tasks=None))
     try:
-        with pytest.raises(openai.BadRequestError, match="embeddings.model on an") as refused:
+        with pytest.raises(openai.BadRequestError, match=r"embeddings\.model on an") as refused:
             await client(url).embeddings.create(model="auto", input="x")
         assert refused.value.code == "embeddings_unavailable"
     finally:
@@ -224,7 +224,7 @@ async def test_an_embedding_model_of_unknown_price_is_not_used_by_an_agent_with_
     cfg = cfg.model_copy(update={"pool": cfg.pool.model_copy(update={"providers": unpriced})})
     runner, gateway, url = await serve(edges, cfg)
     try:
-        with pytest.raises(openai.BadRequestError, match="embeddings.inputPerMillion"):
+        with pytest.raises(openai.BadRequestError, match=r"embeddings\.inputPerMillion"):
             await client(url).embeddings.create(model="auto", input="x")
     finally:
         await gateway.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import openai
@@ -135,7 +136,7 @@ async def test_requests_that_need_stored_state_are_refused_clearly(
         ),
         (
             {"input": [{"type": "function_call_output", "call_id": "c9", "output": "4"}]},
-            "no function_call item with call_id 'c9'",
+            "no call with call_id 'c9'",
         ),
         ({"input": [{"type": "web_search_call", "id": "ws"}]}, "web_search_call"),
         (
@@ -177,3 +178,37 @@ def _json(document: object) -> bytes:
     import json
 
     return json.dumps(document).encode()  # NaN included, as a client might send it
+
+
+PATCH = {"type": "custom", "name": "apply_patch", "description": "Apply a patch to files.",
+         "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_codex_style_custom_tool_loop_runs_through_the_fallback(
+    served: tuple[Runner, str], fakes: Fakes, stream: bool
+) -> None:
+    runner, url = served
+    fakes.primary.core.update({"outage": True})
+    openai_client = client(url)
+    prompt = {"role": "user", "content": "Use apply_patch to fix Greeting"}
+
+    async def turn(items: list) -> Any:
+        if not stream:
+            return await openai_client.responses.create(model="auto", input=items, tools=[PATCH])
+        events = await openai_client.responses.create(
+            model="auto", input=items, tools=[PATCH], stream=True
+        )
+        return [event async for event in events][-1].response
+
+    first = await turn([prompt])
+    call = first.output[0]
+    assert (call.type, call.name, call.input) == ("custom_tool_call", "apply_patch", "Greeting")
+    second = await turn([
+        prompt,
+        {"type": "custom_tool_call", "call_id": call.call_id, "name": "apply_patch",
+         "input": call.input},
+        {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Patched"},
+    ])  # fmt: skip
+    assert second.output_text == "[fake-openai:gpt-4.1] tool results: Patched"
+    assert runner.engine.manager.spend_by_provider["fallback"].calls == 2

@@ -51,7 +51,7 @@ async def test_custom_state_too_deep_or_not_strict_json_is_refused_and_saving_go
             deeper = await http.put(url, content='{"state": ' + "[" * 5000 + "]" * 5000 + "}")
             assert deeper.status_code == 400
             for constant in ("NaN", "Infinity", "-Infinity"):
-                answer = await http.put(url, content='{"state": {"x": %s}}' % constant)
+                answer = await http.put(url, content=f'{{"state": {{"x": {constant}}}}}')
                 assert answer.status_code == 400, constant
             assert runner.custom_state is None
             fine = await http.put(url, json={"state": {"notes": nested(30)}})
@@ -113,7 +113,7 @@ async def test_a_gzip_bomb_is_refused_by_the_decompressed_size_cap(tmp_path: Pat
         ({"epoch": "two"}, "not a checkpoint file"),
         ({"checkpoint": {"schema": "llmagents.dev/checkpoint/v1", "agentUID": "u",
                          "epoch": -1}}, "bad field"),
-    ],  # fmt: skip
+    ],
     ids=["bad-base64", "bad-gzip", "deep-envelope", "deep-checkpoint", "epoch", "negative"],
 )
 async def test_a_stored_checkpoint_that_does_not_decode_is_corrupt_never_a_traceback(
@@ -154,9 +154,9 @@ async def saved_checkpoint(fakes: Fakes, edges: Edges) -> dict[str, Any]:
         (lambda e: e["engine"]["providers"]["primary"]["breaker"].update(state="ajar"),
          "ajar"),
         (lambda e: e.update(completed="task-0"), "completed is not a list"),
-    ],  # fmt: skip
+    ],
     ids=["snapshot-version", "negative-cost", "nan-budget", "negative-budget", "breaker",
-         "completed"],  # fmt: skip
+         "completed"],
 )
 async def test_a_checkpoint_with_an_invalid_field_is_refused_and_left_untouched(
     fakes: Fakes, edges: Edges, edit: Any, match: str

@@ -253,3 +253,54 @@ def test_fields_chat_completions_also_take_ride_along_for_openai_compatible_prov
         "openai": {"prompt_cache_key": "k1", "reasoning_effort": "low", "user": "u1"}
     }
     assert parse({"input": "hi"}).request.passthrough == {}
+
+
+PATCH = {"type": "custom", "name": "apply_patch", "description": "Apply a patch.",
+         "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}  # fmt: skip
+
+
+def test_custom_tools_become_functions_of_one_string_and_their_calls_come_back_as_text() -> None:
+    call = parse({
+        "input": [
+            {"role": "user", "content": "Fix it"},
+            {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch",
+             "input": "*** Begin Patch"},
+            {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done"},
+        ],
+        "tools": [PATCH, ADD],
+        "tool_choice": {"type": "custom", "name": "apply_patch"},
+    })  # fmt: skip
+    tool = call.request.tools[0]
+    assert tool.name == "apply_patch" and tool.parameters["required"] == ["input"]
+    assert "lark grammar:\nstart: /.+/" in (tool.description or "")
+    assert call.request.messages[1].tool_calls == (
+        ToolCall("call_p", "apply_patch", json.dumps({"input": "*** Begin Patch"})),
+    )
+    assert (call.request.messages[2].role, call.request.messages[2].text) == (Role.TOOL, "Done")
+    assert call.request.tool_choice.name == "apply_patch"
+
+    body = response_object(call.wire, text="", usage=Usage(5, 5), finish_reason="tool_calls",
+                           model="m", tool_calls=[
+                               ToolCall("call_q", "apply_patch", '{"input": "*** End Patch"}'),
+                               ToolCall("call_r", "add", '{"a": 1}')]).document()  # fmt: skip
+    response = Response.model_validate(body)
+    patch, add = response.output
+    assert (patch.type, patch.call_id, patch.input) == ("custom_tool_call", "call_q", "*** End Patch")
+    assert (add.type, add.arguments) == ("function_call", '{"a": 1}')
+
+
+def test_a_streamed_custom_call_sends_its_input_whole_when_it_closes() -> None:
+    writer = ResponsesStream(parse({"input": "x", "tools": [PATCH]}).wire, "m")
+    raw = writer.start()
+    raw += writer.tool_call(ToolCallDelta(0, id="call_p", name="apply_patch"))
+    for piece in ('{"inp', 'ut": "*** Be', 'gin Patch"}'):
+        raw += writer.tool_call(ToolCallDelta(0, arguments=piece))
+    raw += writer.end("tool_calls", Usage(1, 1))
+    events = _events(raw)
+    assert [e.type for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added",
+        "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+        "response.output_item.done", "response.completed",
+    ]  # fmt: skip
+    assert events[3].delta == events[4].input == "*** Begin Patch"
+    assert events[-1].response.output[0].input == "*** Begin Patch"

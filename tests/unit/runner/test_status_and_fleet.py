@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from llmagents.api.status import RunnerAgentStatus, RunnerPhase
+from llmagents.kube import KubeUnavailable
+from llmagents.retrying import Backoff
 from llmagents.routing import BreakerState, CallTask
 from llmagents.runner.engine import AgentEngine
 from llmagents.runner.fleet import FleetBreaker
-from llmagents.runner.kube import KubeUnavailable
 from llmagents.runner.status import MemoryStatusSink, RunnerReport, StatusReporter
 from llmagents.runner.tasks import task_request
 
@@ -82,7 +83,7 @@ async def test_an_urgent_change_is_written_without_waiting_for_the_interval() ->
 
 async def test_status_catches_up_once_the_api_server_is_back() -> None:
     sink, state = Unreachable(), Counter()
-    reporter = StatusReporter(sink, state.report, min_interval=0.01, retry_delays=(0.01,))
+    reporter = StatusReporter(sink, state.report, min_interval=0.01, retry=Backoff(0.01, 0.01))
     job = asyncio.create_task(reporter.run())
     reporter.changed(urgent=True)
     await eventually(lambda: sink.refused >= 1)

@@ -239,3 +239,16 @@ async def test_spend_the_status_shows_beyond_the_checkpoint_still_counts_against
     assert second.engine.manager.budget.spent == pytest.approx(saved + 0.5)
     assert second.engine.manager.spend.cost == pytest.approx(saved)  # per provider: exact
     await second.shutdown(5)
+
+
+async def test_a_task_strict_json_cannot_carry_fails_clearly_and_calls_no_provider(
+    fakes: Fakes, edges: Edges
+) -> None:
+    tasks = [{"name": "broken", "prompt": "a lone \ud800 surrogate"},
+             {"name": "fine", "prompt": "Question?"}]  # fmt: skip
+    runner = edges.runner(config(fakes, tasks=tasks))
+    assert await run(runner) is LoopEnd.FINISHED
+    rows = results(edges)
+    assert rows["broken"]["ok"] is False and "strict JSON" in rows["broken"]["error"]
+    assert rows["fine"]["ok"] is True
+    assert fakes.primary.stats.requests == 1  # only the fine task's call

@@ -184,3 +184,67 @@ def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv(tracing.ENV_TRACES_ENDPOINT, raising=False)
     assert tracing.from_environment(agent="a", namespace="n") is None
 
+
+
+async def test_a_retried_attempt_says_which_error_it_retries(fakes: Fakes) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llmagents.routing import CallTask
+    from llmagents.runner.engine import AgentEngine
+    from llmagents.runner.tasks import task_request
+
+    from .conftest import KEYS
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = tracing.CallTracer(provider.get_tracer("test"), agent="agent-a")
+    cfg = config(fakes, tasks=1)
+    providers = [p.model_copy(update={"max_retries": 1}) for p in cfg.pool.providers]
+    cfg = cfg.model_copy(update={"pool": cfg.pool.model_copy(update={"providers": providers})})
+    engine = AgentEngine.build(cfg, api_keys=KEYS, listener=tracer, tracer=tracer)
+    fakes.primary.core.update({"script": ["429"]})
+    result = await engine.complete(task_request(cfg.tasks[0]), CallTask(input_tokens=5))
+    await engine.aclose()
+    assert result.provider == "primary"
+    attempts = sorted((s for s in exporter.get_finished_spans() if s.name != "chat"),
+                      key=lambda s: s.start_time)  # fmt: skip
+    assert [(a.attributes["llmagents.retry"], a.attributes.get("error.type")) for a in attempts] \
+        == [(0, "rate_limited"), (1, None)]
+    assert attempts[1].attributes["llmagents.retry.reason"] == "rate_limited"
+    assert "llmagents.retry.reason" not in attempts[0].attributes
+
+
+async def test_an_embeddings_call_is_an_embeddings_span_with_a_child_per_attempt(
+    fakes: Fakes, edges: Edges
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llmagents.embeddings import EmbeddingRequest
+    from llmagents.runner.embedding import embed
+
+    from .test_gateway_embeddings import with_embeddings
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = tracing.CallTracer(provider.get_tracer("test"), agent="agent-a")
+    runner = edges.runner(with_embeddings(config(fakes, tasks=None), None), tracer=tracer)
+    fakes.primary.core.update({"outage": True})
+    result = await embed(runner.engine, EmbeddingRequest(inputs=("the sea is blue",)),
+                         ["primary", "fallback"])  # fmt: skip
+    await runner.close()
+    assert result.provider == "fallback"
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    call = spans["embeddings"]
+    assert call.attributes["gen_ai.operation.name"] == "embeddings"
+    assert call.attributes["llmagents.provider"] == "fallback"
+    assert call.attributes["gen_ai.usage.input_tokens"] > 0
+    attempts = [s for s in exporter.get_finished_spans() if s.parent is not None]
+    assert {s.name for s in attempts} == {"embeddings text-embedding-3-small"}
+    assert sorted(s.attributes["llmagents.provider"] for s in attempts) == ["fallback", "primary"]
+    assert all(s.parent.span_id == call.context.span_id for s in attempts)

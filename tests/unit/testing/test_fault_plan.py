@@ -30,7 +30,7 @@ def test_faults_read_statuses_retry_after_and_kind_names() -> None:
 
 @pytest.mark.parametrize("text", ["teapot", "200", "429:soon"])
 def test_an_unknown_fault_is_refused_with_the_accepted_forms(text: str) -> None:
-    with pytest.raises(ValidationError, match="status|unknown fault"):
+    with pytest.raises(ValidationError, match=r"status|unknown fault"):
         Fault.model_validate(text)
 
 

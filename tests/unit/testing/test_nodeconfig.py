@@ -1,11 +1,17 @@
 """The real node's configuration (llmagents/testing/_nodeconfig.py), read as its programs
-read it: what this machine class needs is there, and nothing reaches off the machine."""
+read it: what this machine class needs is there, and nothing reaches off the machine; and
+hack/e2e.sh's refusal where no node can run (a skip locally, a failure under CI)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from llmagents.testing import _components
 from llmagents.testing._nodeconfig import (
@@ -18,6 +24,7 @@ from llmagents.testing._nodeconfig import (
     kubelet_args,
     kubelet_config,
 )
+from llmagents.testing.cluster import REPO_ROOT
 from llmagents.testing.node import missing_prerequisites
 
 LAYOUT = NodeLayout(
@@ -63,3 +70,22 @@ def test_the_kubelet_runs_on_cgroup_v1_with_webhook_auth_in_the_node_s_directori
 def test_a_node_outside_a_namespace_of_its_own_is_refused(monkeypatch):
     monkeypatch.delenv("LLMAGENTS_NODE_NETNS", raising=False)
     assert any("network namespace of its own" in m for m in missing_prerequisites())
+
+
+def _e2e_as_nobody(ci: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "HOME": "/tmp", "CI": ci}
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "bash", str(REPO_ROOT / "hack" / "e2e.sh")],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0,
+                    reason="needs root and setpriv to run the script as another user")  # fmt: skip
+def test_make_e2e_skips_without_root_but_fails_under_ci():
+    local = _e2e_as_nobody("")
+    assert local.returncode == 0, local.stderr
+    assert local.stdout.startswith("e2e: skipped: ") and "root" in local.stdout
+    ci = _e2e_as_nobody("true")
+    assert ci.returncode == 1 and "cannot run under CI" in ci.stderr
