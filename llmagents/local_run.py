@@ -312,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gateway-port",
         type=int,
         default=None,
-        help="Port of the local gateway (agents with their own container).",
+        help="Port of the local gateway (agents with their own container); 0 picks a free one.",
     )
 
 
@@ -395,16 +395,24 @@ async def _work(
     runner: Runner, config: RunnerConfig, stop: asyncio.Event, args: argparse.Namespace
 ) -> int:
     if config.mode is WorkMode.GATEWAY:
+        if runner.completion_saved.is_set():  # done in an earlier run: serve nothing paid
+            print("llmagents run: the agent already reported its work done; --reset runs it "
+                  "again", file=sys.stderr)  # fmt: skip
+            return 0
         gateway = Gateway(runner)
-        await gateway.start("127.0.0.1", args.gateway_port or config.ports.gateway)
+        port = args.gateway_port if args.gateway_port is not None else config.ports.gateway
+        await gateway.start("127.0.0.1", port)
         root = f"http://127.0.0.1:{gateway.port}"
         print(f"gateway at {root}/v1: run your agent with OPENAI_BASE_URL={root}/v1 "
-              f"(or ANTHROPIC_BASE_URL={root} for Anthropic's SDKs); Ctrl-C stops",
-              file=sys.stderr)  # fmt: skip
+              f"(or ANTHROPIC_BASE_URL={root} for Anthropic's SDKs); Ctrl-C stops, and so "
+              f"does the agent's POST {root}/v1/agent/complete", file=sys.stderr)  # fmt: skip
+        waits = {asyncio.create_task(stop.wait()), asyncio.create_task(runner.completion_saved.wait())}
         try:
-            await stop.wait()
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await gateway.stop()
+            for wait in waits:
+                wait.cancel()
+            await gateway.stop()  # answers the completion report in flight first
         return 0
     work = asyncio.create_task(runner.run_tasks())
     stopping = asyncio.create_task(stop.wait())
@@ -434,6 +442,9 @@ def _summary(state: Path, runner: Runner, code: int) -> None:
               f"(${spend.cost:.6f} spent so far).", file=sys.stderr)  # fmt: skip
         return
     if runner.phase is not RunnerPhase.COMPLETED:
+        return
+    if runner.completion is not None:
+        print(f"{runner.message} (${spend.cost:.6f} spent in all)", file=sys.stderr)
         return
     results = state / "results.jsonl"
     latest: dict[str, dict[str, object]] = {}

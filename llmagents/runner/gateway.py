@@ -230,6 +230,7 @@ class Gateway:
                               "saved yet; send the same request again",
                               kind="server_error", code="completion_not_saved")  # fmt: skip
             return json_response(body, 503)
+        self.runner.completion_saved.set()
         return json_response({
             "completed": True,
             "completedAt": completion.completed_at.isoformat(),

@@ -47,6 +47,7 @@ from llmagents.api.status import (
     ConditionStatus,
     RunnerAgentStatus,
     RunnerPhase,
+    TaskProgress,
 )
 from llmagents.chat import Usage
 from llmagents.errors import ConfigError
@@ -171,6 +172,8 @@ class Runner:
         self.custom_state: Any = None
         self.completion: AgentCompletion | None = None
         """Set once the gateway agent reported its work done (``complete``)."""
+        self.completion_saved = asyncio.Event()
+        """Set once the completion is in a stored checkpoint (restored, or saved since)."""
         self.phase = RunnerPhase.STARTING
         self.message: str | None = None
         self.work_stop = asyncio.Event()
@@ -178,6 +181,11 @@ class Runner:
         self._clock = clock
         self._wall_clock = wall_clock
         self._conditions_since: dict[str, datetime] = {}
+        self._summaries: dict[int, TaskProgress] = {}  # by checkpoint sequence, until landed
+        self._durable_tasks = self.progress.summary(self.tasks)
+        """Task progress as of the latest landed checkpoint: what the status reports. The
+        operator scales a finished agent to zero, so the status must never count a task
+        done whose completion a kill could still lose."""
         self._task_save_timeout = task_save_timeout
         self._task_retry_delays = task_retry_delays
         self._supervisor = Supervisor(
@@ -213,6 +221,7 @@ class Runner:
         if previous_status is not None:
             self._reconcile_spend(previous_status)
         if self.completion is not None:
+            self.completion_saved.set()
             self._set_phase(RunnerPhase.COMPLETED, _completed_message(self.completion))
         else:
             self._set_phase(RunnerPhase.RUNNING)
@@ -239,6 +248,7 @@ class Runner:
                 f"a bad or missing field ({type(error).__name__}: {error})"
             ) from None
         self.progress = Progress(list(checkpoint.completed), dict(checkpoint.failed))
+        self._durable_tasks = self.progress.summary(self.tasks)
         self.started_at = checkpoint.started_at
         self.custom_state = checkpoint.custom_state
         self.outcomes.restore(checkpoint.unstored_results)
@@ -286,11 +296,11 @@ class Runner:
             raise
         if end is LoopEnd.FINISHED:
             summary = self.progress.summary(self.tasks)
+            await self.checkpointer.save(self._task_save_timeout)
             self._set_phase(RunnerPhase.COMPLETED,
                             f"{summary.done} task(s) done, {summary.failed} failed")
             if self.agent_events is not None:
                 self.agent_events.tasks_completed(summary.done, summary.failed)
-            await self.checkpointer.save(self._task_save_timeout)
         elif end is LoopEnd.BUDGET_SPENT:
             self.message = f"budget exhausted: {self.redact(str(loop.budget_spent))}"
             self.reporter.changed(urgent=True)
@@ -390,6 +400,8 @@ class Runner:
     # -- checkpoint and status ------------------------------------------------------------------
 
     def _checkpoint(self, epoch: int, sequence: int, with_custom_state: bool) -> Checkpoint:
+        # What the status may say once this checkpoint landed (see _durable_tasks).
+        self._summaries = {**self._summaries, sequence: self.progress.summary(self.tasks)}
         return Checkpoint(
             agent_uid=self.config.agent.uid,
             epoch=epoch,
@@ -413,6 +425,10 @@ class Runner:
             self.work_stop.set()
             self.reporter.muted = True  # the newer runner reports now
             return
+        landed = self._summaries.get(checkpointer.sequence)
+        if landed is not None:
+            self._durable_tasks = landed
+            self._summaries = {n: t for n, t in self._summaries.items() if n > checkpointer.sequence}
         if checkpointer.last_success is not None:
             self.metrics.checkpoint_written(
                 unix_time=checkpointer.last_success.timestamp(), size=checkpointer.last_size
@@ -427,7 +443,7 @@ class Runner:
             phase=self.phase,
             message=self.message,
             started_at=self.started_at,
-            tasks=self.progress.summary(self.tasks) if self.config.mode is WorkMode.TASKS else None,
+            tasks=self._durable_tasks if self.config.mode is WorkMode.TASKS else None,
             last_checkpoint=self.checkpointer.last_success,
             redact=self.redact,
             known_prices=self.engine.known_prices,

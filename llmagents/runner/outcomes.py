@@ -20,6 +20,7 @@ its answer had never come.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -38,6 +39,9 @@ class Outcomes:
         self.results = store
         self.agent = agent
         self._unstored: dict[str, tuple[Row, int]] = {}  # task -> (row, generation)
+        # One flush at a time: housekeeping and the task loop both store, and two flushes of
+        # the same rows at once could both find a task not yet written.
+        self._storing = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._unstored)
@@ -69,11 +73,12 @@ class Outcomes:
     async def store(self, covered: int) -> bool:
         """Hand the rows whose checkpoint landed (generation <= ``covered``) to the store and
         flush it; False while the store has some pending (it is retried)."""
-        ready = {task: row for task, (row, generation) in self._unstored.items()
-                 if generation <= covered}  # fmt: skip
-        for row in ready.values():
-            self.results.add_row(row)
-        flushed = await self.results.flush()
+        async with self._storing:
+            ready = {task: row for task, (row, generation) in self._unstored.items()
+                     if generation <= covered}  # fmt: skip
+            for row in ready.values():
+                self.results.add_row(row)
+            flushed = await self.results.flush()
         if flushed:
             for task, row in ready.items():
                 if self._unstored.get(task, (None, 0))[0] is row:

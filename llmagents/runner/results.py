@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,6 +129,7 @@ class FileResultStore:
         self.fenced: int | None = None  # one process at a time: the checkpoint's lock fences
         self._pending: dict[str, Row] = {}
         self._stored: set[str] | None = None  # tasks the file holds, read on first flush
+        self._lock = threading.Lock()  # appends run in worker threads
 
     def add(self, result: TaskResult) -> None:
         self.add_row(result.to_dict())
@@ -149,7 +151,7 @@ class FileResultStore:
 
     def _append(self, rows: dict[str, Row]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as out:
+        with self._lock, open(self.path, "a+b") as out:
             if self._stored is None:
                 self._stored = self._read_tasks(out)
             lines = b"".join(

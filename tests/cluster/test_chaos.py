@@ -33,7 +33,7 @@ from tooling.polling import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-TASKS = [f"task-{i:02d}" for i in range(30)]
+TASKS = [f"task-{i:02d}" for i in range(60)]
 PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
 KILLS = 8
 KEY = "sk-chaos-cluster-0123456789"
@@ -116,6 +116,19 @@ def running_runner(kubelet: ProcessKubelet, namespace: str, not_pid: int | None)
     return None
 
 
+def runner_log(kubelet: ProcessKubelet, namespace: str, kubectl: Kubectl) -> str:
+    """Pods, events, the runner's statuses and the end of its log, for a failure message."""
+    lines = [kubectl("get", "deploy,rs,pods", "-o", "wide", check=False).stdout,
+             kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout[-3000:]]
+    for container in kubelet.statuses(namespace):
+        lines.append(f"{container.pod}/{container.container}: running={container.running} "
+                     f"pid={container.pid} restarts={container.restart_count} "
+                     f"exits={container.exit_codes[-5:]}")  # fmt: skip
+        if container.container == "runner" and container.log_path.exists():
+            lines.append(container.log_path.read_text(errors="replace")[-4000:])
+    return "\n".join(lines)
+
+
 ROUNDS = range(int(os.environ.get("LLMAGENTS_CHAOS_ROUNDS") or 1))
 """``LLMAGENTS_CHAOS_ROUNDS=20`` repeats the test (each round with its own seed)."""
 
@@ -132,13 +145,19 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
     setup(kubectl, fakes[0].base_url, fakes[1].base_url)
     pid: int | None = None
     kills = 0
+
+    def done() -> bool:
+        return len(checkpoint(kubectl).get("completed") or []) == len(TASKS)
+
     while kills < KILLS:
-        runner = eventually(lambda last=pid: running_runner(kubelet, namespace, last), timeout=60,
-                            what=f"seed {seed}: the runner running again")  # fmt: skip
-        if len(checkpoint(kubectl).get("completed") or []) == len(TASKS):
+        # A runner whose tasks are all done is scaled to zero by the operator: not back.
+        runner = eventually(lambda last=pid: done() or running_runner(kubelet, namespace, last),
+                            timeout=60, what=f"seed {seed}: the runner running again after "
+                            f"{kills} kills", details=lambda: runner_log(kubelet, namespace, kubectl))  # fmt: skip
+        if runner is True:
             break  # done before every kill was spent: the audit still holds
         # From the process's start (imports, claim) to a few tasks in.
-        time.sleep(rng.uniform(0.2, 4.0))
+        time.sleep(rng.uniform(0.2, 3.0))
         pid = runner.pid
         try:
             os.kill(pid, signal.SIGKILL)
@@ -148,7 +167,8 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
     eventually(lambda: len(checkpoint(kubectl).get("completed") or []) == len(TASKS)
                and not checkpoint(kubectl).get("unstoredResults")
                and len(result_rows(kubectl)) >= len(TASKS),
-               timeout=120, what=f"seed {seed}: every task done and stored")  # fmt: skip
+               timeout=120, what=f"seed {seed}: every task done and stored",
+               details=lambda: runner_log(kubelet, namespace, kubectl))  # fmt: skip
     report = audit(
         tasks=TASKS, rows=result_rows(kubectl), checkpoint=checkpoint(kubectl),
         stats={"primary": fakes[0].stats(), "fallback": fakes[1].stats()},
@@ -158,3 +178,42 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
     print(f"seed {seed}: {report.summary()} in {time.monotonic() - began:.0f} s")
     assert not report.problems, f"seed {seed}: {report.summary()}: {report.problems}"
     assert kills >= KILLS // 2
+
+
+def test_a_corrupt_checkpoint_stops_the_runner_with_a_condition_and_is_left_as_it_is(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, kubelet: ProcessKubelet,
+    fakes: tuple[ThreadedFake, ThreadedFake],
+) -> None:  # fmt: skip
+    # Spend below zero would be a refund of everything spent: never restored.
+    corrupt = {"schema": "llmagents.dev/checkpoint/v1", "agentUID": "x", "epoch": 3,
+               "sequence": 9, "writtenAt": "2026-01-01T00:00:00+00:00",
+               "startedAt": "2026-01-01T00:00:00+00:00",
+               "progress": {"total": 30, "done": 0, "failed": 0}, "completed": [], "failed": {},
+               "engine": {"version": 1, "spend": {"total": {"calls": 1, "inputTokens": 1,
+                                                            "outputTokens": 1, "cost": -5.0},
+                                                  "byProvider": {}},
+                          "budget": None, "providers": {}}}  # fmt: skip
+    kubectl.apply(json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chaos-checkpoint",
+        "annotations": {"llmagents.dev/checkpoint-epoch": "3"}},
+        "data": {"checkpoint.json": json.dumps(corrupt)}}))  # fmt: skip
+    setup(kubectl, fakes[0].base_url, fakes[1].base_url)
+    # The uid check comes first: give the stored checkpoint this agent's uid.
+    uid = kubectl.json("get", "llmagent", "chaos")["metadata"]["uid"]
+    corrupt["agentUID"] = uid
+    kubectl("patch", "configmap", "chaos-checkpoint", "--type=merge", "-p",
+            json.dumps({"data": {"checkpoint.json": json.dumps(corrupt)}}))  # fmt: skip
+    before = get(kubectl, "configmap", "chaos-checkpoint") or {}
+
+    def corrupt_condition() -> dict[str, Any] | None:
+        status = (get(kubectl, "llmagent", "chaos") or {}).get("status") or {}
+        found = [c for c in status.get("conditions") or [] if c["type"] == "CheckpointCorrupt"]
+        return found[0] if found else None
+
+    condition = eventually(corrupt_condition, timeout=90, what="the CheckpointCorrupt condition")
+    assert condition["status"] == "True" and "cost -5.0" in condition["message"]
+    assert "delete it to start afresh" in condition["message"]
+    after = get(kubectl, "configmap", "chaos-checkpoint") or {}
+    assert after["data"] == before["data"]
+    assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert fakes[0].stats()["requests"] == 0 and fakes[1].stats()["requests"] == 0

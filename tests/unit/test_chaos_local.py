@@ -29,9 +29,9 @@ import yaml
 from llmagents.testing.audit import Prices, audit
 from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
 
-TASKS = [f"task-{i:02d}" for i in range(30)]
+TASKS = [f"task-{i:02d}" for i in range(60)]
 PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
-KILLS = 12
+KILLS = 15
 
 
 def manifest(primary: str, fallback: str) -> str:
@@ -61,9 +61,9 @@ def manifest(primary: str, fallback: str) -> str:
 
 @pytest.fixture
 def fakes() -> Iterator[tuple[ThreadedFake, ThreadedFake]]:
-    flapping = FaultPlan(fail_rate=0.3, fail_with=["503", "reset", "429"], latency="5:40")
+    flapping = FaultPlan(fail_rate=0.3, fail_with=["503", "reset", "429"], latency="20:80")
     primary = FakeOpenAI(api_key="sk-chaos", faults=flapping).start_in_thread()
-    fallback = FakeOpenAI(api_key="sk-chaos", faults=FaultPlan(latency="5:40")).start_in_thread()
+    fallback = FakeOpenAI(api_key="sk-chaos", faults=FaultPlan(latency="20:80")).start_in_thread()
     yield primary, fallback
     primary.stop()
     fallback.stop()
@@ -114,8 +114,9 @@ def test_sigkill_at_random_instants_loses_only_calls_in_flight(
         try:
             assert started.wait(60), f"seed {seed}: the runner did not start: {lines}"
             if kills < KILLS:
-                # Anywhere from claiming the checkpoint to a few tasks in.
-                time.sleep(rng.uniform(0.0, 0.6))
+                # Anywhere from claiming the checkpoint to a few tasks in: each life ends
+                # a few tasks at most, so the run takes many lives.
+                time.sleep(rng.uniform(0.0, 0.5))
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait(10)
@@ -138,4 +139,5 @@ def test_sigkill_at_random_instants_loses_only_calls_in_flight(
     )  # fmt: skip
     print(f"seed {seed}: {report.summary()} in {time.monotonic() - began:.0f} s")
     assert not report.problems, f"seed {seed}: {report.summary()}: {report.problems}"
-    assert fakes[0].stats()["outcomes"].get("503", 0) > 0  # the primary did flap
+    outcomes = fakes[0].stats()["outcomes"]
+    assert sum(n for kind, n in outcomes.items() if kind != "ok") > 0  # the primary did flap

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -236,6 +237,42 @@ def test_a_completed_agent_runs_nothing_again_until_reset(
     fresh = run(manifest_file, state, "--reset")
     assert fresh.returncode == 0
     assert fakes.gpt.stats()["requests"] == calls + 3
+
+
+def test_a_gateway_agent_reporting_done_ends_the_run_and_a_rerun_serves_nothing(
+    manifest_file: Path, fakes: Fakes, tmp_path: Path, run: Runs
+):
+    docs = list(yaml.safe_load_all(manifest_file.read_text()))
+    docs[-1]["spec"]["work"] = {"agent": {"image": "example.test/agent:1"}}
+    path = tmp_path / "gateway-agent.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    state = tmp_path / "state"
+    proc = subprocess.Popen(run_args(path, state, "--gateway-port", "0"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the gateway announces its address
+            if line.startswith("gateway at "):
+                root = line.split()[2].removesuffix(":")
+                break
+        else:
+            pytest.fail(f"no gateway address: {proc.communicate()}")
+        ask = {"model": "auto", "messages": [{"role": "user", "content": "Hi"}]}
+        assert httpx.post(f"{root}/chat/completions", json=ask, timeout=30).status_code == 200
+        done = httpx.post(f"{root}/agent/complete", json={"summary": "said hi"}, timeout=30)
+        assert done.status_code == 200, done.text
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "the agent reported its work done: said hi ($" in stderr
+    assert checkpoint(state)["completion"]["summary"] == "said hi"
+    calls = fakes.gpt.stats()["requests"]
+    again = run(path, state, "--gateway-port", "0")
+    assert again.returncode == 0 and "already reported its work done" in again.stderr
+    assert fakes.gpt.stats()["requests"] == calls == 1
 
 
 def test_the_manifest_becomes_the_operators_runner_config_with_keys_from_env_first(

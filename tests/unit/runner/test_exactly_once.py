@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -118,3 +119,36 @@ async def test_no_checkpoint_holds_a_charge_without_its_tasks_completion(
     assert await run_until_done(runner) is LoopEnd.FINISHED
     # Every checkpoint taken had exactly as many paid calls as completed tasks.
     assert seen and all(calls == done for _, calls, done in seen), seen
+
+
+async def test_the_status_never_counts_a_task_done_before_its_checkpoint_landed(
+    fakes: Fakes, edges: Edges
+) -> None:
+    # The operator scales an agent whose status shows every task done to zero: a status
+    # ahead of the checkpoint, then a kill, would leave the last task undone forever.
+    store = edges.store
+    gate = asyncio.Event()
+    write = store.write
+
+    async def slow_write(encoded, *, epoch, expected_version):  # type: ignore[no-untyped-def]
+        if runner.progress.completed:
+            await gate.wait()
+        return await write(encoded, epoch=epoch, expected_version=expected_version)
+
+    store.write = slow_write  # type: ignore[method-assign]
+    runner = edges.runner(config(fakes, tasks=1))
+    await runner.start()
+    work = asyncio.create_task(runner.run_tasks())
+    try:
+        async with asyncio.timeout(10):
+            while not runner.progress.completed:
+                await asyncio.sleep(0.01)
+        assert await runner.reporter.flush(5)
+        assert edges.status.latest.status.tasks.done == 0  # answered, not yet committed
+        gate.set()
+        assert await work is LoopEnd.FINISHED
+        assert await runner.reporter.flush(5)
+        assert edges.status.latest.status.tasks.done == 1
+    finally:
+        gate.set()
+        await runner.shutdown(5)
