@@ -93,12 +93,6 @@ def _error(exc: ApiException, what: str) -> KubeError:
     return KubeUnavailable(text, status=status)
 
 
-def _split(path: str) -> tuple[str, str]:
-    """(path, query) of a path that may carry a query string."""
-    base, _, query = path.partition("?")
-    return base, query
-
-
 class KubeClient:
     """An authenticated async client for one API server; close with ``aclose()``."""
 
@@ -140,13 +134,10 @@ class KubeClient:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
-        resource, query = _split(path)
-        query_params = list((params or {}).items())
-        if query:
-            query_params += [tuple(p.split("=", 1)) for p in query.split("&")]  # type: ignore[misc]
         try:
             answer = await self.api.call_api(
-                resource, method, query_params=query_params, header_params=headers, body=body,
+                path, method, query_params=list((params or {}).items()), header_params=headers,
+                body=body,
                 auth_settings=["BearerToken"], response_types_map=_AS_PARSED,
                 _return_http_data_only=True, _request_timeout=timeout or self.timeout,
             )  # fmt: skip
