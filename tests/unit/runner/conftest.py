@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.runner.checkpoint import FileCheckpointStore
+from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.results import FileResultStore
 from llmagents.runner.status import MemoryStatusSink
@@ -101,3 +103,26 @@ def edges(tmp_path: Path) -> Edges:
         MemoryStatusSink(),
         FileResultStore(tmp_path / "results.jsonl"),
     )
+
+
+@asynccontextmanager
+async def serving(runner: Runner) -> AsyncIterator[str]:
+    """Starts ``runner`` and its gateway on a free loopback port, yields the gateway's origin
+    (``http://127.0.0.1:<port>``), and stops both at the end, failure included."""
+    await runner.start()
+    gateway = Gateway(runner)
+    await gateway.start("127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{gateway.port}"
+    finally:
+        await gateway.stop()
+        await runner.shutdown(5)
+
+
+@pytest.fixture
+async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
+    """A gateway-mode runner over the fakes (budget 100 USD) and the origin of its gateway:
+    OpenAI's SDK takes ``origin + "/v1"`` as its base URL, Anthropic's adds ``/v1`` itself."""
+    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
+    async with serving(runner) as origin:
+        yield runner, origin

@@ -14,26 +14,12 @@ import pydantic
 import pytest
 
 from llmagents.api.runner_config import RunnerConfig
-from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.testing.fake_providers import FakeAnthropic, FakeGemini
 
-from .conftest import Edges, Fakes, config
+from .conftest import Edges, Fakes, serving
 
 PROMPT = "What do get_weather and get_time say for Paris?"
-
-
-@pytest.fixture
-async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
-    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
-    await runner.start()
-    gateway = Gateway(runner)
-    await gateway.start("127.0.0.1", 0)
-    try:
-        yield runner, f"http://127.0.0.1:{gateway.port}"
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
 
 
 def _tools(called: list[str]) -> list[agents.FunctionTool]:
@@ -214,14 +200,8 @@ async def across(edges: Edges) -> AsyncIterator[tuple[Runner, str, FakeAnthropic
             status_sink=edges.status,
             results=edges.results,
         )
-        await runner.start()
-        gateway = Gateway(runner)
-        await gateway.start("127.0.0.1", 0)
-        try:
-            yield runner, f"http://127.0.0.1:{gateway.port}", claude, gemini
-        finally:
-            await gateway.stop()
-            await runner.shutdown(5)
+        async with serving(runner) as origin:
+            yield runner, origin, claude, gemini
 
 
 async def test_an_agents_sdk_run_begun_on_anthropic_finishes_on_gemini_with_its_call_ids(

@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
 
-from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 
 from .conftest import Edges, Fakes, config
 
 
-@pytest.fixture
-async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
-    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
-    await runner.start()
-    gateway = Gateway(runner)
-    await gateway.start("127.0.0.1", 0)
-    try:
-        yield runner, f"http://127.0.0.1:{gateway.port}/v1"
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
-
-
-def client(base_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=base_url, api_key="llmagents-gateway", max_retries=0)
+def client(origin: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{origin}/v1", api_key="llmagents-gateway", max_retries=0)
 
 
 MESSAGES = [{"role": "system", "content": "Be brief."},
@@ -93,7 +78,7 @@ async def test_a_broken_connection_mid_stream_is_never_a_clean_end(
     _, url = served
     fakes.primary.core.update({"script": ["break"], "stream_break_after": 1})
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{url}/chat/completions",
+        response = await http.post(f"{url}/v1/chat/completions",
                                    json={"model": "x", "messages": MESSAGES, "stream": True})  # fmt: skip
     assert response.status_code == 200
     assert '"error"' in response.text and "[DONE]" not in response.text
@@ -153,7 +138,7 @@ async def test_a_request_the_client_got_wrong_is_a_400_and_no_provider_is_called
     else:
         raw = json.dumps({"model": "auto", "messages": MESSAGES, **change}).encode()
     async with httpx.AsyncClient() as http:
-        refused = await http.post(f"{url}/chat/completions", content=raw,
+        refused = await http.post(f"{url}/v1/chat/completions", content=raw,
                                   headers={"content-type": "application/json"})  # fmt: skip
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
@@ -178,10 +163,10 @@ async def test_custom_state_is_saved_in_the_checkpoint_and_survives_a_restart(
 ) -> None:
     _, url = served
     async with httpx.AsyncClient() as http:
-        put = await http.put(f"{url}/checkpoint/state", json={"state": {"step": 4}})
+        put = await http.put(f"{url}/v1/checkpoint/state", json={"state": {"step": 4}})
         assert put.json()["saved"] is True
-        assert (await http.get(f"{url}/checkpoint/state")).json()["state"] == {"step": 4}
-        huge = await http.put(f"{url}/checkpoint/state", json={"state": "x" * 600_000})
+        assert (await http.get(f"{url}/v1/checkpoint/state")).json()["state"] == {"step": 4}
+        huge = await http.put(f"{url}/v1/checkpoint/state", json={"state": "x" * 600_000})
         assert huge.status_code == 413
     stored = await edges.store.read()
     assert stored.checkpoint.custom_state == {"step": 4}
@@ -194,15 +179,14 @@ async def test_custom_state_is_saved_in_the_checkpoint_and_survives_a_restart(
 
 async def test_health_and_readiness(served: tuple[Runner, str]) -> None:
     runner, url = served
-    root = url.removesuffix("/v1")
     async with httpx.AsyncClient() as http:
-        assert (await http.get(f"{root}/readyz")).status_code == 200
+        assert (await http.get(f"{url}/readyz")).status_code == 200
         runner.work_stop.set()
-        assert (await http.get(f"{root}/readyz")).status_code == 503
-        refused = await http.post(f"{url}/chat/completions",
+        assert (await http.get(f"{url}/readyz")).status_code == 503
+        refused = await http.post(f"{url}/v1/chat/completions",
                                   json={"model": "x", "messages": MESSAGES})  # fmt: skip
         assert refused.status_code == 503
-        assert (await http.get(f"{root}/healthz")).status_code == 200
+        assert (await http.get(f"{url}/healthz")).status_code == 200
 
 
 async def test_a_client_leaving_mid_stream_settles_the_call_as_a_success(
@@ -213,7 +197,7 @@ async def test_a_client_leaving_mid_stream_settles_the_call_as_a_success(
     body = {"model": "x", "messages": MESSAGES, "stream": True}
     async with (
         httpx.AsyncClient() as http,
-        http.stream("POST", f"{url}/chat/completions", json=body) as response,
+        http.stream("POST", f"{url}/v1/chat/completions", json=body) as response,
     ):
         async for line in response.aiter_lines():
             if '"content":"[fake' in line:
@@ -233,8 +217,8 @@ async def test_unknown_routes_and_methods_are_refused_in_openais_error_shape(
 ) -> None:
     _, url = served
     async with httpx.AsyncClient() as http:
-        missing = await http.post(f"{url}/audio/speech", json={"input": "x"})
-        wrong = await http.delete(f"{url}/checkpoint/state")
+        missing = await http.post(f"{url}/v1/audio/speech", json={"input": "x"})
+        wrong = await http.delete(f"{url}/v1/checkpoint/state")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, PUT"
     assert wrong.json()["error"]["code"] == "method_not_allowed"

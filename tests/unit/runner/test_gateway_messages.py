@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anthropic
 import httpx
 import pytest
 
-from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 
-from .conftest import Edges, Fakes, config
-
-
-@pytest.fixture
-async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
-    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
-    await runner.start()
-    gateway = Gateway(runner)
-    await gateway.start("127.0.0.1", 0)
-    try:
-        yield runner, f"http://127.0.0.1:{gateway.port}"  # the SDK adds /v1 itself
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
+from .conftest import Fakes
 
 
 def client(base_url: str) -> anthropic.AsyncAnthropic:

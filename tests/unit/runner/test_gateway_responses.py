@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 
-from .conftest import Edges, Fakes, config
+from .conftest import Fakes
 
 
-@pytest.fixture
-async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
-    runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
-    await runner.start()
-    gateway = Gateway(runner)
-    await gateway.start("127.0.0.1", 0)
-    try:
-        yield runner, f"http://127.0.0.1:{gateway.port}/v1"
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
-
-
-def client(base_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=base_url, api_key="llmagents-gateway", max_retries=0)
+def client(origin: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{origin}/v1", api_key="llmagents-gateway", max_retries=0)
 
 
 async def test_a_response_falls_back_and_is_charged(
@@ -155,7 +140,7 @@ async def test_invalid_requests_are_400_before_any_provider_is_called(
 ) -> None:
     _, url = served
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{url}/responses", content=_json({"model": "auto", **body}))
+        response = await http.post(f"{url}/v1/responses", content=_json({"model": "auto", **body}))
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and needle in error["message"]
