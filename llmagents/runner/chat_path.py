@@ -1,10 +1,10 @@
 """The gateway's protocol-neutral path: a ``ChatRequest`` in, a ``ChatResponse`` or a stream out.
 
 Every front door of the gateway (OpenAI's ``/v1/chat/completions``, Anthropic's
-``/v1/messages``, OpenAI's ``/v1/responses``) reads its protocol's request into a
-``ChatCall``, hands it to ``answer`` or ``open_stream`` here, and writes the outcome in its
-protocol's shape: a whole answer, a stream through its ``StreamWriter``, or a ``Refusal``
-in its error shape. What happens in between is the same for all of them: the agent must be
+``/v1/messages``, OpenAI's ``/v1/responses``) hands ``serve`` here how to read its
+protocol's request into a ``ChatCall`` and how to write the outcome in its protocol's
+shape: a whole answer, a stream through its ``StreamWriter``, or a ``Refusal`` in its error
+shape; ``serve`` does the rest, the same for all of them. What happens in between is the same for all of them: the agent must be
 taking calls, the request's ``model`` selects the providers it may use, the engine skips
 providers that lack a capability the request needs and refuses with a 400 naming it when
 none is left, and engine failures become refusals with one status each (exhausted budget
@@ -14,7 +14,7 @@ none is left, and engine failures become refusals with one status each (exhauste
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -31,7 +31,7 @@ from llmagents.errors import (
     RequestNotEncodable,
 )
 from llmagents.routing import CallTask
-from llmagents.runner.web import StreamingResponse
+from llmagents.runner.web import Request, Response, StreamingResponse
 
 if TYPE_CHECKING:
     from llmagents.runner.lifecycle import Runner
@@ -183,6 +183,47 @@ class StreamWriter(Protocol):
         """The provider failed mid-answer: the protocol's in-stream error, so that the
         client raises instead of taking a cut answer for a whole one."""
         ...
+
+
+@dataclass(slots=True)
+class FrontCall:
+    """A front door's request, read, with how that door writes a stream and a whole answer."""
+
+    call: ChatCall
+    writer: Callable[[str], StreamWriter]
+    """The door's stream writer, given the model that answers."""
+    body: Callable[[ChatResponse], bytes]
+    """A whole answer in the door's shape."""
+
+
+class RefusalWriter(Protocol):
+    """A front door's refusal in its protocol's error shape (it also counts the request)."""
+
+    def __call__(self, runner: Runner, refusal: Refusal, *, stream: bool) -> Response: ...
+
+
+async def serve(
+    runner: Runner,
+    request: Request,
+    read: Callable[[bytes, Complexity | None], FrontCall],
+    refuse: RefusalWriter,
+) -> Response | StreamingResponse:
+    """One front door's request, end to end: the ``x-llmagents-complexity`` header, then the
+    body ``read`` by the door (either a ``Refusal`` if wrong), answered whole or as a stream;
+    a refusal written by ``refuse``."""
+    stream = False
+    try:
+        complexity = complexity_from_header(request.headers.get("x-llmagents-complexity"))
+        front = read(request.body, complexity)
+        stream = front.call.stream
+        if stream:
+            opened = await open_stream(runner, front.call)
+            return streaming_response(runner, opened, front.writer(opened.model))
+        answered = await answer(runner, front.call)
+    except Refusal as refusal:
+        return refuse(runner, refusal, stream=stream)
+    runner.metrics.gateway_request(stream=False, code=200)
+    return Response(200, front.body(answered.response), headers=answer_headers(answered))
 
 
 def streaming_response(

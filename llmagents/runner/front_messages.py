@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from llmagents.api.work import Complexity
+from llmagents.chat import ChatResponse
 from llmagents.routing import CallTask
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
 from llmagents.runner.messages_translate import MessagesStream, message_object, parse_messages
+from llmagents.runner.openai_chat import json_response
 from llmagents.runner.web import Request, Response, StreamingResponse
 
 if TYPE_CHECKING:
@@ -38,11 +41,6 @@ _ERROR_TYPES = {
 }
 
 
-def _json(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-    return Response(status, body, headers=headers or {})
-
-
 def refusal_response(runner: Runner, refusal: Refusal, *, stream: bool) -> Response:
     """A refusal in Anthropic's error shape."""
     runner.metrics.gateway_request(stream=stream, code=refusal.status)
@@ -52,38 +50,34 @@ def refusal_response(runner: Runner, refusal: Refusal, *, stream: bool) -> Respo
         "request_id": "req_" + secrets.token_hex(12),
     }
     headers = {} if refusal.retry else {"x-should-retry": "false"}
-    return _json(body, refusal.status, headers)
+    return json_response(body, refusal.status, headers)
 
 
 async def handle(runner: Runner, request: Request) -> Response | StreamingResponse:
-    stream = False
-    try:
-        complexity = chat_path.complexity_from_header(request.headers.get("x-llmagents-complexity"))
-        parsed = parse_messages(request.body)
-        stream = parsed.stream
-        call = ChatCall(
-            parsed.request, model=parsed.wire.model, stream=stream, complexity=complexity
+    return await chat_path.serve(runner, request, _read, refusal_response)
+
+
+def _read(raw: bytes, complexity: Complexity | None) -> chat_path.FrontCall:
+    parsed = parse_messages(raw)
+    call = ChatCall(
+        parsed.request, model=parsed.wire.model, stream=parsed.stream, complexity=complexity
+    )
+
+    def writer(model: str) -> MessagesStream:
+        estimate = CallTask.from_messages(parsed.request.messages).input_tokens
+        return MessagesStream(model, input_estimate=estimate)
+
+    def body(answer: ChatResponse) -> bytes:
+        message = message_object(
+            answer.text,
+            answer.tool_calls,
+            usage=answer.usage,
+            finish_reason=answer.finish_reason,
+            model=answer.model,
         )
-        if stream:
-            opened = await chat_path.open_stream(runner, call)
-            estimate = CallTask.from_messages(parsed.request.messages).input_tokens
-            writer = MessagesStream(opened.model, input_estimate=estimate)
-            return chat_path.streaming_response(runner, opened, writer)
-        answered = await chat_path.answer(runner, call)
-    except Refusal as refusal:
-        return refusal_response(runner, refusal, stream=stream)
-    runner.metrics.gateway_request(stream=False, code=200)
-    answer = answered.response
-    body = message_object(
-        answer.text,
-        answer.tool_calls,
-        usage=answer.usage,
-        finish_reason=answer.finish_reason,
-        model=answer.model,
-    )
-    return Response(
-        200, body.model_dump_json().encode(), headers=chat_path.answer_headers(answered)
-    )
+        return message.model_dump_json().encode()
+
+    return chat_path.FrontCall(call, writer, body)
 
 
 async def count_tokens(runner: Runner, request: Request) -> Response:
@@ -102,4 +96,4 @@ async def count_tokens(runner: Runner, request: Request) -> Response:
     except Refusal as refusal:
         return refusal_response(runner, refusal, stream=False)
     task = CallTask.from_messages(parsed.request.messages)
-    return _json({"input_tokens": task.input_tokens})
+    return json_response({"input_tokens": task.input_tokens})

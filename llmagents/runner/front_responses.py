@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from llmagents.api.work import Complexity
+from llmagents.chat import ChatResponse
 from llmagents.runner import chat_path
-from llmagents.runner.chat_path import ChatCall, Refusal
-from llmagents.runner.openai_chat import json_response, refusal_response
+from llmagents.runner.chat_path import ChatCall
+from llmagents.runner.openai_chat import json_bytes, refusal_response
 from llmagents.runner.responses_stream import ResponsesStream
 from llmagents.runner.responses_translate import parse_responses, response_object
 from llmagents.runner.web import Request, Response, StreamingResponse
@@ -28,29 +30,27 @@ if TYPE_CHECKING:
 
 
 async def handle(runner: Runner, request: Request) -> Response | StreamingResponse:
-    stream = False
-    try:
-        complexity = chat_path.complexity_from_header(request.headers.get("x-llmagents-complexity"))
-        parsed = parse_responses(request.body)
-        stream = parsed.stream
-        call = ChatCall(
-            parsed.request, model=parsed.wire.model, stream=stream, complexity=complexity
-        )
-        if stream:
-            opened = await chat_path.open_stream(runner, call)
-            writer = ResponsesStream(parsed.wire, opened.model)
-            return chat_path.streaming_response(runner, opened, writer)
-        answered = await chat_path.answer(runner, call)
-    except Refusal as refusal:
-        return refusal_response(runner, refusal, stream=stream)
-    runner.metrics.gateway_request(stream=False, code=200)
-    answer = answered.response
-    body = response_object(
-        parsed.wire,
-        text=answer.text,
-        tool_calls=answer.tool_calls,
-        usage=answer.usage,
-        finish_reason=answer.finish_reason,
-        model=answer.model,
+    return await chat_path.serve(runner, request, _read, refusal_response)
+
+
+def _read(raw: bytes, complexity: Complexity | None) -> chat_path.FrontCall:
+    parsed = parse_responses(raw)
+    call = ChatCall(
+        parsed.request, model=parsed.wire.model, stream=parsed.stream, complexity=complexity
     )
-    return json_response(body.document(), headers=chat_path.answer_headers(answered))
+
+    def writer(model: str) -> ResponsesStream:
+        return ResponsesStream(parsed.wire, model)
+
+    def body(answer: ChatResponse) -> bytes:
+        response = response_object(
+            parsed.wire,
+            text=answer.text,
+            tool_calls=answer.tool_calls,
+            usage=answer.usage,
+            finish_reason=answer.finish_reason,
+            model=answer.model,
+        )
+        return json_bytes(response.document())
+
+    return chat_path.FrontCall(call, writer, body)

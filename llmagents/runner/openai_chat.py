@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from llmagents.api.work import Complexity
 from llmagents.chat import (
     ChatRequest,
     ChatResponse,
@@ -58,10 +59,13 @@ _LEGACY = ("functions", "function_call")
 _OPENAI_ONLY = ("presence_penalty", "frequency_penalty", "user")
 
 
+def json_bytes(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
 def json_response(document: Any, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:  # fmt: skip
-    body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-    return Response(status, body, headers=headers if headers is not None else {})
+    return Response(status, json_bytes(document), headers=headers if headers is not None else {})
 
 
 def refusal_response(runner: Runner, refusal: Refusal, *, stream: bool) -> Response:
@@ -74,30 +78,22 @@ def refusal_response(runner: Runner, refusal: Refusal, *, stream: bool) -> Respo
 
 
 async def handle(runner: Runner, request: Request) -> Response | StreamingResponse:
-    stream = False
-    try:
-        parsed = parse(request.body)
-        stream = bool(parsed.stream)
-        call = ChatCall(
-            to_chat(parsed),
-            model=parsed.model,
-            stream=stream,
-            complexity=chat_path.complexity_from_header(
-                request.headers.get("x-llmagents-complexity")
-            ),
-        )
-        if stream:
-            opened = await chat_path.open_stream(runner, call)
-            writer = ChunkWriter(completion_id(), opened.model,
-                                 with_usage=parsed.include_usage)  # fmt: skip
-            return chat_path.streaming_response(runner, opened, writer)
-        answered = await chat_path.answer(runner, call)
-    except Refusal as refusal:
-        return refusal_response(runner, refusal, stream=stream)
-    runner.metrics.gateway_request(stream=False, code=200)
-    body = completion(answered.response, cid=completion_id())
-    return Response(200, body.model_dump_json().encode(),
-                    headers=chat_path.answer_headers(answered))  # fmt: skip
+    return await chat_path.serve(runner, request, _read, refusal_response)
+
+
+def _read(raw: bytes, complexity: Complexity | None) -> chat_path.FrontCall:
+    parsed = parse(raw)
+    call = ChatCall(
+        to_chat(parsed), model=parsed.model, stream=bool(parsed.stream), complexity=complexity
+    )
+
+    def writer(model: str) -> ChunkWriter:
+        return ChunkWriter(completion_id(), model, with_usage=parsed.include_usage)
+
+    def body(answer: ChatResponse) -> bytes:
+        return completion(answer, cid=completion_id()).model_dump_json().encode()
+
+    return chat_path.FrontCall(call, writer, body)
 
 
 # -- request ------------------------------------------------------------------------------------
@@ -187,9 +183,12 @@ def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
         stop=request.stop_list,
         seed=request.seed,
         tools=tuple(
-            Tool(t.function.name, t.function.description,
-                 t.function.parameters or {"type": "object", "properties": {}},
-                 t.function.strict)
+            Tool(
+                t.function.name,
+                t.function.description,
+                t.function.parameters or {"type": "object", "properties": {}},
+                t.function.strict,
+            )
             for t in request.tools or ()
         ),
         tool_choice=_tool_choice(request.tool_choice),
