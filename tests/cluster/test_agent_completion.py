@@ -14,6 +14,7 @@ from test_operator import OperatorProcess, get
 from test_runner_e2e import (  # noqa: F401 (fixtures)
     Fakes,
     apply_agent,
+    completed,
     crds,
     fakes,
     operator,
@@ -58,21 +59,6 @@ def _agent(run: int) -> dict[str, Any]:
             "env": [{"name": "RUN", "value": str(run)}]}  # fmt: skip
 
 
-def _completed(kubectl: Kubectl, summary: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        current = status(kubectl, "finisher")
-        reported = (current.get("completion") or {}).get("summary")
-        return current if current.get("phase") == "Completed" and reported == summary else None
-
-    current = eventually(done, timeout=120, what=f"the agent completed with {summary!r}")
-    ready = next(c for c in current["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "AgentCompleted")
-    assert ready["message"] == f"the agent reported its work done: {summary}"
-    eventually(lambda: get(kubectl, "deployment", "finisher")["spec"]["replicas"] == 0,
-               timeout=30, what="the runner Deployment scaled to zero")  # fmt: skip
-    return current
-
-
 def test_a_gateway_agent_that_reports_done_completes_and_runs_again_only_when_changed(
     kubectl: Kubectl,
     namespace: str,
@@ -83,7 +69,7 @@ def test_a_gateway_agent_that_reports_done_completes_and_runs_again_only_when_ch
     setup(kubectl, fakes)
     apply_agent(kubectl, "finisher", work={"agent": _agent(1)}, budget={"limit": 10})
 
-    _completed(kubectl, "run 1 done")
+    completed(kubectl, "finisher", "run 1 done", timeout=120)
     eventually(lambda: not any(c.running for c in process_kubelet.statuses(namespace)),
                timeout=60, what="the pod's processes stopped")  # fmt: skip
     # Two calls, paid once: the container exited after reporting, and whatever ran after
@@ -108,7 +94,7 @@ def test_a_gateway_agent_that_reports_done_completes_and_runs_again_only_when_ch
 
     # A changed container is: it runs again, and the spend goes on from the first run's.
     apply_agent(kubectl, "finisher", work={"agent": _agent(2)}, budget={"limit": 20})
-    current = _completed(kubectl, "run 2 done")
+    current = completed(kubectl, "finisher", "run 2 done", timeout=120)
     assert fakes.primary.stats()["requests"] == 4
     both = spent(fakes.primary)
     assert both > first

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_operator import OperatorProcess, get
+from test_operator import OperatorProcess
 from test_runner_e2e import (  # noqa: F401 (fixtures)
     Fakes,
     apply_agent,
+    completed,
     crds,
     fakes,
     operator,
@@ -143,17 +144,8 @@ def test_agent_frameworks_in_the_agent_container_finish_through_a_fallback_and_s
     assert row["COST"] != "$0" and row["PROVIDER"] == "fallback"
 
     # Completed and scaled to zero; the restarted container's second loop paid nothing.
-    def completed() -> dict[str, Any] | None:
-        current = status(kubectl, "frameworks")
-        return current if current.get("phase") == "Completed" else None
-
-    current = eventually(completed, timeout=60, what="the agent completed")
-    ready = next(c for c in current["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "AgentCompleted")
-    assert ready["message"] == "the agent reported its work done: answered both questions"
+    current = completed(kubectl, "frameworks", "answered both questions", timeout=60)
     assert current["completion"]["summary"] == "answered both questions"
-    eventually(lambda: get(kubectl, "deployment", "frameworks")["spec"]["replicas"] == 0,
-               timeout=30, what="the runner Deployment scaled to zero")  # fmt: skip
     eventually(lambda: not any(c.running for c in process_kubelet.statuses(namespace)),
                timeout=60, what="the pod's processes stopped")  # fmt: skip
     row = table_row(kubectl, "frameworks")

@@ -151,6 +151,24 @@ def spent(fake: ThreadedFake) -> float:
             + stats["output_tokens"] * PRICES["outputPerMillion"]) / 1e6  # fmt: skip
 
 
+def completed(kubectl: Kubectl, name: str, summary: str, *, timeout: float) -> dict[str, Any]:
+    """The agent's status once it is Completed with ``summary``: its Ready condition says so
+    and its runner Deployment is scaled to zero."""
+
+    def done() -> dict[str, Any] | None:
+        current = status(kubectl, name)
+        reported = (current.get("completion") or {}).get("summary")
+        return current if current.get("phase") == "Completed" and reported == summary else None
+
+    current = eventually(done, timeout=timeout, what=f"{name} completed with {summary!r}")
+    ready = next(c for c in current["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "AgentCompleted")
+    assert ready["message"] == f"the agent reported its work done: {summary}"
+    eventually(lambda: get(kubectl, "deployment", name)["spec"]["replicas"] == 0,
+               timeout=30, what="the runner Deployment scaled to zero")  # fmt: skip
+    return current
+
+
 def test_primary_down_every_task_completes_on_the_fallback_and_kubectl_shows_it(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess,
     process_kubelet: ProcessKubelet, fakes: Fakes,
