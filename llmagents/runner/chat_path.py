@@ -110,7 +110,8 @@ def complexity_from_header(value: str | None) -> Complexity | None:
         ) from None
 
 
-def _task(runner: Runner, call: ChatCall) -> CallTask:
+def check_accepting(runner: Runner) -> None:
+    """``Refusal`` (503, not worth retrying) when the agent has stopped taking calls."""
     if not runner.accepting:
         raise Refusal(
             503,
@@ -119,6 +120,10 @@ def _task(runner: Runner, call: ChatCall) -> CallTask:
             code="agent_stopped",
             retry=False,
         )
+
+
+def _task(runner: Runner, call: ChatCall) -> CallTask:
+    check_accepting(runner)
     request = call.request
     return CallTask.from_messages(
         request.messages,
@@ -135,7 +140,7 @@ async def answer(runner: Runner, call: ChatCall) -> Answered:
     try:
         result = await runner.engine.complete(call.request, task)
     except (BudgetExhausted, CallFailed) as failed:
-        raise _refusal(runner, failed) from None
+        raise refusal_of(runner, failed) from None
     except RequestNotEncodable as invalid:
         raise Refusal(400, str(invalid)) from None
     return Answered(result.value, result.provider, result.cost)
@@ -147,12 +152,13 @@ async def open_stream(runner: Runner, call: ChatCall) -> OpenStream:
     try:
         return await runner.engine.open_stream(call.request, task)
     except (BudgetExhausted, CallFailed) as failed:
-        raise _refusal(runner, failed) from None
+        raise refusal_of(runner, failed) from None
     except RequestNotEncodable as invalid:
         raise Refusal(400, str(invalid)) from None
 
 
-def _refusal(runner: Runner, failed: BudgetExhausted | CallFailed) -> Refusal:
+def refusal_of(runner: Runner, failed: BudgetExhausted | CallFailed) -> Refusal:
+    """The refusal an engine failure becomes, its message redacted."""
     message = runner.redact(str(failed))
     if isinstance(failed, BudgetExhausted):
         return Refusal(429, message, kind=RefusalKind.BUDGET, code="budget_exhausted", retry=False)

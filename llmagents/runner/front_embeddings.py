@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from llmagents.embeddings import EmbeddingRequest
-from llmagents.errors import BudgetExhausted, CallFailed, DeadlineExceeded
-from llmagents.runner.chat_path import Refusal, RefusalKind
+from llmagents.errors import BudgetExhausted, CallFailed
+from llmagents.runner.chat_path import Refusal, check_accepting, refusal_of
 from llmagents.runner.embedding import embed, embedding_providers
 from llmagents.runner.openai_chat import json_response, refusal_response
 from llmagents.runner.web import Request, Response
@@ -29,14 +29,7 @@ if TYPE_CHECKING:
 
 async def handle(runner: Runner, request: Request) -> Response:
     try:
-        if not runner.accepting:
-            raise Refusal(
-                503,
-                f"agent {runner.agent} is not taking calls: {runner.message or runner.phase.value}",
-                kind=RefusalKind.UNAVAILABLE,
-                code="agent_stopped",
-                retry=False,
-            )
+        check_accepting(runner)
         parsed = _parse(request.body)
         pool = runner.config.pool
         budgeted = runner.engine.manager.budget is not None
@@ -58,7 +51,7 @@ async def handle(runner: Runner, request: Request) -> Response:
         try:
             result = await embed(runner.engine, asked, providers)
         except (BudgetExhausted, CallFailed) as failed:
-            raise _refusal(runner, failed) from None
+            raise refusal_of(runner, failed) from None
     except Refusal as refusal:
         return refusal_response(runner, refusal, stream=False)
     runner.metrics.gateway_request(stream=False, code=200)
@@ -94,12 +87,3 @@ def _parse(raw: bytes) -> wire.EmbeddingsRequest:
             else ""
         )
         raise Refusal(400, f"{where}: {error['msg']}{hint}", param=where or None) from None
-
-
-def _refusal(runner: Runner, failed: BudgetExhausted | CallFailed) -> Refusal:
-    message = runner.redact(str(failed))
-    if isinstance(failed, BudgetExhausted):
-        return Refusal(429, message, kind=RefusalKind.BUDGET, code="budget_exhausted", retry=False)
-    if isinstance(failed, DeadlineExceeded):
-        return Refusal(504, message, kind=RefusalKind.DEADLINE, code="deadline_exceeded")
-    return Refusal(503, message, kind=RefusalKind.UNAVAILABLE, code="all_providers_failed")
