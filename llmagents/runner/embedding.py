@@ -20,7 +20,6 @@ from llmagents.routing import Attempt, CallResult, CallTask
 from llmagents.routing.complexity import estimate_tokens
 from llmagents.routing.costs import Price
 from llmagents.runner.pool_client import PoolClient
-from llmagents.runner.tracing import use_call_span
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +110,7 @@ async def embed(
         result = await engine.manager.execute(task, call)
     else:
         span = tracer.start_embeddings(task, inputs=len(request.inputs))
-        try:
-            with use_call_span(span):
-                result = await engine.manager.execute(task, call)
-        except BaseException as error:
-            tracer.end_call(span, None, error=error)
-            raise
+        result = await tracer.run_call(span, lambda: engine.manager.execute(task, call))
     embeddings = result.value.embeddings
     engine.manager.record_usage(
         result, embeddings.usage, price=embedding_price(specs[result.provider])

@@ -39,7 +39,7 @@ from llmagents.routing import (
 )
 from llmagents.routing import clock as clocks
 from llmagents.routing.costs import usage_problem
-from llmagents.runner.tracing import CallTracer, use_call_span
+from llmagents.runner.tracing import CallTracer
 
 logger = logging.getLogger(__name__)
 
@@ -281,12 +281,7 @@ class PoolClient:
         if tracer is None:
             return await self.manager.execute(task, call)
         span = tracer.start_call(request, task, stream=False)
-        try:
-            with use_call_span(span):
-                result = await self.manager.execute(task, call)
-        except BaseException as error:
-            tracer.end_call(span, None, error=error)
-            raise
+        result = await tracer.run_call(span, lambda: self.manager.execute(task, call))
         tracer.end_call(span, result)
         return result
 
@@ -317,12 +312,7 @@ class PoolClient:
             result = await self.manager.execute(task, call)
             return OpenStream(self.manager, result, task, self.adapters[result.provider].model)
         span = tracer.start_call(request, task, stream=True)
-        try:
-            with use_call_span(span):
-                result = await self.manager.execute(task, call)
-        except BaseException as error:
-            tracer.end_call(span, None, error=error)
-            raise
+        result = await tracer.run_call(span, lambda: self.manager.execute(task, call))
         return OpenStream(self.manager, result, task, self.adapters[result.provider].model,
                           tracer=tracer, span=span)  # fmt: skip
 

@@ -28,9 +28,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -58,6 +58,8 @@ PROVIDER_NAMES = {
 """``gen_ai.provider.name`` per provider type (the conventions' values where they have one)."""
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+T = TypeVar("T")
 
 
 def use_call_span(span: Span) -> Any:
@@ -136,6 +138,16 @@ class CallTracer(EngineListener):
         if self.capture_content:
             attributes["gen_ai.input.messages"] = _messages(request)
         return self.tracer.start_span("chat", kind=SpanKind.CLIENT, attributes=attributes)
+
+    async def run_call(self, span: Span, run: Callable[[], Awaitable[T]]) -> T:
+        """``run()`` with ``span`` as the current call span (the attempts' parent); a failure
+        ends the span with it, a success leaves ending it to the caller."""
+        try:
+            with use_call_span(span):
+                return await run()
+        except BaseException as error:
+            self.end_call(span, None, error=error)
+            raise
 
     def end_call(
         self, span: Span, result: CallResult[Any] | None, *, error: BaseException | None = None
