@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from llmagents.api.runner_config import RunnerConfig
@@ -90,9 +91,11 @@ class Edges:
     status: MemoryStatusSink
     results: FileResultStore
 
-    def runner(self, cfg: RunnerConfig, **options: Any) -> Runner:
+    def runner(
+        self, cfg: RunnerConfig, *, api_keys: Mapping[str, str] = KEYS, **options: Any
+    ) -> Runner:
         options.setdefault("task_retry_delays", (0.01,))
-        return Runner(cfg, api_keys=KEYS, store=self.store, status_sink=self.status,
+        return Runner(cfg, api_keys=dict(api_keys), store=self.store, status_sink=self.status,
                       results=self.results, **options)  # fmt: skip
 
 
@@ -126,3 +129,8 @@ async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]
     runner = edges.runner(config(fakes, tasks=None, budget={"limit": 100}))
     async with serving(runner) as origin:
         yield runner, origin
+
+
+def openai_client(origin: str) -> openai.AsyncOpenAI:
+    """OpenAI's own client, pointed at the gateway at ``origin``."""
+    return openai.AsyncOpenAI(base_url=f"{origin}/v1", api_key="llmagents-gateway", max_retries=0)

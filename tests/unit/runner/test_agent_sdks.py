@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import agents
 import anthropic
-import openai
 import pydantic
 import pytest
 
@@ -17,7 +16,7 @@ from llmagents.api.runner_config import RunnerConfig
 from llmagents.runner.lifecycle import Runner
 from llmagents.testing.fake_providers import FakeAnthropic, FakeGemini
 
-from .conftest import Edges, Fakes, serving
+from .conftest import Edges, Fakes, openai_client, serving
 
 PROMPT = "What do get_weather and get_time say for Paris?"
 
@@ -43,7 +42,7 @@ async def test_an_openai_agents_sdk_agent_with_two_tools_survives_a_fallback_mid
     served: tuple[Runner, str], fakes: Fakes, streamed: bool
 ) -> None:
     runner, url = served
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="llmagents-gateway", max_retries=0)
+    client = openai_client(url)
     model = agents.OpenAIResponsesModel(model="auto", openai_client=client)
     called: list[str] = []
     agent = agents.Agent(
@@ -193,13 +192,7 @@ async def across(edges: Edges) -> AsyncIterator[tuple[Runner, str, FakeAnthropic
                 "apiKeyEnv": {"claude": "KEY_CLAUDE", "gemini": "KEY_GEMINI"},
             }
         )
-        runner = Runner(
-            cfg,
-            api_keys={"claude": "claude-key", "gemini": "gemini-key"},
-            store=edges.store,
-            status_sink=edges.status,
-            results=edges.results,
-        )
+        runner = edges.runner(cfg, api_keys={"claude": "claude-key", "gemini": "gemini-key"})
         async with serving(runner) as origin:
             yield runner, origin, claude, gemini
 
@@ -208,7 +201,7 @@ async def test_an_agents_sdk_run_begun_on_anthropic_finishes_on_gemini_with_its_
     across: tuple[Runner, str, FakeAnthropic, FakeGemini],
 ) -> None:
     runner, url, claude, gemini = across
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="llmagents-gateway", max_retries=0)
+    client = openai_client(url)
     called: list[str] = []
     agent = agents.Agent(
         name="assistant",
@@ -282,7 +275,7 @@ async def test_an_agents_sdk_agent_with_an_output_type_gets_its_structured_answe
 ) -> None:
     runner, url = served
     fakes.primary.core.update({"outage": True})
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="llmagents-gateway", max_retries=0)
+    client = openai_client(url)
     agent = agents.Agent(
         name="forecaster",
         instructions="Answer with the forecast.",

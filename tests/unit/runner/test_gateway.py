@@ -11,12 +11,7 @@ import pytest
 
 from llmagents.runner.lifecycle import Runner
 
-from .conftest import Edges, Fakes, config
-
-
-def client(origin: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{origin}/v1", api_key="llmagents-gateway", max_retries=0)
-
+from .conftest import Edges, Fakes, config, openai_client
 
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Name three colours of the rainbow"}]  # fmt: skip
@@ -27,7 +22,7 @@ async def test_a_plain_call_falls_back_and_is_charged(
 ) -> None:
     runner, url = served
     fakes.primary.core.update({"outage": True})
-    raw = await client(url).chat.completions.with_raw_response.create(
+    raw = await openai_client(url).chat.completions.with_raw_response.create(
         model="auto", messages=MESSAGES
     )
     answer = raw.parse()
@@ -44,7 +39,7 @@ async def test_a_stream_falls_back_before_its_first_byte(
 ) -> None:
     runner, url = served
     fakes.primary.core.update({"script": ["503"]})
-    stream = await client(url).chat.completions.create(
+    stream = await openai_client(url).chat.completions.create(
         model="auto", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
     )
     chunks = [chunk async for chunk in stream]
@@ -60,7 +55,7 @@ async def test_a_provider_failing_mid_stream_ends_it_with_an_error_the_client_se
 ) -> None:
     runner, url = served
     fakes.primary.core.update({"script": ["stream_error"], "stream_break_after": 2})
-    stream = await client(url).chat.completions.create(model="auto", messages=MESSAGES,
+    stream = await openai_client(url).chat.completions.create(model="auto", messages=MESSAGES,
                                                        stream=True)  # fmt: skip
     received = []
     with pytest.raises(openai.APIError, match="failed mid-answer"):
@@ -90,7 +85,7 @@ async def test_an_exhausted_budget_is_refused_without_retries(
     runner, url = served
     runner.engine.manager.budget.charge(100)
     with pytest.raises(openai.RateLimitError) as caught:
-        await client(url).chat.completions.create(model="auto", messages=MESSAGES)
+        await openai_client(url).chat.completions.create(model="auto", messages=MESSAGES)
     assert caught.value.code == "budget_exhausted"
     assert caught.value.response.headers["x-should-retry"] == "false"
     assert fakes.primary.stats.requests == 0
@@ -103,7 +98,7 @@ async def test_no_provider_answering_is_a_503_naming_each_provider(
     fakes.primary.core.update({"outage": True})
     fakes.fallback.core.update({"outage": True})
     with pytest.raises(openai.InternalServerError) as caught:
-        await client(url).chat.completions.create(model="auto", messages=MESSAGES)
+        await openai_client(url).chat.completions.create(model="auto", messages=MESSAGES)
     assert caught.value.status_code == 503
     assert "primary" in str(caught.value) and "fallback" in str(caught.value)
 
@@ -151,7 +146,7 @@ async def test_a_request_the_client_got_wrong_is_a_400_and_no_provider_is_called
 
 async def test_models_lists_the_pool(served: tuple[Runner, str]) -> None:
     _, url = served
-    models = await client(url).models.list()
+    models = await openai_client(url).models.list()
     assert [(m.id, m.owned_by) for m in models.data] == [
         ("gpt-4o-mini", "primary"), ("gpt-4.1", "fallback"),
         ("primary", "primary"), ("fallback", "fallback"),

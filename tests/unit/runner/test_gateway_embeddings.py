@@ -14,12 +14,11 @@ from pydantic import ValidationError
 from llmagents.api.pool import ProviderSpec
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.runner.embedding import embedding_price
-from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.testing.fake_providers import FakeGemini
 from llmagents.testing.fake_providers.embeddings import vector
 
-from .conftest import KEYS, Edges, Fakes, config
+from .conftest import KEYS, Edges, Fakes, config, openai_client, serving
 
 GEMINI_KEY = "gemini-key-0123456789"
 EMBEDDING_PRICE = 20.0  # USD per million tokens; the chat price in conftest is 1000
@@ -68,18 +67,8 @@ async def gemini() -> AsyncIterator[FakeGemini]:
         yield fake
 
 
-async def serve(edges: Edges, cfg: RunnerConfig) -> tuple[Runner, Gateway, str]:
-    runner = Runner(
-        cfg,
-        api_keys={**KEYS, "gemini": GEMINI_KEY},
-        store=edges.store,
-        status_sink=edges.status,
-        results=edges.results,
-    )
-    await runner.start()
-    gateway = Gateway(runner)
-    await gateway.start("127.0.0.1", 0)
-    return runner, gateway, f"http://127.0.0.1:{gateway.port}/v1"
+def _runner(edges: Edges, cfg: RunnerConfig) -> Runner:
+    return edges.runner(cfg, api_keys={**KEYS, "gemini": GEMINI_KEY})
 
 
 @pytest.fixture
@@ -87,16 +76,9 @@ async def served(
     fakes: Fakes, edges: Edges, gemini: FakeGemini
 ) -> AsyncIterator[tuple[Runner, str]]:
     cfg = with_embeddings(config(fakes, tasks=None, budget={"limit": 100}), gemini)
-    runner, gateway, url = await serve(edges, cfg)
-    try:
-        yield runner, url
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
-
-
-def client(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url, api_key="llmagents-gateway", max_retries=0)
+    runner = _runner(edges, cfg)
+    async with serving(runner) as origin:
+        yield runner, origin
 
 
 TEXTS = ["the sea is blue", "grass is green"]
@@ -108,7 +90,7 @@ async def test_embeddings_fall_back_and_are_charged_at_the_embedding_price(
     runner, url = served
     fakes.primary.core.update({"outage": True})
     # The SDK asks for base64 unless told otherwise, and decodes it.
-    raw = await client(url).embeddings.with_raw_response.create(
+    raw = await openai_client(url).embeddings.with_raw_response.create(
         model="auto", input=TEXTS, dimensions=8
     )
     answer = raw.parse()
@@ -127,7 +109,7 @@ async def test_gemini_serves_embeddings_in_its_own_protocol(
     served: tuple[Runner, str], gemini: FakeGemini
 ) -> None:
     runner, url = served
-    answer = await client(url).embeddings.create(
+    answer = await openai_client(url).embeddings.create(
         model="gemini-embedding-001", input="hello", encoding_format="float"
     )
     assert answer.model == "gemini-embedding-001"
@@ -140,7 +122,7 @@ async def test_gemini_serves_embeddings_in_its_own_protocol(
 
 async def test_models_lists_the_embedding_models(served: tuple[Runner, str]) -> None:
     _, url = served
-    listed = {m.id: m for m in (await client(url).models.list()).data}
+    listed = {m.id: m for m in (await openai_client(url).models.list()).data}
     gemini = listed["gemini-embedding-001"].model_dump()
     assert (gemini["owned_by"], gemini["capabilities"]) == ("gemini", ["embeddings"])
     assert listed["text-embedding-3-small"].model_dump()["providers"] == ["primary", "fallback"]
@@ -149,14 +131,10 @@ async def test_models_lists_the_embedding_models(served: tuple[Runner, str]) -> 
 async def test_a_pool_without_an_embedding_model_refuses_clearly(
     fakes: Fakes, edges: Edges
 ) -> None:
-    runner, gateway, url = await serve(edges, config(fakes, tasks=None))
-    try:
+    async with serving(_runner(edges, config(fakes, tasks=None))) as url:
         with pytest.raises(openai.BadRequestError, match=r"embeddings\.model on an") as refused:
-            await client(url).embeddings.create(model="auto", input="x")
+            await openai_client(url).embeddings.create(model="auto", input="x")
         assert refused.value.code == "embeddings_unavailable"
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +150,7 @@ async def test_invalid_embedding_requests_are_400(
 ) -> None:
     _, url = served
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{url}/embeddings", json={"model": "auto", **body})
+        response = await http.post(f"{url}/v1/embeddings", json={"model": "auto", **body})
     assert response.status_code == 400 and needle in response.json()["error"]["message"]
     assert fakes.primary.stats.requests == 0
 
@@ -222,11 +200,7 @@ async def test_an_embedding_model_of_unknown_price_is_not_used_by_an_agent_with_
         for p in cfg.pool.providers
     ]  # fmt: skip
     cfg = cfg.model_copy(update={"pool": cfg.pool.model_copy(update={"providers": unpriced})})
-    runner, gateway, url = await serve(edges, cfg)
-    try:
+    async with serving(_runner(edges, cfg)) as url:
         with pytest.raises(openai.BadRequestError, match=r"embeddings\.inputPerMillion"):
-            await client(url).embeddings.create(model="auto", input="x")
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
+            await openai_client(url).embeddings.create(model="auto", input="x")
     assert fakes.primary.stats.requests == 0 and fakes.fallback.stats.requests == 0

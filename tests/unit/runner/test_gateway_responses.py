@@ -10,11 +10,7 @@ import pytest
 
 from llmagents.runner.lifecycle import Runner
 
-from .conftest import Fakes
-
-
-def client(origin: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{origin}/v1", api_key="llmagents-gateway", max_retries=0)
+from .conftest import Fakes, openai_client
 
 
 async def test_a_response_falls_back_and_is_charged(
@@ -22,7 +18,7 @@ async def test_a_response_falls_back_and_is_charged(
 ) -> None:
     runner, url = served
     fakes.primary.core.update({"outage": True})
-    raw = await client(url).responses.with_raw_response.create(
+    raw = await openai_client(url).responses.with_raw_response.create(
         model="auto",
         instructions="Be brief.",
         input="Name three colours of the rainbow",
@@ -46,7 +42,7 @@ async def test_a_streamed_response_sends_openais_events_in_order(
 ) -> None:
     runner, url = served
     fakes.primary.core.update({"script": ["503"]})
-    stream = await client(url).responses.create(
+    stream = await openai_client(url).responses.create(
         model="auto", input=[{"role": "user", "content": "Name three colours"}], stream=True
     )
     events = [event async for event in stream]
@@ -79,7 +75,7 @@ async def test_a_provider_failing_mid_stream_ends_it_with_response_failed(
 ) -> None:
     _, url = served
     fakes.primary.core.update({"script": ["stream_error"], "stream_break_after": 2})
-    stream = await client(url).responses.create(model="auto", input="Say hi", stream=True)
+    stream = await openai_client(url).responses.create(model="auto", input="Say hi", stream=True)
     events = [event async for event in stream]
     assert events[-1].type == "response.failed"
     assert events[-1].response.status == "failed"
@@ -102,7 +98,7 @@ async def test_requests_that_need_stored_state_are_refused_clearly(
     _, url = served
     body = {"model": "auto", "input": "Hello", **extra}
     with pytest.raises(openai.BadRequestError) as refused:
-        await client(url).responses.create(**body)  # type: ignore[arg-type]
+        await openai_client(url).responses.create(**body)  # type: ignore[arg-type]
     assert refused.value.param == param
     assert "send the whole conversation" in refused.value.message
     assert fakes.primary.stats.requests == 0
@@ -153,7 +149,7 @@ async def test_an_exhausted_budget_is_refused_without_retries(
     runner, url = served
     runner.engine.manager.budget.charge(100)
     with pytest.raises(openai.RateLimitError) as caught:
-        await client(url).responses.create(model="auto", input="Hello")
+        await openai_client(url).responses.create(model="auto", input="Hello")
     assert caught.value.code == "budget_exhausted"
     assert caught.value.response.headers["x-should-retry"] == "false"
     assert fakes.primary.stats.requests == 0
@@ -175,15 +171,13 @@ async def test_a_codex_style_custom_tool_loop_runs_through_the_fallback(
 ) -> None:
     runner, url = served
     fakes.primary.core.update({"outage": True})
-    openai_client = client(url)
+    gpt = openai_client(url)
     prompt = {"role": "user", "content": "Use apply_patch to fix Greeting"}
 
     async def turn(items: list) -> Any:
         if not stream:
-            return await openai_client.responses.create(model="auto", input=items, tools=[PATCH])
-        events = await openai_client.responses.create(
-            model="auto", input=items, tools=[PATCH], stream=True
-        )
+            return await gpt.responses.create(model="auto", input=items, tools=[PATCH])
+        events = await gpt.responses.create(model="auto", input=items, tools=[PATCH], stream=True)
         return [event async for event in events][-1].response
 
     first = await turn([prompt])
