@@ -18,11 +18,12 @@ from pydantic import BaseModel
 
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.runner.checkpoint import FileCheckpointStore
-from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.results import FileResultStore
 from llmagents.runner.status import MemoryStatusSink
 from llmagents.testing.fake_providers import FakeAnthropic, FakeGemini, FakeOpenAI
+
+from .conftest import serving
 
 KEY = "sk-test-0123456789"
 TOOLS: list[Any] = [
@@ -95,14 +96,8 @@ async def pod(tmp_path: Path) -> AsyncIterator[Pod]:
             store=FileCheckpointStore(tmp_path / "checkpoint.json"),
             status_sink=MemoryStatusSink(), results=FileResultStore(tmp_path / "results.jsonl"),
         )  # fmt: skip
-        await runner.start()
-        gateway = Gateway(runner)
-        await gateway.start("127.0.0.1", 0)
-        try:
-            yield Pod(runner, f"http://127.0.0.1:{gateway.port}/v1", claude, gpt, gemini)
-        finally:
-            await gateway.stop()
-            await runner.shutdown(5)
+        async with serving(runner) as origin:
+            yield Pod(runner, f"{origin}/v1", claude, gpt, gemini)
 
 
 def _results(calls: list[Any]) -> list[dict[str, Any]]:

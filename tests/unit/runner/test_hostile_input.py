@@ -21,10 +21,9 @@ from llmagents.runner.checkpoint import (
     corrupt_conditions,
     parse_epoch,
 )
-from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 
-from .conftest import Edges, Fakes, config
+from .conftest import Edges, Fakes, config, serving
 
 
 def nested(depth: int) -> Any:
@@ -38,11 +37,8 @@ async def test_custom_state_too_deep_or_not_strict_json_is_refused_and_saving_go
     fakes: Fakes, edges: Edges
 ) -> None:
     runner = edges.runner(config(fakes, tasks=None))
-    await runner.start()
-    gateway = Gateway(runner)
-    await gateway.start("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{gateway.port}/v1/checkpoint/state"
-    try:
+    async with serving(runner) as origin:
+        url = f"{origin}/v1/checkpoint/state"
         async with httpx.AsyncClient() as http:
             deep = await http.put(url, content=json.dumps({"state": nested(40)}))
             assert deep.status_code == 400, deep.text
@@ -59,9 +55,6 @@ async def test_custom_state_too_deep_or_not_strict_json_is_refused_and_saving_go
         stored = await edges.store.read()
         assert stored.checkpoint is not None
         assert stored.checkpoint.custom_state == {"notes": nested(30)}
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
 
 
 async def test_a_failing_checkpoint_writer_is_shown_and_restarted_never_dead_quietly(

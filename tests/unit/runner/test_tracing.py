@@ -7,7 +7,6 @@ import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
-import openai
 import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -17,9 +16,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from llmagents.runner import tracing
-from llmagents.runner.gateway import Gateway
 
-from .conftest import FALLBACK_KEY, PRIMARY_KEY, Edges, Fakes, config
+from .conftest import FALLBACK_KEY, PRIMARY_KEY, Edges, Fakes, config, openai_client, serving
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -101,13 +99,10 @@ async def _served_call(fakes: Fakes, edges: Edges, *, capture: bool, stream: boo
     tracer = tracing.from_environment(agent="agent-a", namespace="ns", capture_content=capture)
     assert tracer is not None
     runner = edges.runner(cfg, tracer=tracer)
-    await runner.start()
-    gateway = Gateway(runner)
-    await gateway.start("127.0.0.1", 0)
-    try:
+    # Leaving serving() shuts the runner down, which flushes the spans to the receiver.
+    async with serving(runner) as origin:
         fakes.primary.core.update({"outage": True})
-        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{gateway.port}/v1",
-                                    api_key="llmagents-gateway", max_retries=0)  # fmt: skip
+        client = openai_client(origin)
         headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
         messages = [{"role": "user", "content": PROMPT}]
         if stream:
@@ -120,9 +115,6 @@ async def _served_call(fakes: Fakes, edges: Edges, *, capture: bool, stream: boo
         else:
             await client.chat.completions.create(model="auto", messages=messages,
                                                  extra_headers=headers)  # fmt: skip
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)  # flushes the spans to the receiver
 
 
 async def test_a_call_that_fell_back_is_one_span_with_a_child_per_attempt_in_the_callers_trace(
