@@ -4,11 +4,11 @@ Every front door of the gateway (OpenAI's ``/v1/chat/completions``, Anthropic's
 ``/v1/messages``, OpenAI's ``/v1/responses``) hands ``serve`` here how to read its
 protocol's request into a ``ChatCall`` and how to write the outcome in its protocol's
 shape: a whole answer, a stream through its ``StreamWriter``, or a ``Refusal`` in its error
-shape; ``serve`` does the rest, the same for all of them. What happens in between is the same for all of them: the agent must be
-taking calls, the request's ``model`` selects the providers it may use, the engine skips
-providers that lack a capability the request needs and refuses with a 400 naming it when
-none is left, and engine failures become refusals with one status each (exhausted budget
-429, no provider answering 503, passed deadline 504).
+shape; ``serve`` does the rest. What happens in between is the same for all of them: the
+agent must be taking calls, the request's ``model`` selects the providers it may use, the
+engine skips providers that lack a capability the request needs and refuses with a 400
+naming it when none is left, and engine failures become refusals with one status each
+(exhausted budget 429, no provider answering 503, passed deadline 504).
 """
 
 from __future__ import annotations
