@@ -21,7 +21,7 @@ from llmagents.runner.checkpoint import (
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 
-from .conftest import Edges, Fakes, config
+from .conftest import Edges, Fakes, config, serving
 
 DIGEST = "0123456789abcdef"
 ASK = {"model": "auto", "messages": [{"role": "user", "content": "Name a colour"}]}
@@ -39,6 +39,7 @@ class _BreakableStore(FileCheckpointStore):
 
 
 async def _serve(runner: Runner) -> tuple[Gateway, str]:
+    """Runner and gateway started, for a test that ends them as a killed pod would."""
     await runner.start()
     gateway = Gateway(runner)
     await gateway.start("127.0.0.1", 0)
@@ -48,12 +49,8 @@ async def _serve(runner: Runner) -> tuple[Gateway, str]:
 @pytest.fixture
 async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]]:
     runner = edges.runner(config(fakes, tasks=None, agentDigest=DIGEST))
-    gateway, url = await _serve(runner)
-    try:
-        yield runner, url
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
+    async with serving(runner) as origin:
+        yield runner, f"{origin}/v1"
 
 
 async def test_completion_is_checkpointed_before_the_answer_and_ends_paid_calls(
@@ -101,8 +98,8 @@ async def test_a_restarted_runner_keeps_the_completion_and_serves_nothing_paid(
     spent = first.engine.manager.spend.cost
 
     successor = edges.runner(config(fakes, tasks=None, agentDigest=DIGEST))
-    gateway, url = await _serve(successor)
-    try:
+    async with serving(successor) as origin:
+        url = f"{origin}/v1"
         assert successor.phase is RunnerPhase.COMPLETED and not successor.accepting
         async with httpx.AsyncClient() as http:
             assert (await http.post(f"{url}/chat/completions", json=ASK)).status_code == 503
@@ -112,9 +109,6 @@ async def test_a_restarted_runner_keeps_the_completion_and_serves_nothing_paid(
         assert successor.engine.manager.spend_by_provider["primary"].calls == 1
         await successor.reporter.flush(5)
         assert edges.status.latest.status.completion is not None
-    finally:
-        await gateway.stop()
-        await successor.shutdown(5)
 
 
 async def test_a_changed_agent_container_is_served_again(fakes: Fakes, edges: Edges) -> None:
@@ -163,8 +157,8 @@ async def test_a_completion_not_yet_saved_is_a_503_and_the_retry_confirms_it(
 ) -> None:
     edges.store = _BreakableStore(tmp_path / "breakable.json")
     runner = edges.runner(config(fakes, tasks=None, agentDigest=DIGEST))
-    gateway, url = await _serve(runner)
-    try:
+    async with serving(runner) as origin:
+        url = f"{origin}/v1"
         edges.store.broken = True
         async with httpx.AsyncClient(timeout=30) as http:
             unsaved = await http.post(f"{url}/agent/complete", json={"summary": "s"})
@@ -176,9 +170,6 @@ async def test_a_completion_not_yet_saved_is_a_503_and_the_retry_confirms_it(
             saved = await http.post(f"{url}/agent/complete", json={"summary": "s"})
             assert saved.status_code == 200
         assert (await edges.store.read()).checkpoint.completion.summary == "s"
-    finally:
-        await gateway.stop()
-        await runner.shutdown(5)
 
 
 def _checkpoint(completion: AgentCompletion | None) -> Checkpoint:
