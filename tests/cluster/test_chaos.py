@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_crds import install_crds
 from test_operator import OperatorProcess, get
+from test_runner_e2e import crds, operator  # noqa: F401  (fixtures; crds is autouse)
 
 from llmagents.testing.audit import Prices, audit
 from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
@@ -37,20 +37,6 @@ TASKS = [f"task-{i:02d}" for i in range(60)]
 PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
 KILLS = 8
 KEY = "sk-chaos-cluster-0123456789"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def crds(cluster: ClusterInfo) -> None:
-    install_crds(cluster)
-
-
-@pytest.fixture
-def operator(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log",
-                         "--no-leader-election")  # fmt: skip
-    op.start()
-    yield op
-    op.stop()
 
 
 @pytest.fixture
@@ -136,7 +122,9 @@ ROUNDS = range(int(os.environ.get("LLMAGENTS_CHAOS_ROUNDS") or 1))
 @pytest.mark.timeout(170)
 @pytest.mark.parametrize("round_", ROUNDS)
 def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
-    kubectl: Kubectl, namespace: str, operator: OperatorProcess, kubelet: ProcessKubelet,
+    kubectl: Kubectl, namespace: str,
+    operator: OperatorProcess,  # noqa: F811
+    kubelet: ProcessKubelet,
     fakes: tuple[ThreadedFake, ThreadedFake], round_: int,
 ) -> None:  # fmt: skip
     seed = int(os.environ.get("LLMAGENTS_CHAOS_SEED") or random.randrange(1 << 30))
@@ -181,7 +169,9 @@ def test_a_runner_pod_killed_at_random_instants_loses_only_calls_in_flight(
 
 
 def test_a_corrupt_checkpoint_stops_the_runner_with_a_condition_and_is_left_as_it_is(
-    kubectl: Kubectl, namespace: str, operator: OperatorProcess, kubelet: ProcessKubelet,
+    kubectl: Kubectl, namespace: str,
+    operator: OperatorProcess,  # noqa: F811
+    kubelet: ProcessKubelet,
     fakes: tuple[ThreadedFake, ThreadedFake],
 ) -> None:  # fmt: skip
     # Spend below zero would be a refund of everything spent: never restored.
