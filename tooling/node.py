@@ -232,9 +232,13 @@ class RealNode:
         kubeconfig = self.dir / "kubelet.kubeconfig"
         kubeconfig.write_text(
             kubeconfig_text(
-                server=self.cluster.server, ca_pem=pki.ca_cert.read_bytes(), name="llmagents",
-                user={"client-certificate-data": b64(cert.cert.read_bytes()),
-                      "client-key-data": b64(cert.key.read_bytes())},
+                server=self.cluster.server,
+                ca_pem=pki.ca_cert.read_bytes(),
+                name="llmagents",
+                user={
+                    "client-certificate-data": b64(cert.cert.read_bytes()),
+                    "client-key-data": b64(cert.key.read_bytes()),
+                },
             )
         )
         kubeconfig.chmod(0o600)
