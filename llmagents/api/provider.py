@@ -210,9 +210,10 @@ class ProviderSpec(ApiModel):
     pricing: Pricing | None = Field(
         default=None,
         description=(
-            "Prices used to compute cost from real usage. When unset, the runner takes them "
-            "from the genai-prices table by type, model and baseURL (onnx is free); a model "
-            "the table does not know sets the PriceUnknown condition (docs/pricing.md)."
+            "Prices used to compute cost from real usage. When unset, they come from the "
+            "genai-prices table by type, model and baseURL (onnx is free); a model the table "
+            "does not know sets the PriceUnknown condition on the pool and on its agents "
+            "(docs/pricing.md)."
         ),
     )
     timeout: Duration = Field(

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from llmagents.api.status import API_VERSION, Phase, PoolProviderStatus
+from llmagents.api.pool_status import PoolProviderStatus
+from llmagents.api.status import API_VERSION, Phase
 from llmagents.events import EventRecorder, EventType, Regarding
 from llmagents.operator.objects import AgentObject, PoolObject
 

@@ -70,7 +70,6 @@ from llmagents.runner.tracing import CallTracer
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
-PRICE_UNKNOWN = "PriceUnknown"
 RESULTS_NOT_STORED = "ResultsNotStored"
 RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
 HOUSEKEEPING_INTERVAL = 1.0
@@ -465,10 +464,9 @@ class Runner:
             known_prices=self.engine.known_prices,
             completion=self.completion,
         )
+        # PriceUnknown is the operator's: it resolves prices from the pool's spec before any
+        # runner starts (operator.prices). The runner reports the prices it charges.
         conditions = []
-        unknown = self._price_unknown()
-        if unknown is not None:
-            conditions.append(unknown)
         too_large = self.checkpointer.too_large
         if too_large is not None:
             saved = (
@@ -501,25 +499,6 @@ class Runner:
         # A condition that is no longer reported starts afresh when it comes back.
         self._conditions_since = {c.type: c.last_transition_time for c in conditions}
         return RunnerReport(status, conditions)
-
-    def _price_unknown(self) -> Condition | None:
-        """``PriceUnknown`` while some provider has neither pricing nor a table price."""
-        unknown = {n: k for n, k in self.engine.known_prices.items() if not k.known}
-        if not unknown:
-            return None
-        names = "; ".join(f"{name}: {k.detail}" for name, k in unknown.items())
-        rule = (
-            "with a budget they are never called (their spend could not be counted); "
-            if self.engine.manager.budget is not None
-            else "without a budget their calls are counted at $0; "
-        )
-        return Condition(
-            type=PRICE_UNKNOWN,
-            status=ConditionStatus.TRUE,
-            reason="NoPriceForModel",
-            message=f"no known price for {names}. {rule}set spec.providers[].pricing",
-            last_transition_time=self._true_since(PRICE_UNKNOWN),
-        )
 
     def _true_since(self, kind: str) -> datetime:
         """When condition ``kind`` became true: a report that repeats it changes nothing."""

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from operator_samples import pool_body
 
-from llmagents.api.status import Phase, PoolProviderStatus
+from llmagents.api.pool_status import PoolProviderStatus
+from llmagents.api.status import Phase
 from llmagents.events import EventRecorder, MemoryEventSink
 from llmagents.operator.events import OperatorEvents
 from llmagents.operator.objects import AgentObject, PoolObject
