@@ -6,13 +6,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Parallel pytest workers; the cluster tests share one control plane per worker.
 PYTEST_WORKERS ?= 2
+# Everything built or downloaded for development lives outside the repository, here:
+# control-plane and node binaries, the Docker engine's state, the base image, clusters'
+# state, the llama.cpp wheel. The hack/ scripts and tooling/ read the same variable; the
+# product's own cache (the converted SmolLM2, `llmagents run` state) follows it under make.
+LLMAGENTS_CACHE ?= $(HOME)/.cache/llmagents
+LLMAGENTS_CACHE_DIR ?= $(LLMAGENTS_CACHE)
+export LLMAGENTS_CACHE LLMAGENTS_CACHE_DIR
 
 .PHONY: help venv lint test test-unit test-cluster bench crds k8s-bins cluster-up cluster-down demo demo-down e2e-kind clean
 
 help:
 	@echo "make demo         the whole product locally (make demo-down stops it)"
 	@echo "make test         install everything needed, lint, and run the whole suite"
-	@echo "make lint         ruff, mypy --strict over llmagents/, import-linter's layer contracts"
+	@echo "make lint         ruff (lint and format), mypy --strict over llmagents/, import-linter's layer contracts"
 	@echo "make test-unit    only the tests that need no cluster"
 	@echo "make bench        run the benchmarks in bench/"
 	@echo "make k8s-bins     build the local control plane binaries (cached outside the repo)"
@@ -40,9 +47,11 @@ k8s-bins:
 # beside the Python install and the unit tests rather than before them.
 # Lint rules, mypy's settings and the import contracts (api <- routing <- providers <-
 # runner/operator; routing does no I/O; the runtime never imports the cluster harness) live
-# in pyproject.toml.
+# in pyproject.toml. The tree is formatted by `ruff format` (run it on what you edit; the
+# check fails on any file it would change).
 lint: venv
-	$(VENV)/bin/ruff check llmagents tests bench
+	$(VENV)/bin/ruff check llmagents tests bench tooling
+	$(VENV)/bin/ruff format --check llmagents tests bench tooling
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

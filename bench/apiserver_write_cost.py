@@ -95,9 +95,12 @@ class Writer:
         self.slots = asyncio.Semaphore(IN_FLIGHT)
 
     async def send(self, session: str, method: str, path: str, body: Any, ctype: str) -> Any:
-        async with self.slots, self.sessions[session].request(
-            method, self.server + path, data=json.dumps(body), headers={"Content-Type": ctype}
-        ) as response:
+        async with (
+            self.slots,
+            self.sessions[session].request(
+                method, self.server + path, data=json.dumps(body), headers={"Content-Type": ctype}
+            ) as response,
+        ):
             text = await response.read()
             if response.status >= 300:
                 raise RuntimeError(f"{method} {path}: {response.status} {text[:300]!r}")

@@ -136,7 +136,9 @@ def peak_rss_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def apiserver_writes(kubectl: Kubectl, kinds: tuple[str, ...] | None = OPERATOR_KINDS) -> dict[str, float]:
+def apiserver_writes(
+    kubectl: Kubectl, kinds: tuple[str, ...] | None = OPERATOR_KINDS
+) -> dict[str, float]:
     """Write requests the API server counted, by resource, for ``kinds`` (None: all)."""
     text = kubectl("get", "--raw", "/metrics", timeout=60).stdout
     out: dict[str, float] = {}
@@ -287,7 +289,11 @@ def main() -> int:
     args = parser.parse_args()
 
     with (
-        cluster(args.kubeconfig, pods=not args.no_pods) as (kubeconfig, kubectl_exe, component_pids),
+        cluster(args.kubeconfig, pods=not args.no_pods) as (
+            kubeconfig,
+            kubectl_exe,
+            component_pids,
+        ),
         tempfile.TemporaryDirectory() as tmp,
     ):
         kubectl = Kubectl(kubectl_exe, kubeconfig, NAMESPACE)
@@ -364,8 +370,10 @@ def main() -> int:
             )
 
             print(f"agents:                     {args.agents}")
-            print("operator identity:          "
-                  + ("cluster admin" if args.as_admin else "ServiceAccount, operator ClusterRole"))
+            print(
+                "operator identity:          "
+                + ("cluster admin" if args.as_admin else "ServiceAccount, operator ClusterRole")
+            )
             print(f"create requests took:       {created:.1f} s")
             print(
                 f"all reconciled after:       {elapsed:.1f} s (Deployment, ConfigMap, status phase)"

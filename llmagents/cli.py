@@ -20,7 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run a fake model provider that injects faults, to rehearse fallback settings",
     ),
     "crds": ("llmagents.api.crd", "write the CRD manifests generated from the API models"),
-    "operator": ("llmagents.operator.main", "run the operator that turns LLMAgents into runner pods"),
+    "operator": (
+        "llmagents.operator.main",
+        "run the operator that turns LLMAgents into runner pods",
+    ),
     "onnx-convert": ("llmagents.onnx.convert", "convert a GGUF Llama model for the ONNX sidecar"),
     "onnx-server": ("llmagents.onnx.main", "serve a local ONNX model behind OpenAI's chat API"),
     "runner": ("llmagents.runner.main", "run an agent's runner: its task list or its gateway"),

@@ -252,7 +252,7 @@ class EventRecorder:
         if series.written >= series.count:
             return None
         if series.name is None:
-            return 0.0 if series.failures == 0 else 2.0 ** series.failures - self._since(series)
+            return 0.0 if series.failures == 0 else 2.0**series.failures - self._since(series)
         return series.patched_at + self.series_interval - self._clock()
 
     def _since(self, series: _Series) -> float:

@@ -406,7 +406,10 @@ async def _work(
         print(f"gateway at {root}/v1: run your agent with OPENAI_BASE_URL={root}/v1 "
               f"(or ANTHROPIC_BASE_URL={root} for Anthropic's SDKs); Ctrl-C stops, and so "
               f"does the agent's POST {root}/v1/agent/complete", file=sys.stderr)  # fmt: skip
-        waits = {asyncio.create_task(stop.wait()), asyncio.create_task(runner.completion_saved.wait())}
+        waits = {
+            asyncio.create_task(stop.wait()),
+            asyncio.create_task(runner.completion_saved.wait()),
+        }
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:

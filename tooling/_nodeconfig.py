@@ -56,8 +56,8 @@ def containerd_config(n: NodeLayout) -> str:
     d = n.dir / "containerd"
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
-root = "{d / 'root'}"
-state = "{d / 'state'}"
+root = "{d / "root"}"
+state = "{d / "state"}"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
@@ -69,7 +69,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   address = "{n.containerd_socket}.ttrpc"
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{d / 'opt'}"
+  path = "{d / "opt"}"
 
 [{cri}]
   sandbox_image = "{PAUSE_IMAGE}"
@@ -91,7 +91,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 [{cri}.cni]
   bin_dir = "/usr/lib/cni"
-  conf_dir = "{n.dir / 'cni' / 'net.d'}"
+  conf_dir = "{n.dir / "cni" / "net.d"}"
 """
 
 
@@ -159,8 +159,11 @@ def kubelet_config(n: NodeLayout) -> str:
         "resolvConf": "",
         "registerNode": True,
         "serializeImagePulls": False,
-        "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%",
-                         "imagefs.available": "1%"},
+        "evictionHard": {
+            "memory.available": "50Mi",
+            "nodefs.available": "1%",
+            "imagefs.available": "1%",
+        },
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "shutdownGracePeriod": "0s",

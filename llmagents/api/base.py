@@ -53,9 +53,7 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(DURATION_PATTERN, text):
-            seconds = sum(
-                float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text)
-            )
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
             return _bounded(seconds)
     raise ValueError(
         f"invalid duration {value!r}: use a number with a unit, like '500ms', '30s', '5m' or '1h30m'"

@@ -198,9 +198,7 @@ class ProviderSpec(ApiModel):
         description="Name of the provider, unique in the pool; used in status, metrics and logs.",
     )
     type: ProviderType = Field(description="The wire protocol the provider speaks.")
-    model: str = Field(
-        min_length=1, max_length=256, description="Model name sent to the provider."
-    )
+    model: str = Field(min_length=1, max_length=256, description="Model name sent to the provider.")
     base_url: str | None = Field(
         default=None,
         alias="baseURL",

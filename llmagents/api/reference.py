@@ -67,9 +67,7 @@ def _object(path: str, schema: dict[str, Any]) -> list[str]:
             nested.append((f"{path}.{name}", item))
         default = f"`{json.dumps(prop['default'])}`" if "default" in prop else ""
         req = " **required**" if name in required else ""
-        lines.append(
-            f"| `{name}`{req} | {_type(prop)} | {default} | {_describe(prop)} |"
-        )
+        lines.append(f"| `{name}`{req} | {_type(prop)} | {default} | {_describe(prop)} |")
     lines.append("")
     for nested_path, nested_schema in nested:
         lines += _object(nested_path, nested_schema)

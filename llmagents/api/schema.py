@@ -143,7 +143,9 @@ def member_docs(enum_cls: type[Enum]) -> dict[str, str]:
     return docs
 
 
-def _convert(node: dict[str, Any], defs: dict[str, Any], enums: dict[str, type[Enum]]) -> dict[str, Any]:
+def _convert(
+    node: dict[str, Any], defs: dict[str, Any], enums: dict[str, type[Enum]]
+) -> dict[str, Any]:
     node = dict(node)
     ref_name: str | None = None
     if "$ref" in node:

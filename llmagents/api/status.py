@@ -179,7 +179,9 @@ class ProviderStatus(ApiModel):
         "probe, the fleet's view); unset while closed.",
     )
     calls: int | None = Field(
-        default=None, ge=0, description="Calls and probes in the health window, which the "
+        default=None,
+        ge=0,
+        description="Calls and probes in the health window, which the "
         "rates and latencies below cover.",
     )
     success_rate: float | None = Field(
@@ -189,14 +191,17 @@ class ProviderStatus(ApiModel):
         default=None, ge=0, le=1, description="Share of failed calls in the health window."
     )
     latency_mean_ms: float | None = Field(
-        default=None, ge=0, description="Mean latency of successful calls in the health window, "
-        "in ms.",
+        default=None,
+        ge=0,
+        description="Mean latency of successful calls in the health window, in ms.",
     )
     latency_p95_ms: float | None = Field(
         default=None, ge=0, description="95th percentile latency in the health window, in ms."
     )
     cost_usd: float | None = Field(
-        default=None, ge=0, alias="costUSD",
+        default=None,
+        ge=0,
+        alias="costUSD",
         description="USD charged for its calls over the agent's life.",
     )
     misconfigured: str | None = Field(
@@ -388,7 +393,9 @@ class PoolProviderStatus(ApiModel):
         "earliest of their openings); unset when no agent does.",
     )
     cost_usd: float | None = Field(
-        default=None, ge=0, alias="costUSD",
+        default=None,
+        ge=0,
+        alias="costUSD",
         description="USD its calls cost, summed over the reporting agents' lives.",
     )
     success_rate: float | None = Field(

@@ -195,14 +195,26 @@ class _Graph:
 
     @overload
     def op(
-        self, op_type: str, inputs: list[str], *, name: str = ..., domain: str = ...,
-        outputs: Literal[1] = ..., **attrs: Any,
+        self,
+        op_type: str,
+        inputs: list[str],
+        *,
+        name: str = ...,
+        domain: str = ...,
+        outputs: Literal[1] = ...,
+        **attrs: Any,
     ) -> str: ...
 
     @overload
     def op(
-        self, op_type: str, inputs: list[str], *, name: str = ..., domain: str = ...,
-        outputs: int | list[str], **attrs: Any,
+        self,
+        op_type: str,
+        inputs: list[str],
+        *,
+        name: str = ...,
+        domain: str = ...,
+        outputs: int | list[str],
+        **attrs: Any,
     ) -> list[str]: ...
 
     def op(
@@ -402,6 +414,7 @@ def _model(
     g: _Graph, config: LlamaConfig, inputs: list[str], outputs: list[str]
 ) -> onnx.ModelProto:
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+
     def kv(name: str, seq: str) -> Any:
         return helper.make_tensor_value_info(
             name, f32, ["batch", config.num_kv_heads, seq, config.head_dim]

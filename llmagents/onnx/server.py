@@ -231,8 +231,7 @@ class Sidecar:
             finish: str | None = None,
             usage: wire.CompletionUsage | None = None,
         ) -> wire.ChatCompletionChunk:
-            choices = [] if delta is None else [wire.ChunkChoice(delta=delta,
-                                                                 finish_reason=finish)]
+            choices = [] if delta is None else [wire.ChunkChoice(delta=delta, finish_reason=finish)]
             return wire.ChatCompletionChunk(**head, choices=choices, usage=usage)
 
         await _send(response, chunk(wire.Delta(role="assistant", content="")))

@@ -153,8 +153,10 @@ class Budget:
         """
         self.roll()
         spent = data.get("spent")
-        if isinstance(spent, bool) or not isinstance(spent, (int, float)) or not (
-            math.isfinite(spent) and spent >= 0
+        if (
+            isinstance(spent, bool)
+            or not isinstance(spent, (int, float))
+            or not (math.isfinite(spent) and spent >= 0)
         ):
             raise ValueError(f"budget spend {spent!r} is not a finite amount of at least 0")
         start = self.period_start.isoformat() if self.period_start else None

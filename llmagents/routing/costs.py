@@ -182,8 +182,10 @@ class Spend:
         figure (a checkpoint is trusted for spend only when every figure is sane).
         Checkpoints written before cached and reasoning tokens were counted lack them."""
         cost = data["cost"]
-        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (
-            math.isfinite(cost) and cost >= 0
+        if (
+            isinstance(cost, bool)
+            or not isinstance(cost, (int, float))
+            or not (math.isfinite(cost) and cost >= 0)
         ):
             raise ValueError(f"spend cost {cost!r} is not a finite amount of at least 0")
         return cls(

@@ -405,7 +405,9 @@ class FileCheckpointStore:
             envelope = self._envelope()
             current = str(envelope["version"]) if envelope is not None else "0"
             if current != expected_version:
-                raise VersionConflict(f"{self.path} is at version {current}, not {expected_version}")
+                raise VersionConflict(
+                    f"{self.path} is at version {current}, not {expected_version}"
+                )
             version = str(int(current) + 1)
             body: dict[str, Any] = {"version": int(version), "epoch": epoch}
             if encoded.compressed:

@@ -120,12 +120,17 @@ class Checkpointer:
             try:
                 await self._write_current()
             except VersionConflict:
-                logger.info("agent %s: checkpoint changed while claiming it; reading again",
-                            self.agent)
+                logger.info(
+                    "agent %s: checkpoint changed while claiming it; reading again", self.agent
+                )
                 continue
             self._claimed = True
-            logger.info("agent %s: claimed the checkpoint as epoch %d (sequence %d)",
-                        self.agent, self.epoch, self.sequence)
+            logger.info(
+                "agent %s: claimed the checkpoint as epoch %d (sequence %d)",
+                self.agent,
+                self.epoch,
+                self.sequence,
+            )
             return stored.checkpoint
         raise CheckpointError(
             f"could not claim the checkpoint in {_CLAIM_ATTEMPTS} attempts: another runner "
@@ -220,8 +225,13 @@ class Checkpointer:
             if self.on_failure is not None:
                 self.on_failure()
             if self.failures == 1 or self.failures % 20 == 0:
-                logger.warning("agent %s: checkpoint write failed (%d in a row), retrying in "
-                               "%gs: %s", self.agent, self.failures, delay, error)
+                logger.warning(
+                    "agent %s: checkpoint write failed (%d in a row), retrying in %gs: %s",
+                    self.agent,
+                    self.failures,
+                    delay,
+                    error,
+                )
         except Exception:
             # Not a store failure but a bug or unforeseen input: whoever waits in save() hears
             # at once, and the runner's supervisor logs, reports and restarts the writer.
@@ -253,8 +263,11 @@ class Checkpointer:
         self.sequence = sequence
         self._covered = max(self._covered, covered)
         if self.failures:
-            logger.info("agent %s: checkpoint written again after %d failed attempts",
-                        self.agent, self.failures)
+            logger.info(
+                "agent %s: checkpoint written again after %d failed attempts",
+                self.agent,
+                self.failures,
+            )
         self.failures = 0
         self._retry_at = -1e18
         self._last_write = self._clock()
@@ -265,21 +278,24 @@ class Checkpointer:
     def _encode(self, sequence: int) -> Encoded | None:
         limit = self.store.limit
         try:
-            encoded = encode(self._build(self.epoch, sequence, True), limit=limit,
-                             redact=self._redact)
+            encoded = encode(
+                self._build(self.epoch, sequence, True), limit=limit, redact=self._redact
+            )
         except CheckpointTooLarge as full:
             if self.too_large is None:
                 logger.error("agent %s: %s; saving without custom state", self.agent, full)
             self.too_large = full
             self.saved_partially = True
             try:
-                return encode(self._build(self.epoch, sequence, False), limit=limit,
-                              redact=self._redact)
+                return encode(
+                    self._build(self.epoch, sequence, False), limit=limit, redact=self._redact
+                )
             except CheckpointTooLarge as still:
                 self.too_large = still
                 self.saved_partially = False
-                logger.error("agent %s: even without custom state, %s; not saved",
-                             self.agent, still)
+                logger.error(
+                    "agent %s: even without custom state, %s; not saved", self.agent, still
+                )
                 self._notify()
                 return None
         if self.too_large is not None:

@@ -114,8 +114,9 @@ class ConfigMapCheckpointStore:
                 config_map = await self.kube.get(self._path)
             except KubeNotFound:
                 config_map = await ensure_config_map(self.kube, self.owner, self.name)
-                logger.info("agent %s: created ConfigMap %s for checkpoints",
-                            self.owner.name, self.name)
+                logger.info(
+                    "agent %s: created ConfigMap %s for checkpoints", self.owner.name, self.name
+                )
         except KubeError as error:
             raise StoreUnavailable(str(error)) from None
         meta = config_map["metadata"]
@@ -162,8 +163,9 @@ class ConfigMapCheckpointStore:
                 await ensure_config_map(self.kube, self.owner, self.name)
             except KubeError as error:
                 raise StoreUnavailable(str(error)) from None
-            logger.warning("agent %s: ConfigMap %s was deleted; created it again",
-                           self.owner.name, self.name)
+            logger.warning(
+                "agent %s: ConfigMap %s was deleted; created it again", self.owner.name, self.name
+            )
             raise VersionConflict(f"ConfigMap {self.name} was deleted and created again") from None
         except KubeUnavailable as error:
             raise StoreUnavailable(str(error)) from None

@@ -83,6 +83,7 @@ class CompletionReport(BaseModel):
 
     summary: str | None = Field(default=None, max_length=MAX_COMPLETION_SUMMARY)
 
+
 Route = Callable[[Request], Awaitable[Response | StreamingResponse]]
 FrontDoor = Callable[["Runner", Request], Awaitable[Response | StreamingResponse]]
 """A protocol's chat route: reads its request, calls ``chat_path``, writes its answer."""

@@ -234,8 +234,12 @@ class Runner:
 
     def _restore(self, checkpoint: Checkpoint | None) -> None:
         if checkpoint is not None and checkpoint.agent_uid != self.config.agent.uid:
-            logger.warning("agent %s: the checkpoint belongs to an earlier agent of this name "
-                           "(uid %s); starting afresh", self.agent, checkpoint.agent_uid)
+            logger.warning(
+                "agent %s: the checkpoint belongs to an earlier agent of this name "
+                "(uid %s); starting afresh",
+                self.agent,
+                checkpoint.agent_uid,
+            )
             checkpoint = None
         if checkpoint is None:
             return
@@ -259,9 +263,14 @@ class Runner:
             completion = None
         self.completion = completion
         spend = self.engine.manager.spend
-        logger.info("agent %s: restored checkpoint %d: %d tasks done, %d failed, $%.6f spent",
-                    self.agent, checkpoint.sequence, len(checkpoint.completed),
-                    len(checkpoint.failed), spend.cost)
+        logger.info(
+            "agent %s: restored checkpoint %d: %d tasks done, %d failed, $%.6f spent",
+            self.agent,
+            checkpoint.sequence,
+            len(checkpoint.completed),
+            len(checkpoint.failed),
+            spend.cost,
+        )
 
     def _reconcile_spend(self, previous: RunnerAgentStatus) -> None:
         budget = self.engine.manager.budget
@@ -270,9 +279,13 @@ class Runner:
             return
         missing = reported.spent_usd - budget.spent
         if missing > 1e-9:
-            logger.warning("agent %s: status shows $%.6f spent in this period, the checkpoint "
-                           "$%.6f; counting the difference against the budget", self.agent,
-                           reported.spent_usd, budget.spent)
+            logger.warning(
+                "agent %s: status shows $%.6f spent in this period, the checkpoint "
+                "$%.6f; counting the difference against the budget",
+                self.agent,
+                reported.spent_usd,
+                budget.spent,
+            )
             budget.charge(missing)
 
     # -- work -------------------------------------------------------------------------------
@@ -297,8 +310,9 @@ class Runner:
         if end is LoopEnd.FINISHED:
             summary = self.progress.summary(self.tasks)
             await self.checkpointer.save(self._task_save_timeout)
-            self._set_phase(RunnerPhase.COMPLETED,
-                            f"{summary.done} task(s) done, {summary.failed} failed")
+            self._set_phase(
+                RunnerPhase.COMPLETED, f"{summary.done} task(s) done, {summary.failed} failed"
+            )
             if self.agent_events is not None:
                 self.agent_events.tasks_completed(summary.done, summary.failed)
         elif end is LoopEnd.BUDGET_SPENT:
@@ -428,7 +442,9 @@ class Runner:
         landed = self._summaries.get(checkpointer.sequence)
         if landed is not None:
             self._durable_tasks = landed
-            self._summaries = {n: t for n, t in self._summaries.items() if n > checkpointer.sequence}
+            self._summaries = {
+                n: t for n, t in self._summaries.items() if n > checkpointer.sequence
+            }
         if checkpointer.last_success is not None:
             self.metrics.checkpoint_written(
                 unix_time=checkpointer.last_success.timestamp(), size=checkpointer.last_size
@@ -526,8 +542,11 @@ class Runner:
         deadline = loop.time() + grace
         if self.checkpointer.fenced is None:
             saved = await self.checkpointer.save(max(0.1, (deadline - loop.time()) * 0.5))
-            logger.info("agent %s: final checkpoint %s", self.agent,
-                        "saved" if saved else "NOT saved (store unreachable)")
+            logger.info(
+                "agent %s: final checkpoint %s",
+                self.agent,
+                "saved" if saved else "NOT saved (store unreachable)",
+            )
             with contextlib.suppress(Exception):  # after the checkpoint: see outcomes
                 async with asyncio.timeout(max(0.1, (deadline - loop.time()) * 0.4)):
                     await self._store_results()
@@ -549,4 +568,3 @@ class Runner:
             self.events.close()
         await self._supervisor.close()
         await self.engine.aclose()
-

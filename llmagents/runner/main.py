@@ -153,8 +153,11 @@ async def run(args: argparse.Namespace) -> int:
     env = os.environ
     missing = [name for name in (ENV_AGENT, ENV_NAMESPACE) if not env.get(name)]
     if missing:
-        logger.error("the runner needs %s in its environment (the operator's pod spec sets "
-                     "them); is it running outside its pod?", " and ".join(missing))
+        logger.error(
+            "the runner needs %s in its environment (the operator's pod spec sets "
+            "them); is it running outside its pod?",
+            " and ".join(missing),
+        )
         return 2
     agent, namespace = env[ENV_AGENT], env[ENV_NAMESPACE]
     stop = asyncio.Event()
@@ -201,7 +204,9 @@ async def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
         except ConfigError as error:
             logger.error("agent %s: %s", agent, redactor(str(error)))
-            failed = RunnerAgentStatus(runner_phase=RunnerPhase.FAILED, message=redactor(str(error)))
+            failed = RunnerAgentStatus(
+                runner_phase=RunnerPhase.FAILED, message=redactor(str(error))
+            )
             with contextlib.suppress(KubeError):
                 await status_sink.write(RunnerReport(failed))
             return 1
@@ -209,7 +214,9 @@ async def run(args: argparse.Namespace) -> int:
         site = web.AppRunner(_metrics_app(metrics, lambda: runner.accepting), access_log=None)
         await site.setup()
         started.append(site)
-        await web.TCPSite(site, args.metrics_host or pod_ip or "0.0.0.0", config.ports.metrics).start()
+        await web.TCPSite(
+            site, args.metrics_host or pod_ip or "0.0.0.0", config.ports.metrics
+        ).start()
         previous = await _previous_status(kube, namespace, agent)
         await _retry("claiming the checkpoint",
                      lambda: runner.start(previous_status=previous), stop)  # fmt: skip
@@ -219,7 +226,9 @@ async def run(args: argparse.Namespace) -> int:
             logger.info("agent %s: stopped before the runner started", agent)
             return 0
         logger.error("agent %s: cannot start: %s", agent, error)
-        failed = RunnerAgentStatus(runner_phase=RunnerPhase.FAILED, message=f"cannot start: {error}")
+        failed = RunnerAgentStatus(
+            runner_phase=RunnerPhase.FAILED, message=f"cannot start: {error}"
+        )
         with contextlib.suppress(KubeError):
             await status_sink.write(RunnerReport(failed, corrupt_conditions(error)))
         return 1

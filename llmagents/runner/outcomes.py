@@ -84,4 +84,3 @@ class Outcomes:
                 if self._unstored.get(task, (None, 0))[0] is row:
                     del self._unstored[task]
         return flushed
-

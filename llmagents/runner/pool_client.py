@@ -65,7 +65,9 @@ def resolve_pool_urls(config: RunnerConfig) -> RunnerConfig:
         else p
         for p in config.pool.providers
     ]
-    return config.model_copy(update={"pool": config.pool.model_copy(update={"providers": providers})})
+    return config.model_copy(
+        update={"pool": config.pool.model_copy(update={"providers": providers})}
+    )
 
 
 def _limited(request: ChatRequest, attempt: Attempt) -> ChatRequest:
@@ -172,8 +174,11 @@ class OpenStream:
             # A server that streams no usage: charge an estimate rather than nothing, so that
             # the budget is never silently undercounted.
             usage = self._estimate()
-            logger.warning("provider %s streamed no usage; charging an estimate of %d tokens",
-                           self.provider, usage.total_tokens)
+            logger.warning(
+                "provider %s streamed no usage; charging an estimate of %d tokens",
+                self.provider,
+                usage.total_tokens,
+            )
             self.usage = usage
         try:
             self.cost = self.manager.record_usage(self.result, usage)
@@ -331,10 +336,13 @@ class PoolClient:
         self._probing.add(spec.name)
         began = time.monotonic()
         try:
-            await self._adapter(spec).list_models(timeout=min(PROBE_TIMEOUT, spec.timeout.total_seconds()))
+            await self._adapter(spec).list_models(
+                timeout=min(PROBE_TIMEOUT, spec.timeout.total_seconds())
+            )
         except ProviderError as error:
-            self.manager.record_probe(spec.name, ok=False, latency=time.monotonic() - began,
-                                      error=error)
+            self.manager.record_probe(
+                spec.name, ok=False, latency=time.monotonic() - began, error=error
+            )
         else:
             self.manager.record_probe(spec.name, ok=True, latency=time.monotonic() - began)
         finally:
@@ -345,4 +353,3 @@ class PoolClient:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(a.aclose() for a in self.adapters.values()))
-

@@ -288,8 +288,7 @@ def _tool_choice(wire: ResponsesRequest) -> ToolChoice | None:
         if choice.name not in {t.name for t in wire.tools}:
             raise Refusal(
                 400,
-                f"tool_choice names tool {choice.name!r}, which is not among the request's "
-                "tools",
+                f"tool_choice names tool {choice.name!r}, which is not among the request's tools",
                 param="tool_choice",
             )
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)

@@ -79,7 +79,11 @@ class TaskResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"task": self.task, "ok": self.ok, "endedAt": self.ended_at.isoformat()}
+        data: dict[str, Any] = {
+            "task": self.task,
+            "ok": self.ok,
+            "endedAt": self.ended_at.isoformat(),
+        }
         if self.ok:
             text = self.text or ""
             data.update(
@@ -238,8 +242,9 @@ class ConfigMapResultStore:
                     self._pending.pop(task, None)
         except KubeError as error:
             if not self._failing:
-                logger.warning("results not stored yet (%d pending; retrying): %s",
-                               len(self._pending), error)
+                logger.warning(
+                    "results not stored yet (%d pending; retrying): %s", len(self._pending), error
+                )
             self._failing = True
             return False
         if self._failing:

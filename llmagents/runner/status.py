@@ -182,12 +182,19 @@ class StatusReporter:
                 self._on_failure()
             noisy = self._failures in (1, 5) or self._failures % 50 == 0
             log = logger.warning if noisy else logger.debug
-            log("agent %s: status write failed (%d in a row), keeping it pending: %s",
-                self.agent, self._failures, error)
+            log(
+                "agent %s: status write failed (%d in a row), keeping it pending: %s",
+                self.agent,
+                self._failures,
+                error,
+            )
         else:
             if self._failures:
-                logger.info("agent %s: status written again after %d failed attempts",
-                            self.agent, self._failures)
+                logger.info(
+                    "agent %s: status written again after %d failed attempts",
+                    self.agent,
+                    self._failures,
+                )
             self._failures = 0
             self._retry_at = -1e18
             self._written = max(self._written, generation)

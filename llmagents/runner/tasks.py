@@ -235,12 +235,21 @@ class TaskLoop:
                 if hopeless or tries >= len(self._retry_delays):
                     message = self._redact(str(failed))
                     logger.error("task %s failed: %s", spec.name, message)
-                    return TaskResult(spec.name, ok=False, ended_at=self._wall_clock(),
-                                      error=message, attempts=attempts)
+                    return TaskResult(
+                        spec.name,
+                        ok=False,
+                        ended_at=self._wall_clock(),
+                        error=message,
+                        attempts=attempts,
+                    )
                 delay = self._retry_delays[tries]
                 tries += 1
-                logger.warning("task %s: no provider answered; trying again in %gs: %s",
-                               spec.name, delay, self._redact(str(failed)))
+                logger.warning(
+                    "task %s: no provider answered; trying again in %gs: %s",
+                    spec.name,
+                    delay,
+                    self._redact(str(failed)),
+                )
                 if await _wait(stop, delay):
                     return LoopEnd.STOPPED
                 continue
@@ -258,7 +267,9 @@ class TaskLoop:
                 cost_usd=result.cost,
                 latency_seconds=result.latency,
                 attempts=attempts + len(result.attempts),
-                fallbacks=[f"{f.from_provider}->{f.to_provider}: {f.reason}" for f in result.fallbacks],
+                fallbacks=[
+                    f"{f.from_provider}->{f.to_provider}: {f.reason}" for f in result.fallbacks
+                ],
             )
 
     async def _wait_for_budget(self, stop: asyncio.Event) -> bool:

@@ -104,8 +104,10 @@ def running_runner(kubelet: ProcessKubelet, namespace: str, not_pid: int | None)
 
 def runner_log(kubelet: ProcessKubelet, namespace: str, kubectl: Kubectl) -> str:
     """Pods, events, the runner's statuses and the end of its log, for a failure message."""
-    lines = [kubectl("get", "deploy,rs,pods", "-o", "wide", check=False).stdout,
-             kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout[-3000:]]
+    lines = [
+        kubectl("get", "deploy,rs,pods", "-o", "wide", check=False).stdout,
+        kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout[-3000:],
+    ]
     for container in kubelet.statuses(namespace):
         lines.append(f"{container.pod}/{container.container}: running={container.running} "
                      f"pid={container.pid} restarts={container.restart_count} "

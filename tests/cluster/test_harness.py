@@ -28,7 +28,6 @@ from tooling.polling import eventually
 pytestmark = pytest.mark.cluster
 
 
-
 def test_crd_with_status_subresource_shows_printer_columns_and_accepts_a_status_patch(
     kubectl: Kubectl,
 ) -> None:

@@ -277,12 +277,19 @@ def test_an_agent_stuck_pending_with_no_pod_fires_not_ready_from_the_operators_g
             return [a for a in alerts
                     if a["labels"]["alertname"] == alert_name and a["state"] == "firing"]  # fmt: skip
 
-        (alert,) = eventually(firing, timeout=120, what=lambda: f"{alert_name} to fire\n"
-                              f"{log.read_text()[-2000:]}\n{operator.log.read_text()[-2000:]}")
+        (alert,) = eventually(
+            firing,
+            timeout=120,
+            what=lambda: (
+                f"{alert_name} to fire\n"
+                f"{log.read_text()[-2000:]}\n{operator.log.read_text()[-2000:]}"
+            ),
+        )
         assert alert["labels"]["agent"] == "orphan"
         assert alert["labels"]["namespace"] == namespace
         assert alert["annotations"]["summary"] == (
-            f"Agent {namespace}/orphan has not been ready for 10 minutes.")
+            f"Agent {namespace}/orphan has not been ready for 10 minutes."
+        )
         assert kubectl("get", "pods", "-o", "name").stdout.strip() == ""
     finally:
         _stop(proc)

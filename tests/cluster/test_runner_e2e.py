@@ -211,7 +211,7 @@ def test_primary_down_every_task_completes_on_the_fallback_and_kubectl_shows_it(
 
     text = eventually(described, timeout=60, what="the runner's events in describe")
     print(text)  # read it with -s: the Events table under the status
-    events = text[text.index("Events:"):]
+    events = text[text.index("Events:") :]
     assert "Warning  CircuitOpened" in events and "provider primary: circuit open until" in events
     assert "fell back from primary to fallback" in events
     # Five fallbacks in a minute are one Event with a count, not five.
@@ -449,7 +449,10 @@ def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallbac
     kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     fakes.primary.update_faults(outage=True)
     setup(kubectl, fakes)
-    agent = {"image": "example.com/llmagents-e2e-agent:1", "command": ["python", "-c", AGENT_SCRIPT]}
+    agent = {
+        "image": "example.com/llmagents-e2e-agent:1",
+        "command": ["python", "-c", AGENT_SCRIPT],
+    }
     apply_agent(kubectl, "chatty", work={"agent": agent})
 
     def answer() -> dict[str, Any] | None:
@@ -486,7 +489,10 @@ def test_a_planted_api_key_never_appears_in_logs_status_checkpoints_metrics_or_e
         url = f"http://{pod['status']['podIP']}:9100/metrics"  # the operator's metrics port
         with urllib.request.urlopen(url, timeout=5) as response:
             metrics = response.read().decode()
-        assert 'llmagents_requests_total{agent="secretive",outcome="auth",provider="primary"}' in metrics
+        assert (
+            'llmagents_requests_total{agent="secretive",outcome="auth",provider="primary"}'
+            in metrics
+        )
 
         # Once done, the operator scales the agent to zero: the runner's logs are complete.
         eventually(lambda: status(kubectl, "secretive").get("phase") == "Completed",
@@ -539,7 +545,10 @@ def test_a_key_with_a_byte_order_mark_holds_the_agent_back_naming_the_secret_not
             f"--from-literal=fallback={FALLBACK_KEY}")  # fmt: skip
     eventually(lambda: status(kubectl, "bom").get("phase") == "Completed", timeout=120,
                what="the agent to run once the key is fixed")  # fmt: skip
-    texts = [json.dumps(get(kubectl, "llmagent", "bom")),
-             kubectl("get", "events", "-o", "json").stdout, operator.log.read_text()]
+    texts = [
+        json.dumps(get(kubectl, "llmagent", "bom")),
+        kubectl("get", "events", "-o", "json").stdout,
+        operator.log.read_text(),
+    ]
     texts += [p.read_text() for p in (tmp_path / "kubelet").rglob("*.log")]
     assert not [t for t in texts if "\ufeff" + PLANTED_KEY in t or repr("\ufeff")[1:-1] in t]

@@ -108,9 +108,13 @@ def test_greedy_choices_agree_with_llama_cpp_except_at_near_ties(
     choices = [int(np.argmax(o)) for o in ours]
     gaps = [float(r[t] - r[c]) for r, t, c in zip(reference, expected, choices, strict=False)]
     agreement = float(np.mean([c == t for c, t in zip(choices, expected, strict=False)]))
-    rms = float(np.sqrt(np.mean([np.mean((o - r) ** 2) for o, r in zip(ours, reference, strict=False)])))
+    rms = float(
+        np.sqrt(np.mean([np.mean((o - r) ** 2) for o, r in zip(ours, reference, strict=False)]))
+    )
     greedy = onnx_greedy(smollm2, prompt)
-    same = next((i for i, (a, b) in enumerate(zip(greedy, expected, strict=False)) if a != b), GREEDY_TOKENS)
+    same = next(
+        (i for i, (a, b) in enumerate(zip(greedy, expected, strict=False)) if a != b), GREEDY_TOKENS
+    )
     print(
         f"\n{question!r}: top-1 agreement {agreement:.3f}, largest gap {max(gaps):.3f}, "
         f"logits RMS error {rms:.3f}, identical greedy prefix {same}/{GREEDY_TOKENS}"

@@ -27,11 +27,13 @@ def test_plain_chat_needs_no_capability() -> None:
 
 def test_tools_in_the_request_or_the_history_need_tools() -> None:
     defined = ChatRequest([Message(Role.USER, "weather?")], tools=(Tool("get_weather"),))
-    called = ChatRequest([
-        Message(Role.USER, "weather?"),
-        Message(Role.ASSISTANT, tool_calls=(ToolCall("call_1", "get_weather", "{}"),)),
-        Message(Role.TOOL, "sunny", tool_call_id="call_1", name="get_weather"),
-    ])
+    called = ChatRequest(
+        [
+            Message(Role.USER, "weather?"),
+            Message(Role.ASSISTANT, tool_calls=(ToolCall("call_1", "get_weather", "{}"),)),
+            Message(Role.TOOL, "sunny", tool_call_id="call_1", name="get_weather"),
+        ]
+    )
     assert defined.required_capabilities() == {Capability.TOOLS}
     assert called.required_capabilities() == {Capability.TOOLS}
 

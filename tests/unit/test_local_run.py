@@ -37,9 +37,7 @@ PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
 REPO = Path(__file__).resolve().parents[2]
 
 
-def manifest(
-    primary: str, fallback: str, local: str, *, tasks: int = 3, budget: float = 5
-) -> str:
+def manifest(primary: str, fallback: str, local: str, *, tasks: int = 3, budget: float = 5) -> str:
     docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
          "stringData": {"anthropic": "sk-ant-from-manifest", "openai": "sk-openai-from-manifest"}},

@@ -224,8 +224,6 @@ class FakeGemini(FakeProviderServer):
         return self._sse("", json.dumps(error))
 
 
-
-
 def _parts_text(content: wire.Content) -> str:
     texts = []
     for part in content.parts:

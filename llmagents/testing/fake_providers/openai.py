@@ -132,8 +132,7 @@ class FakeOpenAI(FakeProviderServer):
 
         def event(delta: wire.Delta | None = None, finish: str | None = None,
                   usage: wire.CompletionUsage | None = None) -> bytes:  # fmt: skip
-            choices = [] if delta is None else [wire.ChunkChoice(delta=delta,
-                                                                 finish_reason=finish)]
+            choices = [] if delta is None else [wire.ChunkChoice(delta=delta, finish_reason=finish)]
             chunk = wire.ChatCompletionChunk(id=cid, created=created, model=call.model,
                                              choices=choices, usage=usage)  # fmt: skip
             exclude = None if call.include_usage else {"usage"}

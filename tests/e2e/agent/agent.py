@@ -24,8 +24,12 @@ def state() -> dict:
 
 def save(value: dict) -> None:
     body = json.dumps({"state": value}).encode()
-    req = urllib.request.Request(f"{gateway}/checkpoint/state", data=body, method="PUT",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{gateway}/checkpoint/state",
+        data=body,
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
     urllib.request.urlopen(req, timeout=30).close()
 
 
@@ -40,8 +44,11 @@ while done < QUESTIONS:
     )
     answer = raw.parse()
     done += 1
-    print(f"agent: answer {done} from {raw.headers.get('x-llmagents-provider')}: "
-          f"{answer.choices[0].message.content!r}", flush=True)
+    print(
+        f"agent: answer {done} from {raw.headers.get('x-llmagents-provider')}: "
+        f"{answer.choices[0].message.content!r}",
+        flush=True,
+    )
     save({"answered": done})
 print(f"agent: all {QUESTIONS} answered", flush=True)
 while True:

@@ -144,7 +144,9 @@ def test_with_watch_namespaces_the_operator_gets_roles_there_and_nothing_cluster
     account = one(docs, "ServiceAccount")["metadata"]["name"]
     for namespace in ("team-a", "team-b"):
         assert bindings[namespace]["roleRef"] == {
-            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ops-llmagents"
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "ops-llmagents",
         }
         assert bindings[namespace]["subjects"] == [
             {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}

@@ -122,8 +122,11 @@ async def test_streamed_chunks_add_up_to_the_plain_answer(tiny_dir: Path) -> Non
         ({"model": TINY_MODEL_NAME}, 400, "messages"),
         (chat(temperature="hot"), 400, "temperature"),
         (chat(max_tokens=0), 400, "max_tokens"),
-        (chat(tools=[{"type": "function", "function": {"name": "f"}}]), 400,
-         "unsupported_capability"),
+        (
+            chat(tools=[{"type": "function", "function": {"name": "f"}}]),
+            400,
+            "unsupported_capability",
+        ),
         (chat(max_tokens=True), 400, "max_tokens"),
         (
             chat(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),

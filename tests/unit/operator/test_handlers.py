@@ -56,7 +56,9 @@ def test_views_read_the_one_object_each_index_key_holds():
                 ("ns", "b"): [{"metadata": {"name": "b"}, "spec": {"poolRef": {"name": "pool"}}}],
                 ("ns", "a"): [{"metadata": {"name": "a"}, "spec": {"poolRef": {"name": "pool"}}}],
                 ("ns", "c"): [{"metadata": {"name": "c"}, "spec": {"poolRef": {"name": "other"}}}],
-                ("other-ns", "d"): [{"metadata": {"name": "d"}, "spec": {"poolRef": {"name": "pool"}}}],
+                ("other-ns", "d"): [
+                    {"metadata": {"name": "d"}, "spec": {"poolRef": {"name": "pool"}}}
+                ],
             },
             "pools": {},
         }

@@ -58,8 +58,12 @@ def test_the_operator_exports_each_agents_phase_and_last_checkpoint_and_forgets_
     text = generate_latest(registry).decode()
     assert 'llmagents_agent_phase{agent="a",namespace="ns",phase="Running"} 1.0' in text
     assert 'phase="Pending"' not in text  # a left phase is gone, not 0
-    assert registry.get_sample_value("llmagents_agent_last_checkpoint_timestamp_seconds",
-                                     {"agent": "a", "namespace": "ns"}) == stamp.timestamp()
+    assert (
+        registry.get_sample_value(
+            "llmagents_agent_last_checkpoint_timestamp_seconds", {"agent": "a", "namespace": "ns"}
+        )
+        == stamp.timestamp()
+    )
     gauges.forget("ns", "a")
     text = generate_latest(registry).decode()
     assert 'agent="a"' not in text and 'agent="b"' in text

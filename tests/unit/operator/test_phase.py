@@ -153,10 +153,17 @@ def _gateway_work(image: str = "example.com/agent:1") -> dict:
 def test_a_gateway_agent_reporting_completion_completes_until_its_container_changes():
     work = _gateway_work()
     digest = AgentObject.from_body(agent_body(work=work)).spec.work.agent_digest()
-    completion = {"completedAt": "2030-01-01T00:09:00Z", "summary": "report written",
-                  "agentDigest": digest}
-    status = {"providers": HEALTHY, "runnerPhase": "Completed", "completion": completion,
-              "cost": {"spentUSD": 0.25, "totalUSD": 0.25}}
+    completion = {
+        "completedAt": "2030-01-01T00:09:00Z",
+        "summary": "report written",
+        "agentDigest": digest,
+    }
+    status = {
+        "providers": HEALTHY,
+        "runnerPhase": "Completed",
+        "completion": completion,
+        "cost": {"spentUSD": 0.25, "totalUSD": 0.25},
+    }
     verdict = decide(_agent(status, work=work), RESOLVED, NOW)
     assert (verdict.phase, verdict.replicas) == (Phase.COMPLETED, 0)
     assert _conds(verdict)["Ready"] == ("False", "AgentCompleted")

@@ -126,8 +126,6 @@ def _reconciler(store: Store, resync_seconds: float = 0.0) -> Reconciler:
     )
 
 
-
-
 async def test_first_reconcile_creates_every_child_and_sets_status(store):
     reconciler = _reconciler(store)
     await reconciler.reconcile_agent(AGENT)

@@ -317,8 +317,9 @@ async def test_build_adapter_points_onnx_at_the_sidecar_and_needs_no_key() -> No
 
 
 async def test_build_adapter_honours_a_base_url() -> None:
-    custom = spec(ProviderType.OPENAI, baseURL="http://vllm.internal:8000/v1/",
-                  allowInsecureBaseURL=True)
+    custom = spec(
+        ProviderType.OPENAI, baseURL="http://vllm.internal:8000/v1/", allowInsecureBaseURL=True
+    )
     async with build_adapter(custom, api_key="k") as adapter:
         assert adapter.base_url == "http://vllm.internal:8000/v1"
 

@@ -174,9 +174,9 @@ async def test_a_tool_call_stream_cut_mid_arguments_raises_after_what_arrived(pa
     assert all(c.finish_reason is None for c in received)
 
 
-async def test_gemini_3_gets_back_its_thought_signatures_and_a_stand_in_for_foreign_calls(
-) -> None:
+async def test_gemini_3_gets_back_its_thought_signatures_and_a_stand_in_for_foreign_calls() -> None:
     async with FakeGemini(api_key=API_KEY) as fake:
+
         def adapter() -> GeminiAdapter:
             return GeminiAdapter(name="g3", model="gemini-3-pro-preview", base_url=fake.base_url,
                                  api_key=API_KEY)  # fmt: skip
@@ -184,8 +184,10 @@ async def test_gemini_3_gets_back_its_thought_signatures_and_a_stand_in_for_fore
         async with adapter() as gemini:
             first = await gemini.complete(ASK_TOOLS, timeout=2.0)
             assert [c.name for c in first.tool_calls] == ["get_weather", "get_time"]
-            results = [Message(Role.TOOL, "sunny", tool_call_id=first.tool_calls[0].id),
-                       Message(Role.TOOL, "14:05", tool_call_id=first.tool_calls[1].id)]
+            results = [
+                Message(Role.TOOL, "sunny", tool_call_id=first.tool_calls[0].id),
+                Message(Role.TOOL, "14:05", tool_call_id=first.tool_calls[1].id),
+            ]
             history = ChatRequest([*ASK_TOOLS.messages,
                                    Message(Role.ASSISTANT, "", tool_calls=first.tool_calls),
                                    *results], tools=ASK_TOOLS.tools)  # fmt: skip

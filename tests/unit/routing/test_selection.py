@@ -101,8 +101,9 @@ def test_token_estimates_count_text_parts_images_and_tool_calls() -> None:
 
     words = "word " * 400  # 2000 characters, about 500 tokens
     as_text = estimate_message_tokens([Message(Role.USER, words)])
-    as_parts = estimate_message_tokens([Message(Role.USER, (TextPart(words),
-                                                            ImagePart("https://x/y.png")))])
+    as_parts = estimate_message_tokens(
+        [Message(Role.USER, (TextPart(words), ImagePart("https://x/y.png")))]
+    )
     assert as_parts == as_text + IMAGE_TOKENS
     call = Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c1", "f", '{"a": "' + words + '"}'),))
     assert estimate_message_tokens([call]) > 500

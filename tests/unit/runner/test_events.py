@@ -45,11 +45,21 @@ async def test_a_first_event_is_written_at_once_in_the_events_v1_shape() -> None
     assert event["metadata"]["name"].startswith("agent-a.")
     assert event["eventTime"] == "2026-12-04T12:00:00.000000Z"
     assert (event["reason"], event["action"], event["type"]) == (
-        "CircuitOpened", "CircuitOpened", "Warning")
-    assert event["regarding"] == {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
-                                  "namespace": "ns", "name": "agent-a", "uid": "uid-1"}
+        "CircuitOpened",
+        "CircuitOpened",
+        "Warning",
+    )
+    assert event["regarding"] == {
+        "apiVersion": "llmagents.dev/v1alpha1",
+        "kind": "LLMAgent",
+        "namespace": "ns",
+        "name": "agent-a",
+        "uid": "uid-1",
+    }
     assert (event["reportingController"], event["reportingInstance"]) == (
-        "llmagents.dev/runner", "pod-1")
+        "llmagents.dev/runner",
+        "pod-1",
+    )
     assert "series" not in event
 
 

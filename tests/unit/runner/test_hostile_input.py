@@ -101,11 +101,15 @@ async def test_a_gzip_bomb_is_refused_by_the_decompressed_size_cap(tmp_path: Pat
         ({"gzip": "not base64!"}, "not valid base64"),
         ({"gzip": base64.b64encode(b"not gzip").decode()}, "does not decode"),
         ({"checkpoint": nested(5000)}, "nested deeper|not a checkpoint file"),
-        ({"checkpoint": {"schema": "llmagents.dev/checkpoint/v1", "deep": nested(100)}},
-         "nested deeper"),
+        (
+            {"checkpoint": {"schema": "llmagents.dev/checkpoint/v1", "deep": nested(100)}},
+            "nested deeper",
+        ),
         ({"epoch": "two"}, "not a checkpoint file"),
-        ({"checkpoint": {"schema": "llmagents.dev/checkpoint/v1", "agentUID": "u",
-                         "epoch": -1}}, "bad field"),
+        (
+            {"checkpoint": {"schema": "llmagents.dev/checkpoint/v1", "agentUID": "u", "epoch": -1}},
+            "bad field",
+        ),
     ],
     ids=["bad-base64", "bad-gzip", "deep-envelope", "deep-checkpoint", "epoch", "negative"],
 )
@@ -144,12 +148,17 @@ async def saved_checkpoint(fakes: Fakes, edges: Edges) -> dict[str, Any]:
         (lambda e: e["engine"]["spend"]["total"].update(cost=-1.0), "cost -1.0"),
         (lambda e: e["engine"]["budget"].update(spent=float("nan")), "budget spend nan"),
         (lambda e: e["engine"]["budget"].update(spent=-5), "budget spend -5"),
-        (lambda e: e["engine"]["providers"]["primary"]["breaker"].update(state="ajar"),
-         "ajar"),
+        (lambda e: e["engine"]["providers"]["primary"]["breaker"].update(state="ajar"), "ajar"),
         (lambda e: e.update(completed="task-0"), "completed is not a list"),
     ],
-    ids=["snapshot-version", "negative-cost", "nan-budget", "negative-budget", "breaker",
-         "completed"],
+    ids=[
+        "snapshot-version",
+        "negative-cost",
+        "nan-budget",
+        "negative-budget",
+        "breaker",
+        "completed",
+    ],
 )
 async def test_a_checkpoint_with_an_invalid_field_is_refused_and_left_untouched(
     fakes: Fakes, edges: Edges, edit: Any, match: str

@@ -53,8 +53,14 @@ def test_gemini_is_looked_up_at_google_and_openai_compatible_endpoints_by_base_u
 
 def test_a_self_hosted_openai_compatible_server_has_no_table_price() -> None:
     # The model name is OpenAI's, but a server on another address is not OpenAI's bill.
-    known = resolve(spec(type="openai", model="gpt-4o-mini", baseURL="http://10.0.0.5:8000/v1",
-                         allowInsecureBaseURL=True))
+    known = resolve(
+        spec(
+            type="openai",
+            model="gpt-4o-mini",
+            baseURL="http://10.0.0.5:8000/v1",
+            allowInsecureBaseURL=True,
+        )
+    )
     assert (known.price, known.source) == (None, SOURCE_UNKNOWN)
     assert "base URL http://10.0.0.5:8000/v1" in known.detail
     assert "gpt-4o-mini" in known.detail
@@ -168,12 +174,18 @@ def test_anthropic_cache_writes_are_priced_above_input_as_the_table_says() -> No
     usage = _usage(WireUsage(input_tokens=1_000, output_tokens=100,
                              cache_read_input_tokens=8_000, cache_creation_input_tokens=2_000))  # fmt: skip
     assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_input_tokens) == (
-        11_000, 8_000, 2_000)
+        11_000,
+        8_000,
+        2_000,
+    )
     known = resolve(spec(type="anthropic", model="claude-sonnet-4-5"), at=AT)
     assert known.price is not None
     expected = (1_000 * 3.0 + 8_000 * 0.3 + 2_000 * 3.75 + 100 * 15.0) / 1e6
     assert usage_cost(usage, known.price) == pytest.approx(expected, rel=1e-12)
     # A pool's own pricing without a cache-write price charges writes as input.
-    mine = Price.from_spec(spec(type="anthropic", model="m", pricing={
-        "inputPerMillion": 3, "outputPerMillion": 15}).pricing)  # type: ignore[arg-type]
+    mine = Price.from_spec(
+        spec(
+            type="anthropic", model="m", pricing={"inputPerMillion": 3, "outputPerMillion": 15}
+        ).pricing
+    )  # type: ignore[arg-type]
     assert usage_cost(usage, mine) == pytest.approx((3_000 * 3 + 8_000 * 3 + 100 * 15) / 1e6)

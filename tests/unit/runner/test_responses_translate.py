@@ -285,7 +285,11 @@ def test_custom_tools_become_functions_of_one_string_and_their_calls_come_back_a
                                ToolCall("call_r", "add", '{"a": 1}')]).document()  # fmt: skip
     response = Response.model_validate(body)
     patch, add = response.output
-    assert (patch.type, patch.call_id, patch.input) == ("custom_tool_call", "call_q", "*** End Patch")
+    assert (patch.type, patch.call_id, patch.input) == (
+        "custom_tool_call",
+        "call_q",
+        "*** End Patch",
+    )
     assert (add.type, add.arguments) == ("function_call", '{"a": 1}')
 
 

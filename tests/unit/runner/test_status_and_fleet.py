@@ -44,8 +44,6 @@ class Counter:
                                               message=f"step {self.value}"))  # fmt: skip
 
 
-
-
 async def test_many_changes_make_few_writes_and_the_last_one_wins() -> None:
     sink, state = MemoryStatusSink(), Counter()
     reporter = StatusReporter(sink, state.report, min_interval=0.2)
@@ -214,7 +212,8 @@ async def test_status_tells_per_provider_why_and_until_when_it_is_open_and_what_
     assert "2 consecutive failures" in (primary.breaker_reason or "")
     assert (primary.calls, primary.error_rate, primary.success_rate) == (2, 1.0, 0.0)
     assert primary.last_failure is not None and primary.last_failure.reason.startswith(
-        ("server_error", "overloaded", "connection_failed"))
+        ("server_error", "overloaded", "connection_failed")
+    )
     assert primary.cost_usd == 0.0
     assert (fallback.calls, fallback.success_rate, fallback.error_rate) == (3, 1.0, 0.0)
     assert fallback.latency_mean_ms is not None and fallback.latency_p95_ms is not None

@@ -100,9 +100,7 @@ async def test_a_failed_task_keeps_its_error_and_is_not_run_again(
     assert "request_refused" in second.progress.failed["huge"]
 
 
-async def test_a_task_nobody_answers_is_retried_before_it_fails(
-    fakes: Fakes, edges: Edges
-) -> None:
+async def test_a_task_nobody_answers_is_retried_before_it_fails(fakes: Fakes, edges: Edges) -> None:
     fakes.primary.core.update({"script": ["500"]})
     fakes.fallback.core.update({"script": ["500"]})
     runner = edges.runner(config(fakes, tasks=1, pool={"circuitBreaker": {"maxFailures": 5}}))
@@ -217,7 +215,10 @@ async def test_results_that_find_no_room_show_as_a_condition_and_the_tasks_still
     latest = edges.status.latest
     (condition,) = latest.conditions
     assert (condition.type, condition.status.value, condition.reason) == (
-        "ResultsNotStored", "True", "ResultsConfigMapsFull")
+        "ResultsNotStored",
+        "True",
+        "ResultsConfigMapsFull",
+    )
     assert "2 task(s)" in condition.message and "task-2, task-3" in condition.message
     assert latest.status.tasks.done == 4
     first_seen = condition.last_transition_time

@@ -177,7 +177,6 @@ def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch
     assert tracing.from_environment(agent="a", namespace="n") is None
 
 
-
 async def test_a_retried_attempt_says_which_error_it_retries(fakes: Fakes) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -203,8 +202,9 @@ async def test_a_retried_attempt_says_which_error_it_retries(fakes: Fakes) -> No
     assert result.provider == "primary"
     attempts = sorted((s for s in exporter.get_finished_spans() if s.name != "chat"),
                       key=lambda s: s.start_time)  # fmt: skip
-    assert [(a.attributes["llmagents.retry"], a.attributes.get("error.type")) for a in attempts] \
-        == [(0, "rate_limited"), (1, None)]
+    assert [
+        (a.attributes["llmagents.retry"], a.attributes.get("error.type")) for a in attempts
+    ] == [(0, "rate_limited"), (1, None)]
     assert attempts[1].attributes["llmagents.retry.reason"] == "rate_limited"
     assert "llmagents.retry.reason" not in attempts[0].attributes
 
