@@ -119,8 +119,9 @@ namespace's Role's.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-# kopf posts warnings as Events on the objects they concern.
+# kopf posts warnings as Events on the objects they concern; the operator's own Events
+# (llmagents.events) are listed once per object to continue their series after a restart.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch, list]
 {{- end -}}

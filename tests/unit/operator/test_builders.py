@@ -272,11 +272,12 @@ def test_the_runner_may_create_only_its_checkpoint_and_results_config_maps_and_e
     ]
     assert sorted(creatable) == ["writer-checkpoint", *[f"writer-results-{i}" for i in range(4)]]
     (events,) = [r for r in runner_rules("writer", "pool") if r["resources"] == ["events"]]
-    # events.k8s.io only (the API the runner writes), create and patch, nothing else.
+    # events.k8s.io only (the API the runner writes): create and patch, and list to continue
+    # its series after a restart; never get, update or delete.
     assert events == {
         "apiGroups": ["events.k8s.io"],
         "resources": ["events"],
-        "verbs": ["create", "patch"],
+        "verbs": ["create", "patch", "list"],
     }
 
 
