@@ -190,6 +190,8 @@ def runner_container(
     if settings.runner_otlp_endpoint:
         # Traces (runner/tracing.py): on only where an endpoint is configured.
         env.append(_env("OTEL_EXPORTER_OTLP_ENDPOINT", settings.runner_otlp_endpoint))
+        if settings.runner_otlp_protocol:
+            env.append(_env("OTEL_EXPORTER_OTLP_PROTOCOL", settings.runner_otlp_protocol))
     for provider in pool.spec.providers:
         if provider.secret_ref is not None:
             env.append(

@@ -21,6 +21,10 @@ ENV_IMAGE = "LLMAGENTS_IMAGE"
 """The operator's environment variable naming the runner image (``--image`` wins)."""
 ENV_RUNNER_OTLP_ENDPOINT = "LLMAGENTS_RUNNER_OTLP_ENDPOINT"
 """The operator's environment variable naming the runners' trace endpoint (the flag wins)."""
+ENV_RUNNER_OTLP_PROTOCOL = "LLMAGENTS_RUNNER_OTLP_PROTOCOL"
+"""The operator's environment variable naming the runners' OTLP protocol (the flag wins)."""
+OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+"""The OTLP protocols the runner exports traces by (runner.otel)."""
 
 MANAGED_BY = "llmagents-operator"
 LABEL_AGENT = "llmagents.dev/agent"
@@ -48,5 +52,8 @@ class OperatorSettings:
     onnx_resources: dict[str, Any] | None = None
     """The ONNX sidecar's resources when the agent sets none (chart: runner.onnxResources)."""
     runner_otlp_endpoint: str | None = None
-    """OTLP/HTTP endpoint the runners send traces to (their OTEL_EXPORTER_OTLP_ENDPOINT);
+    """OTLP endpoint the runners send traces to (their OTEL_EXPORTER_OTLP_ENDPOINT);
     None = no traces."""
+    runner_otlp_protocol: str | None = None
+    """OTLP protocol of that endpoint (their OTEL_EXPORTER_OTLP_PROTOCOL): http/protobuf or
+    grpc; None = the runner's default, http/protobuf."""

@@ -70,6 +70,7 @@ from llmagents.runner.tracing import CallTracer
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
+TRACING_MISCONFIGURED = "TracingMisconfigured"
 RESULTS_NOT_STORED = "ResultsNotStored"
 RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
 HOUSEKEEPING_INTERVAL = 1.0
@@ -133,6 +134,7 @@ class Runner:
         redactor: Redactor | None = None,
         events: EventRecorder | None = None,
         tracer: CallTracer | None = None,
+        tracing_refused: str | None = None,
         status_interval: float = 5.0,
         checkpoint_spacing: float = 1.0,
         task_save_timeout: float = 10.0,
@@ -142,6 +144,8 @@ class Runner:
     ) -> None:
         self.config = config
         self.agent = config.agent.name
+        self.tracing_refused = tracing_refused
+        """Why the environment's trace settings were refused (``runner.otel``), if they were."""
         self.metrics = metrics if metrics is not None else RunnerMetrics(self.agent)
         self.redact = redactor if redactor is not None else Redactor(api_keys.values())
         hooks = _Hooks()
@@ -467,6 +471,16 @@ class Runner:
         # PriceUnknown is the operator's: it resolves prices from the pool's spec before any
         # runner starts (operator.prices). The runner reports the prices it charges.
         conditions = []
+        if self.tracing_refused is not None:
+            conditions.append(
+                Condition(
+                    type=TRACING_MISCONFIGURED,
+                    status=ConditionStatus.TRUE,
+                    reason="TracingRefused",
+                    message=self.tracing_refused,
+                    last_transition_time=self._true_since(TRACING_MISCONFIGURED),
+                )
+            )
         too_large = self.checkpointer.too_large
         if too_large is not None:
             saved = (

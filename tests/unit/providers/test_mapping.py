@@ -132,11 +132,24 @@ async def test_a_proxy_html_page_maps_by_status(openai: OpenAIAdapter) -> None:
     ("status", "error", "expected"),
     [
         # OpenAI: a context too long, a schema keyword strict mode does not take.
-        (400, {"message": "This model's maximum context length is 128000 tokens.",
-               "type": "invalid_request_error", "code": "context_length_exceeded"},
-         RequestRefused),
-        (400, {"message": "Invalid schema for response_format 'answer': 'oneOf' is not "
-               "permitted.", "type": "invalid_request_error", "code": None}, RequestRefused),
+        (
+            400,
+            {
+                "message": "This model's maximum context length is 128000 tokens.",
+                "type": "invalid_request_error",
+                "code": "context_length_exceeded",
+            },
+            RequestRefused,
+        ),
+        (
+            400,
+            {
+                "message": "Invalid schema for response_format 'answer': 'oneOf' is not permitted.",
+                "type": "invalid_request_error",
+                "code": None,
+            },
+            RequestRefused,
+        ),
         (422, {"message": "unprocessable", "code": 422}, RequestRefused),
         # OpenRouter names an unknown model with a 400: the pool's model is wrong.
         (400, {"message": "openai/gpt-9 is not a valid model ID", "code": 400}, ModelNotFound),
