@@ -125,3 +125,15 @@ namespace's Role's.
   resources: [events]
   verbs: [create, patch, list]
 {{- end -}}
+
+{{/*
+OTEL_RESOURCE_ATTRIBUTES from a map: key=value pairs joined by commas, each value
+URL-encoded (the variable's format percent-encodes commas and equals signs in values).
+*/}}
+{{- define "llmagents.resourceAttributes" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key ($value | urlquery)) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
