@@ -6,6 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Parallel pytest workers; the cluster tests share one control plane per worker.
 PYTEST_WORKERS ?= 2
+# Everything built or downloaded for development lives outside the repository, here:
+# control-plane and node binaries, the Docker engine's state, the base image, clusters'
+# state, the llama.cpp wheel. The hack/ scripts and tooling/ read the same variable; the
+# product's own cache (the converted SmolLM2, `llmagents run` state) follows it under make.
+LLMAGENTS_CACHE ?= $(HOME)/.cache/llmagents
+LLMAGENTS_CACHE_DIR ?= $(LLMAGENTS_CACHE)
+export LLMAGENTS_CACHE LLMAGENTS_CACHE_DIR
 
 .PHONY: help venv lint test test-unit test-cluster bench crds k8s-bins cluster-up cluster-down demo demo-down e2e-kind clean
 

@@ -4,7 +4,7 @@
 # Idempotent: a running cluster of the same name is left as it is.
 #
 #   LLMAGENTS_CLUSTER_NAME  cluster name (default "default"); state in
-#   LLMAGENTS_CLUSTER_DIR   (default ~/.cache/llmagents/cluster)/<name>
+#   LLMAGENTS_CLUSTER_DIR   (default $LLMAGENTS_CACHE/cluster, ~/.cache/llmagents/cluster)/<name>
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"

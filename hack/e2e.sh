@@ -15,8 +15,9 @@
 # node's processes and cgroups (also after a killed pytest), and the namespaces, with
 # every mount in them, vanish with their last process.
 #
-# Without root, containerd, runc or the CNI plugins it prints why and exits 0, except
-# under CI=true, where it fails: CI must not pass by skipping.
+# Without root, a container engine (none running, and none to install or start), containerd,
+# runc or the CNI plugins it prints why and exits 0, except under CI=true, where it fails:
+# CI must not pass by skipping.
 #
 # Environment:
 #   IMAGE     image reference to build (default ghcr.io/llmagents/llmagents:e2e; the model
@@ -67,6 +68,11 @@ docker_pid="$(cat "$cache_root/docker/dockerd.pid" 2>/dev/null || true)"
 if docker info >/dev/null 2>&1 || { [[ -n "$docker_pid" ]] && kill -0 "$docker_pid" 2>/dev/null; }; then
   started_docker=0
 fi
+# The images need an engine: the running one, else one installed (Debian) and started.
+if ! engine="$("$here/docker-engine.sh" ensure)"; then
+  if ((started_docker)); then "$here/docker-engine.sh" stop || true; fi
+  skip "no container engine to build the image with (hack/docker-engine.sh says why above)"
+fi
 finish() {
   local status=$?
   # A killed pytest leaves the node's processes running in its cgroup: end them.
@@ -78,7 +84,6 @@ trap finish EXIT
 trap "exit 143" TERM
 trap "exit 130" INT
 
-engine="$("$here/docker-engine.sh" ensure)"
 [[ -n "$engine" ]] && export "${engine?}"
 start=$SECONDS
 "$here/image.sh" "$image-model" with-model

@@ -6,7 +6,7 @@
 # The native build (the CPU reports AMX and AVX-512) crashes on the first token here, so the
 # flags are portable AVX2 ones. The wheel is cached outside the repo: only the first run pays.
 LLAMA_CPP_VERSION := 0.3.36
-LLAMA_CPP_WHEELS := $(HOME)/.cache/llmagents/wheels/llama-cpp-portable
+LLAMA_CPP_WHEELS := $(LLMAGENTS_CACHE)/wheels/llama-cpp-portable
 LLAMA_CPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 

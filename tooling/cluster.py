@@ -11,9 +11,9 @@ never dialled; kwok hands out pod IPs from a /16 inside 127.0.0.0/8 so that even
 client that does dial a pod IP stays on this machine (the process kubelet binds pods'
 processes to exactly those addresses). A cluster is named: its state (certificates,
 etcd data, logs, kubeconfig, pid file) lives in ``$LLMAGENTS_CLUSTER_DIR/<name>``
-(default ``~/.cache/llmagents/cluster/<name>``), so a demo cluster and test clusters
-run side by side. Only the standard library is used, so ``hack/cluster-up.sh`` runs on
-any ``python3``.
+(default ``$LLMAGENTS_CACHE/cluster/<name>``, the cache being ``~/.cache/llmagents``), so
+a demo cluster and test clusters run side by side. Only the standard library is used, so
+``hack/cluster-up.sh`` runs on any ``python3``.
 
 ``real_node=True`` leaves kwok out for a real kubelet (``tooling.node``): then
 the cluster must run in a network namespace of its own, where the API server listens on
@@ -67,10 +67,18 @@ class ClusterError(RuntimeError):
     """The local control plane could not be built, started or reached."""
 
 
+def cache_root() -> Path:
+    """The development cache outside the repository (binaries, clusters, images):
+    ``$LLMAGENTS_CACHE``, as the hack/ scripts and the Makefile read it, or
+    ``~/.cache/llmagents``."""
+    env = os.environ.get("LLMAGENTS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "llmagents"
+
+
 def default_state_root() -> Path:
-    """Where named clusters keep their state: ``$LLMAGENTS_CLUSTER_DIR`` or the user cache."""
+    """Where named clusters keep their state: ``$LLMAGENTS_CLUSTER_DIR`` or the cache's."""
     env = os.environ.get("LLMAGENTS_CLUSTER_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "llmagents" / "cluster"
+    return Path(env) if env else cache_root() / "cluster"
 
 
 def find_bin_dir(*, build: bool = True) -> Path:

@@ -369,19 +369,30 @@ def _pids_in(cgroup: Path) -> set[int]:
     return pids
 
 
+def _run_alive(cgroup_name: str) -> bool:
+    """Whether the run owning ``llmagents-node-<cluster>`` is alive: its cluster's name ends
+    in the pid of the process that started it (``e2e-<pid>``)."""
+    _, _, suffix = cgroup_name.rpartition("-")
+    return suffix.isdigit() and _proc.alive(int(suffix))
+
+
 def _sh_quote(arg: str) -> str:
     return "'" + arg.replace("'", "'\\''") + "'"
 
 
 def cleanup() -> int:
     """End what a killed run left: processes in, and the cgroups of, every node subtree
-    (``/llmagents-node-*``). Mounts and addresses lived in the run's own namespaces, which
-    vanish with their last process. Returns how many subtrees were removed."""
+    (``/llmagents-node-*``) whose run is over. Mounts and addresses lived in the run's own
+    namespaces, which vanish with their last process. Returns how many subtrees were removed.
+
+    A subtree is named after its cluster, ``e2e-<pid of the run's pytest>`` (tests/e2e):
+    one whose pytest still lives belongs to a run going on beside this one (another
+    worktree's `make e2e`) and is left alone."""
     roots = {
         "/" + path.name
         for hierarchy in _cgroup_hierarchies(unified=True)
         for path in hierarchy.glob("llmagents-node-*")
-        if path.is_dir()
+        if path.is_dir() and not _run_alive(path.name)
     }
     for root in sorted(roots):
         logger.warning("removing the leftover node cgroup %s and its processes", root)

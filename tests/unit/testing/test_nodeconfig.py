@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tooling import _components
+from tooling import _components, node
 from tooling._nodeconfig import (
     GATEWAY,
     POD_SUBNET,
@@ -25,7 +25,7 @@ from tooling._nodeconfig import (
     kubelet_config,
 )
 from tooling.cluster import REPO_ROOT
-from tooling.node import missing_prerequisites
+from tooling.node import CGROUP_FS, missing_prerequisites
 
 LAYOUT = NodeLayout(
     dir=Path("/state/node"), bins=Path("/bins"), ca_cert=Path("/pki/ca.crt"),
@@ -89,3 +89,66 @@ def test_make_e2e_skips_without_root_but_fails_under_ci():
     assert local.stdout.startswith("e2e: skipped: ") and "root" in local.stdout
     ci = _e2e_as_nobody("true")
     assert ci.returncode == 1 and "cannot run under CI" in ci.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not (CGROUP_FS / "pids").is_dir(),
+                    reason="needs root and the cgroup v1 pids hierarchy")  # fmt: skip
+def test_cleanup_removes_the_node_cgroups_of_ended_runs_only():
+    # Two runs' subtrees, as RealNode names them: one of this live process (a `make e2e`
+    # going on in another worktree) and one whose pytest has exited (a killed run).
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    live = CGROUP_FS / "pids" / f"llmagents-node-e2e-{os.getpid()}"
+    dead = CGROUP_FS / "pids" / f"llmagents-node-e2e-{dead_pid.pid}"
+    for path in (live, dead):
+        (path / "runtime").mkdir(parents=True)
+    try:
+        node.cleanup()
+        assert live.is_dir() and (live / "runtime").is_dir()
+        assert not dead.exists()
+    finally:
+        for path in (live / "runtime", live, dead / "runtime", dead):
+            if path.is_dir():
+                path.rmdir()
+
+
+def _path_without(tmp_path: Path, *absent: str) -> str:
+    """A PATH of one directory linking every program on this PATH but ``absent``: this
+    machine as it would be without them, nothing uninstalled."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        for program in Path(directory).glob("*") if Path(directory).is_dir() else ():
+            link = bin_dir / program.name
+            if program.name not in absent and not link.exists() and os.access(program, os.X_OK):
+                link.symlink_to(program)
+    return str(bin_dir)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the engine check comes after the root check")
+@pytest.mark.parametrize(
+    ("absent", "reason"),
+    [
+        # No engine running, none installed and no apt to install one (a machine that is
+        # not Debian): nothing to build the image with.
+        (("docker", "dockerd", "apt-get"), "no container engine"),
+        (("containerd", "apt-get"), "containerd is missing"),
+    ],
+)
+def test_make_e2e_without_a_container_engine_skips_but_fails_under_ci(tmp_path, absent, reason):
+    path = _path_without(tmp_path, *absent)
+
+    def e2e(ci: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": path, "HOME": str(tmp_path), "LLMAGENTS_CACHE": str(tmp_path / "cache"),
+               "CI": ci}  # fmt: skip
+        return subprocess.run(
+            ["bash", str(REPO_ROOT / "hack" / "e2e.sh")],
+            capture_output=True, text=True, timeout=60, env=env, check=False,
+        )  # fmt: skip
+
+    local = e2e("")
+    assert local.returncode == 0, local.stderr
+    assert local.stdout.startswith(f"e2e: skipped: {reason}"), local.stdout + local.stderr
+    ci = e2e("true")
+    assert ci.returncode == 1, ci.stdout + ci.stderr
+    assert f"cannot run under CI: {reason}" in ci.stderr
