@@ -2,8 +2,10 @@
 
 Each external failure has exactly one name here and the engine reacts to the name, not to
 HTTP details: retryable kinds are retried with backoff (honouring ``retry_after``), the
-misconfiguration kinds move to the next provider at once and mark the provider misconfigured.
-Messages never carry a credential.
+misconfiguration kinds move to the next provider at once and mark the provider misconfigured,
+and a refused request (the request's content, not the provider's configuration) moves to
+the next provider at once and marks nothing: another provider may accept it, and when none
+does the request was at fault, not the pool. Messages never carry a credential.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ class ErrorKind(StrEnum):
     AUTH = "auth"
     """The credential was missing, wrong or not allowed (401/403)."""
     BAD_REQUEST = "bad_request"
-    """The provider rejected the request itself (400/422)."""
+    """The provider refused a request it could never take from this configuration (a
+    redirect, a precondition of the account or region): a misconfiguration."""
+    REQUEST_REFUSED = "request_refused"
+    """The provider refused this request's content (400/413/422: a schema keyword it does not
+    support, a context too long, an image it cannot read): no evidence against the provider."""
     MODEL_NOT_FOUND = "model_not_found"
     """The configured model does not exist at this provider (404)."""
     MALFORMED_RESPONSE = "malformed_response"
@@ -96,6 +102,18 @@ class ProviderError(LLMAgentsError):
         self.retry_after = retry_after
 
     @property
+    def detail(self) -> str:
+        """The message without a leading copy of the kind: OpenAI-compatible servers often
+        name their error type with the same word (``server_error: The engine is ...``)."""
+        prefix = f"{self.kind.value}: "
+        return self.message.removeprefix(prefix) or self.message
+
+    @property
+    def summary(self) -> str:
+        """The kind and the detail, as status and Events show a failure."""
+        return f"{self.kind.value}: {self.detail}"
+
+    @property
     def retryable(self) -> bool:
         return self.kind in RETRYABLE_KINDS
 
@@ -106,7 +124,7 @@ class ProviderError(LLMAgentsError):
     def __str__(self) -> str:
         where = f"{self.provider}: " if self.provider else ""
         status = f" (HTTP {self.status_code})" if self.status_code is not None else ""
-        return f"{where}{self.kind.value}{status}: {self.message}"
+        return f"{where}{self.kind.value}{status}: {self.detail}"
 
 
 class RateLimited(ProviderError):
@@ -151,6 +169,12 @@ class BadRequest(ProviderError):
     kind = ErrorKind.BAD_REQUEST
 
 
+class RequestRefused(ProviderError):
+    """The provider refused this request as invalid; another provider may take it."""
+
+    kind = ErrorKind.REQUEST_REFUSED
+
+
 class ModelNotFound(ProviderError):
     """The configured model is unknown to the provider; fix the pool's ``model``."""
 
@@ -189,6 +213,7 @@ ERROR_TYPES: dict[ErrorKind, type[ProviderError]] = {
         ConnectionFailed,
         AuthFailed,
         BadRequest,
+        RequestRefused,
         ModelNotFound,
         MalformedResponse,
         ClientBusy,
@@ -221,6 +246,12 @@ class CallFailed(LLMAgentsError):
 
 class AllProvidersFailed(CallFailed):
     """Every provider the call could use failed, was misconfigured or had its breaker open."""
+
+
+class AllProvidersRefused(CallFailed):
+    """Every provider the call could use refused the request itself (``RequestRefused``),
+    and none was passed over for a reason of its own (breaker, deadline): the request is the
+    cause. The gateway answers 400 with each provider's reason; no provider is marked."""
 
 
 class CapabilityUnavailable(CallFailed):

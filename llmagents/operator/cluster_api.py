@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import builtins
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
@@ -22,9 +23,9 @@ from typing import Any, Protocol
 from prometheus_client import Counter
 
 from llmagents.api.status import OPERATOR_FIELD_MANAGER
-from llmagents.events import EventGone
+from llmagents.events import EventExists, EventGone
 from llmagents.keys import secret_value_problem
-from llmagents.kube import MERGE_PATCH, KubeClient, KubeNotFound
+from llmagents.kube import MERGE_PATCH, KubeClient, KubeConflict, KubeNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +118,27 @@ class ClusterApi:
             query["continue"] = token
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> None:
-        """POST an ``events.k8s.io/v1`` Event."""
+        """POST an ``events.k8s.io/v1`` Event; ``EventExists`` when its name is taken."""
         async with self._slots:
             WRITES.labels("Event", "").inc()
-            await self.kube.request(
-                "POST", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events", body=body
-            )
+            try:
+                await self.kube.request(
+                    "POST", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events", body=body
+                )
+            except KubeConflict:
+                raise EventExists(body["metadata"]["name"]) from None
+
+    async def list_events(
+        self, namespace: str, field_selector: str
+    ) -> builtins.list[dict[str, Any]]:  # ``list`` is a method here
+        """The ``events.k8s.io/v1`` Events of ``namespace`` the selector matches (one page
+        of at most 500: an object has far fewer series than that)."""
+        async with self._slots:
+            body = await self.kube.request(
+                "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events",
+                params={"fieldSelector": field_selector, "limit": str(_LIST_PAGE)},
+            )  # fmt: skip
+        return list(body.get("items") or [])
 
     async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch an Event (its series); ``EventGone`` when it expired."""
@@ -174,3 +190,6 @@ class ApiEventSink:
 
     async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self.api.patch_event(namespace, name, patch)
+
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        return await self.api.list_events(namespace, field_selector)

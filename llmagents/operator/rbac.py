@@ -62,10 +62,11 @@ def runner_rules(agent: str, pool: str | None = None) -> list[dict[str, Any]]:
         },
         {
             # Events on its agent (llmagents.runner.events). Event names are generated, so
-            # no resourceNames; the Role confines them to the agent's namespace.
+            # no resourceNames; the Role confines them to the agent's namespace. list: a
+            # restarted runner continues its Events' series (llmagents.events).
             "apiGroups": ["events.k8s.io"],
             "resources": ["events"],
-            "verbs": ["create", "patch"],
+            "verbs": ["create", "patch", "list"],
         },
     ]
     if pool is not None:
@@ -136,7 +137,8 @@ def operator_rules() -> list[dict[str, Any]]:
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
          "verbs": ["get", "create", "update"]},
-        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
+         "verbs": ["create", "patch", "list"]},
     ]  # fmt: skip
 
 

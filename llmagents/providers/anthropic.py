@@ -47,13 +47,13 @@ from llmagents.chat import (
 )
 from llmagents.errors import (
     AuthFailed,
-    BadRequest,
     MalformedResponse,
     ModelNotFound,
     Overloaded,
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    RequestRefused,
     ServerError,
 )
 from llmagents.providers import tool_ids
@@ -65,6 +65,7 @@ from llmagents.providers.mapping import (
     decode_json,
     error_for_status,
     missing,
+    refused_request,
     retry_after_seconds,
     short,
 )
@@ -93,8 +94,8 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
     "permission_error": AuthFailed,
     "billing_error": AuthFailed,
     "not_found_error": ModelNotFound,
-    "invalid_request_error": BadRequest,
-    "request_too_large": BadRequest,
+    "invalid_request_error": RequestRefused,
+    "request_too_large": RequestRefused,
     "api_error": ServerError,
     "timeout_error": ProviderTimeout,
 }
@@ -194,6 +195,8 @@ def _error_from_body(
         if status is None:
             return ServerError(message, provider=provider)
         return error_for_status(status, message, provider=provider, retry_after=retry_after)
+    if cls is RequestRefused:
+        return refused_request(message, provider=provider, status=status)
     return cls(message, provider=provider, status_code=status, retry_after=retry_after)
 
 

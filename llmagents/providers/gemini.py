@@ -32,6 +32,7 @@ from llmagents.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    RequestRefused,
     ServerError,
 )
 from llmagents.providers import gemini_payload, tool_ids
@@ -44,6 +45,7 @@ from llmagents.providers.mapping import (
     error_for_status,
     google_duration_seconds,
     missing,
+    refused_request,
     retry_after_seconds,
     short,
 )
@@ -66,9 +68,10 @@ MAX_SIGNATURES = 4096
 
 _STATUS_ERRORS: dict[str, type[ProviderError]] = {
     "RESOURCE_EXHAUSTED": RateLimited,
-    "INVALID_ARGUMENT": BadRequest,
+    "INVALID_ARGUMENT": RequestRefused,
+    # The account or region, not the request ("User location is not supported", billing).
     "FAILED_PRECONDITION": BadRequest,
-    "OUT_OF_RANGE": BadRequest,
+    "OUT_OF_RANGE": RequestRefused,
     "UNAUTHENTICATED": AuthFailed,
     "PERMISSION_DENIED": AuthFailed,
     "NOT_FOUND": ModelNotFound,
@@ -178,6 +181,8 @@ def _error_from_body(
     cls = _STATUS_ERRORS.get(code)
     if cls is None:
         return error_for_status(status or 500, message, provider=provider, retry_after=retry_after)
+    if cls is RequestRefused:
+        return refused_request(message, provider=provider, status=status)
     return cls(message, provider=provider, status_code=status, retry_after=retry_after)
 
 

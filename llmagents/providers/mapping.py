@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+from pydantic_core import from_json
 
 from llmagents.errors import (
     AuthFailed,
@@ -28,6 +29,7 @@ from llmagents.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    RequestRefused,
     ServerError,
 )
 
@@ -36,6 +38,17 @@ Headers = Mapping[str, str]
 
 _MAX_MESSAGE = 300
 _GOOGLE_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
+REQUEST_STATUSES = frozenset({400, 413, 422})
+"""Statuses by which a provider refuses a request's content (invalid, too large,
+unprocessable): ``refused_request`` tells these from a configuration the provider refuses."""
+# Some APIs answer 400 where the fault is the pool's, not the request's: OpenRouter names an
+# unknown model so, Anthropic a credit balance too low. Their words are the only sign.
+_MODEL_MISSING = re.compile(
+    r"\bmodel\b.{0,120}\b(does not exist|not found|is unknown)"
+    r"|\b(not a valid|invalid|unknown|no such) model\b",
+    re.IGNORECASE,
+)
+_ACCOUNT = re.compile(r"credit balance|billing|insufficient (credits|quota|balance)", re.IGNORECASE)
 
 
 def retry_after_seconds(headers: Headers) -> float | None:
@@ -89,7 +102,23 @@ def error_for_status(
         return ProviderTimeout(message, **kwargs)
     if status >= 500:
         return ServerError(message, retry_after=retry_after, **kwargs)
+    if status in REQUEST_STATUSES:
+        return refused_request(message, provider=provider, status=status)
     return BadRequest(message, **kwargs)
+
+
+def refused_request(message: str, *, provider: str, status: int | None) -> ProviderError:
+    """A provider's refusal of a request's content (``RequestRefused``), unless its words
+    say the pool is at fault: an unknown model (``ModelNotFound``) or an account without
+    credit (``AuthFailed``), which mark the provider misconfigured. A body that says
+    "invalid request" under another status (402, 409) is the configuration's too."""
+    if status is not None and status not in REQUEST_STATUSES:
+        return BadRequest(message, provider=provider, status_code=status)
+    if _MODEL_MISSING.search(message):
+        return ModelNotFound(message, provider=provider, status_code=status)
+    if _ACCOUNT.search(message):
+        return AuthFailed(message, provider=provider, status_code=status)
+    return RequestRefused(message, provider=provider, status_code=status)
 
 
 def transport_error(exc: Exception, *, provider: str) -> ProviderError:
@@ -121,7 +150,15 @@ def transport_error(exc: Exception, *, provider: str) -> ProviderError:
 
 
 def decode_json(body: bytes | str, *, provider: str, what: str = "answer") -> Any:
-    """Parse JSON or raise ``MalformedResponse`` saying where it broke, without the payload."""
+    """Parse JSON or raise ``MalformedResponse`` saying where it broke, without the payload.
+
+    pydantic-core's parser first (a few times faster than the standard library's on a chat
+    answer); what it refuses goes to ``json.loads``, which also takes UTF-16 and UTF-32 and
+    words the error as before."""
+    try:
+        return from_json(body)
+    except ValueError:
+        pass
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

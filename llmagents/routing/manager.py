@@ -5,7 +5,8 @@ then walks that order. At each provider it asks the breaker for admission, the b
 the attempt's estimated cost fits, and the deadline whether the provider's timeout fits, then
 lets the caller's function make the attempt. A retryable error is retried at the same provider
 after a backoff while its retry count, its breaker and the deadline allow; a misconfiguration
-error moves on at once and marks the provider. The first answer wins; its real usage is
+error moves on at once and marks the provider; a refused request (its content) moves on at
+once and marks nothing. The first answer wins; its real usage is
 charged. If nobody answers, a typed error says why for each provider.
 
 A ``ProviderError`` is the only failure the engine expects from the caller's function. Any
@@ -130,7 +131,8 @@ class ProviderManager:
 
         Raises ``BudgetExhausted`` before any attempt when the budget is spent and set to stop
         (or when no provider's estimate fits), ``DeadlineExceeded`` when time ran out, and
-        ``AllProvidersFailed`` otherwise.
+        ``AllProvidersRefused`` when every provider that could take it refused the request
+        itself, and ``AllProvidersFailed`` otherwise.
         """
         start = self._clock()
         run = Run(
@@ -337,14 +339,14 @@ class ProviderManager:
             or state.breaker.state is not BreakerState.CLOSED
             or attempt.retry >= self._retry.retries_for(kind, state.spec.max_retries)
         ):
-            run.pass_over(state.name, kind.value, error.message)
+            run.pass_over(state.name, kind.value, error.detail)
             return None
         wait = self._retry.delay(attempt.retry, self._rng, error.retry_after)
         remaining = run.deadline - ended
         if wait >= remaining or (
             state.timeout > remaining - wait and later_fits(order, position, remaining, ended)
         ):
-            run.pass_over(state.name, kind.value, error.message)
+            run.pass_over(state.name, kind.value, error.detail)
             run.deadline_hit = True
             return None
         return wait

@@ -10,10 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from llmagents.errors import AllProvidersFailed, DeadlineExceeded, ProviderError
+from llmagents.errors import (
+    AllProvidersFailed,
+    AllProvidersRefused,
+    DeadlineExceeded,
+    ErrorKind,
+    ProviderError,
+)
 from llmagents.routing.breaker import Admission, BreakerState
 from llmagents.routing.budget import Budget
-from llmagents.routing.calls import AttemptRecord, CallResult, Fallback
+from llmagents.routing.calls import AttemptRecord, CallResult, Fallback, SkipReason
 from llmagents.routing.events import EngineListener
 from llmagents.routing.state import ProviderState
 
@@ -28,6 +34,7 @@ class Run:
         "deadline",
         "deadline_hit",
         "fallbacks",
+        "kinds",
         "last_errors",
         "left",
         "number",
@@ -46,6 +53,8 @@ class Run:
         self.attempts: list[AttemptRecord] = []
         self.fallbacks: list[Fallback] = []
         self.reasons: dict[str, str] = {}
+        self.kinds: dict[str, str] = {}
+        """Why each provider was left, as an error kind or skip reason."""
         self.last_errors: dict[str, ProviderError] = {}
         self.left: list[tuple[str, str, str]] = []
         """Providers passed over since the last attempt: (name, reason, detail)."""
@@ -60,6 +69,7 @@ class Run:
         """Leave ``provider`` for whichever provider is attempted next."""
         self.left.append((provider, reason, detail))
         self.reasons[provider] = f"{reason}: {detail}" if detail else reason
+        self.kinds[provider] = reason
 
     def fall_back(self, to: str, listener: EngineListener | None, agent: str) -> None:
         """The call reached ``to``: the providers passed over become fallbacks to it."""
@@ -104,7 +114,20 @@ class Run:
                 "spec.callDeadline or lower provider timeouts",
                 **details,
             )
+        if self._refused_everywhere():
+            return AllProvidersRefused(
+                f"every provider refused the request ({summary}); change the request, or add "
+                "a provider that accepts it",
+                **details,
+            )
         return AllProvidersFailed(f"all providers failed ({summary})", **details)
+
+    def _refused_everywhere(self) -> bool:
+        """Whether the providers that could take the call all refused the request itself:
+        none was left for a reason of its own (breaker, deadline, budget, an outage)."""
+        refused = ErrorKind.REQUEST_REFUSED.value
+        kinds = self.kinds.values()
+        return refused in kinds and all(k in (refused, SkipReason.CAPABILITY) for k in kinds)
 
 
 def admission_of(result: CallResult[Any]) -> Admission:

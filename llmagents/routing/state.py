@@ -2,7 +2,8 @@
 
 A provider's breaker, health and misconfiguration mark change together: a failure is a health
 sample plus either breaker evidence or, for errors no retry can fix, a misconfiguration mark
-that sends the provider to the back of every order until it answers again.
+that sends the provider to the back of every order until it answers again. A request the
+provider refused for its content is neither: it says nothing about the provider.
 """
 
 from __future__ import annotations
@@ -91,12 +92,13 @@ class ProviderState:
     def failed(
         self, now: float, admission: Admission, error: ProviderError, latency: float
     ) -> None:
-        if error.kind is ErrorKind.CLIENT_BUSY:
-            # The runner's own connection limit, not the provider: no evidence either way.
+        if error.kind in (ErrorKind.CLIENT_BUSY, ErrorKind.REQUEST_REFUSED):
+            # The runner's own connection limit, or a request the provider refused for its
+            # content (the client's doing): no evidence about the provider either way.
             self.breaker.release(admission)
             return
         self.health.record(now, ok=False, latency=latency)
-        self.last_error = f"{error.kind.value}: {error.message}"
+        self.last_error = error.summary
         if error.misconfiguration:
             # Not a health problem of the provider: no retry or breaker opening can fix it.
             self.breaker.release(admission)
@@ -108,11 +110,14 @@ class ProviderState:
         """Take an active probe's outcome."""
         self.health.record_probe(now, ok=ok, latency=latency)
         if not ok:
-            self.last_error = f"{error.kind.value}: {error.message}" if error else "probe failed"
+            self.last_error = error.summary if error else "probe failed"
         if ok:
             self.answered()
             self.breaker.on_probe(now, ok=True)
-        elif error is not None and error.misconfiguration:
+        elif error is not None and (
+            error.misconfiguration or error.kind is ErrorKind.REQUEST_REFUSED
+        ):
+            # A probe's request is the runner's own: refused, the configuration is at fault.
             self._mark(error)
         else:
             self.breaker.on_probe(now, ok=False, kind=error.kind.value if error else "failed")
@@ -122,7 +127,7 @@ class ProviderState:
         return last is None or now - last >= interval
 
     def _mark(self, error: ProviderError) -> None:
-        self.misconfigured = f"{error.kind.value}: {error.message}"
+        self.misconfigured = error.summary
         logger.warning(
             "agent %s: provider %s looks misconfigured: %s",
             self.agent,

@@ -8,7 +8,8 @@ shape; ``serve`` does the rest. What happens in between is the same for all of t
 agent must be taking calls, the request's ``model`` selects the providers it may use, the
 engine skips providers that lack a capability the request needs and refuses with a 400
 naming it when none is left, and engine failures become refusals with one status each
-(exhausted budget 429, no provider answering 503, passed deadline 504).
+(exhausted budget 429, a request every provider refused for its content 400 with their
+reasons, no provider answering 503, passed deadline 504).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from llmagents.api.work import Complexity
 from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, Usage
 from llmagents.errors import (
+    AllProvidersRefused,
     BudgetExhausted,
     CallFailed,
     CapabilityUnavailable,
@@ -164,6 +166,10 @@ def refusal_of(runner: Runner, failed: BudgetExhausted | CallFailed) -> Refusal:
         return Refusal(429, message, kind=RefusalKind.BUDGET, code="budget_exhausted", retry=False)
     if isinstance(failed, CapabilityUnavailable):
         return Refusal(400, message, code="capability_unavailable", param="model")
+    if isinstance(failed, AllProvidersRefused):
+        # Every provider refused the request's content: the client's to fix, and futile to
+        # send again as it is.
+        return Refusal(400, message, code="request_refused", retry=False)
     if isinstance(failed, DeadlineExceeded):
         return Refusal(504, message, kind=RefusalKind.DEADLINE, code="deadline_exceeded")
     return Refusal(503, message, kind=RefusalKind.UNAVAILABLE, code="all_providers_failed")

@@ -31,8 +31,8 @@ from typing import Any
 
 from llmagents.api.status import API_VERSION
 from llmagents.chat import Usage
-from llmagents.events import EventGone, EventRecorder, EventType, Regarding
-from llmagents.kube import KubeClient, KubeNotFound
+from llmagents.events import EventExists, EventGone, EventRecorder, EventType, Regarding
+from llmagents.kube import KubeClient, KubeConflict, KubeNotFound
 from llmagents.routing import BreakerState, EngineListener, Fallback, ProviderManager, Transition
 
 logger = logging.getLogger(__name__)
@@ -43,15 +43,24 @@ BUDGET_LOW_SHARE = 0.8
 
 
 class KubeEventSink:
-    """``events.k8s.io/v1`` Events through the runner's client (its Role allows create and
-    patch of events in its namespace)."""
+    """``events.k8s.io/v1`` Events through the runner's client (its Role allows create,
+    patch and list of events in its namespace)."""
 
     def __init__(self, kube: KubeClient) -> None:
         self.kube = kube
 
     async def create(self, namespace: str, body: dict[str, Any]) -> None:
-        await self.kube.request("POST", _path(namespace), body=body,
-                                content_type="application/json")  # fmt: skip
+        try:
+            await self.kube.request("POST", _path(namespace), body=body,
+                                    content_type="application/json")  # fmt: skip
+        except KubeConflict:
+            raise EventExists(body["metadata"]["name"]) from None
+
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        answer = await self.kube.request(
+            "GET", _path(namespace), params={"fieldSelector": field_selector, "limit": "500"}
+        )
+        return list(answer.get("items") or [])
 
     async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         try:

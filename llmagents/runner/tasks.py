@@ -45,9 +45,11 @@ from llmagents.chat import (
     Role,
 )
 from llmagents.errors import (
+    AllProvidersRefused,
     BudgetExhausted,
     CallFailed,
     CapabilityUnavailable,
+    ErrorKind,
     RequestNotEncodable,
 )
 from llmagents.routing import CallTask
@@ -224,9 +226,12 @@ class TaskLoop:
                 # No wait gives a provider a capability it lacks (a responseFormat needs
                 # jsonSchema), nor cures a request every provider refused.
                 refused = bool(failed.last_errors) and all(
-                    e.misconfiguration for e in failed.last_errors.values()
+                    e.misconfiguration or e.kind is ErrorKind.REQUEST_REFUSED
+                    for e in failed.last_errors.values()
                 )
-                hopeless = refused or isinstance(failed, CapabilityUnavailable)
+                hopeless = refused or isinstance(
+                    failed, CapabilityUnavailable | AllProvidersRefused
+                )
                 if hopeless or tries >= len(self._retry_delays):
                     message = self._redact(str(failed))
                     logger.error("task %s failed: %s", spec.name, message)

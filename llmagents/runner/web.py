@@ -264,6 +264,7 @@ class _Protocol(HttpToolsProtocol):
             self._refuse(505, f"HTTP/{version} is not served here; use HTTP/1.1")
             return
         super().on_headers_complete()
+        self.cycle.transport = _WholeAnswer(self.transport, self.cycle)  # type: ignore[assignment]
         if self.parser.should_upgrade():
             self.cycle.keep_alive = False  # the parser stops at an upgrade: close after it
 
@@ -311,6 +312,50 @@ class _Protocol(HttpToolsProtocol):
             transport.write_eof()
         transport.resume_reading()
         self.loop.call_later(LINGER, transport.close)
+
+
+class _WholeAnswer:
+    """The connection's transport as one request's cycle sees it: the head of an answer of
+    known length is held until its body is written, and both go out in one write.
+
+    uvicorn writes an answer's head and body separately, and on uvloop each write is a send
+    of its own: two system calls, two segments and two wake-ups of the client per answer
+    where one does (``bench/README.md``). A streamed answer's head is not held (its first
+    chunk may take a while); neither is a head with no body to follow (``content-length: 0``,
+    an answer to HEAD)."""
+
+    __slots__ = ("_cycle", "_head", "_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._held = False
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.writelines((head, data))
+            return
+        cycle = self._cycle
+        # The first write after the answer started is its head (an interim "100 Continue"
+        # comes before the start); uvicorn has read its content-length by then.
+        if (not self._held and cycle.response_started and cycle.chunked_encoding is False
+                and cycle.expected_content_length > 0 and cycle.scope["method"] != "HEAD"):  # fmt: skip
+            self._held = True
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        head, self._head = self._head, None
+        if head is not None:  # the application failed between head and body
+            self._transport.write(head)
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 # -- the server -------------------------------------------------------------------------------

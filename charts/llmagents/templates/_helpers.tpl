@@ -119,8 +119,21 @@ namespace's Role's.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-# kopf posts warnings as Events on the objects they concern.
+# kopf posts warnings as Events on the objects they concern; the operator's own Events
+# (llmagents.events) are listed once per object to continue their series after a restart.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch, list]
+{{- end -}}
+
+{{/*
+OTEL_RESOURCE_ATTRIBUTES from a map: key=value pairs joined by commas, each value
+URL-encoded (the variable's format percent-encodes commas and equals signs in values).
+*/}}
+{{- define "llmagents.resourceAttributes" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key ($value | urlquery)) -}}
+{{- end -}}
+{{- join "," $pairs -}}
 {{- end -}}

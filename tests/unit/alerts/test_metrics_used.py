@@ -35,9 +35,14 @@ _GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
 _MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
 
 
+def _all_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, those inside a collapsed row (which Grafana keeps in the row) included."""
+    return [q for p in dashboard["panels"] for q in (p, *p.get("panels", []))]
+
+
 def _dashboard_exprs() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs = [t["expr"] for p in _all_panels(dashboard) for t in p.get("targets", [])]
     exprs += [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
     return exprs
 
@@ -124,6 +129,13 @@ def test_every_label_queried_exists_on_a_metric_of_the_query(where: str, expr: s
     assert not missing, f"{where} uses labels {sorted(missing)} that its metrics lack: {expr}"
 
 
+def test_panels_inside_a_collapsed_row_are_checked_too():
+    row = {"type": "row", "collapsed": True, "panels": [
+        {"type": "timeseries", "targets": [{"expr": "rate(llmagents_request_total[5m])"}]}]}  # fmt: skip
+    (expr,) = [t["expr"] for p in _all_panels({"panels": [row]}) for t in p.get("targets", [])]
+    assert _metrics_in(expr) - METRIC_NAMES == {"llmagents_request_total"}
+
+
 def test_the_label_check_catches_a_misspelled_label():
     # Guards the parser: a grouping label that no metric has must be found.
     expr = "sum by (namespace, agnet) (rate(llmagents_requests_total[5m]))"
@@ -133,7 +145,7 @@ def test_the_label_check_catches_a_misspelled_label():
 
 
 def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in dashboard["panels"] if p["type"] != "row"]
+    return [p for p in _all_panels(dashboard) if p["type"] != "row"]
 
 
 def test_every_dashboard_panel_uses_the_datasource_variable_and_has_a_description():

@@ -19,6 +19,7 @@ from llmagents.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    RequestRefused,
     ServerError,
 )
 from llmagents.testing.fake_providers import FaultPlan
@@ -84,7 +85,10 @@ async def test_list_models_names_the_models_the_fake_serves(pair: Pair) -> None:
     [
         ("500", ServerError),
         ("503", ServerError),
-        ("400", BadRequest),
+        ("400", RequestRefused),
+        ("413", RequestRefused),
+        ("422", RequestRefused),
+        ("402", BadRequest),
         ("reset", ConnectionFailed),
         ("malformed", MalformedResponse),
         ("truncated", MalformedResponse),
@@ -229,8 +233,8 @@ async def test_an_unknown_model_is_model_not_found(pair: Pair) -> None:
     assert caught.value.status_code == 404 and "no-such-model" in str(caught.value)
 
 
-async def test_a_request_the_api_refuses_is_a_bad_request(pair: Pair) -> None:
-    with pytest.raises(BadRequest) as caught:
+async def test_a_request_the_api_refuses_is_a_refused_request(pair: Pair) -> None:
+    with pytest.raises(RequestRefused) as caught:
         await pair.adapter.complete(replace(REQUEST, max_tokens=0), timeout=2.0)
 
     assert caught.value.status_code == 400 and not caught.value.retryable

@@ -26,7 +26,7 @@ from llmagents.chat import (
     ToolChoice,
     ToolChoiceMode,
 )
-from llmagents.errors import BadRequest, ProviderError
+from llmagents.errors import ProviderError, RequestRefused
 from llmagents.providers import GeminiAdapter
 from llmagents.testing.fake_providers import FakeGemini, FaultPlan
 
@@ -203,7 +203,7 @@ async def test_gemini_3_gets_back_its_thought_signatures_and_a_stand_in_for_fore
         forged = GeminiAdapter(name="g3", model="gemini-3-pro-preview",
                                base_url=fake.base_url, api_key=API_KEY)  # fmt: skip
         forged._remember(first.tool_calls[0].id, "Zm9yZ2Vk")
-        with pytest.raises(BadRequest, match="thought_signature"):
+        with pytest.raises(RequestRefused, match="thought_signature"):
             await forged.complete(history, timeout=2.0)
         await forged.aclose()
 

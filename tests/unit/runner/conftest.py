@@ -17,7 +17,7 @@ from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.results import FileResultStore
 from llmagents.runner.status import MemoryStatusSink
-from llmagents.testing.fake_providers import FakeOpenAI
+from llmagents.testing.fake_providers import FakeAnthropic, FakeGemini, FakeOpenAI
 
 PRIMARY_KEY = "sk-primary-PLANTED-0123456789"
 FALLBACK_KEY = "sk-fallback-0123456789"
@@ -134,3 +134,70 @@ async def served(fakes: Fakes, edges: Edges) -> AsyncIterator[tuple[Runner, str]
 def openai_client(origin: str) -> openai.AsyncOpenAI:
     """OpenAI's own client, pointed at the gateway at ``origin``."""
     return openai.AsyncOpenAI(base_url=f"{origin}/v1", api_key="llmagents-gateway", max_retries=0)
+
+
+POD_KEY = "sk-test-0123456789"
+
+
+@dataclass
+class Pod:
+    """A gateway in front of one fake of each protocol: claude (Anthropic, priority 1), gpt
+    (OpenAI-compatible, without vision) and gemini; ``url`` is OpenAI's base URL (with
+    ``/v1``). Every failure opens a breaker, so that a provider down stays skipped."""
+
+    runner: Runner
+    url: str
+    claude: FakeAnthropic
+    gpt: FakeOpenAI
+    gemini: FakeGemini
+
+    def client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.url, api_key="llmagents-gateway", max_retries=0)
+
+    def down(self, *fakes: Any) -> None:
+        for fake in fakes:
+            fake.core.update({"outage": True})
+
+    def up(self, *fakes: Any) -> None:
+        for fake in fakes:
+            fake.core.update({"outage": False})
+
+
+@pytest.fixture
+async def pod(tmp_path: Path) -> AsyncIterator[Pod]:
+    async with (
+        FakeAnthropic(api_key=POD_KEY) as claude,
+        FakeOpenAI(api_key=POD_KEY) as gpt,
+        FakeGemini(api_key=POD_KEY) as gemini,
+    ):
+        common = {"secretRef": {"name": "keys"}, "timeout": "5s", "maxRetries": 0,
+                  "pricing": {"inputPerMillion": 1.0, "outputPerMillion": 2.0}}  # fmt: skip
+        config = RunnerConfig.model_validate({
+            "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
+            "poolName": "pool",
+            "pool": {
+                "providers": [
+                    {"name": "claude", "type": "anthropic", "model": "claude-haiku-4-5",
+                     "priority": 1, "baseURL": claude.base_url, **common},
+                    {"name": "gpt", "type": "openai", "model": "gpt-4.1", "priority": 2,
+                     "baseURL": gpt.base_url, "capabilities": {"vision": False}, **common},
+                    {"name": "gemini", "type": "gemini", "model": "gemini-2.5-flash",
+                     "priority": 3, "baseURL": gemini.base_url, **common},
+                ],
+                "models": {"smart": ["claude", "gemini"]},
+                # Every failure opens the breaker, so that a provider down stays skipped.
+                "circuitBreaker": {"maxFailures": 1, "recoveryTime": "1ms"},
+            },
+            "mode": "gateway",
+            "budget": {"limit": 100},
+            "checkpointInterval": "30s",
+            "checkpointConfigMap": "agent-a-checkpoint",
+            "apiKeyEnv": {"claude": "K1", "gpt": "K2", "gemini": "K3"},
+        })  # fmt: skip
+        runner = Runner(
+            config, api_keys={"claude": POD_KEY, "gpt": POD_KEY, "gemini": POD_KEY},
+            store=FileCheckpointStore(tmp_path / "checkpoint.json"),
+            status_sink=MemoryStatusSink(), results=FileResultStore(tmp_path / "results.jsonl"),
+        )  # fmt: skip
+        async with serving(runner) as origin:
+            yield Pod(runner, f"{origin}/v1", claude, gpt, gemini)

@@ -7,25 +7,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from pydantic import BaseModel
 
-from llmagents.api.runner_config import RunnerConfig
-from llmagents.runner.checkpoint import FileCheckpointStore
-from llmagents.runner.lifecycle import Runner
-from llmagents.runner.results import FileResultStore
-from llmagents.runner.status import MemoryStatusSink
-from llmagents.testing.fake_providers import FakeAnthropic, FakeGemini, FakeOpenAI
+from .conftest import Pod
 
-from .conftest import serving
-
-KEY = "sk-test-0123456789"
 TOOLS: list[Any] = [
     {"type": "function", "function": {
         "name": "get_weather", "description": "Current weather in a city.",
@@ -38,66 +27,6 @@ TOOLS: list[Any] = [
 ]  # fmt: skip
 ASK = {"role": "user", "content": "Use get_weather and get_time for Paris"}
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
-
-
-@dataclass
-class Pod:
-    runner: Runner
-    url: str
-    claude: FakeAnthropic
-    gpt: FakeOpenAI
-    gemini: FakeGemini
-
-    def client(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.url, api_key="llmagents-gateway", max_retries=0)
-
-    def down(self, *fakes: Any) -> None:
-        for fake in fakes:
-            fake.core.update({"outage": True})
-
-    def up(self, *fakes: Any) -> None:
-        for fake in fakes:
-            fake.core.update({"outage": False})
-
-
-@pytest.fixture
-async def pod(tmp_path: Path) -> AsyncIterator[Pod]:
-    async with (
-        FakeAnthropic(api_key=KEY) as claude,
-        FakeOpenAI(api_key=KEY) as gpt,
-        FakeGemini(api_key=KEY) as gemini,
-    ):
-        common = {"secretRef": {"name": "keys"}, "timeout": "5s", "maxRetries": 0,
-                  "pricing": {"inputPerMillion": 1.0, "outputPerMillion": 2.0}}  # fmt: skip
-        config = RunnerConfig.model_validate({
-            "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
-            "poolName": "pool",
-            "pool": {
-                "providers": [
-                    {"name": "claude", "type": "anthropic", "model": "claude-haiku-4-5",
-                     "priority": 1, "baseURL": claude.base_url, **common},
-                    {"name": "gpt", "type": "openai", "model": "gpt-4.1", "priority": 2,
-                     "baseURL": gpt.base_url, "capabilities": {"vision": False}, **common},
-                    {"name": "gemini", "type": "gemini", "model": "gemini-2.5-flash",
-                     "priority": 3, "baseURL": gemini.base_url, **common},
-                ],
-                "models": {"smart": ["claude", "gemini"]},
-                # Every failure opens the breaker, so that a provider down stays skipped.
-                "circuitBreaker": {"maxFailures": 1, "recoveryTime": "1ms"},
-            },
-            "mode": "gateway",
-            "budget": {"limit": 100},
-            "checkpointInterval": "30s",
-            "checkpointConfigMap": "agent-a-checkpoint",
-            "apiKeyEnv": {"claude": "K1", "gpt": "K2", "gemini": "K3"},
-        })  # fmt: skip
-        runner = Runner(
-            config, api_keys={"claude": KEY, "gpt": KEY, "gemini": KEY},
-            store=FileCheckpointStore(tmp_path / "checkpoint.json"),
-            status_sink=MemoryStatusSink(), results=FileResultStore(tmp_path / "results.jsonl"),
-        )  # fmt: skip
-        async with serving(runner) as origin:
-            yield Pod(runner, f"{origin}/v1", claude, gpt, gemini)
 
 
 def _results(calls: list[Any]) -> list[dict[str, Any]]:

@@ -88,7 +88,8 @@ async def test_a_failed_task_keeps_its_error_and_is_not_run_again(
     fakes.fallback.core.update({"script": ["400"]})
     first = edges.runner(config(fakes, tasks=tasks))
     assert await run(first) is LoopEnd.FINISHED
-    assert "bad_request" in first.progress.failed["huge"]
+    assert "every provider refused the request" in first.progress.failed["huge"]
+    assert all(s.misconfigured is None for s in first.engine.manager.status().values())
     assert results(edges)["huge"]["ok"] is False
     assert edges.status.latest.status.tasks.failed == 1
 
@@ -96,7 +97,7 @@ async def test_a_failed_task_keeps_its_error_and_is_not_run_again(
     second = edges.runner(config(fakes, tasks=tasks))
     assert await run(second) is LoopEnd.FINISHED
     assert fakes.primary.stats.requests + fakes.fallback.stats.requests == requests
-    assert "bad_request" in second.progress.failed["huge"]
+    assert "request_refused" in second.progress.failed["huge"]
 
 
 async def test_a_task_nobody_answers_is_retried_before_it_fails(fakes: Fakes, edges: Edges) -> None:

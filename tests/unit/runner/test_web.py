@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import httpx
 import pytest
@@ -326,3 +326,78 @@ async def test_stop_lets_the_request_in_progress_finish_and_closes_idle_connecti
     await stopping
     with pytest.raises(OSError):
         await connect(server)
+
+
+class RecordingTransport:
+    """The connection's real transport, recording what each write call hands it."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        parts = list(parts)
+        self.writes.append(b"".join(parts))
+        self._transport.writelines(parts)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
+async def recorded_connection(server: Server) -> tuple[Exchange, RecordingTransport]:
+    exchange = await connect(server)
+    assert server._server is not None
+    async with asyncio.timeout(5):
+        while not server.connections:
+            await asyncio.sleep(0.01)  # until the server has accepted it
+    (connection,) = server._server.server_state.connections
+    recording = RecordingTransport(connection.transport)
+    connection.transport = recording  # type: ignore[assignment]
+    return exchange, recording
+
+
+async def test_a_whole_answer_goes_out_in_one_write(serve) -> None:
+    server = await serve()
+    (reader, writer), recording = await recorded_connection(server)
+    for n in range(2):
+        writer.write(b"POST /w HTTP/1.1\r\ncontent-length: 1\r\n\r\n%d" % n)
+        assert (await read_response(reader))[2] == b"POST /w? %d" % n
+    assert len(recording.writes) == 2  # one per answer: head and body together
+    assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") for w in recording.writes)
+    assert recording.writes[1].endswith(b"\r\n\r\nPOST /w? 1")
+
+
+async def test_a_streamed_answer_head_is_not_held_back(serve) -> None:
+    release = asyncio.Event()
+
+    async def handler(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            await release.wait()
+            yield b"late"
+
+        return StreamingResponse(body())
+
+    server = await serve(handler)
+    (reader, writer), _ = await recorded_connection(server)
+    writer.write(b"GET /s HTTP/1.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")  # before the first chunk exists
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    release.set()
+    async with asyncio.timeout(5):
+        assert await reader.readuntil(b"late\r\n")
+
+
+async def test_an_answer_to_head_is_sent_though_no_body_follows(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"HEAD /h HTTP/1.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert (
+        head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 9\r\n" in head
+    )  # "HEAD /h? "

@@ -10,6 +10,13 @@ already written (same object, type, reason, action and key) within ``series_ttl`
 part of that Event's ``series`` (count and last observation) instead of a new object, and
 the series is patched at most once per ``series_interval``. So a provider that keeps falling
 back to another costs one Event and at most one patch a minute, whatever the call rate.
+The note is the first occurrence's: the API server refuses to change anything of an Event
+but its series.
+
+Aggregation survives a restart of the process: before its first write about an object, the
+recorder lists its controller's Events about that object (one request, a field selector) and
+continues each series it finds there (``sink``: names tell series apart), and counts what
+was written in the last minute against its write bound.
 
 Writes are bounded: at most ``per_minute`` API requests per recorder (a token bucket);
 beyond it, series updates wait and distinct new Events queue up to ``max_pending``, after
@@ -25,86 +32,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
+from llmagents.events.sink import (
+    EVENTS_API_VERSION,
+    EventExists,
+    EventGone,
+    EventSink,
+    EventType,
+    ExistingSeries,
+    Regarding,
+    event_name,
+    existing_series,
+    micro_time,
+    series_digest,
+)
 from llmagents.routing import clock as clocks
 
 logger = logging.getLogger(__name__)
 
-EVENTS_API_VERSION = "events.k8s.io/v1"
 NOTE_LIMIT = 1024
 """The API server refuses an Event note longer than 1 kB."""
 _MAX_FAILURES = 5
-
-
-class EventType(StrEnum):
-    """Kubernetes' two Event types."""
-
-    NORMAL = "Normal"
-    WARNING = "Warning"
-
-
-@dataclass(frozen=True, slots=True)
-class Regarding:
-    """The object an Event is about."""
-
-    api_version: str
-    kind: str
-    namespace: str
-    name: str
-    uid: str | None = None
-
-    def to_wire(self) -> dict[str, str]:
-        ref = {"apiVersion": self.api_version, "kind": self.kind,
-               "namespace": self.namespace, "name": self.name}  # fmt: skip
-        if self.uid:
-            ref["uid"] = self.uid
-        return ref
-
-
-class EventGone(Exception):
-    """The Event to patch no longer exists (the API server deletes Events after an hour)."""
-
-
-class EventSink(Protocol):
-    """Writes Events; raises ``EventGone`` when a patched Event is gone and any other
-    exception on failure, which the recorder retries."""
-
-    async def create(self, namespace: str, body: dict[str, Any]) -> None: ...
-
-    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
-
-
-class MemoryEventSink:
-    """Keeps Events as the API server would: by name, with their series; for tests."""
-
-    def __init__(self) -> None:
-        self.events: dict[str, dict[str, Any]] = {}
-        self.requests = 0
-
-    async def create(self, namespace: str, body: dict[str, Any]) -> None:
-        self.requests += 1
-        self.events[body["metadata"]["name"]] = body
-
-    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.requests += 1
-        if name not in self.events:
-            raise EventGone(name)
-        self.events[name] = {**self.events[name], **patch}
-
-    def by_reason(self, reason: str) -> list[dict[str, Any]]:
-        return [e for e in self.events.values() if e["reason"] == reason]
-
-
-def micro_time(at: datetime) -> str:
-    """Kubernetes' MicroTime: RFC 3339 in UTC with exactly six fractional digits."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_MAX_LOOKUPS = 1024
+"""Objects whose existing Events are remembered at once (least recently used go first)."""
 
 
 @dataclass(slots=True)
@@ -113,13 +68,16 @@ class _Series:
     type: EventType
     reason: str
     action: str
+    key: str
     note: str
     first: datetime
     last: datetime
     last_seen: float
     count: int = 1
     written: int = 0
-    """The count the API server has; 0 before the Event exists."""
+    """Of ``count``, what the API server has; 0 before the Event exists."""
+    base: int = 0
+    """The count the Event had before this process continued it (after a restart)."""
     name: str | None = None
     patched_at: float = -1e18
     failures: int = 0
@@ -153,6 +111,9 @@ class EventRecorder:
         self._wall_clock = wall_clock
         self._redact = redact
         self._series: OrderedDict[tuple[Any, ...], _Series] = OrderedDict()
+        self._existing: OrderedDict[Regarding, dict[str, ExistingSeries]] = OrderedDict()
+        """Per object looked up: its Events on the API server not yet continued, by digest."""
+        self._lookup_failures: dict[Regarding, int] = {}
         self._tokens = float(per_minute)
         self._refilled = clock()
         self._wake = asyncio.Event()
@@ -197,7 +158,8 @@ class EventRecorder:
                 self.dropped += 1
                 self._warn(f"event queue full; dropped {reason} for {regarding.name}")
                 return
-            self._series[ident] = _Series(regarding, type, reason, action, note, wall, wall, now)
+            self._series[ident] = _Series(regarding, type, reason, action, key, note, wall, wall,
+                                          now)  # fmt: skip
             self._series.move_to_end(ident)
         self._wake.set()
 
@@ -233,20 +195,63 @@ class EventRecorder:
     async def write_due(self) -> float | None:
         """Write what is due now; returns seconds until more is due (None: nothing pending)."""
         next_due: float | None = None
+
+        def later(wait: float) -> None:
+            nonlocal next_due
+            next_due = wait if next_due is None else min(next_due, wait)
+
         for series in list(self._series.values()):
             due = self._due_in(series)
             if due is None:
                 continue
-            if due > 0 or not self._take_token():
-                wait = max(due, self._token_wait())
-                next_due = wait if next_due is None else min(next_due, wait)
+            if due > 0:
+                later(due)
+                continue
+            if series.name is None and series.regarding not in self._existing:
+                # A first write about this object in this process: what exists already?
+                if not self._take_token():
+                    later(self._token_wait())
+                    continue
+                if not await self._look_up(series):
+                    later(max(self._due_in(series) or 0.0, 0.05))
+                    continue
+            if not self._take_token():
+                later(self._token_wait())
                 continue
             await self._write(series)
             after = self._due_in(series)  # failed, or counted again meanwhile
             if after is not None:
-                wait = max(after, 0.05)
-                next_due = wait if next_due is None else min(next_due, wait)
+                later(max(after, 0.05))
         return next_due
+
+    async def _look_up(self, series: _Series) -> bool:
+        """List this controller's Events about ``series.regarding`` (one request): the series
+        to continue, and the writes of the last minute, which count against the bound.
+        False when the list failed and will be retried (the series backs off)."""
+        regarding = series.regarding
+        try:
+            items = await self.sink.list_events(regarding.namespace,
+                                         regarding.field_selector(self.controller))  # fmt: skip
+        except Exception as error:
+            failures = self._lookup_failures.get(regarding, 0) + 1
+            self._lookup_failures[regarding] = failures
+            self._warn(f"listing events of {regarding.name} failed ({failures} times): {error}")
+            if failures < _MAX_FAILURES:
+                series.failures += 1
+                series.patched_at = self._clock()
+                return False
+            items = []  # go on without: new Events rather than none
+            series.failures = 0  # the write gets its own tries
+        self._lookup_failures.pop(regarding, None)
+        found = existing_series(regarding, items)
+        wall = self._wall_clock()
+        recent = sum(1 for e in found.values() for at in {e.first, e.last}
+                     if (wall - at).total_seconds() < 60)  # fmt: skip
+        self._tokens = max(0.0, self._tokens - recent)
+        self._existing[regarding] = found
+        while len(self._existing) > _MAX_LOOKUPS:
+            self._existing.popitem(last=False)
+        return True
 
     def _due_in(self, series: _Series) -> float | None:
         if series.written >= series.count:
@@ -258,21 +263,43 @@ class EventRecorder:
     def _since(self, series: _Series) -> float:
         return self._clock() - series.patched_at
 
+    def _continue_existing(self, series: _Series) -> None:
+        """Make ``series`` continue the Event of its kind found on the API server, if that
+        one was observed within ``series_ttl`` of this series' first occurrence."""
+        found = self._existing.get(series.regarding)
+        if found is None:
+            return
+        self._existing.move_to_end(series.regarding)
+        digest = self._digest(series)
+        existing = found.pop(digest, None)
+        if existing is not None and (series.first - existing.last).total_seconds() < (
+            self.series_ttl
+        ):
+            series.name, series.base = existing.name, existing.count
+            series.first = existing.first
+
+    def _digest(self, series: _Series) -> str:
+        return series_digest(self.controller, series.regarding, series.type, series.reason,
+                             series.action, series.key)  # fmt: skip
+
     async def _write(self, series: _Series) -> None:
         count = series.count
+        namespace = series.regarding.namespace
         try:
             if series.name is None:
-                name = f"{series.regarding.name}.{secrets.token_hex(8)}"
-                await self.sink.create(series.regarding.namespace, self._body(series, name))
+                self._continue_existing(series)
+            if series.name is None:
+                digest = self._digest(series)
+                name = event_name(series.regarding, digest, series.first)
+                with contextlib.suppress(EventExists):  # ours, from a try whose answer was lost
+                    await self.sink.create(namespace, self._body(series, name))
                 series.name = name
             else:
-                await self.sink.patch(
-                    series.regarding.namespace, series.name, {"series": self._wire_series(series),
-                                                              "note": series.note},
-                )  # fmt: skip
+                await self.sink.patch(namespace, series.name,
+                                      {"series": self._wire_series(series)})  # fmt: skip
         except EventGone:
             series.name = None  # expired on the server (events live an hour): create anew
-            series.written = 0
+            series.written = series.base = 0
             return
         except Exception as error:
             series.failures += 1
@@ -302,13 +329,13 @@ class EventRecorder:
             "note": series.note,
             "type": series.type.value,
         }
-        if series.count > 1:
+        if series.base + series.count > 1:
             body["series"] = self._wire_series(series)
         return body
 
     @staticmethod
     def _wire_series(series: _Series) -> dict[str, Any]:
-        return {"count": series.count, "lastObservedTime": micro_time(series.last)}
+        return {"count": series.base + series.count, "lastObservedTime": micro_time(series.last)}
 
     def _take_token(self) -> bool:
         now = self._clock()
@@ -338,6 +365,8 @@ class EventRecorder:
             async with asyncio.timeout(timeout):
                 for series in list(self._series.values()):
                     if series.written < series.count and series.failures == 0:
+                        if series.name is None and series.regarding not in self._existing:
+                            await self._look_up(series)
                         await self._write(series)
 
     def close(self) -> None:
