@@ -161,6 +161,71 @@ async def test_a_head_that_never_ends_is_refused_as_it_grows(serve) -> None:
     assert await closed_by_server(reader)
 
 
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """All the server sent until it closed the connection, which must happen within
+    ``seconds`` (a reset counts as closed)."""
+    received = b""
+    async with asyncio.timeout(seconds):
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                received += data
+    return received
+
+
+async def test_a_head_dribbled_byte_by_byte_is_cut_off_after_the_head_timeout(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(web, "HEAD_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(web, "LINGER", 0.2)
+    server = await serve()
+    reader, writer = await connect(server)
+    head = b"GET / HTTP/1.1\r\nx-slow: " + b"v" * 10_000  # never ends, each byte well in time
+
+    async def dribble() -> None:
+        with contextlib.suppress(ConnectionError):
+            for byte in head:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+
+    dribbling = asyncio.create_task(dribble())
+    began = asyncio.get_running_loop().time()
+    try:
+        received = await closed_within(reader, 5)
+    finally:
+        dribbling.cancel()
+    assert asyncio.get_running_loop().time() - began >= 0.5
+    assert received.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"connection: close\r\n" in received and b"within 0.5 seconds" in received
+    async with asyncio.timeout(5):
+        while server.connections:
+            await asyncio.sleep(0.01)  # until the server has let go of it too
+
+
+async def test_a_connection_that_never_sends_a_byte_is_closed(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web, "KEEPALIVE_TIMEOUT", 0.3)
+    monkeypatch.setattr(web, "HEAD_CHECK_INTERVAL", 0.05)
+    server = await serve()
+    reader, _ = await connect(server)
+    assert await closed_within(reader, 5) == b""  # nothing asked, nothing answered
+
+
+async def test_a_slow_head_does_not_hold_up_other_connections(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 60.0)
+    server = await serve()
+    _, slow = await connect(server)
+    slow.write(b"GET / HTTP/1.1\r\nx-slow: ")
+    reader, writer = await connect(server)
+    writer.write(b"GET /fast HTTP/1.1\r\n\r\n")
+    assert (await read_response(reader))[2] == b"GET /fast? "
+    assert server.connections == 2  # the slow one is not past its timeout yet
+
+
 async def test_an_upgrade_request_gets_one_answer_and_the_connection_closes(serve) -> None:
     server = await serve()
     reader, writer = await connect(server)
