@@ -21,8 +21,9 @@ from pydantic import BaseModel
 
 from llmagents.api.agent import LLMAgentSpec
 from llmagents.api.pool import ProviderPoolSpec
+from llmagents.api.pool_status import ProviderPoolStatus
 from llmagents.api.schema import enum_classes, structural_schema
-from llmagents.api.status import GROUP, VERSION, LLMAgentStatus, ProviderPoolStatus
+from llmagents.api.status import GROUP, VERSION, LLMAgentStatus
 
 MAX_AGENT_NAME = 47
 """Agent names leave room for the longest derived name, ``<agent>-checkpoint`` (63 chars)."""

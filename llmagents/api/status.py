@@ -33,8 +33,8 @@ OPERATOR_FIELD_MANAGER = "llmagents-operator"
 RUNNER_FIELD_MANAGER = "llmagents-runner"
 """Field manager of the runner's status and checkpoint writes."""
 
-_MAX_PROVIDERS = 32
-_MAX_CONDITIONS = 16
+MAX_PROVIDERS = 32
+MAX_CONDITIONS = 16
 
 
 class ConditionStatus(StrEnum):
@@ -327,7 +327,7 @@ class RunnerAgentStatus(ApiModel):
     current_provider: str | None = Field(
         default=None, max_length=63, description="Provider that served the latest call."
     )
-    providers: Annotated[list[ProviderStatus], Field(max_length=_MAX_PROVIDERS)] | None = Field(
+    providers: Annotated[list[ProviderStatus], Field(max_length=MAX_PROVIDERS)] | None = Field(
         default=None,
         description="Every provider of the pool as the engine sees it.",
         json_schema_extra=list_map("name"),
@@ -362,9 +362,9 @@ class OperatorAgentStatus(ApiModel):
     """The part of an LLMAgent's status the operator writes (field manager llmagents-operator)."""
 
     phase: Phase | None = Field(default=None, description="The agent's state at a glance.")
-    conditions: Annotated[list[Condition], Field(max_length=_MAX_CONDITIONS)] | None = Field(
+    conditions: Annotated[list[Condition], Field(max_length=MAX_CONDITIONS)] | None = Field(
         default=None,
-        description="Ready, PoolResolved, ProvidersHealthy and BudgetAvailable.",
+        description="Ready, PoolResolved, ProvidersHealthy, BudgetAvailable and PriceUnknown (the operator's); CheckpointTooLarge and others the runner sets.",
         json_schema_extra=list_map("type"),
     )
     observed_generation: int | None = Field(
@@ -377,58 +377,6 @@ class OperatorAgentStatus(ApiModel):
 
 class LLMAgentStatus(OperatorAgentStatus, RunnerAgentStatus):
     """Observed state of an LLMAgent, written by its runner and the operator."""
-
-
-class PoolProviderStatus(ApiModel):
-    """One provider of a pool, folded from the agents that use it."""
-
-    name: str = Field(max_length=63, description="Name of the provider.")
-    healthy: bool = Field(description="Whether most agents reporting it see it healthy.")
-    agents: int = Field(default=0, ge=0, description="Agents reporting this provider.")
-    agents_healthy: int = Field(default=0, ge=0, description="Of those, agents seeing it healthy.")
-    open_breakers: int = Field(default=0, ge=0, description="Agents whose breaker for it is open.")
-    open_since: datetime | None = Field(
-        default=None,
-        description="Since when it has been open for the agents that see it open (the "
-        "earliest of their openings); unset when no agent does.",
-    )
-    cost_usd: float | None = Field(
-        default=None,
-        ge=0,
-        alias="costUSD",
-        description="USD its calls cost, summed over the reporting agents' lives.",
-    )
-    success_rate: float | None = Field(
-        default=None, ge=0, le=1, description="Mean success rate over the reporting agents."
-    )
-    latency_p95_ms: float | None = Field(
-        default=None, ge=0, description="Worst p95 latency over the reporting agents, in ms."
-    )
-    last_seen: datetime | None = Field(
-        default=None, description="Latest successful call by any agent."
-    )
-
-
-class ProviderPoolStatus(ApiModel):
-    """Observed state of a ProviderPool, folded by the operator from its agents."""
-
-    observed_generation: int | None = Field(
-        default=None, ge=0, description="The .metadata.generation the operator last acted on."
-    )
-    agents: int | None = Field(default=None, ge=0, description="Agents using the pool.")
-    provider_count: int | None = Field(default=None, ge=0, description="Providers in the pool.")
-    healthy: str | None = Field(default=None, description="Providers healthy out of all, like 2/3.")
-    open_breakers: int | None = Field(
-        default=None, ge=0, description="Open breakers summed over agents and providers."
-    )
-    providers: Annotated[list[PoolProviderStatus], Field(max_length=_MAX_PROVIDERS)] | None = Field(
-        default=None,
-        description="Per provider health folded from the agents.",
-        json_schema_extra=list_map("name"),
-    )
-    conditions: Annotated[list[Condition], Field(max_length=_MAX_CONDITIONS)] | None = Field(
-        default=None, description="Ready and ProvidersHealthy.", json_schema_extra=list_map("type")
-    )
 
 
 def status_apply_body(*, kind: str, name: str, namespace: str, status: ApiModel) -> dict[str, Any]:

@@ -17,6 +17,9 @@ the time. The rules, first match wins:
 9. no report from the runner yet -> Pending (RunnerStarting);
 10. some provider unhealthy -> Degraded; otherwise Running.
 
+Whatever the verdict, an agent whose pool resolved (its Secrets aside) also gets the pool's
+``PriceUnknown`` condition (``operator.prices``), worded for its own budget.
+
 Messages hold no clock readings, so the same situation always yields the same status and
 the operator has nothing to write.
 """
@@ -169,8 +172,23 @@ def _agent_completion(agent: AgentObject) -> AgentCompletion | None:
     return completion
 
 
-def decide(agent: AgentObject, resolution: Resolution, now: datetime) -> Verdict:
-    """The verdict for ``agent`` at ``now`` (see the module docstring for the rules)."""
+def decide(
+    agent: AgentObject,
+    resolution: Resolution,
+    now: datetime,
+    *,
+    price: CondSpec | None = None,
+) -> Verdict:
+    """The verdict for ``agent`` at ``now`` (see the module docstring for the rules);
+    ``price``, the pool's ``PriceUnknown`` condition as it applies to this agent, is added
+    to whatever the verdict is, a Pending one included: it needs no runner."""
+    verdict = _decide(agent, resolution, now)
+    if price is not None and agent.spec is not None:
+        verdict.conditions.append(price)
+    return verdict
+
+
+def _decide(agent: AgentObject, resolution: Resolution, now: datetime) -> Verdict:
     if agent.spec is None:
         return Verdict(
             Phase.FAILED,

@@ -9,19 +9,20 @@ the agents' statuses and the time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from llmagents.api.pool import ProviderPoolSpec
+from llmagents.api.pool_status import PoolProviderStatus, ProviderPoolStatus
 from llmagents.api.status import (
     BreakerState,
     Condition,
     ConditionStatus,
-    PoolProviderStatus,
-    ProviderPoolStatus,
     ProviderStatus,
 )
 from llmagents.operator.phase import CondSpec, conditions
+from llmagents.operator.prices import price_condition, unknown_prices
+from llmagents.pricing import KnownPrice
 
 
 def fold_providers(
@@ -71,8 +72,10 @@ def pool_status(
     reports: Iterable[list[ProviderStatus] | None],
     previous: list[Condition] | None,
     now: datetime,
+    prices: Mapping[str, KnownPrice] | None = None,
 ) -> ProviderPoolStatus:
-    """The whole status the operator applies to a pool."""
+    """The whole status the operator applies to a pool; ``prices`` (each provider's, as
+    resolved from the spec) adds them per provider and the ``PriceUnknown`` condition."""
     if spec is None:
         wanted = [CondSpec("Ready", ConditionStatus.FALSE, "InvalidSpec", error or "")]
         return ProviderPoolStatus(
@@ -98,6 +101,11 @@ def pool_status(
     else:
         health = CondSpec("ProvidersHealthy", ConditionStatus.TRUE, "AllHealthy")
     wanted = [CondSpec("Ready", ConditionStatus.TRUE, "Accepted"), health]
+    if prices is not None:
+        for provider in providers:
+            known = prices.get(provider.name)
+            provider.price = known.to_status() if known is not None else None
+        wanted.append(price_condition(unknown_prices(prices), budget=None))
     return ProviderPoolStatus(
         observed_generation=generation,
         agents=agents,

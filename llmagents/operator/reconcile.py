@@ -29,9 +29,9 @@ from pydantic import ValidationError
 
 from llmagents.api.agent import LLMAgentSpec
 from llmagents.api.pool import ProviderPoolSpec
+from llmagents.api.pool_status import ProviderPoolStatus
 from llmagents.api.status import (
     OperatorAgentStatus,
-    ProviderPoolStatus,
     ProviderStatus,
     status_apply_body,
 )
@@ -48,8 +48,16 @@ from llmagents.operator.cluster_api import Api
 from llmagents.operator.events import OperatorEvents
 from llmagents.operator.metrics import AgentGauges
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
-from llmagents.operator.phase import RESOLVED, Resolution, Verdict, conditions, decide
+from llmagents.operator.phase import (
+    RESOLVED,
+    CondSpec,
+    Resolution,
+    Verdict,
+    conditions,
+    decide,
+)
 from llmagents.operator.pool_status import pool_status
+from llmagents.operator.prices import PoolPrices, price_condition, unknown_prices
 from llmagents.operator.scheduler import Scheduler
 from llmagents.operator.settings import OperatorSettings
 from llmagents.retrying import Backoff
@@ -107,6 +115,7 @@ class Reconciler:
         ] = {}
         self._pool_generations: dict[PoolKey, int] = {}
         self._specs = SpecCache()
+        self._prices = PoolPrices()
         self._agents = Scheduler(self._scheduled_agent)
         self._pools = Scheduler(self._scheduled_pool)
         self._resyncs = Scheduler(self._scheduled_resync)
@@ -144,7 +153,7 @@ class Reconciler:
         pool = self._pool_object(agent)
         resolution = await self._resolve(agent, pool) if agent.spec else RESOLVED
         now = self.clock()
-        verdict = decide(agent, resolution, now)
+        verdict = decide(agent, resolution, now, price=self._price_condition(agent, pool))
         if self.gauges is not None:
             self.gauges.observe(agent.namespace, agent.name, verdict.phase,
                                 agent.status.last_checkpoint)  # fmt: skip
@@ -170,6 +179,14 @@ class Reconciler:
         desired = {child_key(m): m for m in manifests}
         self._built[agent.key] = (inputs, desired)
         return desired
+
+    def _price_condition(self, agent: AgentObject, pool: PoolObject | None) -> CondSpec | None:
+        """The pool's ``PriceUnknown`` as it applies to ``agent`` (whose budget decides the
+        rule); None while the pool is missing or invalid."""
+        known = self._prices.of(pool) if pool is not None else None
+        if known is None or agent.spec is None:
+            return None
+        return price_condition(unknown_prices(known), budget=agent.spec.budget is not None)
 
     def _pool_object(self, agent: AgentObject) -> PoolObject | None:
         if agent.pool_name is None:
@@ -347,6 +364,7 @@ class Reconciler:
         if self._pool_generations.get(key) != generation:
             if generation is None:
                 self._specs.forget(ProviderPoolSpec, key)
+                self._prices.forget(key)
                 self._pool_generations.pop(key, None)
                 self._status_written.pop(("ProviderPool", key), None)
             else:
@@ -381,9 +399,11 @@ class Reconciler:
             reports=reports,
             previous=live.conditions,
             now=self.clock(),
+            prices=self._prices.of(pool),
         )
         if await self._write_status("ProviderPool", key, desired, live) and self.events:
             self.events.pool_providers(pool, live.providers, desired.providers or [])
+            self.events.pool_prices(pool, live.conditions, desired.conditions)
 
     def _providers_report(self, key: AgentKey) -> list[ProviderStatus] | None:
         body = self.views.agent(key)

@@ -21,6 +21,14 @@ ENV_IMAGE = "LLMAGENTS_IMAGE"
 """The operator's environment variable naming the runner image (``--image`` wins)."""
 ENV_RUNNER_OTLP_ENDPOINT = "LLMAGENTS_RUNNER_OTLP_ENDPOINT"
 """The operator's environment variable naming the runners' trace endpoint (the flag wins)."""
+ENV_RUNNER_OTLP_PROTOCOL = "LLMAGENTS_RUNNER_OTLP_PROTOCOL"
+"""The operator's environment variable naming the runners' OTLP protocol (the flag wins)."""
+ENV_RUNNER_OTEL_SERVICE_NAME = "LLMAGENTS_RUNNER_OTEL_SERVICE_NAME"
+"""The operator's environment variable naming the runners' trace service (the flag wins)."""
+ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES = "LLMAGENTS_RUNNER_OTEL_RESOURCE_ATTRIBUTES"
+"""The operator's environment variable with the runners' extra trace resource attributes."""
+OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+"""The OTLP protocols the runner exports traces by (runner.otel)."""
 
 MANAGED_BY = "llmagents-operator"
 LABEL_AGENT = "llmagents.dev/agent"
@@ -48,5 +56,13 @@ class OperatorSettings:
     onnx_resources: dict[str, Any] | None = None
     """The ONNX sidecar's resources when the agent sets none (chart: runner.onnxResources)."""
     runner_otlp_endpoint: str | None = None
-    """OTLP/HTTP endpoint the runners send traces to (their OTEL_EXPORTER_OTLP_ENDPOINT);
+    """OTLP endpoint the runners send traces to (their OTEL_EXPORTER_OTLP_ENDPOINT);
     None = no traces."""
+    runner_otlp_protocol: str | None = None
+    """OTLP protocol of that endpoint (their OTEL_EXPORTER_OTLP_PROTOCOL): http/protobuf or
+    grpc; None = the runner's default, http/protobuf."""
+    runner_otel_service_name: str | None = None
+    """The runners' trace ``service.name`` (their OTEL_SERVICE_NAME); None = llmagents-runner."""
+    runner_otel_resource_attributes: str | None = None
+    """More resource attributes of the runners' traces, ``key=value,...`` (their
+    OTEL_RESOURCE_ATTRIBUTES), such as ``deployment.environment=prod``."""

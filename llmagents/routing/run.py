@@ -122,7 +122,6 @@ class Run:
             )
         return AllProvidersFailed(f"all providers failed ({summary})", **details)
 
-
     def _refused_everywhere(self) -> bool:
         """Whether the providers that could take the call all refused the request itself:
         none was left for a reason of its own (breaker, deadline, budget, an outage)."""

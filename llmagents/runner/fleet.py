@@ -25,7 +25,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmagents.api.status import API_VERSION, ProviderPoolStatus
+from llmagents.api.pool_status import ProviderPoolStatus
+from llmagents.api.status import API_VERSION
 from llmagents.kube import KubeClient, KubeError, custom_path
 from llmagents.retrying import Backoff
 from llmagents.routing import BreakerState, ProviderManager

@@ -70,7 +70,7 @@ from llmagents.runner.tracing import CallTracer
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
-PRICE_UNKNOWN = "PriceUnknown"
+TRACING_MISCONFIGURED = "TracingMisconfigured"
 RESULTS_NOT_STORED = "ResultsNotStored"
 RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
 HOUSEKEEPING_INTERVAL = 1.0
@@ -134,6 +134,7 @@ class Runner:
         redactor: Redactor | None = None,
         events: EventRecorder | None = None,
         tracer: CallTracer | None = None,
+        tracing_refused: str | None = None,
         status_interval: float = 5.0,
         checkpoint_spacing: float = 1.0,
         task_save_timeout: float = 10.0,
@@ -143,6 +144,8 @@ class Runner:
     ) -> None:
         self.config = config
         self.agent = config.agent.name
+        self.tracing_refused = tracing_refused
+        """Why the environment's trace settings were refused (``runner.otel``), if they were."""
         self.metrics = metrics if metrics is not None else RunnerMetrics(self.agent)
         self.redact = redactor if redactor is not None else Redactor(api_keys.values())
         hooks = _Hooks()
@@ -465,10 +468,19 @@ class Runner:
             known_prices=self.engine.known_prices,
             completion=self.completion,
         )
+        # PriceUnknown is the operator's: it resolves prices from the pool's spec before any
+        # runner starts (operator.prices). The runner reports the prices it charges.
         conditions = []
-        unknown = self._price_unknown()
-        if unknown is not None:
-            conditions.append(unknown)
+        if self.tracing_refused is not None:
+            conditions.append(
+                Condition(
+                    type=TRACING_MISCONFIGURED,
+                    status=ConditionStatus.TRUE,
+                    reason="TracingRefused",
+                    message=self.tracing_refused,
+                    last_transition_time=self._true_since(TRACING_MISCONFIGURED),
+                )
+            )
         too_large = self.checkpointer.too_large
         if too_large is not None:
             saved = (
@@ -501,25 +513,6 @@ class Runner:
         # A condition that is no longer reported starts afresh when it comes back.
         self._conditions_since = {c.type: c.last_transition_time for c in conditions}
         return RunnerReport(status, conditions)
-
-    def _price_unknown(self) -> Condition | None:
-        """``PriceUnknown`` while some provider has neither pricing nor a table price."""
-        unknown = {n: k for n, k in self.engine.known_prices.items() if not k.known}
-        if not unknown:
-            return None
-        names = "; ".join(f"{name}: {k.detail}" for name, k in unknown.items())
-        rule = (
-            "with a budget they are never called (their spend could not be counted); "
-            if self.engine.manager.budget is not None
-            else "without a budget their calls are counted at $0; "
-        )
-        return Condition(
-            type=PRICE_UNKNOWN,
-            status=ConditionStatus.TRUE,
-            reason="NoPriceForModel",
-            message=f"no known price for {names}. {rule}set spec.providers[].pricing",
-            last_transition_time=self._true_since(PRICE_UNKNOWN),
-        )
 
     def _true_since(self, kind: str) -> datetime:
         """When condition ``kind`` became true: a report that repeats it changes nothing."""

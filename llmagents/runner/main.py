@@ -45,7 +45,7 @@ from llmagents.errors import ConfigError
 from llmagents.events import EventRecorder
 from llmagents.kube import KubeClient, KubeError, config_map_path, custom_path
 from llmagents.retrying import Backoff
-from llmagents.runner import tracing
+from llmagents.runner import otel
 from llmagents.runner.checkpoint import CheckpointError, StoreUnavailable, corrupt_conditions
 from llmagents.runner.configmap_store import ConfigMapCheckpointStore
 from llmagents.runner.events import CONTROLLER, KubeEventSink, instance_name
@@ -186,6 +186,17 @@ async def run(args: argparse.Namespace) -> int:
         install_log_redaction(redactor)
         disable_created_metrics()  # type: ignore[no-untyped-call]
         metrics = RunnerMetrics(agent)
+        tracer, tracing_refused = None, None
+        try:
+            tracer = otel.from_environment(
+                agent=agent, namespace=namespace, redact=redactor,
+                capture_content=bool(config.pool.tracing
+                                     and config.pool.tracing.capture_prompt_content),
+            )  # fmt: skip
+        except otel.TracingRefused as refused:
+            # Work goes on without traces; the agent's status says why (TracingMisconfigured).
+            logger.error("agent %s: traces are not exported: %s", agent, refused)
+            tracing_refused = str(refused)
         try:
             runner = Runner(
                 config, api_keys=keys, metrics=metrics, redactor=redactor,
@@ -197,10 +208,8 @@ async def run(args: argparse.Namespace) -> int:
                 status_interval=args.status_interval,
                 events=EventRecorder(KubeEventSink(kube), controller=CONTROLLER,
                                      instance=instance_name(), redact=redactor),
-                tracer=tracing.from_environment(
-                    agent=agent, namespace=namespace, redact=redactor,
-                    capture_content=bool(config.pool.tracing
-                                         and config.pool.tracing.capture_prompt_content)),
+                tracer=tracer,
+                tracing_refused=tracing_refused,
             )  # fmt: skip
         except ConfigError as error:
             logger.error("agent %s: %s", agent, redactor(str(error)))

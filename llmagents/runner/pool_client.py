@@ -239,6 +239,17 @@ class PoolClient:
         """
         config = resolve_pool_urls(config)
         known = resolve_pool(config.pool, at=wall_clock())
+        for name, price in known.items():
+            if not price.known:
+                logger.warning(
+                    "agent %s: provider %s has no known price (%s); %s",
+                    config.agent.name,
+                    name,
+                    price.detail,
+                    "it is never called: the agent has a budget"
+                    if config.budget is not None
+                    else "its calls count at $0: the agent has no budget",
+                )
         adapters = {
             spec.name: build_adapter(spec, api_key=api_keys.get(spec.name))
             for spec in config.pool.providers

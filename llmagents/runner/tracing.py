@@ -1,10 +1,10 @@
 """OpenTelemetry traces of the runner's model calls, in the GenAI semantic conventions.
 
 Off unless the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set; then spans go by OTLP over HTTP
-(protobuf) to that collector, batched in a background thread, so no call ever waits on
-the exporter. The other standard variables (``OTEL_EXPORTER_OTLP_HEADERS``,
-``OTEL_SERVICE_NAME``, ``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER``) apply as usual.
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set; then spans go by OTLP (over HTTP, or gRPC
+when ``OTEL_EXPORTER_OTLP_PROTOCOL`` says so) to that collector, batched in a background
+thread, so no call ever waits on the exporter. ``runner.otel`` reads the environment and
+makes the tracer.
 
 Each gateway request or task is one span, ``chat`` (``gen_ai.operation.name``; an
 embeddings request ``embeddings``), that ends when its answer has been given (a stream's when it ends). Each try at a
@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -45,8 +42,6 @@ from llmagents.routing import Attempt, CallResult, CallTask, EngineListener, Fal
 
 logger = logging.getLogger(__name__)
 
-ENV_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
-ENV_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 SCOPE = "llmagents.runner"
 
 PROVIDER_NAMES = {
@@ -66,10 +61,6 @@ def use_call_span(span: Span) -> Any:
     """Make ``span`` current (the parent of attempt spans) without ending it on exit."""
     return trace.use_span(span, end_on_exit=False, record_exception=False,
                           set_status_on_exception=False)  # fmt: skip
-
-
-def enabled(env: Mapping[str, str] = os.environ) -> bool:
-    return bool(env.get(ENV_TRACES_ENDPOINT) or env.get(ENV_ENDPOINT))
 
 
 class CallTracer(EngineListener):
@@ -285,45 +276,3 @@ def _messages(request: ChatRequest) -> str:
 def _answer(response: ChatResponse) -> str:
     return json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": response.text}],
                         "finish_reason": response.finish_reason or ""}])  # fmt: skip
-
-
-def from_environment(
-    *,
-    agent: str,
-    namespace: str,
-    capture_content: bool = False,
-    redact: Callable[[str], str] = lambda text: text,
-    env: Mapping[str, str] = os.environ,
-) -> CallTracer | None:
-    """A tracer exporting by OTLP/HTTP when the endpoint variable is set; None otherwise."""
-    if not enabled(env):
-        return None
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-    if protocol != "http/protobuf":
-        logger.warning("agent %s: OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; the runner "
-                       "exports OTLP over HTTP (http/protobuf)", agent, protocol)  # fmt: skip
-    resource = Resource.create({
-        "service.name": env.get("OTEL_SERVICE_NAME", "llmagents-runner"),
-        "k8s.namespace.name": namespace,
-        "k8s.pod.name": socket.gethostname(),
-        "llmagents.agent": agent,
-    })  # fmt: skip
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    logger.info("agent %s: tracing to %s", agent,
-                env.get(ENV_TRACES_ENDPOINT) or env.get(ENV_ENDPOINT))  # fmt: skip
-
-    def shutdown() -> None:
-        started = time.monotonic()
-        provider.shutdown()
-        logger.debug("agent %s: traces flushed in %.2fs", agent, time.monotonic() - started)
-
-    return CallTracer(provider.get_tracer(SCOPE), agent=agent, capture_content=capture_content,
-                      redact=redact, shutdown=shutdown)  # fmt: skip

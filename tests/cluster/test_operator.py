@@ -372,6 +372,9 @@ CAN = [
     ("create", "configmaps/writer-results-0", ""),
     ("patch", "configmaps/writer-results-3", ""),
     ("get", "providerpools.llmagents.dev/pool", ""),  # the fleet's view of provider health
+    ("create", "events.events.k8s.io", ""),
+    ("patch", "events.events.k8s.io/writer.abc.123", ""),
+    ("list", "events.events.k8s.io", ""),  # to continue its series after a restart
 ]
 CANNOT = [
     ("patch", "llmagents.llmagents.dev/writer", ""),  # its spec is the user's
@@ -389,6 +392,9 @@ CANNOT = [
     ("get", "providerpools.llmagents.dev/other", ""),
     ("create", "pods", ""),
     ("list", "llmagents.llmagents.dev", ""),
+    ("get", "events.events.k8s.io/writer.abc.123", ""),
+    ("delete", "events.events.k8s.io/writer.abc.123", ""),
+    ("create", "events", ""),  # core/v1 Events: the runner writes events.k8s.io only
 ]
 
 

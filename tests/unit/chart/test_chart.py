@@ -32,6 +32,7 @@ from helm_tool import (
 
 from llmagents.operator import main as operator_main
 from llmagents.operator.rbac import operator_rules, runner_rules
+from llmagents.runner import otel
 
 RULES = CHART / "prometheus_rules"
 
@@ -64,6 +65,7 @@ def test_helm_lint_passes_strictly(helm: str, name: str):
         ("image.pullPolicy", "Sometimes"),
         ("metrics.prometheusRule.excludeRules", ["LLMAgentDoesNotExist"]),
         ("operator.logFormat", "xml"),
+        ("runner.tracing.otlpProtocol", "http/json"),  # no exporter for it in the runner
     ],
 )
 def test_the_schema_rejects_a_wrong_value(helm: str, key: str, value: Any):
@@ -254,6 +256,36 @@ def test_the_runner_image_defaults_to_the_operator_s_image(rendered):
     assert ha["image"] == "ghcr.io/llmagents/llmagents@sha256:" + "0" * 64
     assert ha_env["LLMAGENTS_IMAGE"] == "registry.example/llmagents-runner:1.2.3"
     assert ha_env["LLMAGENTS_EXTRA"] == "1"
+
+
+def test_traces_are_off_by_default_and_the_endpoint_and_protocol_reach_the_operator(helm: str):
+    def operator_env(values: dict[str, Any]) -> dict[str, str | None]:
+        _, container = _operator(render(helm, values))
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert "LLMAGENTS_RUNNER_OTLP_ENDPOINT" not in operator_env({})
+    env = operator_env({"runner.tracing.otlpEndpoint": "http://collector.monitoring:4317",
+                        "runner.tracing.otlpProtocol": "grpc"})  # fmt: skip
+    assert env["LLMAGENTS_RUNNER_OTLP_ENDPOINT"] == "http://collector.monitoring:4317"
+    assert env["LLMAGENTS_RUNNER_OTLP_PROTOCOL"] == "grpc"
+    assert (
+        operator_env({"runner.tracing.otlpEndpoint": "http://c:4318"})[
+            "LLMAGENTS_RUNNER_OTLP_PROTOCOL"
+        ]
+        == "http/protobuf"
+    )
+    named = operator_env({
+        "runner.tracing.otlpEndpoint": "http://c:4318",
+        "runner.tracing.serviceName": "agents-prod",
+        "runner.tracing.resourceAttributes": {"deployment.environment": "prod",
+                                              "team": "a,b c+d"},
+    })  # fmt: skip
+    assert named["LLMAGENTS_RUNNER_OTEL_SERVICE_NAME"] == "agents-prod"
+    attributes = named["LLMAGENTS_RUNNER_OTEL_RESOURCE_ATTRIBUTES"]
+    assert attributes == "deployment.environment=prod,team=a%2Cb%20c%2Bd"
+    # As the runner reads the variable (runner.otel), the same map comes back.
+    read = otel.resource_attributes({"OTEL_RESOURCE_ATTRIBUTES": attributes or ""}, {})
+    assert read == {"deployment.environment": "prod", "team": "a,b c+d"}
 
 
 def test_monitoring_objects_are_off_by_default_and_need_metrics_enabled(rendered):

@@ -424,3 +424,55 @@ async def test_an_agent_stuck_pending_with_no_pod_is_in_the_phase_gauge_and_leav
     reconciler.agent_gone(AGENT, None)
     assert registry.get_sample_value("llmagents_agent_phase", labels) is None
     await reconciler.close()
+
+
+async def test_a_price_the_table_does_not_know_shows_on_the_pool_and_its_pending_agents(store):
+    # "router" is a self-hosted OpenAI-compatible server without pricing: no table knows it.
+    store.secrets.pop("llm-keys")  # and the agent is held back: no pod will run
+    budgeted = agent_body(budget={"limit": 5.0})
+    budgeted["metadata"].update(name="budgeted", uid="uid-b")
+    store.put(budgeted)
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    await reconciler.reconcile_agent((NAMESPACE, "budgeted"))
+    await reconciler.fold_pool(POOL)
+    assert store.children() == {}
+
+    pool = store.pool(POOL)["status"]
+    prices = {p["name"]: p["price"] for p in pool["providers"]}
+    assert prices["claude"]["source"].startswith("genai-prices ")
+    assert prices["claude"]["model"] == "anthropic/claude-sonnet-4-5"
+    assert prices["router"] == {"source": "unknown"}
+    assert prices["local"]["source"] == "local"
+    (unknown,) = [c for c in pool["conditions"] if c["type"] == "PriceUnknown"]
+    assert (unknown["status"], unknown["reason"]) == ("True", "NoPriceForModel")
+    assert "router: genai-prices" in unknown["message"] and "claude" not in unknown["message"]
+    assert "meta-llama/llama-3.1-8b-instruct" in unknown["message"]
+
+    for name, rule in (("writer", "no budget"), ("budgeted", "never calls them")):
+        status = store.agent((NAMESPACE, name))["status"]
+        assert status["phase"] == "Pending"
+        conditions = {c["type"]: c for c in status["conditions"]}
+        assert conditions["Ready"]["reason"] == "SecretNotFound"
+        assert conditions["PriceUnknown"]["status"] == "True"
+        assert "router:" in conditions["PriceUnknown"]["message"]
+        assert rule in conditions["PriceUnknown"]["message"]
+    await reconciler.close()
+
+
+async def test_pricing_the_unknown_provider_clears_the_condition_on_pool_and_agents(store):
+    reconciler = _reconciler(store)
+    await reconciler.reconcile_agent(AGENT)
+    await reconciler.fold_pool(POOL)
+    body = pool_body(generation=2)
+    body["spec"]["providers"][1]["pricing"] = {"inputPerMillion": 0.1, "outputPerMillion": 0.2}
+    store.put(body)
+    reconciler.pool_changed(POOL, 2)
+    await reconciler.reconcile_agent(AGENT)
+    await reconciler.fold_pool(POOL)
+    for status in (store.pool(POOL)["status"], store.agent(AGENT)["status"]):
+        (known,) = [c for c in status["conditions"] if c["type"] == "PriceUnknown"]
+        assert (known["status"], known["reason"]) == ("False", "PricesKnown")
+    router = next(p for p in store.pool(POOL)["status"]["providers"] if p["name"] == "router")
+    assert router["price"]["source"] == "spec" and router["price"]["inputPerMillion"] == 0.1
+    await reconciler.close()

@@ -68,9 +68,7 @@ async def test_on_the_responses_door_it_is_a_400_in_openais_shape(pod: Pod) -> N
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
-async def test_on_the_messages_door_it_is_a_400_in_anthropics_shape(
-    pod: Pod, stream: bool
-) -> None:
+async def test_on_the_messages_door_it_is_a_400_in_anthropics_shape(pod: Pod, stream: bool) -> None:
     _refuse_everywhere(pod)
     origin = pod.url.removesuffix("/v1")
     client = anthropic.AsyncAnthropic(base_url=origin, api_key="llmagents-gateway",

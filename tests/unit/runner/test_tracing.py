@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from llmagents.runner import tracing
+from llmagents.runner import otel, tracing
 
 from .conftest import FALLBACK_KEY, PRIMARY_KEY, Edges, Fakes, config, openai_client, serving
 
@@ -39,8 +39,12 @@ class OtlpReceiver:
         body = await request.read()
         if request.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
+        self.received(ExportTraceServiceRequest.FromString(body), body)
+        return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
+                            content_type="application/x-protobuf")  # fmt: skip
+
+    def received(self, export: ExportTraceServiceRequest, body: bytes) -> None:
         self.bodies.append(body)
-        export = ExportTraceServiceRequest.FromString(body)
         for resource_spans in export.resource_spans:
             self.resources.append(_attributes(resource_spans.resource.attributes))
             for scope in resource_spans.scope_spans:
@@ -56,8 +60,6 @@ class OtlpReceiver:
                         "start": span.start_time_unix_nano,
                         "end": span.end_time_unix_nano,
                     })  # fmt: skip
-        return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
-                            content_type="application/x-protobuf")  # fmt: skip
 
     async def start(self) -> None:
         app = web.Application()
@@ -88,15 +90,17 @@ def _attributes(items: Any) -> dict[str, Any]:
 async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OtlpReceiver]:
     started = OtlpReceiver()
     await started.start()
-    monkeypatch.setenv(tracing.ENV_ENDPOINT, f"http://127.0.0.1:{started.port}")
+    monkeypatch.setenv(otel.ENV_ENDPOINT, f"http://127.0.0.1:{started.port}")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     yield started
     await started.stop()
 
 
-async def _served_call(fakes: Fakes, edges: Edges, *, capture: bool, stream: bool) -> None:
+async def _served_call(
+    fakes: Fakes, edges: Edges, *, capture: bool = False, stream: bool = False
+) -> None:
     cfg = config(fakes, tasks=None, budget={"limit": 100})
-    tracer = tracing.from_environment(agent="agent-a", namespace="ns", capture_content=capture)
+    tracer = otel.from_environment(agent="agent-a", namespace="ns", capture_content=capture)
     assert tracer is not None
     runner = edges.runner(cfg, tracer=tracer)
     # Leaving serving() shuts the runner down, which flushes the spans to the receiver.
@@ -172,9 +176,9 @@ async def test_a_stream_span_ends_with_the_stream_and_content_is_there_only_when
 
 
 def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(tracing.ENV_ENDPOINT, raising=False)
-    monkeypatch.delenv(tracing.ENV_TRACES_ENDPOINT, raising=False)
-    assert tracing.from_environment(agent="a", namespace="n") is None
+    monkeypatch.delenv(otel.ENV_ENDPOINT, raising=False)
+    monkeypatch.delenv(otel.ENV_TRACES_ENDPOINT, raising=False)
+    assert otel.from_environment(agent="a", namespace="n") is None
 
 
 async def test_a_retried_attempt_says_which_error_it_retries(fakes: Fakes) -> None:
