@@ -133,7 +133,8 @@ URL-encoded (the variable's format percent-encodes commas and equals signs in va
 {{- define "llmagents.resourceAttributes" -}}
 {{- $pairs := list -}}
 {{- range $key, $value := . -}}
-{{- $pairs = append $pairs (printf "%s=%s" $key ($value | urlquery)) -}}
+{{- /* urlquery writes a space as "+" (a "+" itself as %2B): percent-encoding wants %20 */ -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key ($value | urlquery | replace "+" "%20")) -}}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from alert_rules import CHART, load_rules
+import yaml
+from alert_rules import CHART, load_rules, require_tool
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -170,3 +173,41 @@ def test_dashboard_panels_do_not_overlap():
         }
         assert not cells & area, f"panel {panel['title']!r} overlaps another"
         cells |= area
+
+
+# Grafana's variables, as a query is sent: the template ones are regexes (multi-value,
+# "All"), the rate interval a duration.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$namespace": ".*", "$agent": ".*",
+                     "$provider": ".*"}  # fmt: skip
+
+
+def _as_sent(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def _promtool_check(exprs: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool check rules`` of each expression as a recording rule: the PromQL parser
+    Prometheus itself uses."""
+    rules = [{"record": f"dashboard:panel_{i}", "expr": e} for i, e in enumerate(exprs)]
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    return subprocess.run([require_tool("promtool"), "check", "rules", str(path)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+
+def test_every_dashboard_query_parses_as_promql_once_grafana_fills_its_variables(
+    tmp_path: Path,
+) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in _all_panels(dashboard) for t in p.get("targets", [])]
+    leftover = {v for e in map(_as_sent, exprs) for v in re.findall(r"\$\{?\w+\}?", e)}
+    assert not leftover, f"variables this test does not fill: {leftover}"
+    result = _promtool_check([_as_sent(e) for e in exprs], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_promql_check_catches_a_broken_query(tmp_path: Path) -> None:
+    broken = 'sum by (agent) (rate(llmagents_requests_total{agent=~"$agent"}[$__rate_interval])'
+    assert _promtool_check([_as_sent(broken)], tmp_path).returncode != 0
