@@ -64,7 +64,11 @@ done
 [[ -d /sys/fs/cgroup/memory ]] || skip "the node is configured for cgroup v1 (this machine class)"
 
 # Stop at the end only a dockerd this run starts: not a system engine, nor the private one
-# an earlier `make image` left running (hack/docker-engine.sh's pid file).
+# an earlier `make image` left running (hack/docker-engine.sh's pid file), nor one another
+# run still uses (this run is a user of the engine until it ends: the shared lock, fd 8).
+mkdir -p "$cache_root/docker"
+exec 8>>"$cache_root/docker/users.lock"
+flock -s 8
 started_docker=1
 docker_pid="$(cat "$cache_root/docker/dockerd.pid" 2>/dev/null || true)"
 if docker info >/dev/null 2>&1 || { [[ -n "$docker_pid" ]] && kill -0 "$docker_pid" 2>/dev/null; }; then
@@ -72,14 +76,14 @@ if docker info >/dev/null 2>&1 || { [[ -n "$docker_pid" ]] && kill -0 "$docker_p
 fi
 # The images need an engine: the running one, else one installed (Debian) and started.
 if ! engine="$("$here/docker-engine.sh" ensure)"; then
-  if ((started_docker)); then "$here/docker-engine.sh" stop || true; fi
+  if ((started_docker)); then flock -u 8; "$here/docker-engine.sh" stop-unused || true; fi
   skip "no container engine to build the image with (hack/docker-engine.sh says why above)"
 fi
 finish() {
   local status=$?
   # A killed pytest leaves the node's processes running in its cgroup: end them.
   PYTHONPATH="$root" "$root/.venv/bin/python" -m tooling.node cleanup || true
-  if ((started_docker)); then "$here/docker-engine.sh" stop || true; fi
+  if ((started_docker)); then flock -u 8; "$here/docker-engine.sh" stop-unused || true; fi
   exit "$status"
 }
 trap finish EXIT
