@@ -7,13 +7,14 @@
 #      answers) builds both images users get (make image, make image-with-model) and the
 #      gateway agent's image (tests/e2e/agent);
 #   2. the control plane, the kubelet and pause (hack/build-k8s.sh, hack/build-node.sh;
-#      cached in ~/.cache/llmagents);
+#      cached in $LLMAGENTS_CACHE, default ~/.cache/llmagents);
 #   3. pytest tests/e2e under `unshare --net --mount`: the tests start the control plane,
 #      containerd, the kubelet and fake providers there, and stop them at the end.
 #
-# Whatever this run started it stops, failure included: the dockerd it started, the
-# node's processes and cgroups (also after a killed pytest), and the namespaces, with
-# every mount in them, vanish with their last process.
+# Whatever this run started it stops, failure included: the dockerd it started (unless
+# another build or run still uses it), the node's processes and cgroups (also after a
+# killed pytest), and the namespaces, with every mount in them, vanish with their last
+# process.
 #
 # Without root, a container engine (none running, and none to install or start), containerd,
 # runc or the CNI plugins it prints why and exits 0, except under CI=true, where it fails:
