@@ -7,7 +7,11 @@ Measures, on this machine:
 - the operator's peak RSS (VmHWM of its process; target: 300 MB);
 - the operator's write rate once converged, by its own counter of API writes and, as a
   cross-check, by the API server's request counters for the kinds only the operator
-  writes here (target: zero).
+  writes here (target: zero);
+- with ``--restart``: each agent's runner then writes a condition of its own to the
+  agent's status (as the runner's field manager), the operator is stopped and a new one
+  started; its time until it has reconciled every agent again, its peak RSS, and its
+  writes from its start until the end of a quiet window (target: zero, as before).
 
 Run: ``.venv/bin/python bench/operator_scale.py [--agents 1000] [--quiet-seconds 30]``
 (starts and stops its own ephemeral cluster; ``--kubeconfig`` reuses a running one).
@@ -129,6 +133,69 @@ def operator_writes(port: int) -> float:
         for line in text.splitlines()
         if line.startswith("llmagents_operator_api_writes_total")
     )
+
+
+def reconciled_agents(port: int) -> int:
+    """How many agents the operator has reconciled (its phase gauge has one series each)."""
+    text = _http(f"http://127.0.0.1:{port}/metrics")
+    return sum(1 for line in text.splitlines() if line.startswith("llmagents_agent_phase{"))
+
+
+def runner_conditions(kubeconfig: Path, n: int) -> None:
+    """Each agent's runner reports a condition of its own (``BackgroundTaskFailed``), by
+    server-side apply under the runner's field manager, as a runner that had trouble does."""
+    from llmagents.api.status import API_VERSION, RUNNER_FIELD_MANAGER
+    from llmagents.kube import KubeClient
+
+    async def report_all() -> None:
+        kube = await KubeClient.from_environment(kubeconfig=str(kubeconfig))
+        slots = asyncio.Semaphore(16)
+
+        async def report(i: int) -> None:
+            name = agent(i)["metadata"]["name"]
+            condition = {"type": "BackgroundTaskFailed", "status": "True",
+                         "reason": "BackgroundTaskFailed", "lastTransitionTime": _now(),
+                         "message": "the status writer failed 1 time(s) and was restarted"}  # fmt: skip
+            body = {"apiVersion": API_VERSION, "kind": "LLMAgent",
+                    "metadata": {"name": name, "namespace": NAMESPACE},
+                    "status": {"conditions": [condition]}}  # fmt: skip
+            path = f"/apis/{API_VERSION}/namespaces/{NAMESPACE}/llmagents/{name}/status"
+            async with slots:
+                await kube.apply(path, body, field_manager=RUNNER_FIELD_MANAGER)
+
+        try:
+            await asyncio.gather(*(report(i) for i in range(n)))
+        finally:
+            await kube.aclose()
+
+    asyncio.run(report_all())
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def start_operator(identity: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KUBECONFIG": str(identity)}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "llmagents.cli", "operator", "--liveness", str(port),
+             "--liveness-host", "127.0.0.1", "--lease-namespace", NAMESPACE],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def wait_leading(operator: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if json.loads(_http(f"http://127.0.0.1:{port}/readyz")).get("leading"):
+                return True
+        except OSError:
+            pass
+        if time.monotonic() > deadline or operator.poll() is not None:
+            return False
+        time.sleep(0.2)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -286,6 +353,11 @@ def main() -> int:
         help="Run the operator with the cluster's admin certificate (system:masters, which "
              "skips RBAC) instead of a ServiceAccount token and the operator's ClusterRole.",
     )  # fmt: skip
+    parser.add_argument(
+        "--restart", action="store_true",
+        help="Once converged, have every agent's runner report a condition of its own, then "
+             "restart the operator and count what the new one writes (target: nothing).",
+    )  # fmt: skip
     args = parser.parse_args()
 
     with (
@@ -311,25 +383,11 @@ def main() -> int:
             if args.as_admin
             else operator_kubeconfig(kubectl, kubeconfig, Path(tmp) / "operator.kubeconfig")
         )
-        env = {**os.environ, "KUBECONFIG": str(identity)}
-        with log.open("wb") as out:
-            operator = subprocess.Popen(
-                [sys.executable, "-m", "llmagents.cli", "operator", "--liveness", str(port),
-                 "--liveness-host", "127.0.0.1", "--lease-namespace", NAMESPACE],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        operator = start_operator(identity, port, log)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if json.loads(_http(f"http://127.0.0.1:{port}/readyz")).get("leading"):
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or operator.poll() is not None:
-                    print(log.read_text()[-3000:], file=sys.stderr)
-                    return 1
-                time.sleep(0.2)
+            if not wait_leading(operator, port, 60):
+                print(log.read_text()[-3000:], file=sys.stderr)
+                return 1
 
             # This process too (the creating threads and the watching one): it shares the cores.
             processes = {"operator": operator.pid, **component_pids, "bench": os.getpid()}
@@ -400,10 +458,55 @@ def main() -> int:
                         if " WARNING " in line or " ERROR " in line]  # fmt: skip
             print(f"operator log warnings:      {len(warnings)}"
                   + (f" (first: {warnings[0][:300]})" if warnings else ""))  # fmt: skip
+            if args.restart:
+                operator = restart(args, operator, identity, kubeconfig, kubectl, log)
         finally:
             operator.terminate()
             operator.wait(timeout=30)
     return 0
+
+
+def restart(
+    args: argparse.Namespace,
+    operator: subprocess.Popen[bytes],
+    identity: Path,
+    kubeconfig: Path,
+    kubectl: Kubectl,
+    log: Path,
+) -> subprocess.Popen[bytes]:
+    """The ``--restart`` phase; returns the operator process now running."""
+    port = _free_port()
+    old_port = int(operator.args[operator.args.index("--liveness") + 1])  # type: ignore[union-attr]
+    before_reports = operator_writes(old_port)
+    start = time.monotonic()
+    runner_conditions(kubeconfig, args.agents)
+    print(f"runner conditions written:  {args.agents} in {time.monotonic() - start:.1f} s")
+    time.sleep(5)  # the old operator hears of them: it must write nothing either
+    print(f"old operator's writes since: {operator_writes(old_port) - before_reports:.0f}")
+    operator.terminate()
+    operator.wait(timeout=30)
+    server_before = apiserver_writes(kubectl)
+    start = time.monotonic()
+    operator = start_operator(identity, port, log)
+    if not wait_leading(operator, port, 60):
+        print(log.read_text()[-3000:], file=sys.stderr)
+        return operator
+    leading = time.monotonic() - start
+    while reconciled_agents(port) < args.agents:
+        if time.monotonic() - start > args.timeout:
+            print(f"restarted operator: {reconciled_agents(port)} reconciled", file=sys.stderr)
+            return operator
+        time.sleep(0.2)
+    elapsed = time.monotonic() - start
+    time.sleep(args.quiet_seconds)
+    server_after = apiserver_writes(kubectl)
+    server = {k: v - server_before.get(k, 0.0) for k, v in server_after.items()}
+    print(f"restarted: leading after {leading:.1f} s, every agent reconciled after "
+          f"{elapsed:.1f} s, peak RSS {peak_rss_mb(operator.pid):.0f} MB")  # fmt: skip
+    print(f"restarted operator's writes until {args.quiet_seconds:.0f} s later: "
+          f"{operator_writes(port):.0f} (its own counter); API server writes to operator "
+          f"kinds: {({k: v for k, v in server.items() if v}) or 0}")  # fmt: skip
+    return operator
 
 
 if __name__ == "__main__":
