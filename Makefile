@@ -46,8 +46,8 @@ k8s-bins:
 # The Go build of the control plane is the long pole on a fresh machine, so it runs
 # beside the Python install and the unit tests rather than before them.
 # Lint rules, mypy's settings and the import contracts (api <- routing <- providers <-
-# runner/operator; routing does no I/O; the runtime never imports the cluster harness) live
-# in pyproject.toml. The tree is formatted by `ruff format` (run it on what you edit; the
+# runner/operator; routing does no I/O; the runtime never imports the test harness in
+# tooling/) live in pyproject.toml. The tree is formatted by `ruff format` (run it on what you edit; the
 # check fails on any file it would change).
 lint: venv
 	$(VENV)/bin/ruff check llmagents tests bench tooling

@@ -117,6 +117,68 @@ def start_gateway(upstream: str, state: Path, seconds: float) -> tuple[subproces
     )  # fmt: skip
 
 
+# -- the floor: the same two libraries with nothing of ours between them ----------------------
+
+
+async def serve_floor(upstream: str, seconds: float) -> None:
+    """A bare forwarder: uvicorn (httptools, on uvloop, as the gateway) serving an ASGI app
+    that posts each request's body to ``upstream`` with an aiohttp ``ClientSession`` set up
+    as the adapters' (no cookies, no decompression) and answers with what came back. No
+    routing, validation, translation, accounting or limits: what a second loopback hop
+    through these two libraries costs at the least."""
+    import uvicorn
+
+    http: aiohttp.ClientSession | None = None
+    url = f"{upstream}/chat/completions"
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    answer_type = [(b"content-type", b"application/json")]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        parts = []
+        while True:
+            message = await receive()
+            parts.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        assert http is not None
+        async with http.post(url, data=b"".join(parts), headers=headers) as response:
+            body = await response.read()
+            status = response.status
+        length = [(b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": answer_type + length})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+    http = aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+        skip_auto_headers=("Accept-Encoding",), timeout=aiohttp.ClientTimeout(total=None),
+    )  # fmt: skip
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="none", http="httptools",
+                            ws="none", lifespan="off", log_config=None, access_log=False,
+                            server_header=False)  # fmt: skip
+    server = uvicorn.Server(config)
+    config.load()
+    server.lifespan = config.lifespan_class(config)
+    await server.startup()
+    port = server.servers[0].sockets[0].getsockname()[1]
+    print(f"ready at http://127.0.0.1:{port}/v1", flush=True)
+    ticking = asyncio.create_task(server.main_loop())
+    await asyncio.sleep(seconds)
+    server.should_exit = True
+    await ticking
+    await server.shutdown()
+    await http.close()
+
+
+def start_floor(upstream: str, seconds: float) -> tuple[subprocess.Popen[str], str]:
+    return spawn_until_ready(
+        [sys.executable, __file__, "--serve-floor", upstream, "--seconds", str(seconds)],
+        "bare forwarder",
+    )
+
+
 # -- the load generator -----------------------------------------------------------------------
 
 
@@ -167,12 +229,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "calls": len(ordered)}  # fmt: skip
 
 
-async def measure(rate: float, phase: float, rounds: int, kind: str = "plain") -> dict[str, Any]:
-    """Phases of direct calls and of calls through the gateway take turns, round after round.
-
-    (Measuring the gateway on several servers side by side, as done to choose uvicorn,
-    started one gateway process per server; hence the list of gateways.)"""
-    servers = ["gateway"]
+async def measure(
+    rate: float, phase: float, rounds: int, kind: str = "plain", *, floor: bool = False
+) -> dict[str, Any]:
+    """Phases of direct calls and of calls through the gateway take turns, round after round;
+    with ``floor``, also through the bare forwarder (``serve_floor``)."""
+    servers = ["gateway", "floor"] if floor else ["gateway"]
     body = json.dumps(BODIES[kind]).encode()
     fake, fake_url = start_fake("openai")
     gateways: dict[str, tuple[subprocess.Popen[str], str]] = {}
@@ -182,7 +244,11 @@ async def measure(rate: float, phase: float, rounds: int, kind: str = "plain") -
             for server in servers:
                 folder = Path(state) / server
                 folder.mkdir()
-                gateways[server] = start_gateway(fake_url, folder, seconds)
+                gateways[server] = (
+                    start_floor(fake_url, seconds)
+                    if server == "floor"
+                    else start_gateway(fake_url, folder, seconds)
+                )
             # aiohttp's client costs less CPU per call than httpx: the generator must not be
             # what falls behind. Every path uses the same client, so the difference is fair.
             connector = aiohttp.TCPConnector(limit=256)
@@ -207,8 +273,12 @@ async def measure(rate: float, phase: float, rounds: int, kind: str = "plain") -
                 samples: dict[str, list[float]] = {name: [] for name in paths}
                 failed = dict.fromkeys(paths, 0)
                 cpu = dict.fromkeys(paths, 0.0)  # of the process serving each path's phases
-                for _ in range(rounds):
-                    for name, (pid, url, headers) in paths.items():
+                for round_number in range(rounds):
+                    names = list(paths)
+                    if round_number % 2:  # direct first, then the others in turn both ways
+                        names[1:] = reversed(names[1:])
+                    for name in names:
+                        pid, url, headers = paths[name]
                         before = _cpu_seconds(pid)
                         latencies, failures = await _phase(client, url, headers, rate, phase,
                                                            body)  # fmt: skip
@@ -343,7 +413,13 @@ def main() -> int:
         metavar="CALLS",
         help="Instead: CPU per call of each part, CALLS sequential calls each.",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="Also through a bare uvicorn + aiohttp forwarder: the floor of the two libraries.",
+    )
     parser.add_argument("--serve", metavar="UPSTREAM", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", metavar="UPSTREAM", help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -351,6 +427,11 @@ def main() -> int:
         from llmagents.runner.main import run_event_loop  # the loop the runner runs on
 
         run_event_loop(serve(args.serve, args.state, args.seconds))
+        return 0
+    if args.serve_floor:
+        from llmagents.runner.main import run_event_loop
+
+        run_event_loop(serve_floor(args.serve_floor, args.seconds))
         return 0
     if args.split:
         parts = asyncio.run(split(args.split, args.kind))
@@ -360,7 +441,7 @@ def main() -> int:
             else "\n".join(f"| {name} | {ms:.2f} ms |" for name, ms in parts.items())
         )
         return 0
-    result = asyncio.run(measure(args.rate, args.phase, args.rounds, args.kind))
+    result = asyncio.run(measure(args.rate, args.phase, args.rounds, args.kind, floor=args.floor))
     print(json.dumps(result, indent=2) if args.json else _table(result))
     return 0
 

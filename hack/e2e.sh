@@ -4,8 +4,8 @@
 # network and mount namespace of this run's own. See docs/e2e.md.
 #
 #   1. a Docker engine (hack/docker-engine.sh: started, and installed on Debian, when none
-#      answers) builds the image with the model (make image-with-model) and the gateway
-#      agent's image (tests/e2e/agent);
+#      answers) builds both images users get (make image, make image-with-model) and the
+#      gateway agent's image (tests/e2e/agent);
 #   2. the control plane, the kubelet and pause (hack/build-k8s.sh, hack/build-node.sh;
 #      cached in ~/.cache/llmagents);
 #   3. pytest tests/e2e under `unshare --net --mount`: the tests start the control plane,
@@ -22,6 +22,8 @@
 # Environment:
 #   IMAGE     image reference to build (default ghcr.io/llmagents/llmagents:e2e; the model
 #             variant is tagged IMAGE-model)
+#   E2E_TESTS  what pytest runs (default tests/e2e): a file or one test, which sets up what
+#             it needs, e.g. tests/e2e/test_real_node.py::test_the_with_model_image_serves_its_baked_model
 #   PYTEST_ARGS  extra pytest arguments (e.g. -k quickstart)
 set -euo pipefail
 
@@ -86,6 +88,10 @@ trap "exit 130" INT
 
 [[ -n "$engine" ]] && export "${engine?}"
 start=$SECONDS
+# Both images users get: the default (the chart runs it) and the model variant (one agent's
+# sidecar). The classic builder builds every stage before its target, so the second build
+# finds every layer cached.
+"$here/image.sh" "$image" runtime
 "$here/image.sh" "$image-model" with-model
 log "building the gateway agent's image $agent_image"
 base="$("$here/base-image.sh")"
@@ -99,11 +105,13 @@ log "images ready in $((SECONDS - start)) s"
 
 LLMAGENTS_K8S_BIN="$("$here/build-k8s.sh")"
 "$here/build-node.sh" >/dev/null
-export LLMAGENTS_K8S_BIN LLMAGENTS_E2E_IMAGE="$image-model" LLMAGENTS_E2E_AGENT_IMAGE="$agent_image"
+export LLMAGENTS_K8S_BIN LLMAGENTS_E2E_IMAGE="$image" LLMAGENTS_E2E_MODEL_IMAGE="$image-model" \
+  LLMAGENTS_E2E_AGENT_IMAGE="$agent_image"
 
-log "running tests/e2e in a network and mount namespace of its own"
-# shellcheck disable=SC2086 # PYTEST_ARGS is split on purpose
+log "running ${E2E_TESTS:-tests/e2e} in a network and mount namespace of its own"
+cd "$root"
+# shellcheck disable=SC2086 # E2E_TESTS and PYTEST_ARGS are split on purpose
 unshare --net --mount --propagation slave -- sh -c \
   'ip link set lo up && exec "$@"' sh \
   env LLMAGENTS_NODE_NETNS=1 "$root/.venv/bin/python" -m pytest -p no:xdist -p no:randomly \
-  "$root/tests/e2e" ${PYTEST_ARGS:-}
+  ${E2E_TESTS:-tests/e2e} ${PYTEST_ARGS:-}

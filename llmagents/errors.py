@@ -102,6 +102,18 @@ class ProviderError(LLMAgentsError):
         self.retry_after = retry_after
 
     @property
+    def detail(self) -> str:
+        """The message without a leading copy of the kind: OpenAI-compatible servers often
+        name their error type with the same word (``server_error: The engine is ...``)."""
+        prefix = f"{self.kind.value}: "
+        return self.message.removeprefix(prefix) or self.message
+
+    @property
+    def summary(self) -> str:
+        """The kind and the detail, as status and Events show a failure."""
+        return f"{self.kind.value}: {self.detail}"
+
+    @property
     def retryable(self) -> bool:
         return self.kind in RETRYABLE_KINDS
 
@@ -112,7 +124,7 @@ class ProviderError(LLMAgentsError):
     def __str__(self) -> str:
         where = f"{self.provider}: " if self.provider else ""
         status = f" (HTTP {self.status_code})" if self.status_code is not None else ""
-        return f"{where}{self.kind.value}{status}: {self.message}"
+        return f"{where}{self.kind.value}{status}: {self.detail}"
 
 
 class RateLimited(ProviderError):

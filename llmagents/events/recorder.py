@@ -241,6 +241,7 @@ class EventRecorder:
                 series.patched_at = self._clock()
                 return False
             items = []  # go on without: new Events rather than none
+            series.failures = 0  # the write gets its own tries
         self._lookup_failures.pop(regarding, None)
         found = existing_series(regarding, items)
         wall = self._wall_clock()

@@ -198,8 +198,13 @@ def runner_container(
     if settings.runner_otlp_endpoint:
         # Traces (runner/tracing.py): on only where an endpoint is configured.
         env.append(_env("OTEL_EXPORTER_OTLP_ENDPOINT", settings.runner_otlp_endpoint))
-        if settings.runner_otlp_protocol:
-            env.append(_env("OTEL_EXPORTER_OTLP_PROTOCOL", settings.runner_otlp_protocol))
+        for name, value in (
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", settings.runner_otlp_protocol),
+            ("OTEL_SERVICE_NAME", settings.runner_otel_service_name),
+            ("OTEL_RESOURCE_ATTRIBUTES", settings.runner_otel_resource_attributes),
+        ):
+            if value:
+                env.append(_env(name, value))
     for provider in pool.spec.providers:
         if provider.secret_ref is not None:
             env.append(

@@ -7,7 +7,10 @@ what only it knows:
   ``Resumed`` when it runs again;
 - ``CircuitOpened`` (Warning) on a ProviderPool when a provider becomes open for at least
   half of the agents reporting it (the rule by which runners open it too, ``runner.fleet``),
-  and ``CircuitClosed`` (Normal) when it no longer is.
+  and ``CircuitClosed`` (Normal) when it no longer is;
+- ``PriceUnknown`` (Warning) on a ProviderPool when its condition of that name becomes true
+  (a provider with neither pricing nor a table price, ``operator.prices``), and
+  ``PricesKnown`` (Normal) when it no longer is.
 
 Decisions compare the live status (what the operator wrote last, as the watch shows it)
 with the new one, so a restarted operator records nothing twice. Recording never waits:
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from llmagents.api.pool_status import PoolProviderStatus
-from llmagents.api.status import API_VERSION, Phase
+from llmagents.api.status import API_VERSION, Condition, ConditionStatus, Phase
 from llmagents.events import EventRecorder, EventType, Regarding
 from llmagents.operator.objects import AgentObject, PoolObject
 
@@ -77,3 +80,21 @@ class OperatorEvents:
                         f"{provider.agents} agents now")  # fmt: skip
                 self.recorder.record(regarding, reason="CircuitClosed", note=note,
                                      key=provider.name)  # fmt: skip
+
+    def pool_prices(
+        self, pool: PoolObject, before: list[Condition] | None, after: list[Condition] | None
+    ) -> None:
+        """The pool's ``PriceUnknown`` condition went from ``before`` (live) to ``after``."""
+        was, now = _price_unknown(before), _price_unknown(after)
+        if now is None or (was is not None and was.status == now.status):
+            return
+        regarding = Regarding(API_VERSION, "ProviderPool", pool.namespace, pool.name, pool.uid)
+        if now.status is ConditionStatus.TRUE:
+            self.recorder.record(regarding, reason="PriceUnknown", note=now.message,
+                                 type=EventType.WARNING)  # fmt: skip
+        elif was is not None and was.status is ConditionStatus.TRUE:
+            self.recorder.record(regarding, reason="PricesKnown", note=now.message)
+
+
+def _price_unknown(conditions: list[Condition] | None) -> Condition | None:
+    return next((c for c in conditions or [] if c.type == "PriceUnknown"), None)

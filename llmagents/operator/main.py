@@ -32,6 +32,8 @@ from llmagents.operator.reconcile import RESYNC_SECONDS
 from llmagents.operator.settings import (
     DEFAULT_IMAGE,
     ENV_IMAGE,
+    ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES,
+    ENV_RUNNER_OTEL_SERVICE_NAME,
     ENV_RUNNER_OTLP_ENDPOINT,
     ENV_RUNNER_OTLP_PROTOCOL,
     OTLP_PROTOCOLS,
@@ -96,6 +98,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(ENV_RUNNER_OTLP_PROTOCOL) or None,
         help="OTLP protocol of that endpoint: http/protobuf (port 4318, the default) or grpc "
         f"(port 4317) (env {ENV_RUNNER_OTLP_PROTOCOL}).",
+    )
+    parser.add_argument(
+        "--runner-otel-service-name",
+        default=os.environ.get(ENV_RUNNER_OTEL_SERVICE_NAME) or None,
+        help="service.name of the runners' traces (their OTEL_SERVICE_NAME; default "
+        f"llmagents-runner; env {ENV_RUNNER_OTEL_SERVICE_NAME}).",
+    )
+    parser.add_argument(
+        "--runner-otel-resource-attributes",
+        default=os.environ.get(ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES) or None,
+        metavar="KEY=VALUE,...",
+        help="More resource attributes of the runners' traces, e.g. "
+        "deployment.environment=prod (their OTEL_RESOURCE_ATTRIBUTES; env "
+        f"{ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES}).",
     )
     parser.add_argument(
         "--liveness", type=int, default=8081, metavar="PORT",
@@ -170,6 +186,8 @@ async def run(args: argparse.Namespace) -> int:
         runner_resources=args.runner_resources, onnx_resources=args.onnx_resources,
         runner_otlp_endpoint=args.runner_otlp_endpoint,
         runner_otlp_protocol=args.runner_otlp_protocol,
+        runner_otel_service_name=args.runner_otel_service_name,
+        runner_otel_resource_attributes=args.runner_otel_resource_attributes,
     )  # fmt: skip
     probes = Probes()
     if args.liveness:

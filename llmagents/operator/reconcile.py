@@ -403,6 +403,7 @@ class Reconciler:
         )
         if await self._write_status("ProviderPool", key, desired, live) and self.events:
             self.events.pool_providers(pool, live.providers, desired.providers or [])
+            self.events.pool_prices(pool, live.conditions, desired.conditions)
 
     def _providers_report(self, key: AgentKey) -> list[ProviderStatus] | None:
         body = self.views.agent(key)

@@ -23,6 +23,10 @@ ENV_RUNNER_OTLP_ENDPOINT = "LLMAGENTS_RUNNER_OTLP_ENDPOINT"
 """The operator's environment variable naming the runners' trace endpoint (the flag wins)."""
 ENV_RUNNER_OTLP_PROTOCOL = "LLMAGENTS_RUNNER_OTLP_PROTOCOL"
 """The operator's environment variable naming the runners' OTLP protocol (the flag wins)."""
+ENV_RUNNER_OTEL_SERVICE_NAME = "LLMAGENTS_RUNNER_OTEL_SERVICE_NAME"
+"""The operator's environment variable naming the runners' trace service (the flag wins)."""
+ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES = "LLMAGENTS_RUNNER_OTEL_RESOURCE_ATTRIBUTES"
+"""The operator's environment variable with the runners' extra trace resource attributes."""
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 """The OTLP protocols the runner exports traces by (runner.otel)."""
 
@@ -57,3 +61,8 @@ class OperatorSettings:
     runner_otlp_protocol: str | None = None
     """OTLP protocol of that endpoint (their OTEL_EXPORTER_OTLP_PROTOCOL): http/protobuf or
     grpc; None = the runner's default, http/protobuf."""
+    runner_otel_service_name: str | None = None
+    """The runners' trace ``service.name`` (their OTEL_SERVICE_NAME); None = llmagents-runner."""
+    runner_otel_resource_attributes: str | None = None
+    """More resource attributes of the runners' traces, ``key=value,...`` (their
+    OTEL_RESOURCE_ATTRIBUTES), such as ``deployment.environment=prod``."""

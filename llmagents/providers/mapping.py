@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+from pydantic_core import from_json
 
 from llmagents.errors import (
     AuthFailed,
@@ -149,7 +150,15 @@ def transport_error(exc: Exception, *, provider: str) -> ProviderError:
 
 
 def decode_json(body: bytes | str, *, provider: str, what: str = "answer") -> Any:
-    """Parse JSON or raise ``MalformedResponse`` saying where it broke, without the payload."""
+    """Parse JSON or raise ``MalformedResponse`` saying where it broke, without the payload.
+
+    pydantic-core's parser first (a few times faster than the standard library's on a chat
+    answer); what it refuses goes to ``json.loads``, which also takes UTF-16 and UTF-32 and
+    words the error as before."""
+    try:
+        return from_json(body)
+    except ValueError:
+        pass
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

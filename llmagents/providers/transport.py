@@ -7,9 +7,13 @@ and why:
   certificates still verifies; redirects never followed (a provider's redirect is an error
   worth seeing, and following one would carry the key elsewhere).
 - The proxy the environment names (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, a netrc for
-  its credentials), found by aiohttp's own rules once per adapter rather than on every request
-  in a thread as ``trust_env`` would. Only ``http://`` proxies are spoken to; aiohttp itself
-  ignores ``https://`` ones with a warning, and a SOCKS one is a ``ConfigError``.
+  its credentials), found once per adapter rather than on every request in a
+  thread as ``trust_env`` would, by the standard library's rules as aiohttp's are. An
+  ``http://`` proxy is spoken to in the clear (an https origin then through a ``CONNECT``
+  tunnel), an ``https://`` one over TLS verified like a provider's (TLS inside TLS for an
+  https origin, which uvloop and Python 3.11's asyncio both do). aiohttp's own reader of the
+  environment drops an ``https://`` proxy with a warning and goes direct, hence ours. Any
+  other scheme (SOCKS) is a ``ConfigError`` naming the variable.
 - Credentials go with each request, never as the session's default headers: aiohttp sends a
   session's defaults to the proxy as well (in the clear, in a ``CONNECT``) and turns an
   ``Authorization`` among them into ``Proxy-Authorization``.
@@ -35,15 +39,19 @@ import contextlib
 import contextvars
 import functools
 import logging
+import os
 import ssl
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+# The environment's proxy variables, read as aiohttp reads them (it uses these two too).
+from urllib.request import getproxies, proxy_bypass
+
 import aiohttp
 import certifi
-from aiohttp.helpers import get_env_proxy_for_url
+from aiohttp.helpers import basicauth_from_netrc, netrc_from_env, strip_auth_from_url
 from yarl import URL
 
 from llmagents.errors import ClientBusy, ConfigError, MalformedResponse
@@ -68,21 +76,42 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+PROXY_SCHEMES = ("http", "https")
+
+
 def env_proxy(url: str) -> URL | None:
-    """The proxy the environment names for ``url`` by aiohttp's rules, with its credentials
-    (from its URL or a netrc), or ``None`` (also when ``NO_PROXY`` exempts the host)."""
-    try:
-        proxy, auth = get_env_proxy_for_url(URL(url))
-    except LookupError:
+    """The proxy the environment names for ``url``, with its credentials (from its URL or a
+    netrc), or ``None`` (also when ``NO_PROXY`` exempts the host); ``ConfigError`` naming the
+    variable for a proxy that cannot be spoken to."""
+    target = URL(url)
+    if target.host is not None and proxy_bypass(target.host):
         return None
-    if proxy.scheme != "http":
+    named = getproxies().get(target.scheme)
+    if named is None:
+        return None
+    proxy, auth = strip_auth_from_url(URL(named))
+    if proxy.scheme not in PROXY_SCHEMES or not proxy.host:
         raise ConfigError(
-            f"the proxy the environment names for {url} is a {proxy.scheme}:// proxy; "
-            "only http:// proxies are supported (set NO_PROXY to reach it directly)"
+            f"{_proxy_variable(target.scheme, named)}={proxy} names the proxy for {url}, but "
+            "only http:// and https:// proxies can be spoken to (set NO_PROXY to reach the "
+            "provider directly)"
         )
+    if auth is None:
+        netrc = netrc_from_env()
+        if netrc is not None:
+            with contextlib.suppress(LookupError):
+                auth = basicauth_from_netrc(netrc, proxy.host)
     if auth is not None:  # aiohttp sends a proxy URL's credentials, to forward and CONNECT alike
         proxy = proxy.with_user(auth.login).with_password(auth.password)
     return proxy
+
+
+def _proxy_variable(scheme: str, value: str) -> str:
+    """Which environment variable gave ``value`` as the proxy for ``scheme`` URLs."""
+    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"):
+        if os.environ.get(name) == value:
+            return name
+    return f"{scheme.upper()}_PROXY"
 
 
 def checked_headers(headers: dict[str, str]) -> dict[str, str]:

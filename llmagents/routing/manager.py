@@ -339,14 +339,14 @@ class ProviderManager:
             or state.breaker.state is not BreakerState.CLOSED
             or attempt.retry >= self._retry.retries_for(kind, state.spec.max_retries)
         ):
-            run.pass_over(state.name, kind.value, error.message)
+            run.pass_over(state.name, kind.value, error.detail)
             return None
         wait = self._retry.delay(attempt.retry, self._rng, error.retry_after)
         remaining = run.deadline - ended
         if wait >= remaining or (
             state.timeout > remaining - wait and later_fits(order, position, remaining, ended)
         ):
-            run.pass_over(state.name, kind.value, error.message)
+            run.pass_over(state.name, kind.value, error.detail)
             run.deadline_hit = True
             return None
         return wait

@@ -98,7 +98,7 @@ class ProviderState:
             self.breaker.release(admission)
             return
         self.health.record(now, ok=False, latency=latency)
-        self.last_error = f"{error.kind.value}: {error.message}"
+        self.last_error = error.summary
         if error.misconfiguration:
             # Not a health problem of the provider: no retry or breaker opening can fix it.
             self.breaker.release(admission)
@@ -110,7 +110,7 @@ class ProviderState:
         """Take an active probe's outcome."""
         self.health.record_probe(now, ok=ok, latency=latency)
         if not ok:
-            self.last_error = f"{error.kind.value}: {error.message}" if error else "probe failed"
+            self.last_error = error.summary if error else "probe failed"
         if ok:
             self.answered()
             self.breaker.on_probe(now, ok=True)
@@ -127,7 +127,7 @@ class ProviderState:
         return last is None or now - last >= interval
 
     def _mark(self, error: ProviderError) -> None:
-        self.misconfigured = f"{error.kind.value}: {error.message}"
+        self.misconfigured = error.summary
         logger.warning(
             "agent %s: provider %s looks misconfigured: %s",
             self.agent,

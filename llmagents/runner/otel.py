@@ -14,10 +14,10 @@ Honoured, with the SDK's names and meanings:
   by the SDK.
 
 What the runner cannot do is refused rather than guessed: ``http/json`` (the Python SDK has
-no such exporter), a traces exporter other than ``otlp``, a value it does not know. A
-spelling of the endpoint for one protocol sent with another would export into the void;
-instead ``TracingRefused`` is raised, and the runner logs it, exports nothing, and sets the
-condition ``TracingMisconfigured`` on its agent (``runner.main``).
+no such exporter), a traces exporter other than ``otlp``, a value it does not know. Falling
+back to another protocol would send spans to a port that does not speak it, lost without a
+word; instead ``TracingRefused`` is raised, and the runner logs it, exports nothing, and
+sets the condition ``TracingMisconfigured`` on its agent (``runner.main``).
 """
 
 from __future__ import annotations

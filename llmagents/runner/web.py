@@ -9,9 +9,13 @@ Why uvicorn and not the project's former own HTTP/1.1 server: measured side by s
 median that would have justified keeping protocol code of our own. uvicorn leaves four things
 to its user, done here:
 
-- a bound on the request head. uvicorn's httptools protocol buffers a head without end (so
+- bounds on the request head. uvicorn's httptools protocol buffers a head without end (so
   does httptools itself, inside a header value it has not finished), so ``_Protocol`` counts
-  the bytes of an unfinished head as they arrive and answers 431 at ``MAX_HEAD``;
+  the bytes of an unfinished head as they arrive and answers 431 at ``MAX_HEAD``. Nor does
+  uvicorn time a head (a client may dribble one byte at a time, "slowloris", or connect and
+  say nothing, holding a connection for ever): a head unfinished ``HEAD_TIMEOUT`` seconds
+  after its first byte is answered 408, and a connection silent for ``KEEPALIVE_TIMEOUT``
+  seconds from its opening is closed;
 - HTTP/1.0 and 1.1 only: other versions in the request line (0.9, 2.0) get a 505;
 - an ``Upgrade`` request is answered once, as plain HTTP/1.1 (a server may ignore Upgrade),
   and the connection closes after it, since the parser cannot go on past an upgrade;
@@ -42,7 +46,14 @@ logger = logging.getLogger(__name__)
 MAX_HEAD = 64 * 1024
 """Bytes of request line and headers a request may have."""
 KEEPALIVE_TIMEOUT = 75
-"""Seconds an idle connection stays open (aiohttp's default; uvicorn's is 5)."""
+"""Seconds an idle connection stays open (aiohttp's default; uvicorn's is 5); also how long a
+new connection may wait before the first byte of its first request."""
+HEAD_TIMEOUT = 10.0
+"""Seconds from the first byte of a request to the end of its head (nginx's
+``client_header_timeout`` is 60; the gateway's clients are on the pod's loopback)."""
+HEAD_CHECK_INTERVAL = 1.0
+"""Seconds between looks for heads past ``HEAD_TIMEOUT``: one sweep over the connections
+rather than a timer armed and cancelled for every request."""
 LINGER = 2.0
 """Seconds a refused connection is read (and what arrives dropped) before it is closed."""
 
@@ -223,7 +234,10 @@ class _Protocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._error_response = error_response
         self._head_bytes = 0
+        self._read_size = 0
         self._in_head = True
+        self._head_since = 0.0  # loop time: the connection's opening, then a head's first byte
+        self._head_begun = False  # a byte of the current head has arrived
         self._refused = False
         self._refusal: bytes | None = None  # written once the answers in progress are out
 
@@ -231,6 +245,7 @@ class _Protocol(HttpToolsProtocol):
         if self._refused:
             return
         self._unset_keepalive_if_required()
+        self._read_size = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -245,18 +260,35 @@ class _Protocol(HttpToolsProtocol):
             if self._head_bytes > MAX_HEAD:
                 self._refuse(431, f"the request line and headers are limited to {MAX_HEAD} bytes")
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._head_since = self.loop.time()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._head_since = self.loop.time()
+        self._head_begun = True
+
+    def expire_head(self, now: float) -> None:
+        """Ends the connection if its head is overdue (``HEAD_TIMEOUT`` from its first byte)
+        or it never said anything (``KEEPALIVE_TIMEOUT`` from its opening)."""
+        if not self._in_head or self._refused or self.transport.is_closing():
+            return
+        if self._head_begun:
+            if now - self._head_since > HEAD_TIMEOUT:
+                self._refuse(408, f"the request head must arrive within {HEAD_TIMEOUT:g} seconds")
+        elif self.cycle is None and now - self._head_since > KEEPALIVE_TIMEOUT:
+            self.transport.close()  # nothing was asked: nothing to answer
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._head_begun = False
         if self._refused:  # a request pipelined after a refusal is never served
             return
-        # ": " and CRLF of each header line counted too: many short headers are a large head.
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > MAX_HEAD:  # a head that arrived whole in one read
+        if self._head_bytes + self._read_size > MAX_HEAD and self._head_size() > MAX_HEAD:
+            # A head that arrived whole in one read (the count in ``data_received`` comes after).
             self._refuse(431, f"the request line and headers are limited to {MAX_HEAD} bytes")
             return
         version = self.parser.get_http_version()
@@ -264,8 +296,13 @@ class _Protocol(HttpToolsProtocol):
             self._refuse(505, f"HTTP/{version} is not served here; use HTTP/1.1")
             return
         super().on_headers_complete()
+        self.cycle.transport = _WholeAnswer(self.transport, self.cycle)  # type: ignore[assignment]
         if self.parser.should_upgrade():
             self.cycle.keep_alive = False  # the parser stops at an upgrade: close after it
+
+    def _head_size(self) -> int:
+        # ": " and CRLF of each header line counted too: many short headers are a large head.
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -313,6 +350,50 @@ class _Protocol(HttpToolsProtocol):
         self.loop.call_later(LINGER, transport.close)
 
 
+class _WholeAnswer:
+    """The connection's transport as one request's cycle sees it: the head of an answer of
+    known length is held until its body is written, and both go out in one write.
+
+    uvicorn writes an answer's head and body separately, and on uvloop each write is a send
+    of its own: two system calls, two segments and two wake-ups of the client per answer
+    where one does (``bench/README.md``). A streamed answer's head is not held (its first
+    chunk may take a while); neither is a head with no body to follow (``content-length: 0``,
+    an answer to HEAD)."""
+
+    __slots__ = ("_cycle", "_head", "_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._held = False
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.writelines((head, data))
+            return
+        cycle = self._cycle
+        # The first write after the answer started is its head (an interim "100 Continue"
+        # comes before the start); uvicorn has read its content-length by then.
+        if (not self._held and cycle.response_started and cycle.chunked_encoding is False
+                and cycle.expected_content_length > 0 and cycle.scope["method"] != "HEAD"):  # fmt: skip
+            self._held = True
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        head, self._head = self._head, None
+        if head is not None:  # the application failed between head and body
+            self._transport.write(head)
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 # -- the server -------------------------------------------------------------------------------
 
 
@@ -330,6 +411,7 @@ class Server:
         self.port: int | None = None
         self._server: uvicorn.Server | None = None
         self._ticking: asyncio.Task[None] | None = None
+        self._sweeping: asyncio.Task[None] | None = None
 
     @property
     def connections(self) -> int:
@@ -352,6 +434,21 @@ class Server:
         self.port = server.servers[0].sockets[0].getsockname()[1]
         # Ticks the Date header once a second, and ends once ``should_exit`` is set.
         self._ticking = asyncio.create_task(server.main_loop())
+        self._sweeping = asyncio.create_task(self._expire_heads(server))
+
+    async def _expire_heads(self, server: uvicorn.Server) -> None:
+        """Every ``HEAD_CHECK_INTERVAL`` seconds, ends the connections whose head is overdue."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HEAD_CHECK_INTERVAL)
+            now = loop.time()
+            for connection in list(server.server_state.connections):
+                try:
+                    if isinstance(connection, _Protocol):
+                        connection.expire_head(now)
+                except Exception:  # one connection's trouble must not stop the sweeps
+                    logger.exception("%s: ending a connection with an overdue head failed",
+                                     self.app.name)  # fmt: skip
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop listening, let requests in progress finish within ``grace``, close the rest."""
@@ -359,6 +456,10 @@ class Server:
         if server is None:
             return
         server.should_exit = True
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
         if self._ticking is not None:
             await self._ticking
         # It sleeps 0.1 s first; its setting is typed as whole seconds but any number works.

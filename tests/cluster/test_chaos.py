@@ -6,7 +6,7 @@ the runner container after each kill with a short back-off (0.1 s, at most 0.3 s
 default ten-second back-off of a real kubelet would make the test slow, not different).
 Checkpoint and results go to ConfigMaps on the real API server, so every write the runner
 makes is the compare-and-swap it makes in production. The audit is the one of the local
-chaos test (``llmagents.testing.audit``): one result row per task, every task done in the
+chaos test (``tooling.audit``): one result row per task, every task done in the
 checkpoint, and spend matching the providers' bill but for the calls in flight at the kills.
 """
 
@@ -25,8 +25,8 @@ import pytest
 from test_operator import OperatorProcess, get
 from test_runner_e2e import crds, operator  # noqa: F401  (fixtures; crds is autouse)
 
-from llmagents.testing.audit import Prices, audit
 from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
+from tooling.audit import Prices, audit
 from tooling.cluster import ClusterInfo, Kubectl
 from tooling.kubelet import ProcessKubelet
 from tooling.polling import eventually

@@ -70,15 +70,23 @@ def test_a_price_no_table_knows_shows_on_the_pool_and_its_pending_agents_at_once
         assert get(kubectl, "llmagent", name)["status"]["phase"] == "Pending"
         assert conditions(kubectl, name)["PoolResolved"]["reason"] == "SecretNotFound"
         assert get(kubectl, "deployment", name) is None
-    print(kubectl("describe", "providerpool", "pool").stdout)
+    described = eventually(lambda: (lambda t: t if "PriceUnknown" in t[t.index("Events:"):]
+                                    else None)(kubectl("describe", "providerpool", "pool").stdout),
+                           timeout=30, what="the PriceUnknown Event on the pool")  # fmt: skip
+    print(described)
+    assert "Warning  PriceUnknown" in described[described.index("Events:") :]
     print(kubectl("describe", "llmagent", "frugal").stdout)
 
     # Pricing the provider clears it on the pool and on the agents.
     patch = [{"op": "add", "path": "/spec/providers/1/pricing",
               "value": {"inputPerMillion": 0.2, "outputPerMillion": 0.4}}]  # fmt: skip
     kubectl("patch", "providerpool", "pool", "--type=json", "-p", json.dumps(patch))
-    eventually(lambda: (pool_condition(kubectl, "PriceUnknown") or {}).get("status") == "False",
-               timeout=30, what="PriceUnknown False on the pool")  # fmt: skip
+    # As docs/pricing.md says a deployment pipeline may wait for it:
+    waited = kubectl("wait", "--for=condition=PriceUnknown=false", "providerpool/pool",
+                     "--timeout=30s", check=False)  # fmt: skip
+    assert waited.returncode == 0, waited.stderr
+    eventually(lambda: "PricesKnown" in kubectl("describe", "providerpool", "pool").stdout.split(
+        "Events:")[1], timeout=30, what="the PricesKnown Event")  # fmt: skip
     for name in ("frugal", "open-ended"):
         eventually(lambda n=name: conditions(kubectl, n)["PriceUnknown"]["reason"] == "PricesKnown",
                    timeout=30, what=f"PriceUnknown False on {name}")  # fmt: skip

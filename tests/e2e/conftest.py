@@ -1,28 +1,49 @@
 """Fixtures of the real-node end-to-end run (``make e2e``; see docs/e2e.md).
 
-Session-scoped, in the order they build on each other: ``cluster`` (the local control
-plane without kwok), ``node`` (containerd + kubelet joined to it, the images loaded),
-``fakes`` (fake Anthropic and OpenAI servers on the node's bridge address, where pods
-reach them), ``release`` (``helm install`` of the chart into a namespace that enforces the
-restricted Pod Security Standard). The tests run only under hack/e2e.sh, which gives them
-namespaces of their own; anywhere else (``make test``) they are skipped.
+Session-scoped, each built on demand by whichever test first needs it, so that any one
+test runs alone (``PYTEST_ARGS=tests/e2e/test_real_node.py::<test> make e2e``) and the
+whole run builds each only once: ``cluster`` (the local control plane without kwok),
+``node`` (containerd + kubelet joined to it, the images loaded), ``fakes`` (fake Anthropic
+and OpenAI servers on the node's bridge address, where pods reach them), ``chart`` (the
+chart as ``helm install`` left it: the default image for everything, in a namespace that
+enforces the restricted Pod Security Standard). ``release`` is per test: it installs the
+chart again when a test before it uninstalled it. The tests run only under hack/e2e.sh,
+which gives them namespaces of their own; anywhere else (``make test``) they are skipped.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from node_e2e import CHART, OPERATOR_NS, RELEASE, Fakes, Kube
+from node_e2e import (
+    AGENTS_NS,
+    OPERATOR_NS,
+    RELEASE,
+    Chart,
+    Fakes,
+    GatewayRun,
+    Kube,
+    QuickstartRun,
+    dump,
+    sample_peaks,
+)
 
+from llmagents.testing.fake_providers import FaultPlan
 from tooling import _proc
 from tooling.cluster import LocalCluster, default_state_root
 from tooling.node import NETNS_ENV, NodeUnavailable, RealNode, missing_prerequisites
+from tooling.polling import eventually
 
 E2E_DIR = Path(__file__).parent
+MEMORY_REPORT = Path(
+    os.environ.get("LLMAGENTS_E2E_MEMORY_REPORT", "/tmp/llmagents-e2e-memory.json")
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -36,7 +57,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def image() -> str:
+    """The default image (`make image`): operator, runner, and a sidecar that converts
+    SmolLM2 on first start."""
     return os.environ["LLMAGENTS_E2E_IMAGE"]
+
+
+@pytest.fixture(scope="session")
+def model_image() -> str:
+    """The with-model image (`make image-with-model`): SmolLM2 baked in, no converter."""
+    return os.environ["LLMAGENTS_E2E_MODEL_IMAGE"]
+
+
+@pytest.fixture(scope="session")
+def agent_image() -> str:
+    """The gateway agent's own image (tests/e2e/agent): the OpenAI SDK and a short script."""
+    return os.environ["LLMAGENTS_E2E_AGENT_IMAGE"]
 
 
 @pytest.fixture(scope="session")
@@ -57,12 +92,14 @@ def cluster() -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="session")
-def node(cluster: LocalCluster, image: str) -> Iterator[RealNode]:
+def node(
+    cluster: LocalCluster, image: str, model_image: str, agent_image: str
+) -> Iterator[RealNode]:
     if missing := missing_prerequisites():
         pytest.fail(f"a real node cannot run here: needs {', '.join(missing)}", pytrace=False)
     real = RealNode(cluster)
     try:
-        real.start([image, os.environ["LLMAGENTS_E2E_AGENT_IMAGE"]], timeout=600)
+        real.start([image, model_image, agent_image], timeout=600)
     except NodeUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
@@ -86,18 +123,99 @@ def fakes(node: RealNode) -> Iterator[Fakes]:
 
 
 @pytest.fixture(scope="session")
-def release(kube: Kube, image: str) -> str:
-    """The chart installed with the image built by hack/e2e.sh; its operator Ready."""
+def chart(kube: Kube, image: str) -> Chart:
+    """The chart's release as installed: the default image for every pod (the operator,
+    runners and ONNX sidecars), as users get it."""
     kube.restricted_namespace(OPERATOR_NS)
-    repository, tag = image.rsplit(":", 1)
-    result = kube.helm(
-        "install", RELEASE, str(CHART), "--namespace", OPERATOR_NS,
-        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
-        "--set", "image.pullPolicy=Never", "--set", "operator.logFormat=plain",
-        "--wait", "--timeout", "300s",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr + kube.diagnostics(OPERATOR_NS)
+    return Chart(kube, image)
+
+
+@pytest.fixture
+def release(chart: Chart) -> str:
+    """The chart installed and its operator Ready (installed again after an uninstall)."""
+    chart.ensure_installed()
     return RELEASE
+
+
+@pytest.fixture(scope="session")
+def agents_ns(kube: Kube) -> str:
+    """Where the agents run: a namespace enforcing the restricted Pod Security Standard."""
+    kube.restricted_namespace(AGENTS_NS)
+    return AGENTS_NS
+
+
+@pytest.fixture(scope="session")
+def memory_report() -> Iterator[dict[str, dict[str, int]]]:
+    """Peak memory of containers by run, written at the end (bench/README.md reads it)."""
+    report: dict[str, dict[str, int]] = {}
+    yield report
+    if report:
+        MEMORY_REPORT.write_text(json.dumps(report, indent=2))
+
+
+@pytest.fixture(scope="session")
+def quickstart(
+    kube: Kube, chart: Chart, fakes: Fakes, agents_ns: str,
+    memory_report: dict[str, dict[str, int]],
+) -> QuickstartRun:  # fmt: skip
+    """The quickstart as users apply it, under the chart's defaults: the default image, so
+    its ONNX sidecar converts SmolLM2 on first start; claude and gpt both down."""
+    chart.ensure_installed()
+    fakes.anthropic.set_faults(FaultPlan(outage=True))
+    fakes.openai.set_faults(FaultPlan(outage=True))
+    before = fakes.requests()
+    kube.ok("-n", agents_ns, "apply", "-f", "-", input=dump(fakes.quickstart()))
+    run = QuickstartRun()
+
+    def completed() -> bool:
+        pod = kube.pod(agents_ns, "app.kubernetes.io/instance=quickstart")
+        run.sample(pod)
+        if pod is not None and not run.runner_log:
+            logs = kube.kubectl("-n", agents_ns, "logs", "deploy/quickstart", "-c", "runner")
+            run.runner_log = logs.stdout if logs.returncode == 0 and "task" in logs.stdout else ""
+        if pod is not None and "converted" not in run.onnx_log:  # it converts first
+            logs = kube.kubectl("-n", agents_ns, "logs", "deploy/quickstart", "-c", "onnx")
+            run.onnx_log = logs.stdout if logs.returncode == 0 else run.onnx_log
+        return kube.agent(agents_ns, "quickstart").get("status", {}).get("phase") == "Completed"
+
+    eventually(completed, timeout=900, what="quickstart to complete", every=1.0,
+               details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
+    sample_peaks(kube.pod(OPERATOR_NS, "app.kubernetes.io/name=llmagents"), run.peaks)
+    memory_report["quickstart (default image: the sidecar converts on first start)"] = run.peaks
+    print(f"peak memory (bytes) of the quickstart's containers and the operator: {run.peaks}")
+    after = fakes.requests()
+    run.requests = {k: after[k] - before[k] for k in after}
+    return run
+
+
+@pytest.fixture(scope="session")
+def gateway_agent(
+    kube: Kube, chart: Chart, fakes: Fakes, agents_ns: str, agent_image: str
+) -> GatewayRun:
+    """A gateway-mode agent whose container (the OpenAI SDK) asks the runner three
+    questions over the pod's loopback while claude is down; no local model in its pool."""
+    chart.ensure_installed()
+    fakes.anthropic.set_faults(FaultPlan(outage=True))
+    fakes.openai.set_faults(FaultPlan())
+    docs = fakes.quickstart("gateway", local=False)
+    agent = next(d for d in docs if d["kind"] == "LLMAgent")
+    agent["spec"]["work"] = {"agent": {"image": agent_image}}
+    kube.ok("-n", agents_ns, "apply", "-f", "-", input=dump(docs))
+
+    def answered() -> str:
+        logs = kube.kubectl("-n", agents_ns, "logs", "deploy/gateway", "-c", "agent")
+        return logs.stdout if "all 3 answered" in logs.stdout else ""
+
+    log = eventually(answered, timeout=600, what="the agent's three answers",
+                     details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
+
+    # The runner reports spend with its next status write, not with each answer.
+    def spend_reported() -> dict[str, Any] | None:
+        status: dict[str, Any] = kube.agent(agents_ns, "gateway").get("status", {})
+        return status if (status.get("cost") or {}).get("totalUSD") else None
+
+    status = eventually(spend_reported, timeout=120, what="the gateway agent's spend in its status")
+    return GatewayRun(log, status)
 
 
 @pytest.fixture(autouse=True)

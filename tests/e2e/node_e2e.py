@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,12 +15,14 @@ from llmagents.testing.fake_providers.threaded import ThreadedFake
 from tooling._nodeconfig import GATEWAY
 from tooling.cluster import REPO_ROOT
 from tooling.demo import quickstart_docs
+from tooling.node import CGROUP_FS
 
 T = TypeVar("T")
 CHART = REPO_ROOT / "charts" / "llmagents"
 QUICKSTART = REPO_ROOT / "examples" / "quickstart.yaml"
 RELEASE = "llmagents"
 OPERATOR_NS = "llmagents-system"
+AGENTS_NS = "agents"
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -81,6 +83,31 @@ class Kube:
 
 
 @dataclass
+class Chart:
+    """The chart's release in OPERATOR_NS, installed with ``image`` for every pod."""
+
+    kube: Kube
+    image: str
+
+    def installed(self) -> bool:
+        status = self.kube.helm("status", RELEASE, "--namespace", OPERATOR_NS, "-o", "json")
+        return status.returncode == 0 and json.loads(status.stdout)["info"]["status"] == "deployed"
+
+    def ensure_installed(self) -> None:
+        """``helm install`` unless deployed, waiting for the operator to be Ready."""
+        if self.installed():
+            return
+        repository, tag = self.image.rsplit(":", 1)
+        result = self.kube.helm(
+            "install", RELEASE, str(CHART), "--namespace", OPERATOR_NS,
+            "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+            "--set", "image.pullPolicy=Never", "--set", "operator.logFormat=plain",
+            "--wait", "--timeout", "300s",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr + self.kube.diagnostics(OPERATOR_NS)
+
+
+@dataclass
 class Fakes:
     """Fake Anthropic (in an outage) and OpenAI servers on the node's bridge address."""
 
@@ -97,13 +124,24 @@ class Fakes:
         self.anthropic.stop()
         self.openai.stop()
 
-    def quickstart(self, name: str = "quickstart") -> list[dict[str, Any]]:
+    def requests(self) -> dict[str, int]:
+        """Requests each fake has answered so far (errors of an outage included)."""
+        return {
+            "anthropic": self.anthropic.server.core.stats.requests,
+            "openai": self.openai.server.core.stats.requests,
+        }
+
+    def quickstart(self, name: str = "quickstart", *, local: bool = True) -> list[dict[str, Any]]:
         """examples/quickstart.yaml with its base URLs at these fakes. Another ``name``
         renames the agent and gives it a pool of its own: agents of one pool share what
-        they learn of its providers (a provider open for the pool starts open for them)."""
+        they learn of its providers (a provider open for the pool starts open for them).
+        ``local=False`` leaves the ONNX provider out, and with it the agent's sidecar."""
         urls = {"anthropic": self.anthropic.url, "openai": self.openai.url}
         docs = quickstart_docs(QUICKSTART.read_text(), fakes=urls, real={})
         pool = next(d for d in docs if d["kind"] == "ProviderPool")
+        if not local:
+            providers = pool["spec"]["providers"]
+            providers[:] = [p for p in providers if p["type"] != "onnx"]
         for provider in pool["spec"]["providers"]:
             if "baseURL" in provider:  # plain http off loopback: the fakes are ours
                 provider["allowInsecureBaseURL"] = True
@@ -116,3 +154,57 @@ class Fakes:
 
 def dump(docs: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(docs)
+
+
+def statuses(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A pod's container statuses by container name."""
+    return {s["name"]: s for s in pod.get("status", {}).get("containerStatuses", [])}
+
+
+def memory_bytes(container_id: str) -> int:
+    """The container's peak memory (cgroup v1 max_usage_in_bytes), 0 once it is gone."""
+    cid = container_id.removeprefix("containerd://")
+    for path in (CGROUP_FS / "memory").glob(f"llmagents-node-*/kubepods/**/{cid}"):
+        try:
+            return int((path / "memory.max_usage_in_bytes").read_text())
+        except OSError:
+            return 0
+    return 0
+
+
+def sample_peaks(pod: dict[str, Any] | None, peaks: dict[str, int]) -> None:
+    """Raise ``peaks`` (by container name) to what each of the pod's containers has used."""
+    for name, status in statuses(pod or {}).items():
+        if status.get("containerID"):
+            peaks[name] = max(peaks.get(name, 0), memory_bytes(status["containerID"]))
+
+
+@dataclass
+class QuickstartRun:
+    """examples/quickstart.yaml run to completion, as seen while it ran."""
+
+    requests: dict[str, int] = field(default_factory=dict)  # to each fake while it ran
+    runner_log: str = ""  # `kubectl logs deploy/quickstart -c runner` while it ran
+    onnx_log: str = ""  # the sidecar's, last seen
+    peaks: dict[str, int] = field(default_factory=dict)  # peak memory by container
+    images: dict[str, str] = field(default_factory=dict)  # image by container
+    restarts: dict[str, int] = field(default_factory=dict)  # restart count by container
+    terminations: dict[str, Any] = field(default_factory=dict)  # last termination, if any
+
+    def sample(self, pod: dict[str, Any] | None) -> None:
+        if pod is None:
+            return
+        sample_peaks(pod, self.peaks)
+        self.images.update({c["name"]: c["image"] for c in pod["spec"]["containers"]})
+        for name, status in statuses(pod).items():
+            self.restarts[name] = max(self.restarts.get(name, 0), status.get("restartCount", 0))
+            if ended := status.get("lastState", {}).get("terminated"):
+                self.terminations[name] = ended
+
+
+@dataclass
+class GatewayRun:
+    """The gateway-mode agent once its own container has had its three answers."""
+
+    agent_log: str
+    status: dict[str, Any]  # the LLMAgent's status once its spend was reported

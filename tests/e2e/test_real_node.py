@@ -1,38 +1,44 @@
-"""The image and the chart on a real node: containerd, runc, CNI and a real kubelet.
+"""The images and the chart on a real node: containerd, runc, CNI and a real kubelet.
 
-Run in order (one cluster and node for the session): the chart's operator, the quickstart
-falling back to the ONNX sidecar container, a runner killed by the runtime, a gateway-mode
-agent with the OpenAI SDK, `helm upgrade` and `helm uninstall`. The agents run in a
-namespace that enforces the restricted Pod Security Standard, as does the operator's.
+One cluster and node for the session; every test asks for what it builds on (the chart
+installed, the quickstart run, the gateway agent) through conftest's fixtures, so each runs
+alone as well as in the whole run, where each fixture is built once. The chart runs the
+default image, as users get it; the with-model image serves one agent's sidecar. Agents
+run in a namespace that enforces the restricted Pod Security Standard, as does the
+operator's.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from node_e2e import CHART, OPERATOR_NS, RELEASE, Fakes, Kube, dump
+import yaml
+from node_e2e import (
+    CHART,
+    OPERATOR_NS,
+    RELEASE,
+    RESTRICTED,
+    Fakes,
+    GatewayRun,
+    Kube,
+    QuickstartRun,
+    dump,
+    sample_peaks,
+    statuses,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmagents.testing.fake_providers import FaultPlan
 from llmagents.testing.fake_providers.faults import Latency
-from tooling.node import CGROUP_FS, RealNode
+from tooling.node import RealNode
 from tooling.polling import eventually
 
 # Pods start on a loaded 2-core machine; each wait below has its own deadline.
 pytestmark = pytest.mark.timeout(1800)
-AGENTS_NS = "agents"
-MEMORY_REPORT = Path(
-    os.environ.get("LLMAGENTS_E2E_MEMORY_REPORT", "/tmp/llmagents-e2e-memory.json")
-)
-
-
-@pytest.fixture(scope="module")
-def agents_ns(kube: Kube, release: str) -> str:
-    kube.restricted_namespace(AGENTS_NS)
-    return AGENTS_NS
 
 
 def _container_pid(node: RealNode, container_id: str) -> int:
@@ -41,26 +47,16 @@ def _container_pid(node: RealNode, container_id: str) -> int:
     return int(next(line.split()[1] for line in tasks if line.startswith(cid)))
 
 
-def _memory_bytes(container_id: str) -> int:
-    """The container's peak memory (cgroup v1 max_usage_in_bytes), 0 once it is gone."""
-    cid = container_id.removeprefix("containerd://")
-    for path in (CGROUP_FS / "memory").glob(f"llmagents-node-*/kubepods/**/{cid}"):
-        try:
-            return int((path / "memory.max_usage_in_bytes").read_text())
-        except OSError:
-            return 0
-    return 0
+def _images(pod: dict[str, Any]) -> dict[str, str]:
+    return {c["name"]: c["image"] for c in pod["spec"]["containers"]}
 
 
-def _statuses(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {s["name"]: s for s in pod.get("status", {}).get("containerStatuses", [])}
-
-
-def test_the_operator_runs_from_the_image_non_root_on_a_read_only_root(
-    kube: Kube, node: RealNode, release: str
+def test_the_operator_runs_from_the_default_image_non_root_on_a_read_only_root(
+    kube: Kube, node: RealNode, release: str, image: str
 ) -> None:
     pod = kube.pod(OPERATOR_NS, "app.kubernetes.io/name=llmagents")
     assert pod is not None
+    assert _images(pod)["operator"].startswith(image), pod["spec"]["containers"]
     (status,) = pod["status"]["containerStatuses"]
     assert status["ready"], status
     pid = _container_pid(node, status["containerID"])
@@ -74,30 +70,9 @@ def test_the_operator_runs_from_the_image_non_root_on_a_read_only_root(
     assert kube.json("-n", OPERATOR_NS, "get", "deploy", RELEASE)["status"]["readyReplicas"] == 1
 
 
-def test_quickstart_falls_back_to_the_onnx_sidecar_container(
-    kube: Kube, node: RealNode, fakes: Fakes, agents_ns: str
+def test_quickstart_falls_back_to_smollm2_converted_on_first_start_in_the_sidecar(
+    kube: Kube, quickstart: QuickstartRun, agents_ns: str, image: str
 ) -> None:
-    # Both hosted providers down: claude, then gpt, then SmolLM2 in the sidecar answers.
-    fakes.anthropic.set_faults(FaultPlan(outage=True))
-    fakes.openai.set_faults(FaultPlan(outage=True))
-    kube.ok("-n", agents_ns, "apply", "-f", "-", input=dump(fakes.quickstart()))
-
-    logs_seen = ""
-    peaks: dict[str, int] = {}
-
-    def completed() -> bool:
-        nonlocal logs_seen
-        pod = kube.pod(agents_ns, "app.kubernetes.io/instance=quickstart")
-        for name, status in _statuses(pod or {}).items():
-            if status.get("containerID"):
-                peaks[name] = max(peaks.get(name, 0), _memory_bytes(status["containerID"]))
-        if pod is not None and not logs_seen:
-            logs = kube.kubectl("-n", agents_ns, "logs", "deploy/quickstart", "-c", "runner")
-            logs_seen = logs.stdout if logs.returncode == 0 and "task" in logs.stdout else ""
-        return kube.agent(agents_ns, "quickstart").get("status", {}).get("phase") == "Completed"
-
-    eventually(completed, timeout=900, what="quickstart to complete",
-               details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
     status = kube.agent(agents_ns, "quickstart")["status"]
     assert status["tasks"]["done"] == 3 and status["tasks"]["failed"] == 0
     results = kube.json("-n", agents_ns, "get", "configmap", "quickstart-results-0")["data"]
@@ -105,27 +80,55 @@ def test_quickstart_falls_back_to_the_onnx_sidecar_container(
     assert {a["provider"] for a in answers} == {"local"}, answers
     assert all(a["text"].strip() for a in answers)
     # The runner reached both fakes over the pod network before falling back.
-    assert fakes.anthropic.server.core.stats.requests > 0
-    assert fakes.openai.server.core.stats.requests > 0
+    assert quickstart.requests["anthropic"] > 0 and quickstart.requests["openai"] > 0
+    # The default image has no model: the sidecar converted SmolLM2 within its default
+    # memory limit, without being killed for it.
+    assert quickstart.images["onnx"] == image
+    assert "converted" in quickstart.onnx_log, quickstart.onnx_log[-2000:]
+    assert quickstart.restarts == {"runner": 0, "onnx": 0}, quickstart.terminations
     table = kube.ok("-n", agents_ns, "get", "llmagents")
     assert "quickstart" in table and "Completed" in table
     # The README's troubleshooting: the runner's log through the API server and kubelet.
-    assert logs_seen, "kubectl logs deploy/quickstart -c runner showed no task lines"
-    operator = kube.pod(OPERATOR_NS, "app.kubernetes.io/name=llmagents")
-    assert operator is not None
-    peaks["operator"] = _memory_bytes(operator["status"]["containerStatuses"][0]["containerID"])
-    MEMORY_REPORT.write_text(json.dumps({"quickstart": peaks}, indent=2))
-    print(f"peak memory (bytes) of the quickstart's containers: {peaks}")
+    assert quickstart.runner_log, "kubectl logs deploy/quickstart -c runner showed no task lines"
+
+
+def test_the_with_model_image_serves_its_baked_model(
+    kube: Kube, fakes: Fakes, release: str, agents_ns: str, model_image: str,
+    memory_report: dict[str, dict[str, int]],
+) -> None:  # fmt: skip
+    fakes.anthropic.set_faults(FaultPlan(outage=True))
+    fakes.openai.set_faults(FaultPlan(outage=True))
+    docs = fakes.quickstart("baked")
+    agent = next(d for d in docs if d["kind"] == "LLMAgent")
+    agent["spec"]["onnx"] = {"image": model_image}
+    agent["spec"]["work"]["tasks"] = agent["spec"]["work"]["tasks"][:1]
+    kube.ok("-n", agents_ns, "apply", "-f", "-", input=dump(docs))
+    peaks: dict[str, int] = {}
+    images: dict[str, str] = {}
+
+    def completed() -> bool:
+        pod = kube.pod(agents_ns, "app.kubernetes.io/instance=baked")
+        sample_peaks(pod, peaks)
+        if pod is not None:
+            images.update(_images(pod))
+        return kube.agent(agents_ns, "baked").get("status", {}).get("phase") == "Completed"
+
+    eventually(completed, timeout=600, what="the baked-model agent to complete", every=1.0,
+               details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
+    memory_report["with-model image sidecar (SmolLM2 baked in), one task"] = peaks
+    assert images["onnx"] == model_image, images
+    results = kube.json("-n", agents_ns, "get", "configmap", "baked-results-0")["data"]
+    assert [json.loads(v)["provider"] for v in results.values()] == ["local"]
 
 
 def test_a_runner_killed_by_the_runtime_resumes_from_its_checkpoint(
-    kube: Kube, node: RealNode, fakes: Fakes, agents_ns: str
+    kube: Kube, node: RealNode, fakes: Fakes, release: str, agents_ns: str
 ) -> None:
     fakes.anthropic.set_faults(FaultPlan(outage=True))
     # Slow answers, so that the kill lands mid-list whatever the machine's load.
     fakes.openai.set_faults(FaultPlan(latency=Latency(ms=4000)))
-    before = fakes.openai.server.core.stats.requests
-    docs = fakes.quickstart("resumer")
+    before = fakes.requests()["openai"]
+    docs = fakes.quickstart("resumer", local=False)
     agent = next(d for d in docs if d["kind"] == "LLMAgent")
     agent["spec"]["checkpointInterval"] = "5s"
     agent["spec"]["work"]["tasks"] = [
@@ -142,16 +145,16 @@ def test_a_runner_killed_by_the_runtime_resumes_from_its_checkpoint(
 
     pod = eventually(two_done, timeout=600, what="two tasks done",
                      details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
-    runner = _statuses(pod)["runner"]
+    runner = statuses(pod)["runner"]
     node.kill_container(runner["containerID"])
 
     def restarted() -> bool:
         p = kube.pod(agents_ns, "app.kubernetes.io/instance=resumer")
-        s = _statuses(p or {}).get("runner", {})
+        s = statuses(p or {}).get("runner", {})
         return s.get("restartCount", 0) >= 1 and bool(s.get("ready"))
 
     eventually(restarted, timeout=300, what="the kubelet to restart the runner")
-    last = _statuses(kube.pod(agents_ns, "app.kubernetes.io/instance=resumer") or {})["runner"]
+    last = statuses(kube.pod(agents_ns, "app.kubernetes.io/instance=resumer") or {})["runner"]
     assert last["lastState"]["terminated"]["exitCode"] == 137  # SIGKILL, not a clean exit
     eventually(
         lambda: kube.agent(agents_ns, "resumer").get("status", {}).get("phase") == "Completed",
@@ -162,44 +165,97 @@ def test_a_runner_killed_by_the_runtime_resumes_from_its_checkpoint(
     results = kube.json("-n", agents_ns, "get", "configmap", "resumer-results-0")["data"]
     assert sorted(results) == [f"t{i}" for i in range(8)]
     # Nothing done twice: at most the call in flight when the runner died is repeated.
-    calls = fakes.openai.server.core.stats.requests - before
+    calls = fakes.requests()["openai"] - before
     assert 8 <= calls <= 9, calls
     spent = sum(json.loads(v)["costUSD"] for v in results.values())
     assert status["cost"]["totalUSD"] == pytest.approx(spent, rel=1e-6, abs=1e-9)
 
 
 def test_a_gateway_agent_with_the_openai_sdk_gets_answers_with_fallback(
-    kube: Kube, node: RealNode, fakes: Fakes, agents_ns: str
+    gateway_agent: GatewayRun,
 ) -> None:
-    fakes.anthropic.set_faults(FaultPlan(outage=True))
-    fakes.openai.set_faults(FaultPlan())
-    docs = fakes.quickstart("gateway")
-    agent = next(d for d in docs if d["kind"] == "LLMAgent")
-    agent["spec"]["work"] = {"agent": {"image": os.environ["LLMAGENTS_E2E_AGENT_IMAGE"]}}
-    kube.ok("-n", agents_ns, "apply", "-f", "-", input=dump(docs))
-
-    def answered() -> str:
-        logs = kube.kubectl("-n", agents_ns, "logs", "deploy/gateway", "-c", "agent")
-        return logs.stdout if "all 3 answered" in logs.stdout else ""
-
-    out = eventually(answered, timeout=600, what="the agent's three answers",
-                     details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
+    out = gateway_agent.agent_log
     assert out.count("from gpt") == 3, out  # claude is down: the engine fell back
-    # The runner reports spend with its next status write, not with each answer.
-    eventually(
-        lambda: kube.agent(agents_ns, "gateway").get("status", {}).get("cost", {}).get("totalUSD"),
-        timeout=120, what="the gateway agent's spend in its status",
-    )  # fmt: skip
+    assert gateway_agent.status["cost"]["totalUSD"] > 0
+
+
+def test_restricted_namespaces_admit_every_pod_of_ours_and_refuse_others(
+    kube: Kube, release: str, quickstart: QuickstartRun, gateway_agent: GatewayRun,
+    agents_ns: str, image: str,
+) -> None:  # fmt: skip
+    namespaces = (OPERATOR_NS, agents_ns)
+    for ns in namespaces:
+        labels = kube.json("get", "namespace", ns)["metadata"]["labels"]
+        assert labels.items() >= RESTRICTED.items(), labels
+        # The admission is enforced, not merely labelled: a privileged pod is refused.
+        canary = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "canary"},
+                  "spec": {"containers": [{"name": "c", "image": image,
+                                           "securityContext": {"privileged": True}}]}}  # fmt: skip
+        refused = kube.kubectl("-n", ns, "create", "--dry-run=server", "-f", "-",
+                               input=json.dumps(canary))  # fmt: skip
+        assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused
+    # Every pod of ours as the API server would create it now: a pod of each Deployment's
+    # template (the operator; agents with the ONNX sidecar and with their own container,
+    # scaled down or not) and `helm test`'s pod.
+    pods: dict[str, dict[str, Any]] = {}
+    for ns in namespaces:
+        for deploy in kube.json("-n", ns, "get", "deployments")["items"]:
+            meta = {"name": f"pss-{deploy['metadata']['name']}", "namespace": ns}
+            pods[f"{ns}/{deploy['metadata']['name']}"] = {
+                "apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                "spec": deploy["spec"]["template"]["spec"],
+            }  # fmt: skip
+    hooks = kube.helm("get", "hooks", RELEASE, "--namespace", OPERATOR_NS)
+    assert hooks.returncode == 0, hooks.stderr
+    (test_pod,) = [d for d in _yaml_docs(hooks.stdout) if d["kind"] == "Pod"]
+    pods[f"{OPERATOR_NS}/helm-test"] = test_pod
+    containers = {c["name"] for pod in pods.values() for c in pod["spec"]["containers"]}
+    assert {"operator", "runner", "onnx", "agent", "readiness"} <= containers, containers
+    for name, pod in pods.items():
+        ns = pod["metadata"].get("namespace", OPERATOR_NS)
+        created = kube.kubectl("-n", ns, "create", "--dry-run=server", "-f", "-",
+                               input=json.dumps(pod))  # fmt: skip
+        assert created.returncode == 0, f"{name}: {created.stderr}"
+    # And none of the pods the controllers made was refused along the way.
+    for ns in namespaces:
+        refusals = kube.ok("-n", ns, "get", "events", "--field-selector=reason=FailedCreate")
+        assert "PodSecurity" not in refusals, refusals
+
+
+def _budget_remaining(pod: dict[str, Any]) -> float:
+    """``llmagents_budget_remaining_usd`` from the pod's runner, scraped over the pod
+    network: computed by the runner process when scraped."""
+    runner = next(c for c in pod["spec"]["containers"] if c["name"] == "runner")
+    port = next(p["containerPort"] for p in runner["ports"] if p["name"] == "metrics")
+    url = f"http://{pod['status']['podIP']}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "llmagents_budget_remaining_usd":
+                return float(sample.value)
+    raise AssertionError(f"no llmagents_budget_remaining_usd at {url}")
+
+
+def _yaml_docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
 
 
 def test_helm_upgrade_rolls_everything_without_losing_spend_and_uninstall_keeps_crds(
-    kube: Kube, node: RealNode, image: str, agents_ns: str
-) -> None:
-    spent = kube.agent(agents_ns, "gateway")["status"]["cost"]["totalUSD"]
+    kube: Kube, node: RealNode, image: str, release: str, gateway_agent: GatewayRun,
+    fakes: Fakes, agents_ns: str,
+) -> None:  # fmt: skip
+    before = kube.agent(agents_ns, "gateway")["status"]
+    spent = before["cost"]["totalUSD"]
+    assert spent > 0, before["cost"]  # something to lose
+    asked = fakes.requests()["openai"]
+    old_pod = kube.pod(agents_ns, "app.kubernetes.io/instance=gateway")
+    assert old_pod is not None
+    remaining = _budget_remaining(old_pod)  # the runner process's own account
+    assert remaining < 1.0, remaining  # the quickstart's budget: 1.0 USD in total
     repository, tag = image.rsplit(":", 1)
     new = f"{repository}:{tag}-upgraded"
-    node.load_images([image])  # already there; the new tag is an alias of the same layers
-    tagged = node.ctr("images", "tag", "--force", image, new)
+    tagged = node.ctr("images", "tag", "--force", image, new)  # the same layers, a new name
     assert tagged.returncode == 0, tagged.stderr
     upgraded = kube.helm(
         "upgrade", RELEASE, str(CHART), "--namespace", OPERATOR_NS, "--reuse-values",
@@ -207,22 +263,35 @@ def test_helm_upgrade_rolls_everything_without_losing_spend_and_uninstall_keeps_
     )  # fmt: skip
     assert upgraded.returncode == 0, upgraded.stderr
 
-    def rolled() -> bool:
+    def rolled() -> dict[str, Any] | None:
         pod = kube.pod(agents_ns, "app.kubernetes.io/instance=gateway")
-        if pod is None:
-            return False
-        images = {c["image"] for c in pod["spec"]["containers"] if c["name"] == "runner"}
-        return images == {new} and all(s.get("ready") for s in _statuses(pod).values())
+        if pod is None or _images(pod)["runner"] != new:
+            return None
+        return pod if all(s.get("ready") for s in statuses(pod).values()) else None
 
-    eventually(rolled, timeout=600, what="the gateway agent's runner on the new image",
-               details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
+    pod = eventually(rolled, timeout=600, what="the gateway agent's runner on the new image",
+                     details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
+    # The new runner process restored the spend from the checkpoint: its budget is what
+    # the old one's was (read from it, not from the status the old one wrote) ...
+    assert _budget_remaining(pod) == pytest.approx(remaining)
+    # ... and so is what it reports.
     status = kube.agent(agents_ns, "gateway")["status"]
-    assert status["cost"]["totalUSD"] == pytest.approx(spent)
+    assert status["cost"]["totalUSD"] == pytest.approx(spent), status["cost"]
+    assert status["cost"]["spentUSD"] == pytest.approx(before["cost"]["spentUSD"])
+    # The agent's container came back with its checkpointed state and asked nothing again.
+    agent_log = kube.ok("-n", agents_ns, "logs", "deploy/gateway", "-c", "agent")
+    assert "starting with 3 answered" in agent_log, agent_log
+    assert fakes.requests()["openai"] == asked
     operator = kube.pod(OPERATOR_NS, "app.kubernetes.io/name=llmagents")
-    assert operator is not None and operator["spec"]["containers"][0]["image"] == new
+    assert operator is not None and _images(operator)["operator"] == new
 
     uninstalled = kube.helm("uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait")
     assert uninstalled.returncode == 0, uninstalled.stderr
-    crds = kube.ok("get", "crd", "-o", "name")
-    assert "llmagents.llmagents.dev" in crds and "providerpools.llmagents.dev" in crds
-    assert "gateway" in kube.ok("-n", agents_ns, "get", "llmagents")
+    left = kube.ok("-n", OPERATOR_NS, "get", "deployments,serviceaccounts", "-o", "name")
+    assert f"deployment.apps/{RELEASE}" not in left, left  # the release is gone ...
+    for crd in ("llmagents.llmagents.dev", "providerpools.llmagents.dev"):  # ... its CRDs not
+        kept = kube.json("get", "crd", crd)["metadata"]
+        assert kept["annotations"].get("helm.sh/resource-policy") == "keep", kept
+    # Nor the agents, their spend, or their Deployments (owned by the agents, not the chart).
+    assert kube.agent(agents_ns, "gateway")["status"]["cost"]["totalUSD"] == pytest.approx(spent)
+    assert kube.kubectl("-n", agents_ns, "get", "deployment", "gateway").returncode == 0

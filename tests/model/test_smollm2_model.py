@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from numpy_llama import last_logits
 
-from llmagents.onnx import SamplingParams, ServerSettings, Sidecar, TextGenerator
+from llmagents.onnx import SamplingParams, ServerSettings, Sidecar, TextGenerator, convert
 from llmagents.onnx.convert import SMOLLM2_NAME, find_smollm2_gguf
 from llmagents.onnx.decoder import DecodeState
 from llmagents.onnx.gguf_source import read_gguf
@@ -94,3 +94,21 @@ async def test_the_sidecar_serves_smollm2_with_usage_and_stop(smollm2_dir: Path)
     assert answer["usage"]["prompt_tokens"] == len(prompt)
     assert 6 <= answer["usage"]["completion_tokens"] < 96
     assert "sea" in answer["choices"][0]["message"]["content"].lower()
+
+
+async def test_a_sidecar_without_a_model_converts_smollm2_in_a_child_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty cache, so the sidecar converts; never in its own process, which would keep
+    # the converter's memory for its whole life (twice what serving needs).
+    monkeypatch.setenv("LLMAGENTS_CACHE_DIR", str(tmp_path))
+
+    def not_here(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("converted in the sidecar's own process")
+
+    monkeypatch.setattr(convert, "convert_gguf", not_here)
+    sidecar = Sidecar(ServerSettings(model_dir=None))
+    await sidecar.load()
+    assert sidecar.load_error is None
+    assert sidecar.generator is not None
+    assert sidecar.generator.info.path.is_relative_to(tmp_path / "models")

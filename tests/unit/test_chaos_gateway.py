@@ -7,7 +7,7 @@ is a real subprocess killed with SIGKILL (no handler runs) at a random moment af
 started: while claiming the checkpoint and replaying the spend journal, or while serving.
 At each kill the clients' calls sent and not yet received are counted: those are the calls
 in flight. After the last life ends with SIGTERM (a final checkpoint), the checkpoint's
-spend must be (``llmagents.testing.audit.audit_spend``):
+spend must be (``tooling.audit.audit_spend``):
 
 - never above what the fakes billed (their token counters at the pool's prices);
 - never below what the calls the clients received in full cost: an answer that left the
@@ -37,8 +37,8 @@ import httpx
 import pytest
 import yaml
 
-from llmagents.testing.audit import Prices, audit_spend
 from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
+from tooling.audit import Prices, audit_spend
 
 PRICES = {"inputPerMillion": 100.0, "outputPerMillion": 200.0}
 KILLS = 12

@@ -1,5 +1,5 @@
 """Chaos for ``llmagents run -f``: SIGKILL at random instants over a long run with a flapping
-provider, audited against the fake providers' own counters (``llmagents.testing.audit``).
+provider, audited against the fake providers' own counters (``tooling.audit``).
 
 The runner is a real subprocess killed with SIGKILL (no handler runs) at a random moment
 after it started working: before a call, during one, after an answer, while the checkpoint
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from llmagents.testing.audit import Prices, audit
 from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
+from tooling.audit import Prices, audit
 
 TASKS = [f"task-{i:02d}" for i in range(60)]
 PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}

@@ -125,3 +125,16 @@ namespace's Role's.
   resources: [events]
   verbs: [create, patch, list]
 {{- end -}}
+
+{{/*
+OTEL_RESOURCE_ATTRIBUTES from a map: key=value pairs joined by commas, each value
+URL-encoded (the variable's format percent-encodes commas and equals signs in values).
+*/}}
+{{- define "llmagents.resourceAttributes" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := . -}}
+{{- /* urlquery writes a space as "+" (a "+" itself as %2B): percent-encoding wants %20 */ -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key ($value | urlquery | replace "+" "%20")) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

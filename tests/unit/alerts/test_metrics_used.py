@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from alert_rules import CHART, load_rules
+import yaml
+from alert_rules import CHART, load_rules, require_tool
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -35,9 +38,14 @@ _GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
 _MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
 
 
+def _all_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, those inside a collapsed row (which Grafana keeps in the row) included."""
+    return [q for p in dashboard["panels"] for q in (p, *p.get("panels", []))]
+
+
 def _dashboard_exprs() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs = [t["expr"] for p in _all_panels(dashboard) for t in p.get("targets", [])]
     exprs += [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
     return exprs
 
@@ -124,6 +132,13 @@ def test_every_label_queried_exists_on_a_metric_of_the_query(where: str, expr: s
     assert not missing, f"{where} uses labels {sorted(missing)} that its metrics lack: {expr}"
 
 
+def test_panels_inside_a_collapsed_row_are_checked_too():
+    row = {"type": "row", "collapsed": True, "panels": [
+        {"type": "timeseries", "targets": [{"expr": "rate(llmagents_request_total[5m])"}]}]}  # fmt: skip
+    (expr,) = [t["expr"] for p in _all_panels({"panels": [row]}) for t in p.get("targets", [])]
+    assert _metrics_in(expr) - METRIC_NAMES == {"llmagents_request_total"}
+
+
 def test_the_label_check_catches_a_misspelled_label():
     # Guards the parser: a grouping label that no metric has must be found.
     expr = "sum by (namespace, agnet) (rate(llmagents_requests_total[5m]))"
@@ -133,7 +148,7 @@ def test_the_label_check_catches_a_misspelled_label():
 
 
 def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in dashboard["panels"] if p["type"] != "row"]
+    return [p for p in _all_panels(dashboard) if p["type"] != "row"]
 
 
 def test_every_dashboard_panel_uses_the_datasource_variable_and_has_a_description():
@@ -158,3 +173,41 @@ def test_dashboard_panels_do_not_overlap():
         }
         assert not cells & area, f"panel {panel['title']!r} overlaps another"
         cells |= area
+
+
+# Grafana's variables, as a query is sent: the template ones are regexes (multi-value,
+# "All"), the rate interval a duration.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$namespace": ".*", "$agent": ".*",
+                     "$provider": ".*"}  # fmt: skip
+
+
+def _as_sent(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def _promtool_check(exprs: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool check rules`` of each expression as a recording rule: the PromQL parser
+    Prometheus itself uses."""
+    rules = [{"record": f"dashboard:panel_{i}", "expr": e} for i, e in enumerate(exprs)]
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    return subprocess.run([require_tool("promtool"), "check", "rules", str(path)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+
+def test_every_dashboard_query_parses_as_promql_once_grafana_fills_its_variables(
+    tmp_path: Path,
+) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in _all_panels(dashboard) for t in p.get("targets", [])]
+    leftover = {v for e in map(_as_sent, exprs) for v in re.findall(r"\$\{?\w+\}?", e)}
+    assert not leftover, f"variables this test does not fill: {leftover}"
+    result = _promtool_check([_as_sent(e) for e in exprs], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_promql_check_catches_a_broken_query(tmp_path: Path) -> None:
+    broken = 'sum by (agent) (rate(llmagents_requests_total{agent=~"$agent"}[$__rate_interval])'
+    assert _promtool_check([_as_sent(broken)], tmp_path).returncode != 0

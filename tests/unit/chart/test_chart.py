@@ -32,6 +32,7 @@ from helm_tool import (
 
 from llmagents.operator import main as operator_main
 from llmagents.operator.rbac import operator_rules, runner_rules
+from llmagents.runner import otel
 
 RULES = CHART / "prometheus_rules"
 
@@ -273,6 +274,18 @@ def test_traces_are_off_by_default_and_the_endpoint_and_protocol_reach_the_opera
         ]
         == "http/protobuf"
     )
+    named = operator_env({
+        "runner.tracing.otlpEndpoint": "http://c:4318",
+        "runner.tracing.serviceName": "agents-prod",
+        "runner.tracing.resourceAttributes": {"deployment.environment": "prod",
+                                              "team": "a,b c+d"},
+    })  # fmt: skip
+    assert named["LLMAGENTS_RUNNER_OTEL_SERVICE_NAME"] == "agents-prod"
+    attributes = named["LLMAGENTS_RUNNER_OTEL_RESOURCE_ATTRIBUTES"]
+    assert attributes == "deployment.environment=prod,team=a%2Cb%20c%2Bd"
+    # As the runner reads the variable (runner.otel), the same map comes back.
+    read = otel.resource_attributes({"OTEL_RESOURCE_ATTRIBUTES": attributes or ""}, {})
+    assert read == {"deployment.environment": "prod", "team": "a,b c+d"}
 
 
 def test_monitoring_objects_are_off_by_default_and_need_metrics_enabled(rendered):

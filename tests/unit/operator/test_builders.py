@@ -350,3 +350,8 @@ def test_runners_get_the_trace_endpoint_only_when_the_operator_has_one():
     grpc = dataclasses.replace(traced, runner_otlp_endpoint="http://collector:4317",
                                runner_otlp_protocol="grpc")  # fmt: skip
     assert runner_env(grpc)["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"] == "grpc"
+    assert "OTEL_SERVICE_NAME" not in runner_env(grpc)
+    named = dataclasses.replace(traced, runner_otel_service_name="agents-prod",
+                                runner_otel_resource_attributes="deployment.environment=prod")  # fmt: skip
+    assert runner_env(named)["OTEL_SERVICE_NAME"]["value"] == "agents-prod"
+    assert runner_env(named)["OTEL_RESOURCE_ATTRIBUTES"]["value"] == "deployment.environment=prod"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from operator_samples import pool_body
 
 from llmagents.api.pool_status import PoolProviderStatus
-from llmagents.api.status import Phase
+from llmagents.api.status import Condition, ConditionStatus, Phase
 from llmagents.events import EventRecorder, MemoryEventSink
 from llmagents.operator.events import OperatorEvents
 from llmagents.operator.objects import AgentObject, PoolObject
@@ -32,6 +32,27 @@ async def test_a_provider_open_for_half_the_agents_is_one_warning_on_the_pool_an
     assert len(opened) == 1 and len(closed) == 1
     assert opened[0]["type"] == "Warning" and opened[0]["regarding"]["kind"] == "ProviderPool"
     assert "claude: circuit open for 2 of 4 agents since 2030-01-01T00:00:00Z" in opened[0]["note"]
+
+
+async def test_a_price_becoming_unknown_and_known_again_are_events_on_the_pool_once_each():
+    sink = MemoryEventSink()
+    events = OperatorEvents(EventRecorder(sink, controller="c", instance="i"))
+    pool = PoolObject.from_body(pool_body())
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def price(status: str) -> list[Condition]:
+        reason = "NoPriceForModel" if status == "True" else "PricesKnown"
+        return [Condition(type="PriceUnknown", status=ConditionStatus(status), reason=reason,
+                          message=f"{reason}: router", last_transition_time=at)]  # fmt: skip
+
+    events.pool_prices(pool, None, price("True"))  # a new pool, or one the operator first sees
+    events.pool_prices(pool, price("True"), price("True"))  # a restarted operator
+    events.pool_prices(pool, price("True"), price("False"))
+    events.pool_prices(pool, None, price("False"))
+    await events.recorder.write_due()
+    (unknown,) = sink.by_reason("PriceUnknown")
+    assert unknown["type"] == "Warning" and unknown["note"] == "NoPriceForModel: router"
+    assert [e["type"] for e in sink.by_reason("PricesKnown")] == ["Normal"]
 
 
 async def test_suspending_and_resuming_an_agent_are_events_and_a_repeat_is_not():

@@ -359,3 +359,15 @@ def test_openai_itself_gets_max_completion_tokens_and_other_servers_max_tokens(
     payload = adapter._payload(ChatRequest([Message(Role.USER, "hi")], max_tokens=9), stream=False)
     assert payload[field] == 9
     assert {"max_tokens", "max_completion_tokens"} - {field} & payload.keys() == set()
+
+
+def test_an_error_type_that_repeats_the_kind_is_said_once() -> None:
+    # OpenAI-compatible servers name a 503 "server_error", the engine's kind for it too: the
+    # status and Events showed "server_error: server_error: The engine ...".
+    error = ServerError("server_error: The engine is overloaded.", provider="gpt", status_code=503)
+    assert error.detail == "The engine is overloaded."
+    assert error.summary == "server_error: The engine is overloaded."
+    assert str(error) == "gpt: server_error (HTTP 503): The engine is overloaded."
+    other = ServerError("internal: boom", provider="gpt")
+    assert (other.detail, other.summary) == ("internal: boom", "server_error: internal: boom")
+    assert ServerError("server_error: ").detail == "server_error: "

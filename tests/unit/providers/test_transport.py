@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import uvloop
 from yarl import URL
 
 from llmagents.chat import ChatRequest, Message, Role
@@ -437,10 +438,96 @@ async def test_https_goes_through_a_connect_tunnel_and_is_still_verified(
     assert "sk-test" not in "".join(proxy.heads)  # the key never goes to the proxy in the clear
 
 
+@pytest.fixture
+def trusting(certificate, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapters trust this run's certificate too, as they would a proxy's or provider's
+    whose authority is in the CA bundle; verification itself stays on."""
+    context = ssl.create_default_context(cafile=str(certificate[0]))
+    monkeypatch.setattr(transport, "_tls_context", lambda: context)
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
+async def test_an_https_proxy_is_spoken_to_over_tls_and_tunnels_tls_inside(
+    start, adapters, certificate, trusting, monkeypatch, variable
+) -> None:
+    origin = await start(tls=server_tls(certificate))
+    proxy = Proxy()
+    via = await start(handler=proxy.serve, tls=server_tls(certificate))  # speaks only TLS
+    monkeypatch.setenv(variable, f"https://user:secret@127.0.0.1:{via.port}")
+    assert (await adapters(origin.base_url).complete(REQUEST, timeout=5.0)).text == "hi"
+    assert proxy.asked == [f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"]
+    assert proxy.authorizations == ["Basic dXNlcjpzZWNyZXQ="]  # user:secret, inside TLS
+    assert origin.heads and b"authorization: Bearer sk-test" in origin.heads[0]
+    assert "sk-test" not in "".join(proxy.heads)  # the key went through the inner TLS only
+
+
+def test_tls_inside_tls_works_on_the_runner_s_uvloop(certificate, trusting, monkeypatch) -> None:
+    async def scenario() -> str:
+        origin = await RawServer(answering([]), server_tls(certificate)).start()
+        origin.handler = answering([origin])
+        proxy = Proxy()
+        via = await RawServer(proxy.serve, server_tls(certificate)).start()
+        monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{via.port}")
+        async with OpenAIAdapter(name="p", model="m", base_url=origin.base_url,
+                                 api_key="sk-test") as adapter:  # fmt: skip
+            answer = await adapter.complete(REQUEST, timeout=5.0)
+        assert proxy.asked == [f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"]
+        for server in (origin, via):
+            assert server.server is not None
+            server.server.close()
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        return answer.text
+
+    assert uvloop.run(scenario()) == "hi"
+
+
+async def test_an_http_origin_through_an_https_proxy_is_forwarded_over_tls(
+    start, adapters, certificate, trusting, monkeypatch
+) -> None:
+    origin = await start()
+    proxy = Proxy()
+    via = await start(handler=proxy.serve, tls=server_tls(certificate))
+    monkeypatch.setenv("HTTP_PROXY", f"https://127.0.0.1:{via.port}")
+    assert (await adapters(origin.base_url).complete(REQUEST, timeout=5.0)).text == "hi"
+    assert proxy.asked == [f"POST http://127.0.0.1:{origin.port}/v1/chat/completions HTTP/1.1"]
+
+
+async def test_an_https_proxy_is_verified_before_anything_is_sent(
+    start, adapters, certificate, monkeypatch
+) -> None:
+    origin = await start(tls=server_tls(certificate))
+    proxy = Proxy()
+    via = await start(handler=proxy.serve, tls=server_tls(certificate))
+    monkeypatch.setenv("HTTPS_PROXY", f"https://user:secret@127.0.0.1:{via.port}")
+    with pytest.raises(ConnectionFailed, match="TLS certificate not trusted"):
+        await adapters(origin.base_url).complete(REQUEST, timeout=5.0)
+    assert not proxy.asked and not origin.heads  # no CONNECT, no credentials, no request
+
+
+def test_an_https_proxy_is_kept_rather_than_dropped_for_a_direct_connection(monkeypatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.internal:3129")
+    assert transport.env_proxy("https://api.openai.com/v1") == URL("https://proxy.internal:3129")
+    monkeypatch.setenv("NO_PROXY", ".openai.com")
+    assert transport.env_proxy("https://api.openai.com/v1") is None
+
+
+def test_a_proxy_s_credentials_may_come_from_a_netrc(monkeypatch, tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine proxy.internal login user password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.internal:3129")
+    proxy = transport.env_proxy("https://api.openai.com/v1")
+    assert proxy == URL("https://user:secret@proxy.internal:3129")
+
+
 @pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:1080", "socks5h://proxy.internal:1080"])
-def test_a_proxy_scheme_that_cannot_be_spoken_is_refused_by_name(monkeypatch, proxy) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", proxy)
-    with pytest.raises(ConfigError, match=r"is a socks5h?:// proxy; only http:// proxies"):
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
+def test_a_proxy_scheme_that_cannot_be_spoken_is_refused_by_name(
+    monkeypatch, proxy, variable
+) -> None:
+    monkeypatch.setenv(variable, proxy)
+    with pytest.raises(ConfigError, match=rf"^{variable}=socks5h?://.* only http:// and https://"):
         OpenAIAdapter(name="p", model="m", base_url="https://api.openai.com/v1", api_key="k")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import httpx
 import pytest
@@ -159,6 +159,71 @@ async def test_a_head_that_never_ends_is_refused_as_it_grows(serve) -> None:
     assert (status, headers["connection"]) == (431, "close")
     assert b"limited to 65536 bytes" in body
     assert await closed_by_server(reader)
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """All the server sent until it closed the connection, which must happen within
+    ``seconds`` (a reset counts as closed)."""
+    received = b""
+    async with asyncio.timeout(seconds):
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                received += data
+    return received
+
+
+async def test_a_head_dribbled_byte_by_byte_is_cut_off_after_the_head_timeout(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(web, "HEAD_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(web, "LINGER", 0.2)
+    server = await serve()
+    reader, writer = await connect(server)
+    head = b"GET / HTTP/1.1\r\nx-slow: " + b"v" * 10_000  # never ends, each byte well in time
+
+    async def dribble() -> None:
+        with contextlib.suppress(ConnectionError):
+            for byte in head:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+
+    dribbling = asyncio.create_task(dribble())
+    began = asyncio.get_running_loop().time()
+    try:
+        received = await closed_within(reader, 5)
+    finally:
+        dribbling.cancel()
+    assert asyncio.get_running_loop().time() - began >= 0.5
+    assert received.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"connection: close\r\n" in received and b"within 0.5 seconds" in received
+    async with asyncio.timeout(5):
+        while server.connections:
+            await asyncio.sleep(0.01)  # until the server has let go of it too
+
+
+async def test_a_connection_that_never_sends_a_byte_is_closed(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web, "KEEPALIVE_TIMEOUT", 0.3)
+    monkeypatch.setattr(web, "HEAD_CHECK_INTERVAL", 0.05)
+    server = await serve()
+    reader, _ = await connect(server)
+    assert await closed_within(reader, 5) == b""  # nothing asked, nothing answered
+
+
+async def test_a_slow_head_does_not_hold_up_other_connections(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 60.0)
+    server = await serve()
+    _, slow = await connect(server)
+    slow.write(b"GET / HTTP/1.1\r\nx-slow: ")
+    reader, writer = await connect(server)
+    writer.write(b"GET /fast HTTP/1.1\r\n\r\n")
+    assert (await read_response(reader))[2] == b"GET /fast? "
+    assert server.connections == 2  # the slow one is not past its timeout yet
 
 
 async def test_an_upgrade_request_gets_one_answer_and_the_connection_closes(serve) -> None:
@@ -326,3 +391,78 @@ async def test_stop_lets_the_request_in_progress_finish_and_closes_idle_connecti
     await stopping
     with pytest.raises(OSError):
         await connect(server)
+
+
+class RecordingTransport:
+    """The connection's real transport, recording what each write call hands it."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        parts = list(parts)
+        self.writes.append(b"".join(parts))
+        self._transport.writelines(parts)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
+async def recorded_connection(server: Server) -> tuple[Exchange, RecordingTransport]:
+    exchange = await connect(server)
+    assert server._server is not None
+    async with asyncio.timeout(5):
+        while not server.connections:
+            await asyncio.sleep(0.01)  # until the server has accepted it
+    (connection,) = server._server.server_state.connections
+    recording = RecordingTransport(connection.transport)
+    connection.transport = recording  # type: ignore[assignment]
+    return exchange, recording
+
+
+async def test_a_whole_answer_goes_out_in_one_write(serve) -> None:
+    server = await serve()
+    (reader, writer), recording = await recorded_connection(server)
+    for n in range(2):
+        writer.write(b"POST /w HTTP/1.1\r\ncontent-length: 1\r\n\r\n%d" % n)
+        assert (await read_response(reader))[2] == b"POST /w? %d" % n
+    assert len(recording.writes) == 2  # one per answer: head and body together
+    assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") for w in recording.writes)
+    assert recording.writes[1].endswith(b"\r\n\r\nPOST /w? 1")
+
+
+async def test_a_streamed_answer_head_is_not_held_back(serve) -> None:
+    release = asyncio.Event()
+
+    async def handler(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            await release.wait()
+            yield b"late"
+
+        return StreamingResponse(body())
+
+    server = await serve(handler)
+    (reader, writer), _ = await recorded_connection(server)
+    writer.write(b"GET /s HTTP/1.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")  # before the first chunk exists
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    release.set()
+    async with asyncio.timeout(5):
+        assert await reader.readuntil(b"late\r\n")
+
+
+async def test_an_answer_to_head_is_sent_though_no_body_follows(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"HEAD /h HTTP/1.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert (
+        head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 9\r\n" in head
+    )  # "HEAD /h? "
