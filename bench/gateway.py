@@ -391,10 +391,15 @@ def _table(result: dict[str, Any]) -> str:
     rows.append(
         f"\nload average at the end: {result['load_average']:.1f}; failures {result['failures']}"
     )
-    for server, g in result["gateways"].items():
+    g = result["gateways"]["gateway"]
+    rows.append(
+        f"targets of the gateway (added median <= {TARGET_RATIO}x the fake's CPU per call, "
+        f"added p99 <= {TARGET_P99_MS} ms): {'met' if g['ok'] else 'NOT met'}"
+    )
+    if "floor" in result["gateways"]:
         rows.append(
-            f"targets of the {server} (added median <= {TARGET_RATIO}x the fake's CPU per "
-            f"call, added p99 <= {TARGET_P99_MS} ms): {'met' if g['ok'] else 'NOT met'}"
+            "floor: uvicorn + aiohttp forwarding with nothing else (a stream is read whole "
+            "and answered as one body there, so compare plain and tools calls only)"
         )
     return "\n".join(rows)
 

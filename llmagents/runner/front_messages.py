@@ -89,9 +89,11 @@ async def count_tokens(runner: Runner, request: Request) -> Response:
             document.setdefault("max_tokens", 1)
             raw = json.dumps(document).encode()
         parsed = parse_messages(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return refusal_response(
-            runner, Refusal(400, "the request body is not valid JSON"), stream=False
+            runner,
+            Refusal(400, "the request body is not valid JSON, or nests too deep"),
+            stream=False,
         )
     except Refusal as refusal:
         return refusal_response(runner, refusal, stream=False)

@@ -5,16 +5,32 @@ through the operator's."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from test_operator import OperatorProcess
+from test_runner_e2e import (  # noqa: F401 (fixtures; crds is autouse)
+    Fakes,
+    apply_agent,
+    checkpoint,
+    crds,
+    fakes,
+    operator,
+    runner_status,
+    setup,
+    status,
+)
 
 from llmagents.events import EventRecorder, EventSink, EventType, Regarding
 from llmagents.kube import KubeClient
 from llmagents.operator.cluster_api import ApiEventSink, ClusterApi
 from llmagents.runner.events import CONTROLLER, KubeEventSink
 from tooling.cluster import ClusterInfo, Kubectl
+from tooling.kubelet import ProcessKubelet
+from tooling.polling import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -96,3 +112,37 @@ async def test_a_restarted_writer_continues_its_event_series_on_the_api_server(
     described = kubectl("describe", "configmap", "agent-a").stdout
     print(described)
     assert "(x6 over" in described and "fell back from b to c" in described
+
+
+@pytest.mark.slow
+def test_a_runner_killed_mid_run_continues_its_fallback_event_after_the_restart(
+    kubectl: Kubectl,
+    namespace: str,
+    operator: OperatorProcess,  # noqa: F811
+    process_kubelet: ProcessKubelet,
+    fakes: Fakes,  # noqa: F811
+) -> None:
+    fakes.primary.update_faults(outage=True)
+    fakes.fallback.update_faults(latency="300")
+    setup(kubectl, fakes)
+    apply_agent(kubectl, "worker", tasks=12)
+
+    def fell_back() -> list[dict[str, Any]]:
+        items = kubectl.json("get", "events.events.k8s.io")["items"]
+        return [e for e in items if e["reason"] == "FellBack"]
+
+    eventually(lambda: len((checkpoint(kubectl, "worker") or {}).get("completed", [])) >= 3
+               and fell_back(), timeout=120, what="three tasks done, the FellBack Event written")  # fmt: skip
+    victim = runner_status(process_kubelet, namespace)
+    assert victim is not None and victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)  # no flush: what it counted since is lost
+    eventually(lambda: status(kubectl, "worker").get("phase") == "Completed", timeout=180,
+               what="all tasks done after the restart")  # fmt: skip
+    assert victim.restart_count >= 1
+    # The restarted runner found its Event and went on counting in it: still one Event for
+    # the pair, with the count of the calls it fell back on after the restart added.
+    eventually(lambda: [e for e in fell_back() if (e.get("series") or {}).get("count")],
+               timeout=60, what="the FellBack series patched")  # fmt: skip
+    (event,) = fell_back()  # not a second Event beside the first runner's
+    assert "fell back from primary to fallback" in event["note"]
+    assert event["series"]["count"] >= 12 - 3 - 1

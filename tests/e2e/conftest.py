@@ -1,7 +1,7 @@
 """Fixtures of the real-node end-to-end run (``make e2e``; see docs/e2e.md).
 
 Session-scoped, each built on demand by whichever test first needs it, so that any one
-test runs alone (``PYTEST_ARGS=tests/e2e/test_real_node.py::<test> make e2e``) and the
+test runs alone (``E2E_TESTS=tests/e2e/test_real_node.py::<test> make e2e``) and the
 whole run builds each only once: ``cluster`` (the local control plane without kwok),
 ``node`` (containerd + kubelet joined to it, the images loaded), ``fakes`` (fake Anthropic
 and OpenAI servers on the node's bridge address, where pods reach them), ``chart`` (the
@@ -146,7 +146,7 @@ def agents_ns(kube: Kube) -> str:
 
 @pytest.fixture(scope="session")
 def memory_report() -> Iterator[dict[str, dict[str, int]]]:
-    """Peak memory of containers by run, written at the end (bench/README.md reads it)."""
+    """Peak memory of containers by run, written at the end (as bench/README.md records)."""
     report: dict[str, dict[str, int]] = {}
     yield report
     if report:

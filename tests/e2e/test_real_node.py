@@ -265,9 +265,10 @@ def test_helm_upgrade_rolls_everything_without_losing_spend_and_uninstall_keeps_
 
     def rolled() -> dict[str, Any] | None:
         pod = kube.pod(agents_ns, "app.kubernetes.io/instance=gateway")
-        if pod is None or _images(pod)["runner"] != new:
+        if pod is None or _images(pod)["runner"] != new or not pod["status"].get("podIP"):
             return None
-        return pod if all(s.get("ready") for s in statuses(pod).values()) else None
+        containers = statuses(pod).values()
+        return pod if containers and all(s.get("ready") for s in containers) else None
 
     pod = eventually(rolled, timeout=600, what="the gateway agent's runner on the new image",
                      details=lambda: kube.diagnostics(agents_ns))  # fmt: skip

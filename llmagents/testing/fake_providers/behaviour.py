@@ -10,7 +10,8 @@ test can tell that a request crossed the gateway and an adapter intact:
   one): a call of each named tool, in parallel unless parallel calls are off, with
   arguments valid for the tool's parameter schema (string values taken from the prompt's
   capitalised words, so ``weather in Paris`` gives ``{"city": "Paris"}``);
-- the conversation ending in tool results: ``[fake-...] tool results: <their texts>``;
+- the conversation ending in tool results: ``[fake-...] tool results: <their texts>``, or,
+  when ``tool_choice`` requires a call, a call of the first tool the prompt does not name;
 - a JSON schema asked for (or a forced tool, as Anthropic's JSON mode): JSON valid for it.
 """
 
@@ -113,10 +114,16 @@ def _tool_calls(call: ChatCall, id_prefix: str) -> list[FakeToolCall]:
     by_name = {t.name: t for t in call.tools}
     if call.forced_tool is not None and call.forced_tool in by_name:
         chosen = [by_name[call.forced_tool]]
-    elif not call.tools or call.tool_choice == "none" or call.tool_results is not None:
+    elif not call.tools or call.tool_choice == "none":
         return []
+    elif call.tool_results is not None:
+        if call.tool_choice != "required":
+            return []
+        # Made to call a tool after its results, as an agent library that takes its final
+        # answer by a tool of its own (pydantic-ai's final_result): one the prompt did not name.
+        chosen = [t for t in call.tools if not _named(t, call.prompt)][:1] or call.tools[:1]
     else:
-        chosen = [t for t in call.tools if re.search(rf"\b{re.escape(t.name)}\b", call.prompt)]
+        chosen = [t for t in call.tools if _named(t, call.prompt)]
         if not chosen and call.tool_choice == "required":
             chosen = call.tools[:1]
         if not call.parallel:
@@ -130,6 +137,10 @@ def _tool_calls(call: ChatCall, id_prefix: str) -> list[FakeToolCall]:
         )
         for tool in chosen
     ]  # fmt: skip
+
+
+def _named(tool: FakeTool, prompt: str) -> bool:
+    return re.search(rf"\b{re.escape(tool.name)}\b", prompt) is not None
 
 
 class _Context:

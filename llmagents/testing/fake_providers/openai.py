@@ -230,7 +230,7 @@ def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
         stream=bool(body.stream),
         include_usage=body.include_usage,
         tools=tools,
-        tool_choice=choice if isinstance(choice, str) else "required",
+        tool_choice="auto" if choice is None else choice if isinstance(choice, str) else "required",
         forced_tool=choice.function.name if isinstance(choice, wire.NamedToolChoice) else None,
         parallel=body.parallel_tool_calls is not False,
         tool_results=results,

@@ -1,8 +1,8 @@
-"""The parts of uvicorn below its public API that ``runner/web.py`` builds on.
+"""The parts of uvicorn below its public API that ``runner/web_protocol.py`` builds on.
 
-``_Protocol`` subclasses uvicorn's ``HttpToolsProtocol`` (uvicorn leaves the head bounds,
-the version rule and the Upgrade rule to its user) and ``_WholeAnswer`` reads the state of
-its ``RequestResponseCycle``. pyproject.toml pins uvicorn and httptools to the releases this
+``GatewayHttpProtocol`` subclasses uvicorn's ``HttpToolsProtocol`` (uvicorn leaves the head
+bounds, the version rule and the Upgrade rule to its user) and ``_WholeAnswer`` reads the
+state of its ``RequestResponseCycle``. pyproject.toml pins uvicorn and httptools to the releases this
 was tested with; when a new release moves any of this, these tests say what moved, before
 the behaviour tests in test_web.py fail in less obvious ways.
 """
@@ -18,9 +18,10 @@ import uvicorn
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from llmagents.runner.web import Request, Response, Server, _Protocol
+from llmagents.runner.web import Request, Response, Server
+from llmagents.runner.web_protocol import GatewayHttpProtocol
 
-# The hooks _Protocol overrides or calls, with the parameters it passes.
+# The hooks GatewayHttpProtocol overrides or calls, with the parameters it passes.
 PROTOCOL_METHODS = {
     "connection_made": ["self", "transport"],
     "data_received": ["self", "data"],
@@ -31,8 +32,11 @@ PROTOCOL_METHODS = {
     "on_response_complete": ["self"],
     "_unset_keepalive_if_required": ["self"],
 }
-# Attributes of a live protocol and of its cycle that web.py reads or sets.
-PROTOCOL_ATTRIBUTES = ["parser", "url", "headers", "cycle", "pipeline", "transport", "loop", "flow"]
+# Attributes of a live protocol and of its cycle that web.py and web_protocol.py read or set.
+PROTOCOL_ATTRIBUTES = [
+    "parser", "url", "headers", "cycle", "pipeline", "transport", "loop", "flow",
+    "timeout_keep_alive",
+]  # fmt: skip
 CYCLE_ATTRIBUTES = [
     "transport", "scope", "keep_alive", "response_started", "response_complete",
     "chunked_encoding", "expected_content_length",
@@ -47,9 +51,11 @@ def test_the_protocol_hooks_web_py_overrides_are_still_there(name: str) -> None:
 
 
 def test_the_subclass_overrides_nothing_by_a_name_uvicorn_lacks() -> None:
-    ours = {n for n, v in vars(_Protocol).items() if callable(v) and not n.startswith("__")}
+    ours = {
+        n for n, v in vars(GatewayHttpProtocol).items() if callable(v) and not n.startswith("__")
+    }
     own = {"expire_head", "_head_size", "_idle", "_refuse", "_write_refusal"}
-    assert ours - own <= set(dir(HttpToolsProtocol)), "a hook _Protocol overrides is gone"
+    assert ours - own <= set(dir(HttpToolsProtocol)), "a hook GatewayHttpProtocol overrides is gone"
     assert not own & set(dir(HttpToolsProtocol)), "uvicorn now has a method of ours' name"
 
 
@@ -83,7 +89,7 @@ async def test_a_live_connection_and_its_cycle_have_what_web_py_reads() -> None:
             await reader.readuntil(b"ok")
         assert server._server is not None
         (connection,) = server._server.server_state.connections
-        assert isinstance(connection, _Protocol)
+        assert isinstance(connection, GatewayHttpProtocol)
         for name in PROTOCOL_ATTRIBUTES:
             assert hasattr(connection, name), f"HttpToolsProtocol has no .{name} any more"
         assert connection.url == b"/x"

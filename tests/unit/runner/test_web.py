@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import httpx
 import pytest
 
-from llmagents.runner import web
+from llmagents.runner import web, web_protocol
 from llmagents.runner.web import Request, Response, Server, StreamingResponse
 
 Exchange = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -151,7 +151,9 @@ async def test_a_head_that_never_ends_is_refused_as_it_grows(serve) -> None:
     writer.write(b"GET / HTTP/1.1\r\nx-endless: ")
     sent = 0
     with contextlib.suppress(ConnectionError):
-        while sent < 2 * web.MAX_HEAD:  # the head never ends: no answer could wait for its end
+        while (
+            sent < 2 * web_protocol.MAX_HEAD
+        ):  # the head never ends: no answer could wait for its end
             writer.write(b"v" * 4096)
             await writer.drain()
             sent += 4096
@@ -175,9 +177,9 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
 async def test_a_head_dribbled_byte_by_byte_is_cut_off_after_the_head_timeout(
     serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(web_protocol, "HEAD_TIMEOUT", 0.5)
     monkeypatch.setattr(web, "HEAD_CHECK_INTERVAL", 0.05)
-    monkeypatch.setattr(web, "LINGER", 0.2)
+    monkeypatch.setattr(web_protocol, "LINGER", 0.2)
     server = await serve()
     reader, writer = await connect(server)
     head = b"GET / HTTP/1.1\r\nx-slow: " + b"v" * 10_000  # never ends, each byte well in time
@@ -216,7 +218,7 @@ async def test_a_connection_that_never_sends_a_byte_is_closed(
 async def test_a_slow_head_does_not_hold_up_other_connections(
     serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", 60.0)
+    monkeypatch.setattr(web_protocol, "HEAD_TIMEOUT", 60.0)
     server = await serve()
     _, slow = await connect(server)
     slow.write(b"GET / HTTP/1.1\r\nx-slow: ")

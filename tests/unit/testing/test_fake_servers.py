@@ -101,6 +101,30 @@ async def test_openai_fake_sends_usage_only_when_asked() -> None:
     assert last["choices"] == [] and last["usage"]["completion_tokens"] > 0
 
 
+async def test_openai_fake_calls_a_tool_after_results_only_when_tool_choice_requires_one() -> None:
+    """As the real API: no ``tool_choice`` is ``auto`` (an answer), ``required`` makes the
+    model call again, here the tool the prompt does not name (an agent library's own)."""
+    tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+             for name in ("get_weather", "final_result")]  # fmt: skip
+    history = GPT | {
+        "tools": tools,
+        "messages": [
+            {"role": "user", "content": "What does get_weather say for Paris?"},
+            {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+        ],
+    }  # fmt: skip
+    async with FakeOpenAI(api_key=None) as fake, httpx.AsyncClient() as client:
+        url = f"{fake.base_url}/chat/completions"
+        auto = (await client.post(url, json=history)).json()["choices"][0]
+        required = (await client.post(url, json=history | {"tool_choice": "required"})).json()
+
+    assert auto["finish_reason"] == "stop" and auto["message"]["content"].endswith("Sunny")
+    (call,) = required["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "final_result"
+
+
 async def test_latency_delays_every_answer() -> None:
     fake = FakeOpenAI(api_key=None, faults=FaultPlan(latency="60"))
     async with fake, httpx.AsyncClient() as client:
