@@ -93,7 +93,8 @@ async def count_tokens(runner: Runner, request: Request) -> Response:
         parsed = parse_messages(raw)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return refusal_response(
-            runner, Refusal(400, "the request body is not valid JSON, or nests too deep"),
+            runner,
+            Refusal(400, "the request body is not valid JSON, or nests too deep"),
             stream=False,
         )
     except Refusal as refusal:
