@@ -1,9 +1,9 @@
 """Translation between Anthropic's Messages API and the provider-neutral chat model.
 
-Pure functions and one stream encoder, no I/O: the ``/v1/messages`` route
+Pure functions, no I/O: the ``/v1/messages`` route
 (``front_messages``) parses a body with ``parse_messages``, answers through the gateway's
 neutral path, and writes the answer with ``message_object`` or, streamed, with
-``MessagesStream``.
+``MessagesStream`` (``messages_stream``).
 
 ``system`` becomes a system message. A user message's ``tool_result`` blocks become tool
 messages answering their ``tool_use_id`` (in order, before the rest of that message); an
