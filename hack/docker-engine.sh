@@ -5,6 +5,14 @@
 #                                  installs Debian's docker.io when dockerd is missing (apt,
 #                                  root only) and starts dockerd, saying so on stderr.
 #   hack/docker-engine.sh stop     stops a dockerd this script started (nothing otherwise).
+#   hack/docker-engine.sh stop-unused
+#                                  the same, unless a build or an e2e run still uses it.
+#
+# Users of the engine (hack/image.sh, hack/e2e.sh) hold a shared lock on $state/users.lock
+# from before `ensure` until they end; `stop-unused` stops the engine only with that lock
+# exclusive, so one run's end does not take the engine from under another's build or node
+# (runs in other worktrees share it). A user taking the lock while the engine stops waits,
+# then its `ensure` starts a new one.
 #
 # dockerd runs with --iptables=false --bridge=none: containers get no network of their own
 # (builds use --network host), so nothing here touches the machine's firewall or NATs
@@ -45,9 +53,10 @@ ensure)
   mkdir -p "$state"
   log "starting dockerd (state in $state, log $state/dockerd.log)"
   # setsid: the engine outlives this script (later builds reuse it) until `stop`.
+  # Without the users' lock (fd 8) or stop-unused's (fd 9): the engine is no user of itself.
   setsid dockerd --host "unix://$sock" --data-root "$state/root" --exec-root "$state/run" \
     --pidfile "$pidfile" --iptables=false --ip-masq=false --bridge=none \
-    >"$state/dockerd.log" 2>&1 < /dev/null &
+    >"$state/dockerd.log" 2>&1 </dev/null 8>&- 9>&- &
   export DOCKER_HOST="unix://$sock"
   for _ in $(seq 1 120); do
     docker info >/dev/null 2>&1 && { echo "DOCKER_HOST=$DOCKER_HOST"; exit 0; }
@@ -57,6 +66,15 @@ ensure)
   log "dockerd did not answer; its log follows"
   tail -20 "$state/dockerd.log" >&2
   exit 1
+  ;;
+stop-unused)
+  mkdir -p "$state"
+  exec 9>>"$state/users.lock"
+  if ! flock -xn 9; then
+    log "leaving the dockerd this script started running: another build or e2e run uses it"
+    exit 0
+  fi
+  exec "$0" stop
   ;;
 stop)
   [[ -s "$pidfile" ]] || exit 0
@@ -72,7 +90,7 @@ stop)
   grep -o " $state/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   ;;
 *)
-  echo "usage: $0 ensure|stop" >&2
+  echo "usage: $0 ensure|stop|stop-unused" >&2
   exit 2
   ;;
 esac

@@ -7,13 +7,14 @@
 #      answers) builds both images users get (make image, make image-with-model) and the
 #      gateway agent's image (tests/e2e/agent);
 #   2. the control plane, the kubelet and pause (hack/build-k8s.sh, hack/build-node.sh;
-#      cached in ~/.cache/llmagents);
+#      cached in $LLMAGENTS_CACHE, default ~/.cache/llmagents);
 #   3. pytest tests/e2e under `unshare --net --mount`: the tests start the control plane,
 #      containerd, the kubelet and fake providers there, and stop them at the end.
 #
-# Whatever this run started it stops, failure included: the dockerd it started, the
-# node's processes and cgroups (also after a killed pytest), and the namespaces, with
-# every mount in them, vanish with their last process.
+# Whatever this run started it stops, failure included: the dockerd it started (unless
+# another build or run still uses it), the node's processes and cgroups (also after a
+# killed pytest), and the namespaces, with every mount in them, vanish with their last
+# process.
 #
 # Without root, a container engine (none running, and none to install or start), containerd,
 # runc or the CNI plugins it prints why and exits 0, except under CI=true, where it fails:
@@ -64,7 +65,11 @@ done
 [[ -d /sys/fs/cgroup/memory ]] || skip "the node is configured for cgroup v1 (this machine class)"
 
 # Stop at the end only a dockerd this run starts: not a system engine, nor the private one
-# an earlier `make image` left running (hack/docker-engine.sh's pid file).
+# an earlier `make image` left running (hack/docker-engine.sh's pid file), nor one another
+# run still uses (this run is a user of the engine until it ends: the shared lock, fd 8).
+mkdir -p "$cache_root/docker"
+exec 8>>"$cache_root/docker/users.lock"
+flock -s 8
 started_docker=1
 docker_pid="$(cat "$cache_root/docker/dockerd.pid" 2>/dev/null || true)"
 if docker info >/dev/null 2>&1 || { [[ -n "$docker_pid" ]] && kill -0 "$docker_pid" 2>/dev/null; }; then
@@ -72,14 +77,14 @@ if docker info >/dev/null 2>&1 || { [[ -n "$docker_pid" ]] && kill -0 "$docker_p
 fi
 # The images need an engine: the running one, else one installed (Debian) and started.
 if ! engine="$("$here/docker-engine.sh" ensure)"; then
-  if ((started_docker)); then "$here/docker-engine.sh" stop || true; fi
+  if ((started_docker)); then flock -u 8; "$here/docker-engine.sh" stop-unused || true; fi
   skip "no container engine to build the image with (hack/docker-engine.sh says why above)"
 fi
 finish() {
   local status=$?
   # A killed pytest leaves the node's processes running in its cgroup: end them.
   PYTHONPATH="$root" "$root/.venv/bin/python" -m tooling.node cleanup || true
-  if ((started_docker)); then "$here/docker-engine.sh" stop || true; fi
+  if ((started_docker)); then flock -u 8; "$here/docker-engine.sh" stop-unused || true; fi
   exit "$status"
 }
 trap finish EXIT

@@ -21,6 +21,11 @@ image="${1:?usage: hack/image.sh IMAGE [runtime|with-model]}"
 target="${2:-runtime}"
 log() { echo "image: $*" >&2; }
 
+# A user of the engine until this script ends (hack/docker-engine.sh stop-unused).
+users_lock="${LLMAGENTS_CACHE:-$HOME/.cache/llmagents}/docker/users.lock"
+mkdir -p "${users_lock%/*}"
+exec 8>>"$users_lock"
+flock -s 8
 engine="$("$here/docker-engine.sh" ensure)"
 [[ -n "$engine" ]] && export "${engine?}"
 base="$("$here/base-image.sh")"

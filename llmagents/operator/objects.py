@@ -8,7 +8,7 @@ accepted can still fail the pydantic models (a rule only they check); that is ke
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -93,6 +93,8 @@ class AgentObject:
     error: str | None
     status: LLMAgentStatus
     raw_status: Mapping[str, Any]
+    managed_fields: Sequence[Mapping[str, Any]] | None = None
+    """``metadata.managedFields`` as the watch delivered them: who wrote which field."""
 
     @property
     def key(self) -> AgentKey:
@@ -122,6 +124,7 @@ class AgentObject:
             error=error,
             status=status,
             raw_status=raw_status,
+            managed_fields=meta.get("managedFields"),
         )
 
 
@@ -136,6 +139,8 @@ class PoolObject:
     spec: ProviderPoolSpec | None
     error: str | None
     raw_status: Mapping[str, Any]
+    managed_fields: Sequence[Mapping[str, Any]] | None = None
+    """``metadata.managedFields`` as the watch delivered them: who wrote which field."""
 
     @property
     def key(self) -> PoolKey:
@@ -155,4 +160,5 @@ class PoolObject:
             spec=spec,
             error=error,
             raw_status=body.get("status") or {},
+            managed_fields=meta.get("managedFields"),
         )

@@ -7,7 +7,8 @@ whole desired state of the agent from what is known now and writes only the diff
 - children are compared by the hash stamped on each manifest (builders.children) against
   what is known of them (children.Children), so a converged agent costs no request at all,
   and a restarted operator writes nothing that is already right;
-- the operator's half of the status is compared with the live one, ignoring transition
+- the operator's half of the status is compared with its own share of the live one (what
+  its field manager applied: the runner's conditions share the list), ignoring transition
   times, and with what this process last wrote (the watch event may still be on its way).
 
 Agents and pools are read from kopf's indexes (``Views``), which kopf fills completely
@@ -48,6 +49,7 @@ from llmagents.operator.cluster_api import Api
 from llmagents.operator.events import OperatorEvents
 from llmagents.operator.metrics import AgentGauges
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
+from llmagents.operator.ownership import own_conditions, status_fingerprint
 from llmagents.operator.phase import (
     RESOLVED,
     CondSpec,
@@ -262,7 +264,7 @@ class Reconciler:
         )
         current = OperatorAgentStatus(
             phase=live.phase,
-            conditions=live.conditions,
+            conditions=own_conditions(live.conditions, agent.managed_fields),
             observed_generation=live.observed_generation,
             strategy=live.strategy,
         )
@@ -279,8 +281,8 @@ class Reconciler:
         current: OperatorAgentStatus | ProviderPoolStatus,
     ) -> bool:
         """Apply ``desired`` unless live or last written already says the same."""
-        fingerprint = _fingerprint(desired)
-        if fingerprint == _fingerprint(current) or self._status_written.get((kind, key)) == (
+        fingerprint = status_fingerprint(desired)
+        if fingerprint == status_fingerprint(current) or self._status_written.get((kind, key)) == (
             fingerprint
         ):
             return False
@@ -401,7 +403,10 @@ class Reconciler:
             now=self.clock(),
             prices=self._prices.of(pool),
         )
-        if await self._write_status("ProviderPool", key, desired, live) and self.events:
+        current = live.model_copy(
+            update={"conditions": own_conditions(live.conditions, pool.managed_fields)}
+        )
+        if await self._write_status("ProviderPool", key, desired, current) and self.events:
             self.events.pool_providers(pool, live.providers, desired.providers or [])
             self.events.pool_prices(pool, live.conditions, desired.conditions)
 
@@ -427,11 +432,3 @@ class Reconciler:
         await self._agents.close()
         await self._pools.close()
         await self._resyncs.close()
-
-
-def _fingerprint(status: OperatorAgentStatus | ProviderPoolStatus) -> Any:
-    """The status without transition times, which follow from everything else."""
-    wire = status.to_wire()
-    for condition in wire.get("conditions", []):
-        condition.pop("lastTransitionTime", None)
-    return wire

@@ -75,12 +75,14 @@ class OperatorProcess:
         state = self.probe("/readyz")
         return bool(state and state["ready"] and state["leading"])
 
-    def writes(self) -> float:
+    def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-            text = r.read().decode()
+            return r.read().decode()
+
+    def writes(self) -> float:
         return sum(
             float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
+            for line in self.metrics().splitlines()
             if line.startswith("llmagents_operator_api_writes_total")
         )
 

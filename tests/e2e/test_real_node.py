@@ -279,8 +279,13 @@ def test_helm_upgrade_rolls_everything_without_losing_spend_and_uninstall_keeps_
     status = kube.agent(agents_ns, "gateway")["status"]
     assert status["cost"]["totalUSD"] == pytest.approx(spent), status["cost"]
     assert status["cost"]["spentUSD"] == pytest.approx(before["cost"]["spentUSD"])
+
     # The agent's container came back with its checkpointed state and asked nothing again.
-    agent_log = kube.ok("-n", agents_ns, "logs", "deploy/gateway", "-c", "agent")
+    def agent_started() -> str:
+        logs = kube.kubectl("-n", agents_ns, "logs", "deploy/gateway", "-c", "agent")
+        return logs.stdout if "starting with" in logs.stdout else ""
+
+    agent_log = eventually(agent_started, timeout=120, what="the new agent container's start")
     assert "starting with 3 answered" in agent_log, agent_log
     assert fakes.requests()["openai"] == asked
     operator = kube.pod(OPERATOR_NS, "app.kubernetes.io/name=llmagents")

@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 from operator_samples import NAMESPACE, agent_body, pool_body
 
+from llmagents.api.status import OPERATOR_FIELD_MANAGER, RUNNER_FIELD_MANAGER
 from llmagents.operator.children import CHILD_KINDS, is_subset
 from llmagents.operator.cluster_api import secret_key_problems
+from llmagents.operator.ownership import applied_conditions
 from llmagents.operator.reconcile import Reconciler
 from llmagents.operator.settings import OperatorSettings
 from tooling.polling import eventually_async as _eventually
@@ -62,9 +64,28 @@ class Store:
                 raise LookupError(f"roles {role!r} not found")
         self.writes.append((manifest["kind"], meta["name"], subresource))
         if subresource == "status":
-            self.objects[key].setdefault("status", {}).update(copy.deepcopy(manifest["status"]))
+            self.apply_status(key, manifest["status"], OPERATOR_FIELD_MANAGER)
         else:
             self.objects[key] = copy.deepcopy(manifest)
+
+    def apply_status(self, key: tuple[str, str, str], status: dict, manager: str) -> None:
+        """Server-side apply of ``status`` by ``manager``, conditions merged by type as the
+        API server merges them: the manager's own earlier conditions it leaves out go,
+        others' stay, and managedFields record who holds which."""
+        body = self.objects[key]
+        status = copy.deepcopy(status)
+        wanted = status.pop("conditions", [])
+        live = body.setdefault("status", {})
+        live.update(status)
+        managed = body["metadata"].setdefault("managedFields", [])
+        dropped = (applied_conditions(managed, manager) or set()) - {c["type"] for c in wanted}
+        merged = {c["type"]: c for c in live.get("conditions", []) if c["type"] not in dropped}
+        merged.update((c["type"], c) for c in wanted)
+        live["conditions"] = list(merged.values())
+        managed[:] = [m for m in managed if m["manager"] != manager]
+        items = {f'k:{{"type":"{c["type"]}"}}': {".": {}} for c in wanted}
+        managed.append({"manager": manager, "operation": "Apply", "subresource": "status",
+                        "fieldsV1": {"f:status": {"f:conditions": items}}})  # fmt: skip
 
     async def list(self, api_version: str, kind: str, *, namespace: str | None, labels: str):
         if self.fail_next:
@@ -157,6 +178,28 @@ async def test_a_converged_agent_costs_no_write_even_after_a_restart(store):
     await restarted.reconcile_agent(AGENT)
     assert len(store.writes) == writes
     await first.close()
+    await restarted.close()
+
+
+async def test_a_restarted_operator_leaves_the_runner_s_own_conditions_alone(store):
+    first = _reconciler(store)
+    await first.reconcile_agent(AGENT)
+    own = {"type": "CheckpointTooLarge", "status": "True", "reason": "CheckpointTooLarge",
+           "message": "custom state too large", "lastTransitionTime": "2030-01-01T00:05:00Z"}  # fmt: skip
+    report = {"providers": [{"name": n, "healthy": True} for n in ("claude", "router", "local")],
+              "conditions": [own]}  # fmt: skip
+    store.apply_status(("LLMAgent", *AGENT), report, RUNNER_FIELD_MANAGER)
+    await first.reconcile_agent(AGENT)
+    await first.fold_pool(POOL)
+    assert store.agent(AGENT)["status"]["phase"] == "Running"
+    writes = len(store.writes)
+    await first.close()
+
+    restarted = _reconciler(store)
+    await restarted.reconcile_agent(AGENT)
+    await restarted.fold_pool(POOL)
+    assert store.writes[writes:] == []
+    assert own in store.agent(AGENT)["status"]["conditions"]
     await restarted.close()
 
 

@@ -4,16 +4,18 @@ hack/e2e.sh's refusal where no node can run (a skip locally, a failure under CI)
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tooling import _components, node
+from tooling import _components, _proc, node
 from tooling._nodeconfig import (
     GATEWAY,
     POD_SUBNET,
@@ -152,3 +154,37 @@ def test_make_e2e_without_a_container_engine_skips_but_fails_under_ci(tmp_path, 
     ci = e2e("true")
     assert ci.returncode == 1, ci.stdout + ci.stderr
     assert f"cannot run under CI: {reason}" in ci.stderr
+
+
+def test_an_engine_another_run_uses_is_not_stopped_under_it(tmp_path):
+    # hack/docker-engine.sh's own engine, stood in for by a process it would stop (not our
+    # child, so that it is reaped when it ends, as dockerd is), and another run (a build, an
+    # e2e run in another worktree) holding the users' lock.
+    state = tmp_path / "docker"
+    state.mkdir()
+    started = subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    engine = int(started.stdout)
+    (state / "dockerd.pid").write_text(str(engine))
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LLMAGENTS_CACHE": str(tmp_path)}
+
+    def stop_unused() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(REPO_ROOT / "hack" / "docker-engine.sh"), "stop-unused"],
+            capture_output=True, text=True, timeout=60, env=env, check=False,
+        )  # fmt: skip
+
+    try:
+        with open(state / "users.lock", "a") as other_run:
+            fcntl.flock(other_run, fcntl.LOCK_SH)
+            kept = stop_unused()
+            assert kept.returncode == 0, kept.stderr
+            assert "another build or e2e run uses it" in kept.stderr
+            assert _proc.alive(engine)
+        stopped = stop_unused()  # the other run has ended
+        assert stopped.returncode == 0, stopped.stderr
+        assert not _proc.alive(engine)
+        assert not (state / "dockerd.pid").exists()
+    finally:
+        if _proc.alive(engine):
+            os.kill(engine, signal.SIGKILL)
