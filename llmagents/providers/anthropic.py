@@ -253,5 +253,3 @@ def _tools(payload: dict[str, Any], request: ChatRequest) -> None:
         payload["tools"] = tools
     if choice is not None:
         payload["tool_choice"] = choice
-
-

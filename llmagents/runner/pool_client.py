@@ -136,8 +136,10 @@ class OpenStream:
                 if chunk.finish_reason is not None:
                     self.finish_reason = chunk.finish_reason
                 if chunk.text or chunk.tool_calls or chunk.reasoning or chunk.reasoning_end:
-                    self._text_chars += len(chunk.text) + len(chunk.reasoning) + sum(
-                        len(d.arguments) + len(d.name or "") for d in chunk.tool_calls
+                    self._text_chars += (
+                        len(chunk.text)
+                        + len(chunk.reasoning)
+                        + sum(len(d.arguments) + len(d.name or "") for d in chunk.tool_calls)
                     )
                     yield chunk
                 chunk = await anext(opened.chunks, None)

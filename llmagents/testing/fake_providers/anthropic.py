@@ -109,9 +109,12 @@ class FakeAnthropic(FakeProviderServer):
                 ):
                     raise Reject(400, f"messages.{i}.content.{j}: Invalid `signature` in "
                                  "`thinking` block")  # fmt: skip
-        if enabled and last_assistant and any(
-            isinstance(b, wire.ToolUseBlock) for b in last_assistant
-        ) and not isinstance(last_assistant[0], wire.ThinkingBlock | wire.RedactedThinkingBlock):
+        if (
+            enabled
+            and last_assistant
+            and any(isinstance(b, wire.ToolUseBlock) for b in last_assistant)
+            and not isinstance(last_assistant[0], wire.ThinkingBlock | wire.RedactedThinkingBlock)
+        ):
             found = last_assistant[0].type
             raise Reject(400, f"messages: Expected `thinking` or `redacted_thinking`, but found "
                          f"`{found}`. When `thinking` is enabled, a final `assistant` message "

@@ -199,6 +199,31 @@ def test_streamed_text_then_a_tool_call_follow_anthropics_event_order() -> None:
     assert (events[8].usage.input_tokens, events[8].usage.output_tokens) == (12, 9)
 
 
+def test_streamed_thinking_comes_first_signed_redacted_and_unsigned_blocks_alike() -> None:
+    writer = MessagesStream("claude", input_estimate=10)
+    raw = writer.start()
+    for chunk in (
+        StreamChunk(reasoning="Let me "),
+        StreamChunk(reasoning="think."),
+        StreamChunk(reasoning_end=Reasoning(signature="sig", provider="claude")),
+        StreamChunk(reasoning_end=Reasoning(redacted="opaque", provider="claude")),
+        StreamChunk(reasoning="shown only"),  # another protocol's: no signature follows
+        StreamChunk(text="Blue."),
+    ):
+        raw += writer.chunk(chunk)
+    events = _events(raw + writer.end("stop", Usage(12, 9)))
+    starts = [e.content_block for e in events if e.type == "content_block_start"]
+    assert [b.type for b in starts] == ["thinking", "redacted_thinking", "thinking", "text"]
+    assert starts[1].data == "llmagents~claude~opaque"
+    deltas = [e.delta for e in events if e.type == "content_block_delta"]
+    assert [d.type for d in deltas] == [
+        "thinking_delta", "thinking_delta", "signature_delta", "thinking_delta", "text_delta",
+    ]  # fmt: skip
+    assert deltas[2].signature == "llmagents~claude~sig"
+    stops = [e.index for e in events if e.type == "content_block_stop"]
+    assert stops == [0, 1, 2, 3]
+
+
 def test_sampling_metadata_and_thinking_ride_along_for_anthropic() -> None:
     thinking = {"type": "enabled", "budget_tokens": 2000}
     call = parse({"messages": [{"role": "user", "content": "hi"}], "top_k": 5,
