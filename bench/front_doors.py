@@ -27,7 +27,12 @@ from collections.abc import Callable
 from results import Row, print_table
 
 from llmagents.chat import ChatResponse, StreamChunk, ToolCall, ToolCallDelta, Usage
-from llmagents.runner import messages_translate, openai_chat, responses_translate
+from llmagents.runner import (
+    messages_stream,
+    messages_translate,
+    openai_chat,
+    responses_translate,
+)
 from llmagents.runner.responses_stream import ResponsesStream
 
 TARGET_US = 200.0
@@ -136,7 +141,7 @@ def _messages_answer() -> object:
 
 
 def _messages_stream() -> object:
-    writer = messages_translate.MessagesStream("gpt-4.1")
+    writer = messages_stream.MessagesStream("gpt-4.1")
     out = writer.start()
     for chunk in CHUNKS:
         out += writer.chunk(chunk)

@@ -3,11 +3,11 @@
 Three processes on loopback, as in a pod: the fake provider (``llmagents fake-provider``,
 answering at once), the gateway (a gateway-mode ``Runner`` with its ``Gateway``, the fake
 as its one paid provider, checkpoints to a local file so that every paid call requests one,
-as in a cluster), and this load generator. The generator sends non-streaming chat calls
-open-loop at ``--rate`` per second (each at its scheduled time, whether or not earlier ones
-returned), alternating every ``--phase`` seconds between calling the fake directly and
-calling it through the gateway, for ``--rounds`` rounds, so that load from elsewhere falls on
-both alike. "Added" is the gateway's percentile minus the direct percentile.
+and every charge appended to its spend journal, as in a cluster), and this load generator.
+The generator sends non-streaming chat calls open-loop at ``--rate`` per second (each at its
+scheduled time, whether or not earlier ones returned), alternating every ``--phase``
+seconds between calling the fake directly and calling it through the gateway, for
+``--rounds`` rounds, so that load from elsewhere falls on both alike. "Added" is the gateway's percentile minus the direct percentile.
 
 Targets (issue 15, for machines of different speed): the added median at most 1.6 times the
 fake provider's own CPU time per served call measured in the same run, the added p99 at
@@ -92,6 +92,7 @@ def _runner(upstream: str, state: Path) -> Any:
     return Runner(
         config, api_keys={"fake": KEY}, store=FileCheckpointStore(state / "checkpoint.json"),
         status_sink=MemoryStatusSink(), results=FileResultStore(state / "results.jsonl"),
+        spend_journal=state / "spend-journal.jsonl",  # as in a pod: every charge journaled
     )  # fmt: skip
 
 

@@ -99,6 +99,24 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Reasoning:
+    """The model's reasoning before its answer, as far as its provider shows it.
+
+    ``text`` is the visible part (Anthropic's ``thinking``, OpenAI-compatible servers'
+    ``reasoning_content``, Gemini's thought summaries); ``signature`` (Anthropic's) or
+    ``redacted`` (the opaque data of a ``redacted_thinking`` block) must go back unchanged
+    in later turns, and only to ``provider``, the pool member that produced it: no other
+    provider can verify it, so adapters leave out what is not their own.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+    provider: str | None = None
+    """The pool provider that produced it; ``None`` when unknown (a client's own history)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One message of a conversation.
 
@@ -112,6 +130,8 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    reasoning: tuple[Reasoning, ...] = ()
+    """An assistant turn's reasoning, in order, before its text and calls."""
 
     @property
     def text(self) -> str:
@@ -254,6 +274,11 @@ class ChatResponse:
     finish_reason: str | None = None
     provider: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: tuple[Reasoning, ...] = ()
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(r.text for r in self.reasoning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,3 +301,8 @@ class StreamChunk:
     finish_reason: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    reasoning: str = ""
+    """A piece of the reasoning's visible text; it comes before the answer's text."""
+    reasoning_end: Reasoning | None = None
+    """The current reasoning block is complete: its ``signature`` (or, alone, a
+    ``redacted`` block) and ``provider``; its text came in ``reasoning`` pieces."""

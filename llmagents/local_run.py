@@ -4,7 +4,7 @@ It is how a user develops an agent's tasks and rehearses fallback settings (agai
 ``llmagents fake-provider``) before deploying: the manifest's LLMAgent and its ProviderPool
 become the very ``RunnerConfig`` the operator would render (``operator.builders``), and the
 pod's ``Runner`` runs it with local edges: checkpoints in a file (``FileCheckpointStore``),
-results in a JSON-lines file, and status printed as the ``kubectl get llmagents`` table
+the spend journal beside it, results in a JSON-lines file, and status printed as the ``kubectl get llmagents`` table
 (``local_table``). Ctrl-C writes a final checkpoint; running the same command again resumes
 (completed tasks are not run again, spend and budget carry on). ``--reset`` starts afresh.
 
@@ -56,6 +56,7 @@ from llmagents.runner.lifecycle import Runner
 from llmagents.runner.main import run_event_loop
 from llmagents.runner.results import FileResultStore
 from llmagents.runner.secrets import Redactor, install_log_redaction
+from llmagents.runner.spend_journal import FILE_NAME as JOURNAL_FILE
 from llmagents.runner.status import RunnerReport
 from llmagents.runner.tasks import LoopEnd
 
@@ -365,6 +366,7 @@ async def _run(
             config, api_keys=keys, redactor=redactor, status_interval=1.0,
             store=FileCheckpointStore(state / "checkpoint.json"), status_sink=sink,
             results=FileResultStore(state / "results.jsonl"),
+            spend_journal=state / JOURNAL_FILE,
         )  # fmt: skip
     except ConfigError as error:
         print(f"llmagents run: {redactor(str(error))}", file=sys.stderr)

@@ -5,7 +5,8 @@ The fakes count the tokens of every call they answered in full (``/_fake/stats``
 pool's prices that is what a real provider would bill. A run is sound when every task has
 exactly one result row, the checkpoint counts every task done, the recorded spend is never
 above the bill, and below it by no more than the calls that were in flight when the runner
-was killed (each at most the dearest call of the run).
+was killed (each at most the dearest call of the run); ``audit_spend`` checks the spend
+alone, for gateway runs, which have no tasks.
 """
 
 from __future__ import annotations
@@ -88,9 +89,16 @@ def audit(
     done = checkpoint.get("completed") or []
     if sorted(done) != sorted(names) or len(done) != len(set(done)):
         problems.append(f"the checkpoint's completed tasks are not the task list: {done}")
+    # The rows hold the cost of each task's last run. A call answered and journaled whose
+    # task was killed before its completion landed is recorded (the provider billed it) but
+    # is in no row: its task ran again. At most one such call per kill.
     in_rows = sum(float(r.get("costUSD") or 0.0) for r in rows)
-    if abs(in_rows - recorded) > 1e-9 * max(1.0, recorded):
-        problems.append(f"result rows add up to ${in_rows:.9f}, the checkpoint to ${recorded:.9f}")
+    if in_rows > recorded + 1e-9 * max(1.0, recorded):
+        problems.append(f"result rows add up to ${in_rows:.9f}, more than the checkpoint's "
+                        f"${recorded:.9f}")  # fmt: skip
+    if recorded - in_rows > kills * dearest * 1.5 + 1e-9:
+        problems.append(f"the checkpoint's ${recorded:.9f} is above the rows' ${in_rows:.9f} "
+                        f"by more than {kills} call(s) of a task run again")  # fmt: skip
     if recorded > charged + 1e-9:
         problems.append(f"recorded ${recorded:.9f} is more than the providers charged "
                         f"(${charged:.9f})")  # fmt: skip
@@ -101,3 +109,36 @@ def audit(
         problems.append(f"{answered} calls were answered (paid) for {len(names)} tasks with "
                         f"only {kills} kills: a completed task ran again")  # fmt: skip
     return report
+
+
+def audit_spend(
+    *,
+    recorded: float,
+    answered: float,
+    stats: Mapping[str, Mapping[str, Any]],
+    prices: Mapping[str, Prices],
+    in_flight_at_kills: int,
+    dearest_call: float,
+) -> tuple[float, list[str]]:
+    """Check a gateway run's spend, which has no tasks to hang it on: ``recorded`` is the
+    checkpoint's, ``answered`` what the calls the clients received in full cost, and
+    ``in_flight_at_kills`` how many calls the clients had sent and not yet received when
+    the runner was killed, summed over the kills. Returns what the fakes billed and the
+    problems (none when sound): recorded never above the bill, never below what was
+    answered, and below the bill by no more than the calls in flight at the kills."""
+    charged = sum(
+        prices[name].cost(int(s["input_tokens"]), int(s["output_tokens"]))
+        for name, s in stats.items()
+    )
+    margin = 1e-9 * max(1.0, charged)
+    problems = []
+    if recorded > charged + margin:
+        problems.append(f"recorded ${recorded:.9f} is more than the providers charged "
+                        f"(${charged:.9f})")  # fmt: skip
+    if recorded < answered - margin:
+        problems.append(f"recorded ${recorded:.9f} is less than the calls answered to the "
+                        f"clients cost (${answered:.9f}): answered calls were lost")  # fmt: skip
+    if charged - recorded > in_flight_at_kills * dearest_call + margin:
+        problems.append(f"recorded ${recorded:.9f} is below the charged ${charged:.9f} by more "
+                        f"than the {in_flight_at_kills} call(s) in flight at the kills")  # fmt: skip
+    return charged, problems

@@ -22,6 +22,7 @@ from llmagents.api.runner_config import (
     ENV_ONNX_PORT,
     ENV_ONNX_URL,
     ENV_POD_NAME,
+    ENV_STATE_DIR,
     AgentIdentity,
     RunnerConfig,
     RunnerPorts,
@@ -139,6 +140,12 @@ _POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefaul
 _SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 TOKEN_VOLUME = "runner-token"
+STATE_VOLUME = "runner-state"
+STATE_DIR = "/var/lib/llmagents"
+"""The runner's emptyDir: it outlives the runner's process (a SIGKILL, the OOM killer, a
+liveness restart), so the spend journal on it carries the spend of calls answered since the
+last checkpoint into the restarted runner (docs/exactly-once.md). It goes with the pod,
+whose deletion sends SIGTERM first: the runner then writes a final checkpoint."""
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 """Where in-cluster client configuration looks for the token, CA and namespace."""
 TOKEN_SECONDS = 3607
@@ -184,6 +191,7 @@ def runner_container(
         _env(ENV_CONFIG_MAP, config_map_name(agent.name)),
         _env(ENV_METRICS_PORT, str(settings.metrics_port)),
         _env(ENV_GATEWAY_PORT, str(settings.gateway_port)),
+        _env(ENV_STATE_DIR, STATE_DIR),
     ]
     if config.onnx_url is not None:
         env.append(_env(ENV_ONNX_URL, config.onnx_url))
@@ -224,7 +232,8 @@ def runner_container(
         **_resources(agent.spec.resources, settings.runner_resources),
         "securityContext": _SECURITY,
         "volumeMounts": [
-            {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}
+            {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
+            {"name": STATE_VOLUME, "mountPath": STATE_DIR},
         ],
     }
 
@@ -316,7 +325,11 @@ def deployment(
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "containers": containers,
     }
-    pod_spec["volumes"] = [_token_volume(), *(_model_volume(agent) if has_onnx(pool) else [])]
+    pod_spec["volumes"] = [
+        _token_volume(),
+        {"name": STATE_VOLUME, "emptyDir": {}},
+        *(_model_volume(agent) if has_onnx(pool) else []),
+    ]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

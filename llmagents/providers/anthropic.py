@@ -15,22 +15,23 @@ Translation from the neutral chat model (``llmagents.wire.anthropic`` holds the 
   whose input schema is the requested schema; its ``tool_use`` input comes back as the
   answer's text (JSON), with finish reason ``stop``, in whole answers and streams alike.
 
-Answers: ``text`` blocks joined, ``tool_use`` blocks as tool calls, stop reasons mapped
-(``tool_use`` → ``tool_calls``). Usage is ``usage.input_tokens`` (plus cache writes and
-reads, which were sent too) and ``output_tokens``; a stream reports input in
-``message_start`` and the running output total in ``message_delta``, and its tool inputs
-as ``input_json_delta`` pieces, relayed as tool-call argument deltas. Errors carry
-``{"type": "error", "error": {"type": ...}}`` and the error type decides the taxonomy, so
-that 529 ``overloaded_error`` stays distinct from 429 ``rate_limit_error``.
+- an assistant turn's reasoning goes back as its ``thinking`` and ``redacted_thinking``
+  blocks, unchanged, only to the provider that produced it (or when its origin is unknown);
+  when that leaves the final tool-calling turn without thinking, a ``thinking`` the client
+  asked for is left off that request, since the API would refuse it.
+
+Answers are read by ``anthropic_answer``: ``text`` blocks joined, ``tool_use`` blocks as
+tool calls, thinking as reasoning, stop reasons mapped (``tool_use`` → ``tool_calls``).
+Usage is ``usage.input_tokens`` (plus cache writes and reads, which were sent too) and
+``output_tokens``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
-
-from pydantic import ValidationError
 
 from llmagents.chat import (
     ChatRequest,
@@ -39,66 +40,31 @@ from llmagents.chat import (
     Message,
     ResponseFormatType,
     Role,
-    StreamChunk,
-    ToolCall,
-    ToolCallDelta,
     ToolChoiceMode,
-    Usage,
 )
-from llmagents.errors import (
-    AuthFailed,
-    MalformedResponse,
-    ModelNotFound,
-    Overloaded,
-    ProviderError,
-    ProviderTimeout,
-    RateLimited,
-    RequestRefused,
-    ServerError,
-)
+from llmagents.errors import ProviderError
 from llmagents.providers import tool_ids
+from llmagents.providers.anthropic_answer import (
+    JSON_TOOL,
+    AnthropicStream,
+    error_from_body,
+    parse_message,
+)
 from llmagents.providers.base import ProviderAdapter
 from llmagents.providers.mapping import (
     Headers,
     body_excerpt,
     body_json,
-    decode_json,
     error_for_status,
-    missing,
-    refused_request,
     retry_after_seconds,
-    short,
 )
-from llmagents.providers.sse import SseEvent
 from llmagents.wire import anthropic as wire
 
+logger = logging.getLogger(__name__)
+
 ANTHROPIC_VERSION = wire.VERSION
-JSON_TOOL = "json_answer"
-"""The forced tool that carries structured output (a tool name the client's may not take:
-a client tool of the same name is left as is and the answer read as a tool call)."""
 DEFAULT_MAX_TOKENS = 4096
 """The API requires ``max_tokens``; used when the request leaves it open."""
-
-_FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-
-_ERROR_TYPES: dict[str, type[ProviderError]] = {
-    "overloaded_error": Overloaded,
-    "rate_limit_error": RateLimited,
-    "authentication_error": AuthFailed,
-    "permission_error": AuthFailed,
-    "billing_error": AuthFailed,
-    "not_found_error": ModelNotFound,
-    "invalid_request_error": RequestRefused,
-    "request_too_large": RequestRefused,
-    "api_error": ServerError,
-    "timeout_error": ProviderTimeout,
-}
 
 
 class AnthropicAdapter(ProviderAdapter):
@@ -125,7 +91,7 @@ class AnthropicAdapter(ProviderAdapter):
         payload["max_tokens"] = (
             DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
         )
-        payload["messages"] = _messages(request.messages)
+        payload["messages"] = _messages(request.messages, provider=self.name)
         if system:
             payload["system"] = "\n\n".join(system)
         if request.temperature is not None:
@@ -137,33 +103,22 @@ class AnthropicAdapter(ProviderAdapter):
         if request.stop:
             payload["stop_sequences"] = request.stop
         _tools(payload, request)
+        if "thinking" in payload and _unthought_tool_turn(payload["messages"]):
+            # With thinking on, the API refuses a final assistant turn that calls tools
+            # without its thinking block, and another provider's (left out above) cannot be
+            # sent: this turn is answered without extended thinking instead.
+            del payload["thinking"]
+            logger.info("provider %s: thinking left off for a turn whose earlier thinking "
+                        "was another provider's", self.name)  # fmt: skip
         if stream:
             payload["stream"] = True
         return payload
 
     def _parse_answer(self, data: Any) -> ChatResponse:
-        try:
-            answer = wire.Message.model_validate(data)
-        except ValidationError:
-            raise missing("content, usage or stop_reason", provider=self.name) from None
-        text = "".join(b.text for b in answer.content if isinstance(b, wire.AnswerText))
-        calls = [b for b in answer.content if isinstance(b, wire.AnswerToolUse)]
-        finish = _finish(answer.stop_reason)
-        if len(calls) == 1 and calls[0].name == JSON_TOOL:
-            text, calls, finish = json.dumps(calls[0].input), [], "stop"
-        return ChatResponse(
-            text=text,
-            usage=_usage(answer.usage),
-            model=answer.model or self.model,
-            finish_reason=finish,
-            provider=self.name,
-            tool_calls=tuple(
-                ToolCall(c.id, c.name, json.dumps(c.input, separators=(",", ":"))) for c in calls
-            ),
-        )
+        return parse_message(data, provider=self.name, model=self.model)
 
-    def _stream_decoder(self) -> _AnthropicStream:
-        return _AnthropicStream(self.name)
+    def _stream_decoder(self) -> AnthropicStream:
+        return AnthropicStream(self.name)
 
     def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         retry_after = retry_after_seconds(headers)
@@ -173,44 +128,9 @@ class AnthropicAdapter(ProviderAdapter):
             return error_for_status(
                 status, body_excerpt(body), provider=self.name, retry_after=retry_after
             )
-        return _error_from_body(
+        return error_from_body(
             error, data, status=status, retry_after=retry_after, provider=self.name
         )
-
-
-def _error_from_body(
-    error: dict[str, Any],
-    data: dict[str, Any],
-    *,
-    status: int | None,
-    retry_after: float | None,
-    provider: str,
-) -> ProviderError:
-    kind = str(error.get("type", ""))
-    message = f"{kind}: {short(error.get('message', ''))}"
-    if data.get("request_id"):
-        message += f" (request_id {data['request_id']})"
-    cls = _ERROR_TYPES.get(kind)
-    if cls is None:
-        if status is None:
-            return ServerError(message, provider=provider)
-        return error_for_status(status, message, provider=provider, retry_after=retry_after)
-    if cls is RequestRefused:
-        return refused_request(message, provider=provider, status=status)
-    return cls(message, provider=provider, status_code=status, retry_after=retry_after)
-
-
-def _usage(raw: wire.Usage | wire.DeltaUsage) -> Usage:
-    # Cached prompt tokens are reported apart from input_tokens; they were still sent, so the
-    # budget counts them as input rather than forgetting them.
-    read = raw.cache_read_input_tokens or 0
-    written = raw.cache_creation_input_tokens or 0
-    return Usage(
-        input_tokens=(raw.input_tokens or 0) + written + read,
-        output_tokens=raw.output_tokens or 0,
-        cached_input_tokens=read,
-        cache_write_input_tokens=written,
-    )
 
 
 def _content(message: Message) -> list[dict[str, Any]]:
@@ -243,7 +163,31 @@ def _arguments(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _messages(messages: list[Message]) -> list[dict[str, Any]]:
+def _reasoning(message: Message, provider: str) -> list[dict[str, Any]]:
+    """An assistant turn's thinking blocks, if they are this provider's own: a signature
+    verifies only where it was made, and a turn without its thinking is valid anywhere.
+    Reasoning of unknown origin (a client's own history) is sent as it came."""
+    blocks: list[dict[str, Any]] = []
+    for item in message.reasoning:
+        if item.provider not in (provider, None):
+            continue
+        if item.redacted is not None:
+            blocks.append({"type": "redacted_thinking", "data": item.redacted})
+        elif item.signature:
+            blocks.append({"type": "thinking", "thinking": item.text,
+                           "signature": item.signature})  # fmt: skip
+    return blocks
+
+
+def _unthought_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """Whether the last assistant turn calls tools without starting with thinking."""
+    last = next((t["content"] for t in reversed(turns) if t["role"] == "assistant"), None)
+    if not last or not any(b["type"] == "tool_use" for b in last):
+        return False
+    return last[0]["type"] not in ("thinking", "redacted_thinking")
+
+
+def _messages(messages: list[Message], *, provider: str) -> list[dict[str, Any]]:
     """Turns in Anthropic's shape: tool results (and what follows them) in one user turn."""
     turns: list[dict[str, Any]] = []
     for message in messages:
@@ -256,7 +200,7 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
                        "content": message.text}]  # fmt: skip
         elif message.role is Role.ASSISTANT:
             role = "assistant"
-            blocks = _content(message) + [
+            blocks = _reasoning(message, provider) + _content(message) + [
                 {"type": "tool_use", "id": tool_ids.fit(c.id), "name": c.name,
                  "input": _arguments(c.arguments)}
                 for c in message.tool_calls
@@ -309,96 +253,3 @@ def _tools(payload: dict[str, Any], request: ChatRequest) -> None:
         payload["tools"] = tools
     if choice is not None:
         payload["tool_choice"] = choice
-
-
-def _finish(stop_reason: object) -> str | None:
-    if stop_reason is None:
-        return None
-    return _FINISH.get(str(stop_reason), str(stop_reason))
-
-
-class _AnthropicStream:
-    """message_start → content_block_* (text_delta, input_json_delta) → message_delta →
-    message_stop. Tool-use blocks are numbered in the order they start, as OpenAI numbers
-    the tool calls of a stream; the forced JSON tool's input is relayed as text."""
-
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
-        self.done = False
-        self.usage: Usage | None = None
-        self.stop_reason: object = None
-        self._calls: dict[int, int] = {}
-        """Content block index → tool-call index."""
-        self._json_block: int | None = None
-
-    def feed(self, event: SseEvent) -> StreamChunk | None:
-        kind = event.event
-        if kind in ("ping", "content_block_stop"):
-            return None
-        data = decode_json(event.data, provider=self.provider, what=f"{kind} event")
-        try:
-            if kind == "content_block_delta":
-                return self._delta(wire.ContentBlockDelta.model_validate(data))
-            if kind == "content_block_start":
-                return self._start(wire.ContentBlockStart.model_validate(data))
-            if kind == "message_start":
-                self.usage = _usage(wire.MessageStart.model_validate(data).message.usage)
-            elif kind == "message_delta":
-                delta = wire.MessageDelta.model_validate(data)
-                self.stop_reason = delta.delta.stop_reason or self.stop_reason
-                self._update_usage(delta.usage)
-            elif kind == "message_stop":
-                self.done = True
-            elif kind == "error":
-                raise _error_from_body(
-                    data["error"], data, status=None, retry_after=None, provider=self.provider
-                )
-        except (KeyError, TypeError, AttributeError, ValueError, ValidationError):
-            raise MalformedResponse(
-                f"{kind} event lacks its documented fields", provider=self.provider
-            ) from None
-        return None
-
-    def _start(self, start: wire.ContentBlockStart) -> StreamChunk | None:
-        block = start.content_block
-        if not isinstance(block, wire.AnswerToolUse):
-            return None
-        if block.name == JSON_TOOL:
-            self._json_block = start.index
-            return None
-        index = self._calls[start.index] = len(self._calls)
-        return StreamChunk(tool_calls=(ToolCallDelta(index, block.id, block.name),))
-
-    def _delta(self, event: wire.ContentBlockDelta) -> StreamChunk | None:
-        delta = event.delta
-        if isinstance(delta, wire.TextDelta):
-            return StreamChunk(text=delta.text) if delta.text else None
-        if not isinstance(delta, wire.InputJsonDelta) or not delta.partial_json:
-            return None
-        if event.index == self._json_block:
-            return StreamChunk(text=delta.partial_json)
-        index = self._calls.get(event.index)
-        if index is None:
-            raise ValueError("input_json_delta for a block that is no tool_use")
-        return StreamChunk(tool_calls=(ToolCallDelta(index, arguments=delta.partial_json),))
-
-    def _update_usage(self, raw: wire.DeltaUsage) -> None:
-        if self.usage is None:
-            raise MalformedResponse("message_delta before message_start", provider=self.provider)
-        # output_tokens in message_delta is the running total, not an increment.
-        if raw.output_tokens is not None:
-            self.usage.output_tokens = raw.output_tokens
-        if raw.input_tokens is not None:
-            counted = _usage(raw)
-            self.usage = Usage(counted.input_tokens, self.usage.output_tokens,
-                               counted.cached_input_tokens)  # fmt: skip
-
-    def finish(self) -> StreamChunk:
-        if not self.done:
-            raise MalformedResponse("stream ended before message_stop", provider=self.provider)
-        if self.usage is None:
-            raise missing("message_start usage", provider=self.provider)
-        finish = _finish(self.stop_reason)
-        if self._json_block is not None and not self._calls:
-            finish = "stop"
-        return StreamChunk(usage=self.usage, finish_reason=finish)

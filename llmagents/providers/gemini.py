@@ -1,8 +1,9 @@
 """Google's Gemini API: ``models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``.
 
 The request's translation is in ``gemini_payload``; the shapes in ``llmagents.wire.gemini``.
-Answers: text parts joined (thoughts left out), ``functionCall`` parts as tool calls with
-ids of ours (Gemini gives none) and finish reason ``tool_calls`` (Gemini says ``STOP``).
+Answers: text parts joined (thought summaries apart, as the answer's reasoning),
+``functionCall`` parts as tool calls with ids of ours (Gemini gives none) and finish reason
+``tool_calls`` (Gemini says ``STOP``).
 A stream sends each function call whole, relayed as one tool-call delta. The thought
 signatures Gemini attaches to function calls are kept by tool-call id and sent back with
 the history (Gemini 3 refuses a history without them; ``gemini_payload``). Usage comes from
@@ -23,7 +24,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmagents.chat import ChatRequest, ChatResponse, StreamChunk, ToolCall, ToolCallDelta, Usage
+from llmagents.chat import (
+    ChatRequest,
+    ChatResponse,
+    Reasoning,
+    StreamChunk,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from llmagents.errors import (
     AuthFailed,
     BadRequest,
@@ -126,6 +135,7 @@ class GeminiAdapter(ProviderAdapter):
                 raise ValueError("no usageMetadata")
         except (ValidationError, ValueError):
             raise missing("candidates or usageMetadata", provider=self.name) from None
+        thoughts = _thoughts(answer)
         return ChatResponse(
             text=text,
             usage=_usage(answer.usageMetadata),
@@ -133,6 +143,7 @@ class GeminiAdapter(ProviderAdapter):
             finish_reason=finish,
             provider=self.name,
             tool_calls=calls,
+            reasoning=(Reasoning(thoughts, provider=self.name),) if thoughts else (),
         )
 
     def _parse_models(self, data: Any) -> list[str]:
@@ -184,6 +195,14 @@ def _error_from_body(
     if cls is RequestRefused:
         return refused_request(message, provider=provider, status=status)
     return cls(message, provider=provider, status_code=status, retry_after=retry_after)
+
+
+def _thoughts(answer: wire.GenerateContentResponse) -> str:
+    """The thought summaries of the first candidate (``includeThoughts``): its reasoning,
+    never part of the answer's text."""
+    first = answer.candidates[0] if answer.candidates else None
+    parts = first.content.parts if first is not None and first.content is not None else []
+    return "".join(p.text for p in parts if p.text and p.thought)
 
 
 def _candidate(
@@ -264,8 +283,9 @@ class _GeminiStream:
             self._calls += 1
         if finish is not None:
             self.finish_reason = "tool_calls" if self._calls and finish == "stop" else finish
-        if text or deltas:
-            return StreamChunk(text=text, tool_calls=tuple(deltas))
+        thoughts = _thoughts(answer)
+        if text or deltas or thoughts:
+            return StreamChunk(text=text, tool_calls=tuple(deltas), reasoning=thoughts)
         return None
 
     def finish(self) -> StreamChunk:

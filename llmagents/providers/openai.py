@@ -34,6 +34,7 @@ from llmagents.chat import (
     ChatResponse,
     ImagePart,
     Message,
+    Reasoning,
     ResponseFormatType,
     Role,
     StreamChunk,
@@ -148,6 +149,7 @@ class OpenAIAdapter(ProviderAdapter):
         calls = tuple(
             ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
         )
+        thought = message.reasoning_text
         return ChatResponse(
             text=message.content or "",
             usage=_usage(answer.usage),
@@ -155,6 +157,7 @@ class OpenAIAdapter(ProviderAdapter):
             finish_reason=choice.finish_reason,
             provider=self.name,
             tool_calls=calls,
+            reasoning=(Reasoning(thought, provider=self.name),) if thought else (),
         )
 
     def _stream_decoder(self) -> _OpenAIStream:
@@ -294,8 +297,9 @@ class _OpenAIStream:
             )
             for d in delta.tool_calls or ()
         )  # fmt: skip
-        if delta.content or calls:
-            return StreamChunk(text=delta.content or "", tool_calls=calls)
+        thought = delta.reasoning_text
+        if delta.content or calls or thought:
+            return StreamChunk(text=delta.content or "", tool_calls=calls, reasoning=thought)
         return None
 
     def finish(self) -> StreamChunk:

@@ -124,6 +124,18 @@ class Budget:
         self.roll()
         self.spent += cost
 
+    def charge_in(self, cost: float, period_start: str | None) -> None:
+        """Charge a cost spent in the period that began at ``period_start`` (ISO time, None
+        for ``total``): counted only if that period is still the current one."""
+        self.roll()
+        if period_start == self.period_start_text:
+            self.spent += cost
+
+    @property
+    def period_start_text(self) -> str | None:
+        """The current period's start as stored in checkpoints and journals."""
+        return self.period_start.isoformat() if self.period_start else None
+
     def error(self, why: str | None = None) -> BudgetExhausted:
         if why is None:
             why = "is spent" if self.spent >= self.limit else "has no room left for a call"
@@ -141,17 +153,19 @@ class Budget:
             "limit": self.limit,
             "period": self.period.value,
             "onExhausted": self.on_exhausted.value,
-            "periodStart": self.period_start.isoformat() if self.period_start else None,
+            "periodStart": self.period_start_text,
             "spent": self.spent,
         }
 
     def restore(self, data: dict[str, Any]) -> None:
-        """Take back a checkpoint's spend if it belongs to the current period.
+        """Take back a checkpoint's spend if it belongs to the current period, replacing
+        what was counted so far.
 
         Spend of an earlier day or month, or of a different period kind (the spec changed),
         does not count against the current period.
         """
         self.roll()
+        self.spent = 0.0
         spent = data.get("spent")
         if (
             isinstance(spent, bool)
@@ -159,8 +173,9 @@ class Budget:
             or not (math.isfinite(spent) and spent >= 0)
         ):
             raise ValueError(f"budget spend {spent!r} is not a finite amount of at least 0")
-        start = self.period_start.isoformat() if self.period_start else None
-        if data.get("period") == self.period.value and data.get("periodStart") == start:
+        if data.get("period") == self.period.value and data.get("periodStart") == (
+            self.period_start_text
+        ):
             self.spent = float(spent)
 
 

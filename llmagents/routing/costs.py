@@ -222,12 +222,17 @@ class CostLedger:
         """Charge one call's real usage to ``provider``; returns its cost (0 when the price
         is unknown: the tokens still count)."""
         cost = usage_cost(usage, price) if price is not None else 0.0
+        self.add_charged(provider, usage, cost)
+        return cost
+
+    def add_charged(self, provider: str, usage: Usage, cost: float) -> None:
+        """Count a call whose cost was already worked out (a charge replayed from the
+        runner's spend journal: charged then, at the prices of then)."""
         spend = self.by_provider.get(provider)
         if spend is None:
             spend = self.by_provider[provider] = Spend()
         spend.add(usage, cost)
         self.total.add(usage, cost)
-        return cost
 
     def to_dict(self) -> dict[str, Any]:
         return {

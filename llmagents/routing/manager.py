@@ -379,6 +379,16 @@ class ProviderManager:
             self._listener.on_cost(spec.name, usage, cost)
         return cost
 
+    def replay_charge(
+        self, provider: str, usage: Usage, cost: float, *, period_start: str | None
+    ) -> None:
+        """Count again a charge made before a restart that the restored checkpoint lacks
+        (the runner's spend journal): its recorded cost goes to the ledger, and to the
+        budget if it was spent in the current period. No listener hears it: it is not new."""
+        self._ledger.add_charged(provider, usage, cost)
+        if self.budget is not None:
+            self.budget.charge_in(cost, period_start)
+
     # -- settling streams -------------------------------------------------------------------
 
     def record_usage(

@@ -6,7 +6,8 @@ their error), the engine's snapshot (spend by provider with tokens, the budget's
 spend, breakers with their transitions, health, current provider), when the runner first
 started (``maxRuntime`` counts from there), the custom state gateway clients stored and,
 once a gateway agent reported its work done, that completion (``completion``: when, its
-summary and the digest of the agent container it holds for).
+summary and the digest of the agent container it holds for), and how far into each spend
+journal its spend reaches (``spendJournals``, see ``spend_journal``).
 
 Stores keep one checkpoint each and compare-and-swap on a version: ``write`` succeeds only
 if nobody wrote since the version the writer last saw, otherwise ``VersionConflict``. Each
@@ -133,6 +134,9 @@ class Checkpoint:
     completion: AgentCompletion | None = None
     """The gateway agent's report that its work is done; a runner restoring it serves no
     paid call."""
+    spend_journals: dict[str, int] = field(default_factory=dict)
+    """Per spend journal (by id), the number of its last entry whose charge this
+    checkpoint's spend includes (``spend_journal``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +157,7 @@ class Checkpoint:
             "customState": self.custom_state,
             "unstoredResults": self.unstored_results,
             "completion": self.completion.to_wire() if self.completion is not None else None,
+            "spendJournals": self.spend_journals,
         }
 
     @classmethod
@@ -177,6 +182,11 @@ class Checkpoint:
                 isinstance(r, dict) and isinstance(r.get("task"), str) for r in unstored
             ):
                 raise ValueError("unstoredResults is not a list of result rows")
+            journals = data.get("spendJournals") or {}
+            if not isinstance(journals, dict) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in journals.values()
+            ):
+                raise ValueError("spendJournals is not a map of journal ids to entry numbers")
             return cls(
                 agent_uid=_text(data, "agentUID"),
                 epoch=_whole(data, "epoch"),
@@ -190,6 +200,7 @@ class Checkpoint:
                 custom_state=data.get("customState"),
                 unstored_results=list(unstored),
                 completion=_completion(data.get("completion")),
+                spend_journals=dict(journals),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointCorrupt(f"checkpoint is missing or has a bad field: {exc}") from None

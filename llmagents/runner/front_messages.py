@@ -25,7 +25,8 @@ from llmagents.chat import ChatResponse
 from llmagents.routing import CallTask
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
-from llmagents.runner.messages_translate import MessagesStream, message_object, parse_messages
+from llmagents.runner.messages_stream import MessagesStream
+from llmagents.runner.messages_translate import message_object, parse_messages
 from llmagents.runner.openai_chat import json_response
 from llmagents.runner.web import Request, Response, StreamingResponse
 
@@ -74,6 +75,7 @@ def _read(raw: bytes, complexity: Complexity | None) -> chat_path.FrontCall:
             usage=answer.usage,
             finish_reason=answer.finish_reason,
             model=answer.model,
+            reasoning=answer.reasoning,
         )
         return message.model_dump_json().encode()
 

@@ -3,23 +3,29 @@
 ``Runner`` is the pod's main process without its edges: it is given a ``CheckpointStore``,
 a ``StatusSink`` and a ``ResultStore`` (ConfigMaps and the LLMAgent in a cluster, files and
 memory elsewhere) and owns the one ``PoolClient`` that task mode and the gateway share.
+Its parts live beside it: ``spend_keeping`` (spend across restarts, with ``spend_journal``),
+``task_mode`` (the task list), ``housekeeping`` (the once-a-second chores), ``conditions``
+(what the status reports beside the phase) and ``engine_hooks`` (the engine's events).
 
 What is guaranteed about spend (the figure that must never be lost or reset):
 
 - On start, the newest checkpoint is restored exactly (spend by provider, tokens, the
-  budget's spend in its period) before any call, and claimed under a new epoch, so an old
-  runner still alive can no longer write. If the agent's status shows more spend than the
-  checkpoint (spent after the last checkpoint landed), the difference is charged to the
-  budget, so the budget is never under-counted.
+  budget's spend in its period) with the charges of the spend journal it lacks, before any
+  call, and claimed under a new epoch, so an old runner still alive can no longer write
+  (``spend_keeping``). If the agent's status shows more spend than that, the difference is
+  charged to the budget, so the budget is never under-counted.
 - Task mode: a task's completion, spend and result row enter the checkpoint together,
   and the checkpoint is written and awaited (bounded by ``task_save_timeout``) before the
   result row goes to the results store and the next task starts (``outcomes``,
   docs/exactly-once.md). A runner killed at any moment therefore loses at most the spend of
   the call in flight, whose task was not marked done and runs again; a completed task never
   runs again and never has two result rows.
-- Gateway mode: every paid call requests a checkpoint; writes are coalesced to one per
-  ``checkpoint_spacing`` (1 s by default). A runner killed at any moment loses at most the
-  spend of calls in flight and of those that ended within the last ``checkpoint_spacing``.
+- Gateway mode: every charge is appended to the spend journal (``spend_journal``, on a
+  volume that outlives the runner's process) before its answer's last byte leaves, and
+  every paid call requests a checkpoint, coalesced to one write per ``checkpoint_spacing``
+  (1 s by default). A runner killed at any moment loses at most the spend of the calls in
+  flight. Without a journal (none configured, or its disk failing) it also loses those that
+  ended since the last checkpoint.
 - While the API server is unreachable nothing can be saved: work continues, writes are
   retried with the latest state, and the guarantees above resume once it is back.
 - Gateway mode, completion: the agent's ``POST /v1/agent/complete`` stops the runner taking
@@ -37,86 +43,45 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from llmagents.api.runner_config import RunnerConfig, WorkMode
 from llmagents.api.status import (
     MAX_COMPLETION_SUMMARY,
     AgentCompletion,
-    Condition,
-    ConditionStatus,
     RunnerAgentStatus,
     RunnerPhase,
     TaskProgress,
 )
-from llmagents.chat import Usage
-from llmagents.errors import ConfigError
 from llmagents.events import EventRecorder
-from llmagents.routing import AttemptRecord, EngineListener, Fallback, Transition
+from llmagents.routing import EngineListener
 from llmagents.routing import clock as clocks
 from llmagents.runner.background import Supervisor
-from llmagents.runner.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore
+from llmagents.runner.checkpoint import Checkpoint, CheckpointStore
 from llmagents.runner.checkpoint_writer import Checkpointer
+from llmagents.runner.conditions import state_conditions
+from llmagents.runner.engine_hooks import Fanout, RunnerHooks
 from llmagents.runner.events import AgentEvents
+from llmagents.runner.housekeeping import housekeeping
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.outcomes import Outcomes
 from llmagents.runner.pool_client import PoolClient
-from llmagents.runner.results import ResultStore, TaskResult
+from llmagents.runner.results import ResultStore
 from llmagents.runner.secrets import Redactor
+from llmagents.runner.spend_journal import SpendJournal
+from llmagents.runner.spend_keeping import SpendKeeper
 from llmagents.runner.status import RunnerReport, StatusReporter, StatusSink, build_status
-from llmagents.runner.tasks import LoopEnd, Progress, TaskLoop
+from llmagents.runner.task_mode import TaskMode
+from llmagents.runner.tasks import LoopEnd, Progress
 from llmagents.runner.tracing import CallTracer
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_TOO_LARGE = "CheckpointTooLarge"
-TRACING_MISCONFIGURED = "TracingMisconfigured"
-RESULTS_NOT_STORED = "ResultsNotStored"
-RESULTS_PENDING = "results are pending: the results ConfigMaps cannot be written yet"
-HOUSEKEEPING_INTERVAL = 1.0
 
 
 def _completed_message(completion: AgentCompletion) -> str:
     message = "the agent reported its work done"
     return f"{message}: {completion.summary}" if completion.summary else message
-
-
-class _Fanout(EngineListener):
-    """Passes the engine's events to several listeners."""
-
-    def __init__(self, *listeners: EngineListener) -> None:
-        self.listeners = listeners
-
-    def on_attempt(self, record: AttemptRecord) -> None:
-        for listener in self.listeners:
-            listener.on_attempt(record)
-
-    def on_fallback(self, fallback: Fallback) -> None:
-        for listener in self.listeners:
-            listener.on_fallback(fallback)
-
-    def on_breaker_transition(self, provider: str, transition: Transition) -> None:
-        for listener in self.listeners:
-            listener.on_breaker_transition(provider, transition)
-
-    def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
-        for listener in self.listeners:
-            listener.on_cost(provider, usage, cost)
-
-
-class _Hooks(EngineListener):
-    """What the runner itself does on engine events: save spend, report breaker moves."""
-
-    def __init__(self) -> None:
-        self.runner: Runner | None = None
-
-    def on_breaker_transition(self, provider: str, transition: Transition) -> None:
-        if self.runner is not None:
-            self.runner.reporter.changed(urgent=True)
-
-    def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
-        if self.runner is not None and cost > 0:
-            self.runner.checkpointer.request()
 
 
 class Runner:
@@ -139,6 +104,7 @@ class Runner:
         checkpoint_spacing: float = 1.0,
         task_save_timeout: float = 10.0,
         task_retry_delays: tuple[float, ...] | None = None,
+        spend_journal: Path | None = None,
         clock: clocks.Clock = clocks.monotonic,
         wall_clock: clocks.WallClock = clocks.utc_now,
     ) -> None:
@@ -148,7 +114,7 @@ class Runner:
         """Why the environment's trace settings were refused (``runner.otel``), if they were."""
         self.metrics = metrics if metrics is not None else RunnerMetrics(self.agent)
         self.redact = redactor if redactor is not None else Redactor(api_keys.values())
-        hooks = _Hooks()
+        hooks = RunnerHooks()
         self.events = events
         agent = config.agent
         self.agent_events: AgentEvents | None = (
@@ -162,11 +128,19 @@ class Runner:
         if tracer is not None:
             listeners.append(tracer)
         self.engine = PoolClient.build(
-            config, api_keys=api_keys, listener=_Fanout(*listeners),
+            config, api_keys=api_keys, listener=Fanout(*listeners),
             clock=clock, wall_clock=wall_clock, tracer=tracer,
         )  # fmt: skip
         if self.agent_events is not None:
             self.agent_events.manager = self.engine.manager
+        journal = None
+        if spend_journal is not None:
+            journal = SpendJournal(spend_journal, agent_uid=agent.uid, agent=self.agent)
+        self.spend = SpendKeeper(
+            self.engine.manager, journal=journal, agent=self.agent,
+            request_checkpoint=lambda: self.checkpointer.request(),
+        )  # fmt: skip
+        """Spend across restarts: restore, journal, checkpoint marks (``spend_keeping``)."""
         self.results = results
         self.outcomes = Outcomes(results, agent=self.agent)
         self.tasks = list(config.tasks or [])
@@ -182,15 +156,15 @@ class Runner:
         self.work_stop = asyncio.Event()
         """Set when work must end: SIGTERM, maxRuntime, or a newer runner took over."""
         self._clock = clock
-        self._wall_clock = wall_clock
+        self.wall_clock = wall_clock
         self._conditions_since: dict[str, datetime] = {}
         self._summaries: dict[int, TaskProgress] = {}  # by checkpoint sequence, until landed
         self._durable_tasks = self.progress.summary(self.tasks)
         """Task progress as of the latest landed checkpoint: what the status reports. The
         operator scales a finished agent to zero, so the status must never count a task
         done whose completion a kill could still lose."""
-        self._task_save_timeout = task_save_timeout
-        self._task_retry_delays = task_retry_delays
+        self.task_save_timeout = task_save_timeout
+        self.task_retry_delays = task_retry_delays
         self._supervisor = Supervisor(
             self.agent, on_failure=lambda: self.reporter.changed(urgent=True),
             redact=self.redact, wall_clock=wall_clock,
@@ -206,7 +180,8 @@ class Runner:
             status_sink, self._report, min_interval=status_interval, clock=clock,
             on_failure=self.metrics.status_write_failed, agent=self.agent,
         )  # fmt: skip
-        hooks.runner = self
+        hooks.breaker_moved = lambda: self.reporter.changed(urgent=True)
+        hooks.charged = self.spend.charged
         budget = self.engine.manager.budget
         if budget is not None:
             self.metrics.budget(budget.limit, lambda: budget.remaining)
@@ -219,19 +194,20 @@ class Runner:
 
         ``previous_status`` is the agent's status before this runner (for the spend check).
         """
+        self.spend.open()
         await self.checkpointer.claim(self._restore)
         await self.results.claim(self.checkpointer.epoch)
         if previous_status is not None:
-            self._reconcile_spend(previous_status)
+            self.spend.reconcile(previous_status)
         if self.completion is not None:
             self.completion_saved.set()
-            self._set_phase(RunnerPhase.COMPLETED, _completed_message(self.completion))
+            self.set_phase(RunnerPhase.COMPLETED, _completed_message(self.completion))
         else:
-            self._set_phase(RunnerPhase.RUNNING)
+            self.set_phase(RunnerPhase.RUNNING)
         supervise = self._supervisor.start
         supervise("checkpoint writer", "CheckpointWriterFailed", self.checkpointer.run)
         supervise("status reporter", "StatusReporterFailed", self.reporter.run)
-        supervise("housekeeping", "HousekeepingFailed", self._housekeeping)
+        supervise("housekeeping", "HousekeepingFailed", lambda: housekeeping(self))
         if self.events is not None:
             supervise("event recorder", "EventRecorderFailed", self.events.run)
 
@@ -244,16 +220,9 @@ class Runner:
                 checkpoint.agent_uid,
             )
             checkpoint = None
+        self.spend.restore(checkpoint)
         if checkpoint is None:
             return
-        try:
-            self.engine.manager.restore(checkpoint.engine)
-        except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as error:
-            # Nothing restored is used: the runner refuses to start and writes nothing.
-            raise CheckpointCorrupt(
-                f"checkpoint {checkpoint.sequence} cannot be restored: the engine state has "
-                f"a bad or missing field ({type(error).__name__}: {error})"
-            ) from None
         self.progress = Progress(list(checkpoint.completed), dict(checkpoint.failed))
         self._durable_tasks = self.progress.summary(self.tasks)
         self.started_at = checkpoint.started_at
@@ -275,68 +244,13 @@ class Runner:
             spend.cost,
         )
 
-    def _reconcile_spend(self, previous: RunnerAgentStatus) -> None:
-        budget = self.engine.manager.budget
-        reported = previous.cost
-        if budget is None or reported is None or reported.period_start != budget.period_start:
-            return
-        missing = reported.spent_usd - budget.spent
-        if missing > 1e-9:
-            logger.warning(
-                "agent %s: status shows $%.6f spent in this period, the checkpoint "
-                "$%.6f; counting the difference against the budget",
-                self.agent,
-                reported.spent_usd,
-                budget.spent,
-            )
-            budget.charge(missing)
-
     # -- work -------------------------------------------------------------------------------
 
     async def run_tasks(self) -> LoopEnd:
-        """Run the pending tasks; the runner phase says Completed when all ended."""
-        options: dict[str, Any] = {}
-        if self._task_retry_delays is not None:
-            options["retry_delays"] = self._task_retry_delays
-        loop = TaskLoop(
-            self.engine, self.tasks, self.progress, record=self._record,
-            after_task=self._after_task, on_budget_wait=self._budget_wait,
-            redact=self.redact, wall_clock=self._wall_clock, **options,
-        )  # fmt: skip
-        try:
-            end = await loop.run(self.work_stop)
-        except Exception as exc:
-            # str, never repr: an exception's repr may carry the request it failed on,
-            # headers and key included, escaped past the redactor.
-            self._set_phase(RunnerPhase.FAILED, f"task loop failed: {type(exc).__name__}: {exc}")
-            raise
-        if end is LoopEnd.FINISHED:
-            summary = self.progress.summary(self.tasks)
-            await self.checkpointer.save(self._task_save_timeout)
-            self._set_phase(
-                RunnerPhase.COMPLETED, f"{summary.done} task(s) done, {summary.failed} failed"
-            )
-            if self.agent_events is not None:
-                self.agent_events.tasks_completed(summary.done, summary.failed)
-        elif end is LoopEnd.BUDGET_SPENT:
-            self.message = f"budget exhausted: {self.redact(str(loop.budget_spent))}"
-            self.reporter.changed(urgent=True)
-            await self.checkpointer.save(self._task_save_timeout)
-        return end
+        """Run the pending tasks (``task_mode``); the phase says Completed when all ended."""
+        return await TaskMode(self).run()
 
-    def _record(self, result: TaskResult) -> None:
-        """A task ended (its progress already updated): its row waits for the checkpoint."""
-        self.outcomes.record(result, self.checkpointer.request())
-
-    async def _after_task(self, result: TaskResult) -> None:
-        self.metrics.task_ended(ok=result.ok)
-        not_stored = len(self.results.not_stored)
-        # The checkpoint is the commit; the result row is written only once it landed.
-        await self.checkpointer.save(self._task_save_timeout)
-        await self._store_results()
-        self.reporter.changed(urgent=len(self.results.not_stored) > not_stored)
-
-    async def _store_results(self) -> bool:
+    async def store_results(self) -> bool:
         """Write the rows whose checkpoint landed; False while the store has some pending."""
         stored = await self.outcomes.store(self.checkpointer.covered)
         fenced = self.results.fenced
@@ -346,13 +260,6 @@ class Runner:
             self.work_stop.set()
             self.reporter.muted = True
         return stored
-
-    def _budget_wait(self, waiting: bool) -> None:
-        if waiting:
-            self.message = "budget exhausted: waiting for the next budget period"
-        elif self.message and self.message.startswith("budget exhausted"):
-            self.message = None
-        self.reporter.changed(urgent=True)
 
     @property
     def accepting(self) -> bool:
@@ -368,12 +275,12 @@ class Runner:
         """
         if self.completion is None:
             self.completion = AgentCompletion(
-                completed_at=self._wall_clock(),
+                completed_at=self.wall_clock(),
                 summary=self.redact(summary)[:MAX_COMPLETION_SUMMARY] if summary else None,
                 agent_digest=self.config.agent_digest or "",
             )
             logger.info("agent %s: the agent reported its work done", self.agent)
-            self._set_phase(RunnerPhase.COMPLETED, _completed_message(self.completion))
+            self.set_phase(RunnerPhase.COMPLETED, _completed_message(self.completion))
             if self.agent_events is not None:
                 self.agent_events.agent_completed(self.completion.summary)
             self.checkpointer.request()
@@ -382,37 +289,6 @@ class Runner:
     def set_custom_state(self, state: Any) -> None:
         self.custom_state = state
         self.checkpointer.request()
-
-    def _max_runtime_reached(self) -> bool:
-        limit = self.config.max_runtime
-        return limit is not None and self._wall_clock() >= self.started_at + limit
-
-    async def _housekeeping(self) -> None:
-        probing: asyncio.Task[int] | None = None
-        while not self.work_stop.is_set():
-            if self._max_runtime_reached():
-                logger.info("agent %s: maxRuntime reached; stopping work", self.agent)
-                self.message = "maxRuntime reached"
-                self.work_stop.set()
-                self.reporter.changed(urgent=True)
-                break
-            # A completed agent's runner makes no call, probes included (they may be paid).
-            if self.phase is not RunnerPhase.COMPLETED and (probing is None or probing.done()):
-                probing = asyncio.create_task(self.engine.run_due_probes())
-            status = self.engine.manager.status()
-            self.metrics.providers({n: (s.breaker, s.healthy) for n, s in status.items()})
-            if self.agent_events is not None:
-                self.agent_events.providers_checked({n: s.misconfigured for n, s in status.items()})
-                self.agent_events.budget_checked()
-            if not await self._store_results():
-                self.message = RESULTS_PENDING
-            elif self.message == RESULTS_PENDING:
-                self.message = None
-            self.reporter.changed()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.work_stop.wait(), HOUSEKEEPING_INTERVAL)
-        if probing is not None:
-            probing.cancel()
 
     # -- checkpoint and status ------------------------------------------------------------------
 
@@ -423,7 +299,7 @@ class Runner:
             agent_uid=self.config.agent.uid,
             epoch=epoch,
             sequence=sequence,
-            written_at=self._wall_clock(),
+            written_at=self.wall_clock(),
             started_at=self.started_at,
             engine=self.engine.manager.snapshot(),
             total_tasks=len(self.tasks),
@@ -432,6 +308,7 @@ class Runner:
             custom_state=self.custom_state if with_custom_state else None,
             unstored_results=self.outcomes.rows(lean=not with_custom_state),
             completion=self.completion,
+            spend_journals=self.spend.marks(sequence),
         )
 
     def _checkpoint_changed(self) -> None:
@@ -442,6 +319,7 @@ class Runner:
             self.work_stop.set()
             self.reporter.muted = True  # the newer runner reports now
             return
+        self.spend.landed(checkpointer.sequence)
         landed = self._summaries.get(checkpointer.sequence)
         if landed is not None:
             self._durable_tasks = landed
@@ -470,45 +348,11 @@ class Runner:
         )
         # PriceUnknown is the operator's: it resolves prices from the pool's spec before any
         # runner starts (operator.prices). The runner reports the prices it charges.
-        conditions = []
-        if self.tracing_refused is not None:
-            conditions.append(
-                Condition(
-                    type=TRACING_MISCONFIGURED,
-                    status=ConditionStatus.TRUE,
-                    reason="TracingRefused",
-                    message=self.tracing_refused,
-                    last_transition_time=self._true_since(TRACING_MISCONFIGURED),
-                )
-            )
-        too_large = self.checkpointer.too_large
-        if too_large is not None:
-            saved = (
-                "saved without custom state" if self.checkpointer.saved_partially else "not saved"
-            )
-            conditions.append(
-                Condition(
-                    type=CHECKPOINT_TOO_LARGE,
-                    status=ConditionStatus.TRUE,
-                    reason=CHECKPOINT_TOO_LARGE,
-                    message=f"{too_large}; {saved}",
-                    last_transition_time=self._true_since(CHECKPOINT_TOO_LARGE),
-                )
-            )
-        not_stored = self.results.not_stored
-        if not_stored:
-            names = ", ".join(not_stored[:5]) + (", ..." if len(not_stored) > 5 else "")
-            conditions.append(
-                Condition(
-                    type=RESULTS_NOT_STORED,
-                    status=ConditionStatus.TRUE,
-                    reason="ResultsConfigMapsFull",
-                    message=f"the results of {len(not_stored)} task(s) did not fit in the "
-                    f"agent's results ConfigMaps and were not stored ({names}); their "
-                    "outcomes are counted in status and the checkpoint",
-                    last_transition_time=self._true_since(RESULTS_NOT_STORED),
-                )
-            )
+        conditions = state_conditions(
+            checkpointer=self.checkpointer, tracing_refused=self.tracing_refused,
+            not_stored=self.results.not_stored, journal_failure=self.spend.failure,
+            since=self._true_since,
+        )  # fmt: skip
         conditions.extend(self._supervisor.conditions())
         # A condition that is no longer reported starts afresh when it comes back.
         self._conditions_since = {c.type: c.last_transition_time for c in conditions}
@@ -516,9 +360,9 @@ class Runner:
 
     def _true_since(self, kind: str) -> datetime:
         """When condition ``kind`` became true: a report that repeats it changes nothing."""
-        return self._conditions_since.setdefault(kind, self._wall_clock())
+        return self._conditions_since.setdefault(kind, self.wall_clock())
 
-    def _set_phase(self, phase: RunnerPhase, message: str | None = None) -> None:
+    def set_phase(self, phase: RunnerPhase, message: str | None = None) -> None:
         if phase is not self.phase:
             logger.info("agent %s: runner %s", self.agent, phase.value)
         self.phase = phase
@@ -542,7 +386,7 @@ class Runner:
             )
             with contextlib.suppress(Exception):  # after the checkpoint: see outcomes
                 async with asyncio.timeout(max(0.1, (deadline - loop.time()) * 0.4)):
-                    await self._store_results()
+                    await self.store_results()
             await self.reporter.flush(max(0.1, deadline - loop.time() - 0.2))
         if self.events is not None:
             await self.events.flush(max(0.1, min(2.0, deadline - loop.time() - 0.1)))
@@ -556,6 +400,7 @@ class Runner:
 
     async def close(self) -> None:
         self.checkpointer.close()
+        self.spend.close()
         self.reporter.close()
         if self.events is not None:
             self.events.close()

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvloop
@@ -35,6 +36,7 @@ from llmagents.api.runner_config import (
     ENV_AGENT,
     ENV_CONFIG_MAP,
     ENV_NAMESPACE,
+    ENV_STATE_DIR,
     RunnerConfig,
     WorkMode,
     config_map_name,
@@ -55,6 +57,7 @@ from llmagents.runner.lifecycle import Runner
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.results import ConfigMapResultStore
 from llmagents.runner.secrets import Redactor, api_keys, install_log_redaction
+from llmagents.runner.spend_journal import FILE_NAME as JOURNAL_FILE
 from llmagents.runner.status import AgentStatusSink, RunnerReport
 
 T = TypeVar("T")
@@ -186,6 +189,10 @@ async def run(args: argparse.Namespace) -> int:
         install_log_redaction(redactor)
         disable_created_metrics()  # type: ignore[no-untyped-call]
         metrics = RunnerMetrics(agent)
+        state_dir = env.get(ENV_STATE_DIR)
+        if not state_dir:
+            logger.warning("agent %s: no %s: a kill loses the spend of calls answered since "
+                           "the last checkpoint", agent, ENV_STATE_DIR)  # fmt: skip
         tracer, tracing_refused = None, None
         try:
             tracer = otel.from_environment(
@@ -206,6 +213,7 @@ async def run(args: argparse.Namespace) -> int:
                 results=ConfigMapResultStore(kube, owner=config.agent,
                                              names=results_config_map_names(agent)),
                 status_interval=args.status_interval,
+                spend_journal=Path(state_dir) / JOURNAL_FILE if state_dir else None,
                 events=EventRecorder(KubeEventSink(kube), controller=CONTROLLER,
                                      instance=instance_name(), redact=redactor),
                 tracer=tracer,

@@ -1,17 +1,24 @@
 """Translation between Anthropic's Messages API and the provider-neutral chat model.
 
-Pure functions and one stream encoder, no I/O: the ``/v1/messages`` route
+Pure functions, no I/O: the ``/v1/messages`` route
 (``front_messages``) parses a body with ``parse_messages``, answers through the gateway's
 neutral path, and writes the answer with ``message_object`` or, streamed, with
-``MessagesStream``.
+``MessagesStream`` (``messages_stream``).
 
 ``system`` becomes a system message. A user message's ``tool_result`` blocks become tool
 messages answering their ``tool_use_id`` (in order, before the rest of that message); an
 assistant message's ``tool_use`` blocks become its tool calls, their ``input`` the call's
 JSON arguments; ``thinking`` blocks carry no content another provider can read and are
-dropped. A ``tool_use`` id is the chat model's tool-call id, so a conversation continues on
-any provider with the ids the client knows. ``top_k``, ``metadata`` and ``service_tier``
-reach an Anthropic provider unchanged; other protocols have no place for them.
+kept as the turn's reasoning. A ``tool_use`` id is the chat model's tool-call id, so a
+conversation continues on any provider with the ids the client knows. ``top_k``,
+``metadata``, ``service_tier`` and ``thinking`` reach an Anthropic provider unchanged;
+other protocols have no place for them.
+
+Thinking blocks: the client sees those of an Anthropic provider with their ``signature``
+(or ``redacted_thinking`` ``data``) prefixed by ``llmagents~<provider>~``, and sends them
+back so; the prefix tells which provider made them, and only that provider gets them back,
+unprefixed, as it sent them. A fallback to any other provider leaves them out, since no
+other provider can verify them (``docs/gateway.md``).
 """
 
 from __future__ import annotations
@@ -31,12 +38,11 @@ from llmagents.chat import (
     FinishReason,
     ImagePart,
     Message,
+    Reasoning,
     Role,
-    StreamChunk,
     TextPart,
     Tool,
     ToolCall,
-    ToolCallDelta,
     ToolChoice,
     ToolChoiceMode,
     Usage,
@@ -55,8 +61,41 @@ _STOP_REASONS = {
 }
 
 
+_TAG = "llmagents~"
+
+
 def message_id() -> str:
     return "msg_" + secrets.token_hex(12)
+
+
+def tag_signature(provider: str | None, value: str) -> str:
+    """A signature (or redacted data) as the client sees it: prefixed by its provider."""
+    return f"{_TAG}{provider}~{value}" if provider else value
+
+
+def untag_signature(value: str) -> tuple[str | None, str]:
+    """The provider and the signature as that provider made it; ``None`` when it bears no
+    prefix (a client's own history, from Anthropic's API directly)."""
+    if not value.startswith(_TAG):
+        return None, value
+    provider, _, original = value[len(_TAG) :].partition("~")
+    return provider or None, original
+
+
+def thinking_blocks(reasoning: Iterable[Reasoning]) -> list[Any]:
+    """The answer's reasoning as Anthropic's blocks. Another protocol's visible reasoning
+    (OpenAI-compatible ``reasoning_content``, Gemini's thoughts) is a thinking block without
+    a signature: shown, and left out when the client sends it back."""
+    blocks: list[Any] = []
+    for item in reasoning:
+        if item.redacted is not None:
+            data = tag_signature(item.provider, item.redacted)
+            blocks.append(wire.AnswerRedactedThinking(type="redacted_thinking", data=data))
+        else:
+            signature = tag_signature(item.provider, item.signature) if item.signature else ""
+            blocks.append(wire.AnswerThinking(type="thinking", thinking=item.text,
+                                              signature=signature))  # fmt: skip
+    return blocks
 
 
 @dataclass(slots=True)
@@ -139,11 +178,15 @@ def to_chat(request: wire.MessagesRequest) -> ChatRequest:
 
 
 def _passthrough(request: wire.MessagesRequest) -> dict[str, dict[str, Any]]:
-    """What an Anthropic provider also gets unchanged: ``top_k``, ``metadata`` and
-    ``service_tier``. Not ``thinking``: its blocks would have to come back to the client
-    and be sent again in later turns, which other providers' answers cannot do."""
+    """What an Anthropic provider also gets unchanged: ``top_k``, ``metadata``,
+    ``service_tier`` and ``thinking`` (its blocks come back to the client and return to
+    the provider that made them)."""
     kept = extras(request)
-    out = {name: kept[name] for name in ("metadata", "service_tier") if kept.get(name) is not None}
+    out = {
+        name: kept[name]
+        for name in ("metadata", "service_tier", "thinking")
+        if kept.get(name) is not None
+    }
     if request.top_k is not None:
         out["top_k"] = request.top_k
     return {"anthropic": out} if out else {}
@@ -152,14 +195,22 @@ def _passthrough(request: wire.MessagesRequest) -> dict[str, dict[str, Any]]:
 def _assistant(blocks: Iterable[Any], calls: dict[str, str]) -> Message:
     text: list[str] = []
     tool_calls: list[ToolCall] = []
+    reasoning: list[Reasoning] = []
     for block in blocks:
         if isinstance(block, wire.TextBlock):
             text.append(block.text)
         elif isinstance(block, wire.ToolUseBlock):
             tool_calls.append(ToolCall(block.id, block.name, json.dumps(block.input)))
             calls[block.id] = block.name
-        # thinking blocks: dropped; images and tool results cannot be an assistant's
-    return Message(Role.ASSISTANT, "".join(text), tool_calls=tuple(tool_calls))
+        elif isinstance(block, wire.ThinkingBlock) and block.signature:
+            provider, signature = untag_signature(block.signature)
+            reasoning.append(Reasoning(block.thinking, signature=signature, provider=provider))
+        elif isinstance(block, wire.RedactedThinkingBlock):
+            provider, data = untag_signature(block.data)
+            reasoning.append(Reasoning(redacted=data, provider=provider))
+        # images and tool results cannot be an assistant's; unsigned thinking verifies nowhere
+    return Message(Role.ASSISTANT, "".join(text), tool_calls=tuple(tool_calls),
+                   reasoning=tuple(reasoning))  # fmt: skip
 
 
 def _user(blocks: Iterable[Any], calls: dict[str, str], index: int) -> list[Message]:
@@ -273,8 +324,9 @@ def message_object(
     usage: Usage,
     finish_reason: str | None,
     model: str,
+    reasoning: Iterable[Reasoning] = (),
 ) -> wire.Message:
-    content: list[Any] = []
+    content: list[Any] = thinking_blocks(reasoning)
     if answer_text:
         content.append(wire.AnswerText(type="text", text=answer_text))
     for call in tool_calls:
@@ -288,88 +340,3 @@ def message_object(
         stop_reason=stop_reason(finish_reason),
         usage=usage_object(usage),
     )
-
-
-class MessagesStream:
-    """Encodes one streamed answer as the Messages API's events, in Anthropic's order.
-
-    ``message_start``; per content block ``content_block_start``, its deltas (``text_delta``,
-    or ``input_json_delta`` pieces of a tool's input) and ``content_block_stop``; then
-    ``message_delta`` with the stop reason and the usage, and ``message_stop``. Input tokens
-    are known only at the end: ``message_start`` reports the gateway's estimate (what
-    clients that read only it, as LangChain does, then show) and ``message_delta`` the
-    provider's count, which Anthropic's SDK puts in its place. A provider failing
-    mid-answer ends the stream with an ``error`` event, which the SDK raises.
-    """
-
-    def __init__(self, model: str, *, input_estimate: int = 0) -> None:
-        self.model = model
-        self.input_estimate = input_estimate
-        self._index = -1
-        self._open: str | None = None  # "text" or "tool"
-        self._tools: dict[int, int] = {}  # tool-call index -> block index
-
-    def start(self) -> bytes:
-        message = wire.Message(
-            id=message_id(),
-            model=self.model,
-            content=[],
-            usage=wire.Usage(input_tokens=self.input_estimate, output_tokens=0),
-        )
-        return wire.sse(wire.MessageStart(message=message)) + wire.sse(wire.Ping())
-
-    def chunk(self, chunk: StreamChunk) -> bytes:
-        events = self._text(chunk.text) if chunk.text else b""
-        for delta in chunk.tool_calls:
-            events += self._tool(delta)
-        return events
-
-    def _text(self, text: str) -> bytes:
-        events = b""
-        if self._open != "text":
-            events += self._begin("text", wire.AnswerText(type="text", text=""))
-        delta = wire.ContentBlockDelta(index=self._index, delta=wire.TextDelta(text=text))
-        return events + wire.sse(delta)
-
-    def _tool(self, delta: ToolCallDelta) -> bytes:
-        events = b""
-        block = self._tools.get(delta.index)
-        if block is None:
-            use = wire.AnswerToolUse(
-                type="tool_use",
-                id=delta.id or "toolu_" + secrets.token_hex(12),
-                name=delta.name or "",
-                input={},
-            )
-            events += self._begin("tool", use)
-            block = self._tools[delta.index] = self._index
-        if delta.arguments:
-            piece = wire.ContentBlockDelta(
-                index=block, delta=wire.InputJsonDelta(partial_json=delta.arguments)
-            )
-            events += wire.sse(piece)
-        return events
-
-    def _begin(self, kind: str, block: Any) -> bytes:
-        events = self._close()
-        self._index += 1
-        self._open = kind
-        return events + wire.sse(wire.ContentBlockStart(index=self._index, content_block=block))
-
-    def _close(self) -> bytes:
-        if self._open is None:
-            return b""
-        self._open = None
-        return wire.sse(wire.ContentBlockStop(index=self._index))
-
-    def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
-        counted = usage_object(usage) if usage is not None else wire.Usage()
-        delta = wire.MessageDelta(
-            delta=wire.MessageDeltaBody(stop_reason=stop_reason(finish_reason)),
-            usage=wire.DeltaUsage(**counted.model_dump()),
-        )
-        return self._close() + wire.sse(delta) + wire.sse(wire.MessageStop())
-
-    def error(self, message: str) -> bytes:
-        body = wire.ErrorBody(error=wire.ErrorDetail(type="api_error", message=message))
-        return wire.sse(body)

@@ -224,7 +224,8 @@ def completion(answer: ChatResponse, *, cid: str) -> wire.ChatCompletion:
         for c in answer.tool_calls
     ]  # fmt: skip
     message = wire.AnswerMessage(content=answer.text if answer.text or not calls else None,
-                                 tool_calls=calls or None)  # fmt: skip
+                                 tool_calls=calls or None,
+                                 reasoning_content=answer.reasoning_text or None)  # fmt: skip
     return wire.ChatCompletion(
         id=cid,
         created=int(time.time()),
@@ -263,7 +264,10 @@ class ChunkWriter:
                 )
                 for d in chunk.tool_calls
             ]  # fmt: skip
-        delta = wire.Delta(content=chunk.text or None, tool_calls=calls)
+        if not (chunk.text or calls or chunk.reasoning):
+            return b""  # a reasoning block's end: nothing OpenAI's stream has a place for
+        delta = wire.Delta(content=chunk.text or None, tool_calls=calls,
+                           reasoning_content=chunk.reasoning or None)  # fmt: skip
         return self._event([wire.ChunkChoice(delta=delta)])
 
     def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:

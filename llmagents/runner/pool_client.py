@@ -91,7 +91,7 @@ class _FirstChunk:
 class OpenStream:
     """A started stream: iterate it for chunks of text and tool calls; it settles by itself.
 
-    Iteration yields the chunks that carry text or tool-call deltas; a ``ProviderError``
+    Iteration yields the chunks that carry text, tool-call deltas or reasoning; a ``ProviderError``
     raised from it means the provider failed mid-answer (already recorded against it).
     ``usage`` and ``finish_reason`` are known once iteration ended. ``aclose()`` ends it early (the client
     went away): the provider is counted as fine and charged for what it produced.
@@ -135,9 +135,11 @@ class OpenStream:
                     self.usage = chunk.usage
                 if chunk.finish_reason is not None:
                     self.finish_reason = chunk.finish_reason
-                if chunk.text or chunk.tool_calls:
-                    self._text_chars += len(chunk.text) + sum(
-                        len(d.arguments) + len(d.name or "") for d in chunk.tool_calls
+                if chunk.text or chunk.tool_calls or chunk.reasoning or chunk.reasoning_end:
+                    self._text_chars += (
+                        len(chunk.text)
+                        + len(chunk.reasoning)
+                        + sum(len(d.arguments) + len(d.name or "") for d in chunk.tool_calls)
                     )
                     yield chunk
                 chunk = await anext(opened.chunks, None)

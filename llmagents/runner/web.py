@@ -21,7 +21,9 @@ to its user, done here:
   and the connection closes after it, since the parser cannot go on past an upgrade;
 - a bound on the request body (``max_body``, 413), in ``App``.
 
-A refusal waits for the answers already in progress on the connection, then closes it.
+A refusal waits for the answers already in progress on the connection, then closes it. A
+request whose client leaves before its body is whole never reaches a route (uvicorn hands the
+application what came, then a disconnect).
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class App:
             previous = headers.get(name)
             headers[name] = value if previous is None else f"{previous}, {value}"
         body = await self._body(headers, receive)
+        if body is None:  # the client left before its body was whole: nobody to answer
+            return
         if isinstance(body, Response):
             await _send(send, body, close=True)
             return
@@ -141,8 +145,9 @@ class App:
         else:
             await _send(send, response)
 
-    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes | Response:
-        """The request body, or the 413 answer once it passes ``max_body``."""
+    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes | Response | None:
+        """The request body, the 413 answer once it passes ``max_body``, or None when the
+        client went away before sending all of it (a cut body is never served)."""
         limit = self.max_body
         too_large = f"the request body is limited to {limit} bytes"
         length = headers.get("content-length")
@@ -153,7 +158,7 @@ class App:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return None  # http.disconnect
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

@@ -5,7 +5,8 @@ Anthropic server (both) and the gateway's ``/v1/messages`` front door (reads req
 writes answers and events). Content is a list of typed blocks: ``text``, ``image``
 (base64 or URL source), ``tool_use`` (the model calls a tool: ``id``, ``name``, ``input``
 as a JSON object) and ``tool_result`` (the caller answers it by ``tool_use_id``);
-``thinking`` and ``redacted_thinking`` blocks are read and kept, never translated.
+``thinking`` (with its ``signature``) and ``redacted_thinking`` blocks (opaque ``data``)
+carry the model's reasoning, which must come back unchanged in later turns.
 
 A stream is ``message_start``, then per content block ``content_block_start``, its
 ``content_block_delta`` events (``text_delta``, or ``input_json_delta`` pieces of a
@@ -173,8 +174,19 @@ class AnswerToolUse(WireModel):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
+class AnswerThinking(WireModel):
+    type: Literal["thinking"]
+    thinking: str = ""
+    signature: str = ""
+
+
+class AnswerRedactedThinking(WireModel):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
 class AnswerOther(WireModel):
-    """A block the adapter does not translate (thinking, server tools): read and skipped."""
+    """A block the adapter does not translate (server tools, citations): read and skipped."""
 
     type: str
 
@@ -190,8 +202,10 @@ def _tag(known: tuple[str, ...]) -> Any:
 AnswerBlock = Annotated[
     Annotated[AnswerText, Tag("text")]
     | Annotated[AnswerToolUse, Tag("tool_use")]
+    | Annotated[AnswerThinking, Tag("thinking")]
+    | Annotated[AnswerRedactedThinking, Tag("redacted_thinking")]
     | Annotated[AnswerOther, Tag("other")],
-    Discriminator(_tag(("text", "tool_use"))),
+    Discriminator(_tag(("text", "tool_use", "thinking", "redacted_thinking"))),
 ]
 
 
@@ -232,8 +246,20 @@ class InputJsonDelta(WireModel):
     partial_json: str
 
 
+class ThinkingDelta(WireModel):
+    type: Literal["thinking_delta"] = "thinking_delta"
+    thinking: str
+
+
+class SignatureDelta(WireModel):
+    """The signature of the thinking block, sent once just before the block stops."""
+
+    type: Literal["signature_delta"] = "signature_delta"
+    signature: str
+
+
 class OtherDelta(WireModel):
-    """``thinking_delta``, ``signature_delta``, ``citations_delta``: not translated."""
+    """``citations_delta`` and what comes later: not translated."""
 
     type: str
 
@@ -244,8 +270,12 @@ class ContentBlockDelta(WireModel):
     delta: Annotated[
         Annotated[TextDelta, Tag("text_delta")]
         | Annotated[InputJsonDelta, Tag("input_json_delta")]
+        | Annotated[ThinkingDelta, Tag("thinking_delta")]
+        | Annotated[SignatureDelta, Tag("signature_delta")]
         | Annotated[OtherDelta, Tag("other")],
-        Discriminator(_tag(("text_delta", "input_json_delta"))),
+        Discriminator(
+            _tag(("text_delta", "input_json_delta", "thinking_delta", "signature_delta"))
+        ),
     ]
 
 

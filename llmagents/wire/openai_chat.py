@@ -256,6 +256,14 @@ class AnswerMessage(WireModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[AnswerToolCall] | None = None
+    reasoning_content: str | None = None
+    """The model's visible reasoning, as vLLM, DeepSeek and others write it (not OpenAI's
+    own API, which shows none); OpenRouter and newer vLLM name it ``reasoning``."""
+
+    @property
+    def reasoning_text(self) -> str:
+        other = extras(self).get("reasoning")
+        return self.reasoning_content or (other if isinstance(other, str) else "")
 
 
 class Choice(WireModel):
@@ -306,8 +314,14 @@ class Delta(WireModel):
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+
+    @property
+    def reasoning_text(self) -> str:
+        other = extras(self).get("reasoning")
+        return self.reasoning_content or (other if isinstance(other, str) else "")
 
     @model_serializer(mode="wrap")
     def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

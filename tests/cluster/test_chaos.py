@@ -16,6 +16,7 @@ import json
 import os
 import random
 import signal
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,76 @@ def test_a_corrupt_checkpoint_stops_the_runner_with_a_condition_and_is_left_as_i
     assert after["data"] == before["data"]
     assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
     assert fakes[0].stats()["requests"] == 0 and fakes[1].stats()["requests"] == 0
+
+
+SPENDER = textwrap.dedent(
+    """
+    import json, time
+    import openai
+    client = openai.OpenAI(max_retries=0, timeout=30)
+    for _ in range(120):
+        try:
+            client.models.list()
+            break
+        except openai.APIConnectionError:
+            time.sleep(0.5)
+    messages = [{"role": "user", "content": "spend a little"}]
+    for n in range(CALLS):
+        try:
+            raw = client.chat.completions.with_raw_response.create(model="auto",
+                                                                   messages=messages)
+        except openai.APIStatusError:
+            continue  # no provider answered: nothing paid
+        print(json.dumps({"n": n, "cost": float(raw.headers["x-llmagents-cost-usd"])}), flush=True)
+    print("done", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_killed_gateway_runner_comes_back_with_its_pods_spend_journal(
+    kubectl: Kubectl, namespace: str,
+    operator: OperatorProcess,  # noqa: F811
+    kubelet: ProcessKubelet,
+    fakes: tuple[ThreadedFake, ThreadedFake],
+) -> None:  # fmt: skip
+    # The runner's emptyDir outlives its process: the restarted runner of the same pod reads
+    # the same journal, and spend answered just before the kill is in its checkpoint.
+    setup(kubectl, fakes[0].base_url, fakes[1].base_url)
+    kubectl("delete", "llmagent", "chaos", "--wait=true")
+    script = SPENDER.replace("CALLS", "30")
+    agent = {"poolRef": {"name": "pool"}, "checkpointInterval": "30s",
+             "budget": {"limit": 50, "period": "total"},
+             "work": {"agent": {"image": "example.com/llmagents-spender:1",
+                                "command": ["python", "-c", script]}}}  # fmt: skip
+    kubectl.apply(json.dumps({"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
+                              "metadata": {"name": "spender"}, "spec": agent}))  # fmt: skip
+
+    def agent_lines() -> list[str]:
+        for container in kubelet.statuses(namespace):
+            if container.container == "agent" and container.log_path.exists():
+                return container.log_path.read_text().splitlines()
+        return []
+
+    eventually(lambda: "done" in agent_lines(), timeout=120, what="the agent's 30 calls",
+               details=lambda: runner_log(kubelet, namespace, kubectl))  # fmt: skip
+    pid = running_runner(kubelet, namespace, None).pid  # the status is updated in place
+    os.kill(pid, signal.SIGKILL)  # within a moment of the last answer
+    answered = sum(json.loads(line)["cost"] for line in agent_lines() if line.startswith("{"))
+    before = json.loads(get(kubectl, "configmap", "spender-checkpoint")["data"]["checkpoint.json"])
+    eventually(lambda: running_runner(kubelet, namespace, pid), timeout=60,
+               what="the runner restarted in its pod")  # fmt: skip
+
+    def restored() -> dict[str, Any] | None:
+        data = (get(kubectl, "configmap", "spender-checkpoint") or {}).get("data") or {}
+        stored = json.loads(data.get("checkpoint.json") or "{}")
+        return stored if stored.get("epoch", 0) > before["epoch"] else None
+
+    after = eventually(restored, timeout=60, what="the restarted runner's claim")
+    # One journal, the pod's: the restarted runner continued it rather than starting one.
+    assert list(after["spendJournals"]) == list(before["spendJournals"])
+    recorded = float(after["engine"]["spend"]["total"]["cost"])
+    billed = sum(Prices(1000.0, 2000.0).cost(s["input_tokens"], s["output_tokens"])
+                 for s in (fakes[0].stats(), fakes[1].stats()))  # fmt: skip
+    assert answered - 1e-9 <= recorded <= billed + 1e-9
+    assert recorded == pytest.approx(answered)  # nothing was in flight at the kill

@@ -3,14 +3,22 @@
 It checks what the real API checks first — ``x-api-key``, ``anthropic-version``, the body's
 ``model``, ``max_tokens`` and ``messages`` — and answers in the documented shapes, including
 the stream's event sequence and the ``{"type": "error", "error": {...}}`` error body.
+
+With ``thinking`` enabled, an answer starts with a ``thinking`` block signed by this fake
+alone (an HMAC under a key of its own), and, as the real API does, a request is refused
+whose thinking blocks bear a signature this fake did not make, or whose final assistant
+turn calls tools without starting with its thinking block.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import re
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +33,7 @@ from llmagents.testing.fake_providers.behaviour import (
 from llmagents.testing.fake_providers.faults import Fault
 from llmagents.testing.fake_providers.server import FakeProviderServer, Reject
 from llmagents.wire import anthropic as wire
+from llmagents.wire import extras
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", "There was an issue with the format of your request."),
@@ -46,6 +55,11 @@ class FakeAnthropic(FakeProviderServer):
     default_models = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
     overload_status = 529
     tool_id_prefix = "toolu_fake"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._thinking_key = secrets.token_bytes(16)
+        """Signs this fake's thinking blocks: no other fake (provider) can verify them."""
 
     def _routes(self) -> list[web.RouteDef]:
         return [
@@ -72,7 +86,42 @@ class FakeAnthropic(FakeProviderServer):
             raise Reject(400, f"{where}: {error['msg']}") from None
         if body.model not in self.models:
             raise Reject(404, f"model: {body.model}")
-        return _chat_call(body)
+        call = _chat_call(body)
+        thinking = extras(body).get("thinking")
+        call.thinking = isinstance(thinking, dict) and thinking.get("type") == "enabled"
+        self._check_thinking(body, enabled=call.thinking)
+        return call
+
+    def sign(self, thinking: str) -> str:
+        """The signature this fake gives a thinking block's text."""
+        digest = hmac.new(self._thinking_key, thinking.encode(), hashlib.sha256).digest()
+        return base64.b64encode(b"fake-signature:" + digest).decode()
+
+    def _check_thinking(self, body: wire.MessagesRequest, *, enabled: bool) -> None:
+        last_assistant: list[Any] | None = None
+        for i, message in enumerate(body.messages):
+            if message.role != "assistant" or isinstance(message.content, str):
+                continue
+            last_assistant = message.content
+            for j, block in enumerate(message.content):
+                if isinstance(block, wire.ThinkingBlock) and not hmac.compare_digest(
+                    block.signature or "", self.sign(block.thinking)
+                ):
+                    raise Reject(400, f"messages.{i}.content.{j}: Invalid `signature` in "
+                                 "`thinking` block")  # fmt: skip
+        if (
+            enabled
+            and last_assistant
+            and any(isinstance(b, wire.ToolUseBlock) for b in last_assistant)
+            and not isinstance(last_assistant[0], wire.ThinkingBlock | wire.RedactedThinkingBlock)
+        ):
+            found = last_assistant[0].type
+            raise Reject(400, f"messages: Expected `thinking` or `redacted_thinking`, but found "
+                         f"`{found}`. When `thinking` is enabled, a final `assistant` message "
+                         "must start with a thinking block.")  # fmt: skip
+
+    def _thought(self, call: ChatCall) -> str:
+        return "Let me think about: " + (call.prompt[:60] or "the results")
 
     async def _list_models(self, request: web.Request) -> web.Response:
         try:
@@ -97,6 +146,10 @@ class FakeAnthropic(FakeProviderServer):
 
     def _message(self, call: ChatCall, answer: Answer, *, started: bool = False) -> wire.Message:
         content: list[Any] = []
+        if call.thinking and not started:
+            thought = self._thought(call)
+            content.append(wire.AnswerThinking(type="thinking", thinking=thought,
+                                               signature=self.sign(thought)))  # fmt: skip
         if answer.pieces and not started:
             content.append(wire.AnswerText(type="text", text=answer.text))
         if not started:
@@ -123,18 +176,34 @@ class FakeAnthropic(FakeProviderServer):
         start = wire.MessageStart(message=self._message(call, answer, started=True))
         events = [(wire.sse(start), False)]
         index = 0
+        if call.thinking:
+            thought = self._thought(call)
+            half = len(thought) // 2
+            events.append((wire.sse_json("content_block_start", {"type": "content_block_start",
+                           "index": 0, "content_block": {"type": "thinking", "thinking": "",
+                                                         "signature": ""}}), False))  # fmt: skip
+            events += [
+                (wire.sse(wire.ContentBlockDelta(index=0, delta=wire.ThinkingDelta(thinking=p))),
+                 True)
+                for p in (thought[:half], thought[half:])
+            ]  # fmt: skip
+            signature = wire.SignatureDelta(signature=self.sign(thought))
+            events.append((wire.sse(wire.ContentBlockDelta(index=0, delta=signature)), False))
+            events.append((wire.sse(wire.ContentBlockStop(index=0)), False))
+            index = 1
         if answer.pieces:
             events += [
                 (wire.sse_json("content_block_start", {"type": "content_block_start",
-                 "index": 0, "content_block": {"type": "text", "text": ""}}), False),
+                 "index": index, "content_block": {"type": "text", "text": ""}}), False),
                 (wire.sse(wire.Ping()), False),
             ]  # fmt: skip
             events += [
-                (wire.sse(wire.ContentBlockDelta(index=0, delta=wire.TextDelta(text=p))), True)
+                (wire.sse(wire.ContentBlockDelta(index=index, delta=wire.TextDelta(text=p))),
+                 True)
                 for p in answer.pieces
-            ]
-            events.append((wire.sse(wire.ContentBlockStop(index=0)), False))
-            index = 1
+            ]  # fmt: skip
+            events.append((wire.sse(wire.ContentBlockStop(index=index)), False))
+            index += 1
         for call_index, tool_call in enumerate(answer.tool_calls, start=index):
             opening = {"type": "content_block_start", "index": call_index, "content_block":
                        {"type": "tool_use", "id": tool_call.id, "name": tool_call.name,

@@ -55,6 +55,8 @@ class ChatCall:
     """The JSON Schema the answer must follow (``{}`` for any JSON object)."""
     images: list[str] = field(default_factory=list)
     """Media types (or ``url``) of the images in the last user message."""
+    thinking: bool = False
+    """Extended thinking asked for (Anthropic's ``thinking``): the answer starts with it."""
 
 
 @dataclass(slots=True)

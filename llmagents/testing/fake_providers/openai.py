@@ -25,6 +25,7 @@ from llmagents.testing.fake_providers.behaviour import (
 )
 from llmagents.testing.fake_providers.faults import Fault
 from llmagents.testing.fake_providers.server import FakeProviderServer, Reject
+from llmagents.wire import extras
 from llmagents.wire import openai_chat as wire
 
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -88,7 +89,11 @@ class FakeOpenAI(FakeProviderServer):
                 f"The model `{body.model}` does not exist or you do not have access to it.",
                 reason="model_not_found",
             )
-        return chat_call(body)
+        call = chat_call(body)
+        # A reasoning model asked to reason (vLLM with a reasoning parser, DeepSeek's
+        # reasoner): its answer shows the reasoning as reasoning_content.
+        call.thinking = extras(body).get("reasoning_effort") is not None
+        return call
 
     async def _list_models(self, request: web.Request) -> web.Response:
         try:
@@ -113,7 +118,8 @@ class FakeOpenAI(FakeProviderServer):
             for c in answer.tool_calls
         ]  # fmt: skip
         message = wire.AnswerMessage(content=answer.text if not calls else None,
-                                     tool_calls=calls or None)  # fmt: skip
+                                     tool_calls=calls or None,
+                                     reasoning_content=_thought(call))  # fmt: skip
         completion = wire.ChatCompletion(
             id=f"chatcmpl-fake{self._next_id():06d}",
             created=int(time.time()),
@@ -139,6 +145,11 @@ class FakeOpenAI(FakeProviderServer):
             return self._sse("", chunk.model_dump_json(exclude=exclude))
 
         events = [(event(wire.Delta(role="assistant", content="")), False)]
+        thought = _thought(call)
+        if thought:  # as vLLM and DeepSeek stream it: reasoning deltas before the content
+            half = len(thought) // 2
+            events += [(event(wire.Delta(reasoning_content=p)), True)
+                       for p in (thought[:half], thought[half:])]  # fmt: skip
         events += [(event(wire.Delta(content=p)), True) for p in answer.pieces]
         for index, tool_call in enumerate(answer.tool_calls):
             arguments = tool_call.arguments_json
@@ -161,6 +172,11 @@ class FakeOpenAI(FakeProviderServer):
     def _stream_error_event(self) -> bytes:
         _, _, message = _ERRORS[503]
         return self._sse("", json.dumps(wire.error_body(message, kind="server_error")))
+
+
+def _thought(call: ChatCall) -> str | None:
+    """What a reasoning model served by vLLM shows of its reasoning, when asked to reason."""
+    return "Let me think about: " + (call.prompt[:60] or "the results") if call.thinking else None
 
 
 def _finish(answer: Answer) -> str:

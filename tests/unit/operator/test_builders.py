@@ -157,7 +157,7 @@ def test_onnx_model_volume_is_mounted_read_only_for_the_sidecar():
     assert _env(sidecar)["LLMAGENTS_ONNX_MODEL_DIR"]["value"] == "/models/smol"
     assert sidecar["volumeMounts"] == [{"name": "model", "mountPath": "/models", "readOnly": True}]
     volumes = _deployment(built)["spec"]["template"]["spec"]["volumes"]
-    assert volumes[1:] == [
+    assert [v for v in volumes if v["name"] == "model"] == [
         {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
     ]
 
@@ -204,9 +204,11 @@ def test_only_the_runner_container_gets_the_service_account_token():
     assert pod["automountServiceAccountToken"] is False
     containers = {c["name"]: c for c in pod["containers"]}
     assert set(containers) == {"runner", "onnx", "agent"}
-    assert containers["runner"]["volumeMounts"] == [
-        {"name": "runner-token", "mountPath": SA_DIR, "readOnly": True}
-    ]
+    assert containers["runner"]["volumeMounts"][0] == {
+        "name": "runner-token",
+        "mountPath": SA_DIR,
+        "readOnly": True,
+    }
     assert "volumeMounts" not in containers["agent"]
     assert "volumeMounts" not in containers["onnx"]
     token = next(v for v in pod["volumes"] if v["name"] == "runner-token")
@@ -218,6 +220,18 @@ def test_only_the_runner_container_gets_the_service_account_token():
             {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
         ]}},
     ]  # fmt: skip
+
+
+def test_the_runner_alone_keeps_its_spend_journal_on_a_volume_that_outlives_its_process():
+    # The agent's container must not reach it: deleting lines would drop recorded spend.
+    pod = _gateway_pod()
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert {"name": "runner-state", "mountPath": "/var/lib/llmagents"} in containers["runner"][
+        "volumeMounts"
+    ]
+    assert _env(containers["runner"])["LLMAGENTS_STATE_DIR"]["value"] == "/var/lib/llmagents"
+    assert {"name": "runner-state", "emptyDir": {}} in pod["volumes"]
+    assert all("volumeMounts" not in containers[name] for name in ("agent", "onnx"))
 
 
 RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}

@@ -253,6 +253,38 @@ async def test_gemini_reports_a_blocked_prompt_as_a_content_filter_stop() -> Non
     assert final.finish_reason == "content_filter"
 
 
+async def test_reasoning_is_kept_apart_from_the_answer_in_each_protocol() -> None:
+    """Gemini's thought summaries, vLLM's reasoning_content and OpenRouter's reasoning are
+    the answer's reasoning, never its text; whole and streamed."""
+    gemini_answer = {
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"text": "Weighing the options.", "thought": True}, {"text": "Blue."}]},
+            "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1},
+    }  # fmt: skip
+    async with GeminiAdapter(
+        name="g", model="m", base_url="https://generativelanguage.googleapis.com", api_key="k"
+    ) as gemini:
+        whole = gemini._parse_answer(gemini_answer)
+        piece = gemini._stream_decoder().feed(SseEvent("message", json.dumps(gemini_answer)))
+    assert (whole.text, whole.reasoning_text) == ("Blue.", "Weighing the options.")
+    assert whole.reasoning[0].provider == "g" and whole.reasoning[0].signature is None
+    assert piece is not None and (piece.text, piece.reasoning) == ("Blue.", "Weighing the options.")
+
+    async with OpenAIAdapter(name="vllm", model="m", base_url="http://127.0.0.1:9/v1",
+                             api_key="k") as compatible:  # fmt: skip
+        for field in ("reasoning_content", "reasoning"):
+            answer = compatible._parse_answer({
+                "choices": [{"message": {"role": "assistant", "content": "Blue.",
+                                         field: "Rayleigh."}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+            })  # fmt: skip
+            chunk = compatible._stream_decoder().feed(SseEvent("message", json.dumps(
+                {"choices": [{"index": 0, "delta": {field: "Ray"}}]})))  # fmt: skip
+            assert (answer.text, answer.reasoning_text) == ("Blue.", "Rayleigh."), field
+            assert chunk is not None and (chunk.text, chunk.reasoning) == ("", "Ray"), field
+
+
 async def lines(*items: str) -> AsyncIterator[str]:
     for item in items:
         yield item

@@ -53,7 +53,7 @@ async def test_a_task_whose_checkpoint_landed_is_not_run_again_and_its_row_is_wr
     await second.start()
     try:
         assert await second.run_tasks() is LoopEnd.FINISHED
-        assert await second._store_results()
+        assert await second.store_results()
     finally:
         await second.shutdown(5)
     assert fakes.primary.stats.requests == calls  # nothing ran again
@@ -81,7 +81,7 @@ async def test_a_row_written_before_the_kill_is_not_written_twice(
     second = edges.runner(config(fakes, tasks=2))
     await second.start()
     try:
-        assert await second._store_results()
+        assert await second.store_results()
     finally:
         await second.shutdown(5)
     assert [r["task"] for r in rows(edges.results.path)] == ["task-0", "task-1"]

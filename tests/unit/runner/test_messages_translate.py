@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from llmagents.chat import (
     ImagePart,
+    Reasoning,
     Role,
     StreamChunk,
     TextPart,
@@ -19,7 +20,8 @@ from llmagents.chat import (
     ToolChoiceMode,
     Usage,
 )
-from llmagents.runner.messages_translate import MessagesStream, message_object, parse_messages
+from llmagents.runner.messages_stream import MessagesStream
+from llmagents.runner.messages_translate import message_object, parse_messages
 
 WEATHER = {
     "name": "get_weather",
@@ -197,8 +199,68 @@ def test_streamed_text_then_a_tool_call_follow_anthropics_event_order() -> None:
     assert (events[8].usage.input_tokens, events[8].usage.output_tokens) == (12, 9)
 
 
-def test_sampling_and_metadata_ride_along_for_anthropic_but_thinking_does_not() -> None:
+def test_streamed_thinking_comes_first_signed_redacted_and_unsigned_blocks_alike() -> None:
+    writer = MessagesStream("claude", input_estimate=10)
+    raw = writer.start()
+    for chunk in (
+        StreamChunk(reasoning="Let me "),
+        StreamChunk(reasoning="think."),
+        StreamChunk(reasoning_end=Reasoning(signature="sig", provider="claude")),
+        StreamChunk(reasoning_end=Reasoning(redacted="opaque", provider="claude")),
+        StreamChunk(reasoning="shown only"),  # another protocol's: no signature follows
+        StreamChunk(text="Blue."),
+    ):
+        raw += writer.chunk(chunk)
+    events = _events(raw + writer.end("stop", Usage(12, 9)))
+    starts = [e.content_block for e in events if e.type == "content_block_start"]
+    assert [b.type for b in starts] == ["thinking", "redacted_thinking", "thinking", "text"]
+    assert starts[1].data == "llmagents~claude~opaque"
+    deltas = [e.delta for e in events if e.type == "content_block_delta"]
+    assert [d.type for d in deltas] == [
+        "thinking_delta", "thinking_delta", "signature_delta", "thinking_delta", "text_delta",
+    ]  # fmt: skip
+    assert deltas[2].signature == "llmagents~claude~sig"
+    stops = [e.index for e in events if e.type == "content_block_stop"]
+    assert stops == [0, 1, 2, 3]
+
+
+def test_sampling_metadata_and_thinking_ride_along_for_anthropic() -> None:
+    thinking = {"type": "enabled", "budget_tokens": 2000}
     call = parse({"messages": [{"role": "user", "content": "hi"}], "top_k": 5,
-                  "metadata": {"user_id": "u1"},
-                  "thinking": {"type": "enabled", "budget_tokens": 2000}})  # fmt: skip
-    assert call.request.passthrough == {"anthropic": {"metadata": {"user_id": "u1"}, "top_k": 5}}
+                  "metadata": {"user_id": "u1"}, "thinking": thinking})  # fmt: skip
+    assert call.request.passthrough == {
+        "anthropic": {"metadata": {"user_id": "u1"}, "thinking": thinking, "top_k": 5}
+    }
+
+
+def test_thinking_reaches_the_client_tagged_with_its_provider_and_comes_back_untagged() -> None:
+    answer = message_object(
+        "", [], usage=Usage(1, 1), finish_reason="stop", model="m",
+        reasoning=[Reasoning("hmm", signature="sig+/=", provider="claude"),
+                   Reasoning(redacted="opaque", provider="claude"),
+                   Reasoning("shown", provider="vllm")],
+    )  # fmt: skip
+    blocks = [b.model_dump() for b in answer.content]
+    assert blocks == [
+        {"type": "thinking", "thinking": "hmm", "signature": "llmagents~claude~sig+/="},
+        {"type": "redacted_thinking", "data": "llmagents~claude~opaque"},
+        {"type": "thinking", "thinking": "shown", "signature": ""},
+    ]
+    call = parse({"messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [*blocks, {"type": "text", "text": "ok"}]},
+        {"role": "user", "content": "again"},
+    ]})  # fmt: skip
+    assert call.request.messages[1].reasoning == (
+        Reasoning("hmm", signature="sig+/=", provider="claude"),
+        Reasoning(redacted="opaque", provider="claude"),
+    )  # the unsigned block verifies nowhere: left out
+    foreign = parse({"messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "t",
+                                           "signature": "from-anthropic-directly"}]},
+        {"role": "user", "content": "again"},
+    ]})  # fmt: skip
+    assert foreign.request.messages[1].reasoning == (
+        Reasoning("t", signature="from-anthropic-directly", provider=None),
+    )

@@ -160,7 +160,7 @@ async def test_a_task_loop_failure_shows_type_and_message_in_status_never_a_repr
     async def explode(*_: object, **__: object) -> None:
         raise Leaky()
 
-    monkeypatch.setattr("llmagents.runner.lifecycle.TaskLoop.run", explode)
+    monkeypatch.setattr("llmagents.runner.tasks.TaskLoop.run", explode)
     with pytest.raises(Leaky):
         await runner.run_tasks()
     assert runner.message == "task loop failed: Leaky: the request could not be encoded"

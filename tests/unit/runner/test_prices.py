@@ -166,7 +166,7 @@ async def test_the_runner_reports_price_sources_and_leaves_price_unknown_to_the_
 
 
 def test_anthropic_cache_writes_are_priced_above_input_as_the_table_says() -> None:
-    from llmagents.providers.anthropic import _usage
+    from llmagents.providers.anthropic_answer import usage_of as _usage
     from llmagents.wire.anthropic import Usage as WireUsage
 
     # Anthropic reports cache reads and writes apart from input_tokens.

@@ -228,6 +228,29 @@ async def test_a_slow_head_does_not_hold_up_other_connections(
     assert server.connections == 2  # the slow one is not past its timeout yet
 
 
+async def test_a_request_whose_client_leaves_mid_body_is_never_served(serve) -> None:
+    served: list[bytes] = []
+
+    async def handler(request: Request) -> Response:
+        served.append(request.body)
+        return Response(200, b"ok")
+
+    server = await serve(handler)
+    _, writer = await connect(server)
+    writer.write(b"POST /x HTTP/1.1\r\ncontent-length: 100\r\n\r\n" + b"a" * 50)
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while not server.connections:
+            await asyncio.sleep(0.01)
+    writer.close()
+    assert server._server is not None
+    tasks = server._server.server_state.tasks  # the application's, one per request
+    async with asyncio.timeout(5):
+        while server.connections or tasks:
+            await asyncio.sleep(0.01)  # until the server saw it go and the request ended
+    assert served == []  # not called with the 50 bytes that came
+
+
 async def test_an_upgrade_request_gets_one_answer_and_the_connection_closes(serve) -> None:
     server = await serve()
     reader, writer = await connect(server)
