@@ -4,7 +4,12 @@ One ``Transport`` per adapter, so one connection pool per provider. What it adds
 and why:
 
 - TLS verified against Mozilla's CA bundle (certifi), so that a slim image without system CA
-  certificates still verifies; redirects never followed (a provider's redirect is an error
+  certificates still verifies, plus the authorities OpenSSL's ``SSL_CERT_FILE`` (a PEM
+  bundle) and ``SSL_CERT_DIR`` (``c_rehash`` directories, ``:``-separated) name, for a
+  provider or proxy behind a private CA. Added to certifi's, never instead of it; a file
+  that cannot be read or holds no certificate is a ``ConfigError`` naming the variable when
+  the adapter is made (the runner's start), never a quiet fallback. Verification never turns
+  off. Redirects never followed (a provider's redirect is an error
   worth seeing, and following one would carry the key elsewhere).
 - The proxy the environment names (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, a netrc for
   its credentials), found once per adapter rather than on every request in a
@@ -69,11 +74,42 @@ and retried."""
 USER_AGENT = "llmagents"
 
 
-@functools.cache
+CA_FILE_VARIABLE = "SSL_CERT_FILE"
+CA_DIR_VARIABLE = "SSL_CERT_DIR"
+
+
 def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for every adapter: building one loads the CA bundle, which
-    costs a noticeable fraction of a second."""
-    return ssl.create_default_context(cafile=certifi.where())
+    """The verifying TLS context for the environment's extra authorities, if any; a
+    ``ConfigError`` naming the variable when they cannot be loaded."""
+    return _tls_context_for(
+        os.environ.get(CA_FILE_VARIABLE) or None, os.environ.get(CA_DIR_VARIABLE) or None
+    )
+
+
+@functools.cache
+def _tls_context_for(ca_file: str | None, ca_dir: str | None) -> ssl.SSLContext:
+    """One verifying TLS context for every adapter (per set of extra authorities): building
+    one loads the CA bundle, which costs a noticeable fraction of a second. A failure is not
+    cached, so a fixed file is read on the next try."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_file is not None:
+        try:
+            # Raises for a PEM file without any certificate too, so a wrong file is seen.
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError(
+                f"{CA_FILE_VARIABLE}={ca_file} cannot be used as CA bundle: {error} (it must "
+                "be a readable PEM file holding at least one certificate)"
+            ) from None
+    if ca_dir is not None:
+        for folder in filter(None, ca_dir.split(os.pathsep)):
+            # OpenSSL reads a directory's certificates only when verifying: check it now.
+            if not os.path.isdir(folder) or not os.access(folder, os.R_OK | os.X_OK):
+                raise ConfigError(
+                    f"{CA_DIR_VARIABLE}={ca_dir}: {folder} is not a readable directory"
+                )
+            context.load_verify_locations(capath=folder)
+    return context
 
 
 PROXY_SCHEMES = ("http", "https")
@@ -194,6 +230,7 @@ class Transport:
         auth = checked_headers(headers)
         self._headers = {False: auth, True: {**auth, "content-type": "application/json"}}
         self._proxy = env_proxy(base_url)
+        self._tls = _tls_context()  # now, so that an unusable CA bundle fails the start
         self._session: _Session | None = None
 
     async def aclose(self) -> None:
@@ -207,7 +244,7 @@ class Transport:
         session = self._session
         if session is None or session.loop is not loop:
             # No aiohttp limit: the in-flight limit is ``slots``, so that waiting is told apart.
-            connector = _Connector(limit=0, ssl=_tls_context())
+            connector = _Connector(limit=0, ssl=self._tls)
             http = aiohttp.ClientSession(
                 connector=connector,
                 headers={"user-agent": USER_AGENT},

@@ -131,6 +131,8 @@ def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # extra authorities: only where a test says
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -370,6 +372,91 @@ async def test_tls_is_verified_against_the_public_authorities(start, adapters, c
     with pytest.raises(ConnectionFailed, match="TLS certificate not trusted"):
         await adapters(server.base_url).complete(REQUEST, timeout=2.0)
     assert not server.heads
+
+
+@dataclass(frozen=True)
+class PrivateCA:
+    ca: Path
+    """The authority's certificate (PEM), what a platform team hands out."""
+    server: tuple[Path, Path]
+    """A certificate for 127.0.0.1 it signed, and its key."""
+    subject_hash: str
+    """The name OpenSSL looks the authority up by in a ``SSL_CERT_DIR`` (``<hash>.0``)."""
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
+    """A private CA and a server certificate it signed, made with openssl for this test run."""
+    folder = tmp_path_factory.mktemp("ca")
+    ca, ca_key = folder / "ca.pem", folder / "ca-key.pem"
+    cert, key, csr = folder / "cert.pem", folder / "key.pem", folder / "cert.csr"
+    extensions = folder / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(ca_key),
+         "-out", str(ca), "-subj", "/CN=llmagents test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-days", "1", "-out", str(cert), "-extfile", str(extensions)],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *command], check=True, capture_output=True)
+    subject_hash = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca)],
+                                  check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return PrivateCA(ca, (cert, key), subject_hash.strip())
+
+
+async def test_ssl_cert_file_adds_a_private_ca_to_the_public_ones(
+    start, adapters, private_ca, monkeypatch
+) -> None:
+    server = await start(tls=server_tls(private_ca.server))
+    with pytest.raises(ConnectionFailed, match="TLS certificate not trusted"):
+        await adapters(server.base_url).complete(REQUEST, timeout=2.0)
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(private_ca.ca))
+    assert (await adapters(server.base_url).complete(REQUEST, timeout=2.0)).text == "hi"
+    # Added, not instead: certifi's authorities are still there.
+    context = transport._tls_context()
+    assert len(context.get_ca_certs()) > 100
+    subject = (("commonName", "llmagents test CA"),)
+    assert any(subject in ca["subject"] for ca in context.get_ca_certs())
+
+
+async def test_ssl_cert_dir_adds_a_private_ca(start, adapters, private_ca, monkeypatch, tmp_path):
+    (tmp_path / f"{private_ca.subject_hash}.0").write_bytes(private_ca.ca.read_bytes())
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    server = await start(tls=server_tls(private_ca.server))
+    assert (await adapters(server.base_url).complete(REQUEST, timeout=2.0)).text == "hi"
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a certificate\n"])
+def test_an_unusable_ssl_cert_file_fails_the_start_naming_the_variable(
+    monkeypatch, tmp_path: Path, content: bytes | None
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    with pytest.raises(ConfigError, match=f"SSL_CERT_FILE={bundle} cannot be used as CA bundle"):
+        OpenAIAdapter(name="p", model="m", base_url="https://gateway.internal/v1", api_key="k")
+
+
+def test_an_ssl_cert_dir_that_is_not_a_directory_fails_the_start(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"SSL_CERT_DIR=.*is not a readable directory"):
+        OpenAIAdapter(name="p", model="m", base_url="https://gateway.internal/v1", api_key="k")
+
+
+async def test_an_https_proxy_with_a_corporate_ca_is_trusted_through_ssl_cert_file(
+    start, adapters, private_ca, monkeypatch
+) -> None:
+    origin = await start(tls=server_tls(private_ca.server))
+    proxy = Proxy()
+    via = await start(handler=proxy.serve, tls=server_tls(private_ca.server))
+    monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{via.port}")
+    monkeypatch.setenv("SSL_CERT_FILE", str(private_ca.ca))
+    assert (await adapters(origin.base_url).complete(REQUEST, timeout=5.0)).text == "hi"
+    assert proxy.asked == [f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"]
 
 
 @dataclass
