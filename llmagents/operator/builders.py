@@ -35,6 +35,7 @@ from llmagents.operator.meta import content_hash, labels, metadata, selector
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.rbac import role, role_binding, service_account, service_account_name
 from llmagents.operator.settings import (
+    CA_BUNDLE_MOUNT,
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_HASH,
     MODEL_MOUNT,
@@ -141,6 +142,7 @@ _SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]
 
 TOKEN_VOLUME = "runner-token"
 STATE_VOLUME = "runner-state"
+CA_BUNDLE_VOLUME = "ca-bundle"
 STATE_DIR = "/var/lib/llmagents"
 """The runner's emptyDir: it outlives the runner's process (a SIGKILL, the OOM killer, a
 liveness restart), so the spend journal on it carries the spend of calls answered since the
@@ -205,6 +207,14 @@ def runner_container(
         ):
             if value:
                 env.append(_env(name, value))
+    mounts = [
+        {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
+        {"name": STATE_VOLUME, "mountPath": STATE_DIR},
+    ]
+    if settings.runner_ca_bundle_config_map:
+        # Added to certifi's authorities by the runner (providers/transport.py).
+        env.append(_env("SSL_CERT_FILE", f"{CA_BUNDLE_MOUNT}/ca.crt"))
+        mounts.append({"name": CA_BUNDLE_VOLUME, "mountPath": CA_BUNDLE_MOUNT, "readOnly": True})
     for provider in pool.spec.providers:
         if provider.secret_ref is not None:
             env.append(
@@ -231,10 +241,7 @@ def runner_container(
         **_RUNNER_PROBES,
         **_resources(agent.spec.resources, settings.runner_resources),
         "securityContext": _SECURITY,
-        "volumeMounts": [
-            {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
-            {"name": STATE_VOLUME, "mountPath": STATE_DIR},
-        ],
+        "volumeMounts": mounts,
     }
 
 
@@ -290,6 +297,17 @@ def agent_container(agent: AgentObject, settings: OperatorSettings) -> dict[str,
     return {**container, **_resources(spec.resources), "securityContext": _SECURITY}
 
 
+def _ca_bundle_volume(settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The CA bundle ConfigMap's one key as ``ca.crt``; not optional, so that a missing
+    ConfigMap or key holds the pod in ContainerCreating with an event naming it rather than
+    starting a runner that trusts less than asked."""
+    if not settings.runner_ca_bundle_config_map:
+        return []
+    source = {"name": settings.runner_ca_bundle_config_map,
+              "items": [{"key": settings.runner_ca_bundle_key, "path": "ca.crt"}]}  # fmt: skip
+    return [{"name": CA_BUNDLE_VOLUME, "configMap": source}]
+
+
 def _model_volume(agent: AgentObject) -> list[dict[str, Any]]:
     sidecar = agent.spec.onnx if agent.spec else None
     if sidecar is None or sidecar.model_volume is None:
@@ -329,6 +347,7 @@ def deployment(
         _token_volume(),
         {"name": STATE_VOLUME, "emptyDir": {}},
         *(_model_volume(agent) if has_onnx(pool) else []),
+        *_ca_bundle_volume(settings),
     ]
     return {
         "apiVersion": "apps/v1",

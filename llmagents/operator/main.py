@@ -32,6 +32,8 @@ from llmagents.operator.reconcile import RESYNC_SECONDS
 from llmagents.operator.settings import (
     DEFAULT_IMAGE,
     ENV_IMAGE,
+    ENV_RUNNER_CA_BUNDLE_CONFIG_MAP,
+    ENV_RUNNER_CA_BUNDLE_KEY,
     ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES,
     ENV_RUNNER_OTEL_SERVICE_NAME,
     ENV_RUNNER_OTLP_ENDPOINT,
@@ -114,6 +116,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES}).",
     )
     parser.add_argument(
+        "--runner-ca-bundle-config-map",
+        default=os.environ.get(ENV_RUNNER_CA_BUNDLE_CONFIG_MAP) or None,
+        metavar="NAME",
+        help="ConfigMap in each agent's namespace holding PEM CA certificates the runners "
+        "trust besides Mozilla's, mounted read-only as their SSL_CERT_FILE (env "
+        f"{ENV_RUNNER_CA_BUNDLE_CONFIG_MAP}).",
+    )
+    parser.add_argument(
+        "--runner-ca-bundle-key",
+        default=os.environ.get(ENV_RUNNER_CA_BUNDLE_KEY) or "ca.crt",
+        metavar="KEY",
+        help=f"Key of that ConfigMap (default ca.crt; env {ENV_RUNNER_CA_BUNDLE_KEY}).",
+    )
+    parser.add_argument(
         "--liveness", type=int, default=8081, metavar="PORT",
         help="Port of /healthz, /readyz and /metrics (0 = none).",
     )  # fmt: skip
@@ -188,6 +204,8 @@ async def run(args: argparse.Namespace) -> int:
         runner_otlp_protocol=args.runner_otlp_protocol,
         runner_otel_service_name=args.runner_otel_service_name,
         runner_otel_resource_attributes=args.runner_otel_resource_attributes,
+        runner_ca_bundle_config_map=args.runner_ca_bundle_config_map,
+        runner_ca_bundle_key=args.runner_ca_bundle_key,
     )  # fmt: skip
     probes = Probes()
     if args.liveness:

@@ -27,6 +27,12 @@ ENV_RUNNER_OTEL_SERVICE_NAME = "LLMAGENTS_RUNNER_OTEL_SERVICE_NAME"
 """The operator's environment variable naming the runners' trace service (the flag wins)."""
 ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES = "LLMAGENTS_RUNNER_OTEL_RESOURCE_ATTRIBUTES"
 """The operator's environment variable with the runners' extra trace resource attributes."""
+ENV_RUNNER_CA_BUNDLE_CONFIG_MAP = "LLMAGENTS_RUNNER_CA_BUNDLE_CONFIG_MAP"
+"""The operator's environment variable naming the runners' CA bundle ConfigMap (flag wins)."""
+ENV_RUNNER_CA_BUNDLE_KEY = "LLMAGENTS_RUNNER_CA_BUNDLE_KEY"
+"""The operator's environment variable naming that ConfigMap's key (the flag wins)."""
+CA_BUNDLE_MOUNT = "/etc/llmagents/ca"
+"""Where the runner container sees the CA bundle, read-only, as ``ca.crt``."""
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 """The OTLP protocols the runner exports traces by (runner.otel)."""
 
@@ -66,3 +72,9 @@ class OperatorSettings:
     runner_otel_resource_attributes: str | None = None
     """More resource attributes of the runners' traces, ``key=value,...`` (their
     OTEL_RESOURCE_ATTRIBUTES), such as ``deployment.environment=prod``."""
+    runner_ca_bundle_config_map: str | None = None
+    """A ConfigMap in each agent's namespace whose ``runner_ca_bundle_key`` holds PEM CA
+    certificates the runners trust in addition to Mozilla's (their SSL_CERT_FILE), for a
+    provider or https proxy behind a private CA; None = Mozilla's only."""
+    runner_ca_bundle_key: str = "ca.crt"
+    """The key of that ConfigMap holding the bundle."""

@@ -66,6 +66,8 @@ def test_helm_lint_passes_strictly(helm: str, name: str):
         ("metrics.prometheusRule.excludeRules", ["LLMAgentDoesNotExist"]),
         ("operator.logFormat", "xml"),
         ("runner.tracing.otlpProtocol", "http/json"),  # no exporter for it in the runner
+        ("runner.caBundle.configMap", "Not_A_Name"),
+        ("runner.caBundle.keys", "ca.crt"),  # misspelled
     ],
 )
 def test_the_schema_rejects_a_wrong_value(helm: str, key: str, value: Any):
@@ -364,3 +366,18 @@ def test_the_chart_packages_with_its_crds_rules_and_dashboard(helm: str, tmp_pat
         "llmagents/values.schema.json",
     ]:
         assert path in names
+
+
+def test_a_runner_ca_bundle_reaches_the_operator_only_when_named(helm: str):
+    def operator_env(values: dict[str, Any]) -> dict[str, str | None]:
+        _, container = _operator(render(helm, values))
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert "LLMAGENTS_RUNNER_CA_BUNDLE_CONFIG_MAP" not in operator_env({})
+    env = operator_env({"runner.caBundle": {"configMap": "corp-ca", "key": "bundle.pem"}})
+    assert env["LLMAGENTS_RUNNER_CA_BUNDLE_CONFIG_MAP"] == "corp-ca"
+    assert env["LLMAGENTS_RUNNER_CA_BUNDLE_KEY"] == "bundle.pem"
+    assert (
+        operator_env({"runner.caBundle.configMap": "corp-ca"})["LLMAGENTS_RUNNER_CA_BUNDLE_KEY"]
+        == "ca.crt"
+    )

@@ -355,3 +355,30 @@ def test_runners_get_the_trace_endpoint_only_when_the_operator_has_one():
                                 runner_otel_resource_attributes="deployment.environment=prod")  # fmt: skip
     assert runner_env(named)["OTEL_SERVICE_NAME"]["value"] == "agents-prod"
     assert runner_env(named)["OTEL_RESOURCE_ATTRIBUTES"]["value"] == "deployment.environment=prod"
+
+
+def test_a_ca_bundle_is_mounted_read_only_as_the_runner_s_ssl_cert_file():
+    import dataclasses
+
+    def built(settings: OperatorSettings) -> dict:
+        manifests = children(AgentObject.from_body(agent_body()), PoolObject.from_body(pool_body()),
+                             settings, replicas=1)  # fmt: skip
+        return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+    plain = built(SETTINGS)
+    assert "SSL_CERT_FILE" not in _env(_containers(plain)["runner"])
+    assert all(
+        "configMap" not in v for v in _deployment(plain)["spec"]["template"]["spec"]["volumes"]
+    )
+
+    with_ca = built(dataclasses.replace(SETTINGS, runner_ca_bundle_config_map="corp-ca",
+                                        runner_ca_bundle_key="bundle.pem"))  # fmt: skip
+    runner = _containers(with_ca)["runner"]
+    assert _env(runner)["SSL_CERT_FILE"]["value"] == "/etc/llmagents/ca/ca.crt"
+    mount = next(m for m in runner["volumeMounts"] if m["mountPath"] == "/etc/llmagents/ca")
+    assert mount["readOnly"] is True
+    volumes = {v["name"]: v for v in _deployment(with_ca)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mount["name"]]["configMap"] == {
+        "name": "corp-ca",
+        "items": [{"key": "bundle.pem", "path": "ca.crt"}],
+    }
