@@ -35,9 +35,9 @@ from llmagents.operator.meta import content_hash, labels, metadata, selector
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.rbac import role, role_binding, service_account, service_account_name
 from llmagents.operator.settings import (
-    CA_BUNDLE_MOUNT,
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_HASH,
+    CA_BUNDLE_MOUNT,
     MODEL_MOUNT,
     OperatorSettings,
 )
