@@ -62,7 +62,7 @@ def fakes() -> Iterator[tuple[ThreadedFake, ThreadedFake]]:
     fallback.stop()
 
 
-def setup(kubectl: Kubectl, primary: str, fallback: str) -> None:
+def setup(kubectl: Kubectl, primary: str, fallback: str, *, chaos_agent: bool = True) -> None:
     kubectl("create", "secret", "generic", "keys", f"--from-literal=key={KEY}")
     provider = {"type": "openai", "secretRef": {"name": "keys", "key": "key"},
                 "pricing": PRICES, "timeout": "5s", "maxRetries": 1}  # fmt: skip
@@ -75,6 +75,8 @@ def setup(kubectl: Kubectl, primary: str, fallback: str) -> None:
             "circuitBreaker": {"maxFailures": 3, "recoveryTime": "1s"}}  # fmt: skip
     kubectl.apply(json.dumps({"apiVersion": "llmagents.dev/v1alpha1", "kind": "ProviderPool",
                               "metadata": {"name": "pool"}, "spec": pool}))  # fmt: skip
+    if not chaos_agent:
+        return
     agent = {"poolRef": {"name": "pool"}, "checkpointInterval": "30s",
              "budget": {"limit": 50, "period": "total"},
              "work": {"tasks": [{"name": n, "prompt": f"Chaos question {n}?"} for n in TASKS]}}  # fmt: skip
@@ -96,9 +98,12 @@ def result_rows(kubectl: Kubectl) -> list[dict[str, Any]]:
     return rows
 
 
-def running_runner(kubelet: ProcessKubelet, namespace: str, not_pid: int | None) -> Any:
+def running_runner(
+    kubelet: ProcessKubelet, namespace: str, not_pid: int | None, agent: str = "chaos"
+) -> Any:
     for container in kubelet.statuses(namespace):
-        if container.container == "runner" and container.running and container.pid != not_pid:
+        if (container.container == "runner" and container.running and container.pid != not_pid
+                and container.pod.startswith(f"{agent}-")):  # fmt: skip
             return container
     return None
 
@@ -245,8 +250,8 @@ def test_a_killed_gateway_runner_comes_back_with_its_pods_spend_journal(
 ) -> None:  # fmt: skip
     # The runner's emptyDir outlives its process: the restarted runner of the same pod reads
     # the same journal, and spend answered just before the kill is in its checkpoint.
-    setup(kubectl, fakes[0].base_url, fakes[1].base_url)
-    kubectl("delete", "llmagent", "chaos", "--wait=true")
+    # No chaos agent beside it: its runner must not be the one killed below.
+    setup(kubectl, fakes[0].base_url, fakes[1].base_url, chaos_agent=False)
     script = SPENDER.replace("CALLS", "30")
     agent = {"poolRef": {"name": "pool"}, "checkpointInterval": "30s",
              "budget": {"limit": 50, "period": "total"},
@@ -263,11 +268,11 @@ def test_a_killed_gateway_runner_comes_back_with_its_pods_spend_journal(
 
     eventually(lambda: "done" in agent_lines(), timeout=120, what="the agent's 30 calls",
                details=lambda: runner_log(kubelet, namespace, kubectl))  # fmt: skip
-    pid = running_runner(kubelet, namespace, None).pid  # the status is updated in place
+    pid = running_runner(kubelet, namespace, None, "spender").pid  # status updated in place
     os.kill(pid, signal.SIGKILL)  # within a moment of the last answer
     answered = sum(json.loads(line)["cost"] for line in agent_lines() if line.startswith("{"))
     before = json.loads(get(kubectl, "configmap", "spender-checkpoint")["data"]["checkpoint.json"])
-    eventually(lambda: running_runner(kubelet, namespace, pid), timeout=60,
+    eventually(lambda: running_runner(kubelet, namespace, pid, "spender"), timeout=60,
                what="the runner restarted in its pod")  # fmt: skip
 
     def restored() -> dict[str, Any] | None:
@@ -275,7 +280,8 @@ def test_a_killed_gateway_runner_comes_back_with_its_pods_spend_journal(
         stored = json.loads(data.get("checkpoint.json") or "{}")
         return stored if stored.get("epoch", 0) > before["epoch"] else None
 
-    after = eventually(restored, timeout=60, what="the restarted runner's claim")
+    after = eventually(restored, timeout=60, what="the restarted runner's claim",
+                       details=lambda: runner_log(kubelet, namespace, kubectl))  # fmt: skip
     # One journal, the pod's: the restarted runner continued it rather than starting one.
     assert list(after["spendJournals"]) == list(before["spendJournals"])
     recorded = float(after["engine"]["spend"]["total"]["cost"])
