@@ -189,10 +189,14 @@ class Checkpointer:
     async def run(self) -> None:
         """Write as requested and every ``interval`` until ``close()`` or fencing."""
         while not self._closed and self.fenced is None:
-            delay = self._due_in()
+            due = self._due()
+            delay = due - self._clock()
             if delay > 0:
                 self._wake.clear()
-                self._asleep_until = self._clock() + delay
+                # Exactly the time ``request`` compares with: read from the clock again, it
+                # would lie a little later than ``_last_attempt + min_spacing``, and every
+                # request would wake the writer for nothing.
+                self._asleep_until = due
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
@@ -200,12 +204,12 @@ class Checkpointer:
                 continue
             await self._attempt()
 
-    def _due_in(self) -> float:
-        now = self._clock()
+    def _due(self) -> float:
+        """When the next write is due (the clock's time)."""
         due = self._last_write + self.interval
         if self._requested > self._covered:
             due = min(due, self._last_attempt + self.min_spacing)
-        return max(due, self._retry_at) - now
+        return max(due, self._retry_at)
 
     async def _attempt(self) -> None:
         self._last_attempt = self._clock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -160,6 +161,37 @@ async def test_requests_are_coalesced_into_few_writes(tmp_path: Path) -> None:
         await asyncio.sleep(0.001)
     assert await checkpointer.save(5)
     assert 2 <= checkpointer.sequence <= 6  # the claim, one or a few coalesced, the save
+    checkpointer.close()
+    await writer
+
+
+async def test_requests_within_the_spacing_do_not_wake_the_writer(tmp_path: Path) -> None:
+    """Every paid call requests a checkpoint: while the writer waits out ``min_spacing``,
+    a request must not wake it (a loop turn and a timer per call on the gateway's path).
+    The clock moves on between two readings, as a real one does."""
+    store = FileCheckpointStore(tmp_path / "cp.json")
+    state = State()
+    readings = 0
+    base = time.monotonic()
+
+    def clock() -> float:
+        nonlocal readings
+        readings += 1
+        return base + readings * 1e-6  # strictly later at each reading
+
+    checkpointer = Checkpointer(store, state.build, interval=60, min_spacing=60, clock=clock)
+    await checkpointer.claim(state.restored.append)
+    writer = asyncio.create_task(checkpointer.run())
+    assert await checkpointer.save(5)  # a write: the next may come min_spacing after it
+    checkpointer.request()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    before = readings
+    for _ in range(100):
+        checkpointer.request()
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert readings - before < 10, f"{readings - before} clock readings for 100 requests"
     checkpointer.close()
     await writer
 
