@@ -73,9 +73,11 @@ def start_fake(protocol: str) -> tuple[subprocess.Popen[str], str]:
     )
 
 
-def spawn_until_ready(argv: list[str], what: str) -> tuple[subprocess.Popen[str], str]:
+def spawn_until_ready(
+    argv: list[str], what: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """Start a server process and wait for its ``... ready at URL`` line; (process, URL)."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
     assert process.stdout is not None
     line = process.stdout.readline()
     if "ready at" not in line:

@@ -109,11 +109,17 @@ async def serve(upstream: str, state: Path, seconds: float) -> None:
     await runner.shutdown(5)
 
 
-def start_gateway(upstream: str, state: Path, seconds: float) -> tuple[subprocess.Popen[str], str]:
+def start_gateway(
+    upstream: str, state: Path, seconds: float, checkout: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """The gateway of this checkout, or of ``checkout`` (another worktree: its ``llmagents``
+    imported first, run with this interpreter and its libraries) for a side-by-side run."""
+    script = Path(__file__) if checkout is None else checkout / "bench" / "gateway.py"
+    env = None if checkout is None else {**os.environ, "PYTHONPATH": str(checkout)}
     return spawn_until_ready(
-        [sys.executable, __file__, "--serve", upstream, "--state", str(state),
+        [sys.executable, str(script), "--serve", upstream, "--state", str(state),
          "--seconds", str(seconds)],
-        "gateway",
+        "gateway" if checkout is None else f"gateway of {checkout}", env=env,
     )  # fmt: skip
 
 
@@ -230,11 +236,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 async def measure(
-    rate: float, phase: float, rounds: int, kind: str = "plain", *, floor: bool = False
-) -> dict[str, Any]:
+    rate: float, phase: float, rounds: int, kind: str = "plain", *, floor: bool = False,
+    versus: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Phases of direct calls and of calls through the gateway take turns, round after round;
-    with ``floor``, also through the bare forwarder (``serve_floor``)."""
-    servers = ["gateway", "floor"] if floor else ["gateway"]
+    with ``floor``, also through the bare forwarder (``serve_floor``); with ``versus``, also
+    through the gateway of that other checkout (an A/B comparison in one run)."""
+    servers = ["gateway"] + ["floor"] * floor + ["versus"] * (versus is not None)
     body = json.dumps(BODIES[kind]).encode()
     fake, fake_url = start_fake("openai")
     gateways: dict[str, tuple[subprocess.Popen[str], str]] = {}
@@ -244,11 +252,11 @@ async def measure(
             for server in servers:
                 folder = Path(state) / server
                 folder.mkdir()
-                gateways[server] = (
-                    start_floor(fake_url, seconds)
-                    if server == "floor"
-                    else start_gateway(fake_url, folder, seconds)
-                )
+                if server == "floor":
+                    gateways[server] = start_floor(fake_url, seconds)
+                else:
+                    checkout = versus if server == "versus" else None
+                    gateways[server] = start_gateway(fake_url, folder, seconds, checkout)
             # aiohttp's client costs less CPU per call than httpx: the generator must not be
             # what falls behind. Every path uses the same client, so the difference is fair.
             connector = aiohttp.TCPConnector(limit=256)
@@ -308,6 +316,8 @@ async def measure(
             "cpu_ms_per_call": cpu[server] * 1000 / calls,
             "ok": ratio <= TARGET_RATIO and added["p99"] <= TARGET_P99_MS,
         }  # fmt: skip
+    if versus is not None:
+        result["versus"] = str(versus)
     result["load_average"] = os.getloadavg()[0]
     return result
 
@@ -396,6 +406,8 @@ def _table(result: dict[str, Any]) -> str:
         f"targets of the gateway (added median <= {TARGET_RATIO}x the fake's CPU per call, "
         f"added p99 <= {TARGET_P99_MS} ms): {'met' if g['ok'] else 'NOT met'}"
     )
+    if "versus" in result:
+        rows.append(f"versus: the gateway of {result['versus']}, in the same run")
     if "floor" in result["gateways"]:
         rows.append(
             "floor: uvicorn + aiohttp forwarding with nothing else (a stream is read whole "
@@ -423,6 +435,12 @@ def main() -> int:
         action="store_true",
         help="Also through a bare uvicorn + aiohttp forwarder: the floor of the two libraries.",
     )
+    parser.add_argument(
+        "--versus",
+        type=Path,
+        metavar="CHECKOUT",
+        help="Also through the gateway of another checkout (a worktree of another commit).",
+    )
     parser.add_argument("--serve", metavar="UPSTREAM", help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", metavar="UPSTREAM", help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
@@ -446,7 +464,8 @@ def main() -> int:
             else "\n".join(f"| {name} | {ms:.2f} ms |" for name, ms in parts.items())
         )
         return 0
-    result = asyncio.run(measure(args.rate, args.phase, args.rounds, args.kind, floor=args.floor))
+    result = asyncio.run(measure(args.rate, args.phase, args.rounds, args.kind, floor=args.floor,
+                                   versus=args.versus))  # fmt: skip
     print(json.dumps(result, indent=2) if args.json else _table(result))
     return 0
 
