@@ -33,7 +33,8 @@ and why:
   not: the provider dropped a request it may have charged, and another try is the engine's
   decision.
 
-Compression is neither asked for nor decoded (a chat answer is small, and the body limit then
+No cookies are kept: a provider's (a load balancer's affinity cookie, say) is never sent
+back, and no jar is searched on every request. Compression is neither asked for nor decoded (a chat answer is small, and the body limit then
 counts what arrives).
 """
 
@@ -248,6 +249,9 @@ class Transport:
             http = aiohttp.ClientSession(
                 connector=connector,
                 headers={"user-agent": USER_AGENT},
+                # An API client keeps no cookies: none is sent back, and no jar is searched
+                # on every request.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("Accept-Encoding",),
                 auto_decompress=False,
                 # The attempt's asyncio deadline bounds the rest; aiohttp's own total timeout
@@ -278,22 +282,11 @@ class Transport:
             ) from None
         return slots
 
-    @contextlib.asynccontextmanager
-    async def request(
-        self, method: str, url: URL, body: bytes | None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """The answer once its head arrived (a JSON ``body`` sent with its content type); the
-        connection goes back to the pool at the end of the context. The caller holds a slot."""
-        session = self._open()
-        response = await self._send(session.http, method, url, body, retry=True)
-        handout = _handout.get()
-        _handout.set(None)
-        try:
-            yield response
-        finally:
-            response.release()
-            if handout is not None:
-                session.connector.used(handout.protocol)
+    def request(self, method: str, url: URL, body: bytes | None) -> _Answer:
+        """``async with`` it for the answer once its head arrived (a JSON ``body`` sent with
+        its content type); the connection goes back to the pool at the end of the context.
+        The caller holds a slot."""
+        return _Answer(self, method, url, body)
 
     async def _send(
         self,
@@ -348,3 +341,36 @@ class Transport:
             f"the answer's body {detail}, over the {self.max_body}-byte limit",
             provider=self.provider,
         )
+
+
+class _Answer:
+    """The context of ``Transport.request``. A class rather than ``asynccontextmanager``,
+    which would make an async generator per request (tracked by the event loop in a weak
+    set) and a few more frames: this is on the path of every provider call."""
+
+    __slots__ = ("_body", "_handout", "_method", "_response", "_session", "_transport", "_url")
+
+    def __init__(self, transport: Transport, method: str, url: URL, body: bytes | None) -> None:
+        self._transport = transport
+        self._method = method
+        self._url = url
+        self._body = body
+        self._session: _Session | None = None
+        self._response: aiohttp.ClientResponse | None = None
+        self._handout: _Handout | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        transport = self._transport
+        session = self._session = transport._open()
+        response = self._response = await transport._send(
+            session.http, self._method, self._url, self._body, retry=True
+        )
+        self._handout = _handout.get()
+        _handout.set(None)
+        return response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._response is not None and self._session is not None
+        self._response.release()
+        if self._handout is not None:
+            self._session.connector.used(self._handout.protocol)

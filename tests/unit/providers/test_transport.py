@@ -162,6 +162,18 @@ async def test_calls_reuse_one_kept_alive_connection_and_send_json(start, adapte
     assert "accept-encoding" not in head  # compression is never asked for
 
 
+async def test_a_cookie_the_provider_sets_is_never_sent_back(start, adapters) -> None:
+    """An API client keeps no cookies (a load balancer's affinity cookie, say): what a
+    request carries is its key and its JSON, nothing earlier answers left behind."""
+    server = await start(ok(extra=b"set-cookie: lb=node-7; Path=/\r\n"))
+    # By a name: aiohttp's jar takes no cookie from an IP address.
+    adapter = adapters(server.base_url.replace("127.0.0.1", "localhost"))
+    for _ in range(2):
+        assert (await adapter.complete(REQUEST, timeout=2.0)).text == "hi"
+    assert len(server.heads) == 2
+    assert b"cookie" not in server.heads[1].lower()
+
+
 # -- size limits ------------------------------------------------------------------------------
 
 
