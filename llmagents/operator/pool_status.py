@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
 
 from llmagents.api.pool import ProviderPoolSpec
 from llmagents.api.pool_status import PoolProviderStatus, ProviderPoolStatus
@@ -61,6 +64,18 @@ def fold_providers(
             )
         )
     return out
+
+
+def providers_report(agent: Mapping[str, Any] | None) -> list[ProviderStatus] | None:
+    """What an agent's runner reports of its providers (from the agent's body); None when
+    it has not reported or the report does not parse."""
+    raw = ((agent or {}).get("status") or {}).get("providers")
+    if not raw:
+        return None
+    try:
+        return [ProviderStatus.model_validate(p) for p in raw]
+    except ValidationError:
+        return None
 
 
 def pool_status(

@@ -7,14 +7,14 @@ whole desired state of the agent from what is known now and writes only the diff
 - children are compared by the hash stamped on each manifest (builders.children) against
   what is known of them (children.Children), so a converged agent costs no request at all,
   and a restarted operator writes nothing that is already right;
-- the operator's half of the status is compared with its own share of the live one (what
-  its field manager applied: the runner's conditions share the list), ignoring transition
-  times, and with what this process last wrote (the watch event may still be on its way).
+- the operator's half of the status is compared with its own share of the live one and
+  with what this process last wrote (status_writes).
 
 Agents and pools are read from kopf's indexes (``Views``), which kopf fills completely
 before the first handler runs; children are listed once before the first write and again
 every resync period; the only GET is a Secret (its key names, and whether each value can
-be an API key), cached briefly. Per-agent locks serialise the several triggers of one agent.
+be an API key), cached briefly (references). Per-agent locks serialise the several
+triggers of one agent.
 """
 
 from __future__ import annotations
@@ -31,11 +31,6 @@ from pydantic import ValidationError
 from llmagents.api.agent import LLMAgentSpec
 from llmagents.api.pool import ProviderPoolSpec
 from llmagents.api.pool_status import ProviderPoolStatus
-from llmagents.api.status import (
-    OperatorAgentStatus,
-    ProviderStatus,
-    status_apply_body,
-)
 from llmagents.operator.builders import children
 from llmagents.operator.children import (
     CHILD_KINDS,
@@ -49,19 +44,14 @@ from llmagents.operator.cluster_api import Api
 from llmagents.operator.events import OperatorEvents
 from llmagents.operator.metrics import AgentGauges
 from llmagents.operator.objects import AgentKey, AgentObject, PoolKey, PoolObject, SpecCache
-from llmagents.operator.ownership import own_conditions, status_fingerprint
-from llmagents.operator.phase import (
-    RESOLVED,
-    CondSpec,
-    Resolution,
-    Verdict,
-    conditions,
-    decide,
-)
-from llmagents.operator.pool_status import pool_status
+from llmagents.operator.ownership import own_conditions
+from llmagents.operator.phase import RESOLVED, CondSpec, Verdict, decide
+from llmagents.operator.pool_status import pool_status, providers_report
 from llmagents.operator.prices import PoolPrices, price_condition, unknown_prices
+from llmagents.operator.references import SECRET_REASONS, SecretKeys, resolve
 from llmagents.operator.scheduler import Scheduler
 from llmagents.operator.settings import OperatorSettings
+from llmagents.operator.status_writes import StatusWrites, agent_status
 from llmagents.retrying import Backoff
 
 logger = logging.getLogger(__name__)
@@ -104,17 +94,14 @@ class Reconciler:
         self.views = views
         self.settings = settings
         self.clock = clock
-        self.secret_ttl = secret_ttl
         self.resync_seconds = resync_seconds
         self.children = Children(api, namespaces=namespaces)
         self._locks: dict[AgentKey, asyncio.Lock] = {}
         # Per agent: the inputs its manifests were built from, and the manifests.
         self._built: dict[AgentKey, tuple[tuple[Any, ...], dict[ChildKey, dict[str, Any]]]] = {}
-        self._status_written: dict[Hashable, Any] = {}
+        self.secrets = SecretKeys(api.secret_keys, ttl=secret_ttl)
+        self.statuses = StatusWrites(api)
         self._failures: dict[AgentKey, int] = {}
-        self._secrets: dict[
-            tuple[str, str], tuple[float, asyncio.Future[dict[str, str | None] | None]]
-        ] = {}
         self._pool_generations: dict[PoolKey, int] = {}
         self._specs = SpecCache()
         self._prices = PoolPrices()
@@ -153,7 +140,7 @@ class Reconciler:
 
     async def _reconcile(self, agent: AgentObject) -> float | None:
         pool = self._pool_object(agent)
-        resolution = await self._resolve(agent, pool) if agent.spec else RESOLVED
+        resolution = await resolve(agent, pool, self.secrets) if agent.spec else RESOLVED
         now = self.clock()
         verdict = decide(agent, resolution, now, price=self._price_condition(agent, pool))
         if self.gauges is not None:
@@ -164,7 +151,7 @@ class Reconciler:
             await self._children_known()
             await self.children.apply_all(manifests.values())
         await self._write_agent_status(agent, pool, verdict, now)
-        if resolution.reason in ("SecretNotFound", "SecretKeyMissing", "SecretKeyInvalid"):
+        if resolution.reason in SECRET_REASONS:
             return SECRET_RETRY
         return verdict.requeue_after
 
@@ -196,100 +183,14 @@ class Reconciler:
         body = self.views.pool((agent.namespace, agent.pool_name))
         return PoolObject.from_body(body, self._specs) if body is not None else None
 
-    async def _resolve(self, agent: AgentObject, pool: PoolObject | None) -> Resolution:
-        if pool is None:
-            return Resolution(
-                "PoolNotFound", f"ProviderPool {agent.pool_name!r} does not exist in this namespace"
-            )
-        if pool.spec is None:
-            return Resolution("PoolInvalid", f"ProviderPool {pool.name!r}: {pool.error}")
-        for provider in pool.spec.providers:
-            ref = provider.secret_ref
-            if ref is None:
-                continue
-            keys = await self._secret_keys(agent.namespace, ref.name)
-            if keys is None:
-                return Resolution(
-                    "SecretNotFound",
-                    f"Secret {ref.name!r} for provider {provider.name!r} does not exist",
-                )
-            if ref.key not in keys:
-                return Resolution(
-                    "SecretKeyMissing",
-                    f"Secret {ref.name!r} has no key {ref.key!r} for provider {provider.name!r}",
-                )
-            problem = keys[ref.key]
-            if problem is not None:
-                return Resolution(
-                    "SecretKeyInvalid",
-                    f"the API key of provider {provider.name!r} in Secret {ref.name!r}, key "
-                    f"{ref.key!r} {problem}; store the key without it",
-                )
-        return RESOLVED
-
-    async def _secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
-        # One request per Secret per TTL, however many agents ask at once.
-        loop = asyncio.get_running_loop()
-        cached = self._secrets.get((namespace, name))
-        if cached is not None and cached[0] > loop.time():
-            return await asyncio.shield(cached[1])
-        future: asyncio.Future[dict[str, str | None] | None] = loop.create_future()
-        self._secrets[(namespace, name)] = (loop.time() + self.secret_ttl, future)
-        try:
-            result = await self.api.secret_keys(namespace, name)
-        except Exception as exc:
-            self._secrets.pop((namespace, name), None)
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters get it, nobody else must
-            raise
-        future.set_result(result)
-        return result
-
     async def _write_agent_status(
         self, agent: AgentObject, pool: PoolObject | None, verdict: Verdict, now: datetime
     ) -> None:
-        live = agent.status
-        strategy = None
-        if agent.spec is not None and agent.spec.strategy is not None:
-            strategy = agent.spec.strategy.value
-        elif pool is not None and pool.spec is not None:
-            strategy = pool.spec.strategy.value
-        desired = OperatorAgentStatus(
-            phase=verdict.phase,
-            conditions=conditions(
-                verdict.conditions, live.conditions, generation=agent.generation, now=now
-            ),
-            observed_generation=agent.generation,
-            strategy=strategy,
-        )
-        current = OperatorAgentStatus(
-            phase=live.phase,
-            conditions=own_conditions(live.conditions, agent.managed_fields),
-            observed_generation=live.observed_generation,
-            strategy=live.strategy,
-        )
-        if await self._write_status("LLMAgent", agent.key, desired, current):
+        desired, current = agent_status(agent, pool, verdict, now)
+        if await self.statuses.write("LLMAgent", agent.key, desired, current):
             logger.info("agent %s/%s: phase %s", agent.namespace, agent.name, verdict.phase.value)
             if self.events is not None:
-                self.events.agent_phase(agent, live.phase, verdict.phase)
-
-    async def _write_status(
-        self,
-        kind: str,
-        key: tuple[str, str],
-        desired: OperatorAgentStatus | ProviderPoolStatus,
-        current: OperatorAgentStatus | ProviderPoolStatus,
-    ) -> bool:
-        """Apply ``desired`` unless live or last written already says the same."""
-        fingerprint = status_fingerprint(desired)
-        if fingerprint == status_fingerprint(current) or self._status_written.get((kind, key)) == (
-            fingerprint
-        ):
-            return False
-        body = status_apply_body(kind=kind, name=key[1], namespace=key[0], status=desired)
-        await self.api.apply(body, subresource="status")
-        self._status_written[(kind, key)] = fingerprint
-        return True
+                self.events.agent_phase(agent, agent.status.phase, verdict.phase)
 
     def forget_agent(self, key: AgentKey) -> None:
         """Drop what is remembered of a deleted agent; its children go by garbage collection."""
@@ -298,7 +199,7 @@ class Reconciler:
             self.gauges.forget(*key)
         self._locks.pop(key, None)
         self._failures.pop(key, None)
-        self._status_written.pop(("LLMAgent", key), None)
+        self.statuses.forget("LLMAgent", key)
         self._specs.forget(LLMAgentSpec, key)
         _, desired = self._built.pop(key, ((), {}))
         self.children.forget(desired)
@@ -368,7 +269,7 @@ class Reconciler:
                 self._specs.forget(ProviderPoolSpec, key)
                 self._prices.forget(key)
                 self._pool_generations.pop(key, None)
-                self._status_written.pop(("ProviderPool", key), None)
+                self.statuses.forget("ProviderPool", key)
             else:
                 self._pool_generations[key] = generation
             for agent in self.views.agents_of_pool(key):
@@ -384,11 +285,11 @@ class Reconciler:
     async def fold_pool(self, key: PoolKey) -> None:
         body = self.views.pool(key)
         if body is None:
-            self._status_written.pop(("ProviderPool", key), None)
+            self.statuses.forget("ProviderPool", key)
             return
         pool = PoolObject.from_body(body, self._specs)
         agents = self.views.agents_of_pool(key)
-        reports = [self._providers_report(a) for a in agents]
+        reports = [providers_report(self.views.agent(a)) for a in agents]
         try:
             live = ProviderPoolStatus.model_validate(pool.raw_status)
         except ValidationError:
@@ -406,19 +307,9 @@ class Reconciler:
         current = live.model_copy(
             update={"conditions": own_conditions(live.conditions, pool.managed_fields)}
         )
-        if await self._write_status("ProviderPool", key, desired, current) and self.events:
+        if await self.statuses.write("ProviderPool", key, desired, current) and self.events:
             self.events.pool_providers(pool, live.providers, desired.providers or [])
             self.events.pool_prices(pool, live.conditions, desired.conditions)
-
-    def _providers_report(self, key: AgentKey) -> list[ProviderStatus] | None:
-        body = self.views.agent(key)
-        raw = ((body or {}).get("status") or {}).get("providers")
-        if not raw:
-            return None
-        try:
-            return [ProviderStatus.model_validate(p) for p in raw]
-        except ValidationError:
-            return None
 
     async def _scheduled_pool(self, key: Hashable) -> None:
         pool = cast(PoolKey, key)

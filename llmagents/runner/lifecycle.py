@@ -186,6 +186,7 @@ class Runner:
         if budget is not None:
             self.metrics.budget(budget.limit, lambda: budget.remaining)
         self.metrics.checkpoint_source(self.checkpointer.age)
+        self.metrics.spend_journal_source(lambda: self.spend.failure)
 
     # -- start ------------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "llmagents_tasks_total",
         "llmagents_gateway_requests_total",
         "llmagents_status_write_failures_total",
+        "llmagents_spend_journal_failing",
     }
 )
 """Every metric family the runner exports, as PromQL names it (histograms add
@@ -136,6 +137,12 @@ class RunnerMetrics(EngineListener):
             "llmagents_status_write_failures",
             "Status writes that failed (retried with the latest status).", ["agent"], registry=r,
         )  # fmt: skip
+        self.journal_failing = Gauge(
+            "llmagents_spend_journal_failing",
+            "1 while charges cannot be written to the spend journal (the SpendJournalFailing "
+            "condition: a kill now loses the spend since the last checkpoint), else 0.",
+            ["agent"], registry=r,
+        )  # fmt: skip
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
@@ -192,6 +199,13 @@ class RunnerMetrics(EngineListener):
     def checkpoint_source(self, age: Callable[[], float | None]) -> None:
         """Compute ``llmagents_checkpoint_age_seconds`` at scrape time (NaN before the first)."""
         self.checkpoint_age.labels(self.agent).set_function(lambda: _or_nan(age()))
+
+    def spend_journal_source(self, failure: Callable[[], str | None]) -> None:
+        """Compute ``llmagents_spend_journal_failing`` at scrape time from the journal's
+        ``failure`` (the same source as the SpendJournalFailing condition)."""
+        self.journal_failing.labels(self.agent).set_function(
+            lambda: 0.0 if failure() is None else 1.0
+        )
 
     def checkpoint_written(self, *, unix_time: float, size: int) -> None:
         self.checkpoint_time.labels(self.agent).set(unix_time)

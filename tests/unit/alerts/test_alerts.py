@@ -49,6 +49,7 @@ def test_the_issue_s_alerts_are_all_there():
         "LLMAgentBudgetBurnRateHigh",
         "LLMAgentBudgetExhausted",
         "LLMAgentCheckpointStale",
+        "LLMAgentSpendJournalFailing",
         "LLMAgentNotReady",
         "LLMAgentsOperatorDown",
     }

@@ -310,7 +310,7 @@ async def test_a_pool_that_fails_to_parse_gets_a_condition_and_its_agents_say_wh
 async def test_a_missing_secret_key_is_reported_and_retried(store):
     store.secrets["llm-keys"] = {"anthropic"}
     reconciler = _reconciler(store)
-    reconciler.secret_ttl = 0.0
+    reconciler.secrets.ttl = 0.0
     await reconciler.reconcile_agent(AGENT)
     cond = {c["type"]: c for c in store.agent(AGENT)["status"]["conditions"]}["PoolResolved"]
     assert cond["reason"] == "SecretKeyMissing"
@@ -324,7 +324,7 @@ async def test_a_secret_key_that_cannot_go_in_a_header_is_reported_never_its_val
     store.secrets["llm-keys"] = {"anthropic": "\ufeffsk-ant-0123456789",
                                  "openrouter": "sk-or-0123456789\n"}  # fmt: skip
     reconciler = _reconciler(store)
-    reconciler.secret_ttl = 0.0
+    reconciler.secrets.ttl = 0.0
     await reconciler.reconcile_agent(AGENT)
     status = store.agent(AGENT)["status"]
     cond = {c["type"]: c for c in status["conditions"]}["PoolResolved"]

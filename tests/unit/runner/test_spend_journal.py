@@ -43,6 +43,13 @@ def _runner(edges: Edges, fakes: Fakes, journal: Path, **options: object) -> Run
                         spend_journal=journal, **options)  # fmt: skip
 
 
+def _journal_failing(runner: Runner) -> float | None:
+    """``llmagents_spend_journal_failing`` as a scrape of the runner's metrics reads it."""
+    return runner.metrics.registry.get_sample_value(
+        "llmagents_spend_journal_failing", {"agent": runner.agent}
+    )
+
+
 async def _serve(runner: Runner, calls: int) -> float:
     """Start ``runner``, make ``calls`` paid calls through its gateway; returns their cost
     as the gateway reported it to the client."""
@@ -172,6 +179,7 @@ async def test_a_full_disk_fails_no_call_and_is_reported_until_the_journal_recov
         # The first paid call's checkpoint goes out at once; the next waits an hour.
         await client.chat.completions.create(model="auto", messages=MESSAGES)
         await eventually(lambda: runner.checkpointer.sequence == 2)  # claim, then this one
+        assert _journal_failing(runner) == 0.0
         # The disk fills up: /dev/full answers every write with ENOSPC, as a full disk does.
         kept = runner.spend.journal
         assert kept is not None
@@ -184,10 +192,12 @@ async def test_a_full_disk_fails_no_call_and_is_reported_until_the_journal_recov
         report = runner._report()
         [condition] = [c for c in report.conditions if c.type == SPEND_JOURNAL_FAILING]
         assert "the spend since the last checkpoint" in condition.message
+        assert _journal_failing(runner) == 1.0  # what LLMAgentSpendJournalFailing reads
         # The next checkpoint holds those calls; its landing rewrites the journal afresh.
         assert await runner.checkpointer.save(5)
         assert runner.spend.failure is None
         assert not [c for c in runner._report().conditions if c.type == SPEND_JOURNAL_FAILING]
+        assert _journal_failing(runner) == 0.0
         await client.chat.completions.create(model="auto", messages=MESSAGES)
         assert len(journal.read_bytes().splitlines()) == 2  # journaled again
     finally:
