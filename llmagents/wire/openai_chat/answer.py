@@ -46,6 +46,9 @@ class AnswerMessage(WireModel):
     reasoning_content: str | None = None
     """The model's visible reasoning, as vLLM, DeepSeek and others write it (not OpenAI's
     own API, which shows none); OpenRouter and newer vLLM name it ``reasoning``."""
+    reasoning_details: list[Any] | None = None
+    """OpenRouter's reasoning blocks (``reasoning.text`` with its ``signature``,
+    ``reasoning.summary``, ``reasoning.encrypted``); ``reasoning`` is their text joined."""
 
     @property
     def reasoning_text(self) -> str:

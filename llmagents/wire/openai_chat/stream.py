@@ -42,6 +42,8 @@ class Delta(WireModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     reasoning_content: str | None = None
+    reasoning_details: list[Any] | None = None
+    """Pieces of OpenRouter's reasoning blocks, each with the ``index`` of its block."""
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
 
