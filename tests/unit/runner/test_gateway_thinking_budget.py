@@ -10,22 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 
-from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import ChatRequest, Message, Role
 from llmagents.providers import AnthropicAdapter
-from llmagents.runner.checkpoint import FileCheckpointStore
-from llmagents.runner.lifecycle import Runner
-from llmagents.runner.results import FileResultStore
-from llmagents.runner.status import MemoryStatusSink
 from llmagents.testing.fake_providers import FakeAnthropic
 
-from .conftest import serving
+from .conftest import Edges, runner_config, serving
 
 KEY = "sk-thinking-0123456789"
 ASK = [{"role": "user", "content": "Why is the sky blue?"}]
@@ -38,27 +32,17 @@ async def claude() -> AsyncIterator[FakeAnthropic]:
 
 
 @asynccontextmanager
-async def _serve(claude: FakeAnthropic, tmp_path: Path, limit: float) -> AsyncIterator[str]:
+async def _serve(claude: FakeAnthropic, edges: Edges, limit: float) -> AsyncIterator[str]:
     # The request's 4096 output tokens are estimated at $0.001 each ($4.10 in all), but the
     # worst case is thinking at $0.004 a token: a budget of $L lets through L/0.004 tokens.
-    config = RunnerConfig.model_validate({
-        "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
-        "poolName": "pool",
-        "pool": {"providers": [{"name": "claude", "type": "anthropic",
-                                "model": "claude-sonnet-4-5", "baseURL": claude.base_url,
-                                "secretRef": {"name": "keys"}, "timeout": "5s", "maxRetries": 0,
-                                "pricing": {"inputPerMillion": 1.0, "outputPerMillion": 1000.0,
-                                            "reasoningPerMillion": 4000.0}}]},
-        "mode": "gateway",
-        "budget": {"limit": limit},
-        "checkpointInterval": "30s",
-        "checkpointConfigMap": "agent-a-checkpoint",
-        "apiKeyEnv": {"claude": "K"},
-    })  # fmt: skip
-    runner = Runner(
-        config, api_keys={"claude": KEY}, store=FileCheckpointStore(tmp_path / "c.json"),
-        status_sink=MemoryStatusSink(), results=FileResultStore(tmp_path / "r.jsonl"),
+    config = runner_config(
+        [{"name": "claude", "type": "anthropic", "model": "claude-sonnet-4-5",
+          "baseURL": claude.base_url, "secretRef": {"name": "keys"}, "timeout": "5s",
+          "maxRetries": 0, "pricing": {"inputPerMillion": 1.0, "outputPerMillion": 1000.0,
+                                       "reasoningPerMillion": 4000.0}}],
+        budget={"limit": limit},
     )  # fmt: skip
+    runner = edges.runner(config, api_keys={"claude": KEY})
     async with serving(runner) as origin:
         yield origin
 
@@ -75,10 +59,10 @@ async def _ask(origin: str, *, stream: bool) -> anthropic.types.Message:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
 async def test_a_thinking_budget_above_the_capped_output_limit_is_lowered_below_it(
-    claude: FakeAnthropic, tmp_path: Path, stream: bool, caplog: pytest.LogCaptureFixture
+    claude: FakeAnthropic, edges: Edges, stream: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="llmagents.providers.anthropic")
-    async with _serve(claude, tmp_path, limit=6.0) as origin:
+    async with _serve(claude, edges, limit=6.0) as origin:
         # max_tokens 4096 becomes 1499, budget_tokens 2048 1498.
         answer = await _ask(origin, stream=stream)
 
@@ -90,10 +74,10 @@ async def test_a_thinking_budget_above_the_capped_output_limit_is_lowered_below_
 
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
 async def test_thinking_is_left_off_a_call_whose_capped_output_limit_cannot_hold_1024(
-    claude: FakeAnthropic, tmp_path: Path, stream: bool, caplog: pytest.LogCaptureFixture
+    claude: FakeAnthropic, edges: Edges, stream: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="llmagents.providers.anthropic")
-    async with _serve(claude, tmp_path, limit=4.1) as origin:  # max_tokens 1024
+    async with _serve(claude, edges, limit=4.1) as origin:  # max_tokens 1024
         answer = await _ask(origin, stream=stream)
 
     assert [b.type for b in answer.content] == ["text"]
@@ -138,10 +122,10 @@ def test_fitting_the_thinking_budget_leaves_the_callers_passthrough_unchanged() 
 
 
 async def test_the_front_door_refuses_a_thinking_budget_not_below_max_tokens(
-    claude: FakeAnthropic, tmp_path: Path
+    claude: FakeAnthropic, edges: Edges
 ) -> None:
     async with (
-        _serve(claude, tmp_path, limit=100.0) as origin,
+        _serve(claude, edges, limit=100.0) as origin,
         anthropic.AsyncAnthropic(base_url=origin, api_key="k", max_retries=0) as client,
     ):
         with pytest.raises(anthropic.BadRequestError) as refused:
