@@ -31,6 +31,7 @@ from llmagents.runner import (
     messages_stream,
     messages_translate,
     openai_chat,
+    responses_answer,
     responses_translate,
 )
 from llmagents.runner.responses_stream import ResponsesStream
@@ -114,7 +115,7 @@ def _responses_request() -> object:
 
 
 def _responses_answer() -> object:
-    body = responses_translate.response_object(
+    body = responses_answer.response_object(
         RESPONSES_WIRE, text=ANSWER.text, tool_calls=ANSWER.tool_calls, usage=ANSWER.usage,
         finish_reason=ANSWER.finish_reason, model=ANSWER.model,
     )  # fmt: skip

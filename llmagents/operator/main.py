@@ -62,6 +62,26 @@ def _resources_arg(text: str) -> dict[str, Any] | None:
     return value.to_wire() or None
 
 
+def _env_argument(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    env: str,
+    *,
+    help: str,
+    default: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Add ``flag``, its default taken from the environment variable ``env`` (unset or empty:
+    ``default``), its help ending by naming the variable and the default."""
+    suffix = f"env {env}" if default is None else f"env {env}; default {default}"
+    parser.add_argument(
+        flag,
+        default=os.environ.get(env) or default,
+        help=f"{help.removesuffix('.')} ({suffix}).",
+        **kwargs,
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -71,11 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="Watch every namespace (default)."
     )
-    parser.add_argument(
-        "--image",
-        default=os.environ.get(ENV_IMAGE, DEFAULT_IMAGE),
-        help=f"Runner image for agent pods (env {ENV_IMAGE}; default {DEFAULT_IMAGE}).",
-    )
+    _env_argument(parser, "--image", ENV_IMAGE, default=DEFAULT_IMAGE,
+                  help="Runner image for agent pods.")  # fmt: skip
     parser.add_argument(
         "--image-pull-policy", default="IfNotPresent", help="Pull policy of runner containers."
     )
@@ -88,47 +105,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--onnx-resources", type=_resources_arg, default=None, metavar="JSON",
         help="ONNX sidecar resources for agents whose onnx section sets none (same form).",
     )  # fmt: skip
-    parser.add_argument(
-        "--runner-otlp-endpoint",
-        default=os.environ.get(ENV_RUNNER_OTLP_ENDPOINT) or None,
-        help=f"OTLP endpoint for the runners' traces, e.g. http://otel-collector:4318 "
-        f"(env {ENV_RUNNER_OTLP_ENDPOINT}; default: no traces).",
-    )
-    parser.add_argument(
-        "--runner-otlp-protocol",
-        choices=OTLP_PROTOCOLS,
-        default=os.environ.get(ENV_RUNNER_OTLP_PROTOCOL) or None,
-        help="OTLP protocol of that endpoint: http/protobuf (port 4318, the default) or grpc "
-        f"(port 4317) (env {ENV_RUNNER_OTLP_PROTOCOL}).",
-    )
-    parser.add_argument(
-        "--runner-otel-service-name",
-        default=os.environ.get(ENV_RUNNER_OTEL_SERVICE_NAME) or None,
-        help="service.name of the runners' traces (their OTEL_SERVICE_NAME; default "
-        f"llmagents-runner; env {ENV_RUNNER_OTEL_SERVICE_NAME}).",
-    )
-    parser.add_argument(
-        "--runner-otel-resource-attributes",
-        default=os.environ.get(ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES) or None,
-        metavar="KEY=VALUE,...",
-        help="More resource attributes of the runners' traces, e.g. "
-        "deployment.environment=prod (their OTEL_RESOURCE_ATTRIBUTES; env "
-        f"{ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES}).",
-    )
-    parser.add_argument(
-        "--runner-ca-bundle-config-map",
-        default=os.environ.get(ENV_RUNNER_CA_BUNDLE_CONFIG_MAP) or None,
-        metavar="NAME",
-        help="ConfigMap in each agent's namespace holding PEM CA certificates the runners "
-        "trust besides Mozilla's, mounted read-only as their SSL_CERT_FILE (env "
-        f"{ENV_RUNNER_CA_BUNDLE_CONFIG_MAP}).",
-    )
-    parser.add_argument(
-        "--runner-ca-bundle-key",
-        default=os.environ.get(ENV_RUNNER_CA_BUNDLE_KEY) or "ca.crt",
-        metavar="KEY",
-        help=f"Key of that ConfigMap (default ca.crt; env {ENV_RUNNER_CA_BUNDLE_KEY}).",
-    )
+    _env_argument(parser, "--runner-otlp-endpoint", ENV_RUNNER_OTLP_ENDPOINT,
+                  help="OTLP endpoint for the runners' traces, e.g. http://otel-collector:4318; "
+                  "unset: no traces.")  # fmt: skip
+    _env_argument(parser, "--runner-otlp-protocol", ENV_RUNNER_OTLP_PROTOCOL,
+                  choices=OTLP_PROTOCOLS,
+                  help="OTLP protocol of that endpoint: http/protobuf (port 4318, the default) "
+                  "or grpc (port 4317).")  # fmt: skip
+    _env_argument(parser, "--runner-otel-service-name", ENV_RUNNER_OTEL_SERVICE_NAME,
+                  help="service.name of the runners' traces, their OTEL_SERVICE_NAME; unset: "
+                  "llmagents-runner.")  # fmt: skip
+    _env_argument(parser, "--runner-otel-resource-attributes",
+                  ENV_RUNNER_OTEL_RESOURCE_ATTRIBUTES, metavar="KEY=VALUE,...",
+                  help="More resource attributes of the runners' traces, e.g. "
+                  "deployment.environment=prod: their OTEL_RESOURCE_ATTRIBUTES.")  # fmt: skip
+    _env_argument(parser, "--runner-ca-bundle-config-map", ENV_RUNNER_CA_BUNDLE_CONFIG_MAP,
+                  metavar="NAME",
+                  help="ConfigMap in each agent's namespace holding PEM CA certificates the "
+                  "runners trust besides Mozilla's, mounted read-only as their SSL_CERT_FILE.")  # fmt: skip
+    _env_argument(parser, "--runner-ca-bundle-key", ENV_RUNNER_CA_BUNDLE_KEY, default="ca.crt",
+                  metavar="KEY", help="Key of that ConfigMap.")  # fmt: skip
     parser.add_argument(
         "--liveness", type=int, default=8081, metavar="PORT",
         help="Port of /healthz, /readyz and /metrics (0 = none).",
@@ -140,11 +136,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--leader-election", action=argparse.BooleanOptionalAction, default=True,
         help="Run only while holding a Lease, so that several replicas are safe.",
     )  # fmt: skip
-    parser.add_argument(
-        "--lease-namespace",
-        default=os.environ.get("POD_NAMESPACE", "default"),
-        help="Namespace of the Lease (env POD_NAMESPACE).",
-    )
+    _env_argument(parser, "--lease-namespace", "POD_NAMESPACE", default="default",
+                  help="Namespace of the Lease.")  # fmt: skip
     parser.add_argument(
         "--lease-seconds", type=int, default=30,
         help="How long a silent leader keeps the Lease before a standby takes over.",

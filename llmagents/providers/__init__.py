@@ -64,8 +64,10 @@ def build_adapter(
     api_key: str | None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    agent: str | None = None,
 ) -> ProviderAdapter:
-    """The adapter for ``spec``; ``api_key`` is the value its ``secretRef`` resolved to.
+    """The adapter for ``spec``; ``api_key`` is the value its ``secretRef`` resolved to,
+    ``agent`` the agent it calls for (named in its log lines).
 
     Every type except ``onnx`` needs a key: failing here names the provider to fix instead
     of letting every call come back 401.
@@ -84,6 +86,7 @@ def build_adapter(
         api_key=api_key,
         connect_timeout=connect_timeout,
         max_connections=max_connections,
+        agent=agent,
     )
 
 

@@ -108,11 +108,38 @@ class AnthropicAdapter(ProviderAdapter):
             # without its thinking block, and another provider's (left out above) cannot be
             # sent: this turn is answered without extended thinking instead.
             del payload["thinking"]
-            logger.info("provider %s: thinking left off for a turn whose earlier thinking "
-                        "was another provider's", self.name)  # fmt: skip
+            logger.info("agent %s: provider %s: thinking left off for a turn whose earlier "
+                        "thinking was another provider's", self.agent, self.name)  # fmt: skip
+        self._fit_thinking(payload)
         if stream:
             payload["stream"] = True
         return payload
+
+    def _fit_thinking(self, payload: dict[str, Any]) -> None:
+        """Keep ``thinking.budget_tokens`` below ``max_tokens``, as the API requires.
+
+        The budget may have lowered ``max_tokens`` to what this call can still pay for: the
+        thinking budget is lowered to fit under it, or, when not even the API's minimum of
+        1024 fits, this call is answered without extended thinking. The caller's
+        ``thinking`` object is replaced, never changed (it is the request's passthrough).
+        """
+        thinking = payload.get("thinking")
+        limit = payload["max_tokens"]
+        if wire.thinking_problem(thinking, limit) is None or not isinstance(thinking, dict):
+            return
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < wire.MIN_THINKING_BUDGET:
+            return  # the client's own mistake: the API's refusal tells it what is wrong
+        if limit - 1 >= wire.MIN_THINKING_BUDGET:
+            payload["thinking"] = {**thinking, "budget_tokens": limit - 1}
+            logger.info("agent %s: provider %s: thinking.budget_tokens %d lowered to %d, "
+                        "below max_tokens %d (what the budget left pays for)",
+                        self.agent, self.name, budget, limit - 1, limit)  # fmt: skip
+        else:
+            del payload["thinking"]
+            logger.info("agent %s: provider %s: thinking left off: max_tokens %d (what the "
+                        "budget left pays for) leaves no room for its minimum budget_tokens "
+                        "of %d", self.agent, self.name, limit, wire.MIN_THINKING_BUDGET)  # fmt: skip
 
     def _parse_answer(self, data: Any) -> ChatResponse:
         return parse_message(data, provider=self.name, model=self.model)

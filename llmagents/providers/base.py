@@ -112,8 +112,11 @@ class ProviderAdapter(ABC):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_body: int = DEFAULT_MAX_BODY,
+        agent: str | None = None,
     ) -> None:
         self.name = name
+        self.agent = agent
+        """The agent whose calls these are, for log lines (``None`` outside a runner)."""
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = connect_timeout

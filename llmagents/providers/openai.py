@@ -17,6 +17,10 @@ does not name (``logprobs``, ``reasoning_effort``...) go out unchanged. Tool-cal
 other providers longer than OpenAI's 40 characters are replaced by stable stand-ins
 (``tool_ids``). Answers' and chunks' shapes are ``llmagents.wire.openai_chat``'s.
 
+Reasoning is read from OpenRouter's ``reasoning_details`` blocks when an answer has them
+(``reasoning_details``), else from ``reasoning_content`` or ``reasoning`` (vLLM, DeepSeek);
+none is sent back in later turns.
+
 The output limit goes out as ``max_completion_tokens`` to OpenAI itself (and Azure OpenAI),
 where ``max_tokens`` is deprecated and refused by the reasoning and newer models, and as
 ``max_tokens`` to every other server, since older compatible servers read only that.
@@ -61,6 +65,7 @@ from llmagents.providers.mapping import (
     retry_after_seconds,
     short,
 )
+from llmagents.providers.reasoning_details import DetailsStream, read_details
 from llmagents.providers.sse import SseEvent
 from llmagents.wire import openai_chat as wire
 
@@ -149,7 +154,11 @@ class OpenAIAdapter(ProviderAdapter):
         calls = tuple(
             ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
         )
-        thought = message.reasoning_text
+        if message.reasoning_details:
+            reasoning = read_details(message.reasoning_details, provider=self.name)
+        else:
+            thought = message.reasoning_text
+            reasoning = (Reasoning(thought, provider=self.name),) if thought else ()
         return ChatResponse(
             text=message.content or "",
             usage=_usage(answer.usage),
@@ -157,7 +166,7 @@ class OpenAIAdapter(ProviderAdapter):
             finish_reason=choice.finish_reason,
             provider=self.name,
             tool_calls=calls,
-            reasoning=(Reasoning(thought, provider=self.name),) if thought else (),
+            reasoning=reasoning,
         )
 
     def _stream_decoder(self) -> _OpenAIStream:
@@ -268,6 +277,7 @@ class _OpenAIStream:
         self.done = False
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self._details = DetailsStream(provider)
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
         if event.data.strip() == "[DONE]":
@@ -297,9 +307,14 @@ class _OpenAIStream:
             )
             for d in delta.tool_calls or ()
         )  # fmt: skip
-        thought = delta.reasoning_text
-        if delta.content or calls or thought:
-            return StreamChunk(text=delta.content or "", tool_calls=calls, reasoning=thought)
+        if delta.reasoning_details:  # OpenRouter's blocks; its ``reasoning`` repeats their text
+            piece = self._details.feed(delta.reasoning_details)
+            thought, end = piece.text, piece.end
+        else:
+            thought, end = delta.reasoning_text, None
+        if delta.content or calls or thought or end:
+            return StreamChunk(text=delta.content or "", tool_calls=calls, reasoning=thought,
+                               reasoning_end=end)  # fmt: skip
         return None
 
     def finish(self) -> StreamChunk:

@@ -21,8 +21,9 @@ from llmagents.chat import ChatResponse
 from llmagents.runner import chat_path
 from llmagents.runner.chat_path import ChatCall
 from llmagents.runner.openai_chat import json_bytes, refusal_response
+from llmagents.runner.responses_answer import response_object
 from llmagents.runner.responses_stream import ResponsesStream
-from llmagents.runner.responses_translate import parse_responses, response_object
+from llmagents.runner.responses_translate import parse_responses
 from llmagents.runner.web import Request, Response, StreamingResponse
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def _read(raw: bytes, complexity: Complexity | None) -> chat_path.FrontCall:
             usage=answer.usage,
             finish_reason=answer.finish_reason,
             model=answer.model,
+            reasoning=answer.reasoning,
         )
         return json_bytes(response.document())
 

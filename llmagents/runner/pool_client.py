@@ -253,7 +253,7 @@ class PoolClient:
                     else "its calls count at $0: the agent has no budget",
                 )
         adapters = {
-            spec.name: build_adapter(spec, api_key=api_keys.get(spec.name))
+            spec.name: build_adapter(spec, api_key=api_keys.get(spec.name), agent=config.agent.name)
             for spec in config.pool.providers
         }
         manager = ProviderManager(

@@ -12,15 +12,17 @@ from typing import Any
 
 from llmagents.chat import StreamChunk, ToolCallDelta, Usage
 from llmagents.runner.custom_tools import custom_names, input_of
-from llmagents.runner.responses_translate import ending, skeleton, usage_object
+from llmagents.runner.responses_answer import ending, skeleton, usage_object
 from llmagents.wire.responses import (
     OutputCustomToolCall,
     OutputFunctionCall,
     OutputItem,
     OutputMessage,
+    OutputReasoning,
     OutputText,
     ResponseError,
     ResponsesRequest,
+    SummaryText,
     new_id,
     sse_event,
 )
@@ -30,9 +32,10 @@ class ResponsesStream:
     """Encodes one streamed answer as the Responses API's events, in OpenAI's order.
 
     ``response.created`` and ``response.in_progress``; then per output item
-    ``response.output_item.added``, its deltas (``response.content_part.added`` and
-    ``response.output_text.delta`` for text, ``response.function_call_arguments.delta`` for
-    a call) and its closing events (``...done``, ``response.output_item.done``); finally
+    ``response.output_item.added``, its deltas (``response.reasoning_summary_part.added`` and
+    ``response.reasoning_summary_text.delta`` for reasoning, ``response.content_part.added``
+    and ``response.output_text.delta`` for text, ``response.function_call_arguments.delta``
+    for a call) and its closing events (``...done``, ``response.output_item.done``); finally
     ``response.completed`` (or ``response.incomplete`` when the answer was cut by the token
     limit) with the whole response and its usage. A provider failing mid-answer ends the
     stream with ``response.failed``, which the SDKs raise, never a silent end.
@@ -60,10 +63,37 @@ class ResponsesStream:
         return self._lifecycle("response.created") + self._lifecycle("response.in_progress")
 
     def chunk(self, chunk: StreamChunk) -> bytes:
-        events = self.text(chunk.text) if chunk.text else b""
+        events = self.reasoning(chunk.reasoning) if chunk.reasoning else b""
+        if chunk.reasoning_end is not None and isinstance(self._open, OutputReasoning):
+            events += self._close()  # the next block of reasoning is an item of its own
+        if chunk.text:
+            events += self.text(chunk.text)
         for delta in chunk.tool_calls:
             events += self.tool_call(delta)
         return events
+
+    def reasoning(self, delta: str) -> bytes:
+        events = b""
+        if not isinstance(self._open, OutputReasoning):
+            events += self._close()
+            item = OutputReasoning(id=new_id("rs"), summary=[], status="in_progress")
+            events += self._add(item)
+            item.summary.append(SummaryText(text=""))
+            events += self._event(
+                "response.reasoning_summary_part.added",
+                **self._where(item),
+                summary_index=0,
+                part=_dump(item.summary[0]),
+            )
+        opened = self._open
+        assert isinstance(opened, OutputReasoning)
+        opened.summary[0].text += delta
+        return events + self._event(
+            "response.reasoning_summary_text.delta",
+            **self._where(opened),
+            summary_index=0,
+            delta=delta,
+        )
 
     def text(self, delta: str) -> bytes:
         events = b""
@@ -164,6 +194,17 @@ class ResponsesStream:
             events += self._event(
                 "response.content_part.done", **where, content_index=0, part=_dump(part)
             )
+        elif isinstance(item, OutputReasoning):
+            summary = item.summary[0]
+            events = self._event(
+                "response.reasoning_summary_text.done", **where, summary_index=0, text=summary.text
+            )
+            events += self._event(
+                "response.reasoning_summary_part.done",
+                **where,
+                summary_index=0,
+                part=_dump(summary),
+            )
         elif isinstance(item, OutputCustomToolCall):
             events = self._event(
                 "response.custom_tool_call_input.delta", **where, delta=item.input
@@ -180,5 +221,5 @@ class ResponsesStream:
         )
 
 
-def _dump(model: OutputItem | OutputText) -> dict[str, Any]:
+def _dump(model: OutputItem | OutputText | SummaryText) -> dict[str, Any]:
     return model.model_dump(mode="json")

@@ -2,7 +2,8 @@
 
 Pure functions, no I/O: the route (``front_responses``) parses a body with
 ``parse_responses``, has the ``ChatRequest`` answered like any chat call, and writes the
-answer with ``response_object`` or, streamed, with ``responses_stream.ResponsesStream``.
+answer with ``responses_answer.response_object`` or, streamed, with
+``responses_stream.ResponsesStream``.
 
 Input items become chat messages in order: ``instructions`` first as a system message,
 ``developer`` and ``system`` messages as system messages, consecutive ``function_call``
@@ -15,17 +16,15 @@ OpenAI refuses it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from llmagents.chat import (
     ChatRequest,
     ContentPart,
-    FinishReason,
     ImagePart,
     Message,
     ResponseFormat,
@@ -36,10 +35,9 @@ from llmagents.chat import (
     ToolCall,
     ToolChoice,
     ToolChoiceMode,
-    Usage,
 )
 from llmagents.runner.chat_path import Refusal
-from llmagents.runner.custom_tools import arguments_of, as_function, custom_names, input_of
+from llmagents.runner.custom_tools import arguments_of, as_function
 from llmagents.wire import extras
 from llmagents.wire.responses import (
     ContentPart as WirePart,
@@ -50,23 +48,13 @@ from llmagents.wire.responses import (
     CustomToolCallOutputItem,
     FunctionCallItem,
     FunctionCallOutputItem,
-    IncompleteDetails,
     InputImage,
-    InputTokensDetails,
     MessageItem,
-    OutputCustomToolCall,
-    OutputFunctionCall,
-    OutputMessage,
     OutputRefusal,
-    OutputText,
-    OutputTokensDetails,
-    ResponseObject,
     ResponsesRequest,
-    ResponseUsage,
     TextFormatJsonObject,
     TextFormatJsonSchema,
     ToolChoiceFunction,
-    new_id,
 )
 
 _ROLES = {
@@ -202,7 +190,8 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
             messages.append(
                 Message(Role.TOOL, output, tool_call_id=item.call_id, name=calls[item.call_id])
             )
-        # reasoning items carry no content another provider can read: dropped
+        # reasoning items carry nothing another provider could read (the gateway shows
+        # reasoning as summaries and never hands out encrypted content): dropped
     if not any(m.role is not Role.SYSTEM for m in messages):
         raise Refusal(
             400, "input must hold at least one message or tool call output", param="input"
@@ -306,96 +295,3 @@ def _response_format(wire: ResponsesRequest) -> ResponseFormat | None:
     if isinstance(form, TextFormatJsonObject):
         return ResponseFormat(ResponseFormatType.JSON_OBJECT)
     return None
-
-
-# -- answers ----------------------------------------------------------------------------------
-
-
-def usage_object(usage: Usage) -> ResponseUsage:
-    return ResponseUsage(
-        input_tokens=usage.input_tokens,
-        input_tokens_details=InputTokensDetails(cached_tokens=usage.cached_input_tokens),
-        output_tokens=usage.output_tokens,
-        output_tokens_details=OutputTokensDetails(reasoning_tokens=usage.reasoning_tokens),
-        total_tokens=usage.total_tokens,
-    )
-
-
-def ending(
-    finish_reason: str | None,
-) -> tuple[Literal["completed", "incomplete"], IncompleteDetails | None]:
-    if finish_reason == FinishReason.LENGTH:
-        return "incomplete", IncompleteDetails(reason="max_output_tokens")
-    if finish_reason == FinishReason.CONTENT_FILTER:
-        return "incomplete", IncompleteDetails(reason="content_filter")
-    return "completed", None
-
-
-def skeleton(wire: ResponsesRequest, rid: str, model: str, created: int) -> ResponseObject:
-    """The response object before any output: what every lifecycle event repeats."""
-    text: dict[str, Any] = {"format": {"type": "text"}}
-    if wire.text is not None and wire.text.format is not None:
-        text = {"format": wire.text.format.model_dump(mode="json", by_alias=True)}
-    return ResponseObject(
-        id=rid,
-        created_at=created,
-        status="in_progress",
-        instructions=wire.instructions,
-        max_output_tokens=wire.max_output_tokens,
-        model=model,
-        parallel_tool_calls=wire.parallel_tool_calls is not False,
-        temperature=wire.temperature if wire.temperature is not None else 1.0,
-        text=text,
-        tool_choice=wire.tool_choice.model_dump(mode="json")
-        if isinstance(wire.tool_choice, ToolChoiceFunction)
-        else wire.tool_choice or "auto",
-        tools=[t.model_dump(mode="json", exclude_none=True) for t in wire.tools],
-        top_p=wire.top_p if wire.top_p is not None else 1.0,
-        user=wire.user,
-        metadata=wire.metadata or {},
-    )
-
-
-def response_object(
-    wire: ResponsesRequest,
-    *,
-    text: str,
-    tool_calls: Iterable[ToolCall],
-    usage: Usage,
-    finish_reason: str | None,
-    model: str,
-) -> ResponseObject:
-    """The whole answer of a non-streamed call."""
-    response = skeleton(wire, new_id("resp"), model, int(time.time()))
-    response.status, response.incomplete_details = ending(finish_reason)
-    item_status = "incomplete" if response.incomplete_details else "completed"
-    calls = list(tool_calls)
-    if text or not calls:
-        response.output.append(
-            OutputMessage(
-                id=new_id("msg"),
-                status=item_status,
-                content=[OutputText(type="output_text", text=text)],
-            )
-        )
-    custom = custom_names(wire)
-    for call in calls:
-        response.output.append(
-            OutputCustomToolCall(
-                id=new_id("ctc"),
-                call_id=call.id,
-                name=call.name,
-                input=input_of(call.arguments),
-                status="completed",
-            )
-            if call.name in custom
-            else OutputFunctionCall(
-                id=new_id("fc"),
-                call_id=call.id,
-                name=call.name,
-                arguments=call.arguments,
-                status="completed",
-            )
-        )
-    response.usage = usage_object(usage)
-    return response

@@ -20,6 +20,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic_core import PydanticCustomError
 
 from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
 
@@ -27,6 +28,8 @@ VERSION = "2023-06-01"
 """The ``anthropic-version`` header the adapter sends."""
 TOOL_USE_ID = r"^[a-zA-Z0-9_-]+$"
 """Ids of ``tool_use`` blocks must match this; others are mapped by the adapter."""
+MIN_THINKING_BUDGET = 1024
+"""The least ``thinking.budget_tokens`` the API takes; it must also be below ``max_tokens``."""
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,128}$"
 
 # -- content blocks ---------------------------------------------------------------------------
@@ -149,7 +152,27 @@ class MessagesRequest(StrictWireModel):
         schemas = [t.input_schema for t in self.tools or ()]
         if not finite_json(extras(self)) or not finite_json(schemas):
             raise ValueError("numbers must be finite (no NaN or Infinity) and nesting bounded")
+        problem = thinking_problem(extras(self).get("thinking"), self.max_tokens)
+        if problem is not None:
+            raise PydanticCustomError("thinking", problem)
         return self
+
+
+def thinking_problem(thinking: Any, max_tokens: int) -> str | None:
+    """Why the API refuses ``thinking`` beside ``max_tokens`` (it checks the budget of
+    ``{"type": "enabled", "budget_tokens": N}``: at least 1024, below ``max_tokens``), or
+    ``None``. Other types (``disabled``, ``adaptive``) have no budget to check."""
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        return "thinking.enabled.budget_tokens: Input should be a valid integer"
+    if budget < MIN_THINKING_BUDGET:
+        return (f"thinking.enabled.budget_tokens: Input should be greater than or equal to "
+                f"{MIN_THINKING_BUDGET}")  # fmt: skip
+    if budget >= max_tokens:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    return None
 
 
 # -- answer -----------------------------------------------------------------------------------

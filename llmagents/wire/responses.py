@@ -315,7 +315,21 @@ class OutputCustomToolCall(WireModel):
     status: Literal["in_progress", "completed", "incomplete"]
 
 
-OutputItem = OutputMessage | OutputFunctionCall | OutputCustomToolCall
+class SummaryText(WireModel):
+    type: Literal["summary_text"] = "summary_text"
+    text: str
+
+
+class OutputReasoning(WireModel):
+    """The model's visible reasoning, as a reasoning summary (what OpenAI's models show)."""
+
+    type: Literal["reasoning"] = "reasoning"
+    id: str
+    summary: list[SummaryText]
+    status: Literal["in_progress", "completed", "incomplete"]
+
+
+OutputItem = OutputMessage | OutputFunctionCall | OutputCustomToolCall | OutputReasoning
 
 
 class InputTokensDetails(WireModel):

@@ -26,8 +26,9 @@ import pytest
 from test_operator import OperatorProcess, get
 from test_runner_e2e import crds, operator  # noqa: F401  (fixtures; crds is autouse)
 
-from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
+from llmagents.testing.fake_providers import ThreadedFake
 from tooling.audit import Prices, audit
+from tooling.chaos import ROUNDS, flapping_fakes, pool_spec
 from tooling.cluster import ClusterInfo, Kubectl
 from tooling.kubelet import ProcessKubelet
 from tooling.polling import eventually
@@ -54,25 +55,13 @@ def kubelet(cluster: ClusterInfo, namespace: str, tmp_path: Path) -> Iterator[Pr
 
 @pytest.fixture
 def fakes() -> Iterator[tuple[ThreadedFake, ThreadedFake]]:
-    flapping = FaultPlan(fail_rate=0.3, fail_with=["503", "reset", "429"], latency="20:120")
-    primary = FakeOpenAI(api_key=KEY, faults=flapping).start_in_thread()
-    fallback = FakeOpenAI(api_key=KEY, faults=FaultPlan(latency="20:120")).start_in_thread()
-    yield primary, fallback
-    primary.stop()
-    fallback.stop()
+    with flapping_fakes(KEY, latency="20:120") as pair:
+        yield pair
 
 
 def setup(kubectl: Kubectl, primary: str, fallback: str, *, chaos_agent: bool = True) -> None:
     kubectl("create", "secret", "generic", "keys", f"--from-literal=key={KEY}")
-    provider = {"type": "openai", "secretRef": {"name": "keys", "key": "key"},
-                "pricing": PRICES, "timeout": "5s", "maxRetries": 1}  # fmt: skip
-    pool = {"providers": [
-                {**provider, "name": "primary", "model": "gpt-4o-mini", "baseURL": primary,
-                 "priority": 1},
-                {**provider, "name": "fallback", "model": "gpt-4.1", "baseURL": fallback,
-                 "priority": 2}],
-            "retry": {"initialDelay": "10ms", "jitter": 0},
-            "circuitBreaker": {"maxFailures": 3, "recoveryTime": "1s"}}  # fmt: skip
+    pool = pool_spec(primary, fallback, prices=PRICES, secret_key="key")
     kubectl.apply(json.dumps({"apiVersion": "llmagents.dev/v1alpha1", "kind": "ProviderPool",
                               "metadata": {"name": "pool"}, "spec": pool}))  # fmt: skip
     if not chaos_agent:
@@ -121,10 +110,6 @@ def runner_log(kubelet: ProcessKubelet, namespace: str, kubectl: Kubectl) -> str
         if container.container == "runner" and container.log_path.exists():
             lines.append(container.log_path.read_text(errors="replace")[-4000:])
     return "\n".join(lines)
-
-
-ROUNDS = range(int(os.environ.get("LLMAGENTS_CHAOS_ROUNDS") or 1))
-"""``LLMAGENTS_CHAOS_ROUNDS=20`` repeats the test (each round with its own seed)."""
 
 
 @pytest.mark.timeout(170)

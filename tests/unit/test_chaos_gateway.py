@@ -37,8 +37,9 @@ import httpx
 import pytest
 import yaml
 
-from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
+from llmagents.testing.fake_providers import ThreadedFake
 from tooling.audit import Prices, audit_spend
+from tooling.chaos import ROUNDS, flapping_fakes, pool_documents
 
 PRICES = {"inputPerMillion": 100.0, "outputPerMillion": 200.0}
 KILLS = 12
@@ -48,37 +49,19 @@ GATEWAY_LINE = re.compile(r"gateway at http://127\.0\.0\.1:(\d+)/v1")
 
 
 def manifest(primary: str, fallback: str) -> str:
-    provider = {"type": "openai", "secretRef": {"name": "keys", "key": "openai"},
-                "pricing": PRICES, "timeout": "5s", "maxRetries": 1}  # fmt: skip
-    docs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
-         "stringData": {"openai": KEY}},
-        {"apiVersion": "llmagents.dev/v1alpha1", "kind": "ProviderPool",
-         "metadata": {"name": "pool"},
-         "spec": {"providers": [
-                      {**provider, "name": "primary", "model": "gpt-4o-mini",
-                       "baseURL": primary, "priority": 1},
-                      {**provider, "name": "fallback", "model": "gpt-4.1",
-                       "baseURL": fallback, "priority": 2}],
-                  "retry": {"initialDelay": "10ms", "jitter": 0},
-                  "circuitBreaker": {"maxFailures": 3, "recoveryTime": "1s"}}},
-        {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
-         "metadata": {"name": "chaos-gateway"},
-         "spec": {"poolRef": {"name": "pool"}, "budget": {"limit": 10000, "period": "total"},
-                  "checkpointInterval": "30s",
-                  "work": {"agent": {"image": "example.test/agent:1"}}}},
-    ]  # fmt: skip
-    return yaml.safe_dump_all(docs)
+    agent = {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
+             "metadata": {"name": "chaos-gateway"},
+             "spec": {"poolRef": {"name": "pool"}, "budget": {"limit": 10000, "period": "total"},
+                      "checkpointInterval": "30s",
+                      "work": {"agent": {"image": "example.test/agent:1"}}}}  # fmt: skip
+    docs = pool_documents(primary, fallback, prices=PRICES, api_key=KEY)
+    return yaml.safe_dump_all([*docs, agent])
 
 
 @pytest.fixture
 def fakes() -> Iterator[tuple[ThreadedFake, ThreadedFake]]:
-    flapping = FaultPlan(fail_rate=0.3, fail_with=["503", "reset", "429"], latency="20:80")
-    primary = FakeOpenAI(api_key=KEY, faults=flapping).start_in_thread()
-    fallback = FakeOpenAI(api_key=KEY, faults=FaultPlan(latency="20:80")).start_in_thread()
-    yield primary, fallback
-    primary.stop()
-    fallback.stop()
+    with flapping_fakes(KEY) as pair:
+        yield pair
 
 
 @dataclass
@@ -145,10 +128,6 @@ async def _read_stderr(proc: asyncio.subprocess.Process, lines: list[str],
             started.set()
         if found := GATEWAY_LINE.search(line):
             port.append(int(found.group(1)))
-
-
-ROUNDS = range(int(os.environ.get("LLMAGENTS_CHAOS_ROUNDS") or 1))
-"""``LLMAGENTS_CHAOS_ROUNDS=20`` repeats the test (each round with its own seed)."""
 
 
 @pytest.mark.timeout(170)

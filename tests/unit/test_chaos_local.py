@@ -21,52 +21,35 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from llmagents.testing.fake_providers import FakeOpenAI, FaultPlan, ThreadedFake
+from llmagents.testing.fake_providers import ThreadedFake
 from tooling.audit import Prices, audit
+from tooling.chaos import ROUNDS, flapping_fakes, pool_documents
 
 TASKS = [f"task-{i:02d}" for i in range(60)]
 PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
 KILLS = 15
+KEY = "sk-chaos"
 
 
 def manifest(primary: str, fallback: str) -> str:
-    provider = {"type": "openai", "secretRef": {"name": "keys", "key": "openai"},
-                "pricing": PRICES, "timeout": "5s", "maxRetries": 1}  # fmt: skip
-    docs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
-         "stringData": {"openai": "sk-chaos"}},
-        {"apiVersion": "llmagents.dev/v1alpha1", "kind": "ProviderPool",
-         "metadata": {"name": "pool"},
-         "spec": {"providers": [
-                      {**provider, "name": "primary", "model": "gpt-4o-mini",
-                       "baseURL": primary, "priority": 1},
-                      {**provider, "name": "fallback", "model": "gpt-4.1",
-                       "baseURL": fallback, "priority": 2}],
-                  "retry": {"initialDelay": "10ms", "jitter": 0},
-                  "circuitBreaker": {"maxFailures": 3, "recoveryTime": "1s"}}},
-        {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
-         "metadata": {"name": "chaos"},
-         "spec": {"poolRef": {"name": "pool"}, "budget": {"limit": 50, "period": "total"},
-                  "checkpointInterval": "30s",
-                  "work": {"tasks": [{"name": name, "prompt": f"Chaos question {name}?"}
-                                     for name in TASKS]}}},
-    ]  # fmt: skip
-    return yaml.safe_dump_all(docs)
+    agent = {"apiVersion": "llmagents.dev/v1alpha1", "kind": "LLMAgent",
+             "metadata": {"name": "chaos"},
+             "spec": {"poolRef": {"name": "pool"}, "budget": {"limit": 50, "period": "total"},
+                      "checkpointInterval": "30s",
+                      "work": {"tasks": [{"name": name, "prompt": f"Chaos question {name}?"}
+                                         for name in TASKS]}}}  # fmt: skip
+    docs = pool_documents(primary, fallback, prices=PRICES, api_key=KEY)
+    return yaml.safe_dump_all([*docs, agent])
 
 
 @pytest.fixture
 def fakes() -> Iterator[tuple[ThreadedFake, ThreadedFake]]:
-    flapping = FaultPlan(fail_rate=0.3, fail_with=["503", "reset", "429"], latency="20:80")
-    primary = FakeOpenAI(api_key="sk-chaos", faults=flapping).start_in_thread()
-    fallback = FakeOpenAI(api_key="sk-chaos", faults=FaultPlan(latency="20:80")).start_in_thread()
-    yield primary, fallback
-    primary.stop()
-    fallback.stop()
+    with flapping_fakes(KEY) as pair:
+        yield pair
 
 
 def _env() -> dict[str, str]:
@@ -86,10 +69,6 @@ def _started(proc: subprocess.Popen[str], lines: list[str]) -> threading.Event:
 
     threading.Thread(target=read, daemon=True).start()
     return started
-
-
-ROUNDS = range(int(os.environ.get("LLMAGENTS_CHAOS_ROUNDS") or 1))
-"""``LLMAGENTS_CHAOS_ROUNDS=20`` repeats the test (each round with its own seed)."""
 
 
 @pytest.mark.timeout(170)

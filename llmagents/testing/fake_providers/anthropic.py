@@ -7,7 +7,8 @@ the stream's event sequence and the ``{"type": "error", "error": {...}}`` error 
 With ``thinking`` enabled, an answer starts with a ``thinking`` block signed by this fake
 alone (an HMAC under a key of its own), and, as the real API does, a request is refused
 whose thinking blocks bear a signature this fake did not make, or whose final assistant
-turn calls tools without starting with its thinking block.
+turn calls tools without starting with its thinking block, or whose ``budget_tokens`` is
+below 1024 or not below ``max_tokens`` (``wire.anthropic.thinking_problem``).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class FakeAnthropic(FakeProviderServer):
         except ValidationError as invalid:
             error = invalid.errors(include_url=False)[0]
             where = ".".join(str(p) for p in error["loc"])
-            raise Reject(400, f"{where}: {error['msg']}") from None
+            raise Reject(400, f"{where}: {error['msg']}" if where else error["msg"]) from None
         if body.model not in self.models:
             raise Reject(404, f"model: {body.model}")
         call = _chat_call(body)

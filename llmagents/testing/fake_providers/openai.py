@@ -5,13 +5,19 @@ Errors use OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with its
 (``invalid_api_key``, ``model_not_found``, ``rate_limit_exceeded``); a stream honours
 ``stream_options.include_usage`` with the usage-only chunk before ``data: [DONE]``. With
 ``api_key=None`` it accepts calls without a key, like vLLM, Ollama or the ONNX sidecar.
+
+Asked to reason (``reasoning_effort``), it shows its reasoning as ``reasoning_content``, as
+vLLM and DeepSeek do. With ``openrouter_reasoning`` it is OpenRouter serving a model that
+reasons on every call, shown as ``reasoning`` and ``reasoning_details``: ``"openai"`` a
+summary and an encrypted block (OpenAI's models), ``"anthropic"`` a text block with its
+signature (Claude's thinking), streamed in pieces with the signature or encrypted block last.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -58,6 +64,12 @@ class FakeOpenAI(FakeProviderServer):
     api_prefix = "/v1"
     tool_id_prefix = "call_"
 
+    def __init__(
+        self, *, openrouter_reasoning: Literal["openai", "anthropic"] | None = None, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.openrouter_reasoning = openrouter_reasoning
+
     def _routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/chat/completions", self._handle_chat),
@@ -92,8 +104,35 @@ class FakeOpenAI(FakeProviderServer):
         call = chat_call(body)
         # A reasoning model asked to reason (vLLM with a reasoning parser, DeepSeek's
         # reasoner): its answer shows the reasoning as reasoning_content.
-        call.thinking = extras(body).get("reasoning_effort") is not None
+        call.thinking = (
+            extras(body).get("reasoning_effort") is not None
+            or self.openrouter_reasoning is not None
+        )
         return call
+
+    def _details(self, thought: str, *, end: bool) -> list[dict[str, Any]]:
+        """OpenRouter's ``reasoning_details`` for ``thought`` (a whole block, or a piece),
+        with the block's signature or encrypted data when ``end``."""
+        if self.openrouter_reasoning == "anthropic":
+            detail = {"type": "reasoning.text", "text": thought, "format": "anthropic-claude-v1",
+                      "index": 0}  # fmt: skip
+            if end:
+                detail["signature"] = OPENROUTER_SIGNATURE
+            return [detail]
+        form = "openai-responses-v1"
+        details = [{"type": "reasoning.summary", "summary": thought, "format": form, "index": 0}]
+        if end:
+            details.append({"type": "reasoning.encrypted", "data": OPENROUTER_ENCRYPTED, "format": form,
+                            "index": 0})  # fmt: skip
+        return details if thought else details[1:]
+
+    def _reasoning_fields(self, thought: str | None, *, end: bool = True) -> dict[str, Any]:
+        if thought is None:
+            return {}
+        if self.openrouter_reasoning is None:
+            return {"reasoning_content": thought}
+        return {"reasoning": thought or None,
+                "reasoning_details": self._details(thought, end=end)}  # fmt: skip
 
     async def _list_models(self, request: web.Request) -> web.Response:
         try:
@@ -119,7 +158,7 @@ class FakeOpenAI(FakeProviderServer):
         ]  # fmt: skip
         message = wire.AnswerMessage(content=answer.text if not calls else None,
                                      tool_calls=calls or None,
-                                     reasoning_content=_thought(call))  # fmt: skip
+                                     **self._reasoning_fields(_thought(call)))  # fmt: skip
         completion = wire.ChatCompletion(
             id=f"chatcmpl-fake{self._next_id():06d}",
             created=int(time.time()),
@@ -146,10 +185,12 @@ class FakeOpenAI(FakeProviderServer):
 
         events = [(event(wire.Delta(role="assistant", content="")), False)]
         thought = _thought(call)
-        if thought:  # as vLLM and DeepSeek stream it: reasoning deltas before the content
+        if thought:  # reasoning deltas before the content
             half = len(thought) // 2
-            events += [(event(wire.Delta(reasoning_content=p)), True)
+            events += [(event(wire.Delta(**self._reasoning_fields(p, end=False))), True)
                        for p in (thought[:half], thought[half:])]  # fmt: skip
+            if self.openrouter_reasoning is not None:  # the block's signature or data
+                events.append((event(wire.Delta(**self._reasoning_fields(""))), False))
         events += [(event(wire.Delta(content=p)), True) for p in answer.pieces]
         for index, tool_call in enumerate(answer.tool_calls):
             arguments = tool_call.arguments_json
@@ -172,6 +213,12 @@ class FakeOpenAI(FakeProviderServer):
     def _stream_error_event(self) -> bytes:
         _, _, message = _ERRORS[503]
         return self._sse("", json.dumps(wire.error_body(message, kind="server_error")))
+
+
+OPENROUTER_SIGNATURE = "RXVGYWtlU2lnbmF0dXJlT2ZPcGVuUm91dGVy"
+"""The signature OpenRouter passes on with a Claude thinking block (opaque base64)."""
+OPENROUTER_ENCRYPTED = "gAAAAABfakeEncryptedReasoningOfOpenRouter"
+"""OpenAI's encrypted reasoning, as OpenRouter passes it on (opaque)."""
 
 
 def _thought(call: ChatCall) -> str | None:

@@ -41,6 +41,25 @@ async def fakes() -> AsyncIterator[Fakes]:
         yield Fakes(primary, fallback, local)
 
 
+def runner_config(
+    providers: list[dict[str, Any]], *, pool: dict[str, Any] | None = None, **fields: Any
+) -> RunnerConfig:
+    """The configuration of agent ``ns/agent-a``'s runner over ``providers``: a gateway
+    (``fields`` add to or replace the document's: ``mode``, ``tasks``, ``budget``...; a None
+    is left out), each provider's key in its own variable."""
+    document: dict[str, Any] = {
+        "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
+        "poolName": "pool",
+        "pool": {"providers": providers, **(pool or {})},
+        "mode": "gateway",
+        "checkpointInterval": "30s",
+        "checkpointConfigMap": "agent-a-checkpoint",
+        "apiKeyEnv": {p["name"]: f"K{i}" for i, p in enumerate(providers, 1) if "secretRef" in p},
+        **fields,
+    }
+    return RunnerConfig.model_validate({k: v for k, v in document.items() if v is not None})
+
+
 def config(
     fakes: Fakes,
     *,
@@ -66,20 +85,16 @@ def config(
     if isinstance(tasks, int):
         tasks = [{"name": f"task-{i}", "prompt": f"Question number {i}?"} for i in range(tasks)]
     document: dict[str, Any] = {
-        "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
-        "poolName": "pool",
-        "pool": {"providers": providers, "retry": {"initialDelay": "10ms", "jitter": 0},
-                 "circuitBreaker": {"maxFailures": 2, "recoveryTime": "30s"}, **(pool or {})},
         "mode": "tasks" if tasks is not None else "gateway",
         "tasks": tasks,
         "budget": budget,
-        "checkpointInterval": "30s",
-        "checkpointConfigMap": "agent-a-checkpoint",
         "onnxUrl": fakes.local.url if local else None,
         "apiKeyEnv": {"primary": "KEY_PRIMARY", "fallback": "KEY_FALLBACK"},
         **fields,
-    }  # fmt: skip
-    return RunnerConfig.model_validate({k: v for k, v in document.items() if v is not None})
+    }
+    resilience = {"retry": {"initialDelay": "10ms", "jitter": 0},
+                  "circuitBreaker": {"maxFailures": 2, "recoveryTime": "30s"}}  # fmt: skip
+    return runner_config(providers, pool={**resilience, **(pool or {})}, **document)
 
 
 KEYS = {"primary": PRIMARY_KEY, "fallback": FALLBACK_KEY}
@@ -164,7 +179,7 @@ class Pod:
 
 
 @pytest.fixture
-async def pod(tmp_path: Path) -> AsyncIterator[Pod]:
+async def pod(edges: Edges) -> AsyncIterator[Pod]:
     async with (
         FakeAnthropic(api_key=POD_KEY) as claude,
         FakeOpenAI(api_key=POD_KEY) as gpt,
@@ -172,32 +187,21 @@ async def pod(tmp_path: Path) -> AsyncIterator[Pod]:
     ):
         common = {"secretRef": {"name": "keys"}, "timeout": "5s", "maxRetries": 0,
                   "pricing": {"inputPerMillion": 1.0, "outputPerMillion": 2.0}}  # fmt: skip
-        config = RunnerConfig.model_validate({
-            "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
-            "poolName": "pool",
-            "pool": {
-                "providers": [
-                    {"name": "claude", "type": "anthropic", "model": "claude-haiku-4-5",
-                     "priority": 1, "baseURL": claude.base_url, **common},
-                    {"name": "gpt", "type": "openai", "model": "gpt-4.1", "priority": 2,
-                     "baseURL": gpt.base_url, "capabilities": {"vision": False}, **common},
-                    {"name": "gemini", "type": "gemini", "model": "gemini-2.5-flash",
-                     "priority": 3, "baseURL": gemini.base_url, **common},
-                ],
-                "models": {"smart": ["claude", "gemini"]},
-                # Every failure opens the breaker, so that a provider down stays skipped.
-                "circuitBreaker": {"maxFailures": 1, "recoveryTime": "1ms"},
-            },
-            "mode": "gateway",
-            "budget": {"limit": 100},
-            "checkpointInterval": "30s",
-            "checkpointConfigMap": "agent-a-checkpoint",
-            "apiKeyEnv": {"claude": "K1", "gpt": "K2", "gemini": "K3"},
-        })  # fmt: skip
-        runner = Runner(
-            config, api_keys={"claude": POD_KEY, "gpt": POD_KEY, "gemini": POD_KEY},
-            store=FileCheckpointStore(tmp_path / "checkpoint.json"),
-            status_sink=MemoryStatusSink(), results=FileResultStore(tmp_path / "results.jsonl"),
+        providers = [
+            {"name": "claude", "type": "anthropic", "model": "claude-haiku-4-5",
+             "priority": 1, "baseURL": claude.base_url, **common},
+            {"name": "gpt", "type": "openai", "model": "gpt-4.1", "priority": 2,
+             "baseURL": gpt.base_url, "capabilities": {"vision": False}, **common},
+            {"name": "gemini", "type": "gemini", "model": "gemini-2.5-flash",
+             "priority": 3, "baseURL": gemini.base_url, **common},
+        ]  # fmt: skip
+        config = runner_config(
+            providers,
+            # Every failure opens the breaker, so that a provider down stays skipped.
+            pool={"models": {"smart": ["claude", "gemini"]},
+                  "circuitBreaker": {"maxFailures": 1, "recoveryTime": "1ms"}},
+            budget={"limit": 100},
         )  # fmt: skip
+        runner = edges.runner(config, api_keys=dict.fromkeys(("claude", "gpt", "gemini"), POD_KEY))
         async with serving(runner) as origin:
             yield Pod(runner, f"{origin}/v1", claude, gpt, gemini)

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 
-from llmagents.api.runner_config import RunnerConfig
-from llmagents.runner.checkpoint import FileCheckpointStore
 from llmagents.runner.lifecycle import Runner
-from llmagents.runner.results import FileResultStore
-from llmagents.runner.status import MemoryStatusSink
 from llmagents.testing.fake_providers import FakeAnthropic, FakeOpenAI
 
-from .conftest import serving
+from .conftest import Edges, runner_config, serving
 
 KEY = "sk-thinking-0123456789"
 THINKING = {"type": "enabled", "budget_tokens": 1024}
@@ -54,7 +49,7 @@ class Thinkers:
 
 
 @pytest.fixture
-async def thinkers(tmp_path: Path) -> AsyncIterator[Thinkers]:
+async def thinkers(edges: Edges) -> AsyncIterator[Thinkers]:
     async with (
         FakeAnthropic(api_key=KEY) as first,
         FakeAnthropic(api_key=KEY) as second,
@@ -70,21 +65,12 @@ async def thinkers(tmp_path: Path) -> AsyncIterator[Thinkers]:
             {"name": "gpt", "type": "openai", "model": "gpt-4.1", "priority": 3,
              "baseURL": gpt.base_url, **common},
         ]  # fmt: skip
-        config = RunnerConfig.model_validate({
-            "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
-            "poolName": "pool",
-            "pool": {"providers": providers, "models": {"claudes": ["claude-a", "claude-b"]},
-                     "circuitBreaker": {"maxFailures": 1, "recoveryTime": "1ms"}},
-            "mode": "gateway",
-            "checkpointInterval": "30s",
-            "checkpointConfigMap": "agent-a-checkpoint",
-            "apiKeyEnv": {"claude-a": "K1", "claude-b": "K2", "gpt": "K3"},
-        })  # fmt: skip
-        runner = Runner(
-            config, api_keys={"claude-a": KEY, "claude-b": KEY, "gpt": KEY},
-            store=FileCheckpointStore(tmp_path / "checkpoint.json"),
-            status_sink=MemoryStatusSink(), results=FileResultStore(tmp_path / "results.jsonl"),
+        config = runner_config(
+            providers,
+            pool={"models": {"claudes": ["claude-a", "claude-b"]},
+                  "circuitBreaker": {"maxFailures": 1, "recoveryTime": "1ms"}},
         )  # fmt: skip
+        runner = edges.runner(config, api_keys=dict.fromkeys(("claude-a", "claude-b", "gpt"), KEY))
         async with serving(runner) as origin:
             yield Thinkers(runner, origin, first, second, gpt)
 

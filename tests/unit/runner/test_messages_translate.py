@@ -226,7 +226,7 @@ def test_streamed_thinking_comes_first_signed_redacted_and_unsigned_blocks_alike
 
 def test_sampling_metadata_and_thinking_ride_along_for_anthropic() -> None:
     thinking = {"type": "enabled", "budget_tokens": 2000}
-    call = parse({"messages": [{"role": "user", "content": "hi"}], "top_k": 5,
+    call = parse({"messages": [{"role": "user", "content": "hi"}], "top_k": 5, "max_tokens": 4096,
                   "metadata": {"user_id": "u1"}, "thinking": thinking})  # fmt: skip
     assert call.request.passthrough == {
         "anthropic": {"metadata": {"user_id": "u1"}, "thinking": thinking, "top_k": 5}

@@ -19,8 +19,9 @@ from llmagents.chat import (
     ToolChoiceMode,
     Usage,
 )
+from llmagents.runner.responses_answer import response_object
 from llmagents.runner.responses_stream import ResponsesStream
-from llmagents.runner.responses_translate import parse_responses, response_object
+from llmagents.runner.responses_translate import parse_responses
 
 ADD = {
     "type": "function",
