@@ -7,24 +7,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, Literal
 
 import anthropic
 import openai
 import pytest
 
-from llmagents.api.runner_config import RunnerConfig
 from llmagents.chat import Reasoning
 from llmagents.providers import OpenAIAdapter
-from llmagents.runner.checkpoint import FileCheckpointStore
-from llmagents.runner.lifecycle import Runner
-from llmagents.runner.results import FileResultStore
-from llmagents.runner.status import MemoryStatusSink
 from llmagents.testing.fake_providers import FakeOpenAI
 from llmagents.testing.fake_providers.openai import OPENROUTER_ENCRYPTED, OPENROUTER_SIGNATURE
 
-from .conftest import serving
+from .conftest import Edges, runner_config, serving
 
 KEY = "sk-or-0123456789"
 ASK = "Why is the sky blue?"
@@ -32,24 +26,12 @@ THOUGHT = f"Let me think about: {ASK}"
 
 
 @asynccontextmanager
-async def _gateway(tmp_path: Path, style: Literal["openai", "anthropic"]) -> AsyncIterator[str]:
+async def _gateway(edges: Edges, style: Literal["openai", "anthropic"]) -> AsyncIterator[str]:
     async with FakeOpenAI(api_key=KEY, openrouter_reasoning=style) as router:
-        config = RunnerConfig.model_validate({
-            "agent": {"name": "agent-a", "namespace": "ns", "uid": "uid-1"},
-            "poolName": "pool",
-            "pool": {"providers": [{"name": "openrouter", "type": "openai", "model": "gpt-4.1",
-                                    "baseURL": router.base_url, "secretRef": {"name": "keys"},
-                                    "timeout": "5s", "maxRetries": 0}]},
-            "mode": "gateway",
-            "checkpointInterval": "30s",
-            "checkpointConfigMap": "agent-a-checkpoint",
-            "apiKeyEnv": {"openrouter": "K"},
-        })  # fmt: skip
-        runner = Runner(
-            config, api_keys={"openrouter": KEY}, store=FileCheckpointStore(tmp_path / "c.json"),
-            status_sink=MemoryStatusSink(), results=FileResultStore(tmp_path / "r.jsonl"),
-        )  # fmt: skip
-        async with serving(runner) as origin:
+        config = runner_config([{"name": "openrouter", "type": "openai", "model": "gpt-4.1",
+                                 "baseURL": router.base_url, "secretRef": {"name": "keys"},
+                                 "timeout": "5s", "maxRetries": 0}])  # fmt: skip
+        async with serving(edges.runner(config, api_keys={"openrouter": KEY})) as origin:
             yield origin
 
 
@@ -65,9 +47,9 @@ async def _messages(origin: str, *, stream: bool) -> anthropic.types.Message:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
 async def test_an_encrypted_block_reaches_anthropics_sdk_as_redacted_thinking(
-    tmp_path: Path, stream: bool
+    edges: Edges, stream: bool
 ) -> None:
-    async with _gateway(tmp_path, "openai") as origin:
+    async with _gateway(edges, "openai") as origin:
         answer = await _messages(origin, stream=stream)
 
     blocks = [b.model_dump() for b in answer.content]
@@ -80,9 +62,9 @@ async def test_an_encrypted_block_reaches_anthropics_sdk_as_redacted_thinking(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
 async def test_a_claude_blocks_signature_reaches_anthropics_sdk_tagged_with_its_provider(
-    tmp_path: Path, stream: bool
+    edges: Edges, stream: bool
 ) -> None:
-    async with _gateway(tmp_path, "anthropic") as origin:
+    async with _gateway(edges, "anthropic") as origin:
         answer = await _messages(origin, stream=stream)
 
     thinking = answer.content[0]
@@ -93,12 +75,12 @@ async def test_a_claude_blocks_signature_reaches_anthropics_sdk_tagged_with_its_
 
 @pytest.mark.parametrize("style", ["openai", "anthropic"])
 async def test_openais_sdk_gets_the_reasoning_once_on_chat_completions_and_responses(
-    tmp_path: Path, style: Literal["openai", "anthropic"]
+    edges: Edges, style: Literal["openai", "anthropic"]
 ) -> None:
     """``reasoning`` repeats the details' text: read once, whole and streamed."""
     ask: Any = [{"role": "user", "content": ASK}]
     async with (
-        _gateway(tmp_path, style) as origin,
+        _gateway(edges, style) as origin,
         openai.AsyncOpenAI(base_url=f"{origin}/v1", api_key="k", max_retries=0) as client,
     ):
         whole = await client.chat.completions.create(model="auto", messages=ask)

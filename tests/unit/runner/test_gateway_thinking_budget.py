@@ -42,8 +42,7 @@ async def _serve(claude: FakeAnthropic, edges: Edges, limit: float) -> AsyncIter
                                        "reasoningPerMillion": 4000.0}}],
         budget={"limit": limit},
     )  # fmt: skip
-    runner = edges.runner(config, api_keys={"claude": KEY})
-    async with serving(runner) as origin:
+    async with serving(edges.runner(config, api_keys={"claude": KEY})) as origin:
         yield origin
 
 
