@@ -1,8 +1,10 @@
 """A fake of Anthropic's Messages API: ``POST /v1/messages`` (plain and SSE) and ``GET /v1/models``.
 
-It checks what the real API checks first — ``x-api-key``, ``anthropic-version``, the body's
-``model``, ``max_tokens`` and ``messages`` — and answers in the documented shapes, including
-the stream's event sequence and the ``{"type": "error", "error": {...}}`` error body.
+It checks what the real API checks first — the key (``x-api-key``, or ``Authorization:
+Bearer``, which Anthropic's SDK sends for its ``auth_token`` and, from 2.x, for its
+``api_key`` too), ``anthropic-version``, the body's ``model``, ``max_tokens`` and
+``messages`` — and answers in the documented shapes, including the stream's event sequence
+and the ``{"type": "error", "error": {...}}`` error body.
 
 With ``thinking`` enabled, an answer starts with a ``thinking`` block signed by this fake
 alone (an HMAC under a key of its own), and, as the real API does, a request is refused
@@ -70,6 +72,9 @@ class FakeAnthropic(FakeProviderServer):
 
     def _check_auth(self, request: web.Request) -> None:
         key = request.headers.get("x-api-key")
+        if key is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            key = token.strip() if scheme.lower() == "bearer" else None
         if self.api_key is not None and key is None:
             raise Reject(401, "x-api-key header is required")
         if self.api_key is not None and key != self.api_key:

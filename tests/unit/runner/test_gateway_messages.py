@@ -133,6 +133,21 @@ async def test_invalid_requests_are_400_in_anthropics_error_shape(
     assert fakes.primary.stats.requests == 0
 
 
+async def test_the_sdks_auth_token_is_taken_like_an_api_key(served: tuple[Runner, str]) -> None:
+    """Anthropic's SDK sends ``auth_token`` (``ANTHROPIC_AUTH_TOKEN``) as ``Authorization:
+    Bearer``; the gateway, like Anthropic, answers either way (it holds the real keys)."""
+    _, url = served
+    async with anthropic.AsyncAnthropic(base_url=url, auth_token="llmagents-gateway",
+                                        api_key=None, max_retries=0) as bearer:  # fmt: skip
+        raw = await bearer.messages.with_raw_response.create(
+            model="auto", max_tokens=200, messages=MESSAGES
+        )
+    assert raw.http_request.headers["authorization"] == "Bearer llmagents-gateway"
+    assert "x-api-key" not in raw.http_request.headers
+    message = await raw.parse()
+    assert message.content[0].type == "text" and message.stop_reason == "end_turn"
+
+
 async def test_count_tokens_estimates_the_input(served: tuple[Runner, str]) -> None:
     _, url = served
     counted = await client(url).messages.count_tokens(
