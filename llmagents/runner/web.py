@@ -16,6 +16,11 @@ to its user, done here:
   at a time, "slowloris", or connect and say nothing, holding a connection for ever): a head
   unfinished ``HEAD_TIMEOUT`` seconds after its first byte is answered 408, and a
   connection silent for ``KEEPALIVE_TIMEOUT`` seconds from its opening is closed;
+- the same for the body: uvicorn waits for a body's end for ever, so a body unfinished
+  ``BODY_TIMEOUT`` seconds after its head is answered 408; and the bytes of a chunked body
+  that are not body (framing, then trailers, which the parser keeps however many come, and
+  which uvicorn would add to the request's headers) are bounded like a head (431), and
+  trailers are dropped;
 - HTTP/1.0 and 1.1 only: other versions in the request line (0.9, 2.0) get a 505;
 - an ``Upgrade`` request is answered once, as plain HTTP/1.1 (a server may ignore Upgrade),
   and the connection closes after it, since the parser cannot go on past an upgrade;
@@ -46,8 +51,9 @@ KEEPALIVE_TIMEOUT = 75
 """Seconds an idle connection stays open (aiohttp's default; uvicorn's is 5); also how long a
 new connection may wait before the first byte of its first request."""
 HEAD_CHECK_INTERVAL = 1.0
-"""Seconds between looks for heads past ``web_protocol.HEAD_TIMEOUT``: one sweep over the connections
-rather than a timer armed and cancelled for every request."""
+"""Seconds between looks for heads past ``web_protocol.HEAD_TIMEOUT`` and bodies past
+``web_protocol.BODY_TIMEOUT``: one sweep over the connections rather than a timer armed and
+cancelled for every request."""
 
 
 @dataclass(slots=True)
@@ -259,7 +265,8 @@ class Server:
         self._sweeping = asyncio.create_task(self._expire_heads(server))
 
     async def _expire_heads(self, server: uvicorn.Server) -> None:
-        """Every ``HEAD_CHECK_INTERVAL`` seconds, ends the connections whose head is overdue."""
+        """Every ``HEAD_CHECK_INTERVAL`` seconds, ends the connections whose head or body is
+        overdue."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEAD_CHECK_INTERVAL)
@@ -267,7 +274,7 @@ class Server:
             for connection in list(server.server_state.connections):
                 try:
                     if isinstance(connection, GatewayHttpProtocol):
-                        connection.expire_head(now)
+                        connection.expire(now)
                 except Exception:  # one connection's trouble must not stop the sweeps
                     logger.exception("%s: ending a connection with an overdue head failed",
                                      self.app.name)  # fmt: skip
