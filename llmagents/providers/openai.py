@@ -11,9 +11,10 @@ Error bodies differ between servers — OpenAI's ``{"error": {"message", "type",
 — so the HTTP status decides first and the body only sharpens it.
 
 The protocol is the gateway's own, so translation is a pass-through: tools, ``tool_choice``,
-``parallel_tool_calls``, ``response_format``, tool messages, image parts and ``seed`` go out
-as the neutral model holds them, and fields an OpenAI client sent that the neutral model
-does not name (``logprobs``, ``reasoning_effort``...) go out unchanged. Tool-call ids from
+``parallel_tool_calls``, ``response_format``, tool messages, image parts, ``seed`` and
+``reasoning_effort`` go out as the neutral model holds them (the effort, to OpenRouter, as
+its ``reasoning.effort``), and fields an OpenAI client sent that the neutral model does not
+name (``logprobs``, ``metadata``...) go out unchanged. Tool-call ids from
 other providers longer than OpenAI's 40 characters are replaced by stable stand-ins
 (``tool_ids``). Answers' and chunks' shapes are ``llmagents.wire.openai_chat``'s.
 
@@ -39,6 +40,7 @@ from llmagents.chat import (
     ImagePart,
     Message,
     Reasoning,
+    ReasoningEffort,
     ResponseFormatType,
     Role,
     StreamChunk,
@@ -75,10 +77,20 @@ MAX_TOOL_CALL_ID = 40
 """OpenAI refuses longer tool-call ids in a conversation's history."""
 
 
+OPENROUTER_HOST = "openrouter.ai"
+
+
 class OpenAIAdapter(ProviderAdapter):
     """Any server that speaks OpenAI's chat completions."""
 
     protocol = "openai"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        host = self._chat_urls[False].host or ""
+        self.openrouter = host == OPENROUTER_HOST or host.endswith("." + OPENROUTER_HOST)
+        """OpenRouter's API: the effort goes in its ``reasoning`` object, which it turns
+        into each model's own control."""
 
     @property
     def _limit_field(self) -> str:
@@ -124,6 +136,8 @@ class OpenAIAdapter(ProviderAdapter):
                 if choice.name
                 else choice.mode.value
             )
+        if request.reasoning_effort is not None:
+            self._effort(payload, request.reasoning_effort)
         if request.parallel_tool_calls is not None and request.tools:
             payload["parallel_tool_calls"] = request.parallel_tool_calls
         fmt = request.response_format
@@ -139,6 +153,19 @@ class OpenAIAdapter(ProviderAdapter):
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
         return payload
+
+    def _effort(self, payload: dict[str, Any], effort: ReasoningEffort) -> None:
+        """``reasoning_effort``, or OpenRouter's ``reasoning.effort`` (kept beside what else
+        the client put in its ``reasoning``; OpenRouter takes an effort or a ``max_tokens``,
+        never both)."""
+        if not self.openrouter:
+            payload["reasoning_effort"] = effort.value
+            return
+        asked = payload.get("reasoning")
+        kept = (
+            {k: v for k, v in asked.items() if k != "max_tokens"} if isinstance(asked, dict) else {}
+        )
+        payload["reasoning"] = {**kept, "effort": effort.value}
 
     def _parse_answer(self, data: Any) -> ChatResponse:
         if isinstance(data, dict) and _error_of(data) is not None:

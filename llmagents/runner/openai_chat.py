@@ -27,6 +27,7 @@ from llmagents.chat import (
     ContentPart,
     ImagePart,
     Message,
+    ReasoningEffort,
     ResponseFormat,
     ResponseFormatType,
     Role,
@@ -194,6 +195,9 @@ def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
         tool_choice=_tool_choice(request.tool_choice),
         parallel_tool_calls=request.parallel_tool_calls,
         response_format=_response_format(request.response_format),
+        reasoning_effort=(
+            ReasoningEffort(request.reasoning_effort) if request.reasoning_effort else None
+        ),
         passthrough={"openai": passthrough} if passthrough else {},
     )
 

@@ -77,6 +77,9 @@ def skeleton(wire: ResponsesRequest, rid: str, model: str, created: int) -> Resp
         top_p=wire.top_p if wire.top_p is not None else 1.0,
         user=wire.user,
         metadata=wire.metadata or {},
+        reasoning={"effort": wire.reasoning.effort, "summary": wire.reasoning.summary}
+        if wire.reasoning is not None
+        else {"effort": None, "summary": None},
     )
 
 

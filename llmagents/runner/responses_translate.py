@@ -27,6 +27,7 @@ from llmagents.chat import (
     ContentPart,
     ImagePart,
     Message,
+    ReasoningEffort,
     ResponseFormat,
     ResponseFormatType,
     Role,
@@ -210,6 +211,11 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
         tool_choice=_tool_choice(wire),
         parallel_tool_calls=wire.parallel_tool_calls,
         response_format=_response_format(wire),
+        reasoning_effort=(
+            ReasoningEffort(wire.reasoning.effort)
+            if wire.reasoning is not None and wire.reasoning.effort is not None
+            else None
+        ),
         passthrough=_passthrough(wire),
     )
 
@@ -220,13 +226,10 @@ _SAME_IN_CHAT = ("prompt_cache_key", "safety_identifier", "service_tier")
 
 def _passthrough(wire: ResponsesRequest) -> dict[str, dict[str, Any]]:
     """What an OpenAI-compatible provider also gets: the request's fields that chat
-    completions take too (``reasoning.effort`` as ``reasoning_effort``). Other protocols
-    have no place for them."""
+    completions take too. Other protocols have no place for them. (``reasoning.effort`` is
+    the chat request's own ``reasoning_effort``, which every adapter translates.)"""
     kept = extras(wire)
     out = {name: kept[name] for name in _SAME_IN_CHAT if kept.get(name) is not None}
-    reasoning = kept.get("reasoning")
-    if isinstance(reasoning, dict) and reasoning.get("effort") is not None:
-        out["reasoning_effort"] = reasoning["effort"]
     if wire.user is not None:
         out["user"] = wire.user
     return {"openai": out} if out else {}

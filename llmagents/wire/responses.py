@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
-from llmagents.wire.openai_chat import PositiveInt32
+from llmagents.wire.openai_chat import PositiveInt32, ReasoningEffortName
 
 
 def new_id(prefix: str) -> str:
@@ -224,6 +224,13 @@ _Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
 _TopP = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
+class ReasoningConfig(StrictWireModel):
+    """``reasoning``: how much a reasoning model thinks, and the summary it shows."""
+
+    effort: ReasoningEffortName | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
 class ResponsesRequest(StrictWireModel):
     """The body of ``POST /v1/responses``."""
 
@@ -245,6 +252,7 @@ class ResponsesRequest(StrictWireModel):
     background: bool | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
+    reasoning: ReasoningConfig | None = None
 
     @model_validator(mode="after")
     def _finite(self) -> ResponsesRequest:

@@ -94,6 +94,7 @@ class FakeAnthropic(FakeProviderServer):
             raise Reject(404, f"model: {body.model}")
         call = _chat_call(body)
         thinking = extras(body).get("thinking")
+        call.reasoning_asked = {"thinking": thinking} if thinking is not None else None
         call.thinking = isinstance(thinking, dict) and thinking.get("type") == "enabled"
         self._check_thinking(body, enabled=call.thinking)
         return call
@@ -104,6 +105,8 @@ class FakeAnthropic(FakeProviderServer):
         return base64.b64encode(b"fake-signature:" + digest).decode()
 
     def _check_thinking(self, body: wire.MessagesRequest, *, enabled: bool) -> None:
+        if enabled:
+            _check_thinking_settings(body)
         last_assistant: list[Any] | None = None
         for i, message in enumerate(body.messages):
             if message.role != "assistant" or isinstance(message.content, str):
@@ -312,3 +315,18 @@ def _chat_call(body: wire.MessagesRequest) -> ChatCall:
         tool_results=results,
         images=images,
     )
+
+
+def _check_thinking_settings(body: wire.MessagesRequest) -> None:
+    """What the API refuses beside extended thinking: sampling settings other than its own
+    and a forced tool."""
+    if body.temperature is not None and body.temperature != 1:
+        raise Reject(400, "`temperature` may only be set to 1 when thinking is enabled. "
+                     "Please consult our documentation at https://docs.claude.com/en/docs/"
+                     "build-with-claude/extended-thinking#important-considerations")  # fmt: skip
+    if body.top_p is not None and body.top_p < 0.95:
+        raise Reject(400, "`top_p` must be greater than or equal to 0.95 or unset when "
+                     "thinking is enabled.")  # fmt: skip
+    choice = body.tool_choice
+    if choice is not None and choice.type in ("any", "tool"):
+        raise Reject(400, "Thinking may not be enabled when tool_choice forces tool use.")

@@ -57,6 +57,10 @@ class ChatCall:
     """Media types (or ``url``) of the images in the last user message."""
     thinking: bool = False
     """Extended thinking asked for (Anthropic's ``thinking``): the answer starts with it."""
+    reasoning_asked: dict[str, Any] | None = None
+    """The request's reasoning controls as its protocol names them (Anthropic's
+    ``thinking``, ``reasoning_effort`` or OpenRouter's ``reasoning``, Gemini's
+    ``thinkingConfig``), for tests to read (``FakeProviderServer.last_call``)."""
 
 
 @dataclass(slots=True)

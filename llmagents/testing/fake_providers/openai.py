@@ -104,9 +104,14 @@ class FakeOpenAI(FakeProviderServer):
         call = chat_call(body)
         # A reasoning model asked to reason (vLLM with a reasoning parser, DeepSeek's
         # reasoner): its answer shows the reasoning as reasoning_content.
+        router = extras(body).get("reasoning")
+        call.reasoning_asked = {
+            name: value
+            for name, value in (("reasoning_effort", body.reasoning_effort), ("reasoning", router))
+            if value is not None
+        }
         call.thinking = (
-            extras(body).get("reasoning_effort") is not None
-            or self.openrouter_reasoning is not None
+            body.reasoning_effort not in (None, "none") or self.openrouter_reasoning is not None
         )
         return call
 

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from llmagents.chat import (
     ImagePart,
+    ReasoningEffort,
     ResponseFormatType,
     Role,
     TextPart,
@@ -250,9 +251,8 @@ def test_a_stream_cut_short_ends_with_response_incomplete(reason: str) -> None:
 def test_fields_chat_completions_also_take_ride_along_for_openai_compatible_providers() -> None:
     call = parse({"input": "hi", "reasoning": {"effort": "low", "summary": "auto"},
                   "prompt_cache_key": "k1", "user": "u1", "include": ["x"], "metadata": {"a": "b"}})  # fmt: skip
-    assert call.request.passthrough == {
-        "openai": {"prompt_cache_key": "k1", "reasoning_effort": "low", "user": "u1"}
-    }
+    assert call.request.passthrough == {"openai": {"prompt_cache_key": "k1", "user": "u1"}}
+    assert call.request.reasoning_effort is ReasoningEffort.LOW  # every adapter's, translated
     assert parse({"input": "hi"}).request.passthrough == {}
 
 
