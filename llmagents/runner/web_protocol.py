@@ -41,9 +41,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus the head bounds, the version rule and the Upgrade
     rule of ``web.py``'s docstring. ``error_response`` words the refusals."""
 
-    def __init__(self, *args: Any, error_response: ErrorResponse, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, error_response: ErrorResponse, max_body: int, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._error_response = error_response
+        self._max_body = max_body
         self._head_bytes = 0
         self._read_size = 0
         self._in_head = True
@@ -134,6 +137,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if version not in ("1.0", "1.1"):
             self._refuse(505, f"HTTP/{version} is not served here; use HTTP/1.1")
             return
+        for name, value in self.headers:
+            if name == b"content-length" and value.isdigit() and int(value) > self._max_body:
+                self._refuse_body_too_large()
+                return
         super().on_headers_complete()
         self.cycle.transport = _WholeAnswer(self.transport, self.cycle)  # type: ignore[assignment]
         if self.parser.should_upgrade():
@@ -154,7 +161,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if not self._refused:
             self._body_bytes += len(body)
+            if self._body_bytes > self._max_body:
+                self._refuse_body_too_large()
+                return
             super().on_body(body)
+
+    def _refuse_body_too_large(self) -> None:
+        self._refuse(413, f"the request body is limited to {self._max_body} bytes")
 
     def on_message_complete(self) -> None:
         if not self._refused:
@@ -201,8 +214,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _write_refusal(self) -> None:
         """Writes the refusal and ends the connection gracefully: closing a socket with unread
-        bytes would reset it, and a reset can destroy the answer before the client reads it,
-        so what the client still sends is read and dropped for ``LINGER`` seconds."""
+        bytes would reset it, and a reset can destroy the answer before the client reads it
+        (a client writes its whole body before it reads: an SDK sent a 413 this way saw a
+        connection error, and retried), so what the client still sends is read and dropped
+        for ``LINGER`` seconds."""
         refusal, self._refusal = self._refusal, None
         transport = self.transport
         if refusal is None or transport.is_closing():
