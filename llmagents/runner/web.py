@@ -91,11 +91,13 @@ class StreamingResponse:
 
 
 Handler = Callable[[Request], Awaitable[Response | StreamingResponse]]
-ErrorResponse = Callable[[int, str], Response]
-"""How the server words its own refusals (400, 413, 431, 500, 505) for this API's clients."""
+ErrorResponse = Callable[[int, str, str], Response]
+"""How the server words its own refusals (400, 408, 413, 431, 500, 505) for this API's
+clients: status, message, and the request's path as far as it was read (maybe empty), for
+servers whose routes speak different protocols."""
 
 
-def plain_error(status: int, message: str) -> Response:
+def plain_error(status: int, message: str, path: str = "") -> Response:
     return Response(status, message.encode(), content_type="text/plain; charset=utf-8")
 
 
@@ -139,7 +141,9 @@ class App:
             response = await self.handler(request)
         except Exception:
             logger.exception("%s: %s %s failed", self.name, request.method, request.path)
-            failed = self.error_response(500, "internal error in the gateway; see the runner's log")
+            failed = self.error_response(
+                500, "internal error in the gateway; see the runner's log", request.path
+            )
             await _send(send, failed)
             return
         if isinstance(response, StreamingResponse):

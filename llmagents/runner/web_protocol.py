@@ -202,7 +202,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._abandoned = cycle
             cycle.disconnected = True
             cycle.message_event.set()
-        response = self._error_response(status, message)
+        path = self.url.partition(b"?")[0].decode("latin-1")  # as far as it was read
+        response = self._error_response(status, message, path)
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
                 f"date: {formatdate(time.time(), usegmt=True)}",
                 f"content-type: {response.content_type}",
