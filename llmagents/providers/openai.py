@@ -19,8 +19,10 @@ other providers longer than OpenAI's 40 characters are replaced by stable stand-
 (``tool_ids``). Answers' and chunks' shapes are ``llmagents.wire.openai_chat``'s.
 
 Reasoning is read from OpenRouter's ``reasoning_details`` blocks when an answer has them
-(``reasoning_details``), else from ``reasoning_content`` or ``reasoning`` (vLLM, DeepSeek);
-none is sent back in later turns.
+(``reasoning_details``), else from ``reasoning_content`` or ``reasoning`` (vLLM, DeepSeek).
+Later turns carry this provider's own signed and encrypted blocks back as
+``reasoning_details`` (OpenRouter wants them; another provider's never go); unsigned
+reasoning goes back nowhere (vLLM and DeepSeek want none).
 
 The output limit goes out as ``max_completion_tokens`` to OpenAI itself (and Azure OpenAI),
 where ``max_tokens`` is deprecated and refused by the reasoning and newer models, and as
@@ -67,7 +69,12 @@ from llmagents.providers.mapping import (
     retry_after_seconds,
     short,
 )
-from llmagents.providers.reasoning_details import DetailsStream, read_details
+from llmagents.providers.reasoning_details import (
+    DetailsStream,
+    Formats,
+    read_details,
+    write_details,
+)
 from llmagents.providers.sse import SseEvent
 from llmagents.wire import openai_chat as wire
 
@@ -91,6 +98,7 @@ class OpenAIAdapter(ProviderAdapter):
         self.openrouter = host == OPENROUTER_HOST or host.endswith("." + OPENROUTER_HOST)
         """OpenRouter's API: the effort goes in its ``reasoning`` object, which it turns
         into each model's own control."""
+        self._formats = Formats()
 
     @property
     def _limit_field(self) -> str:
@@ -112,7 +120,7 @@ class OpenAIAdapter(ProviderAdapter):
         # that the fields translated here always win.
         payload: dict[str, Any] = dict(request.passthrough.get("openai", ()))
         payload["model"] = self.model
-        payload["messages"] = [_message(m) for m in request.messages]
+        payload["messages"] = [self._message(m) for m in request.messages]
         if request.max_tokens is not None:
             payload[self._limit_field] = request.max_tokens
         if request.temperature is not None:
@@ -154,6 +162,16 @@ class OpenAIAdapter(ProviderAdapter):
             payload["stream_options"] = {"include_usage": True}
         return payload
 
+    def _message(self, message: Message) -> dict[str, Any]:
+        """One message; an assistant turn with this provider's own signed or encrypted
+        reasoning (OpenRouter's ``reasoning_details``) carries it back."""
+        out = _message(message)
+        if message.reasoning:
+            details = write_details(message.reasoning, provider=self.name, formats=self._formats)
+            if details:
+                out["reasoning_details"] = details
+        return out
+
     def _effort(self, payload: dict[str, Any], effort: ReasoningEffort) -> None:
         """``reasoning_effort``, or OpenRouter's ``reasoning.effort`` (kept beside what else
         the client put in its ``reasoning``; OpenRouter takes an effort or a ``max_tokens``,
@@ -182,7 +200,8 @@ class OpenAIAdapter(ProviderAdapter):
             ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
         )
         if message.reasoning_details:
-            reasoning = read_details(message.reasoning_details, provider=self.name)
+            reasoning = read_details(message.reasoning_details, provider=self.name,
+                                     remember=self._formats.remember)  # fmt: skip
         else:
             thought = message.reasoning_text
             reasoning = (Reasoning(thought, provider=self.name),) if thought else ()
@@ -197,7 +216,7 @@ class OpenAIAdapter(ProviderAdapter):
         )
 
     def _stream_decoder(self) -> _OpenAIStream:
-        return _OpenAIStream(self.name)
+        return _OpenAIStream(DetailsStream(self.name, self._formats.remember))
 
     def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         retry_after = retry_after_seconds(headers)
@@ -299,12 +318,12 @@ def _message(message: Message) -> dict[str, Any]:
 class _OpenAIStream:
     """chat.completion.chunk lines, a usage-only chunk, then ``[DONE]``."""
 
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
+    def __init__(self, details: DetailsStream) -> None:
+        self.provider = details.provider
         self.done = False
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
-        self._details = DetailsStream(provider)
+        self._details = details
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
         if event.data.strip() == "[DONE]":

@@ -48,6 +48,7 @@ from llmagents.chat import (
     Usage,
 )
 from llmagents.runner.chat_path import Refusal
+from llmagents.runner.reasoning_tags import tag, untag
 from llmagents.wire import anthropic as wire
 from llmagents.wire import extras
 
@@ -61,25 +62,8 @@ _STOP_REASONS = {
 }
 
 
-_TAG = "llmagents~"
-
-
 def message_id() -> str:
     return "msg_" + secrets.token_hex(12)
-
-
-def tag_signature(provider: str | None, value: str) -> str:
-    """A signature (or redacted data) as the client sees it: prefixed by its provider."""
-    return f"{_TAG}{provider}~{value}" if provider else value
-
-
-def untag_signature(value: str) -> tuple[str | None, str]:
-    """The provider and the signature as that provider made it; ``None`` when it bears no
-    prefix (a client's own history, from Anthropic's API directly)."""
-    if not value.startswith(_TAG):
-        return None, value
-    provider, _, original = value[len(_TAG) :].partition("~")
-    return provider or None, original
 
 
 def thinking_blocks(reasoning: Iterable[Reasoning]) -> list[Any]:
@@ -89,10 +73,10 @@ def thinking_blocks(reasoning: Iterable[Reasoning]) -> list[Any]:
     blocks: list[Any] = []
     for item in reasoning:
         if item.redacted is not None:
-            data = tag_signature(item.provider, item.redacted)
+            data = tag(item.provider, item.redacted)
             blocks.append(wire.AnswerRedactedThinking(type="redacted_thinking", data=data))
         else:
-            signature = tag_signature(item.provider, item.signature) if item.signature else ""
+            signature = tag(item.provider, item.signature) if item.signature else ""
             blocks.append(wire.AnswerThinking(type="thinking", thinking=item.text,
                                               signature=signature))  # fmt: skip
     return blocks
@@ -203,10 +187,10 @@ def _assistant(blocks: Iterable[Any], calls: dict[str, str]) -> Message:
             tool_calls.append(ToolCall(block.id, block.name, json.dumps(block.input)))
             calls[block.id] = block.name
         elif isinstance(block, wire.ThinkingBlock) and block.signature:
-            provider, signature = untag_signature(block.signature)
+            provider, signature = untag(block.signature)
             reasoning.append(Reasoning(block.thinking, signature=signature, provider=provider))
         elif isinstance(block, wire.RedactedThinkingBlock):
-            provider, data = untag_signature(block.data)
+            provider, data = untag(block.data)
             reasoning.append(Reasoning(redacted=data, provider=provider))
         # images and tool results cannot be an assistant's; unsigned thinking verifies nowhere
     return Message(Role.ASSISTANT, "".join(text), tool_calls=tuple(tool_calls),

@@ -97,6 +97,11 @@ class FakeAnthropic(FakeProviderServer):
         call.reasoning_asked = {"thinking": thinking} if thinking is not None else None
         call.thinking = isinstance(thinking, dict) and thinking.get("type") == "enabled"
         self._check_thinking(body, enabled=call.thinking)
+        call.reasoning_returned = sum(
+            isinstance(b, wire.ThinkingBlock | wire.RedactedThinkingBlock)
+            for m in body.messages if m.role == "assistant" and not isinstance(m.content, str)
+            for b in m.content
+        )  # fmt: skip
         return call
 
     def sign(self, thinking: str) -> str:

@@ -61,6 +61,9 @@ class ChatCall:
     """The request's reasoning controls as its protocol names them (Anthropic's
     ``thinking``, ``reasoning_effort`` or OpenRouter's ``reasoning``, Gemini's
     ``thinkingConfig``), for tests to read (``FakeProviderServer.last_call``)."""
+    reasoning_returned: int = 0
+    """Blocks of earlier reasoning the history carried back (Anthropic's thinking blocks,
+    OpenRouter's ``reasoning_details``)."""
 
 
 @dataclass(slots=True)
