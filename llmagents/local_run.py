@@ -50,7 +50,8 @@ from llmagents.operator.builders import runner_config
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.settings import OperatorSettings
 from llmagents.providers import check_api_key
-from llmagents.runner.checkpoint import CheckpointError, FileCheckpointStore
+from llmagents.runner.checkpoint import CheckpointError
+from llmagents.runner.checkpoint_store import FileCheckpointStore
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.main import run_event_loop
