@@ -285,8 +285,8 @@ def _chat_call(body: wire.MessagesRequest) -> ChatCall:
             results = None
             called = {b.id for b in blocks if isinstance(b, wire.ToolUseBlock)}
             for block in blocks:
-                if isinstance(block, wire.ToolUseBlock) and not re.match(
-                    wire.TOOL_USE_ID, block.id
+                if isinstance(block, wire.ToolUseBlock) and not re.fullmatch(
+                    wire.TOOL_USE_ID_CHARS, block.id
                 ):
                     raise Reject(400, f"messages.{i}.content.tool_use.id: String should match "
                                  f"pattern '{wire.TOOL_USE_ID}'")  # fmt: skip
