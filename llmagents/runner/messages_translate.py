@@ -263,6 +263,9 @@ def _tool_choice(request: wire.MessagesRequest) -> ToolChoice | None:
             )
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
     if isinstance(choice, wire.ToolChoiceAny):
+        if not request.tools:  # served, the answer would be text and the demand lost
+            raise Refusal(400, 'tool_choice "any" demands a tool call, and the request has '
+                               "no tools", param="tool_choice")  # fmt: skip
         return ToolChoice(ToolChoiceMode.REQUIRED)
     if isinstance(choice, wire.ToolChoiceNone):
         return ToolChoice(ToolChoiceMode.NONE)

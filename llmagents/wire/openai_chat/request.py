@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from llmagents.wire import StrictWireModel, extras, finite_json
 
@@ -170,6 +170,15 @@ class ChatCompletionRequest(StrictWireModel):
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffortName | None = None
     user: str | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _demand_needs_tools(cls, choice: Any, info: ValidationInfo) -> Any:
+        """OpenAI's API refuses ``required`` without tools; served, the answer would be text
+        and the client's demand for a call silently lost."""
+        if choice == "required" and "tools" in info.data and not info.data["tools"]:
+            raise ValueError('"required" demands a tool call, and the request has no tools')
+        return choice
 
     @model_validator(mode="after")
     def _checked(self) -> ChatCompletionRequest:

@@ -114,6 +114,10 @@ BAD_REQUESTS = {
     "lone surrogate": (b'"user": "\\ud800"', None),
     "tool_choice naming no tool": ({"tool_choice": {"type": "function",
                                                     "function": {"name": "nowhere"}}}, None),
+    # OpenAI's API refuses it; answered in text, the client's demand for a call is lost.
+    "tool_choice required without tools": ({"tool_choice": "required"}, "tool_choice"),
+    "tool_choice required with no tools": ({"tools": [], "tool_choice": "required"},
+                                           "tool_choice"),
     "n above one": ({"n": 2}, "n"),
     "non-finite number in a tool's schema": (b'"tools": [{"type": "function", "function": '
                                              b'{"name": "f", "parameters": {"default": NaN}}}]',

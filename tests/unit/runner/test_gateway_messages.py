@@ -120,6 +120,10 @@ async def test_an_exhausted_budget_is_a_429_the_sdk_does_not_retry(
             {"max_tokens": 10, "messages": MESSAGES, "tool_choice": {"type": "tool", "name": "f"}},
             "'f'",
         ),
+        (  # a call demanded with nothing to call: answered in text, the demand lost
+            {"max_tokens": 10, "messages": MESSAGES, "tool_choice": {"type": "any"}},
+            "tool_choice",
+        ),
     ],
 )
 async def test_invalid_requests_are_400_in_anthropics_error_shape(
