@@ -27,6 +27,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import Protocol
 
 from results import Row, print_table
 
@@ -39,6 +41,7 @@ from llmagents.runner import (
     responses_translate,
 )
 from llmagents.runner.responses_stream import ResponsesStream
+from llmagents.wire.responses import ResponsesRequest
 
 TARGET_US = 200.0
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -122,113 +125,38 @@ CHUNKS_REASONING = [StreamChunk(reasoning=f"thought{i} ") for i in range(10)] + 
 ]  # fmt: skip
 
 
-def _chat_request() -> object:
-    return openai_chat.to_chat(openai_chat.parse(CHAT_RAW))
+def _chat_request(raw: bytes) -> object:
+    return openai_chat.to_chat(openai_chat.parse(raw))
 
 
-def _chat_answer() -> object:
-    return openai_chat.completion(ANSWER, cid="chatcmpl-1").model_dump_json()
+def _chat_answer(answer: ChatResponse) -> object:
+    return openai_chat.completion(answer, cid="chatcmpl-1").model_dump_json()
 
 
-def _chat_stream() -> object:
-    writer = openai_chat.ChunkWriter("chatcmpl-1", "gpt-4.1", with_usage=True)
-    out = writer.start()
-    for chunk in CHUNKS:
-        out += writer.chunk(chunk)
-    return out + writer.end("tool_calls", ANSWER.usage)
-
-
-def _responses_request() -> object:
-    return responses_translate.parse_responses(RESPONSES_RAW)
-
-
-def _responses_answer() -> object:
+def _responses_answer(wire: ResponsesRequest, answer: ChatResponse) -> object:
     body = responses_answer.response_object(
-        RESPONSES_WIRE, text=ANSWER.text, tool_calls=ANSWER.tool_calls, usage=ANSWER.usage,
-        finish_reason=ANSWER.finish_reason, model=ANSWER.model,
+        wire, text=answer.text, tool_calls=answer.tool_calls, usage=answer.usage,
+        finish_reason=answer.finish_reason, model=answer.model, reasoning=answer.reasoning,
     )  # fmt: skip
     return json.dumps(body.document())
 
 
-def _responses_stream() -> object:
-    writer = ResponsesStream(RESPONSES_WIRE, "gpt-4.1")
-    out = writer.start()
-    for chunk in CHUNKS:
-        out += writer.chunk(chunk)
-    return out + writer.end("tool_calls", ANSWER.usage)
-
-
-def _messages_request() -> object:
-    return messages_translate.parse_messages(MESSAGES_RAW)
-
-
-def _messages_answer() -> object:
+def _messages_answer(answer: ChatResponse) -> object:
     return messages_translate.message_object(
-        ANSWER.text, ANSWER.tool_calls, usage=ANSWER.usage, finish_reason=ANSWER.finish_reason,
-        model=ANSWER.model,
+        answer.text, answer.tool_calls, usage=answer.usage, finish_reason=answer.finish_reason,
+        model=answer.model, reasoning=answer.reasoning,
     ).model_dump_json()  # fmt: skip
 
 
-def _messages_stream() -> object:
-    writer = messages_stream.MessagesStream("gpt-4.1")
+class _Writer(Protocol):
+    def start(self) -> bytes: ...
+    def chunk(self, chunk: StreamChunk) -> bytes: ...
+    def end(self, finish_reason: str | None, usage: Usage | None) -> bytes: ...
+
+
+def _streamed(writer: _Writer, chunks: list[StreamChunk]) -> object:
     out = writer.start()
-    for chunk in CHUNKS:
-        out += writer.chunk(chunk)
-    return out + writer.end("tool_calls", ANSWER.usage)
-
-
-def _chat_request_reasoning() -> object:
-    return openai_chat.to_chat(openai_chat.parse(CHAT_REASONING_RAW))
-
-
-def _chat_answer_reasoning() -> object:
-    return openai_chat.completion(ANSWER_REASONING, cid="chatcmpl-1").model_dump_json()
-
-
-def _chat_stream_reasoning() -> object:
-    writer = openai_chat.ChunkWriter("chatcmpl-1", "gpt-4.1", with_usage=True)
-    out = writer.start()
-    for chunk in CHUNKS_REASONING:
-        out += writer.chunk(chunk)
-    return out + writer.end("tool_calls", ANSWER.usage)
-
-
-def _responses_request_reasoning() -> object:
-    return responses_translate.parse_responses(RESPONSES_REASONING_RAW)
-
-
-def _responses_answer_reasoning() -> object:
-    body = responses_answer.response_object(
-        RESPONSES_REASONING_WIRE, text=ANSWER.text, tool_calls=ANSWER.tool_calls,
-        usage=ANSWER.usage, finish_reason=ANSWER.finish_reason, model=ANSWER.model,
-        reasoning=ANSWER_REASONING.reasoning,
-    )  # fmt: skip
-    return json.dumps(body.document())
-
-
-def _responses_stream_reasoning() -> object:
-    writer = ResponsesStream(RESPONSES_REASONING_WIRE, "gpt-4.1")
-    out = writer.start()
-    for chunk in CHUNKS_REASONING:
-        out += writer.chunk(chunk)
-    return out + writer.end("tool_calls", ANSWER.usage)
-
-
-def _messages_request_reasoning() -> object:
-    return messages_translate.parse_messages(MESSAGES_REASONING_RAW)
-
-
-def _messages_answer_reasoning() -> object:
-    return messages_translate.message_object(
-        ANSWER.text, ANSWER.tool_calls, usage=ANSWER.usage, finish_reason=ANSWER.finish_reason,
-        model=ANSWER.model, reasoning=ANSWER_REASONING.reasoning,
-    ).model_dump_json()  # fmt: skip
-
-
-def _messages_stream_reasoning() -> object:
-    writer = messages_stream.MessagesStream("gpt-4.1")
-    out = writer.start()
-    for chunk in CHUNKS_REASONING:
+    for chunk in chunks:
         out += writer.chunk(chunk)
     return out + writer.end("tool_calls", ANSWER.usage)
 
@@ -248,26 +176,35 @@ for _request in (
 ):  # what is timed carries the reasoning back
     assert [m.reasoning for m in _request.messages if m.reasoning] == [(SIGNED,)], _request
 
-CASES: dict[str, Callable[[], object]] = {
-    "chat completions: request": _chat_request,
-    "chat completions: answer": _chat_answer,
-    "chat completions: stream of 44 chunks": _chat_stream,
-    "responses: request": _responses_request,
-    "responses: answer": _responses_answer,
-    "responses: stream of 44 chunks": _responses_stream,
-    "messages: request": _messages_request,
-    "messages: answer": _messages_answer,
-    "messages: stream of 44 chunks": _messages_stream,
-    "chat completions: request, reasoning": _chat_request_reasoning,
-    "chat completions: answer, reasoning": _chat_answer_reasoning,
-    "chat completions: stream of 55 chunks, reasoning": _chat_stream_reasoning,
-    "responses: request, reasoning": _responses_request_reasoning,
-    "responses: answer, reasoning": _responses_answer_reasoning,
-    "responses: stream of 55 chunks, reasoning": _responses_stream_reasoning,
-    "messages: request, reasoning": _messages_request_reasoning,
-    "messages: answer, reasoning": _messages_answer_reasoning,
-    "messages: stream of 55 chunks, reasoning": _messages_stream_reasoning,
-}
+
+def _cases() -> dict[str, Callable[[], object]]:
+    """Each front door's request, answer and stream, without and with reasoning."""
+    cases: dict[str, Callable[[], object]] = {}
+    variants = (
+        ("", CHAT_RAW, RESPONSES_RAW, MESSAGES_RAW, RESPONSES_WIRE, ANSWER, CHUNKS),
+        (", reasoning", CHAT_REASONING_RAW, RESPONSES_REASONING_RAW, MESSAGES_REASONING_RAW,
+         RESPONSES_REASONING_WIRE, ANSWER_REASONING, CHUNKS_REASONING),
+    )  # fmt: skip
+    for suffix, chat, responses, messages, wire, answer, chunks in variants:
+        stream = f"stream of {len(chunks)} chunks{suffix}"
+        cases |= {
+            f"chat completions: request{suffix}": partial(_chat_request, chat),
+            f"chat completions: answer{suffix}": partial(_chat_answer, answer),
+            f"chat completions: {stream}": lambda chunks=chunks: _streamed(
+                openai_chat.ChunkWriter("chatcmpl-1", "gpt-4.1", with_usage=True), chunks),
+            f"responses: request{suffix}": partial(responses_translate.parse_responses, responses),
+            f"responses: answer{suffix}": partial(_responses_answer, wire, answer),
+            f"responses: {stream}": lambda wire=wire, chunks=chunks: _streamed(
+                ResponsesStream(wire, "gpt-4.1"), chunks),
+            f"messages: request{suffix}": partial(messages_translate.parse_messages, messages),
+            f"messages: answer{suffix}": partial(_messages_answer, answer),
+            f"messages: {stream}": lambda chunks=chunks: _streamed(
+                messages_stream.MessagesStream("gpt-4.1"), chunks),
+        }  # fmt: skip
+    return cases
+
+
+CASES = _cases()
 
 
 def main() -> int:
