@@ -116,9 +116,12 @@ class AnthropicAdapter(ProviderAdapter):
             # without its thinking block, and another provider's (left out above) cannot be
             # sent: this turn is answered without extended thinking instead.
             del payload["thinking"]
-            logger.info("agent %s: provider %s: thinking left off for a tool-calling turn "
-                        "sent back without its thinking (another provider's, or left out by "
-                        "the client)", self.agent, self.name)  # fmt: skip
+            # A Messages client asked for this thinking; an effort's is routinely left off
+            # (a chat client that keeps no reasoning_details), so it is told quietly.
+            (logger.debug if derived else logger.info)(
+                "agent %s: provider %s: thinking left off for a tool-calling turn sent back "
+                "without its thinking (another provider's, or left out by the client)",
+                self.agent, self.name)  # fmt: skip
         self._fit_thinking(payload, derived=derived)
         if stream:
             payload["stream"] = True
@@ -144,14 +147,14 @@ class AnthropicAdapter(ProviderAdapter):
             return  # the client's own mistake: the API's refusal tells it what is wrong
         if limit - 1 >= wire.MIN_THINKING_BUDGET:
             payload["thinking"] = {**thinking, "budget_tokens": limit - 1}
-            log("agent %s: provider %s: thinking.budget_tokens %d lowered to %d, "
-                        "below max_tokens %d (what the budget left pays for)",
-                        self.agent, self.name, budget, limit - 1, limit)  # fmt: skip
+            log("agent %s: provider %s: thinking.budget_tokens %d lowered to %d, below "
+                "max_tokens %d (what the budget left pays for)",
+                self.agent, self.name, budget, limit - 1, limit)  # fmt: skip
         else:
             del payload["thinking"]
-            log("agent %s: provider %s: thinking left off: max_tokens %d (what the "
-                        "budget left pays for) leaves no room for its minimum budget_tokens "
-                        "of %d", self.agent, self.name, limit, wire.MIN_THINKING_BUDGET)  # fmt: skip
+            log("agent %s: provider %s: thinking left off: max_tokens %d (what the budget "
+                "left pays for) leaves no room for its minimum budget_tokens of %d",
+                self.agent, self.name, limit, wire.MIN_THINKING_BUDGET)  # fmt: skip
 
     def _parse_answer(self, data: Any) -> ChatResponse:
         return parse_message(data, provider=self.name, model=self.model)

@@ -58,7 +58,8 @@ from llmagents.events import EventRecorder
 from llmagents.routing import EngineListener
 from llmagents.routing import clock as clocks
 from llmagents.runner.background import Supervisor
-from llmagents.runner.checkpoint import Checkpoint, CheckpointStore
+from llmagents.runner.checkpoint import Checkpoint
+from llmagents.runner.checkpoint_store import CheckpointStore
 from llmagents.runner.checkpoint_writer import Checkpointer
 from llmagents.runner.conditions import state_conditions
 from llmagents.runner.engine_hooks import Fanout, RunnerHooks

@@ -26,7 +26,7 @@ import yaml
 from llmagents import local_run
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.api.status import RunnerAgentStatus, TaskProgress, format_usd
-from llmagents.local_run import load_manifest, local_keys
+from llmagents.local_manifest import load_manifest, local_keys
 from llmagents.local_table import COLUMNS, agent_row, human_duration, json_number
 from llmagents.operator.builders import runner_config
 from llmagents.operator.settings import OperatorSettings

@@ -88,10 +88,19 @@ def _result(call_id: str) -> dict[str, Any]:
 
 
 async def _chat(client: openai.AsyncOpenAI, model: str, messages: list[Any]) -> Any:
-    return await client.chat.completions.create(
+    return (await _raw_chat(client, model, messages)).parse()
+
+
+async def _raw_chat(client: openai.AsyncOpenAI, model: str, messages: list[Any]) -> Any:
+    return await client.chat.completions.with_raw_response.create(
         model=model, messages=messages, tools=[CHAT_TOOL], reasoning_effort="low",  # type: ignore[list-item]
         max_completion_tokens=8000,
     )  # fmt: skip
+
+
+def _continued(message: Any) -> list[Any]:
+    """The conversation after ``message`` (the SDK's object, as it came) and its call's result."""
+    return [ASK, message, _result(message.tool_calls[0].id)]
 
 
 async def test_openais_sdk_sends_anthropics_signed_thinking_back_in_a_tool_loop(
@@ -104,7 +113,7 @@ async def test_openais_sdk_sends_anthropics_signed_thinking_back_in_a_tool_loop(
         assert detail["signature"].startswith("llmagents~claude~") and message.tool_calls
 
         # The SDK's own message object goes back as it came, reasoning_details included.
-        final = await _chat(client, "claude", [ASK, message, _result(message.tool_calls[0].id)])
+        final = await _chat(client, "claude", _continued(message))
 
     assert pool.claude.last_call is not None
     assert pool.claude.last_call.reasoning_returned == 1  # verified by the fake's signature
@@ -154,10 +163,7 @@ async def test_after_a_fallback_anthropics_thinking_is_dropped_without_an_error(
         message = first.choices[0].message
         pool.claude.core.update({"outage": True})
 
-        raw = await client.chat.completions.with_raw_response.create(
-            model=alias, messages=[ASK, message, _result(message.tool_calls[0].id)],  # type: ignore[list-item]
-            tools=[CHAT_TOOL], reasoning_effort="low", max_completion_tokens=8000,  # type: ignore[list-item]
-        )  # fmt: skip
+        raw = await _raw_chat(client, alias, _continued(message))
 
     fake = getattr(pool, other)
     assert raw.headers["x-llmagents-provider"] == other
@@ -225,7 +231,7 @@ async def test_openrouters_reasoning_details_go_back_to_it_as_it_gave_them(pool:
         [detail] = message.model_extra["reasoning_details"]
         assert detail["signature"] == f"llmagents~router~{OPENROUTER_SIGNATURE}"
 
-        await _chat(client, "router", [ASK, message, _result(message.tool_calls[0].id)])
+        await _chat(client, "router", _continued(message))
 
         # Without them, the fake (as OpenRouter serving Claude) refuses the tool turn.
         bare = {"role": "assistant", "content": None,
@@ -262,10 +268,7 @@ async def test_after_a_fallback_from_openrouter_anthropic_gets_none_of_its_reaso
         message = first.choices[0].message
         pool.router.core.update({"outage": True})
 
-        raw = await client.chat.completions.with_raw_response.create(
-            model="router-claude", messages=[ASK, message, _result(message.tool_calls[0].id)],  # type: ignore[list-item]
-            tools=[CHAT_TOOL], reasoning_effort="low", max_completion_tokens=8000,  # type: ignore[list-item]
-        )  # fmt: skip
+        raw = await _raw_chat(client, "router-claude", _continued(message))
 
     assert raw.headers["x-llmagents-provider"] == "claude"
     assert pool.claude.last_call is not None
