@@ -138,7 +138,7 @@ class OpenAIAdapter(ProviderAdapter):
                 for t in request.tools
             ]  # fmt: skip
         choice = request.tool_choice
-        if choice is not None:
+        if choice is not None and request.tools:  # the API refuses one without tools
             payload["tool_choice"] = (
                 {"type": "function", "function": {"name": choice.name}}
                 if choice.name
