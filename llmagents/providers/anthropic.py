@@ -315,5 +315,5 @@ def _tools(payload: dict[str, Any], request: ChatRequest) -> None:
         choice = {"type": "auto", "disable_parallel_tool_use": True}
     if tools:
         payload["tools"] = tools
-    if choice is not None:
-        payload["tool_choice"] = choice
+        if choice is not None:  # the API refuses a tool_choice without tools
+            payload["tool_choice"] = choice

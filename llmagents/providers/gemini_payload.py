@@ -72,7 +72,7 @@ def payload(
         body["tools"] = [{"functionDeclarations": [_declaration(t.name, t.description,
                                                                 t.parameters)
                                                    for t in request.tools]}]  # fmt: skip
-    if request.tool_choice is not None:
+    if request.tool_choice is not None and request.tools:  # nothing to choose from otherwise
         body["toolConfig"] = {"functionCallingConfig": _calling_config(request)}
     config: dict[str, Any] = {}
     if request.max_tokens is not None:

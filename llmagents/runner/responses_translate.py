@@ -304,8 +304,9 @@ def _tool_choice(wire: ResponsesRequest) -> ToolChoice | None:
                 param="tool_choice",
             )
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
-    if choice != "none" and not wire.tools:
-        raise Refusal(400, f'tool_choice "{choice}" needs tools', param="tool_choice")
+    if choice == "required" and not wire.tools:  # "auto" and "none" demand nothing
+        raise Refusal(400, '"required" demands a tool call, and the request has no tools',
+                      param="tool_choice")  # fmt: skip
     return ToolChoice(ToolChoiceMode(choice))
 
 

@@ -92,6 +92,9 @@ class FakeAnthropic(FakeProviderServer):
             raise Reject(400, f"{where}: {error['msg']}" if where else error["msg"]) from None
         if body.model not in self.models:
             raise Reject(404, f"model: {body.model}")
+        if body.tool_choice is not None and not body.tools:
+            raise Reject(400, "tool_choice: tool_choice may only be specified while providing "
+                              "tools")  # fmt: skip
         call = _chat_call(body)
         thinking = extras(body).get("thinking")
         call.reasoning_asked = {"thinking": thinking} if thinking is not None else None

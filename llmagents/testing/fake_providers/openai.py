@@ -103,6 +103,9 @@ class FakeOpenAI(FakeProviderServer):
                 f"The model `{body.model}` does not exist or you do not have access to it.",
                 reason="model_not_found",
             )
+        if body.tool_choice is not None and not body.tools:
+            raise Reject(400, "Invalid value for 'tool_choice': 'tool_choice' is only allowed "
+                              "when 'tools' are specified.")  # fmt: skip
         call = chat_call(body)
         call.reasoning_returned = self._check_returned_reasoning(body)
         # A reasoning model asked to reason (vLLM with a reasoning parser, DeepSeek's
