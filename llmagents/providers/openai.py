@@ -71,7 +71,7 @@ from llmagents.providers.mapping import (
 )
 from llmagents.providers.reasoning_details import (
     DetailsStream,
-    Formats,
+    Provenance,
     read_details,
     write_details,
 )
@@ -98,7 +98,7 @@ class OpenAIAdapter(ProviderAdapter):
         self.openrouter = host == OPENROUTER_HOST or host.endswith("." + OPENROUTER_HOST)
         """OpenRouter's API: the effort goes in its ``reasoning`` object, which it turns
         into each model's own control."""
-        self._formats = Formats()
+        self._provenance = Provenance()
 
     @property
     def _limit_field(self) -> str:
@@ -167,7 +167,9 @@ class OpenAIAdapter(ProviderAdapter):
         reasoning (OpenRouter's ``reasoning_details``) carries it back."""
         out = _message(message)
         if message.reasoning:
-            details = write_details(message.reasoning, provider=self.name, formats=self._formats)
+            details = write_details(
+                message.reasoning, provider=self.name, provenance=self._provenance
+            )
             if details:
                 out["reasoning_details"] = details
         return out
@@ -201,7 +203,7 @@ class OpenAIAdapter(ProviderAdapter):
         )
         if message.reasoning_details:
             reasoning = read_details(message.reasoning_details, provider=self.name,
-                                     remember=self._formats.remember)  # fmt: skip
+                                     remember=self._provenance.remember)  # fmt: skip
         else:
             thought = message.reasoning_text
             reasoning = (Reasoning(thought, provider=self.name),) if thought else ()
@@ -216,7 +218,7 @@ class OpenAIAdapter(ProviderAdapter):
         )
 
     def _stream_decoder(self) -> _OpenAIStream:
-        return _OpenAIStream(DetailsStream(self.name, self._formats.remember))
+        return _OpenAIStream(DetailsStream(self.name, self._provenance.remember))
 
     def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         retry_after = retry_after_seconds(headers)

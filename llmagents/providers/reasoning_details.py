@@ -17,8 +17,9 @@ the pool provider. Items of other types are skipped.
 
 OpenRouter wants them back in the next turn's assistant message, as it sent them
 (``write_details``): a Claude model's signed thinking must come before its tool calls when
-it thinks. The chat model keeps no ``format``, so the adapter remembers the format of each
-signature and encrypted block it read (``Formats``).
+it thinks. The chat model keeps neither a block's ``format`` nor its ``id`` (Gemini's
+encrypted blocks carry the id of the tool call they sign), so the adapter remembers them for
+each signature and encrypted block it read (``Provenance``).
 """
 
 from __future__ import annotations
@@ -50,29 +51,31 @@ def _known(details: Iterable[Any]) -> list[dict[str, Any]]:
                                                                               ENCRYPTED)]  # fmt: skip
 
 
-MAX_FORMATS = 4096
-"""Formats an adapter remembers (the latest blocks' signatures and data)."""
+MAX_REMEMBERED = 4096
+"""Blocks whose provenance an adapter remembers (the latest signatures and data)."""
+_PROVENANCE = ("format", "id")
 
 Remember = Callable[[str, dict[str, Any]], None]
 
 
-class Formats:
-    """The ``format`` of each signed or encrypted block an adapter read, by its signature or
-    data; the oldest are forgotten first (a forgotten one goes back without a format)."""
+class Provenance:
+    """The ``format`` and ``id`` each signed or encrypted block an adapter read came with, by
+    its signature or data; the oldest are forgotten first (a forgotten one goes back without
+    them)."""
 
     def __init__(self) -> None:
-        self._formats: OrderedDict[str, str] = OrderedDict()
+        self._known: OrderedDict[str, dict[str, str]] = OrderedDict()
 
     def remember(self, value: str, detail: dict[str, Any]) -> None:
-        form = _string(detail, "format")
-        if form is None:
+        kept = {k: v for k in _PROVENANCE if (v := _string(detail, k)) is not None}
+        if not kept:
             return
-        self._formats[value] = form
-        while len(self._formats) > MAX_FORMATS:
-            self._formats.popitem(last=False)
+        self._known[value] = kept
+        while len(self._known) > MAX_REMEMBERED:
+            self._known.popitem(last=False)
 
-    def get(self, value: str) -> str | None:
-        return self._formats.get(value)
+    def get(self, value: str) -> dict[str, str]:
+        return self._known.get(value, {})
 
 
 def _nothing(value: str, detail: dict[str, Any]) -> None:
@@ -101,11 +104,11 @@ def read_details(
 
 
 def write_details(
-    reasoning: Iterable[Reasoning], *, provider: str, formats: Formats
+    reasoning: Iterable[Reasoning], *, provider: str, provenance: Provenance
 ) -> list[dict[str, Any]]:
     """An assistant turn's reasoning as the ``reasoning_details`` OpenRouter takes back: its
     own signed and encrypted blocks only (a signature verifies only where it was made; an
-    unsigned summary needs no return), each with the format it came with."""
+    unsigned summary needs no return), each with the format and id it came with."""
     out: list[dict[str, Any]] = []
     for item in reasoning:
         if item.provider != provider:
@@ -118,9 +121,7 @@ def write_details(
             value = item.signature
         else:
             continue
-        form = formats.get(value)
-        if form is not None:
-            detail["format"] = form
+        detail.update(provenance.get(value))
         detail["index"] = len(out)
         out.append(detail)
     return out
@@ -145,14 +146,16 @@ class DetailsStream:
     def __init__(self, provider: str, remember: Remember = _nothing) -> None:
         self.provider = provider
         self._remember = remember
-        self._format: str | None = None
-        """The current block's format: a signature's piece may not repeat it."""
+        self._blocks: dict[int | None, dict[str, str]] = {}
+        """Each block's format and id, by its ``index``: a signature's piece may not repeat
+        them."""
 
     def feed(self, details: Iterable[Any]) -> Piece:
         piece = Piece()
         for detail in _known(details):
-            self._format = _string(detail, "format") or self._format
-            known = {"format": self._format}
+            index = detail.get("index")
+            known = self._blocks.setdefault(index if isinstance(index, int) else None, {})
+            known |= {k: v for k in _PROVENANCE if (v := _string(detail, k)) is not None}
             if detail["type"] == ENCRYPTED:
                 data = _string(detail, "data")
                 if data is not None:
