@@ -249,9 +249,11 @@ def _messages(messages: list[Message], *, provider: str) -> list[dict[str, Any]]
             continue
         if message.role is Role.TOOL:
             role = "user"
+            # A result with images (a screenshot) keeps them: tool_result takes image blocks.
+            content = _content(message) if message.images else message.text
             blocks = [{"type": "tool_result", "tool_use_id": tool_ids.fit(message.tool_call_id
                                                                           or ""),
-                       "content": message.text}]  # fmt: skip
+                       "content": content}]  # fmt: skip
         elif message.role is Role.ASSISTANT:
             role = "assistant"
             blocks = _reasoning(message, provider) + _content(message) + [

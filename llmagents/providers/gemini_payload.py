@@ -42,6 +42,7 @@ from llmagents.chat import (
     Role,
     ToolChoiceMode,
 )
+from llmagents.errors import RequestRefused
 from llmagents.providers import tool_arguments
 from llmagents.wire import gemini as wire
 
@@ -162,6 +163,13 @@ def _parts(
     message: Message, names: dict[str, str], signatures: Mapping[str, str], *, strict: bool
 ) -> list[dict[str, Any]]:
     if message.role is Role.TOOL:
+        if message.images:
+            # functionResponse.response is a JSON object: the images would be dropped, and
+            # the model would answer as if the tool had shown nothing. Another provider may
+            # take the call; this refusal counts nothing against Gemini.
+            raise RequestRefused(
+                "Gemini takes no images in a tool's result (a functionResponse holds JSON only)"
+            )
         name = names.get(message.tool_call_id or "", "tool")
         return [{"functionResponse": {"name": name, "response": _result(message.text)}}]
     parts: list[dict[str, Any]] = []
