@@ -42,6 +42,8 @@ from llmagents.chat import (
     Role,
     ToolChoiceMode,
 )
+from llmagents.errors import RequestRefused
+from llmagents.providers import tool_arguments
 from llmagents.wire import gemini as wire
 
 _SCHEMA_KEYS = frozenset({
@@ -161,6 +163,13 @@ def _parts(
     message: Message, names: dict[str, str], signatures: Mapping[str, str], *, strict: bool
 ) -> list[dict[str, Any]]:
     if message.role is Role.TOOL:
+        if message.images:
+            # functionResponse.response is a JSON object: the images would be dropped, and
+            # the model would answer as if the tool had shown nothing. Another provider may
+            # take the call; this refusal counts nothing against Gemini.
+            raise RequestRefused(
+                "Gemini takes no images in a tool's result (a functionResponse holds JSON only)"
+            )
         name = names.get(message.tool_call_id or "", "tool")
         return [{"functionResponse": {"name": name, "response": _result(message.text)}}]
     parts: list[dict[str, Any]] = []
@@ -176,7 +185,7 @@ def _parts(
     calls: list[dict[str, Any]] = []
     for call in message.tool_calls:
         call_part: dict[str, Any] = {
-            "functionCall": {"name": call.name, "args": _arguments(call.arguments)}
+            "functionCall": {"name": call.name, "args": tool_arguments.as_object(call.arguments)}
         }
         signature = signatures.get(call.id)
         if signature is not None:
@@ -206,14 +215,6 @@ def _contents(
         else:
             contents.append({"role": role, "parts": parts})
     return contents
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {"arguments": text}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _result(text: str) -> dict[str, Any]:

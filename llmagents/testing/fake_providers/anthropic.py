@@ -302,6 +302,8 @@ def _chat_call(body: wire.MessagesRequest) -> ChatCall:
                              "corresponding `tool_use` block in the previous message.")  # fmt: skip
         if tool_results:
             results = [_blocks_text(b.content or "") for b in tool_results]
+            images = [_image_type(c) for b in tool_results if isinstance(b.content, list)
+                      for c in b.content if isinstance(c, wire.ImageBlock)]  # fmt: skip
         else:
             results = None
             prompt = _blocks_text(message.content)

@@ -54,7 +54,8 @@ class ChatCall:
     schema: dict[str, Any] | None = None
     """The JSON Schema the answer must follow (``{}`` for any JSON object)."""
     images: list[str] = field(default_factory=list)
-    """Media types (or ``url``) of the images in the last user message."""
+    """Media types (or ``url``) of the images in the last user message (or in the tool
+    results it holds)."""
     thinking: bool = False
     """Extended thinking asked for (Anthropic's ``thinking``): the answer starts with it."""
     reasoning_asked: dict[str, Any] | None = None
@@ -104,6 +105,8 @@ def make_answer(call: ChatCall, *, protocol: str, id_prefix: str) -> Answer:
         return Answer([], output, False, calls)
     if call.tool_results is not None:
         text = f"{label} tool results: " + "; ".join(r.strip() for r in call.tool_results)
+        if call.images:
+            text += f" (saw {len(call.images)} {'/'.join(call.images)} image)"
     elif call.schema is not None:
         text = json.dumps(example_for(call.schema, _Context(call.prompt, call.schema)))
     else:
