@@ -130,6 +130,15 @@ THINKING_BUDGETS = {
 Anthropic takes."""
 
 
+def effort_for_budget(budget_tokens: int) -> ReasoningEffort:
+    """The least effort whose thinking budget holds ``budget_tokens`` (``xhigh`` beyond the
+    table): how a protocol that takes a number of tokens asks one that takes an effort."""
+    for effort, budget in THINKING_BUDGETS.items():
+        if effort is not ReasoningEffort.NONE and budget >= budget_tokens:
+            return effort
+    return ReasoningEffort.XHIGH
+
+
 @dataclass(frozen=True, slots=True)
 class Reasoning:
     """The model's reasoning before its answer, as far as its provider shows it.

@@ -31,7 +31,6 @@ Usage is ``usage.input_tokens`` (plus cache writes and reads, which were sent to
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any
 
@@ -46,7 +45,7 @@ from llmagents.chat import (
     ToolChoiceMode,
 )
 from llmagents.errors import ProviderError
-from llmagents.providers import tool_ids
+from llmagents.providers import tool_arguments, tool_ids
 from llmagents.providers.anthropic_answer import (
     JSON_TOOL,
     AnthropicStream,
@@ -218,15 +217,6 @@ def _content(message: Message) -> list[dict[str, Any]]:
     return blocks
 
 
-def _arguments(text: str) -> dict[str, Any]:
-    """A tool call's arguments as the object ``tool_use.input`` must be."""
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {"arguments": text}  # what the model wrote, kept rather than dropped
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def _reasoning(message: Message, provider: str) -> list[dict[str, Any]]:
     """An assistant turn's thinking blocks, if they are this provider's own: a signature
     verifies only where it was made, and a turn without its thinking is valid anywhere.
@@ -268,7 +258,7 @@ def _messages(messages: list[Message], *, provider: str) -> list[dict[str, Any]]
             role = "assistant"
             blocks = _reasoning(message, provider) + _content(message) + [
                 {"type": "tool_use", "id": tool_ids.fit(c.id), "name": c.name,
-                 "input": _arguments(c.arguments)}
+                 "input": tool_arguments.as_object(c.arguments)}
                 for c in message.tool_calls
             ]  # fmt: skip
         else:

@@ -43,6 +43,7 @@ from llmagents.chat import (
     ToolChoiceMode,
 )
 from llmagents.errors import RequestRefused
+from llmagents.providers import tool_arguments
 from llmagents.wire import gemini as wire
 
 _SCHEMA_KEYS = frozenset({
@@ -184,7 +185,7 @@ def _parts(
     calls: list[dict[str, Any]] = []
     for call in message.tool_calls:
         call_part: dict[str, Any] = {
-            "functionCall": {"name": call.name, "args": _arguments(call.arguments)}
+            "functionCall": {"name": call.name, "args": tool_arguments.as_object(call.arguments)}
         }
         signature = signatures.get(call.id)
         if signature is not None:
@@ -214,14 +215,6 @@ def _contents(
         else:
             contents.append({"role": role, "parts": parts})
     return contents
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {"arguments": text}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _result(text: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from llmagents.chat import (
     ImagePart,
     Message,
     Reasoning,
+    ReasoningEffort,
     Role,
     TextPart,
     Tool,
@@ -46,6 +47,7 @@ from llmagents.chat import (
     ToolChoice,
     ToolChoiceMode,
     Usage,
+    effort_for_budget,
 )
 from llmagents.runner.chat_path import Refusal
 from llmagents.runner.reasoning_tags import tag, untag
@@ -157,8 +159,22 @@ def to_chat(request: wire.MessagesRequest) -> ChatRequest:
         tools=tuple(Tool(t.name, t.description, t.input_schema) for t in request.tools or ()),
         tool_choice=_tool_choice(request),
         parallel_tool_calls=parallel,
+        reasoning_effort=_effort(extras(request).get("thinking")),
         passthrough=_passthrough(request),
     )
+
+
+def _effort(thinking: Any) -> ReasoningEffort | None:
+    """The effort a request's ``thinking`` stands for with the other protocols' providers
+    (an Anthropic provider gets the ``thinking`` itself, which wins over an effort)."""
+    if not isinstance(thinking, dict):
+        return None
+    if thinking.get("type") == "disabled":
+        return ReasoningEffort.NONE
+    budget = thinking.get("budget_tokens")
+    if thinking.get("type") != "enabled" or not isinstance(budget, int):
+        return None
+    return effort_for_budget(budget)
 
 
 def _passthrough(request: wire.MessagesRequest) -> dict[str, dict[str, Any]]:

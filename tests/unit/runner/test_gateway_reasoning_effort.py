@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
+from llmagents.chat import effort_for_budget
 from llmagents.providers import OpenAIAdapter
 from llmagents.testing.fake_providers import FakeOpenAI
 
@@ -125,3 +127,33 @@ async def test_openrouter_gets_the_effort_in_its_reasoning_object(edges: Edges) 
     assert router.last_call is not None
     assert router.last_call.reasoning_asked == {"reasoning": {"exclude": False, "effort": "low"}}
     assert getattr(answer.choices[0].message, "reasoning_content", None) == THOUGHT
+
+
+@pytest.mark.parametrize(
+    ("provider", "asked"),
+    [
+        ("claude", {"thinking": {"type": "enabled", "budget_tokens": 5000}}),
+        ("gemini", {"thinkingConfig": {"thinkingBudget": 8192, "includeThoughts": True}}),
+        ("gpt", {"reasoning_effort": "medium"}),
+    ],
+)
+async def test_a_messages_thinking_budget_reaches_other_protocols_as_the_effort_holding_it(
+    pod: Pod, provider: str, asked: dict[str, Any]
+) -> None:
+    """Anthropic gets the client's ``thinking`` as it is; the others the least effort whose
+    budget holds it (5000 tokens: ``medium``, 8192)."""
+    origin = pod.url.removesuffix("/v1")
+    async with anthropic.AsyncAnthropic(base_url=origin, api_key="k", max_retries=0) as client:
+        message = await client.messages.create(
+            model=provider, max_tokens=20000, messages=[{"role": "user", "content": ASK}],
+            thinking={"type": "enabled", "budget_tokens": 5000},
+        )  # fmt: skip
+
+    assert _fake(pod, provider).last_call.reasoning_asked == asked
+    assert message.content[0].type == "thinking" and message.content[0].thinking == THOUGHT
+
+
+def test_a_thinking_budget_is_the_least_effort_holding_it() -> None:
+    assert [effort_for_budget(n) for n in (1, 1024, 1025, 2048, 5000, 16384, 20000, 99999)] == [
+        "minimal", "minimal", "low", "low", "medium", "high", "xhigh", "xhigh",
+    ]  # fmt: skip
