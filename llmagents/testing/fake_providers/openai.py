@@ -295,12 +295,6 @@ def _usage(call: ChatCall, answer: Answer) -> wire.CompletionUsage:
     )
 
 
-def _text(content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(getattr(p, "text", "") or getattr(p, "refusal", "") for p in content)
-
-
 def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
     """What the fake acts on, from a valid request (also the ONNX sidecar's reading)."""
     texts: list[str] = []
@@ -312,11 +306,11 @@ def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
             if message.tool_call_id not in called:
                 raise Reject(400, f"Invalid parameter: messages[{i}] with role 'tool' must be a "
                              "response to a preceeding message with 'tool_calls'.")  # fmt: skip
-            results = (results or []) + [_text(message.content)]
-            texts.append(_text(message.content))
+            results = (results or []) + [wire.content_text(message.content)]
+            texts.append(wire.content_text(message.content))
             continue
         results = None
-        texts.append(_text(message.content))
+        texts.append(wire.content_text(message.content))
         if isinstance(message, wire.AssistantMessage):
             for c in message.tool_calls or ():
                 if len(c.id) > MAX_TOOL_CALL_ID:
@@ -326,7 +320,7 @@ def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
                 called.add(c.id)
                 texts.append(c.function.name + c.function.arguments)
         if isinstance(message, wire.UserMessage):
-            prompt = _text(message.content)
+            prompt = wire.content_text(message.content)
             images = [
                 _media_type(p.image_url.url) for p in message.content
                 if isinstance(p, wire.ImagePart)
