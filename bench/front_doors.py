@@ -99,7 +99,7 @@ def _chat_request() -> object:
 
 
 def _chat_answer() -> object:
-    return openai_chat.completion(ANSWER, cid="chatcmpl-1").model_dump_json()
+    return openai_chat.completion(ANSWER, cid="chatcmpl-1")
 
 
 def _chat_stream() -> object:

@@ -149,6 +149,10 @@ class ProviderAdapter(ABC):
     def _parse_answer(self, data: Any) -> ChatResponse:
         """A complete answer from its JSON; ``MalformedResponse`` when the shape is wrong."""
 
+    def _answer_of(self, body: bytes) -> ChatResponse:
+        """A complete answer from its body; a protocol may read it in one pass instead."""
+        return self._parse_answer(decode_json(body, provider=self.name))
+
     @abstractmethod
     def _stream_decoder(self) -> StreamDecoder:
         """Fresh state for decoding one stream."""
@@ -174,7 +178,7 @@ class ProviderAdapter(ABC):
         """One non-streaming chat call, bounded by ``timeout`` seconds in total."""
         payload = _json(self._payload(request, stream=False))
         body = await self._send("POST", self._chat_urls[False], timeout=timeout, body=payload)
-        return self._parse_answer(decode_json(body, provider=self.name))
+        return self._answer_of(body)
 
     async def stream(self, request: ChatRequest, *, timeout: float) -> AsyncIterator[StreamChunk]:
         """One streaming chat call; ``timeout`` bounds the whole stream, not each read."""
