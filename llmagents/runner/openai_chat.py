@@ -28,6 +28,7 @@ from llmagents.chat import (
     ContentPart,
     ImagePart,
     Message,
+    ReasoningEffort,
     ResponseFormat,
     ResponseFormatType,
     Role,
@@ -39,7 +40,7 @@ from llmagents.chat import (
     ToolChoiceMode,
     Usage,
 )
-from llmagents.runner import chat_path
+from llmagents.runner import chat_path, reasoning_tags
 from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
 from llmagents.runner.web import Request, Response, StreamingResponse
 from llmagents.wire import extras as wire_extras
@@ -148,7 +149,9 @@ def _message(message: Any) -> Message:
     calls = tuple(
         ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
     )
-    return Message(Role.ASSISTANT, _text(message.content), tool_calls=calls)
+    sent = (message.__pydantic_extra__ or {}).get("reasoning_details")
+    return Message(Role.ASSISTANT, _text(message.content), tool_calls=calls,
+                   reasoning=reasoning_tags.from_details(sent) if sent else ())  # fmt: skip
 
 
 def _tool_choice(choice: wire.ToolChoice | None) -> ToolChoice | None:
@@ -195,6 +198,9 @@ def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
         tool_choice=_tool_choice(request.tool_choice),
         parallel_tool_calls=request.parallel_tool_calls,
         response_format=_response_format(request.response_format),
+        reasoning_effort=(
+            ReasoningEffort(request.reasoning_effort) if request.reasoning_effort else None
+        ),
         passthrough={"openai": passthrough} if passthrough else {},
     )
 
@@ -233,7 +239,7 @@ def completion(answer: ChatResponse, *, cid: str) -> bytes:
         "refusal": None,
         "tool_calls": calls or None,
         "reasoning_content": answer.reasoning_text or None,
-        "reasoning_details": None,
+        "reasoning_details": reasoning_tags.details(answer.reasoning) or None,
     }
     return to_json({
         "id": cid,
@@ -260,6 +266,8 @@ class ChunkWriter:
         self._id, self._created, self._model = cid, int(time.time()), model
         self._with_usage = with_usage
         self._saw_tool_call = False
+        self._block = 0
+        """The ``index`` of the reasoning block being streamed (``reasoning_details``)."""
 
     def _event(self, choices: list[wire.ChunkChoice],
                usage: wire.CompletionUsage | None = None) -> bytes:  # fmt: skip
@@ -282,11 +290,31 @@ class ChunkWriter:
                 )
                 for d in chunk.tool_calls
             ]  # fmt: skip
-        if not (chunk.text or calls or chunk.reasoning):
-            return b""  # a reasoning block's end: nothing OpenAI's stream has a place for
+        details = self._details(chunk)
+        if not (chunk.text or calls or details):
+            return b""
         delta = wire.Delta(content=chunk.text or None, tool_calls=calls,
-                           reasoning_content=chunk.reasoning or None)  # fmt: skip
+                           reasoning_content=chunk.reasoning or None,
+                           reasoning_details=details)  # fmt: skip
         return self._event([wire.ChunkChoice(delta=delta)])
+
+    def _details(self, chunk: StreamChunk) -> list[Any] | None:
+        """OpenRouter's streamed ``reasoning_details``: text pieces of the current block,
+        then its tagged signature (or a redacted block whole), which ends it."""
+        if not (chunk.reasoning or chunk.reasoning_end):
+            return None
+        details: list[Any] = []
+        if chunk.reasoning:
+            details.append({"type": reasoning_tags.TEXT_DETAIL, "text": chunk.reasoning,
+                            "index": self._block})  # fmt: skip
+        end = chunk.reasoning_end
+        if end is not None:
+            [last] = reasoning_tags.details([end])
+            if last["type"] == reasoning_tags.TEXT_DETAIL:
+                last["text"] = ""  # its text came in the pieces before
+            details.append({**last, "index": self._block})
+            self._block += 1
+        return details
 
     def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
         reason = finish_reason or ("tool_calls" if self._saw_tool_call else "stop")

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
-from llmagents.wire.openai_chat import PositiveInt32
+from llmagents.wire.openai_chat import PositiveInt32, ReasoningEffortName
 
 
 def new_id(prefix: str) -> str:
@@ -118,10 +118,18 @@ class CustomToolCallOutputItem(StrictWireModel):
 
 
 class ReasoningItem(StrictWireModel):
-    """A reasoning model's hidden reasoning, sent back by clients; it carries no
-    conversation content another provider could read, so it is dropped."""
+    """A reasoning model's reasoning, sent back by clients: its summary, and the
+    ``encrypted_content`` the gateway handed out (its provider's signed or redacted block),
+    which goes back to that provider only."""
 
     type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[dict[str, Any]] = Field(default_factory=list)
+    encrypted_content: str | None = None
+
+    @property
+    def summary_text(self) -> str:
+        return "".join(s["text"] for s in self.summary if isinstance(s.get("text"), str))
 
 
 class ItemReference(StrictWireModel):
@@ -224,6 +232,16 @@ _Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
 _TopP = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+
+
+class ReasoningConfig(StrictWireModel):
+    """``reasoning``: how much a reasoning model thinks, and the summary it shows."""
+
+    effort: ReasoningEffortName | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
 class ResponsesRequest(StrictWireModel):
     """The body of ``POST /v1/responses``."""
 
@@ -245,12 +263,19 @@ class ResponsesRequest(StrictWireModel):
     background: bool | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
+    reasoning: ReasoningConfig | None = None
+    include: list[str] | None = None
 
     @model_validator(mode="after")
     def _finite(self) -> ResponsesRequest:
         if not finite_json(extras(self)):
             raise ValueError("numbers must be finite (no NaN or Infinity) and nesting bounded")
         return self
+
+    @property
+    def shows_encrypted_reasoning(self) -> bool:
+        """Whether reasoning items carry ``encrypted_content`` (``include``)."""
+        return ENCRYPTED_REASONING in (self.include or ())
 
     def stateful_reason(self) -> tuple[str, str] | None:
         """``(param, message)`` when the request needs state the gateway does not keep."""
@@ -327,6 +352,8 @@ class OutputReasoning(WireModel):
     id: str
     summary: list[SummaryText]
     status: Literal["in_progress", "completed", "incomplete"]
+    encrypted_content: str | None = None
+    """Only when the request's ``include`` asks for ``reasoning.encrypted_content``."""
 
 
 OutputItem = OutputMessage | OutputFunctionCall | OutputCustomToolCall | OutputReasoning

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from tooling.cluster import (
     kubectl_path,
 )
 from tooling.kubelet import ProcessKubelet
+from tooling.polling import eventually
 
 
 def _unavailable(reason: str) -> None:
@@ -107,13 +107,14 @@ def namespace(request: pytest.FixtureRequest, kube_client: client.ApiClient) -> 
     name = _namespace_name(request.node.name.removeprefix("test_"))
     api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     # Pods are refused until the serviceaccount controller made the "default" account.
-    deadline = time.monotonic() + 30
-    while not api.list_namespaced_service_account(
-        name, field_selector="metadata.name=default"
-    ).items:
-        if time.monotonic() > deadline:
-            pytest.fail(f"no default service account in {name} after 30 s")
-        time.sleep(0.05)
+    eventually(
+        lambda: (
+            api.list_namespaced_service_account(name, field_selector="metadata.name=default").items
+        ),
+        timeout=30,
+        every=0.05,
+        what=f"the default service account in {name}",
+    )
     yield name
     # The namespace controller finishes the deletion; nobody needs to wait for it.
     api.delete_namespace(name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import yaml
 
-from llmagents.local_run import load_manifest
+from llmagents.local_manifest import load_manifest
 from tooling.demo import QUICKSTART, quickstart_docs
 
 FAKES = {"anthropic": "http://127.0.0.1:41001", "openai": "http://127.0.0.1:41002"}

@@ -54,9 +54,17 @@ class ChatCall:
     schema: dict[str, Any] | None = None
     """The JSON Schema the answer must follow (``{}`` for any JSON object)."""
     images: list[str] = field(default_factory=list)
-    """Media types (or ``url``) of the images in the last user message."""
+    """Media types (or ``url``) of the images in the last user message (or in the tool
+    results it holds)."""
     thinking: bool = False
     """Extended thinking asked for (Anthropic's ``thinking``): the answer starts with it."""
+    reasoning_asked: dict[str, Any] | None = None
+    """The request's reasoning controls as its protocol names them (Anthropic's
+    ``thinking``, ``reasoning_effort`` or OpenRouter's ``reasoning``, Gemini's
+    ``thinkingConfig``), for tests to read (``FakeProviderServer.last_call``)."""
+    reasoning_returned: int = 0
+    """Blocks of earlier reasoning the history carried back (Anthropic's thinking blocks,
+    OpenRouter's ``reasoning_details``)."""
 
 
 @dataclass(slots=True)
@@ -97,6 +105,8 @@ def make_answer(call: ChatCall, *, protocol: str, id_prefix: str) -> Answer:
         return Answer([], output, False, calls)
     if call.tool_results is not None:
         text = f"{label} tool results: " + "; ".join(r.strip() for r in call.tool_results)
+        if call.images:
+            text += f" (saw {len(call.images)} {'/'.join(call.images)} image)"
     elif call.schema is not None:
         text = json.dumps(example_for(call.schema, _Context(call.prompt, call.schema)))
     else:

@@ -101,7 +101,13 @@ class FakeGemini(FakeProviderServer):
             )
         if model.startswith("gemini-3"):
             self._check_signatures(body)
-        return _chat_call(body, model, stream)
+        call = _chat_call(body, model, stream)
+        thinking = body.generationConfig.thinkingConfig if body.generationConfig else None
+        if thinking is not None:
+            _check_thinking(thinking, model)
+            call.reasoning_asked = {"thinkingConfig": thinking.model_dump(exclude_none=True)}
+            call.thinking = bool(thinking.includeThoughts) and thinking.thinkingBudget != 0
+        return call
 
     def _check_signatures(self, body: wire.GenerateContentRequest) -> None:
         """As Gemini 3 does: the first function call of each model turn carries the
@@ -169,10 +175,12 @@ class FakeGemini(FakeProviderServer):
     ) -> dict[str, Any]:  # fmt: skip
         candidate = wire.Candidate(content=wire.Content(role="model", parts=parts),
                                    finishReason=finish, index=0)  # fmt: skip
+        thoughts = count_tokens(_thought(call)) if call.thinking and output_tokens else None
         usage = wire.UsageMetadata(
             promptTokenCount=call.input_tokens,
             candidatesTokenCount=output_tokens,
-            totalTokenCount=call.input_tokens + (output_tokens or 0),
+            thoughtsTokenCount=thoughts,
+            totalTokenCount=call.input_tokens + (output_tokens or 0) + (thoughts or 0),
         )
         response = wire.GenerateContentResponse(
             candidates=[candidate], usageMetadata=usage, modelVersion=call.model,
@@ -182,7 +190,8 @@ class FakeGemini(FakeProviderServer):
 
     def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
         finish = "MAX_TOKENS" if answer.hit_max_tokens else "STOP"
-        parts = [wire.Part(text=answer.text)] if answer.pieces else []
+        parts = [wire.Part(text=_thought(call), thought=True)] if call.thinking else []
+        parts += [wire.Part(text=answer.text)] if answer.pieces else []
         parts += self._call_parts(answer)
         return self._response(call, parts, finish=finish, output_tokens=answer.output_tokens)
 
@@ -190,8 +199,10 @@ class FakeGemini(FakeProviderServer):
         return f"data: {data}\r\n\r\n".encode()
 
     def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
-        # Text word by word, then each function call whole, as Gemini streams them.
-        pieces = [[wire.Part(text=p)] for p in answer.pieces]
+        # Thoughts first, text word by word, then each function call whole, as Gemini
+        # streams them.
+        pieces = [[wire.Part(text=_thought(call), thought=True)]] if call.thinking else []
+        pieces += [[wire.Part(text=p)] for p in answer.pieces]
         pieces += [[part] for part in self._call_parts(answer)]
         last = len(pieces) - 1
         finish = "MAX_TOKENS" if answer.hit_max_tokens else "STOP"
@@ -222,6 +233,25 @@ class FakeGemini(FakeProviderServer):
         code, message = _STATUSES[503]
         error = {"error": {"code": 503, "message": message, "status": code}}
         return self._sse("", json.dumps(error))
+
+
+def _thought(call: ChatCall) -> str:
+    """The thought summary of a call asked to include thoughts."""
+    return "Let me think about: " + (call.prompt[:60] or "the results")
+
+
+def _check_thinking(thinking: wire.ThinkingConfig, model: str) -> None:
+    """As the API checks ``thinkingConfig``: thinking models only, a level on Gemini 3 only,
+    a budget within the model's range (-1: the model's choice)."""
+    if not model.startswith(("gemini-2.5", "gemini-3")):
+        raise Reject(400, "Thinking is not supported by this model.")
+    if thinking.thinkingLevel is not None and not model.startswith("gemini-3"):
+        raise Reject(400, "Thinking level is not supported for this model.")
+    budget = thinking.thinkingBudget
+    low, high = (128, 32768) if "-pro" in model else (0, 24576)
+    if budget is not None and budget != -1 and not low <= budget <= high:
+        raise Reject(400, f"The thinking budget {budget} is invalid. Please choose a value "
+                     f"between {low} and {high}.")  # fmt: skip
 
 
 def _parts_text(content: wire.Content) -> str:

@@ -79,6 +79,8 @@ class FakeProviderServer(ABC):
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._ids = 0
+        self.last_call: ChatCall | None = None
+        """What the latest chat request that was read asked for."""
 
     # -- protocol hooks ----------------------------------------------------------------
 
@@ -204,7 +206,7 @@ class FakeProviderServer(ABC):
         call: ChatCall | None = None
         if not core.outage_active():
             try:
-                call = await self._parse(request)
+                call = self.last_call = await self._parse(request)
             except Reject as rejected:
                 core.stats.outcomes[f"rejected_{rejected.status}"] += 1
                 return self._error_response(

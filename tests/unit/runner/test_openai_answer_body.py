@@ -8,6 +8,7 @@ import json
 import pytest
 
 from llmagents.chat import ChatResponse, Reasoning, ToolCall, Usage
+from llmagents.runner import reasoning_tags
 from llmagents.runner.openai_chat import completion
 from llmagents.wire import openai_chat as wire
 
@@ -37,6 +38,15 @@ ANSWERS = {
         finish_reason="length",
         reasoning=(Reasoning('thinking "hard"\n', provider="p"),),
     ),
+    "signed reasoning": ChatResponse(
+        text="ok",
+        usage=Usage(5, 9),
+        model="m",
+        reasoning=(
+            Reasoning("a thought", signature="c2ln", provider="claude"),
+            Reasoning(redacted="ZW5j", provider="claude"),
+        ),
+    ),
     "unicode": ChatResponse(text="Grüße, 世界 \u2028 🎉 </script>", usage=Usage(1, 2), model="ü"),
     "empty": ChatResponse(text="", usage=Usage(0, 0), model=""),
 }
@@ -50,7 +60,9 @@ def _by_the_model(answer: ChatResponse, cid: str, created: int) -> bytes:
     ]  # fmt: skip
     message = wire.AnswerMessage(content=answer.text if answer.text or not calls else None,
                                  tool_calls=calls or None,
-                                 reasoning_content=answer.reasoning_text or None)  # fmt: skip
+                                 reasoning_content=answer.reasoning_text or None,
+                                 reasoning_details=reasoning_tags.details(answer.reasoning)
+                                 or None)  # fmt: skip
     usage = answer.usage
     return wire.ChatCompletion(
         id=cid, created=created, model=answer.model,
