@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from llmagents.operator.rbac import operator_cluster_role
 from tooling._components import free_port
+from tooling._proc import cpu_seconds
 from tooling.cluster import Kubectl, LocalCluster, kubectl_path
 
 NAMESPACE = "bench"
@@ -107,12 +108,6 @@ def cluster(
         yield local.kubeconfig, local.kubectl, pids
     finally:
         local.stop()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process (all its threads, not its children) has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _http(url: str) -> str:

@@ -271,11 +271,16 @@ class Server:
                                      self.app.name)  # fmt: skip
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Stop listening, let requests in progress finish within ``grace``, close the rest."""
+        """Stop listening, let requests in progress finish within ``grace``, close the rest.
+        A request whose body is still arriving is answered 503 at once: it could be served
+        only after its body came, and waiting for it would hold the stop."""
         server, self._server = self._server, None
         if server is None:
             return
         server.should_exit = True
+        for connection in list(server.server_state.connections):
+            if isinstance(connection, GatewayHttpProtocol):
+                connection.refuse_unfinished_body(503, "the server is shutting down")
         if self._sweeping is not None:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):

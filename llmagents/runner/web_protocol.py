@@ -124,6 +124,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         elif self.cycle is None and now - self._head_since > self.timeout_keep_alive:
             self.transport.close()  # nothing was asked: nothing to answer
 
+    def refuse_unfinished_body(self, status: int, message: str) -> None:
+        """Answers now a request whose body is still arriving (the server is stopping: it
+        could serve it only once the body came); other connections are left as they are."""
+        if self._body_cycle is not None and not self._refused:
+            self._refuse(status, message)
+
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_begun = False

@@ -55,7 +55,15 @@ def test_the_subclass_overrides_nothing_by_a_name_uvicorn_lacks() -> None:
     ours = {
         n for n, v in vars(GatewayHttpProtocol).items() if callable(v) and not n.startswith("__")
     }
-    own = {"expire", "_head_size", "_idle", "_refuse", "_refuse_body_too_large", "_write_refusal"}
+    own = {
+        "expire",
+        "_head_size",
+        "_idle",
+        "_refuse",
+        "_refuse_body_too_large",
+        "refuse_unfinished_body",
+        "_write_refusal",
+    }
     assert ours - own <= set(dir(HttpToolsProtocol)), "a hook GatewayHttpProtocol overrides is gone"
     assert not own & set(dir(HttpToolsProtocol)), "uvicorn now has a method of ours' name"
 

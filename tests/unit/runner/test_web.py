@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
 import httpx
@@ -504,6 +505,31 @@ async def test_stop_lets_the_request_in_progress_finish_and_closes_idle_connecti
     await stopping
     with pytest.raises(OSError):
         await connect(server)
+
+
+async def test_stop_answers_a_request_whose_body_is_still_arriving_at_once(
+    serve, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request not yet whole when the server stops could only be served after its body
+    came, and the server takes no new work: it gets a 503 at once, rather than holding the
+    stop for the whole grace and ending as a cancelled task (an error with a traceback in
+    the log)."""
+    monkeypatch.setattr(web_protocol, "LINGER", 0.2)
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"POST /upload HTTP/1.1\r\ncontent-length: 100\r\n\r\n" + b"a" * 10)
+    await writer.drain()
+    assert server._server is not None
+    async with asyncio.timeout(5):
+        while not server._server.server_state.tasks:  # the request began, its body did not end
+            await asyncio.sleep(0.01)
+    began = asyncio.get_running_loop().time()
+    await server.stop(grace=5)
+    assert asyncio.get_running_loop().time() - began < 2
+    status, headers, body = await read_response(reader)
+    assert (status, headers["connection"]) == (503, "close")
+    assert b"shutting down" in body
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 class RecordingTransport:
