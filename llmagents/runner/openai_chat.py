@@ -121,12 +121,6 @@ def _invalid(invalid: ValidationError) -> Refusal:
     return Refusal(400, message, param=param)
 
 
-def _text(content: str | list[Any] | None) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(getattr(part, "text", "") or getattr(part, "refusal", "") for part in content)
-
-
 def _user_content(content: str | list[wire.UserPart]) -> str | tuple[ContentPart, ...]:
     if isinstance(content, str):
         return content
@@ -141,16 +135,18 @@ def _user_content(content: str | list[wire.UserPart]) -> str | tuple[ContentPart
 
 def _message(message: Any) -> Message:
     if isinstance(message, wire.SystemMessage):
-        return Message(Role.SYSTEM, _text(message.content))
+        return Message(Role.SYSTEM, wire.content_text(message.content))
     if isinstance(message, wire.UserMessage):
         return Message(Role.USER, _user_content(message.content), name=message.name)
     if isinstance(message, wire.ToolMessage):
-        return Message(Role.TOOL, _text(message.content), tool_call_id=message.tool_call_id)
+        return Message(
+            Role.TOOL, wire.content_text(message.content), tool_call_id=message.tool_call_id
+        )
     calls = tuple(
         ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
     )
     sent = (message.__pydantic_extra__ or {}).get("reasoning_details")
-    return Message(Role.ASSISTANT, _text(message.content), tool_calls=calls,
+    return Message(Role.ASSISTANT, wire.content_text(message.content), tool_calls=calls,
                    reasoning=reasoning_tags.from_details(sent) if sent else ())  # fmt: skip
 
 

@@ -59,6 +59,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._body_cycle: Any = None
         self._body_since = 0.0
         self._body_bytes = 0
+        self._fed_body = False  # the read being parsed held body bytes (or the head's end)
         self._tail_bytes = 0
         self._abandoned: Any = None  # a cycle told its client left, its body cut by a refusal
 
@@ -67,7 +68,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         self._unset_keepalive_if_required()
         self._read_size = len(data)
-        body_before = self._body_bytes
+        self._fed_body = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -86,7 +87,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         elif self._body_cycle is not None:
             # Bytes of the body that are not body: chunk framing between chunks (a few bytes),
             # or trailers after the last chunk, which the parser keeps however many come.
-            if self._body_bytes != body_before:
+            if self._fed_body:
                 self._tail_bytes = 0
             else:
                 self._tail_bytes += len(data)
@@ -154,6 +155,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._body_cycle = self.cycle
         self._body_since = self.loop.time()
         self._body_bytes = self._tail_bytes = 0
+        self._fed_body = True  # the head's bytes in this read are the head's, not the tail's
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._body_cycle is None:
@@ -167,6 +169,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if not self._refused:
             self._body_bytes += len(body)
+            self._fed_body = True
             if self._body_bytes > self._max_body:
                 self._refuse_body_too_large()
                 return

@@ -17,12 +17,13 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
+from llmagents.kube import KubeClient
 from tooling import _proc
 from tooling.cluster import (
     ClusterError,
@@ -118,6 +119,14 @@ def namespace(request: pytest.FixtureRequest, kube_client: client.ApiClient) -> 
     yield name
     # The namespace controller finishes the deletion; nobody needs to wait for it.
     api.delete_namespace(name)
+
+
+@pytest.fixture
+async def kube(cluster: ClusterInfo) -> AsyncIterator[KubeClient]:
+    """The project's own Kubernetes client (``llmagents.kube``) on the test cluster."""
+    ours = await KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
+    yield ours
+    await ours.aclose()
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ from llmagents.wire.openai_chat.request import (
     ToolMessage,
     UserMessage,
     UserPart,
+    content_text,
 )
 from llmagents.wire.openai_chat.stream import (
     STREAM_DONE,
@@ -110,8 +111,8 @@ __all__ = [
     "ModelList",
     "NamedToolChoice",
     "PositiveInt32",
-    "ReasoningEffortName",
     "PromptTokensDetails",
+    "ReasoningEffortName",
     "RefusalPart",
     "ResponseFormat",
     "STREAM_DONE",
@@ -125,6 +126,7 @@ __all__ = [
     "ToolMessage",
     "UserMessage",
     "UserPart",
+    "content_text",
     "describe",
     "error_body",
     "sse",

@@ -90,6 +90,14 @@ Message = Annotated[
 ]
 
 
+def content_text(content: str | list[Any] | None) -> str:
+    """A message's content as text: the string itself, or its text and refusal parts joined
+    (an image part adds nothing)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(getattr(p, "text", "") or getattr(p, "refusal", "") for p in content)
+
+
 class FunctionDefinition(StrictWireModel):
     name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None

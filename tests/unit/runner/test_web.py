@@ -605,3 +605,28 @@ async def test_an_answer_to_head_is_sent_though_no_body_follows(serve) -> None:
     assert (
         head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 9\r\n" in head
     )  # "HEAD /h? "
+
+
+async def test_a_large_head_then_chunk_framing_alone_is_not_taken_for_endless_trailers(
+    serve,
+) -> None:
+    """The bytes after a body's last byte are bounded, not the head's before it: a head near
+    its limit followed by a read of chunk framing alone is an ordinary request."""
+    server = await serve()
+    reader, writer = await connect(server)
+    # As large as a head may be: the limit counts the URL and each header's name and value
+    # (and 4 bytes each); the request line and the blank line come on top.
+    pad = web_protocol.MAX_HEAD - len(b"/big-head") - (17 + 7 + 4) - (5 + 4)
+    head = (b"POST /big-head HTTP/1.1\r\ntransfer-encoding: chunked\r\nx-pad: "
+            + b"p" * pad + b"\r\n\r\n")  # fmt: skip
+    writer.write(head)
+    await writer.drain()
+    assert server._server is not None
+    async with asyncio.timeout(5):
+        while not server._server.server_state.tasks:  # the head was read whole
+            await asyncio.sleep(0.01)
+    writer.write(b"5\r\n")  # framing only (a read of its own, or with the rest)
+    await writer.drain()
+    writer.write(b"hello\r\n0\r\n\r\n")
+    status, _, body = await read_response(reader)
+    assert (status, body) == (200, b"POST /big-head? hello")
