@@ -98,3 +98,22 @@ def test_every_repository_path_named_in_backticks_exists(path: Path) -> None:
         }
     )
     assert not missing, f"{path.name} names paths that do not exist: {missing}"
+
+
+def _tests_defined() -> set[str]:
+    names = set()
+    for path in [*ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/**/*.py")]:
+        names.add(path.stem)
+        names.update(re.findall(r"^\s*(?:async\s+)?def (test_\w+)", path.read_text(), re.M))
+    return names
+
+
+def test_every_test_a_document_names_exists() -> None:
+    defined = _tests_defined()
+    named = {
+        (path.relative_to(ROOT).as_posix(), name)
+        for path in DOCUMENTS
+        for name in re.findall(r"\btest_\w+", path.read_text())
+    }
+    missing = sorted((where, name) for where, name in named if name not in defined)
+    assert not missing, f"documents name tests that do not exist: {missing}"
