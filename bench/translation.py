@@ -111,7 +111,7 @@ def _cases() -> dict[str, Callable[[], None]]:
                 request = openai_chat.to_chat(openai_chat.parse(raw))
                 json.dumps(adapter._payload(request, stream=False)).encode()
                 response = adapter._parse_answer(answer)
-                openai_chat.completion(response, cid="chatcmpl-x").model_dump_json()
+                openai_chat.completion(response, cid="chatcmpl-x")
 
             cases[f"{protocol} {kind}"] = one
     return cases
