@@ -130,7 +130,7 @@ def _chat_request(raw: bytes) -> object:
 
 
 def _chat_answer(answer: ChatResponse) -> object:
-    return openai_chat.completion(answer, cid="chatcmpl-1").model_dump_json()
+    return openai_chat.completion(answer, cid="chatcmpl-1")
 
 
 def _responses_answer(wire: ResponsesRequest, answer: ChatResponse) -> object:

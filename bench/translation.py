@@ -30,7 +30,7 @@ from typing import Any
 from llmagents.providers import AnthropicAdapter, GeminiAdapter, OpenAIAdapter, ProviderAdapter
 from llmagents.runner import openai_chat
 from llmagents.testing.fake_providers import FakeAnthropic, FakeGemini, FakeOpenAI
-from llmagents.testing.fake_providers.behaviour import ChatCall, FakeTool, make_answer
+from llmagents.testing.fake_providers.behaviour import FakeTool, ReceivedCall, make_answer
 
 TARGET_MS = 0.2
 TOOLS = [
@@ -78,7 +78,7 @@ def _provider_answer(fake_type: Any, model: str, tools: bool, thinking: bool) ->
     """The JSON a fake of the protocol answers: text, or two parallel tool calls, after its
     reasoning when ``thinking``."""
     fake = fake_type(api_key=None)
-    call = ChatCall(model=model, prompt="Use get_weather and get_time for Lyon" if tools else
+    call = ReceivedCall(model=model, prompt="Use get_weather and get_time for Lyon" if tools else
                     "Name three prime numbers.", input_tokens=40, max_tokens=None, stream=False,
                     tools=[FakeTool(t["function"]["name"], t["function"]["parameters"])
                            for t in TOOLS] if tools else [], thinking=thinking)  # fmt: skip
@@ -111,7 +111,7 @@ def _cases() -> dict[str, Callable[[], None]]:
                 request = openai_chat.to_chat(openai_chat.parse(raw))
                 json.dumps(adapter._payload(request, stream=False)).encode()
                 response = adapter._parse_answer(answer)
-                openai_chat.completion(response, cid="chatcmpl-x").model_dump_json()
+                openai_chat.completion(response, cid="chatcmpl-x")
 
             cases[f"{protocol} {kind}"] = one
     return cases

@@ -187,14 +187,32 @@ class OpenAIAdapter(ProviderAdapter):
         )
         payload["reasoning"] = {**kept, "effort": effort.value}
 
+    def _answer_of(self, body: bytes) -> ChatResponse:
+        """The answer read into its model in one pass over its bytes (no dict in between);
+        a body that is not a plain answer (an error, a body in UTF-16...) goes the way of
+        ``_parse_answer``, which tells what is wrong with it."""
+        try:
+            answer = wire.ChatCompletion.model_validate_json(body)
+        except ValidationError:
+            return self._parse_answer(decode_json(body, provider=self.name))
+        extra = answer.__pydantic_extra__
+        if extra and isinstance(extra.get("error"), dict):
+            return self._parse_answer(decode_json(body, provider=self.name))
+        return self._answer(answer)
+
     def _parse_answer(self, data: Any) -> ChatResponse:
         if isinstance(data, dict) and _error_of(data) is not None:
             raise _error_from_body(data, status=None, retry_after=None, provider=self.name)
         try:
             answer = wire.ChatCompletion.model_validate(data)
-            choice = answer.choices[0]
-        except (ValidationError, IndexError):
+        except ValidationError:
             raise missing("choices[0].message", provider=self.name) from None
+        return self._answer(answer)
+
+    def _answer(self, answer: wire.ChatCompletion) -> ChatResponse:
+        if not answer.choices:
+            raise missing("choices[0].message", provider=self.name)
+        choice = answer.choices[0]
         if answer.usage is None:
             raise missing("usage", provider=self.name)
         message = choice.message

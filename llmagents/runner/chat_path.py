@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from llmagents.api.work import Complexity
@@ -239,7 +240,7 @@ async def serve(
         answered = await answer(runner, front.call)
     except Refusal as refusal:
         return refuse(runner, refusal, stream=stream)
-    runner.metrics.gateway_request(stream=False, code=200)
+    runner.later(partial(runner.metrics.gateway_request, stream=False, code=200))
     return Response(200, front.body(answered.response), headers=answer_headers(answered))
 
 

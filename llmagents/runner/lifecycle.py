@@ -64,9 +64,10 @@ from llmagents.runner.checkpoint_state import DurableTasks
 from llmagents.runner.checkpoint_store import CheckpointStore
 from llmagents.runner.checkpoint_writer import Checkpointer
 from llmagents.runner.conditions import state_conditions
-from llmagents.runner.engine_hooks import Fanout, RunnerHooks
+from llmagents.runner.engine_hooks import Deferred, Fanout, RunnerHooks
 from llmagents.runner.events import AgentEvents
 from llmagents.runner.housekeeping import housekeeping
+from llmagents.runner.later import Later
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.outcomes import Outcomes
 from llmagents.runner.pool_client import PoolClient
@@ -125,14 +126,18 @@ class Runner:
             if events is not None
             else None
         )
-        listeners: list[EngineListener] = [self.metrics, hooks]
+        self.later = Later()
+        """Bookkeeping run after an answer's bytes went out (``runner.later``)."""
+        # The charge's journal line (hooks) is written before the answer; counters and
+        # events after it.
+        listeners: list[EngineListener] = [Deferred(self.metrics, self.later), hooks]
         if self.agent_events is not None:
-            listeners.append(self.agent_events)
+            listeners.append(Deferred(self.agent_events, self.later))
         if tracer is not None:
             listeners.append(tracer)
         self.engine = PoolClient.build(
             config, api_keys=api_keys, listener=Fanout(*listeners),
-            clock=clock, wall_clock=wall_clock, tracer=tracer,
+            clock=clock, wall_clock=wall_clock, tracer=tracer, defer=self.later,
         )  # fmt: skip
         if self.agent_events is not None:
             self.agent_events.manager = self.engine.manager

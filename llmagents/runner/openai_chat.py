@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from llmagents.api.work import Complexity
 from llmagents.chat import (
@@ -92,7 +93,7 @@ def _read(raw: bytes, complexity: Complexity | None) -> chat_path.FrontCall:
         return ChunkWriter(completion_id(), model, with_usage=parsed.include_usage)
 
     def body(answer: ChatResponse) -> bytes:
-        return completion(answer, cid=completion_id()).model_dump_json().encode()
+        return completion(answer, cid=completion_id())
 
     return chat_path.FrontCall(call, writer, body)
 
@@ -237,24 +238,39 @@ def usage_of(usage: Usage) -> wire.CompletionUsage:
     )
 
 
-def completion(answer: ChatResponse, *, cid: str) -> wire.ChatCompletion:
+def completion(answer: ChatResponse, *, cid: str) -> bytes:
+    """A whole answer's body: ``wire.ChatCompletion`` exactly as its model writes it, every
+    field in its place, written from plain data (building the models first cost several
+    times the writing)."""
     calls = [
-        wire.AnswerToolCall(id=c.id, function=wire.AnswerFunctionCall(name=c.name,
-                                                                      arguments=c.arguments))
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
         for c in answer.tool_calls
-    ]  # fmt: skip
-    message = wire.AnswerMessage(content=answer.text if answer.text or not calls else None,
-                                 tool_calls=calls or None,
-                                 reasoning_content=answer.reasoning_text or None,
-                                 reasoning_details=reasoning_tags.details(answer.reasoning)
-                                 or None)  # fmt: skip
-    return wire.ChatCompletion(
-        id=cid,
-        created=int(time.time()),
-        model=answer.model,
-        choices=[wire.Choice(message=message, finish_reason=answer.finish_reason or "stop")],
-        usage=usage_of(answer.usage),
-    )
+    ]
+    usage = answer.usage
+    message = {
+        "role": "assistant",
+        "content": answer.text if answer.text or not calls else None,
+        "refusal": None,
+        "tool_calls": calls or None,
+        "reasoning_content": answer.reasoning_text or None,
+        "reasoning_details": reasoning_tags.details(answer.reasoning) or None,
+    }
+    return to_json({
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": answer.finish_reason or "stop"}],
+        "usage": {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        },
+        "system_fingerprint": None,
+    })  # fmt: skip
 
 
 class ChunkWriter:

@@ -1,7 +1,8 @@
 """The demo's manifest: examples/quickstart.yaml pointed at the demo's fakes or real services.
 
-``make demo`` itself was run end to end by hand (see README, "What make demo shows"); it
-needs SmolLM2 and minutes, too much for the suite. What it applies is checked here.
+``make demo`` itself is run end to end by hand (README's first screen shows the table it
+printed); it needs SmolLM2 and a minute, too much for the suite. What it applies is
+checked here.
 """
 
 from __future__ import annotations

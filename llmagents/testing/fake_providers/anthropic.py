@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from llmagents.testing.fake_providers.behaviour import (
     Answer,
-    ChatCall,
     FakeTool,
+    ReceivedCall,
     count_tokens,
 )
 from llmagents.testing.fake_providers.faults import Fault
@@ -82,7 +82,7 @@ class FakeAnthropic(FakeProviderServer):
         if "anthropic-version" not in request.headers:
             raise Reject(400, "anthropic-version: header is required")
 
-    async def _parse(self, request: web.Request) -> ChatCall:
+    async def _parse(self, request: web.Request) -> ReceivedCall:
         self._check_auth(request)
         try:
             body = wire.MessagesRequest.model_validate_json(await request.read())
@@ -137,7 +137,7 @@ class FakeAnthropic(FakeProviderServer):
                          f"`{found}`. When `thinking` is enabled, a final `assistant` message "
                          "must start with a thinking block.")  # fmt: skip
 
-    def _thought(self, call: ChatCall) -> str:
+    def _thought(self, call: ReceivedCall) -> str:
         return "Let me think about: " + (call.prompt[:60] or "the results")
 
     async def _list_models(self, request: web.Request) -> web.Response:
@@ -161,7 +161,9 @@ class FakeAnthropic(FakeProviderServer):
                               request_id=f"req_fake{self._next_id():06d}")  # fmt: skip
         return body.model_dump()
 
-    def _message(self, call: ChatCall, answer: Answer, *, started: bool = False) -> wire.Message:
+    def _message(
+        self, call: ReceivedCall, answer: Answer, *, started: bool = False
+    ) -> wire.Message:
         content: list[Any] = []
         if call.thinking and not started:
             thought = self._thought(call)
@@ -183,13 +185,13 @@ class FakeAnthropic(FakeProviderServer):
                              output_tokens=1 if started else answer.output_tokens),
         )  # fmt: skip
 
-    def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
+    def _answer_body(self, call: ReceivedCall, answer: Answer) -> Any:
         return self._message(call, answer).model_dump(exclude_none=True)
 
     def _sse(self, event: str, data: str) -> bytes:
         return f"event: {event}\ndata: {data}\n\n".encode()
 
-    def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
+    def _stream_events(self, call: ReceivedCall, answer: Answer) -> list[tuple[bytes, bool]]:
         start = wire.MessageStart(message=self._message(call, answer, started=True))
         events = [(wire.sse(start), False)]
         index = 0
@@ -277,7 +279,7 @@ def _image_type(block: wire.ImageBlock) -> str:
     return source.media_type
 
 
-def _chat_call(body: wire.MessagesRequest) -> ChatCall:
+def _chat_call(body: wire.MessagesRequest) -> ReceivedCall:
     texts = [_blocks_text(body.system)] if body.system else []
     prompt, images, results = "", [], None
     called: set[str] = set()
@@ -312,7 +314,7 @@ def _chat_call(body: wire.MessagesRequest) -> ChatCall:
     texts += [t.name + json.dumps(t.parameters) for t in tools]
     choice = body.tool_choice
     mode = {"auto": "auto", "any": "required", "tool": "required", "none": "none"}
-    return ChatCall(
+    return ReceivedCall(
         model=body.model,
         prompt=prompt,
         input_tokens=sum(count_tokens(t) for t in texts) + IMAGE_TOKENS * len(images),

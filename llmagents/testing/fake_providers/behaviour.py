@@ -1,6 +1,6 @@
 """What a fake provider answers, whatever its protocol: text, tool calls, or JSON for a schema.
 
-Each protocol's fake reads its request into a ``ChatCall`` and writes the ``Answer`` made
+Each protocol's fake reads its request into a ``ReceivedCall`` and writes the ``Answer`` made
 here in its own shape. The answers are deterministic and say what the fake saw, so that a
 test can tell that a request crossed the gateway and an adapter intact:
 
@@ -35,7 +35,7 @@ class FakeTool:
 
 
 @dataclass(slots=True)
-class ChatCall:
+class ReceivedCall:
     """What a protocol parser extracted from a valid chat request."""
 
     model: str
@@ -97,7 +97,7 @@ def count_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def make_answer(call: ChatCall, *, protocol: str, id_prefix: str) -> Answer:
+def make_answer(call: ReceivedCall, *, protocol: str, id_prefix: str) -> Answer:
     label = f"[fake-{protocol}:{call.model}]"
     calls = _tool_calls(call, id_prefix)
     if calls:
@@ -122,7 +122,7 @@ def make_answer(call: ChatCall, *, protocol: str, id_prefix: str) -> Answer:
     return Answer(_WORD.findall(text), count_tokens(text), hit)
 
 
-def _tool_calls(call: ChatCall, id_prefix: str) -> list[FakeToolCall]:
+def _tool_calls(call: ReceivedCall, id_prefix: str) -> list[FakeToolCall]:
     by_name = {t.name: t for t in call.tools}
     if call.forced_tool is not None and call.forced_tool in by_name:
         chosen = [by_name[call.forced_tool]]

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from llmagents.testing.fake_providers import embeddings
 from llmagents.testing.fake_providers.behaviour import (
     Answer,
-    ChatCall,
     FakeTool,
+    ReceivedCall,
     count_tokens,
 )
 from llmagents.testing.fake_providers.faults import Fault
@@ -78,7 +78,7 @@ class FakeGemini(FakeProviderServer):
         if key != self.api_key:
             raise Reject(400, _BAD_KEY, reason="API_KEY_INVALID")
 
-    async def _parse(self, request: web.Request) -> ChatCall:
+    async def _parse(self, request: web.Request) -> ReceivedCall:
         self._check_auth(request)
         model, _, method = request.match_info["target"].partition(":")
         if method not in ("generateContent", "streamGenerateContent"):
@@ -170,7 +170,7 @@ class FakeGemini(FakeProviderServer):
         return {"error": error}
 
     def _response(
-        self, call: ChatCall, parts: list[wire.Part], *, finish: str | None,
+        self, call: ReceivedCall, parts: list[wire.Part], *, finish: str | None,
         output_tokens: int | None,
     ) -> dict[str, Any]:  # fmt: skip
         candidate = wire.Candidate(content=wire.Content(role="model", parts=parts),
@@ -188,7 +188,7 @@ class FakeGemini(FakeProviderServer):
         )  # fmt: skip
         return response.model_dump(exclude_none=True)
 
-    def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
+    def _answer_body(self, call: ReceivedCall, answer: Answer) -> Any:
         finish = "MAX_TOKENS" if answer.hit_max_tokens else "STOP"
         parts = [wire.Part(text=_thought(call), thought=True)] if call.thinking else []
         parts += [wire.Part(text=answer.text)] if answer.pieces else []
@@ -198,7 +198,7 @@ class FakeGemini(FakeProviderServer):
     def _sse(self, event: str, data: str) -> bytes:
         return f"data: {data}\r\n\r\n".encode()
 
-    def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
+    def _stream_events(self, call: ReceivedCall, answer: Answer) -> list[tuple[bytes, bool]]:
         # Thoughts first, text word by word, then each function call whole, as Gemini
         # streams them.
         pieces = [[wire.Part(text=_thought(call), thought=True)]] if call.thinking else []
@@ -235,7 +235,7 @@ class FakeGemini(FakeProviderServer):
         return self._sse("", json.dumps(error))
 
 
-def _thought(call: ChatCall) -> str:
+def _thought(call: ReceivedCall) -> str:
     """The thought summary of a call asked to include thoughts."""
     return "Let me think about: " + (call.prompt[:60] or "the results")
 
@@ -278,7 +278,7 @@ def _image_type(part: wire.Part) -> str | None:
     return part.inlineData.mimeType
 
 
-def _chat_call(body: wire.GenerateContentRequest, model: str, stream: bool) -> ChatCall:
+def _chat_call(body: wire.GenerateContentRequest, model: str, stream: bool) -> ReceivedCall:
     texts = [_parts_text(body.systemInstruction)] if body.systemInstruction else []
     prompt, images, results = "", [], None
     called: set[str] = set()
@@ -316,7 +316,7 @@ def _chat_call(body: wire.GenerateContentRequest, model: str, stream: bool) -> C
     schema = None
     if config.responseMimeType == "application/json":
         schema = _json_schema(config.responseSchema or {})
-    return ChatCall(
+    return ReceivedCall(
         model=model,
         prompt=prompt,
         input_tokens=sum(count_tokens(t) for t in texts if t) + 258 * len(images),

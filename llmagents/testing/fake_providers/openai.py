@@ -25,8 +25,8 @@ from pydantic import ValidationError
 from llmagents.testing.fake_providers import embeddings
 from llmagents.testing.fake_providers.behaviour import (
     Answer,
-    ChatCall,
     FakeTool,
+    ReceivedCall,
     count_tokens,
 )
 from llmagents.testing.fake_providers.faults import Fault
@@ -89,7 +89,7 @@ class FakeOpenAI(FakeProviderServer):
         if key.strip() != self.api_key:
             raise Reject(401, _ERRORS[401][2], reason="invalid_api_key")
 
-    async def _parse(self, request: web.Request) -> ChatCall:
+    async def _parse(self, request: web.Request) -> ReceivedCall:
         self._check_auth(request)
         try:
             body = wire.ChatCompletionRequest.model_validate_json(await request.read())
@@ -150,7 +150,7 @@ class FakeOpenAI(FakeProviderServer):
                              "`assistant` message must start with a thinking block.")  # fmt: skip
         return returned
 
-    def _thought(self, call: ChatCall) -> str | None:
+    def _thought(self, call: ReceivedCall) -> str | None:
         thought = _thought_of(call)
         if thought is not None:
             self._thoughts.add(thought)
@@ -205,7 +205,7 @@ class FakeOpenAI(FakeProviderServer):
         kind, code, default = _ERRORS.get(status, _ERRORS[500 if status >= 500 else 400])
         return wire.error_body(message or default, kind=kind, code=reason or code)
 
-    def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
+    def _answer_body(self, call: ReceivedCall, answer: Answer) -> Any:
         calls = [
             wire.AnswerToolCall(id=c.id, function=wire.AnswerFunctionCall(
                 name=c.name, arguments=c.arguments_json))
@@ -226,7 +226,7 @@ class FakeOpenAI(FakeProviderServer):
     def _sse(self, event: str, data: str) -> bytes:
         return f"data: {data}\n\n".encode()
 
-    def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
+    def _stream_events(self, call: ReceivedCall, answer: Answer) -> list[tuple[bytes, bool]]:
         cid = f"chatcmpl-fake{self._next_id():06d}"
         created = int(time.time())
 
@@ -276,7 +276,7 @@ OPENROUTER_ENCRYPTED = "gAAAAABfakeEncryptedReasoningOfOpenRouter"
 """OpenAI's encrypted reasoning, as OpenRouter passes it on (opaque)."""
 
 
-def _thought_of(call: ChatCall) -> str | None:
+def _thought_of(call: ReceivedCall) -> str | None:
     """What a reasoning model served by vLLM shows of its reasoning, when asked to reason."""
     return "Let me think about: " + (call.prompt[:60] or "the results") if call.thinking else None
 
@@ -287,7 +287,7 @@ def _finish(answer: Answer) -> str:
     return "length" if answer.hit_max_tokens else "stop"
 
 
-def _usage(call: ChatCall, answer: Answer) -> wire.CompletionUsage:
+def _usage(call: ReceivedCall, answer: Answer) -> wire.CompletionUsage:
     return wire.CompletionUsage(
         prompt_tokens=call.input_tokens,
         completion_tokens=answer.output_tokens,
@@ -295,7 +295,7 @@ def _usage(call: ChatCall, answer: Answer) -> wire.CompletionUsage:
     )
 
 
-def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
+def chat_call(body: wire.ChatCompletionRequest) -> ReceivedCall:
     """What the fake acts on, from a valid request (also the ONNX sidecar's reading)."""
     texts: list[str] = []
     prompt, images, results = "", [], None
@@ -334,7 +334,7 @@ def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
         schema = fmt.json_schema.schema_ or {}
     elif isinstance(fmt, wire.JsonObjectFormat):
         schema = {}
-    return ChatCall(
+    return ReceivedCall(
         model=body.model,
         prompt=prompt,
         input_tokens=sum(count_tokens(t) for t in texts) + IMAGE_TOKENS * len(images),
