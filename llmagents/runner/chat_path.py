@@ -58,6 +58,11 @@ class RefusalKind(StrEnum):
     """The call's deadline passed (504)."""
 
 
+LOGPROBS_UNSERVED = ("token log probabilities are not served by the gateway: no provider's "
+                     "answer carries them through it")  # fmt: skip
+"""Why a front door refuses a request for log probabilities (the neutral answer has none)."""
+
+
 class Refusal(LLMAgentsError):
     """A call the gateway refuses; ``retry`` False means a client should not try it again."""
 

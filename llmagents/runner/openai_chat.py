@@ -41,7 +41,7 @@ from llmagents.chat import (
     Usage,
 )
 from llmagents.runner import chat_path, reasoning_tags
-from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
+from llmagents.runner.chat_path import LOGPROBS_UNSERVED, ChatCall, Refusal, RefusalKind
 from llmagents.runner.web import Request, Response, StreamingResponse
 from llmagents.wire import extras as wire_extras
 from llmagents.wire import openai_chat as wire
@@ -113,7 +113,25 @@ def parse(raw: bytes) -> wire.ChatCompletionRequest:
         if (request.__pydantic_extra__ or {}).get(legacy) is not None:
             raise Refusal(400, f"'{legacy}' is OpenAI's deprecated form of function calling; "
                           "send 'tools' and 'tool_choice' instead", param=legacy)  # fmt: skip
+    unserved = _unserved_output(request.__pydantic_extra__ or {})
+    if unserved is not None:
+        raise Refusal(400, unserved[1], param=unserved[0], code="unsupported_parameter")
     return request
+
+
+def _unserved_output(extra: dict[str, Any]) -> tuple[str, str] | None:
+    """(param, message) for an answer the client asks for that no answer through the gateway
+    can hold (the neutral answer has no log probabilities and no audio): served, the client
+    would get ``logprobs: null`` or no audio, silently. What SDKs send by default
+    (``logprobs: false``, ``top_logprobs: null``, ``modalities: ["text"]``) is taken."""
+    top = extra.get("top_logprobs")
+    if extra.get("logprobs") is True or (type(top) is int and top > 0):
+        return "logprobs", f"{LOGPROBS_UNSERVED}; leave out logprobs and top_logprobs"
+    modalities = extra.get("modalities")
+    if (isinstance(modalities, list) and "audio" in modalities) or extra.get("audio"):
+        return "modalities", ("audio output is not served by the gateway: its answers are "
+                              'text; send modalities ["text"] or leave it out')  # fmt: skip
+    return None
 
 
 def _invalid(invalid: ValidationError) -> Refusal:

@@ -38,7 +38,7 @@ from llmagents.chat import (
     ToolChoice,
     ToolChoiceMode,
 )
-from llmagents.runner.chat_path import Refusal
+from llmagents.runner.chat_path import LOGPROBS_UNSERVED, Refusal
 from llmagents.runner.custom_tools import arguments_of, as_function
 from llmagents.runner.reasoning_tags import from_encrypted_content
 from llmagents.wire import extras
@@ -81,6 +81,9 @@ class ResponsesCall:
         return self.wire.stream
 
 
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
 def parse_responses(raw: bytes) -> ResponsesCall:
     """The call in a request body; ``Refusal`` (400, OpenAI's shape) when it is not one."""
     try:
@@ -91,6 +94,12 @@ def parse_responses(raw: bytes) -> ResponsesCall:
     if refused is not None:
         param, message = refused
         raise Refusal(400, message, param=param, code="unsupported_parameter")
+    top = (wire.__pydantic_extra__ or {}).get("top_logprobs")
+    if (type(top) is int and top > 0) or LOGPROBS_INCLUDE in (wire.include or ()):
+        # No answer through the gateway holds them: served, they would be missing silently.
+        raise Refusal(400, f"{LOGPROBS_UNSERVED}; leave out top_logprobs and "
+                           f"include {LOGPROBS_INCLUDE!r}", param="top_logprobs",
+                      code="unsupported_parameter")  # fmt: skip
     return ResponsesCall(wire, to_chat(wire))
 
 

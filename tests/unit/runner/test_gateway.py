@@ -119,6 +119,12 @@ BAD_REQUESTS = {
     "tool_choice required with no tools": ({"tools": [], "tool_choice": "required"},
                                            "tool_choice"),
     "n above one": ({"n": 2}, "n"),
+    # No answer carries these through (the neutral answer has neither): served, the client
+    # would get logprobs null or no audio, silently.
+    "logprobs asked": ({"logprobs": True}, "logprobs"),
+    "top_logprobs asked": ({"top_logprobs": 3}, "logprobs"),
+    "audio output asked": ({"modalities": ["text", "audio"],
+                            "audio": {"voice": "alloy", "format": "wav"}}, "modalities"),
     "non-finite number in a tool's schema": (b'"tools": [{"type": "function", "function": '
                                              b'{"name": "f", "parameters": {"default": NaN}}}]',
                                              None),

@@ -326,3 +326,20 @@ def test_a_demanded_call_without_tools_is_refused() -> None:
     with pytest.raises(Refusal) as refused:
         parse({"input": "hi", "tool_choice": "required"})
     assert (refused.value.status, refused.value.param) == (400, "tool_choice")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"top_logprobs": 2}, {"include": ["message.output_text.logprobs"]}],
+    ids=["top_logprobs", "include-logprobs"],
+)
+def test_logprobs_no_answer_carries_are_refused_not_silently_left_out(
+    field: dict[str, Any],
+) -> None:
+    with pytest.raises(Refusal) as refused:
+        parse({"input": "hi", **field})
+    assert refused.value.status == 400 and "log probabilities" in refused.value.message
+
+
+def test_what_sdks_send_by_default_about_logprobs_is_taken() -> None:
+    parse({"input": "hi", "top_logprobs": 0, "include": ["reasoning.encrypted_content"]})
