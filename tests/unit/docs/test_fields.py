@@ -72,3 +72,28 @@ def test_jsonpath_ranges_are_read_relative_to_their_list() -> None:
 def test_every_field_a_document_names_is_in_the_crds(path: Path) -> None:
     unknown = sorted(f for f in named_fields(path.read_text()) if not _known(f))
     assert not unknown, f"{path.name} names fields the CRDs do not have: {unknown}"
+
+
+def _values(node: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, child in node.items():
+        path = f"{prefix}{key}"
+        keys.add(path)
+        if isinstance(child, dict):
+            keys |= _values(child, f"{path}.")
+    return keys
+
+
+VALUES = _values(yaml.safe_load((ROOT / "charts/llmagents/values.yaml").read_text()))
+_VALUE = re.compile(r"`([a-z][a-zA-Z]*(?:\.[a-zA-Z][a-zA-Z0-9]*)+)`|--set ([a-zA-Z.]+)=")
+_FILE = re.compile(r"\.(py|json|yaml|md|txt)$")
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_chart_value_a_document_names_is_in_values_yaml(path: Path) -> None:
+    tops = {key.split(".")[0] for key in VALUES}
+    named = {a or b for a, b in _VALUE.findall(path.read_text())}
+    unknown = sorted(
+        n for n in named if n.split(".")[0] in tops and not _FILE.search(n) and n not in VALUES
+    )
+    assert not unknown, f"{path.name} names chart values values.yaml lacks: {unknown}"
