@@ -186,7 +186,7 @@ class LocalCluster:
         if not _proc.read_pids(self.pidfile) or not (self.dir / "ports.json").exists():
             return False
         self.ports = Ports(**json.loads((self.dir / "ports.json").read_text()))
-        return self._api.get("/readyz", timeout=2) is not None
+        return self.api.get("/readyz", timeout=2) is not None
 
     def start(self, timeout: float = 120.0) -> None:
         """Start every component and wait until a pod could be scheduled and run."""
@@ -212,11 +212,11 @@ class LocalCluster:
             self._spawn("kube-apiserver", apiserver_args(layout))
             # The controller manager and scheduler start while the API server bootstraps
             # (RBAC roles and the like take seconds), so their own start-up overlaps it.
-            self._wait("kube-apiserver serving", deadline, self._api.answers)
+            self._wait("kube-apiserver serving", deadline, self.api.answers)
             self._spawn("kube-controller-manager", controller_manager_args(layout))
             self._spawn("kube-scheduler", scheduler_args(layout))
             self._wait(
-                "kube-apiserver", deadline, lambda: self._api.get("/readyz") is not None,
+                "kube-apiserver", deadline, lambda: self.api.get("/readyz") is not None,
                 tolerate={"kube-controller-manager"},
             )  # fmt: skip
             # It gives up when the API server is not healthy within 10 s of its start.
@@ -227,9 +227,9 @@ class LocalCluster:
             if not self.real_node:
                 # kwok backs off exponentially while the API server is away: start it now.
                 self._spawn("kwok", kwok_args(layout))
-                self._api.create_node()
-                self._wait("kwok node Ready", deadline, self._api.node_ready)
-            self._wait("default service account", deadline, self._api.default_sa_exists)
+                self.api.create_node()
+                self._wait("kwok node Ready", deadline, self.api.node_ready)
+            self._wait("default service account", deadline, self.api.default_sa_exists)
             self._wait("kube-scheduler", deadline, lambda: healthz(self.ports.scheduler))
             self._wait(
                 "kube-controller-manager",
@@ -297,10 +297,10 @@ class LocalCluster:
         self._spawn(name, self._argv[name])
         checks: dict[str, Callable[[], bool]] = {
             "etcd": lambda: etcd_healthy(self.ports.etcd_client),
-            "kube-apiserver": lambda: self._api.get("/readyz") is not None,
+            "kube-apiserver": lambda: self.api.get("/readyz") is not None,
             "kube-controller-manager": lambda: healthz(self.ports.controller_manager),
             "kube-scheduler": lambda: healthz(self.ports.scheduler),
-            "kwok": self._api.node_ready,
+            "kwok": self.api.node_ready,
         }  # fmt: skip
         self._wait(name, time.monotonic() + timeout, checks[name])
 
@@ -344,7 +344,8 @@ class LocalCluster:
         return "\n".join(out)
 
     @property
-    def _api(self) -> AdminApi:
+    def api(self) -> AdminApi:
+        """The API server as the admin, with the standard library alone (``_admin_api``)."""
         return AdminApi(self.server, self.pki)
 
 

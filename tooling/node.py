@@ -131,7 +131,7 @@ class RealNode:
             self._wait("the node to register and be Ready", deadline, self._ready)
             # Admission taints a new node not-ready; the node-lifecycle controller, which
             # would lift it, does not run in the local control plane.
-            self.cluster._request(
+            self.cluster.api.request(
                 "PATCH", f"/api/v1/nodes/{NODE_NAME}", {"spec": {"taints": None}},
                 content_type="application/merge-patch+json",
             )  # fmt: skip
@@ -292,7 +292,7 @@ class RealNode:
             time.sleep(0.5)
 
     def _ready(self) -> bool:
-        node = self.cluster._get(f"/api/v1/nodes/{NODE_NAME}")
+        node = self.cluster.api.get(f"/api/v1/nodes/{NODE_NAME}")
         if not isinstance(node, dict):
             return False
         conditions = node.get("status", {}).get("conditions", [])
