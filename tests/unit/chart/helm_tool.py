@@ -103,7 +103,7 @@ def render(helm: str, values: dict[str, Any] | None = None, **kwargs: Any) -> li
 
 def is_test_hook(doc: dict[str, Any]) -> bool:
     """Whether ``doc`` is one of ``helm test``'s objects, which exist only while it runs."""
-    return (doc["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"
+    return ((doc.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook") == "test"
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

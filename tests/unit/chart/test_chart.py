@@ -349,7 +349,9 @@ def test_names_fit_kubernetes_limits_for_the_longest_release_name(helm: str):
 
 def test_the_helm_test_pod_checks_the_api_and_readiness_through_the_api_server(rendered):
     docs = rendered["defaults"]
-    hooks = [d for d in docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
+    hooks = [
+        d for d in docs if "helm.sh/hook" in ((d.get("metadata") or {}).get("annotations") or {})
+    ]
     assert hooks == [d for d in docs if is_test_hook(d)]
     kinds = {d["kind"]: d for d in hooks}
     assert sorted(kinds) == ["Pod", "Role", "RoleBinding", "ServiceAccount"]
