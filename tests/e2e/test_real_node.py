@@ -243,7 +243,7 @@ def test_a_gateway_runner_killed_right_after_its_answers_keeps_their_spend(
         runner = statuses(pod)["runner"]
         stats = {"anthropic": fakes.anthropic.stats(), "openai": fakes.openai.stats()}
         asked = kube.ok("-n", agents_ns, "exec", pod["metadata"]["name"], "-c", "agent", "--",
-                        "python", "-c", _ASK)  # fmt: skip
+                        "/opt/agent/bin/python", "-c", _ASK)  # fmt: skip
         node.kill_container(runner["containerID"])  # the moment the answers are back
         assert asked.count("answered by gpt") == 3, asked
         after = {"anthropic": fakes.anthropic.stats(), "openai": fakes.openai.stats()}
