@@ -77,6 +77,7 @@ WORKDIR /converter
 COPY llmagents/errors.py llmagents/
 COPY llmagents/onnx/convert.py llmagents/onnx/decoder.py llmagents/onnx/gguf_source.py \
      llmagents/onnx/graph.py llmagents/onnx/model_dir.py llmagents/onnx/tokenizer.py \
+     llmagents/onnx/weights.py \
      llmagents/onnx/
 RUN touch llmagents/__init__.py llmagents/onnx/__init__.py \
     && python -m llmagents.onnx.convert --out /models/smollm2
