@@ -238,3 +238,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(out)
     return 0
+
+
+if __name__ == "__main__":
+    # `python -m llmagents.onnx.convert`: what the image build runs, from the converter's
+    # modules alone (Dockerfile, stage model-builder), where `llmagents` (the CLI) is not
+    # installed.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _parser = argparse.ArgumentParser(prog="onnx-convert", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))
