@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import socket
 from base64 import b64encode
 from collections.abc import Set as AbstractSet
@@ -47,10 +48,31 @@ class Ports:
     kwok: int
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, for a child process to listen on.
+
+    Chosen outside the range the kernel hands out to outgoing connections: a port found
+    free by binding port 0 comes from that range, and any client socket of this busy
+    machine (the suite's workers make thousands) could take it before the child binds it
+    (seen: an operator's probe port taken between the choice and its bind).
+    """
+    ephemeral = _ephemeral_ports()
+    below = range(10000, min(ephemeral.start, 65536))
+    above = range(max(ephemeral.stop, 10000), 65536)
+    pool = below if len(below) >= len(above) else above
+    for _ in range(1000):
+        port = random.choice(pool)
+        if port_free(port):
+            return port
+    raise RuntimeError(f"no free loopback port in {pool.start}-{pool.stop - 1}")
 
 
 def port_free(port: int) -> bool:
