@@ -22,15 +22,19 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.watch import Watch
 
 from llmagents.errors import LLMAgentsError
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client as k8s
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+# kubernetes_asyncio (its generated models: about 0.4 s of import) is imported where a
+# client is made or used, not here: a local run with file stores (``llmagents run``) imports
+# the runner's stores, which name this module, and never talks to an API server.
 
 logger = logging.getLogger(__name__)
 # The library logs every answer's body at DEBUG, a Secret's values included (the operator
@@ -105,6 +109,9 @@ class KubeClient:
         cls, *, kubeconfig: str | None = None, timeout: float = REQUEST_TIMEOUT
     ) -> KubeClient:
         """In-cluster credentials when running in a pod, else ``kubeconfig``/``KUBECONFIG``."""
+        from kubernetes_asyncio import client as k8s
+        from kubernetes_asyncio import config as k8s_config
+
         configuration = k8s.Configuration()
         if kubeconfig is None:
             try:
@@ -130,6 +137,8 @@ class KubeClient:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """One request; the answer's JSON. ``timeout`` (default: the client's) bounds it all."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
         what = f"{method} {path}"
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -184,6 +193,9 @@ class KubeClient:
         ``resource_version`` when given, with bookmarks, until the server ends it after
         ``timeout_seconds``. An expired resourceVersion is a ``KubeError`` with status 410
         (list again). ``metadata_only`` asks for each object's metadata alone."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+        from kubernetes_asyncio.watch import Watch
+
         what = f"WATCH {path}"
         accept = METADATA_ONLY if metadata_only else "application/json"
         # The server ends the watch at timeout_seconds; a read may wait about that long.
