@@ -8,7 +8,6 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-import jsonschema
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from llmagents.api.base import ApiModel, cel
@@ -111,6 +110,8 @@ class ResponseFormatSpec(ApiModel):
     @field_validator("json_schema")
     @classmethod
     def _a_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        import jsonschema  # ~0.1 s of import, for the few tasks with a responseFormat schema
+
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as wrong:
