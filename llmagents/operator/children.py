@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from llmagents.operator.cluster_api import Api
@@ -116,23 +116,35 @@ class Children:
         await asyncio.shield(self._loaded)
 
     async def _load(self) -> None:
-        listings = await asyncio.gather(*(self._list(kind) for kind in CHILD_KINDS))
-        for listed in listings:
-            for key, body in listed.items():
-                self._seen.setdefault(key, applied_hash(body))
-        logger.info("children listed: %d objects", sum(len(listed) for listed in listings))
+        counts = await asyncio.gather(*(self._load_kind(kind) for kind in CHILD_KINDS))
+        logger.info("children listed: %d objects", sum(counts))
 
-    async def _list(self, kind: str) -> dict[ChildKey, Mapping[str, Any]]:
+    async def _load_kind(self, kind: str) -> int:
+        # The hash is all that is kept of each child, so only metadata is asked for, and
+        # each page is dropped before the next is fetched: at a thousand agents, holding
+        # the whole of six listings at once was the largest part of a restart's peak memory.
+        listed = 0
+        async for key, body in self._items(kind, metadata_only=True):
+            self._seen.setdefault(key, applied_hash(body))
+            listed += 1
+        return listed
+
+    async def _items(
+        self, kind: str, *, metadata_only: bool = False
+    ) -> AsyncIterator[tuple[ChildKey, dict[str, Any]]]:
+        """Each listed child of ``kind`` with its key, page by page."""
         api_version = CHILD_KINDS[kind]
-        out: dict[ChildKey, Mapping[str, Any]] = {}
         for namespace in self._scopes:
-            async for page in self.api.list(api_version, kind, namespace=namespace, labels=OURS):
+            pages = self.api.list(
+                api_version, kind, namespace=namespace, labels=OURS, metadata_only=metadata_only
+            )
+            async for page in pages:
                 for body in page:
                     # Items of a list carry no kind and apiVersion; the manifests they are
                     # compared with do.
                     item = {**body, "kind": kind, "apiVersion": api_version}
-                    out[child_key(item)] = item
-        return out
+                    yield child_key(item), item
+                del page
 
     def _touch(self, key: ChildKey) -> None:
         self._changes += 1
@@ -193,7 +205,14 @@ class Children:
         """List ``kind`` and compare with ``desired`` (child -> owner and manifest): the
         agents whose children of that kind are missing, replaced or edited."""
         since = self._changes
-        listed = await self._list(kind)
+        # Compared page by page as listed: of each child only its hash is kept.
+        listed: dict[ChildKey, str | None] = {}
+        differ: set[ChildKey] = set()
+        async for key, body in self._items(kind):
+            listed[key] = applied_hash(body)
+            entry = desired.get(key)
+            if entry is not None and not is_subset(entry[1], body):
+                differ.add(key)
 
         def stale(key: ChildKey) -> bool:
             return self._changed_at.get(key, 0) <= since
@@ -205,18 +224,17 @@ class Children:
         for key, (agent, manifest) in desired.items():
             if not stale(key):
                 continue
-            body = listed.get(key)
             wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
-            if body is None or applied_hash(body) != wanted:
+            if key not in listed or listed[key] != wanted:
                 self._applied.pop(key, None)
                 repair.add(agent)
                 logger.info("agent %s/%s: %s %s %s", *agent, kind, key[2],
-                            "is missing" if body is None else "was replaced")  # fmt: skip
-            elif not is_subset(manifest, body):
+                            "is missing" if key not in listed else "was replaced")  # fmt: skip
+            elif key in differ:
                 self._drifted.add(key)
                 repair.add(agent)
                 logger.info("agent %s/%s: %s %s drifted; repairing", *agent, kind, key[2])
-        for key, body in listed.items():
+        for key, listed_hash in listed.items():
             if stale(key) and key not in self._drifted:
-                self._seen[key] = applied_hash(body)
+                self._seen[key] = listed_hash
         return repair

@@ -179,6 +179,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             events=OperatorEvents(state.events),
             gauges=default_gauges(),
         )
+        state.reconciler.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

@@ -20,6 +20,7 @@ triggers of one agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -109,6 +110,21 @@ class Reconciler:
         self._pools = Scheduler(self._scheduled_pool)
         self._resyncs = Scheduler(self._scheduled_resync)
         self._resyncing = False
+        self._preload: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """List the children now, while kopf lists the agents, instead of when the first
+        reconcile needs them: after a restart that is every agent at once, each waiting
+        for the listing while holding its objects. A failed listing is tried again by the
+        first reconcile."""
+        self._preload = asyncio.create_task(self._preload_children())
+
+    async def _preload_children(self) -> None:
+        try:
+            await self._children_known()
+        except Exception as exc:
+            logger.warning("listing the children failed, retrying on the first reconcile: %s",
+                           exc)  # fmt: skip
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -320,6 +336,10 @@ class Reconciler:
             self._pools.schedule(pool, 5.0)
 
     async def close(self) -> None:
+        if self._preload is not None:
+            self._preload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._preload
         await self._agents.close()
         await self._pools.close()
         await self._resyncs.close()
