@@ -23,8 +23,10 @@ after that moment is newer, and the listing is not allowed to overrule it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from llmagents.operator.cluster_api import Api
@@ -56,6 +58,29 @@ Deployment comes last so that its pod never starts before its identity, rights a
 configuration exist."""
 OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 """Label selector of every child the operator manages (the runner's ConfigMaps carry its own)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """One child as the builders want it: its key, its hash, and its manifest as compact
+    JSON. A thousand agents' manifests as dictionaries were 24 MB for the operator's whole
+    life; as JSON they take about 10, and are decoded only to be written or compared."""
+
+    key: ChildKey
+    hash: str
+    wire: bytes
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> Desired:
+        return cls(
+            child_key(manifest),
+            manifest["metadata"]["annotations"][ANNOTATION_HASH],
+            json.dumps(manifest, separators=(",", ":")).encode(),
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        manifest: dict[str, Any] = json.loads(self.wire)
+        return manifest
 
 
 def child_key(manifest: Mapping[str, Any]) -> ChildKey:
@@ -150,27 +175,25 @@ class Children:
         self._changes += 1
         self._changed_at[key] = self._changes
 
-    def _up_to_date(self, manifest: dict[str, Any]) -> bool:
-        key = child_key(manifest)
-        wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
+    def _up_to_date(self, child: Desired) -> bool:
+        key, wanted = child.key, child.hash
         if key not in self._drifted and wanted in (self._applied.get(key), self._seen.get(key)):
             self._applied[key] = wanted
             return True
         return False
 
-    async def _write(self, manifest: dict[str, Any]) -> None:
-        key = child_key(manifest)
-        await self.api.apply(manifest)
-        self._applied[key] = manifest["metadata"]["annotations"][ANNOTATION_HASH]
-        self._drifted.discard(key)
-        self._touch(key)
+    async def _write(self, child: Desired) -> None:
+        await self.api.apply(child.manifest())
+        self._applied[child.key] = child.hash
+        self._drifted.discard(child.key)
+        self._touch(child.key)
 
-    async def apply_all(self, manifests: Iterable[dict[str, Any]]) -> None:
-        """Apply those of one agent's ``manifests`` that do not carry their hash yet (or
+    async def apply_all(self, children: Iterable[Desired]) -> None:
+        """Apply those of one agent's ``children`` that do not carry their hash yet (or
         drifted), in ``APPLY_WAVES``."""
         # Decided up front, so that a reconcile with nothing to write (most of them) costs
         # no task or gather at all.
-        stale = {m["kind"]: m for m in manifests if not self._up_to_date(m)}
+        stale = {c.key[0]: c for c in children if not self._up_to_date(c)}
         for wave in APPLY_WAVES:
             batch = [stale[kind] for kind in wave if kind in stale]
             if len(batch) == 1:
@@ -200,9 +223,9 @@ class Children:
             self._changed_at.pop(key, None)
 
     async def audit(
-        self, kind: str, desired: Mapping[ChildKey, tuple[AgentKey, Mapping[str, Any]]]
+        self, kind: str, desired: Mapping[ChildKey, tuple[AgentKey, Desired]]
     ) -> set[AgentKey]:
-        """List ``kind`` and compare with ``desired`` (child -> owner and manifest): the
+        """List ``kind`` and compare with ``desired`` (child -> owner and child): the
         agents whose children of that kind are missing, replaced or edited."""
         since = self._changes
         # Compared page by page as listed: of each child only its hash is kept.
@@ -211,7 +234,7 @@ class Children:
         async for key, body in self._items(kind):
             listed[key] = applied_hash(body)
             entry = desired.get(key)
-            if entry is not None and not is_subset(entry[1], body):
+            if entry is not None and not is_subset(entry[1].manifest(), body):
                 differ.add(key)
 
         def stale(key: ChildKey) -> bool:
@@ -221,11 +244,10 @@ class Children:
         for key in [k for k in self._seen if k[0] == kind and k not in listed and stale(k)]:
             del self._seen[key]  # gone (or deleted with its agent): forget what was seen
             self._changed_at.pop(key, None)
-        for key, (agent, manifest) in desired.items():
+        for key, (agent, child) in desired.items():
             if not stale(key):
                 continue
-            wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
-            if key not in listed or listed[key] != wanted:
+            if key not in listed or listed[key] != child.hash:
                 self._applied.pop(key, None)
                 repair.add(agent)
                 logger.info("agent %s/%s: %s %s %s", *agent, kind, key[2],
