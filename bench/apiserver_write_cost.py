@@ -45,6 +45,7 @@ from llmagents.operator.cluster_api import object_path
 from llmagents.operator.objects import AgentObject, PoolObject
 from llmagents.operator.rbac import operator_cluster_role
 from llmagents.operator.settings import OperatorSettings
+from tooling._proc import cpu_seconds
 from tooling.cluster import Kubectl, LocalCluster
 
 NAMESPACE = "bench"
@@ -62,11 +63,6 @@ STATUS = {
         for t in ("Ready", "PoolResolved", "ProvidersHealthy", "BudgetAvailable")
     ],
 }  # fmt: skip
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def agent_body(i: int) -> dict[str, Any]:

@@ -33,7 +33,8 @@ from llmagents.api.work import BudgetSpec
 from llmagents.chat import Usage
 from llmagents.errors import ServerError
 from llmagents.routing import Attempt, CallTask, ProviderManager
-from llmagents.runner.checkpoint import Checkpoint, FileCheckpointStore, encode
+from llmagents.runner.checkpoint import Checkpoint, encode
+from llmagents.runner.checkpoint_store import FileCheckpointStore
 from llmagents.runner.checkpoint_writer import Checkpointer
 
 

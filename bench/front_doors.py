@@ -6,8 +6,12 @@ server or a provider: for a tool-calling turn (two function tools, a history wit
 message, an assistant turn with two parallel calls and their two results), ``request`` is
 parsing and validating the body plus translating it, ``answer`` is writing a whole answer
 with text and a tool call, ``stream`` is encoding a streamed answer of 40 text pieces and a
-tool call in 4 argument pieces. The OpenAI chat front door is the baseline. The target
-(issue 12): translation at most 0.2 ms a call at the median, request and answer together.
+tool call in 4 argument pieces. The OpenAI chat front door is the baseline. Each case again
+``with reasoning``: the request asks for an effort and sends an earlier turn's signed
+reasoning back (``reasoning_details``, a reasoning item's ``encrypted_content``, a thinking
+block), the answer starts with a signed block of reasoning, and the stream with 10 pieces of
+it and its signature. The target (issue 12): translation at most 0.2 ms a call at the
+median, request and answer together.
 
 Run: ``.venv/bin/python bench/front_doors.py [--calls 2000] [--rounds 5]``; each case is
 timed call by call, cases take turns in rounds, and the table gives the median over all
@@ -23,10 +27,12 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import Protocol
 
 from results import Row, print_table
 
-from llmagents.chat import ChatResponse, StreamChunk, ToolCall, ToolCallDelta, Usage
+from llmagents.chat import ChatResponse, Reasoning, StreamChunk, ToolCall, ToolCallDelta, Usage
 from llmagents.runner import (
     messages_stream,
     messages_translate,
@@ -35,6 +41,7 @@ from llmagents.runner import (
     responses_translate,
 )
 from llmagents.runner.responses_stream import ResponsesStream
+from llmagents.wire.responses import ResponsesRequest
 
 TARGET_US = 200.0
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -93,58 +100,63 @@ CHUNKS = [StreamChunk(text=f"word{i} ") for i in range(40)] + [
     *[StreamChunk(tool_calls=(ToolCallDelta(0, arguments=p),)) for p in ('{"ci', 'ty":', '"Os', 'lo"}')],
 ]  # fmt: skip
 
+THOUGHT = "The user wants the weather and the time in Paris: call both tools."
+SIGNATURE = "RXVGYWtlU2lnbmF0dXJlT2ZBbnRocm9waWMwMTIzNDU2Nzg5"
+TAGGED = f"llmagents~claude~{SIGNATURE}"
+CHAT_REASONING = json.loads(json.dumps(CHAT)) | {"reasoning_effort": "medium"}
+CHAT_REASONING["messages"][2]["reasoning_details"] = [
+    {"type": "reasoning.text", "text": THOUGHT, "signature": TAGGED, "index": 0}]  # fmt: skip
+RESPONSES_REASONING = json.loads(json.dumps(RESPONSES)) | {
+    "reasoning": {"effort": "medium", "summary": "auto"},
+    "include": ["reasoning.encrypted_content"],
+}  # fmt: skip
+RESPONSES_REASONING["input"].insert(1, {
+    "type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": THOUGHT}],
+    "encrypted_content": TAGGED})  # fmt: skip
+MESSAGES_REASONING = json.loads(json.dumps(MESSAGES)) | {
+    "max_tokens": 4000, "thinking": {"type": "enabled", "budget_tokens": 2048}}  # fmt: skip
+MESSAGES_REASONING["messages"][1]["content"].insert(0, {
+    "type": "thinking", "thinking": THOUGHT, "signature": TAGGED})  # fmt: skip
+SIGNED = Reasoning(THOUGHT, signature=SIGNATURE, provider="claude")
+ANSWER_REASONING = ChatResponse(ANSWER.text, ANSWER.usage, ANSWER.model, ANSWER.finish_reason,
+                                tool_calls=ANSWER.tool_calls, reasoning=(SIGNED,))  # fmt: skip
+CHUNKS_REASONING = [StreamChunk(reasoning=f"thought{i} ") for i in range(10)] + [
+    StreamChunk(reasoning_end=Reasoning(signature=SIGNATURE, provider="claude")), *CHUNKS,
+]  # fmt: skip
 
-def _chat_request() -> object:
-    return openai_chat.to_chat(openai_chat.parse(CHAT_RAW))
+
+def _chat_request(raw: bytes) -> object:
+    return openai_chat.to_chat(openai_chat.parse(raw))
 
 
-def _chat_answer() -> object:
-    return openai_chat.completion(ANSWER, cid="chatcmpl-1").model_dump_json()
+def _chat_answer(answer: ChatResponse) -> object:
+    return openai_chat.completion(answer, cid="chatcmpl-1")
 
 
-def _chat_stream() -> object:
-    writer = openai_chat.ChunkWriter("chatcmpl-1", "gpt-4.1", with_usage=True)
-    out = writer.start()
-    for chunk in CHUNKS:
-        out += writer.chunk(chunk)
-    return out + writer.end("tool_calls", ANSWER.usage)
-
-
-def _responses_request() -> object:
-    return responses_translate.parse_responses(RESPONSES_RAW)
-
-
-def _responses_answer() -> object:
+def _responses_answer(wire: ResponsesRequest, answer: ChatResponse) -> object:
     body = responses_answer.response_object(
-        RESPONSES_WIRE, text=ANSWER.text, tool_calls=ANSWER.tool_calls, usage=ANSWER.usage,
-        finish_reason=ANSWER.finish_reason, model=ANSWER.model,
+        wire, text=answer.text, tool_calls=answer.tool_calls, usage=answer.usage,
+        finish_reason=answer.finish_reason, model=answer.model, reasoning=answer.reasoning,
     )  # fmt: skip
     return json.dumps(body.document())
 
 
-def _responses_stream() -> object:
-    writer = ResponsesStream(RESPONSES_WIRE, "gpt-4.1")
-    out = writer.start()
-    for chunk in CHUNKS:
-        out += writer.chunk(chunk)
-    return out + writer.end("tool_calls", ANSWER.usage)
-
-
-def _messages_request() -> object:
-    return messages_translate.parse_messages(MESSAGES_RAW)
-
-
-def _messages_answer() -> object:
+def _messages_answer(answer: ChatResponse) -> object:
     return messages_translate.message_object(
-        ANSWER.text, ANSWER.tool_calls, usage=ANSWER.usage, finish_reason=ANSWER.finish_reason,
-        model=ANSWER.model,
+        answer.text, answer.tool_calls, usage=answer.usage, finish_reason=answer.finish_reason,
+        model=answer.model, reasoning=answer.reasoning,
     ).model_dump_json()  # fmt: skip
 
 
-def _messages_stream() -> object:
-    writer = messages_stream.MessagesStream("gpt-4.1")
+class _Writer(Protocol):
+    def start(self) -> bytes: ...
+    def chunk(self, chunk: StreamChunk) -> bytes: ...
+    def end(self, finish_reason: str | None, usage: Usage | None) -> bytes: ...
+
+
+def _streamed(writer: _Writer, chunks: list[StreamChunk]) -> object:
     out = writer.start()
-    for chunk in CHUNKS:
+    for chunk in chunks:
         out += writer.chunk(chunk)
     return out + writer.end("tool_calls", ANSWER.usage)
 
@@ -153,18 +165,46 @@ CHAT_RAW = json.dumps(CHAT).encode()
 RESPONSES_RAW = json.dumps(RESPONSES).encode()
 MESSAGES_RAW = json.dumps(MESSAGES).encode()
 RESPONSES_WIRE = responses_translate.parse_responses(RESPONSES_RAW).wire
+CHAT_REASONING_RAW = json.dumps(CHAT_REASONING).encode()
+RESPONSES_REASONING_RAW = json.dumps(RESPONSES_REASONING).encode()
+MESSAGES_REASONING_RAW = json.dumps(MESSAGES_REASONING).encode()
+RESPONSES_REASONING_WIRE = responses_translate.parse_responses(RESPONSES_REASONING_RAW).wire
+for _request in (
+    openai_chat.to_chat(openai_chat.parse(CHAT_REASONING_RAW)),
+    responses_translate.parse_responses(RESPONSES_REASONING_RAW).request,
+    messages_translate.parse_messages(MESSAGES_REASONING_RAW).request,
+):  # what is timed carries the reasoning back
+    assert [m.reasoning for m in _request.messages if m.reasoning] == [(SIGNED,)], _request
 
-CASES: dict[str, Callable[[], object]] = {
-    "chat completions: request": _chat_request,
-    "chat completions: answer": _chat_answer,
-    "chat completions: stream of 44 chunks": _chat_stream,
-    "responses: request": _responses_request,
-    "responses: answer": _responses_answer,
-    "responses: stream of 44 chunks": _responses_stream,
-    "messages: request": _messages_request,
-    "messages: answer": _messages_answer,
-    "messages: stream of 44 chunks": _messages_stream,
-}
+
+def _cases() -> dict[str, Callable[[], object]]:
+    """Each front door's request, answer and stream, without and with reasoning."""
+    cases: dict[str, Callable[[], object]] = {}
+    variants = (
+        ("", CHAT_RAW, RESPONSES_RAW, MESSAGES_RAW, RESPONSES_WIRE, ANSWER, CHUNKS),
+        (", reasoning", CHAT_REASONING_RAW, RESPONSES_REASONING_RAW, MESSAGES_REASONING_RAW,
+         RESPONSES_REASONING_WIRE, ANSWER_REASONING, CHUNKS_REASONING),
+    )  # fmt: skip
+    for suffix, chat, responses, messages, wire, answer, chunks in variants:
+        stream = f"stream of {len(chunks)} chunks{suffix}"
+        cases |= {
+            f"chat completions: request{suffix}": partial(_chat_request, chat),
+            f"chat completions: answer{suffix}": partial(_chat_answer, answer),
+            f"chat completions: {stream}": lambda chunks=chunks: _streamed(
+                openai_chat.ChunkWriter("chatcmpl-1", "gpt-4.1", with_usage=True), chunks),
+            f"responses: request{suffix}": partial(responses_translate.parse_responses, responses),
+            f"responses: answer{suffix}": partial(_responses_answer, wire, answer),
+            f"responses: {stream}": lambda wire=wire, chunks=chunks: _streamed(
+                ResponsesStream(wire, "gpt-4.1"), chunks),
+            f"messages: request{suffix}": partial(messages_translate.parse_messages, messages),
+            f"messages: answer{suffix}": partial(_messages_answer, answer),
+            f"messages: {stream}": lambda chunks=chunks: _streamed(
+                messages_stream.MessagesStream("gpt-4.1"), chunks),
+        }  # fmt: skip
+    return cases
+
+
+CASES = _cases()
 
 
 def main() -> int:
@@ -191,7 +231,7 @@ def main() -> int:
         quantiles = statistics.quantiles(every, n=100)
         rows.append(Row("front-doors", case, len(every), statistics.median(every),
                         min(statistics.median(r) for r in rounds), quantiles[89], quantiles[98],
-                        TARGET_US if not case.endswith("chunks") else None))  # fmt: skip
+                        None if "chunks" in case else TARGET_US))  # fmt: skip
     missed = print_table(rows, decimals=1)
     return 1 if missed else 0
 

@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from llmagents.operator.rbac import operator_cluster_role
+from tooling._components import free_port
+from tooling._proc import cpu_seconds
 from tooling.cluster import Kubectl, LocalCluster, kubectl_path
 
 NAMESPACE = "bench"
@@ -107,18 +108,6 @@ def cluster(
         yield local.kubeconfig, local.kubectl, pids
     finally:
         local.stop()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process (all its threads, not its children) has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _http(url: str) -> str:
@@ -376,7 +365,7 @@ def main() -> int:
                 "--from-literal=anthropic=k", "--from-literal=openai=k")  # fmt: skip
         kubectl.apply(json.dumps(POOL))
 
-        port = _free_port()
+        port = free_port()
         log = Path(tmp) / "operator.log"
         identity = (
             kubeconfig
@@ -475,7 +464,7 @@ def restart(
     log: Path,
 ) -> subprocess.Popen[bytes]:
     """The ``--restart`` phase; returns the operator process now running."""
-    port = _free_port()
+    port = free_port()
     old_port = int(operator.args[operator.args.index("--liveness") + 1])  # type: ignore[union-attr]
     before_reports = operator_writes(old_port)
     start = time.monotonic()

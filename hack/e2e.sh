@@ -54,15 +54,25 @@ apt_install() {
 }
 
 [[ $EUID -eq 0 ]] || skip "a real node needs root (containerd, kubelet, namespaces, cgroups)"
-for tool in containerd runc ctr unshare ip; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    apt_install containerd runc containernetworking-plugins iproute2 || skip "$tool is missing"
-    break
-  fi
-done
-[[ -x /usr/lib/cni/bridge ]] || apt_install containernetworking-plugins || true
-[[ -x /usr/lib/cni/bridge ]] || skip "no CNI plugins in /usr/lib/cni"
 [[ -d /sys/fs/cgroup/memory ]] || skip "the node is configured for cgroup v1 (this machine class)"
+# Everything missing is named at once, before anything is installed or started: a fresh
+# Debian machine lacks all of it (apt installs it below and hack/docker-engine.sh the engine),
+# another lacks what it lacks, whatever order the checks run in.
+missing=()
+for tool in containerd runc ctr unshare ip; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+[[ -x /usr/lib/cni/bridge ]] || missing+=("the CNI plugins (/usr/lib/cni)")
+node_missing=${#missing[@]}
+# An engine builds the images: one that answers, else dockerd to start, else apt to install it.
+docker info >/dev/null 2>&1 || command -v dockerd >/dev/null 2>&1 || missing+=("a container engine")
+if ((${#missing[@]})) && ! command -v apt-get >/dev/null 2>&1; then
+  skip "missing $(IFS=,; echo "${missing[*]}" | sed 's/,/, /g') (no apt-get to install them)"
+fi
+if ((node_missing)); then
+  apt_install containerd runc containernetworking-plugins iproute2 \
+    || skip "could not install Debian's containerd, runc, containernetworking-plugins, iproute2"
+fi
 
 # Stop at the end only a dockerd this run starts: not a system engine, nor the private one
 # an earlier `make image` left running (hack/docker-engine.sh's pid file), nor one another

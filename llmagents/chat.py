@@ -98,6 +98,47 @@ class ToolCall:
     arguments: str
 
 
+class ReasoningEffort(StrEnum):
+    """How much a reasoning model thinks before it answers: OpenAI's ``reasoning_effort``
+    (``reasoning.effort`` in its Responses API), the gateway's one control for every
+    provider. Each adapter turns it into its protocol's own (``budget_tokens``)."""
+
+    NONE = "none"
+    """No reasoning: the provider's own switch turned off, where it has one."""
+    MINIMAL = "minimal"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    XHIGH = "xhigh"
+
+    @property
+    def budget_tokens(self) -> int:
+        """The thinking budget this effort stands for where a protocol takes a number of
+        tokens (Anthropic's ``budget_tokens``, Gemini 2.5's ``thinkingBudget``)."""
+        return THINKING_BUDGETS[self]
+
+
+THINKING_BUDGETS = {
+    ReasoningEffort.NONE: 0,
+    ReasoningEffort.MINIMAL: 1024,
+    ReasoningEffort.LOW: 2048,
+    ReasoningEffort.MEDIUM: 8192,
+    ReasoningEffort.HIGH: 16384,
+    ReasoningEffort.XHIGH: 32768,
+}
+"""Tokens of thinking per effort (``docs/gateway.md`` shows the table); 1024 is the least
+Anthropic takes."""
+
+
+def effort_for_budget(budget_tokens: int) -> ReasoningEffort:
+    """The least effort whose thinking budget holds ``budget_tokens`` (``xhigh`` beyond the
+    table): how a protocol that takes a number of tokens asks one that takes an effort."""
+    for effort, budget in THINKING_BUDGETS.items():
+        if effort is not ReasoningEffort.NONE and budget >= budget_tokens:
+            return effort
+    return ReasoningEffort.XHIGH
+
+
 @dataclass(frozen=True, slots=True)
 class Reasoning:
     """The model's reasoning before its answer, as far as its provider shows it.
@@ -213,6 +254,8 @@ class ChatRequest:
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    """How much a reasoning model should think; ``None`` leaves it to the provider."""
     passthrough: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Fields a client sent in a protocol's request that this model does not name, by protocol
     (``"openai"``, ``"anthropic"``): an adapter of the same protocol sends them on unchanged,

@@ -4,17 +4,19 @@
 (the CRD's printer columns), the phase the operator would decide from the runner's status
 (``operator.phase.decide``), numbers printed the way kubectl prints JSON numbers and the age
 the way kubectl prints ages. Rows stream like ``kubectl get -w``: a header once, then one
-row per change, with fixed column widths so they stay aligned.
+row per change, with fixed column widths so they stay aligned (``TableSink``, the status sink
+of a local run).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime
 
 from llmagents.api.status import LLMAgentStatus, RunnerAgentStatus
 from llmagents.operator.objects import AgentObject
 from llmagents.operator.phase import RESOLVED, decide
+from llmagents.runner.status import RunnerReport
 
 COLUMNS = ("NAME", "PHASE", "PROVIDER", "HEALTHY", "COST", "BUDGET", "TASKS", "AGE")
 _MIN_WIDTHS = {"PHASE": len("BudgetExhausted"), "COST": 10, "TASKS": 7}
@@ -96,3 +98,33 @@ class Table:
 
     def row(self, values: dict[str, str]) -> str:
         return self._line(values)
+
+
+class TableSink:
+    """A ``StatusSink`` that prints a ``kubectl get llmagents -w`` row per visible change."""
+
+    def __init__(self, agent: AgentObject, providers: list[str], *, quiet: bool = False) -> None:
+        self.agent = agent
+        self.quiet = quiet
+        """Only remember rows; ``show(force=True)`` prints the latest."""
+        self.table = Table(name_width=len(agent.name),
+                           provider_width=max(map(len, providers), default=0))  # fmt: skip
+        self.latest: dict[str, str] | None = None
+        self._printed: dict[str, str] | None = None
+
+    async def write(self, report: RunnerReport) -> None:
+        self.latest = agent_row(self.agent, report.status, datetime.now(UTC))
+        if not self.quiet:
+            self.show()
+
+    def show(self, *, force: bool = False) -> None:
+        """Print the latest row if more than its age changed (or ``force``)."""
+        row = self.latest
+        if row is None:
+            return
+        if self._printed is None:
+            print(self.table.header())
+        elif not force and {**row, "AGE": ""} == {**self._printed, "AGE": ""}:
+            return
+        print(self.table.row(row), flush=True)
+        self._printed = row

@@ -116,6 +116,12 @@ def _start_time(pid: int) -> str:
         return ""
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads, not its children) has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def read_pids(path: Path) -> list[int]:
     """The recorded pids that still name the process recorded (pids get reused)."""
     try:

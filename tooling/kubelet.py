@@ -26,7 +26,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -36,6 +35,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tooling._pod import Translation
 from tooling._podrun import ApiSource, ContainerStatus, PodRunner
+from tooling.polling import eventually
 
 logger = logging.getLogger(__name__)
 
@@ -152,15 +152,15 @@ class ProcessKubelet:
         timeout: float = 30.0,
         namespace: str | None = None,
     ) -> ContainerStatus:
-        """Poll until some container's status satisfies ``predicate``; raise at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for status in self.statuses(namespace):
-                if predicate(status):
-                    return status
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no container matched within {timeout} s: {self.statuses()}")
-            time.sleep(0.1)
+        """Poll until some container's status satisfies ``predicate``; ``NotReached`` at the
+        deadline."""
+        return eventually(
+            lambda: next((s for s in self.statuses(namespace) if predicate(s)), None),
+            timeout=timeout,
+            every=0.1,
+            what="a container that matches",
+            details=lambda: f"containers: {self.statuses()}",
+        )
 
     def pod_dir(self, namespace: str, pod: str) -> Path | None:
         """The local directory of a (current) pod, holding its logs and volumes."""

@@ -45,7 +45,9 @@ class RequestError(LLMAgentsError):
 
 
 @dataclass(frozen=True, slots=True)
-class ChatCall:
+class SidecarCall:
+    """A chat request the sidecar can serve, read from OpenAI's chat completions body."""
+
     messages: list[dict[str, str]]
     max_tokens: int | None
     temperature: float | None
@@ -56,7 +58,7 @@ class ChatCall:
     include_usage: bool
 
 
-def parse_chat_request(raw: bytes, *, served_model: str) -> ChatCall:
+def parse_chat_request(raw: bytes, *, served_model: str) -> SidecarCall:
     """Validate ``raw``; an unknown model is 404 ``model_not_found`` as at OpenAI."""
     try:
         body = wire.ChatCompletionRequest.model_validate_json(raw)
@@ -74,7 +76,7 @@ def parse_chat_request(raw: bytes, *, served_model: str) -> ChatCall:
     if body.top_p == 0:
         raise RequestError("top_p must be in (0, 1]: nothing can be sampled from none of the "
                            "probability mass", param="top_p")  # fmt: skip
-    return ChatCall(
+    return SidecarCall(
         messages=[_message(m, i) for i, m in enumerate(body.messages)],
         max_tokens=body.output_limit,
         temperature=body.temperature,

@@ -26,7 +26,8 @@ from gguf.quants import dequantize
 from tokenizers import Tokenizer
 
 from llmagents.errors import ConfigError
-from llmagents.onnx.graph import (
+from llmagents.onnx.tokenizer import byte_level_bpe
+from llmagents.onnx.weights import (
     BLOCK_SIZE,
     BlockLinear,
     FloatLinear,
@@ -35,7 +36,6 @@ from llmagents.onnx.graph import (
     LlamaConfig,
     LlamaWeights,
 )
-from llmagents.onnx.tokenizer import byte_level_bpe
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from aiohttp import web
 
 from llmagents.errors import ConfigError
-from llmagents.onnx.chat_request import CAPABILITIES, ChatCall, RequestError, parse_chat_request
+from llmagents.onnx.chat_request import CAPABILITIES, RequestError, SidecarCall, parse_chat_request
 from llmagents.onnx.generation import Delta, SamplingParams, TextGenerator
 from llmagents.wire import openai_chat as wire
 
@@ -195,7 +195,9 @@ class Sidecar:
         finally:
             self._slots.release()
 
-    def _params(self, generator: TextGenerator, call: ChatCall, prompt_len: int) -> SamplingParams:
+    def _params(
+        self, generator: TextGenerator, call: SidecarCall, prompt_len: int
+    ) -> SamplingParams:
         room = generator.info.context_length - prompt_len
         if room <= 0:
             raise RequestError(
@@ -216,7 +218,7 @@ class Sidecar:
         )
 
     async def _complete(
-        self, generator: TextGenerator, call: ChatCall, prompt: list[int], params: SamplingParams
+        self, generator: TextGenerator, call: SidecarCall, prompt: list[int], params: SamplingParams
     ) -> web.Response:
         deltas = await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: list(generator.stream(prompt, params))
@@ -238,7 +240,7 @@ class Sidecar:
         self,
         request: web.Request,
         generator: TextGenerator,
-        call: ChatCall,
+        call: SidecarCall,
         prompt: list[int],
         params: SamplingParams,
     ) -> web.StreamResponse:

@@ -14,16 +14,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from llmagents.onnx.graph import (
-    BLOCK_SIZE,
-    BlockLinear,
-    LayerWeights,
-    LlamaConfig,
-    LlamaWeights,
-    build_decoder,
-)
+from llmagents.onnx.graph import build_decoder
 from llmagents.onnx.model_dir import MODEL_FILE, TOKENIZER_FILE, write_metadata
 from llmagents.onnx.tokenizer import train_byte_level_bpe
+from llmagents.onnx.weights import BLOCK_SIZE, BlockLinear, LayerWeights, LlamaConfig, LlamaWeights
 
 TINY_MODEL_NAME = "tiny-llama"
 

@@ -15,6 +15,8 @@ Translation from the neutral chat model (``llmagents.wire.anthropic`` holds the 
   whose input schema is the requested schema; its ``tool_use`` input comes back as the
   answer's text (JSON), with finish reason ``stop``, in whole answers and streams alike.
 
+- ``reasoning_effort`` becomes extended thinking with the effort's ``budget_tokens``, unless
+  the client sent Anthropic's own ``thinking`` (the Messages front door), which wins;
 - an assistant turn's reasoning goes back as its ``thinking`` and ``redacted_thinking``
   blocks, unchanged, only to the provider that produced it (or when its origin is unknown);
   when that leaves the final tool-calling turn without thinking, a ``thinking`` the client
@@ -29,7 +31,6 @@ Usage is ``usage.input_tokens`` (plus cache writes and reads, which were sent to
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any
 
@@ -38,12 +39,13 @@ from llmagents.chat import (
     ChatResponse,
     ImagePart,
     Message,
+    ReasoningEffort,
     ResponseFormatType,
     Role,
     ToolChoiceMode,
 )
 from llmagents.errors import ProviderError
-from llmagents.providers import tool_ids
+from llmagents.providers import tool_arguments, tool_ids
 from llmagents.providers.anthropic_answer import (
     JSON_TOOL,
     AnthropicStream,
@@ -65,6 +67,8 @@ logger = logging.getLogger(__name__)
 ANTHROPIC_VERSION = wire.VERSION
 DEFAULT_MAX_TOKENS = 4096
 """The API requires ``max_tokens``; used when the request leaves it open."""
+MIN_THINKING_TOP_P = 0.95
+"""The least ``top_p`` the API takes beside extended thinking."""
 
 
 class AnthropicAdapter(ProviderAdapter):
@@ -103,26 +107,36 @@ class AnthropicAdapter(ProviderAdapter):
         if request.stop:
             payload["stop_sequences"] = request.stop
         _tools(payload, request)
+        derived = "thinking" not in payload and request.reasoning_effort is not None
+        if derived:
+            _thinking_for_effort(payload, request)
         if "thinking" in payload and _unthought_tool_turn(payload["messages"]):
             # With thinking on, the API refuses a final assistant turn that calls tools
             # without its thinking block, and another provider's (left out above) cannot be
             # sent: this turn is answered without extended thinking instead.
             del payload["thinking"]
-            logger.info("agent %s: provider %s: thinking left off for a turn whose earlier "
-                        "thinking was another provider's", self.agent, self.name)  # fmt: skip
-        self._fit_thinking(payload)
+            # A Messages client asked for this thinking; an effort's is routinely left off
+            # (a chat client that keeps no reasoning_details), so it is told quietly.
+            (logger.debug if derived else logger.info)(
+                "agent %s: provider %s: thinking left off for a tool-calling turn sent back "
+                "without its thinking (another provider's, or left out by the client)",
+                self.agent, self.name)  # fmt: skip
+        self._fit_thinking(payload, derived=derived)
         if stream:
             payload["stream"] = True
         return payload
 
-    def _fit_thinking(self, payload: dict[str, Any]) -> None:
+    def _fit_thinking(self, payload: dict[str, Any], *, derived: bool = False) -> None:
         """Keep ``thinking.budget_tokens`` below ``max_tokens``, as the API requires.
 
-        The budget may have lowered ``max_tokens`` to what this call can still pay for: the
-        thinking budget is lowered to fit under it, or, when not even the API's minimum of
-        1024 fits, this call is answered without extended thinking. The caller's
-        ``thinking`` object is replaced, never changed (it is the request's passthrough).
+        The budget may have lowered ``max_tokens`` to what this call can still pay for (or
+        the client's limit is below what its effort stands for): the thinking budget is
+        lowered to fit under it, or, when not even the API's minimum of 1024 fits, this
+        call is answered without extended thinking. The caller's ``thinking`` object is
+        replaced, never changed (it is the request's passthrough). A budget ``derived`` from
+        an effort is fitted quietly (DEBUG): the client asked for no number of tokens.
         """
+        log = logger.debug if derived else logger.info
         thinking = payload.get("thinking")
         limit = payload["max_tokens"]
         if wire.thinking_problem(thinking, limit) is None or not isinstance(thinking, dict):
@@ -132,14 +146,14 @@ class AnthropicAdapter(ProviderAdapter):
             return  # the client's own mistake: the API's refusal tells it what is wrong
         if limit - 1 >= wire.MIN_THINKING_BUDGET:
             payload["thinking"] = {**thinking, "budget_tokens": limit - 1}
-            logger.info("agent %s: provider %s: thinking.budget_tokens %d lowered to %d, "
-                        "below max_tokens %d (what the budget left pays for)",
-                        self.agent, self.name, budget, limit - 1, limit)  # fmt: skip
+            log("agent %s: provider %s: thinking.budget_tokens %d lowered to %d, below "
+                "max_tokens %d (what the budget left pays for)",
+                self.agent, self.name, budget, limit - 1, limit)  # fmt: skip
         else:
             del payload["thinking"]
-            logger.info("agent %s: provider %s: thinking left off: max_tokens %d (what the "
-                        "budget left pays for) leaves no room for its minimum budget_tokens "
-                        "of %d", self.agent, self.name, limit, wire.MIN_THINKING_BUDGET)  # fmt: skip
+            log("agent %s: provider %s: thinking left off: max_tokens %d (what the budget "
+                "left pays for) leaves no room for its minimum budget_tokens of %d",
+                self.agent, self.name, limit, wire.MIN_THINKING_BUDGET)  # fmt: skip
 
     def _parse_answer(self, data: Any) -> ChatResponse:
         return parse_message(data, provider=self.name, model=self.model)
@@ -158,6 +172,28 @@ class AnthropicAdapter(ProviderAdapter):
         return error_from_body(
             error, data, status=status, retry_after=retry_after, provider=self.name
         )
+
+
+def _thinking_for_effort(payload: dict[str, Any], request: ChatRequest) -> None:
+    """Extended thinking for a request's ``reasoning_effort``: ``budget_tokens`` from the
+    effort (``ReasoningEffort.budget_tokens``; ``none`` thinks not), with room for the answer
+    above it when the client set no ``max_tokens``. With thinking on, the API takes neither
+    a forced tool (JSON mode is one: that call thinks not), a ``temperature`` other than 1,
+    nor a ``top_p`` under 0.95 (those are left out: the effort asked for a reasoning model,
+    and OpenAI's take no sampling settings either)."""
+    effort = request.reasoning_effort
+    if effort is None or effort is ReasoningEffort.NONE:
+        return
+    if payload.get("tool_choice", {}).get("type") in ("any", "tool"):
+        return
+    budget = effort.budget_tokens
+    if request.max_tokens is None:
+        payload["max_tokens"] = budget + DEFAULT_MAX_TOKENS
+    payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if payload.get("temperature", 1) != 1:
+        del payload["temperature"]
+    if payload.get("top_p", 1) < MIN_THINKING_TOP_P:
+        del payload["top_p"]
 
 
 def _content(message: Message) -> list[dict[str, Any]]:
@@ -179,15 +215,6 @@ def _content(message: Message) -> list[dict[str, Any]]:
         elif part.text:
             blocks.append({"type": "text", "text": part.text})
     return blocks
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    """A tool call's arguments as the object ``tool_use.input`` must be."""
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {"arguments": text}  # what the model wrote, kept rather than dropped
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _reasoning(message: Message, provider: str) -> list[dict[str, Any]]:
@@ -222,14 +249,16 @@ def _messages(messages: list[Message], *, provider: str) -> list[dict[str, Any]]
             continue
         if message.role is Role.TOOL:
             role = "user"
+            # A result with images (a screenshot) keeps them: tool_result takes image blocks.
+            content = _content(message) if message.images else message.text
             blocks = [{"type": "tool_result", "tool_use_id": tool_ids.fit(message.tool_call_id
                                                                           or ""),
-                       "content": message.text}]  # fmt: skip
+                       "content": content}]  # fmt: skip
         elif message.role is Role.ASSISTANT:
             role = "assistant"
             blocks = _reasoning(message, provider) + _content(message) + [
                 {"type": "tool_use", "id": tool_ids.fit(c.id), "name": c.name,
-                 "input": _arguments(c.arguments)}
+                 "input": tool_arguments.as_object(c.arguments)}
                 for c in message.tool_calls
             ]  # fmt: skip
         else:
@@ -278,5 +307,5 @@ def _tools(payload: dict[str, Any], request: ChatRequest) -> None:
         choice = {"type": "auto", "disable_parallel_tool_use": True}
     if tools:
         payload["tools"] = tools
-    if choice is not None:
-        payload["tool_choice"] = choice
+        if choice is not None:  # the API refuses a tool_choice without tools
+            payload["tool_choice"] = choice

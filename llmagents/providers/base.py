@@ -33,7 +33,7 @@ from llmagents.errors import BadRequest, ProviderError, RequestNotEncodable
 from llmagents.providers.embeddings import embeddings_call, parse_embeddings
 from llmagents.providers.mapping import Headers, decode_json, missing, transport_error
 from llmagents.providers.sse import SseEvent, iter_lines, iter_sse
-from llmagents.providers.transport import Transport
+from llmagents.providers.transport import Deadline, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,10 @@ class ProviderAdapter(ABC):
     def _parse_answer(self, data: Any) -> ChatResponse:
         """A complete answer from its JSON; ``MalformedResponse`` when the shape is wrong."""
 
+    def _answer_of(self, body: bytes) -> ChatResponse:
+        """A complete answer from its body; a protocol may read it in one pass instead."""
+        return self._parse_answer(decode_json(body, provider=self.name))
+
     @abstractmethod
     def _stream_decoder(self) -> StreamDecoder:
         """Fresh state for decoding one stream."""
@@ -174,7 +178,7 @@ class ProviderAdapter(ABC):
         """One non-streaming chat call, bounded by ``timeout`` seconds in total."""
         payload = _json(self._payload(request, stream=False))
         body = await self._send("POST", self._chat_urls[False], timeout=timeout, body=payload)
-        return self._parse_answer(decode_json(body, provider=self.name))
+        return self._answer_of(body)
 
     async def stream(self, request: ChatRequest, *, timeout: float) -> AsyncIterator[StreamChunk]:
         """One streaming chat call; ``timeout`` bounds the whole stream, not each read."""
@@ -185,7 +189,7 @@ class ProviderAdapter(ABC):
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(slots.release)
-                async with asyncio.timeout_at(deadline):
+                with Deadline(deadline):
                     response = await stack.enter_async_context(
                         self._http.request("POST", self._chat_urls[True], payload)
                     )
@@ -197,7 +201,7 @@ class ProviderAdapter(ABC):
                 )
                 while not decoder.done:
                     # The deadline never spans a yield: a slow consumer is not the provider.
-                    async with asyncio.timeout_at(deadline):
+                    with Deadline(deadline):
                         event = await anext(events, None)
                     if event is None:
                         break
@@ -268,11 +272,9 @@ class ProviderAdapter(ABC):
         deadline = asyncio.get_running_loop().time() + timeout
         slots = await self._http.slot(deadline)
         try:
-            async with (
-                asyncio.timeout_at(deadline),
-                self._http.request(method, url, body) as response,
-            ):
-                data = await self._http.read(response)
+            with Deadline(deadline):
+                async with self._http.request(method, url, body) as response:
+                    data = await self._http.read(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = transport_error(exc, provider=self.name)
             logger.debug("provider %s: %s", self.name, error)

@@ -124,8 +124,9 @@ class GeminiAdapter(ProviderAdapter):
         return self._versioned("/models")
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        strict = self.model.removeprefix("models/").startswith("gemini-3")
-        return gemini_payload.payload(request, signatures=self._signatures, strict=strict)
+        model = self.model.removeprefix("models/")
+        return gemini_payload.payload(request, signatures=self._signatures,
+                                      strict=model.startswith("gemini-3"), model=model)  # fmt: skip
 
     def _parse_answer(self, data: Any) -> ChatResponse:
         try:

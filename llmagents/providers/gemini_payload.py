@@ -16,6 +16,7 @@
   calls it received (by the tool-call ids it gave them) and puts them back; a call it never
   saw (made by another provider, or before a restart) gets Google's documented stand-in
   that skips the check, for Gemini 3 models only.
+- A reasoning effort: ``generationConfig.thinkingConfig`` (``thinking_config``).
 - Structured output: ``responseMimeType: application/json`` with ``responseSchema``.
   Gemini's schemas are an OpenAPI subset: ``$ref`` into ``$defs`` is inlined, a
   ``["string", "null"]`` type becomes ``nullable``, and keywords it does not know
@@ -28,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,10 +37,13 @@ from llmagents.chat import (
     ChatRequest,
     ImagePart,
     Message,
+    ReasoningEffort,
     ResponseFormatType,
     Role,
     ToolChoiceMode,
 )
+from llmagents.errors import RequestRefused
+from llmagents.providers import tool_arguments
 from llmagents.wire import gemini as wire
 
 _SCHEMA_KEYS = frozenset({
@@ -50,10 +55,15 @@ _MAX_DEPTH = 32
 
 
 def payload(
-    request: ChatRequest, *, signatures: Mapping[str, str] | None = None, strict: bool = False
+    request: ChatRequest,
+    *,
+    signatures: Mapping[str, str] | None = None,
+    strict: bool = False,
+    model: str = "",
 ) -> dict[str, Any]:
     """The request body; ``signatures`` are known thought signatures by tool-call id,
-    ``strict`` (Gemini 3) puts the stand-in on calls whose signature is unknown."""
+    ``strict`` (Gemini 3) puts the stand-in on calls whose signature is unknown, ``model``
+    (without ``models/``) decides how a reasoning effort is said."""
     body: dict[str, Any] = {
         "contents": _contents(request.messages, signatures or {}, strict=strict)
     }
@@ -64,7 +74,7 @@ def payload(
         body["tools"] = [{"functionDeclarations": [_declaration(t.name, t.description,
                                                                 t.parameters)
                                                    for t in request.tools]}]  # fmt: skip
-    if request.tool_choice is not None:
+    if request.tool_choice is not None and request.tools:  # nothing to choose from otherwise
         body["toolConfig"] = {"functionCallingConfig": _calling_config(request)}
     config: dict[str, Any] = {}
     if request.max_tokens is not None:
@@ -82,9 +92,42 @@ def payload(
         config["responseMimeType"] = "application/json"
         if fmt.type is ResponseFormatType.JSON_SCHEMA and fmt.schema:
             config["responseSchema"] = gemini_schema(fmt.schema)
+    if request.reasoning_effort is not None:
+        thinking = thinking_config(request.reasoning_effort, model)
+        if thinking is not None:
+            config["thinkingConfig"] = thinking
     if config:
         body["generationConfig"] = config
     return body
+
+
+_THINKING_MODEL = re.compile(r"^gemini-(\d+)(?:\.(\d+))?")
+MAX_THINKING_BUDGET = 24576
+"""The largest ``thinkingBudget`` Gemini 2.5 Flash and Flash-Lite take."""
+MAX_PRO_THINKING_BUDGET = 32768
+"""The largest ``thinkingBudget`` Gemini 2.5 Pro takes."""
+MIN_PRO_THINKING_BUDGET = 128
+"""The least ``thinkingBudget`` Gemini 2.5 Pro takes: it cannot stop thinking."""
+
+
+def thinking_config(effort: ReasoningEffort, model: str) -> dict[str, Any] | None:
+    """``generationConfig.thinkingConfig`` for ``effort``: Gemini 3 takes a
+    ``thinkingLevel`` (``low`` or ``high``), Gemini 2.5 a ``thinkingBudget`` in tokens (the
+    effort's, within the model's range); thought summaries are asked for (``includeThoughts``)
+    unless the effort is ``none``. Older models do not think: ``None``, nothing is sent."""
+    found = _THINKING_MODEL.match(model)
+    version = (int(found[1]), int(found[2] or 0)) if found else (0, 0)
+    shown = effort is not ReasoningEffort.NONE
+    if version >= (3, 0):
+        low = effort in (ReasoningEffort.NONE, ReasoningEffort.MINIMAL, ReasoningEffort.LOW)
+        return {"thinkingLevel": "low" if low else "high", "includeThoughts": shown}
+    if version < (2, 5):
+        return None
+    pro = "-pro" in model
+    budget = min(effort.budget_tokens, MAX_PRO_THINKING_BUDGET if pro else MAX_THINKING_BUDGET)
+    if pro:
+        budget = max(budget, MIN_PRO_THINKING_BUDGET)
+    return {"thinkingBudget": budget, "includeThoughts": shown}
 
 
 def _calling_config(request: ChatRequest) -> dict[str, Any]:
@@ -120,6 +163,13 @@ def _parts(
     message: Message, names: dict[str, str], signatures: Mapping[str, str], *, strict: bool
 ) -> list[dict[str, Any]]:
     if message.role is Role.TOOL:
+        if message.images:
+            # functionResponse.response is a JSON object: the images would be dropped, and
+            # the model would answer as if the tool had shown nothing. Another provider may
+            # take the call; this refusal counts nothing against Gemini.
+            raise RequestRefused(
+                "Gemini takes no images in a tool's result (a functionResponse holds JSON only)"
+            )
         name = names.get(message.tool_call_id or "", "tool")
         return [{"functionResponse": {"name": name, "response": _result(message.text)}}]
     parts: list[dict[str, Any]] = []
@@ -135,7 +185,7 @@ def _parts(
     calls: list[dict[str, Any]] = []
     for call in message.tool_calls:
         call_part: dict[str, Any] = {
-            "functionCall": {"name": call.name, "args": _arguments(call.arguments)}
+            "functionCall": {"name": call.name, "args": tool_arguments.as_object(call.arguments)}
         }
         signature = signatures.get(call.id)
         if signature is not None:
@@ -165,14 +215,6 @@ def _contents(
         else:
             contents.append({"role": role, "parts": parts})
     return contents
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {"arguments": text}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _result(text: str) -> dict[str, Any]:

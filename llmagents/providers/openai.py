@@ -11,15 +11,18 @@ Error bodies differ between servers — OpenAI's ``{"error": {"message", "type",
 — so the HTTP status decides first and the body only sharpens it.
 
 The protocol is the gateway's own, so translation is a pass-through: tools, ``tool_choice``,
-``parallel_tool_calls``, ``response_format``, tool messages, image parts and ``seed`` go out
-as the neutral model holds them, and fields an OpenAI client sent that the neutral model
-does not name (``logprobs``, ``reasoning_effort``...) go out unchanged. Tool-call ids from
+``parallel_tool_calls``, ``response_format``, tool messages, image parts, ``seed`` and
+``reasoning_effort`` go out as the neutral model holds them (the effort, to OpenRouter, as
+its ``reasoning.effort``), and fields an OpenAI client sent that the neutral model does not
+name (``logprobs``, ``metadata``...) go out unchanged. Tool-call ids from
 other providers longer than OpenAI's 40 characters are replaced by stable stand-ins
 (``tool_ids``). Answers' and chunks' shapes are ``llmagents.wire.openai_chat``'s.
 
 Reasoning is read from OpenRouter's ``reasoning_details`` blocks when an answer has them
-(``reasoning_details``), else from ``reasoning_content`` or ``reasoning`` (vLLM, DeepSeek);
-none is sent back in later turns.
+(``reasoning_details``), else from ``reasoning_content`` or ``reasoning`` (vLLM, DeepSeek).
+Later turns carry this provider's own signed and encrypted blocks back as
+``reasoning_details`` (OpenRouter wants them; another provider's never go); unsigned
+reasoning goes back nowhere (vLLM and DeepSeek want none).
 
 The output limit goes out as ``max_completion_tokens`` to OpenAI itself (and Azure OpenAI),
 where ``max_tokens`` is deprecated and refused by the reasoning and newer models, and as
@@ -39,6 +42,7 @@ from llmagents.chat import (
     ImagePart,
     Message,
     Reasoning,
+    ReasoningEffort,
     ResponseFormatType,
     Role,
     StreamChunk,
@@ -65,7 +69,12 @@ from llmagents.providers.mapping import (
     retry_after_seconds,
     short,
 )
-from llmagents.providers.reasoning_details import DetailsStream, read_details
+from llmagents.providers.reasoning_details import (
+    DetailsStream,
+    Provenance,
+    read_details,
+    write_details,
+)
 from llmagents.providers.sse import SseEvent
 from llmagents.wire import openai_chat as wire
 
@@ -75,10 +84,21 @@ MAX_TOOL_CALL_ID = 40
 """OpenAI refuses longer tool-call ids in a conversation's history."""
 
 
+OPENROUTER_HOST = "openrouter.ai"
+
+
 class OpenAIAdapter(ProviderAdapter):
     """Any server that speaks OpenAI's chat completions."""
 
     protocol = "openai"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        host = self._chat_urls[False].host or ""
+        self.openrouter = host == OPENROUTER_HOST or host.endswith("." + OPENROUTER_HOST)
+        """OpenRouter's API: the effort goes in its ``reasoning`` object, which it turns
+        into each model's own control."""
+        self._provenance = Provenance()
 
     @property
     def _limit_field(self) -> str:
@@ -100,7 +120,7 @@ class OpenAIAdapter(ProviderAdapter):
         # that the fields translated here always win.
         payload: dict[str, Any] = dict(request.passthrough.get("openai", ()))
         payload["model"] = self.model
-        payload["messages"] = [_message(m) for m in request.messages]
+        payload["messages"] = [self._message(m) for m in request.messages]
         if request.max_tokens is not None:
             payload[self._limit_field] = request.max_tokens
         if request.temperature is not None:
@@ -118,12 +138,14 @@ class OpenAIAdapter(ProviderAdapter):
                 for t in request.tools
             ]  # fmt: skip
         choice = request.tool_choice
-        if choice is not None:
+        if choice is not None and request.tools:  # the API refuses one without tools
             payload["tool_choice"] = (
                 {"type": "function", "function": {"name": choice.name}}
                 if choice.name
                 else choice.mode.value
             )
+        if request.reasoning_effort is not None:
+            self._effort(payload, request.reasoning_effort)
         if request.parallel_tool_calls is not None and request.tools:
             payload["parallel_tool_calls"] = request.parallel_tool_calls
         fmt = request.response_format
@@ -140,14 +162,57 @@ class OpenAIAdapter(ProviderAdapter):
             payload["stream_options"] = {"include_usage": True}
         return payload
 
+    def _message(self, message: Message) -> dict[str, Any]:
+        """One message; an assistant turn with this provider's own signed or encrypted
+        reasoning (OpenRouter's ``reasoning_details``) carries it back."""
+        out = _message(message)
+        if message.reasoning:
+            details = write_details(
+                message.reasoning, provider=self.name, provenance=self._provenance
+            )
+            if details:
+                out["reasoning_details"] = details
+        return out
+
+    def _effort(self, payload: dict[str, Any], effort: ReasoningEffort) -> None:
+        """``reasoning_effort``, or OpenRouter's ``reasoning.effort`` (kept beside what else
+        the client put in its ``reasoning``; OpenRouter takes an effort or a ``max_tokens``,
+        never both)."""
+        if not self.openrouter:
+            payload["reasoning_effort"] = effort.value
+            return
+        asked = payload.get("reasoning")
+        kept = (
+            {k: v for k, v in asked.items() if k != "max_tokens"} if isinstance(asked, dict) else {}
+        )
+        payload["reasoning"] = {**kept, "effort": effort.value}
+
+    def _answer_of(self, body: bytes) -> ChatResponse:
+        """The answer read into its model in one pass over its bytes (no dict in between);
+        a body that is not a plain answer (an error, a body in UTF-16...) goes the way of
+        ``_parse_answer``, which tells what is wrong with it."""
+        try:
+            answer = wire.ChatCompletion.model_validate_json(body)
+        except ValidationError:
+            return self._parse_answer(decode_json(body, provider=self.name))
+        extra = answer.__pydantic_extra__
+        if extra and isinstance(extra.get("error"), dict):
+            return self._parse_answer(decode_json(body, provider=self.name))
+        return self._answer(answer)
+
     def _parse_answer(self, data: Any) -> ChatResponse:
         if isinstance(data, dict) and _error_of(data) is not None:
             raise _error_from_body(data, status=None, retry_after=None, provider=self.name)
         try:
             answer = wire.ChatCompletion.model_validate(data)
-            choice = answer.choices[0]
-        except (ValidationError, IndexError):
+        except ValidationError:
             raise missing("choices[0].message", provider=self.name) from None
+        return self._answer(answer)
+
+    def _answer(self, answer: wire.ChatCompletion) -> ChatResponse:
+        if not answer.choices:
+            raise missing("choices[0].message", provider=self.name)
+        choice = answer.choices[0]
         if answer.usage is None:
             raise missing("usage", provider=self.name)
         message = choice.message
@@ -155,7 +220,8 @@ class OpenAIAdapter(ProviderAdapter):
             ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
         )
         if message.reasoning_details:
-            reasoning = read_details(message.reasoning_details, provider=self.name)
+            reasoning = read_details(message.reasoning_details, provider=self.name,
+                                     remember=self._provenance.remember)  # fmt: skip
         else:
             thought = message.reasoning_text
             reasoning = (Reasoning(thought, provider=self.name),) if thought else ()
@@ -170,7 +236,7 @@ class OpenAIAdapter(ProviderAdapter):
         )
 
     def _stream_decoder(self) -> _OpenAIStream:
-        return _OpenAIStream(self.name)
+        return _OpenAIStream(DetailsStream(self.name, self._provenance.remember))
 
     def _map_error(self, status: int, headers: Headers, body: bytes) -> ProviderError:
         retry_after = retry_after_seconds(headers)
@@ -272,12 +338,12 @@ def _message(message: Message) -> dict[str, Any]:
 class _OpenAIStream:
     """chat.completion.chunk lines, a usage-only chunk, then ``[DONE]``."""
 
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
+    def __init__(self, details: DetailsStream) -> None:
+        self.provider = details.provider
         self.done = False
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
-        self._details = DetailsStream(provider)
+        self._details = details
 
     def feed(self, event: SseEvent) -> StreamChunk | None:
         if event.data.strip() == "[DONE]":

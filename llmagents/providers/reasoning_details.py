@@ -13,14 +13,19 @@ the block it belongs to and the ``format`` of the model that made it:
 
 When details are present they are read instead of ``reasoning``, which repeats their text:
 the blocks stay apart, signatures and encrypted blocks are kept, each ``Reasoning`` names
-the pool provider. Items of other types are skipped. No adapter sends them back yet:
-OpenRouter's signatures and encrypted data are shown to clients (the Messages front door)
-and nothing more.
+the pool provider. Items of other types are skipped.
+
+OpenRouter wants them back in the next turn's assistant message, as it sent them
+(``write_details``): a Claude model's signed thinking must come before its tool calls when
+it thinks. The chat model keeps neither a block's ``format`` nor its ``id`` (Gemini's
+encrypted blocks carry the id of the tool call they sign), so the adapter remembers them for
+each signature and encrypted block it read (``Provenance``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,19 +51,80 @@ def _known(details: Iterable[Any]) -> list[dict[str, Any]]:
                                                                               ENCRYPTED)]  # fmt: skip
 
 
-def read_details(details: Iterable[Any], *, provider: str) -> tuple[Reasoning, ...]:
-    """The reasoning blocks of a whole answer, in order."""
+MAX_REMEMBERED = 4096
+"""Blocks whose provenance an adapter remembers (the latest signatures and data)."""
+_PROVENANCE = ("format", "id")
+
+Remember = Callable[[str, dict[str, Any]], None]
+
+
+class Provenance:
+    """The ``format`` and ``id`` each signed or encrypted block an adapter read came with, by
+    its signature or data; the oldest are forgotten first (a forgotten one goes back without
+    them)."""
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[str, dict[str, str]] = OrderedDict()
+
+    def remember(self, value: str, detail: dict[str, Any]) -> None:
+        kept = {k: v for k in _PROVENANCE if (v := _string(detail, k)) is not None}
+        if not kept:
+            return
+        self._known[value] = kept
+        while len(self._known) > MAX_REMEMBERED:
+            self._known.popitem(last=False)
+
+    def get(self, value: str) -> dict[str, str]:
+        return self._known.get(value, {})
+
+
+def _nothing(value: str, detail: dict[str, Any]) -> None:
+    return None
+
+
+def read_details(
+    details: Iterable[Any], *, provider: str, remember: Remember = _nothing
+) -> tuple[Reasoning, ...]:
+    """The reasoning blocks of a whole answer, in order; ``remember`` hears each signature or
+    encrypted data with its detail."""
     blocks: list[Reasoning] = []
     for detail in _known(details):
         if detail["type"] == ENCRYPTED:
             data = _string(detail, "data")
             if data is not None:
+                remember(data, detail)
                 blocks.append(Reasoning(redacted=data, provider=provider))
             continue
         text, signature = _text(detail), _string(detail, "signature")
+        if signature is not None:
+            remember(signature, detail)
         if text or signature:
             blocks.append(Reasoning(text, signature=signature, provider=provider))
     return tuple(blocks)
+
+
+def write_details(
+    reasoning: Iterable[Reasoning], *, provider: str, provenance: Provenance
+) -> list[dict[str, Any]]:
+    """An assistant turn's reasoning as the ``reasoning_details`` OpenRouter takes back: its
+    own signed and encrypted blocks only (a signature verifies only where it was made; an
+    unsigned summary needs no return), each with the format and id it came with."""
+    out: list[dict[str, Any]] = []
+    for item in reasoning:
+        if item.provider != provider:
+            continue
+        if item.redacted is not None:
+            detail: dict[str, Any] = {"type": ENCRYPTED, "data": item.redacted}
+            value = item.redacted
+        elif item.signature:
+            detail = {"type": TEXT, "text": item.text, "signature": item.signature}
+            value = item.signature
+        else:
+            continue
+        detail.update(provenance.get(value))
+        detail["index"] = len(out)
+        out.append(detail)
+    return out
 
 
 @dataclass(slots=True)
@@ -77,19 +143,28 @@ class DetailsStream:
     on until the answer's text begins, as ``reasoning_content`` does.
     """
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, remember: Remember = _nothing) -> None:
         self.provider = provider
+        self._remember = remember
+        self._blocks: dict[int | None, dict[str, str]] = {}
+        """Each block's format and id, by its ``index``: a signature's piece may not repeat
+        them."""
 
     def feed(self, details: Iterable[Any]) -> Piece:
         piece = Piece()
         for detail in _known(details):
+            index = detail.get("index")
+            known = self._blocks.setdefault(index if isinstance(index, int) else None, {})
+            known |= {k: v for k in _PROVENANCE if (v := _string(detail, k)) is not None}
             if detail["type"] == ENCRYPTED:
                 data = _string(detail, "data")
                 if data is not None:
+                    self._remember(data, known)
                     piece.end = Reasoning(redacted=data, provider=self.provider)
                 continue
             piece.text += _text(detail)
             signature = _string(detail, "signature")
             if signature is not None:
+                self._remember(signature, known)
                 piece.end = Reasoning(signature=signature, provider=self.provider)
         return piece

@@ -17,13 +17,13 @@ import hashlib
 import re
 import secrets
 
-_SAFE = re.compile(r"^[a-zA-Z0-9_-]+$")
+_SAFE = re.compile(r"[a-zA-Z0-9_-]+")  # whole (fullmatch): ``$`` would pass "id\n"
 
 
 def fit(tool_call_id: str, *, max_length: int = 64) -> str:
     """``tool_call_id`` if it is made of ``[a-zA-Z0-9_-]`` and short enough, else a stable
     stand-in derived from it."""
-    if len(tool_call_id) <= max_length and _SAFE.match(tool_call_id):
+    if len(tool_call_id) <= max_length and _SAFE.fullmatch(tool_call_id):
         return tool_call_id
     digest = hashlib.sha256(tool_call_id.encode("utf-8", "surrogatepass")).hexdigest()
     return "call_" + digest[: min(32, max_length - 5)]

@@ -160,6 +160,44 @@ def checked_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
+class Deadline:
+    """``asyncio.timeout_at(when)`` for the task that enters it, as a plain (not async)
+    context manager: one timer handle, and none of ``asyncio.Timeout``'s coroutines and
+    state checks, which cost several times the timer on every provider call (and on every
+    event of a stream). Same outcome: past ``when`` the task is cancelled at its current
+    await and the block raises ``TimeoutError``; a cancellation from elsewhere stays one."""
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_when")
+
+    def __init__(self, when: float) -> None:
+        self._when = when
+        self._expired = False
+
+    def __enter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Deadline must be entered in a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._handle = task.get_loop().call_at(self._when, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._handle.cancel()
+        if (
+            self._expired
+            and self._task.uncancel() <= self._cancelling
+            and exc_type is not None
+            and issubclass(exc_type, asyncio.CancelledError)
+        ):
+            raise TimeoutError from exc
+
+
 @dataclass(frozen=True, slots=True)
 class _Handout:
     protocol: Any
@@ -273,7 +311,7 @@ class Transport:
             await slots.acquire()  # returns at once
             return slots
         try:
-            async with asyncio.timeout_at(deadline):
+            with Deadline(deadline):
                 await slots.acquire()
         except TimeoutError:
             raise ClientBusy(

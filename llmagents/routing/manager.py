@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from llmagents.api.pool import ProviderPoolSpec, Strategy
@@ -45,7 +46,7 @@ from llmagents.routing.calls import (
 )
 from llmagents.routing.costs import Price, token_cost, usage_problem
 from llmagents.routing.events import EngineListener
-from llmagents.routing.pool_state import PoolState
+from llmagents.routing.pool_state import Defer, PoolState
 from llmagents.routing.run import Run, admission_of, later_fits
 from llmagents.routing.state import ProviderState
 
@@ -71,11 +72,12 @@ class ProviderManager(PoolState):
         listener: EngineListener | None = None,
         agent: str = "",
         prices: Mapping[str, Price | None] | None = None,
+        defer: Defer | None = None,
     ) -> None:
         """``strategy`` replaces the pool's; ``sleep`` and ``rng`` pace the retries; the rest
         is ``PoolState``'s."""
         super().__init__(pool, budget=budget, clock=clock, wall_clock=wall_clock,
-                         listener=listener, agent=agent, prices=prices)  # fmt: skip
+                         listener=listener, agent=agent, prices=prices, defer=defer)  # fmt: skip
         self.strategy = strategy if strategy is not None else pool.strategy
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
@@ -250,7 +252,12 @@ class ProviderManager(PoolState):
         # Without usage the answer is a stream that has only begun: its health sample and
         # breaker verdict wait for record_usage or record_stream_failure.
         if usage is not None:
-            state.succeeded(ended, admission, latency)
+            if self._defer is not None and admission is Admission.CALL:
+                # A closed breaker's success and the health sample: nothing the answer
+                # waits for. A probe's settles the half-open breaker at once.
+                self._defer(partial(state.succeeded, ended, admission, latency))
+            else:
+                state.succeeded(ended, admission, latency)
             cost = self._charge(state.spec, usage)
         run.attempted(
             AttemptRecord(

@@ -10,7 +10,7 @@ Synchronous bookkeeping on one event loop, like the rest of the engine: no locks
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,9 @@ from llmagents.routing.snapshot import (
 )
 from llmagents.routing.state import ProviderState
 
+Defer = Callable[[Callable[[], object]], None]
+"""Runs a piece of bookkeeping later (or at once): see ``PoolState``'s ``defer``."""
+
 
 class PoolState:
     """The providers of one agent's pool as the engine knows them, with spend and budget."""
@@ -46,10 +49,14 @@ class PoolState:
         listener: EngineListener | None = None,
         agent: str = "",
         prices: Mapping[str, Price | None] | None = None,
+        defer: Defer | None = None,
     ) -> None:
         """``prices`` (by provider name) replaces what the spec alone says (``spec_price``):
-        the runner passes prices resolved from its price table."""
+        the runner passes prices resolved from its price table. ``defer`` runs bookkeeping
+        that an answer does not wait for (a closed breaker's success and its health
+        sample) after the answer went out: the runner's ``Later``; None runs it at once."""
         self.pool = pool
+        self._defer = defer
         self._clock = clock
         self._wall_clock = wall_clock
         self._listener = listener

@@ -11,13 +11,8 @@ The core (``Runner``) only talks to its edges through small protocols (``Checkpo
 against local files, and in tests.
 """
 
-from llmagents.runner.checkpoint import (
-    Checkpoint,
-    CheckpointFenced,
-    CheckpointStore,
-    CheckpointTooLarge,
-    FileCheckpointStore,
-)
+from llmagents.runner.checkpoint import Checkpoint, CheckpointFenced, CheckpointTooLarge
+from llmagents.runner.checkpoint_store import CheckpointStore, FileCheckpointStore
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.metrics import METRIC_NAMES, RunnerMetrics
 from llmagents.runner.pool_client import OpenStream, PoolClient

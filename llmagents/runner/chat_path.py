@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from llmagents.api.work import Complexity
@@ -55,6 +56,11 @@ class RefusalKind(StrEnum):
     """No provider answered, or the agent stopped taking calls (503)."""
     DEADLINE = "deadline"
     """The call's deadline passed (504)."""
+
+
+LOGPROBS_UNSERVED = ("token log probabilities are not served by the gateway: no provider's "
+                     "answer carries them through it")  # fmt: skip
+"""Why a front door refuses a request for log probabilities (the neutral answer has none)."""
 
 
 class Refusal(LLMAgentsError):
@@ -234,7 +240,7 @@ async def serve(
         answered = await answer(runner, front.call)
     except Refusal as refusal:
         return refuse(runner, refusal, stream=stream)
-    runner.metrics.gateway_request(stream=False, code=200)
+    runner.later(partial(runner.metrics.gateway_request, stream=False, code=200))
     return Response(200, front.body(answered.response), headers=answer_headers(answered))
 
 

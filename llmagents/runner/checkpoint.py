@@ -1,4 +1,4 @@
-"""What a checkpoint holds, how it is encoded, and where it can be kept.
+"""What a checkpoint holds and how it is encoded; the stores that keep it are elsewhere.
 
 A checkpoint (schema v1) is everything a restarted runner needs to go on as if it had not
 stopped: progress through the task list (completed and failed task names, failures with
@@ -9,12 +9,9 @@ once a gateway agent reported its work done, that completion (``completion``: wh
 summary and the digest of the agent container it holds for), and how far into each spend
 journal its spend reaches (``spendJournals``, see ``spend_journal``).
 
-Stores keep one checkpoint each and compare-and-swap on a version: ``write`` succeeds only
-if nobody wrote since the version the writer last saw, otherwise ``VersionConflict``. Each
-stored checkpoint carries the epoch of the runner that wrote it, readable without decoding
-the document; ``Checkpointer`` builds claim and fencing on these two primitives, the same
-for every store. The ConfigMap store lives in ``configmap_store``; ``FileCheckpointStore``
-here serves runs without Kubernetes and tests.
+Stores (``checkpoint_store`` for the protocol and the local file, ``configmap_store`` for
+the ConfigMap) keep the encoded form this module produces and hand back what ``decode``
+makes of it; the errors of the whole family (``CheckpointError``) are defined here.
 
 Encoding: compact JSON; above ``COMPRESS_ABOVE`` bytes it is gzipped. A document that is
 still larger than the store's limit is refused before any write (``CheckpointTooLarge``).
@@ -28,18 +25,14 @@ that reason in its status and leaves the store as it found it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import fcntl
 import gzip
 import json
-import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -189,12 +182,12 @@ class Checkpoint:
                 raise ValueError("spendJournals is not a map of journal ids to entry numbers")
             return cls(
                 agent_uid=_text(data, "agentUID"),
-                epoch=_whole(data, "epoch"),
-                sequence=_whole(data, "sequence"),
+                epoch=whole_field(data, "epoch"),
+                sequence=whole_field(data, "sequence"),
                 written_at=datetime.fromisoformat(_text(data, "writtenAt")),
                 started_at=datetime.fromisoformat(_text(data, "startedAt")),
                 engine=data["engine"],
-                total_tasks=_whole(data["progress"], "total"),
+                total_tasks=whole_field(data["progress"], "total"),
                 completed=list(completed),
                 failed=dict(failed),
                 custom_state=data.get("customState"),
@@ -218,7 +211,8 @@ def _completion(raw: Any) -> AgentCompletion | None:
         raise ValueError(f"completion.{where}: {first['msg']}") from None
 
 
-def _whole(data: dict[str, Any], key: str) -> int:
+def whole_field(data: dict[str, Any], key: str) -> int:
+    """``data[key]`` as a whole number of at least 0; ``ValueError`` when it is not."""
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{key} {value!r} is not a whole number of at least 0")
@@ -335,100 +329,3 @@ def _gunzip(payload: bytes) -> bytes:
     if not inflater.eof:
         raise CheckpointCorrupt("compressed checkpoint is cut short")
     return raw
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What a store holds now: its version, the writer's epoch (0 = none) and the document."""
-
-    version: str
-    epoch: int
-    checkpoint: Checkpoint | None
-
-
-class CheckpointStore(Protocol):
-    """One checkpoint, compare-and-swapped on a version."""
-
-    limit: int
-    """Largest payload the store can hold, in bytes."""
-
-    async def read(self) -> Stored:
-        """The current content; ``CheckpointCorrupt`` if it cannot be decoded."""
-        ...
-
-    async def write(self, encoded: Encoded, *, epoch: int, expected_version: str) -> str:
-        """Store ``encoded`` if the version is still ``expected_version``; returns the new
-        version. Raises ``VersionConflict``, ``StoreUnavailable`` or ``CheckpointTooLarge``."""
-        ...
-
-
-class FileCheckpointStore:
-    """A checkpoint in a local JSON file, replaced atomically; for runs without Kubernetes.
-
-    The compare-and-swap holds across processes: it runs under an exclusive ``flock`` of a
-    lock file beside the checkpoint.
-    """
-
-    def __init__(self, path: Path, *, limit: int = MAX_CHECKPOINT_BYTES) -> None:
-        self.path = Path(path)
-        self.limit = limit
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
-
-    async def read(self) -> Stored:
-        return await asyncio.to_thread(self._read)
-
-    async def write(self, encoded: Encoded, *, epoch: int, expected_version: str) -> str:
-        if encoded.size > self.limit:
-            raise CheckpointTooLarge(encoded.size, self.limit)
-        return await asyncio.to_thread(self._write, encoded, epoch, expected_version)
-
-    def _envelope(self) -> dict[str, Any] | None:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return None
-        try:
-            envelope = json.loads(text)
-            if not isinstance(envelope, dict):
-                raise TypeError("not an object")
-            _whole(envelope, "version"), _whole(envelope, "epoch")
-        except (ValueError, KeyError, TypeError, RecursionError):
-            raise CheckpointCorrupt(f"{self.path} is not a checkpoint file") from None
-        return envelope
-
-    def _read(self) -> Stored:
-        envelope = self._envelope()
-        if envelope is None:
-            return Stored("0", 0, None)
-        if "gzip" in envelope:
-            payload = b64decode(envelope["gzip"], where=str(self.path))
-            checkpoint = decode(payload, compressed=True)
-        elif "checkpoint" in envelope:
-            checkpoint = Checkpoint.from_dict(envelope["checkpoint"])
-        else:
-            raise CheckpointCorrupt(f"{self.path} holds no checkpoint")
-        return Stored(str(envelope["version"]), int(envelope["epoch"]), checkpoint)
-
-    def _write(self, encoded: Encoded, epoch: int, expected_version: str) -> str:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            envelope = self._envelope()
-            current = str(envelope["version"]) if envelope is not None else "0"
-            if current != expected_version:
-                raise VersionConflict(
-                    f"{self.path} is at version {current}, not {expected_version}"
-                )
-            version = str(int(current) + 1)
-            body: dict[str, Any] = {"version": int(version), "epoch": epoch}
-            if encoded.compressed:
-                body["gzip"] = base64.b64encode(encoded.payload).decode()
-            else:
-                body["checkpoint"] = json.loads(encoded.payload)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "w") as out:
-                json.dump(body, out, separators=(",", ":"))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        return version

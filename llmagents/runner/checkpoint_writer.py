@@ -35,12 +35,12 @@ from llmagents.runner.checkpoint import (
     Checkpoint,
     CheckpointError,
     CheckpointFenced,
-    CheckpointStore,
     CheckpointTooLarge,
     Encoded,
     VersionConflict,
     encode,
 )
+from llmagents.runner.checkpoint_store import CheckpointStore
 
 logger = logging.getLogger(__name__)
 

@@ -37,13 +37,13 @@ from llmagents.runner.checkpoint import (
     CheckpointError,
     CheckpointTooLarge,
     Encoded,
-    Stored,
     StoreUnavailable,
     VersionConflict,
     b64decode,
     decode,
     parse_epoch,
 )
+from llmagents.runner.checkpoint_store import Stored
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ bookkeeping, so a charge is journaled in the same step as the ledger took it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from llmagents.chat import Usage
 from llmagents.routing import AttemptRecord, EngineListener, Fallback, Transition
@@ -54,3 +55,26 @@ class RunnerHooks(EngineListener):
     def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
         if self.charged is not None:
             self.charged(provider, usage, cost)
+
+
+class Deferred(EngineListener):
+    """A listener whose attempts, fallbacks and charges are heard ``later`` (after the answer's
+    bytes, ``runner.later``); breaker transitions are passed on at once."""
+
+    def __init__(
+        self, listener: EngineListener, later: Callable[[Callable[[], object]], None]
+    ) -> None:
+        self.listener = listener
+        self.later = later
+
+    def on_attempt(self, record: AttemptRecord) -> None:
+        self.later(partial(self.listener.on_attempt, record))
+
+    def on_fallback(self, fallback: Fallback) -> None:
+        self.later(partial(self.listener.on_fallback, fallback))
+
+    def on_breaker_transition(self, provider: str, transition: Transition) -> None:
+        self.listener.on_breaker_transition(provider, transition)
+
+    def on_cost(self, provider: str, usage: Usage, cost: float) -> None:
+        self.later(partial(self.listener.on_cost, provider, usage, cost))

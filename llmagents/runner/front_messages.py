@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmagents.api.work import Complexity
 from llmagents.chat import ChatResponse
@@ -42,14 +42,29 @@ _ERROR_TYPES = {
 }
 
 
+_STATUS_TYPES = {404: "not_found_error", 413: "request_too_large", 408: "timeout_error",
+                 504: "timeout_error", 429: "rate_limit_error"}  # fmt: skip
+"""Anthropic's error type for a status the server answers before a route reads the request
+(and for routes and methods it does not serve); other 4xx are ``invalid_request_error``,
+5xx ``api_error``."""
+
+
+def error_document(error_type: str, message: str) -> dict[str, Any]:
+    """An error answer as Anthropic writes it."""
+    return {"type": "error", "error": {"type": error_type, "message": message},
+            "request_id": "req_" + secrets.token_hex(12)}  # fmt: skip
+
+
+def error_for_status(status: int, message: str) -> dict[str, Any]:
+    """An error of the server itself (413, 404...) in Anthropic's shape."""
+    default = "api_error" if status >= 500 else "invalid_request_error"
+    return error_document(_STATUS_TYPES.get(status, default), message)
+
+
 def refusal_response(runner: Runner, refusal: Refusal, *, stream: bool) -> Response:
     """A refusal in Anthropic's error shape."""
     runner.metrics.gateway_request(stream=stream, code=refusal.status)
-    body = {
-        "type": "error",
-        "error": {"type": _ERROR_TYPES[refusal.kind], "message": refusal.message},
-        "request_id": "req_" + secrets.token_hex(12),
-    }
+    body = error_document(_ERROR_TYPES[refusal.kind], refusal.message)
     headers = {} if refusal.retry else {"x-should-retry": "false"}
     return json_response(body, refusal.status, headers)
 

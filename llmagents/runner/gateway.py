@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 8 * 1024 * 1024
+MESSAGES_PREFIX = "/v1/messages"
+"""Paths under Anthropic's API: the server's own errors there are in Anthropic's shape."""
 MAX_CUSTOM_STATE = 512 * 1024
 """Bytes of custom state a client may store; the checkpoint must stay within a ConfigMap."""
 MAX_STATE_NESTING = 32
@@ -98,9 +100,19 @@ FRONT_DOORS: dict[str, FrontDoor] = {
 """The chat routes (POST) and the module serving each; other protocols add theirs here."""
 
 
-def _server_error(status: int, message: str) -> Response:
+def _server_error(status: int, message: str, path: str) -> Response:
+    """An error of the server's own, in the shape of the protocol the path belongs to."""
+    return _error(status, message, path)
+
+
+def _error(status: int, message: str, path: str, *, code: str | None = None,
+           headers: dict[str, str] | None = None) -> Response:  # fmt: skip
+    """An error answer in the shape of the protocol whose route ``path`` names: Anthropic's
+    for ``/v1/messages...``, OpenAI's (with ``code``) for everything else."""
+    if path.startswith(MESSAGES_PREFIX):
+        return json_response(front_messages.error_for_status(status, message), status, headers)
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return json_response(error_body(message, kind=kind), status)
+    return json_response(error_body(message, kind=kind, code=code), status, headers)
 
 
 class Gateway:
@@ -138,15 +150,13 @@ class Gateway:
         methods = self._routes.get(request.path)
         if methods is None:
             served = ", ".join(self._routes)
-            body = error_body(f"no route for {request.path}; the gateway serves {served}",
-                              kind="invalid_request_error", code="not_found")  # fmt: skip
-            return json_response(body, 404)
+            return _error(404, f"no route for {request.path}; the gateway serves {served}",
+                          request.path, code="not_found")  # fmt: skip
         route = methods.get(request.method)
         if route is None:
             allowed = ", ".join(methods)
-            body = error_body(f"{request.path} takes {allowed}, not {request.method}",
-                              kind="invalid_request_error", code="method_not_allowed")  # fmt: skip
-            return json_response(body, 405, {"allow": allowed})
+            return _error(405, f"{request.path} takes {allowed}, not {request.method}",
+                          request.path, code="method_not_allowed", headers={"allow": allowed})  # fmt: skip
         tracer = self.runner.engine.tracer
         if tracer is None:
             return await route(request)

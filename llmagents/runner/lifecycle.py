@@ -4,8 +4,9 @@
 a ``StatusSink`` and a ``ResultStore`` (ConfigMaps and the LLMAgent in a cluster, files and
 memory elsewhere) and owns the one ``PoolClient`` that task mode and the gateway share.
 Its parts live beside it: ``spend_keeping`` (spend across restarts, with ``spend_journal``),
-``task_mode`` (the task list), ``housekeeping`` (the once-a-second chores), ``conditions``
-(what the status reports beside the phase) and ``engine_hooks`` (the engine's events).
+``checkpoint_state`` (what its checkpoints hold, and restoring from one), ``task_mode`` (the
+task list), ``housekeeping`` (the once-a-second chores), ``conditions`` (what the status
+reports beside the phase) and ``engine_hooks`` (the engine's events).
 
 What is guaranteed about spend (the figure that must never be lost or reset):
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -52,18 +54,20 @@ from llmagents.api.status import (
     AgentCompletion,
     RunnerAgentStatus,
     RunnerPhase,
-    TaskProgress,
 )
 from llmagents.events import EventRecorder
 from llmagents.routing import EngineListener
 from llmagents.routing import clock as clocks
+from llmagents.runner import checkpoint_state
 from llmagents.runner.background import Supervisor
-from llmagents.runner.checkpoint import Checkpoint, CheckpointStore
+from llmagents.runner.checkpoint_state import DurableTasks
+from llmagents.runner.checkpoint_store import CheckpointStore
 from llmagents.runner.checkpoint_writer import Checkpointer
 from llmagents.runner.conditions import state_conditions
-from llmagents.runner.engine_hooks import Fanout, RunnerHooks
+from llmagents.runner.engine_hooks import Deferred, Fanout, RunnerHooks
 from llmagents.runner.events import AgentEvents
 from llmagents.runner.housekeeping import housekeeping
+from llmagents.runner.later import Later
 from llmagents.runner.metrics import RunnerMetrics
 from llmagents.runner.outcomes import Outcomes
 from llmagents.runner.pool_client import PoolClient
@@ -122,14 +126,18 @@ class Runner:
             if events is not None
             else None
         )
-        listeners: list[EngineListener] = [self.metrics, hooks]
+        self.later = Later()
+        """Bookkeeping run after an answer's bytes went out (``runner.later``)."""
+        # The charge's journal line (hooks) is written before the answer; counters and
+        # events after it.
+        listeners: list[EngineListener] = [Deferred(self.metrics, self.later), hooks]
         if self.agent_events is not None:
-            listeners.append(self.agent_events)
+            listeners.append(Deferred(self.agent_events, self.later))
         if tracer is not None:
             listeners.append(tracer)
         self.engine = PoolClient.build(
             config, api_keys=api_keys, listener=Fanout(*listeners),
-            clock=clock, wall_clock=wall_clock, tracer=tracer,
+            clock=clock, wall_clock=wall_clock, tracer=tracer, defer=self.later,
         )  # fmt: skip
         if self.agent_events is not None:
             self.agent_events.manager = self.engine.manager
@@ -158,11 +166,8 @@ class Runner:
         self._clock = clock
         self.wall_clock = wall_clock
         self._conditions_since: dict[str, datetime] = {}
-        self._summaries: dict[int, TaskProgress] = {}  # by checkpoint sequence, until landed
-        self._durable_tasks = self.progress.summary(self.tasks)
-        """Task progress as of the latest landed checkpoint: what the status reports. The
-        operator scales a finished agent to zero, so the status must never count a task
-        done whose completion a kill could still lose."""
+        self.durable_tasks = DurableTasks(self.progress.summary(self.tasks))
+        """Task progress as of the latest landed checkpoint: what the status reports."""
         self.task_save_timeout = task_save_timeout
         self.task_retry_delays = task_retry_delays
         self._supervisor = Supervisor(
@@ -170,11 +175,12 @@ class Runner:
             redact=self.redact, wall_clock=wall_clock,
         )  # fmt: skip
         self.checkpointer = Checkpointer(
-            store, self._checkpoint, interval=config.checkpoint_interval.total_seconds(),
+            store, functools.partial(checkpoint_state.snapshot, self),
+            interval=config.checkpoint_interval.total_seconds(),
             min_spacing=checkpoint_spacing, clock=clock, wall_clock=wall_clock,
             redact=self.redact, agent=self.agent,
         )  # fmt: skip
-        self.checkpointer.on_change = self._checkpoint_changed
+        self.checkpointer.on_change = functools.partial(checkpoint_state.landed, self)
         self.checkpointer.on_failure = lambda: self.metrics.checkpoint_failed("unavailable")
         self.reporter = StatusReporter(
             status_sink, self._report, min_interval=status_interval, clock=clock,
@@ -196,7 +202,7 @@ class Runner:
         ``previous_status`` is the agent's status before this runner (for the spend check).
         """
         self.spend.open()
-        await self.checkpointer.claim(self._restore)
+        await self.checkpointer.claim(functools.partial(checkpoint_state.restore, self))
         await self.results.claim(self.checkpointer.epoch)
         if previous_status is not None:
             self.spend.reconcile(previous_status)
@@ -211,39 +217,6 @@ class Runner:
         supervise("housekeeping", "HousekeepingFailed", lambda: housekeeping(self))
         if self.events is not None:
             supervise("event recorder", "EventRecorderFailed", self.events.run)
-
-    def _restore(self, checkpoint: Checkpoint | None) -> None:
-        if checkpoint is not None and checkpoint.agent_uid != self.config.agent.uid:
-            logger.warning(
-                "agent %s: the checkpoint belongs to an earlier agent of this name "
-                "(uid %s); starting afresh",
-                self.agent,
-                checkpoint.agent_uid,
-            )
-            checkpoint = None
-        self.spend.restore(checkpoint)
-        if checkpoint is None:
-            return
-        self.progress = Progress(list(checkpoint.completed), dict(checkpoint.failed))
-        self._durable_tasks = self.progress.summary(self.tasks)
-        self.started_at = checkpoint.started_at
-        self.custom_state = checkpoint.custom_state
-        self.outcomes.restore(checkpoint.unstored_results)
-        completion = checkpoint.completion
-        if completion is not None and completion.agent_digest != (self.config.agent_digest or ""):
-            logger.info("agent %s: the agent container changed since it reported its work "
-                        "done; serving it again", self.agent)  # fmt: skip
-            completion = None
-        self.completion = completion
-        spend = self.engine.manager.spend
-        logger.info(
-            "agent %s: restored checkpoint %d: %d tasks done, %d failed, $%.6f spent",
-            self.agent,
-            checkpoint.sequence,
-            len(checkpoint.completed),
-            len(checkpoint.failed),
-            spend.cost,
-        )
 
     # -- work -------------------------------------------------------------------------------
 
@@ -293,55 +266,13 @@ class Runner:
 
     # -- checkpoint and status ------------------------------------------------------------------
 
-    def _checkpoint(self, epoch: int, sequence: int, with_custom_state: bool) -> Checkpoint:
-        # What the status may say once this checkpoint landed (see _durable_tasks).
-        self._summaries = {**self._summaries, sequence: self.progress.summary(self.tasks)}
-        return Checkpoint(
-            agent_uid=self.config.agent.uid,
-            epoch=epoch,
-            sequence=sequence,
-            written_at=self.wall_clock(),
-            started_at=self.started_at,
-            engine=self.engine.manager.snapshot(),
-            total_tasks=len(self.tasks),
-            completed=list(self.progress.completed),
-            failed=dict(self.progress.failed),
-            custom_state=self.custom_state if with_custom_state else None,
-            unstored_results=self.outcomes.rows(lean=not with_custom_state),
-            completion=self.completion,
-            spend_journals=self.spend.marks(sequence),
-        )
-
-    def _checkpoint_changed(self) -> None:
-        checkpointer = self.checkpointer
-        if checkpointer.fenced is not None:
-            if not self.work_stop.is_set() and self.agent_events is not None:
-                self.agent_events.fenced(str(checkpointer.fenced))
-            self.work_stop.set()
-            self.reporter.muted = True  # the newer runner reports now
-            return
-        self.spend.landed(checkpointer.sequence)
-        landed = self._summaries.get(checkpointer.sequence)
-        if landed is not None:
-            self._durable_tasks = landed
-            self._summaries = {
-                n: t for n, t in self._summaries.items() if n > checkpointer.sequence
-            }
-        if checkpointer.last_success is not None:
-            self.metrics.checkpoint_written(
-                unix_time=checkpointer.last_success.timestamp(), size=checkpointer.last_size
-            )
-        if checkpointer.too_large is not None:
-            self.metrics.checkpoint_failed("too_large")
-        self.reporter.changed(urgent=checkpointer.too_large is not None)
-
     def _report(self) -> RunnerReport:
         status = build_status(
             self.engine.manager,
             phase=self.phase,
             message=self.message,
             started_at=self.started_at,
-            tasks=self._durable_tasks if self.config.mode is WorkMode.TASKS else None,
+            tasks=self.durable_tasks.current if self.config.mode is WorkMode.TASKS else None,
             last_checkpoint=self.checkpointer.last_success,
             redact=self.redact,
             known_prices=self.engine.known_prices,

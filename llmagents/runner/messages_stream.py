@@ -13,9 +13,9 @@ from llmagents.chat import Reasoning, StreamChunk, ToolCallDelta, Usage
 from llmagents.runner.messages_translate import (
     message_id,
     stop_reason,
-    tag_signature,
     usage_object,
 )
+from llmagents.runner.reasoning_tags import tag
 from llmagents.wire import anthropic as wire
 
 
@@ -67,14 +67,14 @@ class MessagesStream:
     def _thinking_end(self, end: Reasoning) -> bytes:
         """The block's signature (prefixed by its provider), or a whole redacted block."""
         if end.redacted is not None:
-            data = tag_signature(end.provider, end.redacted)
+            data = tag(end.provider, end.redacted)
             block = wire.AnswerRedactedThinking(type="redacted_thinking", data=data)
             return self._begin("redacted", block) + self._close()
         events = b""
         if self._open != "thinking":
             events += self._begin("thinking", wire.AnswerThinking(type="thinking"))
         if end.signature:
-            signature = wire.SignatureDelta(signature=tag_signature(end.provider, end.signature))
+            signature = wire.SignatureDelta(signature=tag(end.provider, end.signature))
             events += wire.sse(wire.ContentBlockDelta(index=self._index, delta=signature))
         return events + self._close()
 

@@ -39,6 +39,7 @@ from llmagents.chat import (
     ImagePart,
     Message,
     Reasoning,
+    ReasoningEffort,
     Role,
     TextPart,
     Tool,
@@ -46,8 +47,10 @@ from llmagents.chat import (
     ToolChoice,
     ToolChoiceMode,
     Usage,
+    effort_for_budget,
 )
 from llmagents.runner.chat_path import Refusal
+from llmagents.runner.reasoning_tags import tag, untag
 from llmagents.wire import anthropic as wire
 from llmagents.wire import extras
 
@@ -61,25 +64,8 @@ _STOP_REASONS = {
 }
 
 
-_TAG = "llmagents~"
-
-
 def message_id() -> str:
     return "msg_" + secrets.token_hex(12)
-
-
-def tag_signature(provider: str | None, value: str) -> str:
-    """A signature (or redacted data) as the client sees it: prefixed by its provider."""
-    return f"{_TAG}{provider}~{value}" if provider else value
-
-
-def untag_signature(value: str) -> tuple[str | None, str]:
-    """The provider and the signature as that provider made it; ``None`` when it bears no
-    prefix (a client's own history, from Anthropic's API directly)."""
-    if not value.startswith(_TAG):
-        return None, value
-    provider, _, original = value[len(_TAG) :].partition("~")
-    return provider or None, original
 
 
 def thinking_blocks(reasoning: Iterable[Reasoning]) -> list[Any]:
@@ -89,10 +75,10 @@ def thinking_blocks(reasoning: Iterable[Reasoning]) -> list[Any]:
     blocks: list[Any] = []
     for item in reasoning:
         if item.redacted is not None:
-            data = tag_signature(item.provider, item.redacted)
+            data = tag(item.provider, item.redacted)
             blocks.append(wire.AnswerRedactedThinking(type="redacted_thinking", data=data))
         else:
-            signature = tag_signature(item.provider, item.signature) if item.signature else ""
+            signature = tag(item.provider, item.signature) if item.signature else ""
             blocks.append(wire.AnswerThinking(type="thinking", thinking=item.text,
                                               signature=signature))  # fmt: skip
     return blocks
@@ -173,8 +159,22 @@ def to_chat(request: wire.MessagesRequest) -> ChatRequest:
         tools=tuple(Tool(t.name, t.description, t.input_schema) for t in request.tools or ()),
         tool_choice=_tool_choice(request),
         parallel_tool_calls=parallel,
+        reasoning_effort=_effort(extras(request).get("thinking")),
         passthrough=_passthrough(request),
     )
+
+
+def _effort(thinking: Any) -> ReasoningEffort | None:
+    """The effort a request's ``thinking`` stands for with the other protocols' providers
+    (an Anthropic provider gets the ``thinking`` itself, which wins over an effort)."""
+    if not isinstance(thinking, dict):
+        return None
+    if thinking.get("type") == "disabled":
+        return ReasoningEffort.NONE
+    budget = thinking.get("budget_tokens")
+    if thinking.get("type") != "enabled" or not isinstance(budget, int):
+        return None
+    return effort_for_budget(budget)
 
 
 def _passthrough(request: wire.MessagesRequest) -> dict[str, dict[str, Any]]:
@@ -203,10 +203,10 @@ def _assistant(blocks: Iterable[Any], calls: dict[str, str]) -> Message:
             tool_calls.append(ToolCall(block.id, block.name, json.dumps(block.input)))
             calls[block.id] = block.name
         elif isinstance(block, wire.ThinkingBlock) and block.signature:
-            provider, signature = untag_signature(block.signature)
+            provider, signature = untag(block.signature)
             reasoning.append(Reasoning(block.thinking, signature=signature, provider=provider))
         elif isinstance(block, wire.RedactedThinkingBlock):
-            provider, data = untag_signature(block.data)
+            provider, data = untag(block.data)
             reasoning.append(Reasoning(redacted=data, provider=provider))
         # images and tool results cannot be an assistant's; unsigned thinking verifies nowhere
     return Message(Role.ASSISTANT, "".join(text), tool_calls=tuple(tool_calls),
@@ -279,6 +279,9 @@ def _tool_choice(request: wire.MessagesRequest) -> ToolChoice | None:
             )
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
     if isinstance(choice, wire.ToolChoiceAny):
+        if not request.tools:  # served, the answer would be text and the demand lost
+            raise Refusal(400, 'tool_choice "any" demands a tool call, and the request has '
+                               "no tools", param="tool_choice")  # fmt: skip
         return ToolChoice(ToolChoiceMode.REQUIRED)
     if isinstance(choice, wire.ToolChoiceNone):
         return ToolChoice(ToolChoiceMode.NONE)

@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from llmagents.api.work import Complexity
 from llmagents.chat import (
@@ -27,6 +28,7 @@ from llmagents.chat import (
     ContentPart,
     ImagePart,
     Message,
+    ReasoningEffort,
     ResponseFormat,
     ResponseFormatType,
     Role,
@@ -38,8 +40,8 @@ from llmagents.chat import (
     ToolChoiceMode,
     Usage,
 )
-from llmagents.runner import chat_path
-from llmagents.runner.chat_path import ChatCall, Refusal, RefusalKind
+from llmagents.runner import chat_path, reasoning_tags
+from llmagents.runner.chat_path import LOGPROBS_UNSERVED, ChatCall, Refusal, RefusalKind
 from llmagents.runner.web import Request, Response, StreamingResponse
 from llmagents.wire import extras as wire_extras
 from llmagents.wire import openai_chat as wire
@@ -91,7 +93,7 @@ def _read(raw: bytes, complexity: Complexity | None) -> chat_path.FrontCall:
         return ChunkWriter(completion_id(), model, with_usage=parsed.include_usage)
 
     def body(answer: ChatResponse) -> bytes:
-        return completion(answer, cid=completion_id()).model_dump_json().encode()
+        return completion(answer, cid=completion_id())
 
     return chat_path.FrontCall(call, writer, body)
 
@@ -111,18 +113,30 @@ def parse(raw: bytes) -> wire.ChatCompletionRequest:
         if (request.__pydantic_extra__ or {}).get(legacy) is not None:
             raise Refusal(400, f"'{legacy}' is OpenAI's deprecated form of function calling; "
                           "send 'tools' and 'tool_choice' instead", param=legacy)  # fmt: skip
+    unserved = _unserved_output(request.__pydantic_extra__ or {})
+    if unserved is not None:
+        raise Refusal(400, unserved[1], param=unserved[0], code="unsupported_parameter")
     return request
+
+
+def _unserved_output(extra: dict[str, Any]) -> tuple[str, str] | None:
+    """(param, message) for an answer the client asks for that no answer through the gateway
+    can hold (the neutral answer has no log probabilities and no audio): served, the client
+    would get ``logprobs: null`` or no audio, silently. What SDKs send by default
+    (``logprobs: false``, ``top_logprobs: null``, ``modalities: ["text"]``) is taken."""
+    top = extra.get("top_logprobs")
+    if extra.get("logprobs") is True or (type(top) is int and top > 0):
+        return "logprobs", f"{LOGPROBS_UNSERVED}; leave out logprobs and top_logprobs"
+    modalities = extra.get("modalities")
+    if (isinstance(modalities, list) and "audio" in modalities) or extra.get("audio"):
+        return "modalities", ("audio output is not served by the gateway: its answers are "
+                              'text; send modalities ["text"] or leave it out')  # fmt: skip
+    return None
 
 
 def _invalid(invalid: ValidationError) -> Refusal:
     message, param = wire.describe(invalid)
     return Refusal(400, message, param=param)
-
-
-def _text(content: str | list[Any] | None) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(getattr(part, "text", "") or getattr(part, "refusal", "") for part in content)
 
 
 def _user_content(content: str | list[wire.UserPart]) -> str | tuple[ContentPart, ...]:
@@ -139,15 +153,19 @@ def _user_content(content: str | list[wire.UserPart]) -> str | tuple[ContentPart
 
 def _message(message: Any) -> Message:
     if isinstance(message, wire.SystemMessage):
-        return Message(Role.SYSTEM, _text(message.content))
+        return Message(Role.SYSTEM, wire.content_text(message.content))
     if isinstance(message, wire.UserMessage):
         return Message(Role.USER, _user_content(message.content), name=message.name)
     if isinstance(message, wire.ToolMessage):
-        return Message(Role.TOOL, _text(message.content), tool_call_id=message.tool_call_id)
+        return Message(
+            Role.TOOL, wire.content_text(message.content), tool_call_id=message.tool_call_id
+        )
     calls = tuple(
         ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()
     )
-    return Message(Role.ASSISTANT, _text(message.content), tool_calls=calls)
+    sent = (message.__pydantic_extra__ or {}).get("reasoning_details")
+    return Message(Role.ASSISTANT, wire.content_text(message.content), tool_calls=calls,
+                   reasoning=reasoning_tags.from_details(sent) if sent else ())  # fmt: skip
 
 
 def _tool_choice(choice: wire.ToolChoice | None) -> ToolChoice | None:
@@ -194,6 +212,9 @@ def to_chat(request: wire.ChatCompletionRequest) -> ChatRequest:
         tool_choice=_tool_choice(request.tool_choice),
         parallel_tool_calls=request.parallel_tool_calls,
         response_format=_response_format(request.response_format),
+        reasoning_effort=(
+            ReasoningEffort(request.reasoning_effort) if request.reasoning_effort else None
+        ),
         passthrough={"openai": passthrough} if passthrough else {},
     )
 
@@ -217,22 +238,39 @@ def usage_of(usage: Usage) -> wire.CompletionUsage:
     )
 
 
-def completion(answer: ChatResponse, *, cid: str) -> wire.ChatCompletion:
+def completion(answer: ChatResponse, *, cid: str) -> bytes:
+    """A whole answer's body: ``wire.ChatCompletion`` exactly as its model writes it, every
+    field in its place, written from plain data (building the models first cost several
+    times the writing)."""
     calls = [
-        wire.AnswerToolCall(id=c.id, function=wire.AnswerFunctionCall(name=c.name,
-                                                                      arguments=c.arguments))
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
         for c in answer.tool_calls
-    ]  # fmt: skip
-    message = wire.AnswerMessage(content=answer.text if answer.text or not calls else None,
-                                 tool_calls=calls or None,
-                                 reasoning_content=answer.reasoning_text or None)  # fmt: skip
-    return wire.ChatCompletion(
-        id=cid,
-        created=int(time.time()),
-        model=answer.model,
-        choices=[wire.Choice(message=message, finish_reason=answer.finish_reason or "stop")],
-        usage=usage_of(answer.usage),
-    )
+    ]
+    usage = answer.usage
+    message = {
+        "role": "assistant",
+        "content": answer.text if answer.text or not calls else None,
+        "refusal": None,
+        "tool_calls": calls or None,
+        "reasoning_content": answer.reasoning_text or None,
+        "reasoning_details": reasoning_tags.details(answer.reasoning) or None,
+    }
+    return to_json({
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": answer.finish_reason or "stop"}],
+        "usage": {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        },
+        "system_fingerprint": None,
+    })  # fmt: skip
 
 
 class ChunkWriter:
@@ -242,6 +280,8 @@ class ChunkWriter:
         self._id, self._created, self._model = cid, int(time.time()), model
         self._with_usage = with_usage
         self._saw_tool_call = False
+        self._block = 0
+        """The ``index`` of the reasoning block being streamed (``reasoning_details``)."""
 
     def _event(self, choices: list[wire.ChunkChoice],
                usage: wire.CompletionUsage | None = None) -> bytes:  # fmt: skip
@@ -264,11 +304,31 @@ class ChunkWriter:
                 )
                 for d in chunk.tool_calls
             ]  # fmt: skip
-        if not (chunk.text or calls or chunk.reasoning):
-            return b""  # a reasoning block's end: nothing OpenAI's stream has a place for
+        details = self._details(chunk)
+        if not (chunk.text or calls or details):
+            return b""
         delta = wire.Delta(content=chunk.text or None, tool_calls=calls,
-                           reasoning_content=chunk.reasoning or None)  # fmt: skip
+                           reasoning_content=chunk.reasoning or None,
+                           reasoning_details=details)  # fmt: skip
         return self._event([wire.ChunkChoice(delta=delta)])
+
+    def _details(self, chunk: StreamChunk) -> list[Any] | None:
+        """OpenRouter's streamed ``reasoning_details``: text pieces of the current block,
+        then its tagged signature (or a redacted block whole), which ends it."""
+        if not (chunk.reasoning or chunk.reasoning_end):
+            return None
+        details: list[Any] = []
+        if chunk.reasoning:
+            details.append({"type": reasoning_tags.TEXT_DETAIL, "text": chunk.reasoning,
+                            "index": self._block})  # fmt: skip
+        end = chunk.reasoning_end
+        if end is not None:
+            [last] = reasoning_tags.details([end])
+            if last["type"] == reasoning_tags.TEXT_DETAIL:
+                last["text"] = ""  # its text came in the pieces before
+            details.append({**last, "index": self._block})
+            self._block += 1
+        return details
 
     def end(self, finish_reason: str | None, usage: Usage | None) -> bytes:
         reason = finish_reason or ("tool_calls" if self._saw_tool_call else "stop")

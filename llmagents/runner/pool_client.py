@@ -39,6 +39,7 @@ from llmagents.routing import (
 )
 from llmagents.routing import clock as clocks
 from llmagents.routing.costs import usage_problem
+from llmagents.routing.pool_state import Defer
 from llmagents.runner.tracing import CallTracer
 
 logger = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ class PoolClient:
         wall_clock: clocks.WallClock = clocks.utc_now,
         sleep: clocks.Sleep = clocks.sleep,
         tracer: CallTracer | None = None,
+        defer: Defer | None = None,
     ) -> PoolClient:
         """Adapters for every provider of the (URL-resolved) pool and a manager over them.
 
@@ -265,6 +267,7 @@ class PoolClient:
             listener=listener,
             agent=config.agent.name,
             prices=prices(known),
+            defer=defer,
         )
         return cls(manager, adapters, known, tracer)
 

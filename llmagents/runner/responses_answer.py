@@ -5,8 +5,9 @@ Output items come in the order the model produced them: its reasoning first, as
 ``reasoning`` items whose ``summary`` holds the visible text (Anthropic's thinking, an
 OpenAI-compatible server's ``reasoning_content``, Gemini's thought summaries), one item per
 block of reasoning; then the message with the answer's text; then the tool calls.
-Signatures and redacted blocks stay out: only the Messages front door hands them out, and
-a Responses client could not send them back anywhere that reads them.
+A signed or redacted block is the item's ``encrypted_content`` (tagged with its provider,
+``reasoning_tags``) when the request's ``include`` asks for ``reasoning.encrypted_content``,
+as OpenAI's API does; sent back, it returns to that provider only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 from llmagents.chat import FinishReason, Reasoning, ToolCall, Usage
 from llmagents.runner.custom_tools import custom_names, input_of
+from llmagents.runner.reasoning_tags import encrypted_content
 from llmagents.wire.responses import (
     IncompleteDetails,
     InputTokensDetails,
@@ -77,6 +79,9 @@ def skeleton(wire: ResponsesRequest, rid: str, model: str, created: int) -> Resp
         top_p=wire.top_p if wire.top_p is not None else 1.0,
         user=wire.user,
         metadata=wire.metadata or {},
+        reasoning={"effort": wire.reasoning.effort, "summary": wire.reasoning.summary}
+        if wire.reasoning is not None
+        else {"effort": None, "summary": None},
     )
 
 
@@ -94,11 +99,14 @@ def response_object(
     response = skeleton(wire, new_id("resp"), model, int(time.time()))
     response.status, response.incomplete_details = ending(finish_reason)
     item_status = "incomplete" if response.incomplete_details else "completed"
-    response.output.extend(
-        OutputReasoning(id=new_id("rs"), summary=[SummaryText(text=r.text)], status="completed")
-        for r in reasoning
-        if r.text
-    )
+    encrypted = wire.shows_encrypted_reasoning
+    for r in reasoning:
+        content = encrypted_content(r) if encrypted else None
+        if r.text or content:
+            response.output.append(OutputReasoning(
+                id=new_id("rs"), summary=[SummaryText(text=r.text)] if r.text else [],
+                status="completed", encrypted_content=content,
+            ))  # fmt: skip
     calls = list(tool_calls)
     if text or not calls:
         response.output.append(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from llmagents.chat import StreamChunk, ToolCallDelta, Usage
+from llmagents.chat import Reasoning, StreamChunk, ToolCallDelta, Usage
 from llmagents.runner.custom_tools import custom_names, input_of
+from llmagents.runner.reasoning_tags import encrypted_content
 from llmagents.runner.responses_answer import ending, skeleton, usage_object
 from llmagents.wire.responses import (
     OutputCustomToolCall,
@@ -43,6 +44,7 @@ class ResponsesStream:
 
     def __init__(self, wire: ResponsesRequest, model: str) -> None:
         self.response = skeleton(wire, new_id("resp"), model, int(time.time()))
+        self._encrypted = wire.shows_encrypted_reasoning
         self._sequence = 0
         self._open: OutputItem | None = None
         self._calls: dict[int, OutputFunctionCall | OutputCustomToolCall] = {}
@@ -64,8 +66,8 @@ class ResponsesStream:
 
     def chunk(self, chunk: StreamChunk) -> bytes:
         events = self.reasoning(chunk.reasoning) if chunk.reasoning else b""
-        if chunk.reasoning_end is not None and isinstance(self._open, OutputReasoning):
-            events += self._close()  # the next block of reasoning is an item of its own
+        if chunk.reasoning_end is not None:
+            events += self._reasoning_end(chunk.reasoning_end)
         if chunk.text:
             events += self.text(chunk.text)
         for delta in chunk.tool_calls:
@@ -94,6 +96,22 @@ class ResponsesStream:
             summary_index=0,
             delta=delta,
         )
+
+    def _reasoning_end(self, end: Reasoning) -> bytes:
+        """A block of reasoning is complete: its item closes, with the block's
+        ``encrypted_content`` when asked for; a redacted block (no text) is an item of its
+        own only then. The next block of reasoning is an item of its own."""
+        content = encrypted_content(end) if self._encrypted else None
+        events = b""
+        if not isinstance(self._open, OutputReasoning):
+            if content is None:
+                return b""
+            events += self._close()
+            events += self._add(OutputReasoning(id=new_id("rs"), summary=[], status="in_progress"))
+        opened = self._open
+        assert isinstance(opened, OutputReasoning)
+        opened.encrypted_content = content
+        return events + self._close()
 
     def text(self, delta: str) -> bytes:
         events = b""
@@ -180,6 +198,15 @@ class ResponsesStream:
             item=_dump(item),
         )
 
+    def _summary_done(self, item: OutputReasoning, where: dict[str, Any]) -> bytes:
+        summary = item.summary[0]
+        events = self._event(
+            "response.reasoning_summary_text.done", **where, summary_index=0, text=summary.text
+        )
+        return events + self._event(
+            "response.reasoning_summary_part.done", **where, summary_index=0, part=_dump(summary)
+        )
+
     def _close(self, *, incomplete: bool = False) -> bytes:
         item, self._open = self._open, None
         if item is None:
@@ -195,16 +222,10 @@ class ResponsesStream:
                 "response.content_part.done", **where, content_index=0, part=_dump(part)
             )
         elif isinstance(item, OutputReasoning):
-            summary = item.summary[0]
-            events = self._event(
-                "response.reasoning_summary_text.done", **where, summary_index=0, text=summary.text
-            )
-            events += self._event(
-                "response.reasoning_summary_part.done",
-                **where,
-                summary_index=0,
-                part=_dump(summary),
-            )
+            if not item.summary:  # a redacted block: nothing was shown
+                events = b""
+            else:
+                events = self._summary_done(item, where)
         elif isinstance(item, OutputCustomToolCall):
             events = self._event(
                 "response.custom_tool_call_input.delta", **where, delta=item.input

@@ -27,6 +27,8 @@ from llmagents.chat import (
     ContentPart,
     ImagePart,
     Message,
+    Reasoning,
+    ReasoningEffort,
     ResponseFormat,
     ResponseFormatType,
     Role,
@@ -36,8 +38,9 @@ from llmagents.chat import (
     ToolChoice,
     ToolChoiceMode,
 )
-from llmagents.runner.chat_path import Refusal
+from llmagents.runner.chat_path import LOGPROBS_UNSERVED, Refusal
 from llmagents.runner.custom_tools import arguments_of, as_function
+from llmagents.runner.reasoning_tags import from_encrypted_content
 from llmagents.wire import extras
 from llmagents.wire.responses import (
     ContentPart as WirePart,
@@ -51,6 +54,7 @@ from llmagents.wire.responses import (
     InputImage,
     MessageItem,
     OutputRefusal,
+    ReasoningItem,
     ResponsesRequest,
     TextFormatJsonObject,
     TextFormatJsonSchema,
@@ -77,6 +81,9 @@ class ResponsesCall:
         return self.wire.stream
 
 
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
 def parse_responses(raw: bytes) -> ResponsesCall:
     """The call in a request body; ``Refusal`` (400, OpenAI's shape) when it is not one."""
     try:
@@ -87,6 +94,12 @@ def parse_responses(raw: bytes) -> ResponsesCall:
     if refused is not None:
         param, message = refused
         raise Refusal(400, message, param=param, code="unsupported_parameter")
+    top = (wire.__pydantic_extra__ or {}).get("top_logprobs")
+    if (type(top) is int and top > 0) or LOGPROBS_INCLUDE in (wire.include or ()):
+        # No answer through the gateway holds them: served, they would be missing silently.
+        raise Refusal(400, f"{LOGPROBS_UNSERVED}; leave out top_logprobs and "
+                           f"include {LOGPROBS_INCLUDE!r}", param="top_logprobs",
+                      code="unsupported_parameter")  # fmt: skip
     return ResponsesCall(wire, to_chat(wire))
 
 
@@ -165,15 +178,29 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
         else wire.input
     )
     calls: dict[str, str] = {}
+    thought: list[Reasoning] = []
+    """Reasoning items waiting for the assistant turn they came before."""
     for index, item in enumerate(items):
         if isinstance(item, MessageItem):
-            messages.append(Message(_ROLES[item.role], _content(item, index)))
+            role = _ROLES[item.role]
+            reasoning = tuple(thought) if role is Role.ASSISTANT else ()
+            messages.append(Message(role, _content(item, index), reasoning=reasoning))
+            thought.clear()
         elif isinstance(item, FunctionCallItem):
-            _add_call(messages, ToolCall(item.call_id, item.name, item.arguments))
+            _add_call(messages, ToolCall(item.call_id, item.name, item.arguments), thought)
             calls[item.call_id] = item.name
         elif isinstance(item, CustomToolCallItem):
-            _add_call(messages, ToolCall(item.call_id, item.name, arguments_of(item.input)))
+            _add_call(messages, ToolCall(item.call_id, item.name, arguments_of(item.input)),
+                      thought)  # fmt: skip
             calls[item.call_id] = item.name
+        elif isinstance(item, ReasoningItem):
+            block = (
+                from_encrypted_content(item.summary_text, item.encrypted_content)
+                if item.encrypted_content
+                else None
+            )
+            if block is not None:
+                thought.append(block)
         elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
             if item.call_id not in calls:
                 raise Refusal(
@@ -190,8 +217,8 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
             messages.append(
                 Message(Role.TOOL, output, tool_call_id=item.call_id, name=calls[item.call_id])
             )
-        # reasoning items carry nothing another provider could read (the gateway shows
-        # reasoning as summaries and never hands out encrypted content): dropped
+        # A reasoning item without encrypted content the gateway handed out carries nothing
+        # a provider could verify: its summary was shown, and is not sent back.
     if not any(m.role is not Role.SYSTEM for m in messages):
         raise Refusal(
             400, "input must hold at least one message or tool call output", param="input"
@@ -210,6 +237,11 @@ def to_chat(wire: ResponsesRequest) -> ChatRequest:
         tool_choice=_tool_choice(wire),
         parallel_tool_calls=wire.parallel_tool_calls,
         response_format=_response_format(wire),
+        reasoning_effort=(
+            ReasoningEffort(wire.reasoning.effort)
+            if wire.reasoning is not None and wire.reasoning.effort is not None
+            else None
+        ),
         passthrough=_passthrough(wire),
     )
 
@@ -220,25 +252,25 @@ _SAME_IN_CHAT = ("prompt_cache_key", "safety_identifier", "service_tier")
 
 def _passthrough(wire: ResponsesRequest) -> dict[str, dict[str, Any]]:
     """What an OpenAI-compatible provider also gets: the request's fields that chat
-    completions take too (``reasoning.effort`` as ``reasoning_effort``). Other protocols
-    have no place for them."""
+    completions take too. Other protocols have no place for them. (``reasoning.effort`` is
+    the chat request's own ``reasoning_effort``, which every adapter translates.)"""
     kept = extras(wire)
     out = {name: kept[name] for name in _SAME_IN_CHAT if kept.get(name) is not None}
-    reasoning = kept.get("reasoning")
-    if isinstance(reasoning, dict) and reasoning.get("effort") is not None:
-        out["reasoning_effort"] = reasoning["effort"]
     if wire.user is not None:
         out["user"] = wire.user
     return {"openai": out} if out else {}
 
 
-def _add_call(messages: list[Message], call: ToolCall) -> None:
-    """Consecutive calls (and the assistant text before them) are one assistant turn."""
+def _add_call(messages: list[Message], call: ToolCall, thought: list[Reasoning]) -> None:
+    """Consecutive calls (and the assistant text before them) are one assistant turn, with
+    the reasoning that came before them."""
     last = messages[-1] if messages else None
     if last is not None and last.role is Role.ASSISTANT:
-        messages[-1] = Message(Role.ASSISTANT, last.content, tool_calls=(*last.tool_calls, call))
+        messages[-1] = Message(Role.ASSISTANT, last.content, tool_calls=(*last.tool_calls, call),
+                               reasoning=(*last.reasoning, *thought))  # fmt: skip
     else:
-        messages.append(Message(Role.ASSISTANT, "", tool_calls=(call,)))
+        messages.append(Message(Role.ASSISTANT, "", tool_calls=(call,), reasoning=tuple(thought)))
+    thought.clear()
 
 
 def _content(item: MessageItem, index: int) -> str | tuple[ContentPart, ...]:
@@ -281,8 +313,9 @@ def _tool_choice(wire: ResponsesRequest) -> ToolChoice | None:
                 param="tool_choice",
             )
         return ToolChoice(ToolChoiceMode.REQUIRED, choice.name)
-    if choice != "none" and not wire.tools:
-        raise Refusal(400, f'tool_choice "{choice}" needs tools', param="tool_choice")
+    if choice == "required" and not wire.tools:  # "auto" and "none" demand nothing
+        raise Refusal(400, '"required" demands a tool call, and the request has no tools',
+                      param="tool_choice")  # fmt: skip
     return ToolChoice(ToolChoiceMode(choice))
 
 

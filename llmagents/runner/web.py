@@ -16,10 +16,17 @@ to its user, done here:
   at a time, "slowloris", or connect and say nothing, holding a connection for ever): a head
   unfinished ``HEAD_TIMEOUT`` seconds after its first byte is answered 408, and a
   connection silent for ``KEEPALIVE_TIMEOUT`` seconds from its opening is closed;
+- the same for the body: uvicorn waits for a body's end for ever, so a body unfinished
+  ``BODY_TIMEOUT`` seconds after its head is answered 408; and the bytes of a chunked body
+  that are not body (framing, then trailers, which the parser keeps however many come, and
+  which uvicorn would add to the request's headers) are bounded like a head (431), and
+  trailers are dropped;
 - HTTP/1.0 and 1.1 only: other versions in the request line (0.9, 2.0) get a 505;
 - an ``Upgrade`` request is answered once, as plain HTTP/1.1 (a server may ignore Upgrade),
   and the connection closes after it, since the parser cannot go on past an upgrade;
-- a bound on the request body (``max_body``, 413), in ``App``.
+- a bound on the request body (``max_body``, 413), answered like the other refusals: the
+  rest of the body is read and dropped, or the connection's reset would hide the answer
+  from a client still writing it.
 
 A refusal waits for the answers already in progress on the connection, then closes it. A
 request whose client leaves before its body is whole never reaches a route (uvicorn hands the
@@ -46,8 +53,9 @@ KEEPALIVE_TIMEOUT = 75
 """Seconds an idle connection stays open (aiohttp's default; uvicorn's is 5); also how long a
 new connection may wait before the first byte of its first request."""
 HEAD_CHECK_INTERVAL = 1.0
-"""Seconds between looks for heads past ``web_protocol.HEAD_TIMEOUT``: one sweep over the connections
-rather than a timer armed and cancelled for every request."""
+"""Seconds between looks for heads past ``web_protocol.HEAD_TIMEOUT`` and bodies past
+``web_protocol.BODY_TIMEOUT``: one sweep over the connections rather than a timer armed and
+cancelled for every request."""
 
 
 @dataclass(slots=True)
@@ -83,11 +91,13 @@ class StreamingResponse:
 
 
 Handler = Callable[[Request], Awaitable[Response | StreamingResponse]]
-ErrorResponse = Callable[[int, str], Response]
-"""How the server words its own refusals (400, 413, 431, 500, 505) for this API's clients."""
+ErrorResponse = Callable[[int, str, str], Response]
+"""How the server words its own refusals (400, 408, 413, 431, 500, 505) for this API's
+clients: status, message, and the request's path as far as it was read (maybe empty), for
+servers whose routes speak different protocols."""
 
 
-def plain_error(status: int, message: str) -> Response:
+def plain_error(status: int, message: str, path: str = "") -> Response:
     return Response(status, message.encode(), content_type="text/plain; charset=utf-8")
 
 
@@ -102,12 +112,9 @@ Send = Callable[[Message], Awaitable[None]]
 class App:
     """ASGI 3 application around one handler."""
 
-    def __init__(
-        self, handler: Handler, *, name: str, max_body: int, error_response: ErrorResponse
-    ) -> None:
+    def __init__(self, handler: Handler, *, name: str, error_response: ErrorResponse) -> None:
         self.handler = handler
         self.name = name
-        self.max_body = max_body
         self.error_response = error_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,11 +126,8 @@ class App:
             value = raw_value.decode("latin-1")
             previous = headers.get(name)
             headers[name] = value if previous is None else f"{previous}, {value}"
-        body = await self._body(headers, receive)
+        body = await _body(receive)
         if body is None:  # the client left before its body was whole: nobody to answer
-            return
-        if isinstance(body, Response):
-            await _send(send, body, close=True)
             return
         request = Request(
             method=scope["method"],
@@ -137,36 +141,15 @@ class App:
             response = await self.handler(request)
         except Exception:
             logger.exception("%s: %s %s failed", self.name, request.method, request.path)
-            failed = self.error_response(500, "internal error in the gateway; see the runner's log")
+            failed = self.error_response(
+                500, "internal error in the gateway; see the runner's log", request.path
+            )
             await _send(send, failed)
             return
         if isinstance(response, StreamingResponse):
             await self._stream(send, receive, request, response)
         else:
             await _send(send, response)
-
-    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes | Response | None:
-        """The request body, the 413 answer once it passes ``max_body``, or None when the
-        client went away before sending all of it (a cut body is never served)."""
-        limit = self.max_body
-        too_large = f"the request body is limited to {limit} bytes"
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return self.error_response(413, too_large)
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None  # http.disconnect
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return self.error_response(413, too_large)
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _stream(
         self, send: Send, receive: Receive, request: Request, response: StreamingResponse
@@ -201,17 +184,29 @@ class App:
             await body.aclose()  # type: ignore[attr-defined]
 
 
+async def _body(receive: Receive) -> bytes | None:
+    """The request body, or None when the client went away before sending all of it (a cut
+    body is never served). Its size is bounded by the protocol, which answers 413."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # http.disconnect
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def _start(status: int, content_type: str, headers: dict[str, str]) -> Message:
     raw = [(b"content-type", content_type.encode("latin-1"))]
     raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     return {"type": "http.response.start", "status": status, "headers": raw}
 
 
-async def _send(send: Send, response: Response, *, close: bool = False) -> None:
+async def _send(send: Send, response: Response) -> None:
     start = _start(response.status, response.content_type, response.headers)
     start["headers"].append((b"content-length", b"%d" % len(response.body)))
-    if close:
-        start["headers"].append((b"connection", b"close"))
     await send(start)
     await send({"type": "http.response.body", "body": response.body})
 
@@ -228,8 +223,9 @@ class Server:
 
     def __init__(self, handler: Handler, *, name: str, max_body: int,
                  error_response: ErrorResponse = plain_error) -> None:  # fmt: skip
-        self.app = App(handler, name=name, max_body=max_body, error_response=error_response)
+        self.app = App(handler, name=name, error_response=error_response)
         self.error_response = error_response
+        self.max_body = max_body
         self.port: int | None = None
         self._server: uvicorn.Server | None = None
         self._ticking: asyncio.Task[None] | None = None
@@ -244,7 +240,8 @@ class Server:
         config = uvicorn.Config(
             self.app, host=host, port=port, loop="none", ws="none", lifespan="off",
             # uvicorn takes any callable that makes the protocol, not only a class.
-            http=partial(GatewayHttpProtocol, error_response=self.error_response),  # type: ignore[arg-type]
+            http=partial(GatewayHttpProtocol, error_response=self.error_response,  # type: ignore[arg-type]
+                         max_body=self.max_body),
             log_config=None, access_log=False, server_header=False, proxy_headers=False,
             timeout_keep_alive=KEEPALIVE_TIMEOUT,
         )  # fmt: skip
@@ -259,7 +256,8 @@ class Server:
         self._sweeping = asyncio.create_task(self._expire_heads(server))
 
     async def _expire_heads(self, server: uvicorn.Server) -> None:
-        """Every ``HEAD_CHECK_INTERVAL`` seconds, ends the connections whose head is overdue."""
+        """Every ``HEAD_CHECK_INTERVAL`` seconds, ends the connections whose head or body is
+        overdue."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEAD_CHECK_INTERVAL)
@@ -267,17 +265,22 @@ class Server:
             for connection in list(server.server_state.connections):
                 try:
                     if isinstance(connection, GatewayHttpProtocol):
-                        connection.expire_head(now)
+                        connection.expire(now)
                 except Exception:  # one connection's trouble must not stop the sweeps
                     logger.exception("%s: ending a connection with an overdue head failed",
                                      self.app.name)  # fmt: skip
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Stop listening, let requests in progress finish within ``grace``, close the rest."""
+        """Stop listening, let requests in progress finish within ``grace``, close the rest.
+        A request whose body is still arriving is answered 503 at once: it could be served
+        only after its body came, and waiting for it would hold the stop."""
         server, self._server = self._server, None
         if server is None:
             return
         server.should_exit = True
+        for connection in list(server.server_state.connections):
+            if isinstance(connection, GatewayHttpProtocol):
+                connection.refuse_unfinished_body(503, "the server is shutting down")
         if self._sweeping is not None:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):

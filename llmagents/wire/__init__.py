@@ -3,9 +3,10 @@
 ``openai_chat`` (OpenAI's chat completions: the gateway's front door, the OpenAI-compatible
 adapter, the ONNX sidecar and the fake OpenAI server), ``anthropic`` (the Messages API: its
 adapter, its fake and the gateway's ``/v1/messages``) and ``gemini`` (generateContent: its
-adapter and its fake). Each holds the request, the answer, the stream's chunks or events
-and the error body, in the protocol's own field names (``openai_chat`` is a package of one
-module for each, imported from the package).
+adapter and its fake), ``responses`` (OpenAI's Responses API: the gateway's
+``/v1/responses``). Each holds the request, the answer, the stream's chunks or events and
+the error body, in the protocol's own field names (``openai_chat`` and ``responses`` are
+packages of one module for each part, imported from the package).
 
 Requests are validated strictly (``max_tokens: true`` is not an integer, a temperature
 outside its range or a non-finite number is refused), answers leniently (servers that

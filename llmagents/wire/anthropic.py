@@ -26,8 +26,11 @@ from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
 
 VERSION = "2023-06-01"
 """The ``anthropic-version`` header the adapter sends."""
-TOOL_USE_ID = r"^[a-zA-Z0-9_-]+$"
-"""Ids of ``tool_use`` blocks must match this; others are mapped by the adapter."""
+TOOL_USE_ID_CHARS = r"[a-zA-Z0-9_-]+"
+"""What an id of a ``tool_use`` block must be made of, whole (``re.fullmatch``: Python's
+``$`` also matches before a final newline); others are mapped by the adapter."""
+TOOL_USE_ID = rf"^{TOOL_USE_ID_CHARS}$"
+"""The same as the API states it (a JSON Schema pattern, where ``$`` ends the text)."""
 MIN_THINKING_BUDGET = 1024
 """The least ``thinking.budget_tokens`` the API takes; it must also be below ``max_tokens``."""
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,128}$"

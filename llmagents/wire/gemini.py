@@ -93,6 +93,22 @@ class ToolConfig(WireModel):
     functionCallingConfig: FunctionCallingConfig | None = None
 
 
+class ThinkingConfig(StrictWireModel):
+    """How much the model thinks: a ``thinkingBudget`` in tokens (Gemini 2.5; 0 off, -1 the
+    model's choice) or a ``thinkingLevel`` (Gemini 3), never both; ``includeThoughts`` asks
+    for thought summaries (parts with ``thought: true``)."""
+
+    thinkingBudget: int | None = Field(default=None, ge=-1, le=2**31 - 1)
+    thinkingLevel: Literal["minimal", "low", "medium", "high"] | None = None
+    includeThoughts: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_control(self) -> ThinkingConfig:
+        if self.thinkingBudget is not None and self.thinkingLevel is not None:
+            raise ValueError("thinking_budget and thinking_level are not supported together")
+        return self
+
+
 class GenerationConfig(StrictWireModel):
     maxOutputTokens: int | None = Field(default=None, ge=1, le=2**31 - 1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -103,6 +119,7 @@ class GenerationConfig(StrictWireModel):
     candidateCount: int | None = Field(default=None, ge=1, le=1)
     responseMimeType: str | None = None
     responseSchema: dict[str, Any] | None = None
+    thinkingConfig: ThinkingConfig | None = None
 
 
 class GenerateContentRequest(WireModel):

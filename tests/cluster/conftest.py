@@ -16,14 +16,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
+from llmagents.kube import KubeClient
 from tooling import _proc
 from tooling.cluster import (
     ClusterError,
@@ -35,6 +35,7 @@ from tooling.cluster import (
     kubectl_path,
 )
 from tooling.kubelet import ProcessKubelet
+from tooling.polling import eventually
 
 
 def _unavailable(reason: str) -> None:
@@ -107,16 +108,25 @@ def namespace(request: pytest.FixtureRequest, kube_client: client.ApiClient) -> 
     name = _namespace_name(request.node.name.removeprefix("test_"))
     api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     # Pods are refused until the serviceaccount controller made the "default" account.
-    deadline = time.monotonic() + 30
-    while not api.list_namespaced_service_account(
-        name, field_selector="metadata.name=default"
-    ).items:
-        if time.monotonic() > deadline:
-            pytest.fail(f"no default service account in {name} after 30 s")
-        time.sleep(0.05)
+    eventually(
+        lambda: (
+            api.list_namespaced_service_account(name, field_selector="metadata.name=default").items
+        ),
+        timeout=30,
+        every=0.05,
+        what=f"the default service account in {name}",
+    )
     yield name
     # The namespace controller finishes the deletion; nobody needs to wait for it.
     api.delete_namespace(name)
+
+
+@pytest.fixture
+async def kube(cluster: ClusterInfo) -> AsyncIterator[KubeClient]:
+    """The project's own Kubernetes client (``llmagents.kube``) on the test cluster."""
+    ours = await KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
+    yield ours
+    await ours.aclose()
 
 
 @pytest.fixture

@@ -12,15 +12,14 @@ OpenAI servers of ``test_runner_e2e``.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_operator import OperatorProcess
 from test_runner_e2e import (  # noqa: F401 (fixtures)
     Fakes,
+    agent_answer,
     apply_agent,
     completed,
     crds,
@@ -118,14 +117,8 @@ def test_agent_frameworks_in_the_agent_container_finish_through_a_fallback_and_s
     agent = {"image": "example.com/llmagents-frameworks:1", "command": ["python", "-c", AGENT_LOOP]}
     apply_agent(kubectl, "frameworks", work={"agent": agent}, budget={"limit": 10})
 
-    def answers() -> dict[str, Any] | None:
-        for log in (tmp_path / "kubelet").rglob("agent.log"):
-            for line in log.read_text().splitlines():
-                if line.startswith("{"):
-                    return json.loads(line)  # type: ignore[no-any-return]
-        return None
-
-    got = eventually(answers, timeout=180, what="the agent loops' final answers")
+    got = eventually(lambda: agent_answer(tmp_path / "kubelet"), timeout=180,
+                     what="the agent loops' final answers")  # fmt: skip
     assert (
         got["openai_agents"] == "[fake-openai:gpt-4.1] tool results: Sunny in Paris; Noon in Paris"
     )

@@ -1,14 +1,15 @@
 """The demo's manifest: examples/quickstart.yaml pointed at the demo's fakes or real services.
 
-``make demo`` itself was run end to end by hand (see README, "What make demo shows"); it
-needs SmolLM2 and minutes, too much for the suite. What it applies is checked here.
+``make demo`` itself is run end to end by hand (README's first screen shows the table it
+printed); it needs SmolLM2 and a minute, too much for the suite. What it applies is
+checked here.
 """
 
 from __future__ import annotations
 
 import yaml
 
-from llmagents.local_run import load_manifest
+from llmagents.local_manifest import load_manifest
 from tooling.demo import QUICKSTART, quickstart_docs
 
 FAKES = {"anthropic": "http://127.0.0.1:41001", "openai": "http://127.0.0.1:41002"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,18 +28,11 @@ from llmagents.events import EventRecorder, EventSink, EventType, Regarding
 from llmagents.kube import KubeClient
 from llmagents.operator.cluster_api import ApiEventSink, ClusterApi
 from llmagents.runner.events import CONTROLLER, KubeEventSink
-from tooling.cluster import ClusterInfo, Kubectl
+from tooling.cluster import Kubectl
 from tooling.kubelet import ProcessKubelet
 from tooling.polling import eventually
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-async def kube(cluster: ClusterInfo) -> AsyncIterator[KubeClient]:
-    client = await KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
-    yield client
-    await client.aclose()
 
 
 class Counting:

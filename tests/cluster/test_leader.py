@@ -4,7 +4,6 @@ a leader that stops leading in time when the API server stalls (accepts and neve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -13,13 +12,6 @@ from llmagents.operator.leader import LeadershipLost, LeaseElector
 from tooling.cluster import ClusterInfo
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("control-plane-outages")]
-
-
-@pytest.fixture
-async def kube(cluster: ClusterInfo) -> AsyncIterator[KubeClient]:
-    client = await KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
-    yield client
-    await client.aclose()
 
 
 def elector(kube: KubeClient, namespace: str, identity: str) -> LeaseElector:

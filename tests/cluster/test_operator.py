@@ -223,10 +223,11 @@ EXAMPLE_CONTAINERS = {
 }
 
 
-@pytest.mark.parametrize("example", sorted(EXAMPLE_CONTAINERS))
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").glob("*.yaml")))
 def test_every_example_applies_and_produces_exactly_the_expected_resources(
     kubectl: Kubectl, operator: OperatorProcess, example: str
 ) -> None:
+    assert example in EXAMPLE_CONTAINERS, f"say which agents and containers {example} makes"
     text = (REPO / "examples" / example).read_text()
     if not any(d and d["kind"] == "Secret" for d in yaml.safe_load_all(text)):
         secret(kubectl)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,13 +41,6 @@ def owner(kubectl: Kubectl, namespace: str) -> AgentIdentity:
     }))  # fmt: skip
     uid = kubectl.json("get", "llmagent", "keeper")["metadata"]["uid"]
     return AgentIdentity(name="keeper", namespace=namespace, uid=uid)
-
-
-@pytest.fixture
-async def kube(cluster: ClusterInfo) -> AsyncIterator[KubeClient]:
-    client = await KubeClient.from_environment(kubeconfig=str(cluster.kubeconfig))
-    yield client
-    await client.aclose()
 
 
 def config_map(kubectl: Kubectl, name: str) -> dict[str, Any] | None:

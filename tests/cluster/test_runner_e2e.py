@@ -441,6 +441,15 @@ AGENT_SCRIPT = textwrap.dedent(
 )
 
 
+def agent_answer(kubelet_dir: Path) -> dict[str, Any] | None:
+    """The first JSON line an agent container printed to its log (its answer), if any."""
+    for log in kubelet_dir.rglob("agent.log"):
+        for line in log.read_text().splitlines():
+            if line.startswith("{"):
+                return json.loads(line)  # type: ignore[no-any-return]
+    return None
+
+
 def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallback(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess,
     process_kubelet: ProcessKubelet, fakes: Fakes, tmp_path: Path,
@@ -455,14 +464,8 @@ def test_gateway_mode_serves_an_openai_client_in_another_process_through_fallbac
     }
     apply_agent(kubectl, "chatty", work={"agent": agent})
 
-    def answer() -> dict[str, Any] | None:
-        for log in (tmp_path / "kubelet").rglob("agent.log"):
-            for line in log.read_text().splitlines():
-                if line.startswith("{"):
-                    return json.loads(line)  # type: ignore[no-any-return]
-        return None
-
-    got = eventually(answer, timeout=120, what="the agent container's answer")
+    got = eventually(lambda: agent_answer(tmp_path / "kubelet"), timeout=120,
+                     what="the agent container's answer")  # fmt: skip
     assert got["provider"] == "fallback"
     assert got["plain"].startswith("[fake-openai:gpt-4.1] answer to: hello from the agent")
     assert got["stream"] == got["plain"]

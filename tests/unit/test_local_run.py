@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,11 +25,12 @@ import yaml
 from llmagents import local_run
 from llmagents.api.runner_config import RunnerConfig
 from llmagents.api.status import RunnerAgentStatus, TaskProgress, format_usd
-from llmagents.local_run import load_manifest, local_keys
+from llmagents.local_manifest import load_manifest, local_keys
 from llmagents.local_table import COLUMNS, agent_row, human_duration, json_number
 from llmagents.operator.builders import runner_config
 from llmagents.operator.settings import OperatorSettings
 from llmagents.testing.fake_providers import FakeAnthropic, FakeOpenAI, FaultPlan, ThreadedFake
+from tooling.polling import eventually
 
 Runs = Callable[..., "Done"]
 PRICES = {"inputPerMillion": 1000.0, "outputPerMillion": 2000.0}
@@ -177,11 +177,12 @@ def test_sigint_saves_and_a_rerun_resumes_without_repeating_a_task_or_losing_spe
     state = tmp_path / "state"
     proc = subprocess.Popen(run_args(path, state), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())  # fmt: skip
-    deadline = time.monotonic() + 30
-    while len(results(state)) < 2:
+
+    def two_ended() -> bool:
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no task ended within 30 s"
-        time.sleep(0.05)
+        return len(results(state)) >= 2
+
+    eventually(two_ended, timeout=30, every=0.05, what="two tasks ended")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

@@ -1,8 +1,10 @@
 """A fake of Anthropic's Messages API: ``POST /v1/messages`` (plain and SSE) and ``GET /v1/models``.
 
-It checks what the real API checks first — ``x-api-key``, ``anthropic-version``, the body's
-``model``, ``max_tokens`` and ``messages`` — and answers in the documented shapes, including
-the stream's event sequence and the ``{"type": "error", "error": {...}}`` error body.
+It checks what the real API checks first — the key (``x-api-key``, or ``Authorization:
+Bearer``, which Anthropic's SDK sends for its ``auth_token`` and, from 2.x, for its
+``api_key`` too), ``anthropic-version``, the body's ``model``, ``max_tokens`` and
+``messages`` — and answers in the documented shapes, including the stream's event sequence
+and the ``{"type": "error", "error": {...}}`` error body.
 
 With ``thinking`` enabled, an answer starts with a ``thinking`` block signed by this fake
 alone (an HMAC under a key of its own), and, as the real API does, a request is refused
@@ -27,8 +29,8 @@ from pydantic import ValidationError
 
 from llmagents.testing.fake_providers.behaviour import (
     Answer,
-    ChatCall,
     FakeTool,
+    ReceivedCall,
     count_tokens,
 )
 from llmagents.testing.fake_providers.faults import Fault
@@ -70,6 +72,9 @@ class FakeAnthropic(FakeProviderServer):
 
     def _check_auth(self, request: web.Request) -> None:
         key = request.headers.get("x-api-key")
+        if key is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            key = token.strip() if scheme.lower() == "bearer" else None
         if self.api_key is not None and key is None:
             raise Reject(401, "x-api-key header is required")
         if self.api_key is not None and key != self.api_key:
@@ -77,7 +82,7 @@ class FakeAnthropic(FakeProviderServer):
         if "anthropic-version" not in request.headers:
             raise Reject(400, "anthropic-version: header is required")
 
-    async def _parse(self, request: web.Request) -> ChatCall:
+    async def _parse(self, request: web.Request) -> ReceivedCall:
         self._check_auth(request)
         try:
             body = wire.MessagesRequest.model_validate_json(await request.read())
@@ -87,10 +92,19 @@ class FakeAnthropic(FakeProviderServer):
             raise Reject(400, f"{where}: {error['msg']}" if where else error["msg"]) from None
         if body.model not in self.models:
             raise Reject(404, f"model: {body.model}")
+        if body.tool_choice is not None and not body.tools:
+            raise Reject(400, "tool_choice: tool_choice may only be specified while providing "
+                              "tools")  # fmt: skip
         call = _chat_call(body)
         thinking = extras(body).get("thinking")
+        call.reasoning_asked = {"thinking": thinking} if thinking is not None else None
         call.thinking = isinstance(thinking, dict) and thinking.get("type") == "enabled"
         self._check_thinking(body, enabled=call.thinking)
+        call.reasoning_returned = sum(
+            isinstance(b, wire.ThinkingBlock | wire.RedactedThinkingBlock)
+            for m in body.messages if m.role == "assistant" and not isinstance(m.content, str)
+            for b in m.content
+        )  # fmt: skip
         return call
 
     def sign(self, thinking: str) -> str:
@@ -99,6 +113,8 @@ class FakeAnthropic(FakeProviderServer):
         return base64.b64encode(b"fake-signature:" + digest).decode()
 
     def _check_thinking(self, body: wire.MessagesRequest, *, enabled: bool) -> None:
+        if enabled:
+            _check_thinking_settings(body)
         last_assistant: list[Any] | None = None
         for i, message in enumerate(body.messages):
             if message.role != "assistant" or isinstance(message.content, str):
@@ -121,7 +137,7 @@ class FakeAnthropic(FakeProviderServer):
                          f"`{found}`. When `thinking` is enabled, a final `assistant` message "
                          "must start with a thinking block.")  # fmt: skip
 
-    def _thought(self, call: ChatCall) -> str:
+    def _thought(self, call: ReceivedCall) -> str:
         return "Let me think about: " + (call.prompt[:60] or "the results")
 
     async def _list_models(self, request: web.Request) -> web.Response:
@@ -145,7 +161,9 @@ class FakeAnthropic(FakeProviderServer):
                               request_id=f"req_fake{self._next_id():06d}")  # fmt: skip
         return body.model_dump()
 
-    def _message(self, call: ChatCall, answer: Answer, *, started: bool = False) -> wire.Message:
+    def _message(
+        self, call: ReceivedCall, answer: Answer, *, started: bool = False
+    ) -> wire.Message:
         content: list[Any] = []
         if call.thinking and not started:
             thought = self._thought(call)
@@ -167,13 +185,13 @@ class FakeAnthropic(FakeProviderServer):
                              output_tokens=1 if started else answer.output_tokens),
         )  # fmt: skip
 
-    def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
+    def _answer_body(self, call: ReceivedCall, answer: Answer) -> Any:
         return self._message(call, answer).model_dump(exclude_none=True)
 
     def _sse(self, event: str, data: str) -> bytes:
         return f"event: {event}\ndata: {data}\n\n".encode()
 
-    def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
+    def _stream_events(self, call: ReceivedCall, answer: Answer) -> list[tuple[bytes, bool]]:
         start = wire.MessageStart(message=self._message(call, answer, started=True))
         events = [(wire.sse(start), False)]
         index = 0
@@ -261,7 +279,7 @@ def _image_type(block: wire.ImageBlock) -> str:
     return source.media_type
 
 
-def _chat_call(body: wire.MessagesRequest) -> ChatCall:
+def _chat_call(body: wire.MessagesRequest) -> ReceivedCall:
     texts = [_blocks_text(body.system)] if body.system else []
     prompt, images, results = "", [], None
     called: set[str] = set()
@@ -272,8 +290,8 @@ def _chat_call(body: wire.MessagesRequest) -> ChatCall:
             results = None
             called = {b.id for b in blocks if isinstance(b, wire.ToolUseBlock)}
             for block in blocks:
-                if isinstance(block, wire.ToolUseBlock) and not re.match(
-                    wire.TOOL_USE_ID, block.id
+                if isinstance(block, wire.ToolUseBlock) and not re.fullmatch(
+                    wire.TOOL_USE_ID_CHARS, block.id
                 ):
                     raise Reject(400, f"messages.{i}.content.tool_use.id: String should match "
                                  f"pattern '{wire.TOOL_USE_ID}'")  # fmt: skip
@@ -286,6 +304,8 @@ def _chat_call(body: wire.MessagesRequest) -> ChatCall:
                              "corresponding `tool_use` block in the previous message.")  # fmt: skip
         if tool_results:
             results = [_blocks_text(b.content or "") for b in tool_results]
+            images = [_image_type(c) for b in tool_results if isinstance(b.content, list)
+                      for c in b.content if isinstance(c, wire.ImageBlock)]  # fmt: skip
         else:
             results = None
             prompt = _blocks_text(message.content)
@@ -294,7 +314,7 @@ def _chat_call(body: wire.MessagesRequest) -> ChatCall:
     texts += [t.name + json.dumps(t.parameters) for t in tools]
     choice = body.tool_choice
     mode = {"auto": "auto", "any": "required", "tool": "required", "none": "none"}
-    return ChatCall(
+    return ReceivedCall(
         model=body.model,
         prompt=prompt,
         input_tokens=sum(count_tokens(t) for t in texts) + IMAGE_TOKENS * len(images),
@@ -307,3 +327,18 @@ def _chat_call(body: wire.MessagesRequest) -> ChatCall:
         tool_results=results,
         images=images,
     )
+
+
+def _check_thinking_settings(body: wire.MessagesRequest) -> None:
+    """What the API refuses beside extended thinking: sampling settings other than its own
+    and a forced tool."""
+    if body.temperature is not None and body.temperature != 1:
+        raise Reject(400, "`temperature` may only be set to 1 when thinking is enabled. "
+                     "Please consult our documentation at https://docs.claude.com/en/docs/"
+                     "build-with-claude/extended-thinking#important-considerations")  # fmt: skip
+    if body.top_p is not None and body.top_p < 0.95:
+        raise Reject(400, "`top_p` must be greater than or equal to 0.95 or unset when "
+                     "thinking is enabled.")  # fmt: skip
+    choice = body.tool_choice
+    if choice is not None and choice.type in ("any", "tool"):
+        raise Reject(400, "Thinking may not be enabled when tool_choice forces tool use.")

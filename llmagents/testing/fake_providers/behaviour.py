@@ -1,6 +1,6 @@
 """What a fake provider answers, whatever its protocol: text, tool calls, or JSON for a schema.
 
-Each protocol's fake reads its request into a ``ChatCall`` and writes the ``Answer`` made
+Each protocol's fake reads its request into a ``ReceivedCall`` and writes the ``Answer`` made
 here in its own shape. The answers are deterministic and say what the fake saw, so that a
 test can tell that a request crossed the gateway and an adapter intact:
 
@@ -35,7 +35,7 @@ class FakeTool:
 
 
 @dataclass(slots=True)
-class ChatCall:
+class ReceivedCall:
     """What a protocol parser extracted from a valid chat request."""
 
     model: str
@@ -54,9 +54,17 @@ class ChatCall:
     schema: dict[str, Any] | None = None
     """The JSON Schema the answer must follow (``{}`` for any JSON object)."""
     images: list[str] = field(default_factory=list)
-    """Media types (or ``url``) of the images in the last user message."""
+    """Media types (or ``url``) of the images in the last user message (or in the tool
+    results it holds)."""
     thinking: bool = False
     """Extended thinking asked for (Anthropic's ``thinking``): the answer starts with it."""
+    reasoning_asked: dict[str, Any] | None = None
+    """The request's reasoning controls as its protocol names them (Anthropic's
+    ``thinking``, ``reasoning_effort`` or OpenRouter's ``reasoning``, Gemini's
+    ``thinkingConfig``), for tests to read (``FakeProviderServer.last_call``)."""
+    reasoning_returned: int = 0
+    """Blocks of earlier reasoning the history carried back (Anthropic's thinking blocks,
+    OpenRouter's ``reasoning_details``)."""
 
 
 @dataclass(slots=True)
@@ -89,7 +97,7 @@ def count_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def make_answer(call: ChatCall, *, protocol: str, id_prefix: str) -> Answer:
+def make_answer(call: ReceivedCall, *, protocol: str, id_prefix: str) -> Answer:
     label = f"[fake-{protocol}:{call.model}]"
     calls = _tool_calls(call, id_prefix)
     if calls:
@@ -97,6 +105,8 @@ def make_answer(call: ChatCall, *, protocol: str, id_prefix: str) -> Answer:
         return Answer([], output, False, calls)
     if call.tool_results is not None:
         text = f"{label} tool results: " + "; ".join(r.strip() for r in call.tool_results)
+        if call.images:
+            text += f" (saw {len(call.images)} {'/'.join(call.images)} image)"
     elif call.schema is not None:
         text = json.dumps(example_for(call.schema, _Context(call.prompt, call.schema)))
     else:
@@ -112,7 +122,7 @@ def make_answer(call: ChatCall, *, protocol: str, id_prefix: str) -> Answer:
     return Answer(_WORD.findall(text), count_tokens(text), hit)
 
 
-def _tool_calls(call: ChatCall, id_prefix: str) -> list[FakeToolCall]:
+def _tool_calls(call: ReceivedCall, id_prefix: str) -> list[FakeToolCall]:
     by_name = {t.name: t for t in call.tools}
     if call.forced_tool is not None and call.forced_tool in by_name:
         chosen = [by_name[call.forced_tool]]

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from llmagents.testing.fake_providers import embeddings
 from llmagents.testing.fake_providers.behaviour import (
     Answer,
-    ChatCall,
     FakeTool,
+    ReceivedCall,
     count_tokens,
 )
 from llmagents.testing.fake_providers.faults import Fault
@@ -78,7 +78,7 @@ class FakeGemini(FakeProviderServer):
         if key != self.api_key:
             raise Reject(400, _BAD_KEY, reason="API_KEY_INVALID")
 
-    async def _parse(self, request: web.Request) -> ChatCall:
+    async def _parse(self, request: web.Request) -> ReceivedCall:
         self._check_auth(request)
         model, _, method = request.match_info["target"].partition(":")
         if method not in ("generateContent", "streamGenerateContent"):
@@ -101,7 +101,13 @@ class FakeGemini(FakeProviderServer):
             )
         if model.startswith("gemini-3"):
             self._check_signatures(body)
-        return _chat_call(body, model, stream)
+        call = _chat_call(body, model, stream)
+        thinking = body.generationConfig.thinkingConfig if body.generationConfig else None
+        if thinking is not None:
+            _check_thinking(thinking, model)
+            call.reasoning_asked = {"thinkingConfig": thinking.model_dump(exclude_none=True)}
+            call.thinking = bool(thinking.includeThoughts) and thinking.thinkingBudget != 0
+        return call
 
     def _check_signatures(self, body: wire.GenerateContentRequest) -> None:
         """As Gemini 3 does: the first function call of each model turn carries the
@@ -164,15 +170,17 @@ class FakeGemini(FakeProviderServer):
         return {"error": error}
 
     def _response(
-        self, call: ChatCall, parts: list[wire.Part], *, finish: str | None,
+        self, call: ReceivedCall, parts: list[wire.Part], *, finish: str | None,
         output_tokens: int | None,
     ) -> dict[str, Any]:  # fmt: skip
         candidate = wire.Candidate(content=wire.Content(role="model", parts=parts),
                                    finishReason=finish, index=0)  # fmt: skip
+        thoughts = count_tokens(_thought(call)) if call.thinking and output_tokens else None
         usage = wire.UsageMetadata(
             promptTokenCount=call.input_tokens,
             candidatesTokenCount=output_tokens,
-            totalTokenCount=call.input_tokens + (output_tokens or 0),
+            thoughtsTokenCount=thoughts,
+            totalTokenCount=call.input_tokens + (output_tokens or 0) + (thoughts or 0),
         )
         response = wire.GenerateContentResponse(
             candidates=[candidate], usageMetadata=usage, modelVersion=call.model,
@@ -180,18 +188,21 @@ class FakeGemini(FakeProviderServer):
         )  # fmt: skip
         return response.model_dump(exclude_none=True)
 
-    def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
+    def _answer_body(self, call: ReceivedCall, answer: Answer) -> Any:
         finish = "MAX_TOKENS" if answer.hit_max_tokens else "STOP"
-        parts = [wire.Part(text=answer.text)] if answer.pieces else []
+        parts = [wire.Part(text=_thought(call), thought=True)] if call.thinking else []
+        parts += [wire.Part(text=answer.text)] if answer.pieces else []
         parts += self._call_parts(answer)
         return self._response(call, parts, finish=finish, output_tokens=answer.output_tokens)
 
     def _sse(self, event: str, data: str) -> bytes:
         return f"data: {data}\r\n\r\n".encode()
 
-    def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
-        # Text word by word, then each function call whole, as Gemini streams them.
-        pieces = [[wire.Part(text=p)] for p in answer.pieces]
+    def _stream_events(self, call: ReceivedCall, answer: Answer) -> list[tuple[bytes, bool]]:
+        # Thoughts first, text word by word, then each function call whole, as Gemini
+        # streams them.
+        pieces = [[wire.Part(text=_thought(call), thought=True)]] if call.thinking else []
+        pieces += [[wire.Part(text=p)] for p in answer.pieces]
         pieces += [[part] for part in self._call_parts(answer)]
         last = len(pieces) - 1
         finish = "MAX_TOKENS" if answer.hit_max_tokens else "STOP"
@@ -224,6 +235,25 @@ class FakeGemini(FakeProviderServer):
         return self._sse("", json.dumps(error))
 
 
+def _thought(call: ReceivedCall) -> str:
+    """The thought summary of a call asked to include thoughts."""
+    return "Let me think about: " + (call.prompt[:60] or "the results")
+
+
+def _check_thinking(thinking: wire.ThinkingConfig, model: str) -> None:
+    """As the API checks ``thinkingConfig``: thinking models only, a level on Gemini 3 only,
+    a budget within the model's range (-1: the model's choice)."""
+    if not model.startswith(("gemini-2.5", "gemini-3")):
+        raise Reject(400, "Thinking is not supported by this model.")
+    if thinking.thinkingLevel is not None and not model.startswith("gemini-3"):
+        raise Reject(400, "Thinking level is not supported for this model.")
+    budget = thinking.thinkingBudget
+    low, high = (128, 32768) if "-pro" in model else (0, 24576)
+    if budget is not None and budget != -1 and not low <= budget <= high:
+        raise Reject(400, f"The thinking budget {budget} is invalid. Please choose a value "
+                     f"between {low} and {high}.")  # fmt: skip
+
+
 def _parts_text(content: wire.Content) -> str:
     texts = []
     for part in content.parts:
@@ -248,7 +278,7 @@ def _image_type(part: wire.Part) -> str | None:
     return part.inlineData.mimeType
 
 
-def _chat_call(body: wire.GenerateContentRequest, model: str, stream: bool) -> ChatCall:
+def _chat_call(body: wire.GenerateContentRequest, model: str, stream: bool) -> ReceivedCall:
     texts = [_parts_text(body.systemInstruction)] if body.systemInstruction else []
     prompt, images, results = "", [], None
     called: set[str] = set()
@@ -286,7 +316,7 @@ def _chat_call(body: wire.GenerateContentRequest, model: str, stream: bool) -> C
     schema = None
     if config.responseMimeType == "application/json":
         schema = _json_schema(config.responseSchema or {})
-    return ChatCall(
+    return ReceivedCall(
         model=model,
         prompt=prompt,
         input_tokens=sum(count_tokens(t) for t in texts if t) + 258 * len(images),

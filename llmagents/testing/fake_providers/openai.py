@@ -25,8 +25,8 @@ from pydantic import ValidationError
 from llmagents.testing.fake_providers import embeddings
 from llmagents.testing.fake_providers.behaviour import (
     Answer,
-    ChatCall,
     FakeTool,
+    ReceivedCall,
     count_tokens,
 )
 from llmagents.testing.fake_providers.faults import Fault
@@ -69,6 +69,8 @@ class FakeOpenAI(FakeProviderServer):
     ) -> None:
         super().__init__(**options)
         self.openrouter_reasoning = openrouter_reasoning
+        self._thoughts: set[str] = set()
+        """The reasoning texts this fake gave (its fixed signature covers only these)."""
 
     def _routes(self) -> list[web.RouteDef]:
         return [
@@ -87,7 +89,7 @@ class FakeOpenAI(FakeProviderServer):
         if key.strip() != self.api_key:
             raise Reject(401, _ERRORS[401][2], reason="invalid_api_key")
 
-    async def _parse(self, request: web.Request) -> ChatCall:
+    async def _parse(self, request: web.Request) -> ReceivedCall:
         self._check_auth(request)
         try:
             body = wire.ChatCompletionRequest.model_validate_json(await request.read())
@@ -101,14 +103,67 @@ class FakeOpenAI(FakeProviderServer):
                 f"The model `{body.model}` does not exist or you do not have access to it.",
                 reason="model_not_found",
             )
+        if body.tool_choice is not None and not body.tools:
+            raise Reject(400, "Invalid value for 'tool_choice': 'tool_choice' is only allowed "
+                              "when 'tools' are specified.")  # fmt: skip
         call = chat_call(body)
+        call.reasoning_returned = self._check_returned_reasoning(body)
         # A reasoning model asked to reason (vLLM with a reasoning parser, DeepSeek's
         # reasoner): its answer shows the reasoning as reasoning_content.
+        router = extras(body).get("reasoning")
+        call.reasoning_asked = {
+            name: value
+            for name, value in (("reasoning_effort", body.reasoning_effort), ("reasoning", router))
+            if value is not None
+        }
         call.thinking = (
-            extras(body).get("reasoning_effort") is not None
-            or self.openrouter_reasoning is not None
+            body.reasoning_effort not in (None, "none") or self.openrouter_reasoning is not None
         )
         return call
+
+    def _check_returned_reasoning(self, body: wire.ChatCompletionRequest) -> int:
+        """As the servers do: OpenAI refuses ``reasoning_details`` in a message (it takes no
+        field it does not know); OpenRouter takes back the blocks it gave, as it gave them,
+        and, serving Claude, refuses a final tool-calling turn without its signed thinking
+        (Anthropic's rule when thinking is on). Returns how many blocks came back."""
+        returned, last = 0, None
+        for i, message in enumerate(body.messages):
+            if not isinstance(message, wire.AssistantMessage):
+                continue
+            details = extras(message).get("reasoning_details")
+            last = (message, details)
+            if details is None:
+                continue
+            if self.openrouter_reasoning is None:
+                raise Reject(400, f"Invalid 'messages[{i}]': Unrecognized message field: "
+                             "'reasoning_details'.")  # fmt: skip
+            for detail in details if isinstance(details, list) else [details]:
+                if detail not in self._returnable():
+                    raise Reject(400, f"messages[{i}].reasoning_details: a block this "
+                                 f"provider did not produce: {json.dumps(detail)[:200]}")  # fmt: skip
+                returned += 1
+        if self.openrouter_reasoning == "anthropic" and last is not None:
+            message, details = last
+            if message.tool_calls and not details:
+                raise Reject(400, "messages: Expected `thinking` or `redacted_thinking`, but "
+                             "found `tool_use`. When `thinking` is enabled, a final "
+                             "`assistant` message must start with a thinking block.")  # fmt: skip
+        return returned
+
+    def _thought(self, call: ReceivedCall) -> str | None:
+        thought = _thought_of(call)
+        if thought is not None:
+            self._thoughts.add(thought)
+        return thought
+
+    def _returnable(self) -> list[dict[str, Any]]:
+        """The blocks of reasoning this fake gives, as a client sends them back whole."""
+        if self.openrouter_reasoning == "anthropic":
+            return [{"type": "reasoning.text", "text": text, "signature": OPENROUTER_SIGNATURE,
+                     "format": "anthropic-claude-v1", "index": 0}
+                    for text in self._thoughts]  # fmt: skip
+        return [{"type": "reasoning.encrypted", "data": OPENROUTER_ENCRYPTED,
+                 "format": "openai-responses-v1", "index": 0}]  # fmt: skip
 
     def _details(self, thought: str, *, end: bool) -> list[dict[str, Any]]:
         """OpenRouter's ``reasoning_details`` for ``thought`` (a whole block, or a piece),
@@ -150,7 +205,7 @@ class FakeOpenAI(FakeProviderServer):
         kind, code, default = _ERRORS.get(status, _ERRORS[500 if status >= 500 else 400])
         return wire.error_body(message or default, kind=kind, code=reason or code)
 
-    def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
+    def _answer_body(self, call: ReceivedCall, answer: Answer) -> Any:
         calls = [
             wire.AnswerToolCall(id=c.id, function=wire.AnswerFunctionCall(
                 name=c.name, arguments=c.arguments_json))
@@ -158,7 +213,7 @@ class FakeOpenAI(FakeProviderServer):
         ]  # fmt: skip
         message = wire.AnswerMessage(content=answer.text if not calls else None,
                                      tool_calls=calls or None,
-                                     **self._reasoning_fields(_thought(call)))  # fmt: skip
+                                     **self._reasoning_fields(self._thought(call)))  # fmt: skip
         completion = wire.ChatCompletion(
             id=f"chatcmpl-fake{self._next_id():06d}",
             created=int(time.time()),
@@ -171,7 +226,7 @@ class FakeOpenAI(FakeProviderServer):
     def _sse(self, event: str, data: str) -> bytes:
         return f"data: {data}\n\n".encode()
 
-    def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
+    def _stream_events(self, call: ReceivedCall, answer: Answer) -> list[tuple[bytes, bool]]:
         cid = f"chatcmpl-fake{self._next_id():06d}"
         created = int(time.time())
 
@@ -184,7 +239,7 @@ class FakeOpenAI(FakeProviderServer):
             return self._sse("", chunk.model_dump_json(exclude=exclude))
 
         events = [(event(wire.Delta(role="assistant", content="")), False)]
-        thought = _thought(call)
+        thought = self._thought(call)
         if thought:  # reasoning deltas before the content
             half = len(thought) // 2
             events += [(event(wire.Delta(**self._reasoning_fields(p, end=False))), True)
@@ -221,7 +276,7 @@ OPENROUTER_ENCRYPTED = "gAAAAABfakeEncryptedReasoningOfOpenRouter"
 """OpenAI's encrypted reasoning, as OpenRouter passes it on (opaque)."""
 
 
-def _thought(call: ChatCall) -> str | None:
+def _thought_of(call: ReceivedCall) -> str | None:
     """What a reasoning model served by vLLM shows of its reasoning, when asked to reason."""
     return "Let me think about: " + (call.prompt[:60] or "the results") if call.thinking else None
 
@@ -232,7 +287,7 @@ def _finish(answer: Answer) -> str:
     return "length" if answer.hit_max_tokens else "stop"
 
 
-def _usage(call: ChatCall, answer: Answer) -> wire.CompletionUsage:
+def _usage(call: ReceivedCall, answer: Answer) -> wire.CompletionUsage:
     return wire.CompletionUsage(
         prompt_tokens=call.input_tokens,
         completion_tokens=answer.output_tokens,
@@ -240,13 +295,7 @@ def _usage(call: ChatCall, answer: Answer) -> wire.CompletionUsage:
     )
 
 
-def _text(content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(getattr(p, "text", "") or getattr(p, "refusal", "") for p in content)
-
-
-def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
+def chat_call(body: wire.ChatCompletionRequest) -> ReceivedCall:
     """What the fake acts on, from a valid request (also the ONNX sidecar's reading)."""
     texts: list[str] = []
     prompt, images, results = "", [], None
@@ -257,11 +306,11 @@ def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
             if message.tool_call_id not in called:
                 raise Reject(400, f"Invalid parameter: messages[{i}] with role 'tool' must be a "
                              "response to a preceeding message with 'tool_calls'.")  # fmt: skip
-            results = (results or []) + [_text(message.content)]
-            texts.append(_text(message.content))
+            results = (results or []) + [wire.content_text(message.content)]
+            texts.append(wire.content_text(message.content))
             continue
         results = None
-        texts.append(_text(message.content))
+        texts.append(wire.content_text(message.content))
         if isinstance(message, wire.AssistantMessage):
             for c in message.tool_calls or ():
                 if len(c.id) > MAX_TOOL_CALL_ID:
@@ -271,7 +320,7 @@ def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
                 called.add(c.id)
                 texts.append(c.function.name + c.function.arguments)
         if isinstance(message, wire.UserMessage):
-            prompt = _text(message.content)
+            prompt = wire.content_text(message.content)
             images = [
                 _media_type(p.image_url.url) for p in message.content
                 if isinstance(p, wire.ImagePart)
@@ -285,7 +334,7 @@ def chat_call(body: wire.ChatCompletionRequest) -> ChatCall:
         schema = fmt.json_schema.schema_ or {}
     elif isinstance(fmt, wire.JsonObjectFormat):
         schema = {}
-    return ChatCall(
+    return ReceivedCall(
         model=body.model,
         prompt=prompt,
         input_tokens=sum(count_tokens(t) for t in texts) + IMAGE_TOKENS * len(images),

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Self
 from aiohttp import web
 from pydantic import ValidationError
 
-from llmagents.testing.fake_providers.behaviour import Answer, ChatCall, make_answer
+from llmagents.testing.fake_providers.behaviour import Answer, ReceivedCall, make_answer
 from llmagents.testing.fake_providers.faults import (
     FakeStats,
     Fault,
@@ -79,6 +79,8 @@ class FakeProviderServer(ABC):
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._ids = 0
+        self.last_call: ReceivedCall | None = None
+        """What the latest chat request that was read asked for."""
 
     # -- protocol hooks ----------------------------------------------------------------
 
@@ -87,7 +89,7 @@ class FakeProviderServer(ABC):
         """The protocol's chat and model-listing routes."""
 
     @abstractmethod
-    async def _parse(self, request: web.Request) -> ChatCall:
+    async def _parse(self, request: web.Request) -> ReceivedCall:
         """Validate a chat request as the real API does; ``Reject`` when it would refuse it."""
 
     @abstractmethod
@@ -99,11 +101,11 @@ class FakeProviderServer(ABC):
         ``fault`` is the injected fault that caused it, if any."""
 
     @abstractmethod
-    def _answer_body(self, call: ChatCall, answer: Answer) -> Any:
+    def _answer_body(self, call: ReceivedCall, answer: Answer) -> Any:
         """A complete answer in the protocol's shape."""
 
     @abstractmethod
-    def _stream_events(self, call: ChatCall, answer: Answer) -> list[tuple[bytes, bool]]:
+    def _stream_events(self, call: ReceivedCall, answer: Answer) -> list[tuple[bytes, bool]]:
         """Encoded SSE events of a streamed answer, each flagged if it carries text."""
 
     @abstractmethod
@@ -194,17 +196,17 @@ class FakeProviderServer(ABC):
         self._ids += 1
         return self._ids
 
-    def _make_answer(self, call: ChatCall) -> Answer:
+    def _make_answer(self, call: ReceivedCall) -> Answer:
         return make_answer(call, protocol=self.protocol, id_prefix=self.tool_id_prefix)
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
         """Run one chat call, the route handler of every protocol's chat endpoint."""
         core = self.core
         core.stats.requests += 1
-        call: ChatCall | None = None
+        call: ReceivedCall | None = None
         if not core.outage_active():
             try:
-                call = await self._parse(request)
+                call = self.last_call = await self._parse(request)
             except Reject as rejected:
                 core.stats.outcomes[f"rejected_{rejected.status}"] += 1
                 return self._error_response(
@@ -237,7 +239,7 @@ class FakeProviderServer(ABC):
         return await self._send_plain(request, call, answer, kind)
 
     async def _send_plain(
-        self, request: web.Request, call: ChatCall, answer: Answer, kind: FaultKind
+        self, request: web.Request, call: ReceivedCall, answer: Answer, kind: FaultKind
     ) -> web.StreamResponse:
         if kind is FaultKind.WRONG_SHAPE:
             return web.json_response({"unexpected": "shape"})
@@ -256,7 +258,7 @@ class FakeProviderServer(ABC):
         return web.Response(body=body, content_type="application/json")
 
     async def _send_stream(
-        self, request: web.Request, call: ChatCall, answer: Answer, kind: FaultKind
+        self, request: web.Request, call: ReceivedCall, answer: Answer, kind: FaultKind
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={

@@ -50,6 +50,7 @@ from llmagents.wire.openai_chat.request import (
     Message,
     NamedToolChoice,
     PositiveInt32,
+    ReasoningEffortName,
     RefusalPart,
     ResponseFormat,
     StreamOptions,
@@ -61,6 +62,7 @@ from llmagents.wire.openai_chat.request import (
     ToolMessage,
     UserMessage,
     UserPart,
+    content_text,
 )
 from llmagents.wire.openai_chat.stream import (
     STREAM_DONE,
@@ -110,6 +112,7 @@ __all__ = [
     "NamedToolChoice",
     "PositiveInt32",
     "PromptTokensDetails",
+    "ReasoningEffortName",
     "RefusalPart",
     "ResponseFormat",
     "STREAM_DONE",
@@ -123,6 +126,7 @@ __all__ = [
     "ToolMessage",
     "UserMessage",
     "UserPart",
+    "content_text",
     "describe",
     "error_body",
     "sse",

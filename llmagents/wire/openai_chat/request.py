@@ -4,14 +4,15 @@ What the reference bounds is bounded here, so that the gateway refuses with a 40
 OpenAI would refuse, before any provider is called: ``max_tokens: true`` or
 ``temperature: "1"`` are refused, integers are bounded so that none overflows a provider's
 parser, and fields not named here are kept and passed on to OpenAI-compatible providers
-(``logprobs``, ``reasoning_effort``, ``metadata``...).
+(``logprobs``, ``metadata``...). ``reasoning_effort`` is named: every provider gets it in its
+own terms, so it must be one of the efforts OpenAI's API takes.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from llmagents.wire import StrictWireModel, extras, finite_json
 
@@ -89,6 +90,14 @@ Message = Annotated[
 ]
 
 
+def content_text(content: str | list[Any] | None) -> str:
+    """A message's content as text: the string itself, or its text and refusal parts joined
+    (an image part adds nothing)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(getattr(p, "text", "") or getattr(p, "refusal", "") for p in content)
+
+
 class FunctionDefinition(StrictWireModel):
     name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
@@ -144,6 +153,7 @@ class StreamOptions(StrictWireModel):
 
 
 PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
+ReasoningEffortName = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
 class ChatCompletionRequest(StrictWireModel):
@@ -166,7 +176,17 @@ class ChatCompletionRequest(StrictWireModel):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffortName | None = None
     user: str | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _demand_needs_tools(cls, choice: Any, info: ValidationInfo) -> Any:
+        """OpenAI's API refuses ``required`` without tools; served, the answer would be text
+        and the client's demand for a call silently lost."""
+        if choice == "required" and "tools" in info.data and not info.data["tools"]:
+            raise ValueError('"required" demands a tool call, and the request has no tools')
+        return choice
 
     @model_validator(mode="after")
     def _checked(self) -> ChatCompletionRequest:

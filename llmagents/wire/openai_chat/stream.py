@@ -15,27 +15,28 @@ from llmagents.wire import WireModel, extras
 from llmagents.wire.openai_chat.answer import CompletionUsage
 
 
-class FunctionDelta(WireModel):
-    name: str | None = None
-    arguments: str | None = None
+class SetFieldsOnly(WireModel):
+    """A model written with only the fields that are set (not ``None``), as OpenAI writes
+    a stream's deltas."""
 
     @model_serializer(mode="wrap")
     def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
-class ToolCallDelta(WireModel):
+class FunctionDelta(SetFieldsOnly):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(SetFieldsOnly):
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
     function: FunctionDelta | None = None
 
-    @model_serializer(mode="wrap")
-    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
 
-
-class Delta(WireModel):
+class Delta(SetFieldsOnly):
     """What a chunk adds; written with only the fields it sets, as OpenAI writes it (the
     final chunk's delta is ``{}``)."""
 
@@ -51,10 +52,6 @@ class Delta(WireModel):
     def reasoning_text(self) -> str:
         other = extras(self).get("reasoning")
         return self.reasoning_content or (other if isinstance(other, str) else "")
-
-    @model_serializer(mode="wrap")
-    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class ChunkChoice(WireModel):

@@ -108,3 +108,16 @@ def test_a_broken_expectation_makes_promtool_fail(promtool: str, rule_file: Path
     result = _run([promtool, "test", "rules", str(test_file)])
     assert result.returncode != 0
     assert "FAILED" in result.stdout + result.stderr
+
+
+def test_the_runbook_index_lists_every_alert_with_its_severity():
+    rows = {}
+    for line in (RUNBOOKS / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("["):
+            rows[cells[0][1 : cells[0].index("]")]] = cells[1]
+    severities = {
+        name: yaml.safe_load((RULES_DIR / f"{name}.yaml").read_text())["labels"]["severity"]
+        for name in ALERTS
+    }
+    assert rows == severities

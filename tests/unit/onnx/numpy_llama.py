@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmagents.onnx.graph import LlamaConfig, LlamaWeights
+from llmagents.onnx.weights import LlamaConfig, LlamaWeights
 
 
 def _rms(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:

@@ -12,8 +12,9 @@ from numpy_llama import last_logits
 
 from llmagents.onnx import decoder as decoder_module
 from llmagents.onnx.decoder import Decoder, DecodeState
-from llmagents.onnx.graph import BlockLinear, FloatLinear, build_decoder, concat_linears
+from llmagents.onnx.graph import build_decoder
 from llmagents.onnx.tiny import tiny_config, tiny_weights
+from llmagents.onnx.weights import BlockLinear, FloatLinear, concat_linears
 
 TOKENS = [1, 40, 7, 99, 250, 3, 17, 64, 2, 120]
 

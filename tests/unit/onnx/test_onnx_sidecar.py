@@ -16,6 +16,7 @@ from aiohttp import web
 from llmagents.onnx import Delta, SamplingParams, ServerSettings, Sidecar, TextGenerator
 from llmagents.onnx.main import serve
 from llmagents.onnx.tiny import TINY_MODEL_NAME, build_tiny_model
+from tooling.polling import eventually_async
 
 HELLO = [{"role": "user", "content": "Hello! How can I help you today?"}]
 
@@ -186,10 +187,9 @@ async def test_a_full_queue_answers_503_with_retry_after(tiny_dir: Path) -> None
         busy = asyncio.create_task(client.post("/v1/chat/completions", json=chat(max_tokens=3)))
         await asyncio.to_thread(GatedGenerator.started.wait, 30)
         queued = asyncio.create_task(client.post("/v1/chat/completions", json=chat(max_tokens=3)))
-        deadline = asyncio.get_running_loop().time() + 10
-        while sidecar._waiting < 1:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.01)
+        await eventually_async(
+            lambda: sidecar._waiting >= 1, timeout=10, every=0.01, what="a queued request"
+        )
         refused = await client.post("/v1/chat/completions", json=chat(max_tokens=3))
         GatedGenerator.gate.set()
         done = [await busy, await queued]

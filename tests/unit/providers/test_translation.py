@@ -47,7 +47,8 @@ ASK_TOOLS = ChatRequest(
 # Ids as three providers make them, one of which fits neither Anthropic's pattern nor
 # OpenAI's length: each adapter must carry the history across anyway.
 FOREIGN_IDS = ("toolu_01A09q90qw90lq917835lq9", "call_abc123",
-               "functions.get_weather:0/" + "x" * 50)  # fmt: skip
+               "functions.get_weather:0/" + "x" * 50,
+               "call_abc\n")  # a trailing newline: Python's ``$`` would let it pass  # fmt: skip
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 
 

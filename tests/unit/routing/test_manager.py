@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -311,3 +312,30 @@ async def test_concurrent_calls_interleave_without_losing_attempts(clock: FakeCl
     results = await asyncio.gather(*(engine.execute(CallTask(), call) for _ in range(6)))
     assert sum(len(r.attempts) for r in results) == len(call.attempts)
     assert engine.spend.calls == 6
+
+
+async def test_deferred_bookkeeping_waits_but_the_charge_does_not(clock: FakeClock) -> None:
+    later: list[Callable[[], object]] = []
+    priced = {"pricing": {"inputPerMillion": 1, "outputPerMillion": 2}}
+    engine = manager(pool(provider("a", **priced)), clock, defer=later.append)
+    result = await engine.execute(CallTask(input_tokens=10), Scripted(clock, latency=0.4))
+    assert result.cost > 0 and engine.spend.cost == result.cost  # charged at once
+    assert engine.status()["a"].last_success is None  # the health sample waits
+    assert len(later) == 1
+    later.pop()()
+    assert engine.status()["a"].last_success is not None
+
+
+async def test_a_probe_settles_its_half_open_breaker_at_once_even_when_deferring(
+    clock: FakeClock,
+) -> None:
+    later: list[Callable[[], object]] = []
+    engine = manager(three(circuitBreaker={"maxFailures": 1, "recoveryTime": "5s"}), clock,
+                     defer=later.append)  # fmt: skip
+    await engine.execute(CallTask(), Scripted(clock, {"a": [ServerError("x")]}))
+    later.clear()  # b's success, deferred
+    clock.advance(5)
+    result = await engine.execute(CallTask(), Scripted(clock))
+    assert result.attempts[-1].probe
+    assert engine.status()["a"].breaker is BreakerState.CLOSED
+    assert later == []

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from llmagents.api.runner_config import RunnerConfig
-from llmagents.runner.checkpoint import FileCheckpointStore
+from llmagents.runner.checkpoint_store import FileCheckpointStore
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.results import FileResultStore

@@ -15,12 +15,12 @@ from llmagents.runner.checkpoint import (
     Checkpoint,
     CheckpointCorrupt,
     CheckpointTooLarge,
-    FileCheckpointStore,
     StoreUnavailable,
     VersionConflict,
     decode,
     encode,
 )
+from llmagents.runner.checkpoint_store import FileCheckpointStore
 from llmagents.runner.checkpoint_writer import Checkpointer
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

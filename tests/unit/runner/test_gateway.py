@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import openai
@@ -113,7 +114,17 @@ BAD_REQUESTS = {
     "lone surrogate": (b'"user": "\\ud800"', None),
     "tool_choice naming no tool": ({"tool_choice": {"type": "function",
                                                     "function": {"name": "nowhere"}}}, None),
+    # OpenAI's API refuses it; answered in text, the client's demand for a call is lost.
+    "tool_choice required without tools": ({"tool_choice": "required"}, "tool_choice"),
+    "tool_choice required with no tools": ({"tools": [], "tool_choice": "required"},
+                                           "tool_choice"),
     "n above one": ({"n": 2}, "n"),
+    # No answer carries these through (the neutral answer has neither): served, the client
+    # would get logprobs null or no audio, silently.
+    "logprobs asked": ({"logprobs": True}, "logprobs"),
+    "top_logprobs asked": ({"top_logprobs": 3}, "logprobs"),
+    "audio output asked": ({"modalities": ["text", "audio"],
+                            "audio": {"voice": "alloy", "format": "wav"}}, "modalities"),
     "non-finite number in a tool's schema": (b'"tools": [{"type": "function", "function": '
                                              b'{"name": "f", "parameters": {"default": NaN}}}]',
                                              None),
@@ -217,3 +228,29 @@ async def test_unknown_routes_and_methods_are_refused_in_openais_error_shape(
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, PUT"
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_body_over_the_limit_is_a_413_the_sdks_read_not_a_reset(
+    served: tuple[Runner, str], fakes: Fakes
+) -> None:
+    """A client writes its whole body before it reads the answer; a server that answers 413
+    and closes with the rest unread resets the connection, and the SDKs then see a
+    connection error (and retry it, sending the 9 MiB again) instead of the 413."""
+    _, url = served
+    huge = [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]
+    with pytest.raises(openai.APIStatusError) as refused:
+        await openai_client(url).chat.completions.create(model="auto", messages=huge)
+    assert refused.value.status_code == 413
+    assert "limited to 8388608 bytes" in refused.value.message
+
+    async def chunks() -> AsyncIterator[bytes]:  # no content-length: counted as it comes
+        yield b'{"model": "auto", "messages": [{"role": "user", "content": "'
+        for _ in range(9 * 16):
+            yield b"x" * 65536
+        yield b'"}]}'
+
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"{url}/v1/chat/completions", content=chunks())
+    assert answer.status_code == 413
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert fakes.primary.stats.requests == 0 and fakes.fallback.stats.requests == 0

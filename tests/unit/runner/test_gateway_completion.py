@@ -13,11 +13,11 @@ from llmagents.runner.checkpoint import (
     Checkpoint,
     CheckpointCorrupt,
     Encoded,
-    FileCheckpointStore,
     StoreUnavailable,
     decode,
     encode,
 )
+from llmagents.runner.checkpoint_store import FileCheckpointStore
 from llmagents.runner.gateway import Gateway
 from llmagents.runner.lifecycle import Runner
 

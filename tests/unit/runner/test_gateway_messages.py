@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import anthropic
 import httpx
 import pytest
@@ -117,6 +120,10 @@ async def test_an_exhausted_budget_is_a_429_the_sdk_does_not_retry(
             {"max_tokens": 10, "messages": MESSAGES, "tool_choice": {"type": "tool", "name": "f"}},
             "'f'",
         ),
+        (  # a call demanded with nothing to call: answered in text, the demand lost
+            {"max_tokens": 10, "messages": MESSAGES, "tool_choice": {"type": "any"}},
+            "tool_choice",
+        ),
     ],
 )
 async def test_invalid_requests_are_400_in_anthropics_error_shape(
@@ -133,9 +140,72 @@ async def test_invalid_requests_are_400_in_anthropics_error_shape(
     assert fakes.primary.stats.requests == 0
 
 
+async def test_the_sdks_auth_token_is_taken_like_an_api_key(served: tuple[Runner, str]) -> None:
+    """Anthropic's SDK sends ``auth_token`` (``ANTHROPIC_AUTH_TOKEN``) as ``Authorization:
+    Bearer``; the gateway, like Anthropic, answers either way (it holds the real keys)."""
+    _, url = served
+    async with anthropic.AsyncAnthropic(base_url=url, auth_token="llmagents-gateway",
+                                        api_key=None, max_retries=0) as bearer:  # fmt: skip
+        raw = await bearer.messages.with_raw_response.create(
+            model="auto", max_tokens=200, messages=MESSAGES
+        )
+    assert raw.http_request.headers["authorization"] == "Bearer llmagents-gateway"
+    assert "x-api-key" not in raw.http_request.headers
+    message = await raw.parse()
+    assert message.content[0].type == "text" and message.stop_reason == "end_turn"
+
+
 async def test_count_tokens_estimates_the_input(served: tuple[Runner, str]) -> None:
     _, url = served
     counted = await client(url).messages.count_tokens(
         model="m", system="Be brief.", messages=MESSAGES
     )
     assert counted.input_tokens > len("Name three colours of the rainbow") // 5
+
+
+async def _raw_exchange(url: str, data: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        async with asyncio.timeout(10):
+            return await reader.read()  # the server closes after a refusal
+    finally:
+        writer.close()
+
+
+async def test_the_servers_own_refusals_on_messages_routes_are_in_anthropics_shape(
+    served: tuple[Runner, str],
+) -> None:
+    """What the server refuses before a route reads the request (a body over the limit, a
+    malformed chunk) and routes or methods it does not serve: Anthropic's SDK and raw clients
+    of ``/v1/messages`` read ``{"type": "error", "error": {"type", "message"}}``."""
+    _, url = served
+    huge = [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]
+    with pytest.raises(anthropic.APIStatusError) as too_large:
+        await client(url).messages.create(model="auto", max_tokens=10, messages=huge)
+    assert too_large.value.status_code == 413
+    assert isinstance(too_large.value.body, dict)
+    assert too_large.value.body.pop("request_id").startswith("req_")
+    assert too_large.value.body == {
+        "type": "error",
+        "error": {"type": "request_too_large",
+                  "message": "the request body is limited to 8388608 bytes"},
+    }  # fmt: skip
+    raw = await _raw_exchange(url, b"POST /v1/messages HTTP/1.1\r\ntransfer-encoding: chunked\r\n"
+                                   b"\r\n3\r\nabc\r\nzz\r\n")  # fmt: skip
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    error = json.loads(body)
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    async with httpx.AsyncClient() as http:
+        wrong_method = await http.get(f"{url}/v1/messages")
+        missing = await http.post(f"{url}/v1/messages/batches", json={})
+        chat = await http.get(f"{url}/v1/chat/completions")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+    assert wrong_method.json()["type"] == "error"
+    assert missing.status_code == 404
+    assert missing.json()["type"] == "error"
+    assert missing.json()["error"]["type"] == "not_found_error"
+    assert chat.status_code == 405 and chat.json()["error"]["code"] == "method_not_allowed"

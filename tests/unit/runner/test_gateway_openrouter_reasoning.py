@@ -5,6 +5,7 @@ protocol shows reasoning. The fake plays OpenRouter serving a model that always 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -13,8 +14,9 @@ import anthropic
 import openai
 import pytest
 
-from llmagents.chat import Reasoning
+from llmagents.chat import ChatRequest, Message, Reasoning, Role
 from llmagents.providers import OpenAIAdapter
+from llmagents.providers.sse import SseEvent
 from llmagents.testing.fake_providers import FakeOpenAI
 from llmagents.testing.fake_providers.openai import OPENROUTER_ENCRYPTED, OPENROUTER_SIGNATURE
 
@@ -120,3 +122,48 @@ def test_details_of_other_types_are_skipped_and_blocks_stay_apart() -> None:
         Reasoning("second", provider="openrouter"),
         Reasoning(redacted="opaque", provider="openrouter"),
     )
+
+
+def test_a_blocks_format_and_id_go_back_with_it_whole_and_streamed() -> None:
+    """OpenRouter wants its blocks back as it gave them; the client's copy (the gateway's
+    tagged signature or data) has neither ``format`` nor ``id`` (Gemini's encrypted blocks
+    carry the tool call's), so the adapter remembers them by signature and data."""
+    adapter = OpenAIAdapter(name="openrouter", model="m", base_url="http://127.0.0.1:1/v1",
+                            api_key=KEY)  # fmt: skip
+    details = [
+        {"type": "reasoning.text", "text": "plan", "signature": "sig-1", "index": 0,
+         "format": "anthropic-claude-v1"},
+        {"type": "reasoning.encrypted", "data": "opaque-1", "id": "tool_0", "index": 1,
+         "format": "google-gemini-v1"},
+    ]  # fmt: skip
+    data = {"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+            "choices": [{"message": {"role": "assistant", "content": "hi",
+                                     "reasoning_details": details}}]}  # fmt: skip
+    whole = adapter._parse_answer(data).reasoning
+    stream = adapter._stream_decoder()
+    pieces = [  # a block's format and id come with its first piece, not with its signature
+        [{"type": "reasoning.text", "text": "pl", "index": 0, "format": "anthropic-claude-v1"}],
+        [{"type": "reasoning.text", "text": "an", "index": 0}],
+        [{"type": "reasoning.text", "text": "", "signature": "sig-2", "index": 0}],
+        [{"type": "reasoning.encrypted", "data": "opaque-2", "id": "tool_1", "index": 1,
+          "format": "google-gemini-v1"}],
+    ]  # fmt: skip
+    ends = []
+    for delta in pieces:
+        event = {"choices": [{"index": 0, "delta": {"reasoning_details": delta}}]}
+        chunk = stream.feed(SseEvent("", json.dumps(event)))
+        if chunk is not None and chunk.reasoning_end is not None:
+            ends.append(chunk.reasoning_end)
+    streamed = (Reasoning("plan", signature="sig-2", provider="openrouter"), ends[1])
+
+    cases = ((whole, "sig-1", "opaque-1", "tool_0"), (streamed, "sig-2", "opaque-2", "tool_1"))
+    for reasoning, sig, data_, call_id in cases:
+        history = [Message(Role.USER, "q"), Message(Role.ASSISTANT, "hi", reasoning=reasoning),
+                   Message(Role.USER, "more")]  # fmt: skip
+        sent = adapter._payload(ChatRequest(history), stream=False)["messages"][1]
+        assert sent["reasoning_details"] == [
+            {"type": "reasoning.text", "text": "plan", "signature": sig,
+             "format": "anthropic-claude-v1", "index": 0},
+            {"type": "reasoning.encrypted", "data": data_, "format": "google-gemini-v1",
+             "id": call_id, "index": 1},
+        ]  # fmt: skip

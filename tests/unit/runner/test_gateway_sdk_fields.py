@@ -115,3 +115,28 @@ async def test_every_field_an_sdk_sends_is_served_by_every_provider(
         for broken in ('data: {"error"', "event: error", "response.failed"):
             assert broken not in answer.text
     assert all(s.misconfigured is None for s in pod.runner.engine.manager.status().values())
+
+
+# A tool_choice that demands nothing, beside no tools: an agent without tools whose settings
+# name a tool_choice sends this. The real APIs refuse a tool_choice without tools (so do
+# the fakes): an adapter must leave it out, not have every provider refuse the call.
+NO_TOOLS = {
+    "/v1/chat/completions": {"model": "auto", "tool_choice": "auto",
+                             "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/messages": {"model": "auto", "max_tokens": 50, "tool_choice": {"type": "auto"},
+                     "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/responses": {"model": "auto", "input": "hi", "tools": [], "tool_choice": "auto"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("provider", ["claude", "gpt", "gemini"])
+@pytest.mark.parametrize("path", sorted(NO_TOOLS))
+async def test_a_tool_choice_beside_no_tools_is_served_by_every_provider(
+    pod: Pod, path: str, provider: str
+) -> None:
+    body = {**NO_TOOLS[path], "model": provider}
+    origin = pod.url.removesuffix("/v1")
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(origin + path, content=json.dumps(body))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-llmagents-provider"] == provider

@@ -88,9 +88,7 @@ async def test_thinking_is_left_off_a_call_whose_capped_output_limit_cannot_hold
 async def test_the_fake_refuses_a_thinking_budget_the_real_api_refuses(
     claude: FakeAnthropic,
 ) -> None:
-    # This SDK sends its key as a bearer token; the fake, like the adapter, reads x-api-key.
-    client = anthropic.AsyncAnthropic(base_url=claude.base_url, api_key=KEY, max_retries=0,
-                                      default_headers={"x-api-key": KEY})  # fmt: skip
+    client = anthropic.AsyncAnthropic(base_url=claude.base_url, api_key=KEY, max_retries=0)
     for budget, max_tokens in ((2048, 2048), (1000, 4096)):
         with pytest.raises(anthropic.BadRequestError) as refused:
             await client.messages.create(

@@ -17,10 +17,10 @@ from llmagents.runner.background import CONDITION
 from llmagents.runner.checkpoint import (
     MAX_DECOMPRESSED_BYTES,
     CheckpointCorrupt,
-    FileCheckpointStore,
     corrupt_conditions,
     parse_epoch,
 )
+from llmagents.runner.checkpoint_store import FileCheckpointStore
 from llmagents.runner.lifecycle import Runner
 
 from .conftest import Edges, Fakes, config, serving

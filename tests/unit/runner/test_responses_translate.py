@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from llmagents.chat import (
     ImagePart,
+    ReasoningEffort,
     ResponseFormatType,
     Role,
     TextPart,
@@ -19,6 +20,7 @@ from llmagents.chat import (
     ToolChoiceMode,
     Usage,
 )
+from llmagents.runner.chat_path import Refusal
 from llmagents.runner.responses_answer import response_object
 from llmagents.runner.responses_stream import ResponsesStream
 from llmagents.runner.responses_translate import parse_responses
@@ -250,9 +252,8 @@ def test_a_stream_cut_short_ends_with_response_incomplete(reason: str) -> None:
 def test_fields_chat_completions_also_take_ride_along_for_openai_compatible_providers() -> None:
     call = parse({"input": "hi", "reasoning": {"effort": "low", "summary": "auto"},
                   "prompt_cache_key": "k1", "user": "u1", "include": ["x"], "metadata": {"a": "b"}})  # fmt: skip
-    assert call.request.passthrough == {
-        "openai": {"prompt_cache_key": "k1", "reasoning_effort": "low", "user": "u1"}
-    }
+    assert call.request.passthrough == {"openai": {"prompt_cache_key": "k1", "user": "u1"}}
+    assert call.request.reasoning_effort is ReasoningEffort.LOW  # every adapter's, translated
     assert parse({"input": "hi"}).request.passthrough == {}
 
 
@@ -309,3 +310,36 @@ def test_a_streamed_custom_call_sends_its_input_whole_when_it_closes() -> None:
     ]  # fmt: skip
     assert events[3].delta == events[4].input == "*** Begin Patch"
     assert events[-1].response.output[0].input == "*** Begin Patch"
+
+
+@pytest.mark.parametrize("choice", ["auto", "none"])
+def test_a_tool_choice_that_demands_nothing_is_taken_without_tools(choice: str) -> None:
+    """OpenAI's API takes ``tool_choice: "auto"`` beside an empty ``tools`` (an agent of
+    the Agents SDK with no tools and a tool_choice in its settings sends just that)."""
+    call = parse({"input": "hi", "tools": [], "tool_choice": choice})
+    assert call.request.tools == () or not call.request.tools
+    assert call.request.tool_choice is not None
+    assert call.request.tool_choice.mode is ToolChoiceMode(choice)
+
+
+def test_a_demanded_call_without_tools_is_refused() -> None:
+    with pytest.raises(Refusal) as refused:
+        parse({"input": "hi", "tool_choice": "required"})
+    assert (refused.value.status, refused.value.param) == (400, "tool_choice")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"top_logprobs": 2}, {"include": ["message.output_text.logprobs"]}],
+    ids=["top_logprobs", "include-logprobs"],
+)
+def test_logprobs_no_answer_carries_are_refused_not_silently_left_out(
+    field: dict[str, Any],
+) -> None:
+    with pytest.raises(Refusal) as refused:
+        parse({"input": "hi", **field})
+    assert refused.value.status == 400 and "log probabilities" in refused.value.message
+
+
+def test_what_sdks_send_by_default_about_logprobs_is_taken() -> None:
+    parse({"input": "hi", "top_logprobs": 0, "include": ["reasoning.encrypted_content"]})

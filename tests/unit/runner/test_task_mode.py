@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmagents.api.status import BreakerState, CostStatus, RunnerAgentStatus, RunnerPhase
-from llmagents.runner.checkpoint import FileCheckpointStore
+from llmagents.runner.checkpoint_store import FileCheckpointStore
 from llmagents.runner.lifecycle import Runner
 from llmagents.runner.results import FileResultStore
 from llmagents.runner.tasks import LoopEnd

@@ -26,6 +26,7 @@ PROTOCOL_METHODS = {
     "connection_made": ["self", "transport"],
     "data_received": ["self", "data"],
     "on_message_begin": ["self"],
+    "on_header": ["self", "name", "value"],
     "on_headers_complete": ["self"],
     "on_body": ["self", "body"],
     "on_message_complete": ["self"],
@@ -39,7 +40,7 @@ PROTOCOL_ATTRIBUTES = [
 ]  # fmt: skip
 CYCLE_ATTRIBUTES = [
     "transport", "scope", "keep_alive", "response_started", "response_complete",
-    "chunked_encoding", "expected_content_length",
+    "chunked_encoding", "expected_content_length", "disconnected", "message_event",
 ]  # fmt: skip
 
 
@@ -54,7 +55,15 @@ def test_the_subclass_overrides_nothing_by_a_name_uvicorn_lacks() -> None:
     ours = {
         n for n, v in vars(GatewayHttpProtocol).items() if callable(v) and not n.startswith("__")
     }
-    own = {"expire_head", "_head_size", "_idle", "_refuse", "_write_refusal"}
+    own = {
+        "expire",
+        "_head_size",
+        "_idle",
+        "_refuse",
+        "_refuse_body_too_large",
+        "refuse_unfinished_body",
+        "_write_refusal",
+    }
     assert ours - own <= set(dir(HttpToolsProtocol)), "a hook GatewayHttpProtocol overrides is gone"
     assert not own & set(dir(HttpToolsProtocol)), "uvicorn now has a method of ours' name"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
 import httpx
@@ -228,6 +229,94 @@ async def test_a_slow_head_does_not_hold_up_other_connections(
     assert server.connections == 2  # the slow one is not past its timeout yet
 
 
+async def test_a_body_that_never_ends_is_cut_off_after_the_body_timeout(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head in time followed by a body that trickles (or never comes) holds a connection,
+    its buffers and a waiting request for ever unless the body is timed too."""
+    monkeypatch.setattr(web_protocol, "BODY_TIMEOUT", 0.5)
+    monkeypatch.setattr(web, "HEAD_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(web_protocol, "LINGER", 0.2)
+    served: list[bytes] = []
+
+    async def handler(request: Request) -> Response:
+        served.append(request.body)
+        return Response(200, b"ok")
+
+    server = await serve(handler, max_body=1_000_000)
+    trickled, writer = await connect(server)
+    writer.write(b"POST /slow HTTP/1.1\r\ncontent-length: 1000\r\n\r\n")
+
+    async def trickle() -> None:
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1000):  # each byte well in time, the whole never
+                writer.write(b"a")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+
+    silent, _ = await connect(server)  # its body never starts
+    _.write(b"POST /silent HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n")
+    trickling = asyncio.create_task(trickle())
+    began = asyncio.get_running_loop().time()
+    try:
+        for reader in (trickled, silent):
+            received = await closed_within(reader, 5)
+            assert received.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), received
+            assert b"connection: close\r\n" in received and b"within 0.5 seconds" in received
+    finally:
+        trickling.cancel()
+    assert asyncio.get_running_loop().time() - began >= 0.5
+    assert server._server is not None
+    async with asyncio.timeout(5):
+        while server.connections or server._server.server_state.tasks:
+            await asyncio.sleep(0.01)  # the server let go of both, and their requests ended
+    assert served == []  # a cut body is never served
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"3\r\nabc\r\nzz\r\n", b"3\r\nabc\r\n" + b"f" * 20 + b"\r\nabc"],
+    ids=["bad-chunk-size", "chunk-size-overflow"],
+)
+async def test_a_malformed_chunk_mid_body_is_refused_at_once(serve, body: bytes) -> None:
+    """The parser fails after the head was handed to the application, which waits for the
+    rest of the body: the 400 must not wait for an answer that cannot come."""
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"POST /c HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n" + body)
+    status, headers, answer = await read_response(reader)
+    assert (status, headers["connection"]) == (400, "close")
+    assert b"malformed HTTP request" in answer
+    assert await closed_by_server(reader)
+
+
+async def test_endless_trailers_are_refused_as_they_grow(serve) -> None:
+    """Trailers after a chunked body's last chunk are a head of their own: unbounded they
+    grow the process's memory by the gigabyte (the parser keeps every one)."""
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"POST /t HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n")
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 4 * web_protocol.MAX_HEAD:
+            writer.write(b"x-trailer: " + b"v" * 1000 + b"\r\n")
+            await writer.drain()
+            sent += 1013
+    status, headers, body = await read_response(reader)
+    assert (status, headers["connection"]) == (431, "close")
+    assert b"limited to 65536 bytes" in body
+    assert await closed_by_server(reader)
+
+
+async def test_trailers_within_bounds_are_taken_and_not_served_as_headers(serve) -> None:
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"POST /t HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+                 b"5\r\nhello\r\n0\r\nx-test: from-trailer\r\n\r\n")  # fmt: skip
+    status, headers, body = await read_response(reader)
+    assert (status, body, headers["x-seen-header"]) == (200, b"POST /t? hello", "")
+
+
 async def test_a_request_whose_client_leaves_mid_body_is_never_served(serve) -> None:
     served: list[bytes] = []
 
@@ -418,6 +507,31 @@ async def test_stop_lets_the_request_in_progress_finish_and_closes_idle_connecti
         await connect(server)
 
 
+async def test_stop_answers_a_request_whose_body_is_still_arriving_at_once(
+    serve, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request not yet whole when the server stops could only be served after its body
+    came, and the server takes no new work: it gets a 503 at once, rather than holding the
+    stop for the whole grace and ending as a cancelled task (an error with a traceback in
+    the log)."""
+    monkeypatch.setattr(web_protocol, "LINGER", 0.2)
+    server = await serve()
+    reader, writer = await connect(server)
+    writer.write(b"POST /upload HTTP/1.1\r\ncontent-length: 100\r\n\r\n" + b"a" * 10)
+    await writer.drain()
+    assert server._server is not None
+    async with asyncio.timeout(5):
+        while not server._server.server_state.tasks:  # the request began, its body did not end
+            await asyncio.sleep(0.01)
+    began = asyncio.get_running_loop().time()
+    await server.stop(grace=5)
+    assert asyncio.get_running_loop().time() - began < 2
+    status, headers, body = await read_response(reader)
+    assert (status, headers["connection"]) == (503, "close")
+    assert b"shutting down" in body
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 class RecordingTransport:
     """The connection's real transport, recording what each write call hands it."""
 
@@ -491,3 +605,28 @@ async def test_an_answer_to_head_is_sent_though_no_body_follows(serve) -> None:
     assert (
         head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 9\r\n" in head
     )  # "HEAD /h? "
+
+
+async def test_a_large_head_then_chunk_framing_alone_is_not_taken_for_endless_trailers(
+    serve,
+) -> None:
+    """The bytes after a body's last byte are bounded, not the head's before it: a head near
+    its limit followed by a read of chunk framing alone is an ordinary request."""
+    server = await serve()
+    reader, writer = await connect(server)
+    # As large as a head may be: the limit counts the URL and each header's name and value
+    # (and 4 bytes each); the request line and the blank line come on top.
+    pad = web_protocol.MAX_HEAD - len(b"/big-head") - (17 + 7 + 4) - (5 + 4)
+    head = (b"POST /big-head HTTP/1.1\r\ntransfer-encoding: chunked\r\nx-pad: "
+            + b"p" * pad + b"\r\n\r\n")  # fmt: skip
+    writer.write(head)
+    await writer.drain()
+    assert server._server is not None
+    async with asyncio.timeout(5):
+        while not server._server.server_state.tasks:  # the head was read whole
+            await asyncio.sleep(0.01)
+    writer.write(b"5\r\n")  # framing only (a read of its own, or with the rest)
+    await writer.drain()
+    writer.write(b"hello\r\n0\r\n\r\n")
+    status, _, body = await read_response(reader)
+    assert (status, body) == (200, b"POST /big-head? hello")

@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import anthropic
 import httpx
+import pytest
 
 from llmagents.testing.fake_providers import (
     FakeAnthropic,
@@ -38,6 +40,35 @@ async def test_anthropic_fake_requires_the_version_header() -> None:
     assert response.status_code == 400
     assert response.json()["type"] == "error"
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("header", ["x-api-key", "authorization"])
+async def test_anthropic_fake_takes_the_key_as_x_api_key_or_a_bearer_token(header: str) -> None:
+    value = "k" if header == "x-api-key" else "Bearer k"
+    async with FakeAnthropic(api_key="k") as fake, httpx.AsyncClient() as client:
+        sent = {header: value, "anthropic-version": "2023-06-01"}
+        right = await client.post(f"{fake.base_url}/v1/messages", json=CLAUDE, headers=sent)
+        wrong = await client.post(f"{fake.base_url}/v1/messages", json=CLAUDE,
+                                  headers=sent | {header: value.replace("k", "other")})  # fmt: skip
+        none = await client.post(f"{fake.base_url}/v1/messages", json=CLAUDE,
+                                 headers={"anthropic-version": "2023-06-01"})  # fmt: skip
+
+    assert right.status_code == 200, right.text
+    assert (wrong.status_code, none.status_code) == (401, 401)
+    assert wrong.json()["error"]["type"] == "authentication_error"
+
+
+async def test_anthropics_sdk_reaches_the_fake_with_an_auth_token() -> None:
+    async with (
+        FakeAnthropic(api_key="sk-ant-oat-0123456789") as fake,
+        anthropic.AsyncAnthropic(base_url=fake.base_url, auth_token="sk-ant-oat-0123456789",
+                                 api_key=None, max_retries=0) as client,
+    ):  # fmt: skip
+        message = await client.messages.create(**CLAUDE)  # type: ignore[call-overload]
+        with pytest.raises(anthropic.AuthenticationError):
+            await client.messages.create(**CLAUDE, extra_headers={"authorization": "Bearer no"})  # type: ignore[call-overload]
+
+    assert message.content[0].text.startswith("[fake-anthropic:claude-haiku-4-5] answer to")
 
 
 async def test_anthropic_fake_streams_the_documented_event_sequence() -> None:

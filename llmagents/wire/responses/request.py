@@ -1,38 +1,17 @@
-"""OpenAI's Responses API (``POST /v1/responses``) as pydantic models: request, answer, events.
+"""The Responses API's request (``POST /v1/responses``), validated strictly.
 
-The Responses API is what the OpenAI Agents SDK and Codex speak by default. The gateway
-serves its stateless form: the client sends the whole conversation as ``input`` items
-(messages, ``function_call`` items the model made, ``function_call_output`` items with the
-results) and nothing is stored server-side, so ``previous_response_id``, ``conversation``,
-``item_reference`` items and ``store: true`` are refused with a message saying why
-(``stateful_reason``). An absent ``store`` is served statelessly: the Agents SDK omits it.
-
-Requests are validated strictly, as every front door's are (``llmagents.wire``). Unknown
-fields are kept rather than refused, so that a field a newer client sends and the gateway
-has no use for (``include``, ``reasoning``, ``prompt_cache_key``, ...) does not break it;
-what the gateway cannot honour is refused by the models' types (a ``web_search`` tool, an
-``input_file`` part). The answer's models carry the fields OpenAI's SDK and the Agents SDK
-read (both are checked against the SDK's own models in the tests).
+The stateless form the gateway serves, with ``stateful_reason`` saying why a request that
+needs stored state is refused; see the package's docstring.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from llmagents.wire import StrictWireModel, WireModel, extras, finite_json
-from llmagents.wire.openai_chat import PositiveInt32
-
-
-def new_id(prefix: str) -> str:
-    """An id in OpenAI's form for responses (``resp``), messages (``msg``), calls (``fc``)."""
-    return f"{prefix}_{secrets.token_hex(24)}"
-
-
-# -- request ----------------------------------------------------------------------------------
+from llmagents.wire import StrictWireModel, extras, finite_json
+from llmagents.wire.openai_chat import PositiveInt32, ReasoningEffortName
 
 
 class InputText(StrictWireModel):
@@ -118,10 +97,18 @@ class CustomToolCallOutputItem(StrictWireModel):
 
 
 class ReasoningItem(StrictWireModel):
-    """A reasoning model's hidden reasoning, sent back by clients; it carries no
-    conversation content another provider could read, so it is dropped."""
+    """A reasoning model's reasoning, sent back by clients: its summary, and the
+    ``encrypted_content`` the gateway handed out (its provider's signed or redacted block),
+    which goes back to that provider only."""
 
     type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[dict[str, Any]] = Field(default_factory=list)
+    encrypted_content: str | None = None
+
+    @property
+    def summary_text(self) -> str:
+        return "".join(s["text"] for s in self.summary if isinstance(s.get("text"), str))
 
 
 class ItemReference(StrictWireModel):
@@ -224,6 +211,16 @@ _Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
 _TopP = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+
+
+class ReasoningConfig(StrictWireModel):
+    """``reasoning``: how much a reasoning model thinks, and the summary it shows."""
+
+    effort: ReasoningEffortName | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
 class ResponsesRequest(StrictWireModel):
     """The body of ``POST /v1/responses``."""
 
@@ -245,12 +242,19 @@ class ResponsesRequest(StrictWireModel):
     background: bool | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
+    reasoning: ReasoningConfig | None = None
+    include: list[str] | None = None
 
     @model_validator(mode="after")
     def _finite(self) -> ResponsesRequest:
         if not finite_json(extras(self)):
             raise ValueError("numbers must be finite (no NaN or Infinity) and nesting bounded")
         return self
+
+    @property
+    def shows_encrypted_reasoning(self) -> bool:
+        """Whether reasoning items carry ``encrypted_content`` (``include``)."""
+        return ENCRYPTED_REASONING in (self.include or ())
 
     def stateful_reason(self) -> tuple[str, str] | None:
         """``(param, message)`` when the request needs state the gateway does not keep."""
@@ -284,114 +288,3 @@ class ResponsesRequest(StrictWireModel):
                         f"input[{index}]: item_reference is not supported: {hint}",
                     )
         return None
-
-
-# -- answer -----------------------------------------------------------------------------------
-
-
-class OutputMessage(WireModel):
-    type: Literal["message"] = "message"
-    id: str
-    status: Literal["in_progress", "completed", "incomplete"]
-    role: Literal["assistant"] = "assistant"
-    content: list[OutputText]
-
-
-class OutputFunctionCall(WireModel):
-    type: Literal["function_call"] = "function_call"
-    id: str
-    call_id: str
-    name: str
-    arguments: str
-    status: Literal["in_progress", "completed", "incomplete"]
-
-
-class OutputCustomToolCall(WireModel):
-    type: Literal["custom_tool_call"] = "custom_tool_call"
-    id: str
-    call_id: str
-    name: str
-    input: str
-    status: Literal["in_progress", "completed", "incomplete"]
-
-
-class SummaryText(WireModel):
-    type: Literal["summary_text"] = "summary_text"
-    text: str
-
-
-class OutputReasoning(WireModel):
-    """The model's visible reasoning, as a reasoning summary (what OpenAI's models show)."""
-
-    type: Literal["reasoning"] = "reasoning"
-    id: str
-    summary: list[SummaryText]
-    status: Literal["in_progress", "completed", "incomplete"]
-
-
-OutputItem = OutputMessage | OutputFunctionCall | OutputCustomToolCall | OutputReasoning
-
-
-class InputTokensDetails(WireModel):
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-    """Newer SDKs require the field; the chat model does not track cache writes."""
-
-
-class OutputTokensDetails(WireModel):
-    reasoning_tokens: int = 0
-
-
-class ResponseUsage(WireModel):
-    input_tokens: int
-    input_tokens_details: InputTokensDetails
-    output_tokens: int
-    output_tokens_details: OutputTokensDetails
-    total_tokens: int
-
-
-class ResponseError(WireModel):
-    code: str
-    message: str
-
-
-class IncompleteDetails(WireModel):
-    reason: Literal["max_output_tokens", "content_filter"]
-
-
-class ResponseObject(WireModel):
-    """The ``response`` object: returned whole, and inside the stream's lifecycle events."""
-
-    id: str
-    object: Literal["response"] = "response"
-    created_at: int
-    status: Literal["in_progress", "completed", "incomplete", "failed"]
-    error: ResponseError | None = None
-    incomplete_details: IncompleteDetails | None = None
-    instructions: str | None = None
-    max_output_tokens: int | None = None
-    model: str
-    output: list[OutputItem] = Field(default_factory=list)
-    parallel_tool_calls: bool = True
-    previous_response_id: None = None
-    reasoning: dict[str, Any] = Field(default_factory=lambda: {"effort": None, "summary": None})
-    store: bool = False
-    temperature: float | None = None
-    text: dict[str, Any] = Field(default_factory=lambda: {"format": {"type": "text"}})
-    tool_choice: Any = "auto"
-    tools: list[dict[str, Any]] = Field(default_factory=list)
-    top_p: float | None = None
-    truncation: str = "disabled"
-    usage: ResponseUsage | None = None
-    user: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-    background: bool = False
-
-    def document(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
-
-def sse_event(kind: str, sequence: int, fields: dict[str, Any]) -> bytes:
-    """One server-sent event of a streamed response, named as OpenAI names them."""
-    data = {"type": kind, "sequence_number": sequence, **fields}
-    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
