@@ -122,6 +122,9 @@ class LeaseElector:
                 logger.warning("renewing Lease %s/%s failed: %s", self.namespace, self.name, exc)
             now = loop.time()
             if renewed:
+                if now - started > self.request_timeout:  # a candidate would have given up
+                    logger.info("renewed Lease %s/%s; the API server took %.1fs to answer",
+                                self.namespace, self.name, now - started)  # fmt: skip
                 last_renewed = started
                 wait = max(last_renewed + self.renew_seconds - now, 0.0)
             elif now >= deadline:
