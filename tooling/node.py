@@ -77,7 +77,7 @@ NODE_CPU_SHARES = 8 * 1024
 kubelet, containerd and every pod, weighs as much as one busy process of the machine's
 own: with other jobs at load average 9 the whole node got about a tenth of the CPU, its
 operator a few percent of a core, and the operator's requests took 20-60 s to be sent and
-read, so it missed its Lease's renew deadline and restarted (bench/README.md). Weighted as
+read, so it missed its Lease's renew deadline and restarted (docs/e2e.md). Weighted as
 eight busy processes the node gets about half of the machine at that load, as a node has
 its machine's cores; on an idle machine the weight changes nothing."""
 

@@ -21,10 +21,9 @@ Lease as its own last write returned it, with a new renew time (the resourceVers
 makes the write fail if anyone wrote since; then it reads the Lease and writes again). And
 a renewal's requests may take until the deadline: an API server starved of CPU that
 answers in 6 s is slow, not gone, and giving up on each answer after a shorter request
-timeout (5 s, as renewals did) turned such an API server into a lost Lease and an operator
-restart (``make e2e`` on a loaded machine, bench/README.md). Candidates, which wait anyway,
-and the release keep the short ``request_timeout``.
-On a clean shutdown the leader releases the Lease for a fast handover.
+timeout (5 s, as renewals did, for a GET and then a PUT) would turn it into a lost Lease
+and an operator restart. Candidates, which wait anyway, and the release keep the short
+``request_timeout``. On a clean shutdown the leader releases the Lease for a fast handover.
 
 The renewals are the only writes of a converged operator (one per ``renew_seconds``).
 """
