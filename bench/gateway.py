@@ -39,7 +39,10 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapter_latency import KEY, spawn_until_ready, start_fake
+
+from tooling._proc import cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4o-mini"
@@ -222,12 +225,6 @@ async def _phase(
     return latencies, failures
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     quantiles = statistics.quantiles(ordered, n=100, method="inclusive")
@@ -287,10 +284,10 @@ async def measure(
                         names[1:] = reversed(names[1:])
                     for name in names:
                         pid, url, headers = paths[name]
-                        before = _cpu_seconds(pid)
+                        before = cpu_seconds(pid)
                         latencies, failures = await _phase(client, url, headers, rate, phase,
                                                            body)  # fmt: skip
-                        cpu[name] += _cpu_seconds(pid) - before
+                        cpu[name] += cpu_seconds(pid) - before
                         samples[name] += latencies
                         failed[name] += failures
         finally:

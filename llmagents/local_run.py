@@ -31,6 +31,7 @@ import yaml
 
 from llmagents.api.runner_config import RunnerConfig, WorkMode
 from llmagents.api.status import RunnerPhase
+from llmagents.cache import cache_root
 from llmagents.errors import ConfigError
 from llmagents.local_manifest import LocalAgent, load_manifest, local_keys
 from llmagents.local_sidecar import SidecarProcess, needs_sidecar
@@ -57,10 +58,7 @@ EXIT_BUDGET_SPENT = 3
 
 
 def default_state_dir(local: LocalAgent) -> Path:
-    root = os.environ.get("LLMAGENTS_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "llmagents"
-    )
-    return Path(root) / "run" / local.agent.namespace / local.agent.name
+    return cache_root() / "run" / local.agent.namespace / local.agent.name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

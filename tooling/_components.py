@@ -2,20 +2,23 @@
 
 Pure functions of a :class:`Layout` (where a cluster's files live, which ports it owns):
 ``LocalCluster`` decides when to run what, this module says how each component is
-configured and why.
+configured and why; and the few files a cluster keeps for that (its ports, its pod CIDR
+beside the others', the components' kubeconfigs).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import socket
 from base64 import b64encode
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tooling import _proc
 from tooling._pki import Pki
 
 NODE_NAME = "kwok-node-0"
@@ -45,10 +48,31 @@ class Ports:
     kwok: int
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, for a child process to listen on.
+
+    Chosen outside the range the kernel hands out to outgoing connections: a port found
+    free by binding port 0 comes from that range, and any client socket of this busy
+    machine (the suite's workers make thousands) could take it before the child binds it
+    (seen: an operator's probe port taken between the choice and its bind).
+    """
+    ephemeral = _ephemeral_ports()
+    below = range(10000, min(ephemeral.start, 65536))
+    above = range(max(ephemeral.stop, 10000), 65536)
+    pool = below if len(below) >= len(above) else above
+    for _ in range(1000):
+        port = random.choice(pool)
+        if port_free(port):
+            return port
+    raise RuntimeError(f"no free loopback port in {pool.start}-{pool.stop - 1}")
 
 
 def port_free(port: int) -> bool:
@@ -73,6 +97,32 @@ def pod_cidr_for(name: str, taken: AbstractSet[str] = frozenset()) -> str:
         if cidr not in taken:
             return cidr
     raise RuntimeError("no free pod CIDR in 127.100.0.0-127.249.255.255")
+
+
+def cidrs_in_use(state_dir: Path) -> set[str]:
+    """Pod CIDRs of the other clusters under the same state root that are running."""
+    used = set()
+    for other in state_dir.parent.glob("*/pod-cidr"):
+        if other.parent != state_dir and _proc.read_pids(other.parent / "pids"):
+            used.add(other.read_text().strip())
+    return used
+
+
+def choose_ports(saved: Path, *, real_node: bool) -> Ports:
+    """Reuse the ports a named cluster had (stable URLs, kept in ``saved``), else pick free
+    ones."""
+    if saved.exists():
+        ports = Ports(**json.loads(saved.read_text()))
+        if all(port_free(p) for p in asdict(ports).values()):
+            return ports
+    chosen: set[int] = set()
+    while len(chosen) < 6:
+        chosen.add(free_port())
+    ports = Ports(*sorted(chosen))
+    if real_node:  # the `kubernetes` Service's port (see Layout.real_node)
+        ports.apiserver = 443
+    saved.write_text(json.dumps(asdict(ports)))
+    return ports
 
 
 @dataclass(frozen=True)
@@ -248,3 +298,26 @@ def kubeconfig_text(*, server: str, ca_pem: bytes, name: str, user: dict[str, st
         "current-context": name,
     }
     return json.dumps(config, indent=2) + "\n"
+
+
+def write_kubeconfigs(state_dir: Path, *, server: str, pki: Pki, name: str) -> None:
+    """The kubeconfigs of the admin (``kubeconfig``), the controller manager and the
+    scheduler, each with its own client certificate."""
+    for user, path in (
+        ("admin", state_dir / "kubeconfig"),
+        ("controller-manager", state_dir / "controller-manager.kubeconfig"),
+        ("scheduler", state_dir / "scheduler.kubeconfig"),
+    ):
+        cert = pki.client(user)
+        path.write_text(
+            kubeconfig_text(
+                server=server,
+                ca_pem=pki.ca_cert.read_bytes(),
+                name=name,
+                user={
+                    "client-certificate-data": b64(cert.cert.read_bytes()),
+                    "client-key-data": b64(cert.key.read_bytes()),
+                },
+            )
+        )
+        path.chmod(0o600)

@@ -28,33 +28,28 @@ import logging
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 from tooling import _proc
+from tooling._admin_api import AdminApi, etcd_healthy, healthz
 from tooling._components import (
-    NODE_NAME,
     Layout,
     Ports,
     apiserver_args,
-    b64,
+    choose_ports,
+    cidrs_in_use,
     controller_manager_args,
     etcd_args,
-    free_port,
-    kubeconfig_text,
     kwok_args,
-    node_manifest,
     pod_cidr_for,
-    port_free,
     scheduler_args,
+    write_kubeconfigs,
 )
 from tooling._pki import Pki, ensure_pki
 
@@ -191,7 +186,7 @@ class LocalCluster:
         if not _proc.read_pids(self.pidfile) or not (self.dir / "ports.json").exists():
             return False
         self.ports = Ports(**json.loads((self.dir / "ports.json").read_text()))
-        return self._get("/readyz", timeout=2) is not None
+        return self.api.get("/readyz", timeout=2) is not None
 
     def start(self, timeout: float = 120.0) -> None:
         """Start every component and wait until a pod could be scheduled and run."""
@@ -204,24 +199,24 @@ class LocalCluster:
         shutil.rmtree(self.dir / "etcd", ignore_errors=True)
         self.logs.mkdir(exist_ok=True)
         pki = ensure_pki(self._pki_dir)
-        self.ports = self._choose_ports()
-        self._write_kubeconfigs(pki)
-        self.pod_cidr = pod_cidr_for(self.name, self._cidrs_in_use())
+        self.ports = choose_ports(self.dir / "ports.json", real_node=self.real_node)
+        write_kubeconfigs(self.dir, server=self.server, pki=pki, name=f"llmagents-{self.name}")
+        self.pod_cidr = pod_cidr_for(self.name, cidrs_in_use(self.dir))
         (self.dir / "pod-cidr").write_text(self.pod_cidr)
         layout = Layout(
             self.name, self.dir, bins, pki, self.ports, self.pod_cidr, real_node=self.real_node
         )
         try:
             self._spawn("etcd", etcd_args(layout))
-            self._wait("etcd", deadline, lambda: self._etcd_healthy())
+            self._wait("etcd", deadline, lambda: etcd_healthy(self.ports.etcd_client))
             self._spawn("kube-apiserver", apiserver_args(layout))
             # The controller manager and scheduler start while the API server bootstraps
             # (RBAC roles and the like take seconds), so their own start-up overlaps it.
-            self._wait("kube-apiserver serving", deadline, self._apiserver_answers)
+            self._wait("kube-apiserver serving", deadline, self.api.answers)
             self._spawn("kube-controller-manager", controller_manager_args(layout))
             self._spawn("kube-scheduler", scheduler_args(layout))
             self._wait(
-                "kube-apiserver", deadline, lambda: self._get("/readyz") is not None,
+                "kube-apiserver", deadline, lambda: self.api.get("/readyz") is not None,
                 tolerate={"kube-controller-manager"},
             )  # fmt: skip
             # It gives up when the API server is not healthy within 10 s of its start.
@@ -232,14 +227,14 @@ class LocalCluster:
             if not self.real_node:
                 # kwok backs off exponentially while the API server is away: start it now.
                 self._spawn("kwok", kwok_args(layout))
-                self._create_node()
-                self._wait("kwok node Ready", deadline, self._node_ready)
-            self._wait("default service account", deadline, self._default_sa_exists)
-            self._wait("kube-scheduler", deadline, lambda: self._healthz(self.ports.scheduler))
+                self.api.create_node()
+                self._wait("kwok node Ready", deadline, self.api.node_ready)
+            self._wait("default service account", deadline, self.api.default_sa_exists)
+            self._wait("kube-scheduler", deadline, lambda: healthz(self.ports.scheduler))
             self._wait(
                 "kube-controller-manager",
                 deadline,
-                lambda: self._healthz(self.ports.controller_manager),
+                lambda: healthz(self.ports.controller_manager),
             )
         except BaseException:
             self.stop()
@@ -301,11 +296,11 @@ class LocalCluster:
             raise ClusterError(f"{name} is already running in cluster {self.name}")
         self._spawn(name, self._argv[name])
         checks: dict[str, Callable[[], bool]] = {
-            "etcd": self._etcd_healthy,
-            "kube-apiserver": lambda: self._get("/readyz") is not None,
-            "kube-controller-manager": lambda: self._healthz(self.ports.controller_manager),
-            "kube-scheduler": lambda: self._healthz(self.ports.scheduler),
-            "kwok": self._node_ready,
+            "etcd": lambda: etcd_healthy(self.ports.etcd_client),
+            "kube-apiserver": lambda: self.api.get("/readyz") is not None,
+            "kube-controller-manager": lambda: healthz(self.ports.controller_manager),
+            "kube-scheduler": lambda: healthz(self.ports.scheduler),
+            "kwok": self.api.node_ready,
         }  # fmt: skip
         self._wait(name, time.monotonic() + timeout, checks[name])
 
@@ -348,123 +343,10 @@ class LocalCluster:
             out.append(f"--- {log}\n" + "\n".join(tail))
         return "\n".join(out)
 
-    # -- configuration ---------------------------------------------------------------------
-    def _cidrs_in_use(self) -> set[str]:
-        """Pod CIDRs of the other clusters under the same state root that are running."""
-        used = set()
-        for other in self.dir.parent.glob("*/pod-cidr"):
-            if other.parent != self.dir and _proc.read_pids(other.parent / "pids"):
-                used.add(other.read_text().strip())
-        return used
-
-    def _choose_ports(self) -> Ports:
-        """Reuse the ports a named cluster had (stable URLs), else pick free ones."""
-        saved = self.dir / "ports.json"
-        if saved.exists():
-            ports = Ports(**json.loads(saved.read_text()))
-            if all(port_free(p) for p in asdict(ports).values()):
-                return ports
-        chosen: set[int] = set()
-        while len(chosen) < 6:
-            chosen.add(free_port())
-        ports = Ports(*sorted(chosen))
-        if self.real_node:  # the `kubernetes` Service's port (see Layout.real_node)
-            ports.apiserver = 443
-        saved.write_text(json.dumps(asdict(ports)))
-        return ports
-
-    def _write_kubeconfigs(self, pki: Pki) -> None:
-        for user, path in (
-            ("admin", self.kubeconfig),
-            ("controller-manager", self.dir / "controller-manager.kubeconfig"),
-            ("scheduler", self.dir / "scheduler.kubeconfig"),
-        ):
-            cert = pki.client(user)
-            path.write_text(
-                kubeconfig_text(
-                    server=self.server,
-                    ca_pem=pki.ca_cert.read_bytes(),
-                    name=f"llmagents-{self.name}",
-                    user={
-                        "client-certificate-data": b64(cert.cert.read_bytes()),
-                        "client-key-data": b64(cert.key.read_bytes()),
-                    },
-                )
-            )
-            path.chmod(0o600)
-
-    def _create_node(self) -> None:
-        self._request("POST", "/api/v1/nodes", node_manifest())
-        # Admission taints every new node not-ready; the node-lifecycle controller would
-        # lift it once the node reports Ready. kwok reports Ready at once and that
-        # controller (which needs kubelet heartbeats) does not run here, so lift it now.
-        self._request(
-            "PATCH", f"/api/v1/nodes/{NODE_NAME}", {"spec": {"taints": None}},
-            content_type="application/merge-patch+json",
-        )  # fmt: skip
-
-    # -- API access (stdlib only) ------------------------------------------------------------
-    def _ssl_context(self) -> ssl.SSLContext:
-        pki = self.pki
-        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
-        admin = pki.client("admin")
-        ctx.load_cert_chain(str(admin.cert), str(admin.key))
-        return ctx
-
-    def _request(
-        self, method: str, path: str, body: Any = None, *, timeout: float = 10,
-        content_type: str = "application/json",
-    ) -> Any:  # fmt: skip
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.server + path, data=data, method=method,
-            headers={"Content-Type": content_type} if data else {},
-        )  # fmt: skip
-        with urllib.request.urlopen(req, context=self._ssl_context(), timeout=timeout) as resp:
-            raw = resp.read()
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw.decode()
-
-    def _get(self, path: str, timeout: float = 5) -> Any:
-        """GET ``path``; ``None`` when the server does not answer or answers with an error."""
-        try:
-            return self._request("GET", path, timeout=timeout)
-        except (OSError, urllib.error.URLError, ssl.SSLError):
-            return None
-
-    def _apiserver_answers(self) -> bool:
-        """The API server answers HTTP at all (``/readyz`` may still say 500)."""
-        try:
-            self._request("GET", "/readyz", timeout=2)
-        except urllib.error.HTTPError:
-            return True
-        return True
-
-    def _etcd_healthy(self) -> bool:
-        assert self.ports is not None
-        url = f"http://127.0.0.1:{self.ports.etcd_client}/health"
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(json.loads(resp.read()).get("health") == "true")
-
-    def _healthz(self, port: int) -> bool:
-        # The components serve a self-signed certificate; the port is ours on loopback.
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        with urllib.request.urlopen(
-            f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=2
-        ) as r:
-            return r.status == 200
-
-    def _node_ready(self) -> bool:
-        node = self._get(f"/api/v1/nodes/{NODE_NAME}")
-        conditions = (node or {}).get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-    def _default_sa_exists(self) -> bool:
-        return self._get("/api/v1/namespaces/default/serviceaccounts/default") is not None
+    @property
+    def api(self) -> AdminApi:
+        """The API server as the admin, with the standard library alone (``_admin_api``)."""
+        return AdminApi(self.server, self.pki)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -36,6 +35,14 @@ from typing import Any
 
 from tooling import _proc
 from tooling._components import b64, free_port, kubeconfig_text
+from tooling._node_teardown import (
+    CGROUP_FS,
+    cgroup_hierarchies,
+    cleanup,
+    kill_cgroup_tree,
+    remove_cgroups,
+    unmount_under,
+)
 from tooling._nodeconfig import (
     BRIDGE,
     GATEWAY,
@@ -54,7 +61,6 @@ from tooling.cluster import REPO_ROOT, LocalCluster
 
 logger = logging.getLogger(__name__)
 
-CGROUP_FS = Path("/sys/fs/cgroup")
 NETNS_ENV = "LLMAGENTS_NODE_NETNS"  # set by hack/e2e.sh inside its unshared namespaces
 
 
@@ -64,6 +70,16 @@ class NodeUnavailable(RuntimeError):
 
 class NodeError(RuntimeError):
     """The node did not start or misbehaved; the message carries the logs' tails."""
+
+
+NODE_CPU_SHARES = 8 * 1024
+"""The node's cgroup weight (v1 ``cpu.shares``). By default the subtree, which holds the
+kubelet, containerd and every pod, weighs as much as one busy process of the machine's
+own: with other jobs at load average 9 the whole node got about a tenth of the CPU, its
+operator a few percent of a core, and the operator's requests took 20-60 s to be sent and
+read, so it missed its Lease's renew deadline and restarted (docs/e2e.md). Weighted as
+eight busy processes the node gets about half of the machine at that load, as a node has
+its machine's cores; on an idle machine the weight changes nothing."""
 
 
 def missing_prerequisites() -> list[str]:
@@ -131,7 +147,7 @@ class RealNode:
             self._wait("the node to register and be Ready", deadline, self._ready)
             # Admission taints a new node not-ready; the node-lifecycle controller, which
             # would lift it, does not run in the local control plane.
-            self.cluster._request(
+            self.cluster.api.request(
                 "PATCH", f"/api/v1/nodes/{NODE_NAME}", {"spec": {"taints": None}},
                 content_type="application/merge-patch+json",
             )  # fmt: skip
@@ -147,13 +163,13 @@ class RealNode:
         if kubelet is not None:
             _proc.terminate_group(kubelet.pid, grace=10.0, proc=kubelet)
         if self.layout is not None:
-            self._kill_cgroup_tree(self.layout.cgroup_root)
+            kill_cgroup_tree(self.layout.cgroup_root)
         for proc in self._procs.values():
             _proc.terminate_group(proc.pid, grace=5.0, proc=proc)
         self._procs.clear()
-        self._unmount_under(self.dir)
+        unmount_under(self.dir)
         if self.layout is not None:
-            self._remove_cgroups(self.layout.cgroup_root)
+            remove_cgroups(self.layout.cgroup_root)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- what tests use ----------------------------------------------------------------------
@@ -213,7 +229,7 @@ class RealNode:
 
     def _cgroups(self) -> None:
         assert self.layout is not None
-        for hierarchy in _cgroup_hierarchies():
+        for hierarchy in cgroup_hierarchies():
             root = hierarchy / self.layout.cgroup_root.lstrip("/")
             runtime = root / "runtime"
             runtime.mkdir(parents=True, exist_ok=True)
@@ -221,6 +237,8 @@ class RealNode:
                 for path in (root, runtime):
                     for key in ("cpuset.cpus", "cpuset.mems"):
                         (path / key).write_text((path.parent / key).read_text())
+            if (root / "cpu.shares").is_file():
+                (root / "cpu.shares").write_text(str(NODE_CPU_SHARES))
 
     def _write_configs(self, n: NodeLayout) -> None:
         (self.dir / "containerd.toml").write_text(containerd_config(n))
@@ -263,7 +281,7 @@ class RealNode:
         assert self.layout is not None
         procs_files = [
             str(h / self.layout.cgroup_root.lstrip("/") / "runtime" / "cgroup.procs")
-            for h in _cgroup_hierarchies()
+            for h in cgroup_hierarchies()
         ]
         # The shell joins the cgroup and then becomes the program, so no child of it (the
         # containerd shims, the containers) can start outside the subtree stop() empties.
@@ -292,113 +310,15 @@ class RealNode:
             time.sleep(0.5)
 
     def _ready(self) -> bool:
-        node = self.cluster._get(f"/api/v1/nodes/{NODE_NAME}")
+        node = self.cluster.api.get(f"/api/v1/nodes/{NODE_NAME}")
         if not isinstance(node, dict):
             return False
         conditions = node.get("status", {}).get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    # -- tear-down ---------------------------------------------------------------------------
-    @staticmethod
-    def _kill_cgroup_tree(cgroup_root: str, timeout: float = 30.0) -> None:
-        """SIGKILL every process in the node's subtree (runtime, shims, containers) until
-        none is left."""
-        began = time.monotonic()
-        deadline = began + timeout
-        while time.monotonic() < deadline:
-            pids = _pids_in(CGROUP_FS / "pids" / cgroup_root.lstrip("/"))
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
-        logger.warning("processes left in cgroup %s after %.0f s", cgroup_root, timeout)
-
-    @staticmethod
-    def _unmount_under(directory: Path) -> None:
-        """Mounts under ``directory``, deepest first (the kubelet's root bind mount, the
-        sandboxes' shm, overlay rootfs, pinned netns): lazily detached."""
-        prefix = str(directory.resolve()) + "/"
-        mounts = []
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            point = line.split()[4].replace("\\040", " ")
-            if (point + "/").startswith(prefix):
-                mounts.append(point)
-        for point in sorted(set(mounts), key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-
-    @staticmethod
-    def _remove_cgroups(cgroup_root: str) -> None:
-        for hierarchy in _cgroup_hierarchies(unified=True):
-            root = hierarchy / cgroup_root.lstrip("/")
-            if not root.is_dir():
-                continue
-            below = [p for p in root.rglob("*") if p.is_dir()]
-            for path in [*sorted(below, key=lambda p: len(p.parts), reverse=True), root]:
-                try:
-                    path.rmdir()
-                except OSError as err:
-                    logger.warning("cgroup %s not removed: %s", path, err)
-
-
-def _cgroup_hierarchies(*, unified: bool = False) -> list[Path]:
-    """The cgroup v1 hierarchies mounted under /sys/fs/cgroup (one per controller), and
-    with ``unified`` the cgroup2 one beside them, where runc adds its cgroups too."""
-    kinds = {"cgroup", "cgroup2"} if unified else {"cgroup"}
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        fstype = fields[fields.index("-") + 1]
-        if fstype in kinds and fields[4].startswith(str(CGROUP_FS) + "/"):
-            points.append(Path(fields[4]))
-    return sorted(points)
-
-
-def _pids_in(cgroup: Path) -> set[int]:
-    pids: set[int] = set()
-    if not cgroup.is_dir():
-        return pids
-    for procs in cgroup.rglob("cgroup.procs"):
-        try:
-            pids.update(int(p) for p in procs.read_text().split())
-        except OSError:
-            continue
-    return pids
-
-
-def _run_alive(cgroup_name: str) -> bool:
-    """Whether the run owning ``llmagents-node-<cluster>`` is alive: its cluster's name ends
-    in the pid of the process that started it (``e2e-<pid>``)."""
-    _, _, suffix = cgroup_name.rpartition("-")
-    return suffix.isdigit() and _proc.alive(int(suffix))
-
 
 def _sh_quote(arg: str) -> str:
     return "'" + arg.replace("'", "'\\''") + "'"
-
-
-def cleanup() -> int:
-    """End what a killed run left: processes in, and the cgroups of, every node subtree
-    (``/llmagents-node-*``) whose run is over. Mounts and addresses lived in the run's own
-    namespaces, which vanish with their last process. Returns how many subtrees were removed.
-
-    A subtree is named after its cluster, ``e2e-<pid of the run's pytest>`` (tests/e2e):
-    one whose pytest still lives belongs to a run going on beside this one (another
-    worktree's `make e2e`) and is left alone."""
-    roots = {
-        "/" + path.name
-        for hierarchy in _cgroup_hierarchies(unified=True)
-        for path in hierarchy.glob("llmagents-node-*")
-        if path.is_dir() and not _run_alive(path.name)
-    }
-    for root in sorted(roots):
-        logger.warning("removing the leftover node cgroup %s and its processes", root)
-        RealNode._kill_cgroup_tree(root)
-        RealNode._remove_cgroups(root)
-    return len(roots)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import importlib.util
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import onnx
 
+from llmagents.cache import cache_root
 from llmagents.errors import ConfigError
 from llmagents.onnx.model_dir import MODEL_FILE, TOKENIZER_FILE, write_metadata
 
@@ -46,13 +46,6 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # SmolLM2's model card samples with these; requests override them.
 DEFAULT_TEMPERATURE = 0.2
 DEFAULT_TOP_P = 0.9
-
-
-def cache_root() -> Path:
-    if explicit := os.environ.get("LLMAGENTS_CACHE_DIR"):
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "llmagents"
 
 
 def default_name(gguf: Path) -> str:
@@ -238,3 +231,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(out)
     return 0
+
+
+if __name__ == "__main__":
+    # `python -m llmagents.onnx.convert`: what the image build runs, from the converter's
+    # modules alone (Dockerfile, stage model-builder), where `llmagents` (the CLI) is not
+    # installed.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _parser = argparse.ArgumentParser(prog="onnx-convert", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))

@@ -212,7 +212,7 @@ def runner_container(
         {"name": STATE_VOLUME, "mountPath": STATE_DIR},
     ]
     if settings.runner_ca_bundle_config_map:
-        # Added to certifi's authorities by the runner (providers/transport.py).
+        # Added to certifi's authorities by the runner (providers/egress.py).
         env.append(_env("SSL_CERT_FILE", f"{CA_BUNDLE_MOUNT}/ca.crt"))
         mounts.append({"name": CA_BUNDLE_VOLUME, "mountPath": CA_BUNDLE_MOUNT, "readOnly": True})
     for provider in pool.spec.providers:

@@ -28,8 +28,8 @@ from llmagents.routing.costs import (
     token_cost,
     usage_cost,
 )
-from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health, HealthStats
+from llmagents.routing.listener import EngineListener
 from llmagents.routing.manager import Call, ProviderManager
 from llmagents.routing.snapshot import ProviderReport
 

@@ -45,7 +45,7 @@ from llmagents.routing.calls import (
     SkipReason,
 )
 from llmagents.routing.costs import Price, token_cost, usage_problem
-from llmagents.routing.events import EngineListener
+from llmagents.routing.listener import EngineListener
 from llmagents.routing.pool_state import Defer, PoolState
 from llmagents.routing.run import Run, admission_of, later_fits
 from llmagents.routing.state import ProviderState

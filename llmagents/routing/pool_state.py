@@ -22,8 +22,8 @@ from llmagents.routing import clock as clocks
 from llmagents.routing.breaker import BreakerState, CircuitBreaker, Transition
 from llmagents.routing.budget import Budget
 from llmagents.routing.costs import CostLedger, Price, Spend, spec_price
-from llmagents.routing.events import EngineListener
 from llmagents.routing.health import Health
+from llmagents.routing.listener import EngineListener
 from llmagents.routing.snapshot import (
     ProviderReport,
     provider_status,

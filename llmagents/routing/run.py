@@ -20,7 +20,7 @@ from llmagents.errors import (
 from llmagents.routing.breaker import Admission, BreakerState
 from llmagents.routing.budget import Budget
 from llmagents.routing.calls import AttemptRecord, CallResult, Fallback, SkipReason
-from llmagents.routing.events import EngineListener
+from llmagents.routing.listener import EngineListener
 from llmagents.routing.state import ProviderState
 
 logger = logging.getLogger(__name__)

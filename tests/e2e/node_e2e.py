@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from llmagents.runner.configmap_store import ANNOTATION_EPOCH, KEY_GZIP, KEY_PLAIN
 from llmagents.testing.fake_providers import FakeAnthropic, FakeOpenAI, FaultPlan
 from llmagents.testing.fake_providers.threaded import ThreadedFake
 from tooling._nodeconfig import GATEWAY
@@ -208,3 +211,58 @@ class GatewayRun:
 
     agent_log: str
     status: dict[str, Any]  # the LLMAgent's status once its spend was reported
+
+
+def checkpoint(kube: Kube, namespace: str, agent: str) -> tuple[str, int, dict[str, Any]]:
+    """The agent's checkpoint as its ConfigMap holds it: (resourceVersion, epoch, document)."""
+    cm = kube.json("-n", namespace, "get", "configmap", f"{agent}-checkpoint")
+    meta = cm["metadata"]
+    epoch = int((meta.get("annotations") or {}).get(ANNOTATION_EPOCH, "0"))
+    if KEY_GZIP in (cm.get("binaryData") or {}):
+        doc = json.loads(gzip.decompress(base64.b64decode(cm["binaryData"][KEY_GZIP])))
+    else:
+        doc = json.loads((cm.get("data") or {}).get(KEY_PLAIN, "{}"))
+    return meta["resourceVersion"], epoch, doc
+
+
+def spent(doc: dict[str, Any]) -> float:
+    """The spend a checkpoint document records (the engine's ledger, all periods)."""
+    return float(doc["engine"]["spend"]["total"]["cost"])
+
+
+def hold_checkpoint(namespace: str, agent: str, name: str) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy (and its binding) that refuses every write of the agent's
+    checkpoint ConfigMap but a new runner's claim (a write that raises the epoch): while it
+    holds, the runner's spend between its checkpoints is in its spend journal only."""
+    epoch = f"'{ANNOTATION_EPOCH}'"
+    new, old = "object.metadata.annotations", "oldObject.metadata.annotations"
+    claim = (f"has(object.metadata.annotations) && {epoch} in {new} && "
+             f"(!has(oldObject.metadata.annotations) || !({epoch} in {old}) || "
+             f"{new}[{epoch}] != {old}[{epoch}])")  # fmt: skip
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                "resources": ["configmaps"],
+            }]},
+            "validations": [{
+                "expression": f"object.metadata.name != '{agent}-checkpoint' || ({claim})",
+                "message": f"{name}: only a new runner's claim may write this checkpoint",
+                "reason": "Forbidden",
+            }],
+        },
+    }  # fmt: skip
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name, "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+        },
+    }  # fmt: skip
+    return [policy, binding]

@@ -11,12 +11,12 @@ operator's.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from node_e2e import (
     CHART,
     OPERATOR_NS,
@@ -26,14 +26,18 @@ from node_e2e import (
     GatewayRun,
     Kube,
     QuickstartRun,
+    checkpoint,
     dump,
+    hold_checkpoint,
     sample_peaks,
+    spent,
     statuses,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmagents.testing.fake_providers import FaultPlan
 from llmagents.testing.fake_providers.faults import Latency
+from tooling.audit import Prices
 from tooling.node import RealNode
 from tooling.polling import eventually
 
@@ -68,6 +72,23 @@ def test_the_operator_runs_from_the_default_image_non_root_on_a_read_only_root(
     assert "ro" in root.split()[5].split(","), root
     # Its readiness came through the real probe over the pod network; /readyz says it leads.
     assert kube.json("-n", OPERATOR_NS, "get", "deploy", RELEASE)["status"]["readyReplicas"] == 1
+
+
+def test_helm_test_passes_against_the_install(kube: Kube, release: str) -> None:
+    """`helm test`: its pod, admitted in the restricted namespace, finds the llmagents.dev
+    API serving both resources and the operator's /readyz answering through its Service
+    (by the API server's service proxy: this node has neither cluster DNS nor kube-proxy);
+    its objects are gone once it passed."""
+    # No --logs: helm 3 deletes a hook-succeeded pod before it would fetch them (helm#9098);
+    # the pod passes only if both checks do, and a failed one is kept, with its log.
+    tested = kube.helm("test", RELEASE, "--namespace", OPERATOR_NS, "--timeout", "300s")
+    out = tested.stdout + tested.stderr
+    pod_log = kube.kubectl("-n", OPERATOR_NS, "logs", f"{RELEASE}-test-readiness").stdout
+    assert tested.returncode == 0, out + pod_log + kube.diagnostics(OPERATOR_NS)
+    assert re.search(r"Phase:\s+Succeeded", out), out
+    left = kube.ok("-n", OPERATOR_NS, "get", "pods,serviceaccounts,roles,rolebindings",
+                   "-l", "app.kubernetes.io/component=test", "-o", "name")  # fmt: skip
+    assert left.strip() == "", left
 
 
 def test_quickstart_falls_back_to_smollm2_converted_on_first_start_in_the_sidecar(
@@ -179,6 +200,83 @@ def test_a_gateway_agent_with_the_openai_sdk_gets_answers_with_fallback(
     assert gateway_agent.status["cost"]["totalUSD"] > 0
 
 
+# Three more questions from the agent's own container, through the runner's gateway, each
+# answer with the provider that gave it.
+_ASK = """
+from openai import OpenAI
+client = OpenAI(max_retries=0, timeout=60)
+for i in range(3):
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", max_tokens=16,
+        messages=[{"role": "user", "content": f"Extra question {i + 1}: name a colour."}])
+    print("answered by", raw.headers.get("x-llmagents-provider"), raw.parse().usage.total_tokens)
+"""
+
+
+def test_a_gateway_runner_killed_right_after_its_answers_keeps_their_spend(
+    kube: Kube, node: RealNode, fakes: Fakes, gateway_agent: GatewayRun, agents_ns: str
+) -> None:
+    """The spend journal on a real node: while an admission policy refuses every
+    checkpoint write but a new runner's claim, the agent's container gets three answers,
+    the runner is SIGKILLed by the runtime the moment they are back, and the kubelet
+    restarts it: its claim carries their spend (replayed from the journal in the pod's
+    emptyDir), which is what the fakes' own token counters bill for them."""
+    fakes.anthropic.set_faults(FaultPlan(outage=True))
+    fakes.openai.set_faults(FaultPlan())
+    pool = next(d for d in fakes.quickstart("gateway", local=False) if d["kind"] == "ProviderPool")
+    prices = {p["type"]: Prices(p["pricing"]["inputPerMillion"], p["pricing"]["outputPerMillion"])
+              for p in pool["spec"]["providers"]}  # fmt: skip
+    hold = hold_checkpoint(agents_ns, "gateway", "e2e-hold-gateway-checkpoint")
+    kube.ok("apply", "-f", "-", input=dump(hold))
+    try:
+        version, epoch, before = checkpoint(kube, agents_ns, "gateway")
+        probe = ["-n", agents_ns, "patch", "configmap", "gateway-checkpoint", "--dry-run=server",
+                 "--type=merge", "-p", '{"metadata": {"labels": {"e2e-probe": "1"}}}']  # fmt: skip
+
+        def held() -> bool:  # the API server's policy informer has it: writes are refused
+            refused = kube.kubectl(*probe)
+            return refused.returncode != 0 and "e2e-hold-gateway-checkpoint" in refused.stderr
+
+        eventually(held, timeout=60, what="the checkpoint hold to be enforced")
+        pod = kube.pod(agents_ns, "app.kubernetes.io/instance=gateway")
+        assert pod is not None
+        runner = statuses(pod)["runner"]
+        stats = {"anthropic": fakes.anthropic.stats(), "openai": fakes.openai.stats()}
+        asked = kube.ok("-n", agents_ns, "exec", pod["metadata"]["name"], "-c", "agent", "--",
+                        "/opt/agent/bin/python", "-c", _ASK)  # fmt: skip
+        node.kill_container(runner["containerID"])  # the moment the answers are back
+        assert asked.count("answered by gpt") == 3, asked
+        after = {"anthropic": fakes.anthropic.stats(), "openai": fakes.openai.stats()}
+        # No checkpoint landed meanwhile: the answers' spend was in the journal alone.
+        assert checkpoint(kube, agents_ns, "gateway")[0] == version
+        assert after["openai"]["outcomes"].get("ok", 0) - stats["openai"]["outcomes"].get(
+            "ok", 0) == 3, (stats, after)  # fmt: skip
+        charged = sum(
+            prices[name].cost(after[name]["input_tokens"] - stats[name]["input_tokens"],
+                              after[name]["output_tokens"] - stats[name]["output_tokens"])
+            for name in after
+        )  # fmt: skip
+        assert charged > 0
+
+        def claimed() -> tuple[str, int, dict[str, Any]] | None:
+            found = checkpoint(kube, agents_ns, "gateway")
+            return found if found[1] > epoch else None
+
+        _, _, restored = eventually(claimed, timeout=300, what="the restarted runner's claim",
+                                    details=lambda: kube.diagnostics(agents_ns))  # fmt: skip
+    finally:
+        kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=dump(hold))
+    last = statuses(kube.pod(agents_ns, "app.kubernetes.io/instance=gateway") or {})["runner"]
+    assert last["restartCount"] == runner["restartCount"] + 1, last
+    assert last["lastState"]["terminated"]["exitCode"] == 137, last  # SIGKILL
+    recorded = spent(restored) - spent(before)
+    # Every answered call's spend survived the kill, and nothing beyond what was billed.
+    assert recorded == pytest.approx(charged, rel=1e-6), (recorded, charged)
+    journals = {j: n for j, n in restored["spendJournals"].items()
+                if n > before["spendJournals"].get(j, -1)}  # fmt: skip
+    assert journals, (before["spendJournals"], restored["spendJournals"])  # replayed from it
+
+
 def test_restricted_namespaces_admit_every_pod_of_ours_and_refuse_others(
     kube: Kube, release: str, quickstart: QuickstartRun, gateway_agent: GatewayRun,
     agents_ns: str, image: str,
@@ -196,7 +294,7 @@ def test_restricted_namespaces_admit_every_pod_of_ours_and_refuse_others(
         assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused
     # Every pod of ours as the API server would create it now: a pod of each Deployment's
     # template (the operator; agents with the ONNX sidecar and with their own container,
-    # scaled down or not) and `helm test`'s pod.
+    # scaled down or not). `helm test`'s pod ran in the restricted namespace (above).
     pods: dict[str, dict[str, Any]] = {}
     for ns in namespaces:
         for deploy in kube.json("-n", ns, "get", "deployments")["items"]:
@@ -205,12 +303,8 @@ def test_restricted_namespaces_admit_every_pod_of_ours_and_refuse_others(
                 "apiVersion": "v1", "kind": "Pod", "metadata": meta,
                 "spec": deploy["spec"]["template"]["spec"],
             }  # fmt: skip
-    hooks = kube.helm("get", "hooks", RELEASE, "--namespace", OPERATOR_NS)
-    assert hooks.returncode == 0, hooks.stderr
-    (test_pod,) = [d for d in _yaml_docs(hooks.stdout) if d["kind"] == "Pod"]
-    pods[f"{OPERATOR_NS}/helm-test"] = test_pod
     containers = {c["name"] for pod in pods.values() for c in pod["spec"]["containers"]}
-    assert {"operator", "runner", "onnx", "agent", "readiness"} <= containers, containers
+    assert {"operator", "runner", "onnx", "agent"} <= containers, containers
     for name, pod in pods.items():
         ns = pod["metadata"].get("namespace", OPERATOR_NS)
         created = kube.kubectl("-n", ns, "create", "--dry-run=server", "-f", "-",
@@ -235,10 +329,6 @@ def _budget_remaining(pod: dict[str, Any]) -> float:
             if sample.name == "llmagents_budget_remaining_usd":
                 return float(sample.value)
     raise AssertionError(f"no llmagents_budget_remaining_usd at {url}")
-
-
-def _yaml_docs(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
 
 
 def test_helm_upgrade_rolls_everything_without_losing_spend_and_uninstall_keeps_crds(

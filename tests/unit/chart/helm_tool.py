@@ -101,8 +101,14 @@ def render(helm: str, values: dict[str, Any] | None = None, **kwargs: Any) -> li
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+def is_test_hook(doc: dict[str, Any]) -> bool:
+    """Whether ``doc`` is one of ``helm test``'s objects, which exist only while it runs."""
+    return ((doc.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook") == "test"
+
+
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
+    """The release's objects of ``kind``: ``helm test``'s hooks are not among them."""
+    return [d for d in docs if d["kind"] == kind and not is_test_hook(d)]
 
 
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:

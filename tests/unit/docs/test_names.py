@@ -58,3 +58,16 @@ def test_the_readmes_conditions_are_set_by_the_code() -> None:
     assert {"Ready", "PoolResolved", "BudgetAvailable"} <= listed
     missing = {c for c in listed if f'"{c}"' not in CODE}
     assert not missing, f"README lists conditions the code never sets: {missing}"
+
+
+# Names from outside the project that the documents quote.
+FOREIGN = {"TraceService", "CreateContainerConfigError"}
+_CAMEL = re.compile(r"`([A-Z][a-z]+(?:[A-Z][a-z0-9]+)+)`")
+CHART = "\n".join(p.read_text() for p in (ROOT / "charts").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_reason_condition_or_kind_a_document_quotes_is_in_the_code(path: Path) -> None:
+    quoted = set(_CAMEL.findall(path.read_text())) - FOREIGN
+    missing = sorted(n for n in quoted if not re.search(rf"\b{n}\b", CODE + CHART))
+    assert not missing, f"{path.name} quotes names the code does not have: {missing}"

@@ -25,7 +25,7 @@ from llmagents.errors import (
     MalformedResponse,
     ProviderTimeout,
 )
-from llmagents.providers import transport
+from llmagents.providers import egress, transport
 from llmagents.providers.openai import OpenAIAdapter
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -428,7 +428,7 @@ async def test_ssl_cert_file_adds_a_private_ca_to_the_public_ones(
     monkeypatch.setenv("SSL_CERT_FILE", str(private_ca.ca))
     assert (await adapters(server.base_url).complete(REQUEST, timeout=2.0)).text == "hi"
     # Added, not instead: certifi's authorities are still there.
-    context = transport._tls_context()
+    context = egress.tls_context()
     assert len(context.get_ca_certs()) > 100
     subject = (("commonName", "llmagents test CA"),)
     assert any(subject in ca["subject"] for ca in context.get_ca_certs())
@@ -542,7 +542,7 @@ def trusting(certificate, monkeypatch: pytest.MonkeyPatch) -> None:
     """The adapters trust this run's certificate too, as they would a proxy's or provider's
     whose authority is in the CA bundle; verification itself stays on."""
     context = ssl.create_default_context(cafile=str(certificate[0]))
-    monkeypatch.setattr(transport, "_tls_context", lambda: context)
+    monkeypatch.setattr(egress, "tls_context", lambda: context)
 
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
@@ -605,9 +605,9 @@ async def test_an_https_proxy_is_verified_before_anything_is_sent(
 
 def test_an_https_proxy_is_kept_rather_than_dropped_for_a_direct_connection(monkeypatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "https://proxy.internal:3129")
-    assert transport.env_proxy("https://api.openai.com/v1") == URL("https://proxy.internal:3129")
+    assert egress.env_proxy("https://api.openai.com/v1") == URL("https://proxy.internal:3129")
     monkeypatch.setenv("NO_PROXY", ".openai.com")
-    assert transport.env_proxy("https://api.openai.com/v1") is None
+    assert egress.env_proxy("https://api.openai.com/v1") is None
 
 
 def test_a_proxy_s_credentials_may_come_from_a_netrc(monkeypatch, tmp_path: Path) -> None:
@@ -616,7 +616,7 @@ def test_a_proxy_s_credentials_may_come_from_a_netrc(monkeypatch, tmp_path: Path
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
     monkeypatch.setenv("HTTPS_PROXY", "https://proxy.internal:3129")
-    proxy = transport.env_proxy("https://api.openai.com/v1")
+    proxy = egress.env_proxy("https://api.openai.com/v1")
     assert proxy == URL("https://user:secret@proxy.internal:3129")
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tooling import _components, _proc, node
+from tooling import _components, _node_teardown, _proc
+from tooling._node_teardown import CGROUP_FS
 from tooling._nodeconfig import (
     GATEWAY,
     POD_SUBNET,
@@ -28,7 +29,7 @@ from tooling._nodeconfig import (
     kubelet_config,
 )
 from tooling.cluster import REPO_ROOT
-from tooling.node import CGROUP_FS, missing_prerequisites
+from tooling.node import missing_prerequisites
 
 LAYOUT = NodeLayout(
     dir=Path("/state/node"), bins=Path("/bins"), ca_cert=Path("/pki/ca.crt"),
@@ -106,7 +107,7 @@ def test_cleanup_removes_the_node_cgroups_of_ended_runs_only():
     for path in (live, dead):
         (path / "runtime").mkdir(parents=True)
     try:
-        node.cleanup()
+        _node_teardown.cleanup()
         assert live.is_dir() and (live / "runtime").is_dir()
         assert not dead.exists()
     finally:
