@@ -125,8 +125,13 @@ def operator_writes(port: int) -> float:
 
 
 def reconciled_agents(port: int) -> int:
-    """How many agents the operator has reconciled (its phase gauge has one series each)."""
-    text = _http(f"http://127.0.0.1:{port}/metrics")
+    """How many agents the operator has reconciled (its phase gauge has one series each);
+    0 while its /metrics does not answer within 5 s (an operator busy with a restart's
+    burst on a loaded machine may not)."""
+    try:
+        text = _http(f"http://127.0.0.1:{port}/metrics")
+    except OSError:
+        return 0
     return sum(1 for line in text.splitlines() if line.startswith("llmagents_agent_phase{"))
 
 

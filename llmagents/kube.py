@@ -48,6 +48,8 @@ _AS_PARSED = {200: "object", 201: "object"}
 """The library's response type that leaves JSON as parsed (no model classes)."""
 APPLY_PATCH = "application/apply-patch+yaml"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+"""What a LIST accepts to receive each item's metadata alone (kind, apiVersion, metadata)."""
 
 
 class KubeError(LLMAgentsError):
@@ -135,12 +137,14 @@ class KubeClient:
         content_type: str | None = None,
         params: dict[str, str] | None = None,
         timeout: float | None = None,
+        accept: str = "application/json",
     ) -> dict[str, Any]:
-        """One request; the answer's JSON. ``timeout`` (default: the client's) bounds it all."""
+        """One request; the answer's JSON. ``timeout`` (default: the client's) bounds it all;
+        ``accept`` may ask for a JSON form of the answer such as ``METADATA_LIST``."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         what = f"{method} {path}"
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         try:

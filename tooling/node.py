@@ -72,6 +72,16 @@ class NodeError(RuntimeError):
     """The node did not start or misbehaved; the message carries the logs' tails."""
 
 
+NODE_CPU_SHARES = 8 * 1024
+"""The node's cgroup weight (v1 ``cpu.shares``). By default the subtree, which holds the
+kubelet, containerd and every pod, weighs as much as one busy process of the machine's
+own: with other jobs at load average 9 the whole node got about a tenth of the CPU, its
+operator a few percent of a core, and the operator's requests took 20-60 s to be sent and
+read, so it missed its Lease's renew deadline and restarted (docs/e2e.md). Weighted as
+eight busy processes the node gets about half of the machine at that load, as a node has
+its machine's cores; on an idle machine the weight changes nothing."""
+
+
 def missing_prerequisites() -> list[str]:
     """What this machine lacks for a real node (empty: it can run one)."""
     missing = []
@@ -227,6 +237,8 @@ class RealNode:
                 for path in (root, runtime):
                     for key in ("cpuset.cpus", "cpuset.mems"):
                         (path / key).write_text((path.parent / key).read_text())
+            if (root / "cpu.shares").is_file():
+                (root / "cpu.shares").write_text(str(NODE_CPU_SHARES))
 
     def _write_configs(self, n: NodeLayout) -> None:
         (self.dir / "containerd.toml").write_text(containerd_config(n))

@@ -23,8 +23,10 @@ after that moment is newer, and the listing is not allowed to overrule it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from llmagents.operator.cluster_api import Api
@@ -56,6 +58,29 @@ Deployment comes last so that its pod never starts before its identity, rights a
 configuration exist."""
 OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 """Label selector of every child the operator manages (the runner's ConfigMaps carry its own)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """One child as the builders want it: its key, its hash, and its manifest as compact
+    JSON. A thousand agents' manifests as dictionaries were 24 MB for the operator's whole
+    life; as JSON they take about 10, and are decoded only to be written or compared."""
+
+    key: ChildKey
+    hash: str
+    wire: bytes
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> Desired:
+        return cls(
+            child_key(manifest),
+            manifest["metadata"]["annotations"][ANNOTATION_HASH],
+            json.dumps(manifest, separators=(",", ":")).encode(),
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        manifest: dict[str, Any] = json.loads(self.wire)
+        return manifest
 
 
 def child_key(manifest: Mapping[str, Any]) -> ChildKey:
@@ -116,49 +141,59 @@ class Children:
         await asyncio.shield(self._loaded)
 
     async def _load(self) -> None:
-        listings = await asyncio.gather(*(self._list(kind) for kind in CHILD_KINDS))
-        for listed in listings:
-            for key, body in listed.items():
-                self._seen.setdefault(key, applied_hash(body))
-        logger.info("children listed: %d objects", sum(len(listed) for listed in listings))
+        counts = await asyncio.gather(*(self._load_kind(kind) for kind in CHILD_KINDS))
+        logger.info("children listed: %d objects", sum(counts))
 
-    async def _list(self, kind: str) -> dict[ChildKey, Mapping[str, Any]]:
+    async def _load_kind(self, kind: str) -> int:
+        # The hash is all that is kept of each child, so only metadata is asked for, and
+        # each page is dropped before the next is fetched: at a thousand agents, holding
+        # the whole of six listings at once was the largest part of a restart's peak memory.
+        listed = 0
+        async for key, body in self._items(kind, metadata_only=True):
+            self._seen.setdefault(key, applied_hash(body))
+            listed += 1
+        return listed
+
+    async def _items(
+        self, kind: str, *, metadata_only: bool = False
+    ) -> AsyncIterator[tuple[ChildKey, dict[str, Any]]]:
+        """Each listed child of ``kind`` with its key, page by page."""
         api_version = CHILD_KINDS[kind]
-        out: dict[ChildKey, Mapping[str, Any]] = {}
         for namespace in self._scopes:
-            async for page in self.api.list(api_version, kind, namespace=namespace, labels=OURS):
+            pages = self.api.list(
+                api_version, kind, namespace=namespace, labels=OURS, metadata_only=metadata_only
+            )
+            async for page in pages:
                 for body in page:
                     # Items of a list carry no kind and apiVersion; the manifests they are
                     # compared with do.
                     item = {**body, "kind": kind, "apiVersion": api_version}
-                    out[child_key(item)] = item
-        return out
+                    yield child_key(item), item
+                del page
 
     def _touch(self, key: ChildKey) -> None:
         self._changes += 1
         self._changed_at[key] = self._changes
 
-    def _up_to_date(self, manifest: dict[str, Any]) -> bool:
-        key = child_key(manifest)
-        wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
+    def _up_to_date(self, child: Desired) -> bool:
+        key, wanted = child.key, child.hash
         if key not in self._drifted and wanted in (self._applied.get(key), self._seen.get(key)):
             self._applied[key] = wanted
             return True
         return False
 
-    async def _write(self, manifest: dict[str, Any]) -> None:
-        key = child_key(manifest)
-        await self.api.apply(manifest)
-        self._applied[key] = manifest["metadata"]["annotations"][ANNOTATION_HASH]
-        self._drifted.discard(key)
-        self._touch(key)
+    async def _write(self, child: Desired) -> None:
+        await self.api.apply(child.manifest())
+        self._applied[child.key] = child.hash
+        self._drifted.discard(child.key)
+        self._touch(child.key)
 
-    async def apply_all(self, manifests: Iterable[dict[str, Any]]) -> None:
-        """Apply those of one agent's ``manifests`` that do not carry their hash yet (or
+    async def apply_all(self, children: Iterable[Desired]) -> None:
+        """Apply those of one agent's ``children`` that do not carry their hash yet (or
         drifted), in ``APPLY_WAVES``."""
         # Decided up front, so that a reconcile with nothing to write (most of them) costs
         # no task or gather at all.
-        stale = {m["kind"]: m for m in manifests if not self._up_to_date(m)}
+        stale = {c.key[0]: c for c in children if not self._up_to_date(c)}
         for wave in APPLY_WAVES:
             batch = [stale[kind] for kind in wave if kind in stale]
             if len(batch) == 1:
@@ -188,12 +223,19 @@ class Children:
             self._changed_at.pop(key, None)
 
     async def audit(
-        self, kind: str, desired: Mapping[ChildKey, tuple[AgentKey, Mapping[str, Any]]]
+        self, kind: str, desired: Mapping[ChildKey, tuple[AgentKey, Desired]]
     ) -> set[AgentKey]:
-        """List ``kind`` and compare with ``desired`` (child -> owner and manifest): the
+        """List ``kind`` and compare with ``desired`` (child -> owner and child): the
         agents whose children of that kind are missing, replaced or edited."""
         since = self._changes
-        listed = await self._list(kind)
+        # Compared page by page as listed: of each child only its hash is kept.
+        listed: dict[ChildKey, str | None] = {}
+        differ: set[ChildKey] = set()
+        async for key, body in self._items(kind):
+            listed[key] = applied_hash(body)
+            entry = desired.get(key)
+            if entry is not None and not is_subset(entry[1].manifest(), body):
+                differ.add(key)
 
         def stale(key: ChildKey) -> bool:
             return self._changed_at.get(key, 0) <= since
@@ -202,21 +244,19 @@ class Children:
         for key in [k for k in self._seen if k[0] == kind and k not in listed and stale(k)]:
             del self._seen[key]  # gone (or deleted with its agent): forget what was seen
             self._changed_at.pop(key, None)
-        for key, (agent, manifest) in desired.items():
+        for key, (agent, child) in desired.items():
             if not stale(key):
                 continue
-            body = listed.get(key)
-            wanted = manifest["metadata"]["annotations"][ANNOTATION_HASH]
-            if body is None or applied_hash(body) != wanted:
+            if key not in listed or listed[key] != child.hash:
                 self._applied.pop(key, None)
                 repair.add(agent)
                 logger.info("agent %s/%s: %s %s %s", *agent, kind, key[2],
-                            "is missing" if body is None else "was replaced")  # fmt: skip
-            elif not is_subset(manifest, body):
+                            "is missing" if key not in listed else "was replaced")  # fmt: skip
+            elif key in differ:
                 self._drifted.add(key)
                 repair.add(agent)
                 logger.info("agent %s/%s: %s %s drifted; repairing", *agent, kind, key[2])
-        for key, body in listed.items():
+        for key, listed_hash in listed.items():
             if stale(key) and key not in self._drifted:
-                self._seen[key] = applied_hash(body)
+                self._seen[key] = listed_hash
         return repair

@@ -25,7 +25,7 @@ from prometheus_client import Counter
 from llmagents.api.status import OPERATOR_FIELD_MANAGER
 from llmagents.events import EventExists, EventGone
 from llmagents.keys import secret_value_problem
-from llmagents.kube import MERGE_PATCH, KubeClient, KubeConflict, KubeNotFound
+from llmagents.kube import MERGE_PATCH, METADATA_LIST, KubeClient, KubeConflict, KubeNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ _PLURALS = {
 }
 
 _LIST_PAGE = 500
+_CHILD_PAGE = 250
+"""Children listed per request: a page of whole Deployments is a few MB of JSON, and the
+operator holds one page per kind at a time, parsed, beside the raw answer."""
 
 
 def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
@@ -71,9 +74,16 @@ class Api(Protocol):
         ...
 
     def list(
-        self, api_version: str, kind: str, *, namespace: str | None, labels: str
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None,
+        labels: str,
+        metadata_only: bool = False,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Objects of ``kind`` matching the label selector, page by page."""
+        """Objects of ``kind`` matching the label selector, page by page; with
+        ``metadata_only``, each item's ``metadata`` alone."""
         ...
 
     async def secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
@@ -104,15 +114,25 @@ class ClusterApi:
                                   validate=False)  # fmt: skip
 
     async def list(
-        self, api_version: str, kind: str, *, namespace: str | None, labels: str
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None,
+        labels: str,
+        metadata_only: bool = False,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        query = {"labelSelector": labels, "limit": str(_LIST_PAGE)}
+        query = {"labelSelector": labels, "limit": str(_CHILD_PAGE)}
         path = collection_path(api_version, kind, namespace)
+        accept = METADATA_LIST if metadata_only else "application/json"
         while True:
             async with self._slots:
-                body = await self.kube.request("GET", path, params=query)
-            yield body.get("items") or []
+                body = await self.kube.request("GET", path, params=query, accept=accept)
+            items = body.get("items") or []
             token = (body.get("metadata") or {}).get("continue")
+            del body
+            yield items
+            del items  # not kept alive while the next page is fetched
             if not token:
                 return
             query["continue"] = token

@@ -33,6 +33,7 @@ from llmagents.operator.cluster_api import ApiEventSink, ClusterApi
 from llmagents.operator.events import CONTROLLER, OperatorEvents
 from llmagents.operator.metrics import default_gauges
 from llmagents.operator.objects import AgentKey, PoolKey
+from llmagents.operator.ownership import status_applies
 from llmagents.operator.reconcile import RESYNC_SECONDS, Reconciler
 from llmagents.operator.settings import LABEL_MANAGED_BY, MANAGED_BY, OperatorSettings
 
@@ -84,15 +85,24 @@ class KopfViews:
         )  # fmt: skip
 
 
+_META = ("namespace", "name", "uid", "generation", "creationTimestamp")
+"""The metadata the reconciler reads (objects.AgentObject, objects.PoolObject)."""
+
+
 def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the reconciler reads of an object. The parts are the raw dictionaries parsed
-    from one watch event, which kopf never changes afterwards, so they are kept, not copied
-    (copying every event of a thousand agents costs more CPU than the rest of a reconcile)."""
-    return {
-        "metadata": body.get("metadata") or {},
-        "spec": body.get("spec") or {},
-        "status": body.get("status") or {},
-    }
+    """What the reconciler reads of an object, kept by the index for the object's life.
+
+    Spec and status are the raw dictionaries parsed from one watch event, which kopf never
+    changes afterwards, so they are kept, not copied (copying every event of a thousand
+    agents costs more CPU than the rest of a reconcile). Of the metadata only what is read
+    is kept; ``managedFields`` (every writer's field tree) cut down to what ownership reads.
+    """
+    meta = body.get("metadata") or {}
+    slim = {key: meta[key] for key in _META if key in meta}
+    managed = status_applies(meta.get("managedFields"))
+    if managed is not None:
+        slim["managedFields"] = managed
+    return {"metadata": slim, "spec": body.get("spec") or {}, "status": body.get("status") or {}}
 
 
 @dataclass(slots=True)
@@ -179,6 +189,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             events=OperatorEvents(state.events),
             gauges=default_gauges(),
         )
+        state.reconciler.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

@@ -10,9 +10,20 @@ A leader that has not renewed for ``renew_deadline`` seconds stops leading, and 
 exits so that it restarts as a candidate. The deadline is shorter than the Lease's duration,
 so the old leader has stopped before a standby may take over; it is enforced around the
 renewal itself, so a call that hangs (an API server that accepts the connection and never
-answers) cannot keep a leader leading past it. Each Lease call also has its own request
-timeout, shorter than the deadline, so that one hung call leaves time for another try.
-On a clean shutdown the leader releases the Lease for a fast handover.
+answers) cannot keep a leader leading past it.
+
+The deadline counts from when the last successful renewal was sent (the new renew time
+landed no earlier), not from its answer, so however late an answer arrives the old leader
+stops at least ``lease_seconds - renew_deadline`` before a standby may lead.
+
+A renewal is one request, as client-go's fast path does it: the leader writes back the
+Lease as its own last write returned it, with a new renew time (the resourceVersion in it
+makes the write fail if anyone wrote since; then it reads the Lease and writes again). And
+a renewal's requests may take until the deadline: an API server starved of CPU that
+answers in 6 s is slow, not gone, and giving up on each answer after a shorter request
+timeout (5 s, as renewals did, for a GET and then a PUT) would turn it into a lost Lease
+and an operator restart. Candidates, which wait anyway, and the release keep the short
+``request_timeout``. On a clean shutdown the leader releases the Lease for a fast handover.
 
 The renewals are the only writes of a converged operator (one per ``renew_seconds``).
 """
@@ -20,6 +31,7 @@ The renewals are the only writes of a converged operator (one per ``renew_second
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -72,13 +84,14 @@ class LeaseElector:
         self.leading = False
         self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         self._observed: tuple[Any, float] | None = None  # (record, loop time seen)
+        self._held: dict[str, Any] | None = None  # the Lease as this leader's last write left it
 
     async def acquire(self) -> None:
         """Return once this identity holds the Lease."""
         logger.info("waiting to lead: Lease %s/%s as %s", self.namespace, self.name, self.identity)
         while True:
             try:
-                if await self._try_acquire_or_renew():
+                if await self._try_acquire_or_renew(self.request_timeout):
                     break
             except KubeError as exc:
                 logger.warning("acquiring Lease %s/%s failed: %s", self.namespace, self.name, exc)
@@ -96,18 +109,26 @@ class LeaseElector:
             await asyncio.sleep(wait)
             deadline = last_renewed + self.renew_deadline
             renewed = False
+            # The Lease's new renew time landed no earlier than this: standbys cannot take
+            # over before it plus the Lease's duration, whenever the answer comes back.
+            started = loop.time()
             try:
                 async with asyncio.timeout_at(deadline):
-                    renewed = await self._try_acquire_or_renew()
+                    renewed = await self._renew(deadline)
             except TimeoutError:
                 pass
             except KubeError as exc:
                 logger.warning("renewing Lease %s/%s failed: %s", self.namespace, self.name, exc)
             now = loop.time()
             if renewed:
-                last_renewed, wait = now, self.renew_seconds
+                if now - started > self.request_timeout:  # a candidate would have given up
+                    logger.info("renewed Lease %s/%s; the API server took %.1fs to answer",
+                                self.namespace, self.name, now - started)  # fmt: skip
+                last_renewed = started
+                wait = max(last_renewed + self.renew_seconds - now, 0.0)
             elif now >= deadline:
                 self.leading = False
+                self._held = None
                 raise LeadershipLost(
                     f"Lease {self.namespace}/{self.name} not renewed for "
                     f"{now - last_renewed:.1f}s (deadline {self.renew_deadline:g}s)"
@@ -120,6 +141,7 @@ class LeaseElector:
         if not self.leading:
             return
         self.leading = False
+        self._held = None
         try:
             lease = await self._call("GET", self._path)
             spec = lease.setdefault("spec", {})
@@ -131,15 +153,36 @@ class LeaseElector:
         except KubeError as exc:
             logger.warning("releasing Lease %s/%s failed: %s", self.namespace, self.name, exc)
 
-    async def _call(self, method: str, path: str, *, body: Any = None) -> dict[str, Any]:
-        return await self.kube.request(method, path, body=body, timeout=self.request_timeout)
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        return await self.kube.request(
+            method, path, body=body, timeout=timeout or self.request_timeout
+        )
 
-    async def _try_acquire_or_renew(self) -> bool:
+    async def _renew(self, deadline: float) -> bool:
+        """One renewal by the leader, its requests bounded by the deadline only."""
+        loop = asyncio.get_running_loop()
+
+        def left() -> float:
+            return max(deadline - loop.time(), 0.001)
+
+        if self._held is not None:
+            lease = copy.deepcopy(self._held)
+            lease.setdefault("spec", {})["renewTime"] = _micro_now()
+            try:
+                self._held = await self._call("PUT", self._path, body=lease, timeout=left())
+                return True
+            except (KubeConflict, KubeNotFound):  # written or deleted since: read it first
+                self._held = None
+        return await self._try_acquire_or_renew(left())
+
+    async def _try_acquire_or_renew(self, timeout: float) -> bool:
         now = _micro_now()
         try:
-            lease = await self._call("GET", self._path)
+            lease = await self._call("GET", self._path, timeout=timeout)
         except KubeNotFound:
-            return await self._create(now)
+            return await self._create(now, timeout)
         spec = lease.setdefault("spec", {})
         record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
         seen_at = asyncio.get_running_loop().time()
@@ -156,13 +199,13 @@ class LeaseElector:
         spec["holderIdentity"] = self.identity
         spec["leaseDurationSeconds"] = self.lease_seconds
         spec["renewTime"] = now
-        try:
-            await self._call("PUT", self._path, body=lease)  # carries the resourceVersion
+        try:  # carries the resourceVersion
+            self._held = await self._call("PUT", self._path, body=lease, timeout=timeout)
         except KubeConflict:  # someone else changed it first
             return False
         return True
 
-    async def _create(self, now: str) -> bool:
+    async def _create(self, now: str, timeout: float) -> bool:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -171,7 +214,9 @@ class LeaseElector:
                      "acquireTime": now, "renewTime": now, "leaseTransitions": 0},
         }  # fmt: skip
         try:
-            await self._call("POST", self._path.rsplit("/", 1)[0], body=body)
+            self._held = await self._call(
+                "POST", self._path.rsplit("/", 1)[0], body=body, timeout=timeout
+            )
         except KubeConflict:
             return False
         return True

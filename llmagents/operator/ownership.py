@@ -50,6 +50,29 @@ def applied_conditions(
     return frozenset(types)
 
 
+def status_applies(
+    managed_fields: Sequence[Mapping[str, Any]] | None, manager: str = OPERATOR_FIELD_MANAGER
+) -> list[dict[str, Any]] | None:
+    """Of ``managedFields``, what ``applied_conditions`` reads for ``manager``: its status
+    applies, each cut down to the keys of its conditions. The same answer from a few
+    hundred bytes instead of every writer's whole field tree (for an agent, about two
+    thirds of what its parsed object holds), which is what the operator keeps per object."""
+    if managed_fields is None:
+        return None
+    kept: list[dict[str, Any]] = []
+    for entry in managed_fields:
+        if (entry.get("manager"), entry.get("operation"), entry.get("subresource")) != (
+            manager, "Apply", "status"
+        ):  # fmt: skip
+            continue
+        items = ((entry.get("fieldsV1") or {}).get("f:status") or {}).get("f:conditions") or {}
+        kept.append({
+            "manager": manager, "operation": "Apply", "subresource": "status",
+            "fieldsV1": {"f:status": {"f:conditions": dict.fromkeys(items)}},
+        })  # fmt: skip
+    return kept
+
+
 def own_conditions(
     conditions: list[Condition] | None,
     managed_fields: Sequence[Mapping[str, Any]] | None,

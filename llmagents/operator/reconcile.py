@@ -20,6 +20,7 @@ triggers of one agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -36,6 +37,7 @@ from llmagents.operator.children import (
     CHILD_KINDS,
     ChildKey,
     Children,
+    Desired,
     child_key,
     is_subset,
     owner,
@@ -97,8 +99,8 @@ class Reconciler:
         self.resync_seconds = resync_seconds
         self.children = Children(api, namespaces=namespaces)
         self._locks: dict[AgentKey, asyncio.Lock] = {}
-        # Per agent: the inputs its manifests were built from, and the manifests.
-        self._built: dict[AgentKey, tuple[tuple[Any, ...], dict[ChildKey, dict[str, Any]]]] = {}
+        # Per agent: the inputs its children were built from, and the children.
+        self._built: dict[AgentKey, tuple[tuple[Any, ...], dict[ChildKey, Desired]]] = {}
         self.secrets = SecretKeys(api.secret_keys, ttl=secret_ttl)
         self.statuses = StatusWrites(api)
         self._failures: dict[AgentKey, int] = {}
@@ -109,6 +111,21 @@ class Reconciler:
         self._pools = Scheduler(self._scheduled_pool)
         self._resyncs = Scheduler(self._scheduled_resync)
         self._resyncing = False
+        self._preload: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """List the children now, while kopf lists the agents, instead of when the first
+        reconcile needs them: after a restart that is every agent at once, each waiting
+        for the listing while holding its objects. A failed listing is tried again by the
+        first reconcile."""
+        self._preload = asyncio.create_task(self._preload_children())
+
+    async def _preload_children(self) -> None:
+        try:
+            await self._children_known()
+        except Exception as exc:
+            logger.warning("listing the children failed, retrying on the first reconcile: %s",
+                           exc)  # fmt: skip
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -147,9 +164,9 @@ class Reconciler:
             self.gauges.observe(agent.namespace, agent.name, verdict.phase,
                                 agent.status.last_checkpoint)  # fmt: skip
         if verdict.replicas is not None and pool is not None:
-            manifests = self._build(agent, pool, verdict.replicas)
+            desired = self._build(agent, pool, verdict.replicas)
             await self._children_known()
-            await self.children.apply_all(manifests.values())
+            await self.children.apply_all(desired.values())
         await self._write_agent_status(agent, pool, verdict, now)
         if resolution.reason in SECRET_REASONS:
             return SECRET_RETRY
@@ -157,15 +174,15 @@ class Reconciler:
 
     def _build(
         self, agent: AgentObject, pool: PoolObject, replicas: int
-    ) -> dict[ChildKey, dict[str, Any]]:
+    ) -> dict[ChildKey, Desired]:
         # Most events (runner reports, children's status) change nothing the manifests
         # depend on; building them is the costliest step of a reconcile, so reuse them.
         inputs = (agent.uid, agent.generation, pool.uid, pool.generation, replicas)
         cached = self._built.get(agent.key)
         if cached is not None and cached[0] == inputs:
             return cached[1]
-        manifests = children(agent, pool, self.settings, replicas=replicas)
-        desired = {child_key(m): m for m in manifests}
+        built = (Desired.of(m) for m in children(agent, pool, self.settings, replicas=replicas))
+        desired = {child.key: child for child in built}
         self._built[agent.key] = (inputs, desired)
         return desired
 
@@ -225,10 +242,10 @@ class Reconciler:
     async def _scheduled_resync(self, key: Hashable) -> None:
         kind = cast(str, key)
         desired = {
-            child: (agent, manifest)
-            for agent, (_, manifests) in self._built.items()
-            for child, manifest in manifests.items()
-            if child[0] == kind
+            key: (agent, child)
+            for agent, (_, built) in self._built.items()
+            for key, child in built.items()
+            if key[0] == kind
         }
         try:
             repair = await self.children.audit(kind, desired)
@@ -255,7 +272,7 @@ class Reconciler:
         if agent not in self._built:
             await self.reconcile_agent(agent)
         desired = self._built[agent][1].get(key) if agent in self._built else None
-        if desired is not None and not is_subset(desired, body):
+        if desired is not None and not is_subset(desired.manifest(), body):
             logger.info("agent %s/%s: %s %s drifted; repairing", *agent, key[0], key[2])
             self.children.drifted(key)
             await self.reconcile_agent(agent)
@@ -320,6 +337,10 @@ class Reconciler:
             self._pools.schedule(pool, 5.0)
 
     async def close(self) -> None:
+        if self._preload is not None:
+            self._preload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._preload
         await self._agents.close()
         await self._pools.close()
         await self._resyncs.close()

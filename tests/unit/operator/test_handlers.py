@@ -8,7 +8,15 @@ from typing import Any
 import kopf
 import pytest
 
-from llmagents.operator.handlers import KopfViews, OperatorState, configure_kopf, register
+from llmagents.operator.handlers import (
+    KopfViews,
+    OperatorState,
+    _snapshot,
+    configure_kopf,
+    register,
+)
+from llmagents.operator.objects import AgentObject
+from llmagents.operator.ownership import applied_conditions
 from llmagents.operator.settings import OperatorSettings
 
 
@@ -66,3 +74,28 @@ def test_views_read_the_one_object_each_index_key_holds():
     assert views.agent(("ns", "a"))["metadata"] == {"name": "a"}
     assert views.pool(("ns", "pool")) is None
     assert views.agents_of_pool(("ns", "pool")) == [("ns", "a"), ("ns", "b")]
+
+
+def test_the_index_keeps_what_the_reconciler_reads_and_not_every_writer_s_field_tree():
+    managed = [
+        {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {"f:poolRef": {}}}},
+        {"manager": "llmagents-operator", "operation": "Apply", "subresource": "status",
+         "fieldsV1": {"f:status": {"f:phase": {}, "f:conditions": {
+             'k:{"type":"Ready"}': {".": {}, "f:status": {}}}}}},
+        {"manager": "llmagents-runner", "operation": "Apply", "subresource": "status",
+         "fieldsV1": {"f:status": {"f:conditions": {'k:{"type":"CheckpointTooLarge"}': {}}}}},
+    ]  # fmt: skip
+    meta = {"namespace": "ns", "name": "a", "uid": "u", "generation": 3,
+            "creationTimestamp": "2030-01-01T00:00:00Z", "resourceVersion": "7",
+            "labels": {"x": "y"}, "annotations": {"big": "x" * 1000}, "managedFields": managed}  # fmt: skip
+    body = {"metadata": meta, "spec": {"poolRef": {"name": "p"}}, "status": {"phase": "Running"}}
+    kept = _snapshot(body)
+    assert set(kept["metadata"]) == {
+        "namespace", "name", "uid", "generation", "creationTimestamp", "managedFields"
+    }  # fmt: skip
+    assert kept["spec"] is body["spec"] and kept["status"] is body["status"]
+    whole, slim = AgentObject.from_body(body), AgentObject.from_body(kept)
+    assert (slim.namespace, slim.name, slim.uid, slim.generation, slim.created) == (
+        whole.namespace, whole.name, whole.uid, whole.generation, whole.created
+    )  # fmt: skip
+    assert applied_conditions(kept["metadata"]["managedFields"], "llmagents-operator") == {"Ready"}

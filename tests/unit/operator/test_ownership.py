@@ -6,7 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from llmagents.api.status import Condition, ConditionStatus, OperatorAgentStatus, Phase
-from llmagents.operator.ownership import applied_conditions, own_conditions, status_fingerprint
+from llmagents.operator.ownership import (
+    applied_conditions,
+    own_conditions,
+    status_applies,
+    status_fingerprint,
+)
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 T1 = datetime(2030, 1, 2, tzinfo=UTC)
@@ -65,6 +70,15 @@ def test_ownership_is_unknown_without_managed_fields_and_all_live_conditions_the
 def test_the_runner_s_conditions_are_left_out_of_the_operator_s_share():
     live = [_cond("Ready"), _cond("CheckpointTooLarge"), _cond("PriceUnknown")]
     assert [c.type for c in own_conditions(live, MANAGED) or []] == ["Ready", "PriceUnknown"]
+
+
+def test_what_is_kept_of_managed_fields_tells_the_operator_s_conditions_as_the_whole_did():
+    slim = status_applies(MANAGED)
+    assert applied_conditions(slim, "llmagents-operator") == {"Ready", "PriceUnknown"}
+    assert applied_conditions(slim, "llmagents-runner") == frozenset()  # not kept
+    assert status_applies(None) is None
+    assert applied_conditions(status_applies([]), "llmagents-operator") == frozenset()
+    assert len(str(slim)) < len(str(MANAGED)) / 2
 
 
 def test_a_malformed_entry_key_is_skipped_not_fatal():

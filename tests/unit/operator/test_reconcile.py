@@ -87,20 +87,30 @@ class Store:
         managed.append({"manager": manager, "operation": "Apply", "subresource": "status",
                         "fieldsV1": {"f:status": {"f:conditions": items}}})  # fmt: skip
 
-    async def list(self, api_version: str, kind: str, *, namespace: str | None, labels: str):
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None,
+        labels: str,
+        metadata_only: bool = False,
+    ):
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("API server unavailable")
         self.lists.append(kind)
         selector = dict(term.split("=") for term in labels.split(","))
         # Like the API server's, the items carry no kind and apiVersion.
+        fields = ("metadata",) if metadata_only else None
         yield [
-            {f: copy.deepcopy(v) for f, v in body.items() if f not in ("kind", "apiVersion")}
+            {f: copy.deepcopy(v) for f, v in body.items()
+             if f not in ("kind", "apiVersion") and (fields is None or f in fields)}
             for (k, ns, _), body in self.objects.items()
             if k == kind
             and namespace in (None, ns)
             and selector.items() <= (body["metadata"].get("labels") or {}).items()
-        ]
+        ]  # fmt: skip
 
     async def secret_keys(self, namespace: str, name: str) -> dict[str, str | None] | None:
         self.secret_reads += 1
