@@ -226,16 +226,20 @@ def completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
+def _usage_data(usage: Usage) -> dict[str, Any]:
+    """``wire.CompletionUsage`` as plain data: a whole answer writes it as it is, a stream's
+    last chunk validates it into the model."""
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
 def usage_of(usage: Usage) -> wire.CompletionUsage:
-    return wire.CompletionUsage(
-        prompt_tokens=usage.input_tokens,
-        completion_tokens=usage.output_tokens,
-        total_tokens=usage.total_tokens,
-        prompt_tokens_details=wire.PromptTokensDetails(cached_tokens=usage.cached_input_tokens),
-        completion_tokens_details=wire.CompletionTokensDetails(
-            reasoning_tokens=usage.reasoning_tokens
-        ),
-    )
+    return wire.CompletionUsage.model_validate(_usage_data(usage))
 
 
 def completion(answer: ChatResponse, *, cid: str) -> bytes:
@@ -246,7 +250,6 @@ def completion(answer: ChatResponse, *, cid: str) -> bytes:
         {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
         for c in answer.tool_calls
     ]
-    usage = answer.usage
     message = {
         "role": "assistant",
         "content": answer.text if answer.text or not calls else None,
@@ -262,13 +265,7 @@ def completion(answer: ChatResponse, *, cid: str) -> bytes:
         "model": answer.model,
         "choices": [{"index": 0, "message": message, "logprobs": None,
                      "finish_reason": answer.finish_reason or "stop"}],
-        "usage": {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        },
+        "usage": _usage_data(answer.usage),
         "system_fingerprint": None,
     })  # fmt: skip
 
