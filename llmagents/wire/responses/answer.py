@@ -21,10 +21,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
 
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+"""Where an output item stands, as the Responses API says it."""
+
+
 class OutputMessage(WireModel):
     type: Literal["message"] = "message"
     id: str
-    status: Literal["in_progress", "completed", "incomplete"]
+    status: ItemStatus
     role: Literal["assistant"] = "assistant"
     content: list[OutputText]
 
@@ -35,7 +39,7 @@ class OutputFunctionCall(WireModel):
     call_id: str
     name: str
     arguments: str
-    status: Literal["in_progress", "completed", "incomplete"]
+    status: ItemStatus
 
 
 class OutputCustomToolCall(WireModel):
@@ -44,7 +48,7 @@ class OutputCustomToolCall(WireModel):
     call_id: str
     name: str
     input: str
-    status: Literal["in_progress", "completed", "incomplete"]
+    status: ItemStatus
 
 
 class SummaryText(WireModel):
@@ -58,7 +62,7 @@ class OutputReasoning(WireModel):
     type: Literal["reasoning"] = "reasoning"
     id: str
     summary: list[SummaryText]
-    status: Literal["in_progress", "completed", "incomplete"]
+    status: ItemStatus
     encrypted_content: str | None = None
     """Only when the request's ``include`` asks for ``reasoning.encrypted_content``."""
 
